@@ -1,0 +1,150 @@
+// The typed configuration model: what the rest of wsgate reads.
+//
+// A config file is lexed, parsed and validated once (src/config/load.ts) into a `Config`.
+// Nothing downstream re-parses directive strings. A `Config` is immutable after loading, so a
+// reload can build a new one and swap it atomically while live tunnels keep the objects they
+// were started with.
+
+/** Where a directive came from, for `file:line: message` errors and log lines. */
+export interface SourceRef {
+  readonly file: string;
+  readonly line: number;
+}
+
+/** Durations are always milliseconds in the model; 0 means "no limit" where documented. */
+export type Millis = number;
+
+/**
+ * Which `Upgrade` values a route lets through (the `upgrade=` key, REFERENCE §2 and §3).
+ * - `tokens`: allowed protocol tokens, lower-cased. ws:// and wss:// default to ["websocket"];
+ *   http:// and https:// default to [] (no upgrade: `Upgrade` is removed as hop-by-hop).
+ * - `any`: `upgrade=ANY` (or `*`): whatever the client asks for.
+ * - `none`: `upgrade=NONE`: the header check is skipped; every request is forwarded as a
+ *   WebSocket upgrade and tunnelled (the documented behaviour).
+ */
+export type UpgradePolicy =
+  | { readonly kind: 'tokens'; readonly tokens: readonly string[] }
+  | { readonly kind: 'any' }
+  | { readonly kind: 'none' };
+
+export type BackendScheme = 'ws' | 'wss' | 'http' | 'https';
+
+/**
+ * The network endpoint behind one or more routes: scheme, host and port. Counters and the
+ * keep-alive pool live per origin at run time (src/upstream), so two ProxyPass lines to the
+ * same backend share them.
+ */
+export interface Origin {
+  /** `http:` for ws:// and http://, `https:` for wss:// and https://. */
+  readonly tls: boolean;
+  /** Host name or IP literal as written (IPv6 without brackets). */
+  readonly host: string;
+  readonly port: number;
+  /** `host[:port]` as sent in `Host` when ProxyPreserveHost is Off: port omitted when it is the scheme's default; IPv6 bracketed. */
+  readonly hostHeader: string;
+  /** Stable key: `http://host:port` or `https://host:port`. */
+  readonly key: string;
+}
+
+/** One ProxyPass target with its key=value parameters resolved against the server defaults. */
+export interface Backend {
+  /** The URL exactly as configured (for logs), e.g. `ws://127.0.0.1:9000/chat/`. */
+  readonly url: string;
+  readonly scheme: BackendScheme;
+  readonly origin: Origin;
+  /** The target URL's path (`/` when the URL had none... see `pathWasEmpty`). Never includes a query. */
+  readonly path: string;
+  /** True when the URL had no path at all (`ws://h:1`), so Apache would glue the rest straight onto the authority. */
+  readonly pathWasEmpty: boolean;
+  readonly upgrade: UpgradePolicy;
+  /** Bounds the TCP (and later TLS) connect: `connectiontimeout=`, else `timeout=`, else ProxyTimeout, else Timeout. */
+  readonly connectTimeoutMs: Millis;
+  /** Bounds the wait for the backend's answer head: `timeout=`, else ProxyTimeout, else Timeout. */
+  readonly responseTimeoutMs: Millis;
+  /** `keepalive=On`: SO_KEEPALIVE on the backend socket. wsgate turns TCP keepalive on for tunnels anyway; this also applies it to pooled HTTP connections. */
+  readonly keepalive: boolean;
+  /** `retry=` in ms (only meaningful for balancer members; kept for them). Default 60 s. */
+  readonly retryMs: Millis;
+  /** `max=`: most concurrent connections (tunnels + in-flight requests) to this backend; 0 = no limit. */
+  readonly max: number;
+  /** `nocanon`: forward the raw path and query instead of the normalised one. */
+  readonly nocanon: boolean;
+  readonly source: SourceRef;
+}
+
+export type RouteMatch =
+  | { readonly kind: 'prefix'; readonly prefix: string }
+  | { readonly kind: 'regex'; readonly regex: RegExp; readonly pattern: string };
+
+/** One ProxyPass / ProxyPassMatch line (server level or inside a <Location>/<LocationMatch>). */
+export interface Route {
+  readonly match: RouteMatch;
+  /** `ProxyPass path !`: a match means "do not proxy". */
+  readonly exclude: boolean;
+  /** Undefined exactly when `exclude` is true. For ProxyPassMatch the backend's url/path may hold `$1`…`$9`. */
+  readonly backend?: Backend;
+  /** The raw target URL for ProxyPassMatch substitution (contains `$N`), else undefined. */
+  readonly regexTarget?: string;
+  /** True when it came from a <Location>/<LocationMatch> section (tried before server-level rules). */
+  readonly fromLocation: boolean;
+  readonly source: SourceRef;
+}
+
+/** Per-server settings: the main server's values, overridden per <VirtualHost>. */
+export interface ServerSettings {
+  /** `Timeout` (default 60 s). */
+  readonly timeoutMs: Millis;
+  /** `ProxyTimeout` (default: Timeout). */
+  readonly proxyTimeoutMs: Millis;
+  readonly preserveHost: boolean;
+  readonly addHeaders: boolean;
+  /** `ProxyWebsocketIdleTimeout` (default 0: no limit). */
+  readonly websocketIdleTimeoutMs: Millis;
+  /** `ProxyWebsocketFallbackToProxyHttp` (default On). */
+  readonly websocketFallbackToProxyHttp: boolean;
+  /** `ProxyWebsocketAsync` / `ProxyWebsocketAsyncDelay`: accepted and validated; no effect (wsgate is always event-driven). */
+  readonly websocketAsync: boolean;
+  readonly websocketAsyncDelayMs: Millis;
+}
+
+export interface ListenAddress {
+  /** Undefined means every address. */
+  readonly host?: string;
+  readonly port: number;
+  readonly protocol: 'http' | 'https';
+  readonly source: SourceRef;
+}
+
+/** `<VirtualHost addr:port …>` address; host `*` matches any local address, port `*` any port. */
+export interface VirtualHostAddress {
+  readonly host: string;
+  readonly port: number | '*';
+}
+
+export interface VirtualHost {
+  /** Empty for the main server (the top level of the config). */
+  readonly addresses: readonly VirtualHostAddress[];
+  readonly serverName?: string;
+  /** Lower-cased names; may contain `*` and `?` wildcards as Apache's ServerAlias. */
+  readonly serverAliases: readonly string[];
+  /** All routes in the order they are tried: <Location> routes first (config order), then server-level ones (the main server's inherited ones first, as Apache's merge does). */
+  readonly routes: readonly Route[];
+  readonly settings: ServerSettings;
+  readonly source: SourceRef;
+}
+
+export interface Config {
+  /** The files read, in order (the main file first, then includes). */
+  readonly files: readonly string[];
+  readonly listen: readonly ListenAddress[];
+  /** The top-level server: serves requests on a Listen that no <VirtualHost> covers. */
+  readonly mainServer: VirtualHost;
+  readonly virtualHosts: readonly VirtualHost[];
+  /** Every distinct backend origin, for counters and pools. */
+  readonly origins: readonly Origin[];
+  /** Notices produced while loading (ignored directives, testing-only options), each `file:line: text`. */
+  readonly notices: readonly string[];
+}
+
+export const DEFAULT_TIMEOUT_MS = 60_000;
+export const DEFAULT_RETRY_MS = 60_000;
