@@ -1,0 +1,166 @@
+// The gateway: one running wsgate. It owns the listeners, the config in force, the per-origin
+// state and the registry of live tunnels, and it stops all of them cleanly.
+
+import * as net from 'node:net';
+import * as os from 'node:os';
+import type { Backend, Config, ListenAddress, Route, VirtualHost } from './config/model';
+import { buildErrorResponse } from './http/forward';
+import { ClientConnection, type ConnectionHost } from './listeners/http1';
+import { createLogger, type Logger } from './observe/log';
+import { Tunnel } from './tunnel/tunnel';
+import { OriginRegistry, type OriginState } from './upstream/origins';
+
+/** A live tunnel with what it belongs to, as kept in the registry. */
+export interface TunnelRecord {
+  readonly tunnel: Tunnel;
+  readonly clientIp: string;
+  readonly vhost: VirtualHost;
+  readonly route: Route;
+  readonly backend: Backend;
+}
+
+export interface BoundListener {
+  readonly listen: ListenAddress;
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface GatewayOptions {
+  log?: Logger;
+}
+
+export class Gateway implements ConnectionHost {
+  /** The config in force. Swapping it (a later reload) affects new requests only. */
+  config: Config;
+  readonly log: Logger;
+  readonly origins = new OriginRegistry();
+  /** Live tunnels; a reload, drain or status page walks this. */
+  readonly tunnels = new Map<Tunnel, TunnelRecord>();
+  private readonly connections = new Set<ClientConnection>();
+  private readonly servers: { server: net.Server; listen: ListenAddress }[] = [];
+  private stopping = false;
+  private readonly hostName = os.hostname();
+
+  constructor(config: Config, options: GatewayOptions = {}) {
+    this.config = config;
+    this.log = options.log ?? createLogger();
+  }
+
+  /** Binds every Listen address; rejects (after closing what was bound) if one fails. */
+  async start(): Promise<BoundListener[]> {
+    try {
+      for (const listen of this.config.listen) {
+        const server = net.createServer({ allowHalfOpen: true, noDelay: true });
+        server.on('connection', (socket) => this.accept(socket, listen));
+        server.on('error', (err) => this.log.error('listener error', { listen: describe(listen), reason: err.message }));
+        await new Promise<void>((resolve, reject) => {
+          const onError = (err: Error): void => reject(new Error(`cannot listen on ${describe(listen)}: ${err.message}`));
+          server.once('error', onError);
+          server.listen({ host: listen.host, port: listen.port }, () => {
+            server.removeListener('error', onError);
+            resolve();
+          });
+        });
+        this.servers.push({ server, listen });
+      }
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+    const bound = this.addresses();
+    for (const b of bound) this.log.info('listening', { address: `${b.address}:${b.port}` });
+    return bound;
+  }
+
+  addresses(): BoundListener[] {
+    return this.servers.map(({ server, listen }) => {
+      const a = server.address() as net.AddressInfo;
+      return { listen, address: a.address, port: a.port };
+    });
+  }
+
+  /** Stops listening, closes every connection and tunnel, and empties the pools. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const closing = this.servers.splice(0).map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
+    for (const conn of [...this.connections]) conn.destroy();
+    for (const t of [...this.tunnels.keys()]) t.close('shutdown');
+    this.origins.closeIdle();
+    await Promise.all(closing);
+  }
+
+  private accept(socket: net.Socket, listen: ListenAddress): void {
+    if (this.stopping) {
+      socket.destroy();
+      return;
+    }
+    this.connections.add(new ClientConnection(this, listen, socket));
+  }
+
+  /** Client connections still speaking HTTP (not yet tunnels). */
+  openConnections(): number {
+    return this.connections.size;
+  }
+
+  connectionClosed(conn: ClientConnection): void {
+    this.connections.delete(conn);
+  }
+
+  serverName(vhost: VirtualHost): string {
+    return vhost.serverName ?? this.config.mainServer.serverName ?? this.hostName;
+  }
+
+  respondError(socket: net.Socket, status: number, keepAlive: boolean, extraHeaders = ''): void {
+    if (!socket.writable) return;
+    socket.write(buildErrorResponse(status, keepAlive, extraHeaders));
+    if (!keepAlive) socket.destroySoon();
+  }
+
+  startTunnel(
+    client: net.Socket,
+    backend: net.Socket,
+    vhost: VirtualHost,
+    route: Route,
+    target: Backend,
+    origin: OriginState,
+    clientEarly: Buffer | undefined,
+    backendEarly: Buffer | undefined,
+  ): void {
+    const ip = client.remoteAddress ?? '';
+    const tunnel = new Tunnel(client, backend, {
+      idleTimeoutMs: vhost.settings.websocketIdleTimeoutMs,
+      onClose: (t) => this.tunnelClosed(t, origin),
+    });
+    this.tunnels.set(tunnel, { tunnel, clientIp: ip.startsWith('::ffff:') ? ip.slice(7) : ip, vhost, route, backend: target });
+    origin.counters.openTunnels++;
+    origin.counters.tunnels++;
+    tunnel.start(clientEarly, backendEarly);
+    if (this.stopping) tunnel.close('shutdown');
+  }
+
+  private tunnelClosed(t: Tunnel, origin: OriginState): void {
+    const rec = this.tunnels.get(t);
+    this.tunnels.delete(t);
+    origin.counters.openTunnels--;
+    origin.counters.bytesUp += t.bytesUp;
+    origin.counters.bytesDown += t.bytesDown;
+    if (this.log.enabled('debug') || (t.closeReason !== 'closed' && t.closeReason !== 'shutdown')) {
+      const fields = {
+        tunnel: t.id,
+        reason: t.closeReason,
+        detail: t.closeDetail,
+        client: rec?.clientIp,
+        backend: rec?.backend.url,
+        up: t.bytesUp,
+        down: t.bytesDown,
+        ms: t.endedAt - t.startedAt,
+      };
+      if (t.closeReason === 'idle-timeout' || t.closeReason === 'closed' || t.closeReason === 'shutdown') this.log.debug('tunnel closed', fields);
+      else this.log.info('tunnel closed', fields);
+    }
+  }
+}
+
+function describe(l: ListenAddress): string {
+  return `${l.host ?? '*'}:${l.port}`;
+}

@@ -1,0 +1,208 @@
+// An HTTP/1.1 client connection on a Listen port: reads request heads, routes each request and
+// runs one Exchange at a time (pipelined requests wait their turn), until the connection closes
+// or a request becomes a tunnel.
+
+import type { Socket } from 'node:net';
+import type { Config, ListenAddress } from '../config/model';
+import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseRequestHead, type RequestHead } from '../http/head';
+import { Exchange, type ExchangeOwner } from '../proxy/exchange';
+import type { GatewayContext } from '../proxy/context';
+import { routeRequest } from '../routing/router';
+import { selectVirtualHost } from '../routing/vhost';
+
+/** Between requests, an idle keep-alive connection is closed after this long (Apache's KeepAliveTimeout default). */
+export const KEEPALIVE_TIMEOUT_MS = 5_000;
+
+const kConn = Symbol('wsgate.conn');
+type ConnSocket = Socket & { [kConn]?: ClientConnection };
+
+export interface ConnectionHost extends GatewayContext {
+  /** The config in force now; read once per request so a reload applies to the next one. */
+  readonly config: Config;
+  connectionClosed(conn: ClientConnection): void;
+}
+
+export class ClientConnection implements ExchangeOwner {
+  readonly clientIp: string;
+  private buf: Buffer | undefined;
+  private exchange: Exchange | undefined;
+  private detached = false;
+  private closed = false;
+
+  constructor(
+    private readonly host: ConnectionHost,
+    private readonly listen: ListenAddress,
+    readonly socket: Socket,
+  ) {
+    const ip = socket.remoteAddress ?? '';
+    this.clientIp = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+    const s = socket as ConnSocket;
+    s[kConn] = this;
+    s.on('data', connOnData);
+    s.on('end', connOnEnd);
+    s.on('error', connOnError);
+    s.on('close', connOnClose);
+    s.on('drain', connOnDrain);
+    s.on('timeout', connOnTimeout);
+    // The first head must arrive within the server's Timeout.
+    socket.setTimeout(host.config.mainServer.settings.timeoutMs);
+  }
+
+  /** @internal */
+  onData(chunk: Buffer): void {
+    if (this.exchange !== undefined) {
+      this.exchange.onClientData(chunk);
+      return;
+    }
+    this.buf = this.buf === undefined ? chunk : Buffer.concat([this.buf, chunk]);
+    this.readHead(chunk.length);
+  }
+
+  private readHead(newBytes: number): void {
+    const buf = this.buf;
+    if (buf === undefined) return;
+    const end = findHeadEnd(buf, buf.length - newBytes);
+    if (end === -1) {
+      if (buf.length > MAX_HEAD_BYTES) this.reject(431, 'request head too large');
+      return;
+    }
+    if (end > MAX_HEAD_BYTES) {
+      this.reject(431, 'request head too large');
+      return;
+    }
+    let req: RequestHead;
+    try {
+      req = parseRequestHead(buf, end);
+    } catch (e) {
+      if (e instanceof HeadError) this.reject(e.status, e.reason);
+      else throw e;
+      return;
+    }
+    this.buf = undefined;
+    this.socket.setTimeout(0);
+    this.handle(req, end < buf.length ? buf.subarray(end) : undefined);
+  }
+
+  private handle(req: RequestHead, rest: Buffer | undefined): void {
+    const config = this.host.config;
+    const localAddress = this.socket.localAddress ?? '';
+    const vhost = selectVirtualHost(config, this.listen, localAddress.startsWith('::ffff:') ? localAddress.slice(7) : localAddress, req.host);
+    const decision = routeRequest(vhost, { method: req.method, target: req.target, upgrade: req.upgrade });
+    if (decision.kind === 'local') {
+      this.host.log.info('request not proxied', {
+        status: decision.status,
+        reason: decision.reason,
+        client: this.clientIp,
+        method: req.method,
+        path: req.target,
+      });
+      // Without a body to skip, the connection can serve the next request.
+      const keepAlive = req.versionMinor === 1 && !req.connectionTokens.includes('close') && !req.chunked && req.contentLength <= 0;
+      this.host.respondError(this.socket, decision.status, keepAlive);
+      if (keepAlive) this.exchangeDone(true, rest);
+      return;
+    }
+    this.exchange = new Exchange(this.host, this, vhost, req, decision, rest);
+    this.exchange.start();
+  }
+
+  exchangeDone(keepAlive: boolean, leftover: Buffer | undefined): void {
+    this.exchange = undefined;
+    if (this.closed || this.detached) return;
+    if (!keepAlive) {
+      // Let the response flush, then close; destroySoon does not wait for a FIN from the client.
+      this.socket.destroySoon();
+      return;
+    }
+    this.socket.setTimeout(KEEPALIVE_TIMEOUT_MS);
+    this.socket.resume();
+    if (leftover !== undefined && leftover.length > 0) {
+      this.buf = leftover;
+      this.readHead(leftover.length);
+    }
+  }
+
+  detach(): void {
+    this.detached = true;
+    const s = this.socket as ConnSocket;
+    s[kConn] = undefined;
+    s.removeListener('data', connOnData);
+    s.removeListener('end', connOnEnd);
+    s.removeListener('error', connOnError);
+    s.removeListener('close', connOnClose);
+    s.removeListener('drain', connOnDrain);
+    s.removeListener('timeout', connOnTimeout);
+    s.setTimeout(0);
+    this.host.connectionClosed(this);
+  }
+
+  /** Answers a malformed request and closes the connection (REFERENCE §4: 400, 431). */
+  private reject(status: number, reason: string): void {
+    this.host.log.warn('bad request', { status, reason, client: this.clientIp });
+    this.buf = undefined;
+    this.socket.pause();
+    this.host.respondError(this.socket, status, false);
+    this.socket.destroySoon();
+  }
+
+  /** @internal */
+  onEnd(): void {
+    if (this.exchange !== undefined) {
+      this.exchange.onClientEnd();
+      return;
+    }
+    if (this.buf !== undefined && this.buf.length > 0) {
+      this.reject(400, 'connection closed in the middle of a request head');
+      return;
+    }
+    this.socket.end();
+  }
+
+  /** @internal */
+  onGone(detail: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.exchange?.onClientGone(detail);
+    this.exchange = undefined;
+    this.socket.destroy();
+    this.host.connectionClosed(this);
+  }
+
+  /** @internal */
+  onDrain(): void {
+    this.exchange?.onClientDrain();
+  }
+
+  /** @internal */
+  onTimeout(): void {
+    if (this.exchange !== undefined) return;
+    if (this.buf !== undefined && this.buf.length > 0) {
+      this.host.log.warn('request head timed out', { client: this.clientIp });
+    }
+    this.onGone('timeout');
+  }
+
+  /** Closes the connection now (shutdown). */
+  destroy(): void {
+    this.onGone('shutdown');
+  }
+}
+
+function connOnData(this: ConnSocket, chunk: Buffer): void {
+  this[kConn]?.onData(chunk);
+}
+function connOnEnd(this: ConnSocket): void {
+  this[kConn]?.onEnd();
+}
+function connOnError(this: ConnSocket, err: Error): void {
+  this[kConn]?.onGone((err as NodeJS.ErrnoException).code ?? err.message);
+}
+function connOnClose(this: ConnSocket): void {
+  this[kConn]?.onGone('closed');
+}
+function connOnDrain(this: ConnSocket): void {
+  this[kConn]?.onDrain();
+}
+function connOnTimeout(this: ConnSocket): void {
+  this[kConn]?.onTimeout();
+}

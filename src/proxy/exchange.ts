@@ -1,0 +1,438 @@
+// One proxied request: pick the route, reach the backend, send the request (head and streamed
+// body), read the answer, then either relay it as HTTP or, after a valid 101, hand both sockets
+// to a Tunnel. Every failure before the answer maps to one status (REFERENCE §4) and one log line.
+
+import type { Socket } from 'node:net';
+import type { Backend, Route, VirtualHost } from '../config/model';
+import { BodyError, BodyFramer, Framing, requestFraming, responseFraming } from '../http/body';
+import {
+  buildBackendRequest,
+  buildClientResponse,
+  buildInterimResponse,
+  buildSwitchingResponse,
+} from '../http/forward';
+import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
+import type { RouteResult } from '../routing/router';
+import { connectOrigin, type OriginState } from '../upstream/origins';
+import type { GatewayContext } from './context';
+
+/** The client side of an exchange: the HTTP/1.1 connection that sent the request. */
+export interface ExchangeOwner {
+  readonly socket: Socket;
+  readonly clientIp: string;
+  /** The exchange is over; `keepAlive` tells whether the connection may read the next request. */
+  exchangeDone(keepAlive: boolean, leftover: Buffer | undefined): void;
+  /** The exchange turned into a tunnel: the connection must drop its listeners now. */
+  detach(): void;
+}
+
+const enum Phase {
+  Connecting,
+  AwaitingHead,
+  RelayingBody,
+  Done,
+}
+
+/** Most interim (1xx) responses relayed before the final one, as Apache's limit. */
+const MAX_INTERIM = 10;
+
+export class Exchange {
+  private phase = Phase.Connecting;
+  private backendSocket: Socket | undefined;
+  private reused = false;
+  private retried = false;
+  private readonly reqFramer: BodyFramer;
+  private resFramer: BodyFramer | undefined;
+  /** Client bytes after the request body: early tunnel bytes, or the next pipelined request. */
+  private extra: Buffer | undefined;
+  /** Client bytes that arrived before the backend connection was ready. */
+  private pending: Buffer | undefined;
+  private resBuf: Buffer | undefined;
+  private interim = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly upgradeValue: string | undefined;
+  private readonly backend: Backend;
+  private readonly route: Route;
+  private readonly path: string;
+  private readonly state: OriginState;
+  private counted = false;
+  private clientEnded = false;
+  /** Whether the client connection and the backend connection may serve another request. */
+  private keepClient = false;
+  private keepBackend = false;
+
+  constructor(
+    private readonly ctx: GatewayContext,
+    private readonly owner: ExchangeOwner,
+    private readonly vhost: VirtualHost,
+    private readonly req: RequestHead,
+    decision: Extract<RouteResult, { kind: 'proxy' }>,
+    rest: Buffer | undefined,
+  ) {
+    this.backend = decision.backend;
+    this.route = decision.route;
+    this.path = decision.path;
+    this.upgradeValue = decision.mode === 'upgrade' ? decision.upgradeValue : undefined;
+    this.state = ctx.origins.get(decision.backend.origin);
+    this.reqFramer = requestFraming(req.chunked, req.contentLength);
+    this.pending = rest !== undefined && rest.length > 0 ? rest : undefined;
+  }
+
+  get isUpgrade(): boolean {
+    return this.upgradeValue !== undefined;
+  }
+
+  start(): void {
+    const counters = this.state.counters;
+    if (this.backend.max > 0 && counters.openTunnels + counters.inFlight >= this.backend.max) {
+      this.fail(503, `max=${this.backend.max} connections reached`);
+      return;
+    }
+    counters.inFlight++;
+    this.counted = true;
+    this.owner.socket.pause();
+    if (!this.isUpgrade) {
+      const idle = this.state.takeIdle();
+      if (idle !== undefined) {
+        this.reused = true;
+        this.attachBackend(idle);
+        return;
+      }
+    }
+    this.connect();
+  }
+
+  private connect(): void {
+    const b = this.backend;
+    connectOrigin(b.origin, b.connectTimeoutMs, b.keepalive, (err, socket) => {
+      if (this.phase === Phase.Done) {
+        socket.destroy();
+        return;
+      }
+      if (err !== undefined) {
+        this.state.counters.failures++;
+        this.fail(503, `backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim());
+        return;
+      }
+      this.attachBackend(socket);
+    });
+  }
+
+  private attachBackend(socket: Socket): void {
+    this.backendSocket = socket;
+    socket.on('data', (chunk: Buffer) => this.onBackendData(chunk));
+    socket.on('end', () => this.onBackendEnd());
+    socket.on('error', (err) => this.onBackendError(err));
+    socket.on('close', () => this.onBackendClose());
+    socket.on('drain', () => this.owner.socket.resume());
+
+    const settings = this.vhost.settings;
+    const head = buildBackendRequest(this.req, {
+      method: this.req.method,
+      path: this.path,
+      host: settings.preserveHost ? (this.req.host ?? this.ctx.serverName(this.vhost)) : this.backend.origin.hostHeader,
+      forwardedFor: settings.addHeaders ? this.owner.clientIp : undefined,
+      forwardedServer: this.ctx.serverName(this.vhost),
+      upgrade: this.upgradeValue,
+      http10: this.req.versionMinor === 0 && !this.isUpgrade,
+    });
+    socket.write(head);
+    this.phase = Phase.AwaitingHead;
+    this.timer = setTimeout(onResponseTimeout, this.backend.responseTimeoutMs, this);
+    const pending = this.pending;
+    this.pending = undefined;
+    if (pending !== undefined) this.onClientData(pending);
+    if (!this.reqFramer.done && this.extra === undefined) this.owner.socket.resume();
+  }
+
+  /** Bytes from the client while this exchange owns the connection. */
+  onClientData(chunk: Buffer): void {
+    if (this.backendSocket === undefined) {
+      this.pending = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
+      this.owner.socket.pause();
+      return;
+    }
+    let used = 0;
+    if (!this.reqFramer.done) {
+      try {
+        used = this.reqFramer.consume(chunk, 0, chunk.length);
+      } catch (e) {
+        this.abort(`malformed request body: ${(e as BodyError).message}`, 400);
+        return;
+      }
+      if (used > 0) {
+        if (this.timer !== undefined) this.timer.refresh();
+        if (!this.backendSocket.write(used === chunk.length ? chunk : chunk.subarray(0, used))) this.owner.socket.pause();
+      }
+    }
+    if (used < chunk.length) {
+      const rest = chunk.subarray(used);
+      this.extra = this.extra === undefined ? rest : Buffer.concat([this.extra, rest]);
+      // The body is complete: what follows belongs to the tunnel or the next request. Hold it.
+      this.owner.socket.pause();
+    }
+  }
+
+  onClientEnd(): void {
+    this.clientEnded = true;
+    if (!this.reqFramer.done) this.abort('client closed before sending the whole request body');
+  }
+
+  /** The client connection failed or closed while this exchange was running. */
+  onClientGone(detail: string): void {
+    if (this.phase === Phase.Done) return;
+    this.ctx.log.debug('client went away during exchange', { client: this.owner.clientIp, path: this.req.target, reason: detail });
+    this.finish();
+    this.backendSocket?.destroy();
+  }
+
+  onClientDrain(): void {
+    if (this.phase === Phase.RelayingBody) this.backendSocket?.resume();
+  }
+
+  private onBackendData(chunk: Buffer): void {
+    if (this.phase === Phase.AwaitingHead) {
+      this.onHeadBytes(chunk);
+    } else if (this.phase === Phase.RelayingBody) {
+      this.relayBody(chunk, 0);
+    }
+  }
+
+  private onHeadBytes(chunk: Buffer): void {
+    const prevLen = this.resBuf === undefined ? 0 : this.resBuf.length;
+    const buf = this.resBuf === undefined ? chunk : Buffer.concat([this.resBuf, chunk]);
+    const end = findHeadEnd(buf, prevLen);
+    if (end === -1) {
+      if (buf.length > MAX_HEAD_BYTES) {
+        this.fail(502, 'backend response head too large');
+        return;
+      }
+      this.resBuf = buf;
+      return;
+    }
+    this.resBuf = undefined;
+    let res: ResponseHead;
+    try {
+      res = parseResponseHead(buf, end);
+    } catch (e) {
+      this.fail(502, (e as HeadError).reason ?? 'malformed response head');
+      return;
+    }
+    const rest = end < buf.length ? buf.subarray(end) : undefined;
+    if (res.status === 101) {
+      this.onSwitching(res, rest);
+      return;
+    }
+    if (res.status >= 100 && res.status < 200) {
+      if (++this.interim > MAX_INTERIM) {
+        this.fail(502, 'too many interim responses');
+        return;
+      }
+      this.owner.socket.write(buildInterimResponse(res));
+      if (rest !== undefined) this.onHeadBytes(rest);
+      return;
+    }
+    this.onFinalResponse(res, rest);
+  }
+
+  private onSwitching(res: ResponseHead, rest: Buffer | undefined): void {
+    const asked = this.upgradeValue;
+    if (asked === undefined) {
+      this.fail(502, `unexpected 101 (Upgrade: ${res.upgrade ?? 'none'}) to a request that asked no upgrade`);
+      return;
+    }
+    if (res.upgrade === undefined || res.upgrade.toLowerCase() !== asked.toLowerCase()) {
+      this.fail(502, `backend switched to "${res.upgrade ?? ''}" but "${asked}" was asked`);
+      return;
+    }
+    if (!this.reqFramer.done) {
+      this.fail(502, 'backend switched protocols before the request body was sent');
+      return;
+    }
+    const client = this.owner.socket;
+    const backend = this.backendSocket!;
+    this.finish();
+    this.owner.detach();
+    backend.removeAllListeners('data');
+    backend.removeAllListeners('end');
+    backend.removeAllListeners('close');
+    backend.removeAllListeners('drain');
+    backend.removeAllListeners('error');
+    backend.pause();
+    client.write(buildSwitchingResponse(res));
+    this.ctx.startTunnel(client, backend, this.vhost, this.route, this.backend, this.state, this.extra, rest);
+  }
+
+  private onFinalResponse(res: ResponseHead, rest: Buffer | undefined): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.resFramer = responseFraming(this.req.method, res.status, res.chunked, res.contentLength);
+    // After a refused upgrade the client may already have sent frames: close rather than parse them as HTTP.
+    this.keepClient =
+      !this.isUpgrade &&
+      !this.clientEnded &&
+      this.resFramer.framing !== Framing.UntilClose &&
+      this.req.versionMinor === 1 &&
+      !this.req.connectionTokens.includes('close') &&
+      this.reqFramer.done;
+    this.keepBackend =
+      !this.isUpgrade && res.versionMinor === 1 && this.resFramer.framing !== Framing.UntilClose && !res.connectionTokens.includes('close');
+    const keepUpgrade = this.isUpgrade && res.upgrade !== undefined && this.allows(res.upgrade);
+    this.owner.socket.write(buildClientResponse(res, this.keepClient, keepUpgrade));
+    this.phase = Phase.RelayingBody;
+    if (this.resFramer.done) this.completeResponse(rest);
+    else if (rest !== undefined) this.relayBody(rest, 0);
+  }
+
+  private relayBody(chunk: Buffer, from: number): void {
+    const framer = this.resFramer!;
+    let n: number;
+    try {
+      n = framer.consume(chunk, from, chunk.length);
+    } catch (e) {
+      this.abort(`malformed response body from backend: ${(e as BodyError).message}`);
+      return;
+    }
+    if (n > 0) {
+      const part = from === 0 && n === chunk.length ? chunk : chunk.subarray(from, from + n);
+      if (!this.owner.socket.write(part)) this.backendSocket?.pause();
+    }
+    if (framer.done) this.completeResponse(from + n < chunk.length ? chunk.subarray(from + n) : undefined);
+  }
+
+  private completeResponse(trailing: Buffer | undefined): void {
+    const backend = this.backendSocket!;
+    // Bytes after the response are a protocol error by the backend; never reuse such a socket.
+    const reusable = this.keepBackend && trailing === undefined && this.reqFramer.done;
+    this.finish();
+    backend.removeAllListeners('data');
+    backend.removeAllListeners('end');
+    backend.removeAllListeners('close');
+    backend.removeAllListeners('drain');
+    backend.removeAllListeners('error');
+    if (reusable) {
+      backend.on('error', ignoreError);
+      this.state.release(backend);
+    } else {
+      backend.on('error', ignoreError);
+      backend.destroy();
+    }
+    this.owner.exchangeDone(this.keepClient, this.extra);
+  }
+
+  private onBackendEnd(): void {
+    if (this.phase === Phase.RelayingBody && this.resFramer!.framing === Framing.UntilClose) {
+      this.completeResponse(undefined);
+      return;
+    }
+    this.onBackendLost('backend closed the connection');
+  }
+
+  private onBackendClose(): void {
+    if (this.phase !== Phase.Done) this.onBackendLost('backend connection closed');
+  }
+
+  private onBackendError(err: Error): void {
+    this.onBackendLost(`backend error: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+  }
+
+  private onBackendLost(reason: string): void {
+    if (this.phase === Phase.Done) return;
+    if (this.phase === Phase.AwaitingHead) {
+      // A pooled connection the backend had just closed: try once more on a fresh one, if
+      // nothing of the answer arrived and the request had no body that we cannot replay.
+      if (this.reused && !this.retried && this.resBuf === undefined && this.reqFramer.framing === Framing.None) {
+        this.retried = true;
+        this.reused = false;
+        const old = this.backendSocket!;
+        old.removeAllListeners();
+        old.on('error', ignoreError);
+        old.destroy();
+        this.backendSocket = undefined;
+        if (this.timer !== undefined) clearTimeout(this.timer);
+        this.timer = undefined;
+        this.phase = Phase.Connecting;
+        this.connect();
+        return;
+      }
+      this.fail(502, `${reason} before answering`);
+      return;
+    }
+    // Mid-body: the status line is gone already; all we can do is cut the client off.
+    this.abort(`${reason} while relaying the response`);
+  }
+
+  /** @internal */
+  onResponseTimeout(): void {
+    this.timer = undefined;
+    if (this.phase !== Phase.AwaitingHead) return;
+    this.state.counters.failures++;
+    this.fail(504, `no answer from backend within ${this.backend.responseTimeoutMs} ms`);
+  }
+
+  private allows(value: string): boolean {
+    const p = this.backend.upgrade;
+    if (p.kind !== 'tokens') return true;
+    return p.tokens.includes(value.toLowerCase());
+  }
+
+  /** Answers the client with an error status (nothing was sent yet) and ends the exchange. */
+  private fail(status: number, reason: string): void {
+    if (this.phase === Phase.Done) return;
+    this.ctx.log.warn('proxy request failed', {
+      status,
+      reason,
+      client: this.owner.clientIp,
+      method: this.req.method,
+      path: this.req.target,
+      backend: this.backend.url,
+      route: `${this.route.source.file}:${this.route.source.line}`,
+    });
+    this.finish();
+    if (this.backendSocket !== undefined) {
+      this.backendSocket.removeAllListeners();
+      this.backendSocket.on('error', ignoreError);
+      this.backendSocket.destroy();
+    }
+    // The request body may not have been read: the connection cannot carry another request.
+    this.ctx.respondError(this.owner.socket, status, false);
+    this.owner.exchangeDone(false, undefined);
+  }
+
+  /** Ends the exchange without an answer (the head was sent already, or the client is broken). */
+  private abort(reason: string, status?: number): void {
+    if (this.phase === Phase.Done) return;
+    if (status !== undefined && this.phase !== Phase.RelayingBody) {
+      this.fail(status, reason);
+      return;
+    }
+    this.ctx.log.warn('proxy request aborted', {
+      reason,
+      client: this.owner.clientIp,
+      method: this.req.method,
+      path: this.req.target,
+      backend: this.backend.url,
+    });
+    this.finish();
+    this.backendSocket?.destroy();
+    this.owner.socket.destroy();
+  }
+
+  private finish(): void {
+    if (this.phase === Phase.Done) return;
+    this.phase = Phase.Done;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.counted) {
+      this.state.counters.inFlight--;
+      this.state.counters.requests++;
+      this.counted = false;
+    }
+  }
+}
+
+function onResponseTimeout(x: Exchange): void {
+  x.onResponseTimeout();
+}
+
+function ignoreError(): void {}

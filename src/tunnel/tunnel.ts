@@ -1,0 +1,254 @@
+// The tunnel: after a 101, one object owns the client and backend sockets and moves bytes
+// between them until both sides are done, an error happens, or the idle limit passes.
+//
+// This is the hot path. Per chunk it does a write, two counter updates and a flag store: no
+// allocation, no closure, no logging. Event handlers are module-level functions that find their
+// tunnel through a field on the socket, so 10,000 tunnels do not hold 10,000 sets of closures.
+
+import type { Socket } from 'node:net';
+
+/** Why a tunnel ended; also what the access log and counters will report. */
+export type CloseReason =
+  | 'closed' // both sides finished cleanly (each FIN forwarded)
+  | 'client-error'
+  | 'backend-error'
+  | 'client-reset' // the client went away without a clean close
+  | 'backend-reset'
+  | 'idle-timeout'
+  | 'shutdown' // wsgate is stopping
+  | 'fin-timeout'; // both FINs seen but a side never finished writing
+
+/**
+ * Sees the bytes of one direction as they pass, without copying them. Optional and cheap: the
+ * WebSocket frame tracker of a later issue plugs in here. Must not keep `chunk` beyond the call.
+ */
+export interface TunnelObserver {
+  onChunk(chunk: Buffer): void;
+}
+
+export interface TunnelOptions {
+  /** Idle limit in ms (ProxyWebsocketIdleTimeout); 0 = none. */
+  readonly idleTimeoutMs: number;
+  /** Called once, after both sockets are closed or destroyed. */
+  readonly onClose: (tunnel: Tunnel) => void;
+  readonly upObserver?: TunnelObserver;
+  readonly downObserver?: TunnelObserver;
+}
+
+const kTunnel = Symbol('wsgate.tunnel');
+type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
+
+/** The idle timer ticks this many times per idle period: a tunnel closes between 1× and 1.25× the limit. */
+const IDLE_TICKS = 4;
+/** Once both FINs are forwarded, the sockets get this long to flush before they are destroyed. */
+const FIN_TIMEOUT_MS = 30_000;
+/** TCP keepalive probes start after this much silence, to find peers that vanished. */
+export const TCP_KEEPALIVE_DELAY_MS = 60_000;
+
+let nextTunnelId = 1;
+
+export class Tunnel {
+  readonly id = nextTunnelId++;
+  readonly startedAt = Date.now();
+  /** Bytes forwarded client → backend and backend → client, including early bytes. */
+  bytesUp = 0;
+  bytesDown = 0;
+  closeReason: CloseReason | undefined;
+  /** An error message for the log when closeReason is an error, else undefined. */
+  closeDetail: string | undefined;
+  endedAt = 0;
+
+  /** Set by every chunk, cleared by every idle tick: cheaper than re-arming a timer per chunk. */
+  private active = false;
+  private quietTicks = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private clientEnded = false;
+  private backendEnded = false;
+  private clientClosed = false;
+  private backendClosed = false;
+  private finished = false;
+
+  constructor(
+    readonly client: Socket,
+    readonly backend: Socket,
+    private readonly options: TunnelOptions,
+  ) {}
+
+  /**
+   * Starts moving bytes. `clientEarly` are bytes the client sent after its request head (they go
+   * to the backend first); `backendEarly` are bytes that came with the 101 (they go to the client).
+   */
+  start(clientEarly: Buffer | undefined, backendEarly: Buffer | undefined): void {
+    const client = this.client as TunnelSocket;
+    const backend = this.backend as TunnelSocket;
+    client[kTunnel] = this;
+    backend[kTunnel] = this;
+    for (const s of [client, backend]) {
+      s.setNoDelay(true);
+      s.setKeepAlive(true, TCP_KEEPALIVE_DELAY_MS);
+      s.setTimeout(0);
+    }
+    client.on('data', clientOnData);
+    client.on('end', clientOnEnd);
+    client.on('error', clientOnError);
+    client.on('close', clientOnClose);
+    client.on('drain', clientOnDrain);
+    backend.on('data', backendOnData);
+    backend.on('end', backendOnEnd);
+    backend.on('error', backendOnError);
+    backend.on('close', backendOnClose);
+    backend.on('drain', backendOnDrain);
+
+    if (clientEarly !== undefined && clientEarly.length > 0) this.forwardUp(clientEarly);
+    if (backendEarly !== undefined && backendEarly.length > 0) this.forwardDown(backendEarly);
+    if (this.options.idleTimeoutMs > 0) this.armIdle();
+    // Sockets may have been paused during the handshake; flowing resumes here, and bytes that
+    // arrived meanwhile are still in their read buffers.
+    if (!backend.writableNeedDrain) client.resume();
+    if (!client.writableNeedDrain) backend.resume();
+  }
+
+  /** Ends the tunnel now, destroying both sockets. Idempotent. */
+  close(reason: CloseReason, detail?: string): void {
+    if (this.closeReason === undefined || this.closeReason === 'closed') {
+      this.closeReason = reason;
+      this.closeDetail = detail;
+    }
+    this.client.destroy();
+    this.backend.destroy();
+  }
+
+  forwardUp(chunk: Buffer): void {
+    this.bytesUp += chunk.length;
+    this.active = true;
+    if (this.options.upObserver !== undefined) this.options.upObserver.onChunk(chunk);
+    if (!this.backend.write(chunk)) this.client.pause();
+  }
+
+  forwardDown(chunk: Buffer): void {
+    this.bytesDown += chunk.length;
+    this.active = true;
+    if (this.options.downObserver !== undefined) this.options.downObserver.onChunk(chunk);
+    if (!this.client.write(chunk)) this.backend.pause();
+  }
+
+  /** @internal A side sent its FIN: forward it once its bytes are written (end() flushes first). */
+  sideEnded(fromClient: boolean): void {
+    if (fromClient) {
+      this.clientEnded = true;
+      this.backend.end();
+    } else {
+      this.backendEnded = true;
+      this.client.end();
+    }
+    if (this.clientEnded && this.backendEnded && this.closeReason === undefined) {
+      this.closeReason = 'closed';
+      // Both directions are done; bound how long a peer that stopped reading can hold them.
+      this.clearIdle();
+      this.timer = setTimeout(finTimeout, FIN_TIMEOUT_MS, this);
+      this.timer.unref();
+    }
+  }
+
+  /** @internal A socket closed. The tunnel finishes when both have. */
+  sideClosed(fromClient: boolean): void {
+    if (fromClient) this.clientClosed = true;
+    else this.backendClosed = true;
+    const ended = fromClient ? this.clientEnded : this.backendEnded;
+    if (!ended && this.closeReason === undefined) {
+      // Closed without a FIN we saw: a reset or a destroy. The other side cannot continue.
+      this.closeReason = fromClient ? 'client-reset' : 'backend-reset';
+    }
+    if (this.closeReason !== undefined && this.closeReason !== 'closed') {
+      this.client.destroy();
+      this.backend.destroy();
+    }
+    if (this.clientClosed && this.backendClosed) this.finish();
+  }
+
+  /** @internal */
+  sideError(fromClient: boolean, err: Error): void {
+    if (this.closeReason === undefined || this.closeReason === 'closed') {
+      this.closeReason = fromClient ? 'client-error' : 'backend-error';
+      this.closeDetail = (err as NodeJS.ErrnoException).code ?? err.message;
+    }
+    this.client.destroy();
+    this.backend.destroy();
+  }
+
+  /** @internal Idle tick: close after IDLE_TICKS consecutive ticks without a byte. */
+  idleTick(): void {
+    if (this.active) {
+      this.active = false;
+      this.quietTicks = 0;
+    } else if (++this.quietTicks >= IDLE_TICKS) {
+      this.timer = undefined;
+      this.close('idle-timeout');
+      return;
+    }
+    this.timer!.refresh();
+  }
+
+  private armIdle(): void {
+    this.timer = setTimeout(idleTimeout, Math.max(1, Math.ceil(this.options.idleTimeoutMs / IDLE_TICKS)), this);
+    this.timer.unref();
+  }
+
+  private clearIdle(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.clearIdle();
+    this.endedAt = Date.now();
+    const client = this.client as TunnelSocket;
+    const backend = this.backend as TunnelSocket;
+    client[kTunnel] = undefined;
+    backend[kTunnel] = undefined;
+    // Listeners stay attached: the sockets are closed and about to be collected. An error
+    // handler must remain, so that a late error can never become an uncaught exception.
+    this.options.onClose(this);
+  }
+}
+
+function idleTimeout(t: Tunnel): void {
+  t.idleTick();
+}
+
+function finTimeout(t: Tunnel): void {
+  t.close('fin-timeout');
+}
+
+function clientOnData(this: TunnelSocket, chunk: Buffer): void {
+  this[kTunnel]?.forwardUp(chunk);
+}
+function backendOnData(this: TunnelSocket, chunk: Buffer): void {
+  this[kTunnel]?.forwardDown(chunk);
+}
+function clientOnDrain(this: TunnelSocket): void {
+  this[kTunnel]?.backend.resume();
+}
+function backendOnDrain(this: TunnelSocket): void {
+  this[kTunnel]?.client.resume();
+}
+function clientOnEnd(this: TunnelSocket): void {
+  this[kTunnel]?.sideEnded(true);
+}
+function backendOnEnd(this: TunnelSocket): void {
+  this[kTunnel]?.sideEnded(false);
+}
+function clientOnError(this: TunnelSocket, err: Error): void {
+  this[kTunnel]?.sideError(true, err);
+}
+function backendOnError(this: TunnelSocket, err: Error): void {
+  this[kTunnel]?.sideError(false, err);
+}
+function clientOnClose(this: TunnelSocket): void {
+  this[kTunnel]?.sideClosed(true);
+}
+function backendOnClose(this: TunnelSocket): void {
+  this[kTunnel]?.sideClosed(false);
+}
