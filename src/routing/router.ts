@@ -1,0 +1,186 @@
+// Which rule of a virtual host takes a request, where it goes, and whether it is tunnelled
+// (REFERENCE §2; research/apache-httpd.md §1b, §2.1–2.8).
+
+import type { Backend, Route, UpgradePolicy, VirtualHost } from '../config/model';
+import { aliasMatch, canonPath, hasControlOrSpace, substitute } from './mapping';
+import { parseTarget, type Target } from './target';
+
+export interface RequestFacts {
+  method: string;
+  /** Raw request-target from the request line: origin-form `/p?q`, absolute-form `http://h/p`, or `*`. */
+  target: string;
+  /** Value of the first Upgrade header, if any (as sent). */
+  upgrade?: string;
+}
+
+/**
+ * 400 bad request-target; 403 `nocanon` path or a query with controls or spaces; 404 nothing
+ * proxies this path (no rule, `ProxyPass !`, a ws:// rule refused with fallback Off, `%2F`,
+ * `OPTIONS *`); 500 the rule builds a URL with no `/` after the authority (`ws://h:1` + `x`).
+ */
+export type LocalStatus = 400 | 403 | 404 | 500;
+
+export type RouteResult =
+  | {
+      kind: 'proxy';
+      /** The rule that matched (for logs/counters). */
+      route: Route;
+      /** The route's backend; for ProxyPassMatch with `$N`, a copy with url/path substituted (same origin). */
+      backend: Backend;
+      /** Request-target for the backend: path + `?` + query (query verbatim). */
+      path: string;
+      mode: 'upgrade' | 'http';
+      /** Mode `upgrade`: the value to send in `Upgrade:`. */
+      upgradeValue?: string;
+    }
+  | { kind: 'local'; status: LocalStatus; reason: string };
+
+type Match = number | RegExpExecArray;
+
+export function routeRequest(vhost: VirtualHost, req: RequestFacts): RouteResult {
+  const target = parseTarget(req.method, req.target);
+  if (typeof target === 'number') {
+    return local(target, target === 400 ? 'invalid request-target' : 'path refused (encoded slash, NUL or OPTIONS *)');
+  }
+  const path = target.path;
+  const routes = vhost.routes;
+  let skipped: Route | undefined;
+  let skippedMatch: Match = 0;
+
+  // Apache merges the <Location> sections that match in config order, and a <Location> holds one
+  // ProxyPass, so only the last matching <Location> rule is tried, then the server rules in order.
+  let n = 0;
+  while (n < routes.length && routes[n].fromLocation) n++;
+  for (let i = n - 1; i >= 0; i--) {
+    const m = matchRoute(routes[i], path);
+    if (m === undefined) continue;
+    const result = take(routes[i], m, target, req.upgrade);
+    if (result !== undefined) return result;
+    skipped = routes[i];
+    skippedMatch = m;
+    break;
+  }
+  for (let i = n; i < routes.length; i++) {
+    const m = matchRoute(routes[i], path);
+    if (m === undefined) continue;
+    const result = take(routes[i], m, target, req.upgrade);
+    if (result !== undefined) return result;
+    if (skipped === undefined) {
+      skipped = routes[i];
+      skippedMatch = m;
+    }
+  }
+
+  // Every matching rule was a ws:// one that did not accept the request (or none matched).
+  if (skipped === undefined) return local(404, 'no ProxyPass rule matches');
+  if (!vhost.settings.websocketFallbackToProxyHttp) {
+    return local(404, 'no Upgrade the ws:// rule allows, and ProxyWebsocketFallbackToProxyHttp is Off');
+  }
+  return proxy(skipped, skippedMatch, target, 'http', undefined);
+}
+
+/**
+ * The outcome of a rule that matches, or undefined when a ws:// or wss:// rule does not accept
+ * the request's Upgrade and the next matching rule is to be tried.
+ */
+function take(route: Route, m: Match, target: Target, upgrade: string | undefined): RouteResult | undefined {
+  const backend = route.backend;
+  if (backend === undefined) return local(404, 'excluded by ProxyPass !');
+  const upgradeValue = acceptedUpgrade(backend.upgrade, upgrade);
+  if (upgradeValue !== undefined) return proxy(route, m, target, 'upgrade', upgradeValue);
+  if (backend.scheme === 'http' || backend.scheme === 'https') return proxy(route, m, target, 'http', undefined);
+  return undefined;
+}
+
+/** The prefix length (> 0) or the regex match when the rule matches the decoded path. */
+function matchRoute(route: Route, path: string): Match | undefined {
+  const match = route.match;
+  if (match.kind === 'prefix') return aliasMatch(path, match.prefix) || undefined;
+  return match.regex.exec(path) ?? undefined;
+}
+
+/**
+ * The `Upgrade` value to forward when the backend's `upgrade=` policy allows the client's one,
+ * else undefined. The client's whole value is compared (`foo, websocket` is one unknown value).
+ */
+function acceptedUpgrade(policy: UpgradePolicy, upgrade: string | undefined): string | undefined {
+  switch (policy.kind) {
+    case 'tokens':
+      if (upgrade !== undefined) {
+        for (const token of policy.tokens) if (equalsLowerCase(upgrade, token)) return upgrade;
+      }
+      return undefined;
+    case 'any':
+      return upgrade;
+    case 'none':
+      // Documented behaviour (REFERENCE §1): always a WebSocket upgrade, whatever the client sent.
+      return upgrade !== undefined && equalsLowerCase(upgrade, 'websocket') ? upgrade : 'websocket';
+  }
+}
+
+/** ASCII case-insensitive `value === lower`, where `lower` is already lower-case. */
+function equalsLowerCase(value: string, lower: string): boolean {
+  if (value.length !== lower.length) return false;
+  for (let i = 0; i < value.length; i++) {
+    let c = value.charCodeAt(i);
+    if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** Builds the backend request-target for a matched rule (Apache's ap_proxy_trans_match then canon). */
+function proxy(route: Route, m: Match, target: Target, mode: 'upgrade' | 'http', upgradeValue: string | undefined): RouteResult {
+  let backend = route.backend!;
+  // `ws://h:1` has no path: Apache glues the rest straight onto the authority.
+  let base = backend.pathWasEmpty ? '' : backend.path;
+  // nocanon forwards the raw path and query, unless the raw URI matches the rule differently than
+  // the decoded one (Apache's AH01136: then nocanon is ignored as unsafe).
+  let raw = backend.nocanon;
+  let rest: string;
+  const match = route.match;
+  if (match.kind === 'prefix') {
+    const len = m as number;
+    if (raw && aliasMatch(target.raw, match.prefix) !== len) raw = false;
+    rest = (raw ? target.raw : target.path).slice(len);
+  } else {
+    let groups = m as RegExpExecArray;
+    let subject = target.path;
+    if (raw) {
+      const rawGroups = match.regex.exec(target.raw);
+      if (rawGroups === null) raw = false;
+      else {
+        subject = target.raw;
+        groups = rawGroups;
+      }
+    }
+    const replaced = route.regexTarget === undefined ? base : substitute(base, groups);
+    if (replaced === base) {
+      // No backreference: the whole URI is appended to the URL.
+      rest = subject;
+    } else {
+      backend = { ...backend, url: substitute(route.regexTarget!, groups), path: replaced };
+      base = replaced;
+      rest = '';
+    }
+  }
+
+  let path = base + rest;
+  if (path === '') path = '/';
+  else if (path.charCodeAt(0) !== 0x2f) return local(500, `rule maps to ${backend.url}${rest}, which has no '/' after the host`);
+  if (raw) {
+    if (hasControlOrSpace(path)) return local(403, 'nocanon path or query holds control characters or spaces');
+  } else {
+    path = canonPath(path);
+    const query = target.query;
+    if (query !== undefined) {
+      if (hasControlOrSpace(query)) return local(403, 'query holds control characters or spaces');
+      path += '?' + query;
+    }
+  }
+  return { kind: 'proxy', route, backend, path, mode, upgradeValue };
+}
+
+function local(status: LocalStatus, reason: string): RouteResult {
+  return { kind: 'local', status, reason };
+}
