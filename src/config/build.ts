@@ -1,0 +1,232 @@
+// Validation and building: the parsed tree → the immutable model (model.ts).
+//
+// Pass 1 walks the tree with the directive table, checking context and arity and filling the
+// drafts. Pass 2 resolves defaults (main server → each <VirtualHost>), worker parameters
+// (ProxyPass key=value > ProxySet > server settings) and assembles each server's routes.
+
+import { CONTEXT_NAMES, DIRECTIVES, SECTIONS, refusedFamily, type Walk } from './directives';
+import {
+  newServerDraft,
+  type BuildState,
+  type ContextKind,
+  type Ctx,
+  type ProxySetDraft,
+  type RouteDraft,
+  type ServerDraft,
+  type SettingsDraft,
+  type WorkerParams,
+} from './drafts';
+import { ConfigError, Notices } from './errors';
+import {
+  DEFAULT_RETRY_MS,
+  DEFAULT_TIMEOUT_MS,
+  type Backend,
+  type Config,
+  type Origin,
+  type Route,
+  type ServerSettings,
+  type SourceRef,
+  type UpgradePolicy,
+  type VirtualHost,
+} from './model';
+import type { ConfigNode, ParseResult } from './parser';
+
+function checkPlace(
+  name: string,
+  contexts: readonly ContextKind[] | 'any',
+  min: number,
+  max: number,
+  args: readonly string[],
+  ctx: Ctx,
+  where: SourceRef,
+): void {
+  if (contexts !== 'any' && !contexts.includes(ctx.kind)) {
+    const allowed = contexts.map((c) => CONTEXT_NAMES[c]).join(', ');
+    const here = ctx.kind === 'server' ? 'at the top level (server config)' : `inside ${CONTEXT_NAMES[ctx.kind]}`;
+    throw ConfigError.at(where, `${name} is not allowed ${here}; allowed in: ${allowed}`);
+  }
+  if (args.length < min || args.length > max) {
+    const want = min === max ? `${min}` : max === Infinity ? `at least ${min}` : `${min} to ${max}`;
+    throw ConfigError.at(where, `${name} takes ${want} argument${want === '1' ? '' : 's'}, got ${args.length}`);
+  }
+}
+
+const walk: Walk = (nodes: readonly ConfigNode[], ctx: Ctx): void => {
+  for (const node of nodes) {
+    if (node.kind === 'section') {
+      if (node.skipped) {
+        ctx.state.notices.once(
+          `skipped:${node.key}`,
+          node.source,
+          `<${node.name}> sections are skipped: their contents do not concern proxying`,
+        );
+        continue;
+      }
+      const spec = SECTIONS.get(node.key);
+      if (!spec) throw ConfigError.at(node.source, `unknown directive "<${node.name}>"`);
+      checkPlace(`<${spec.name}>`, spec.contexts, spec.minArgs, spec.maxArgs, node.args, ctx, node.source);
+      spec.open(node, ctx, walk);
+      continue;
+    }
+    const spec = DIRECTIVES.get(node.key);
+    if (!spec) {
+      const refused = refusedFamily(node.key);
+      if (refused) throw ConfigError.at(node.source, `${node.name}: ${refused}`);
+      throw ConfigError.at(node.source, `unknown directive "${node.name}"`);
+    }
+    checkPlace(spec.name, spec.contexts, spec.minArgs, spec.maxArgs, node.args, ctx, node.source);
+    spec.handle(node, ctx);
+  }
+};
+
+function resolveSettings(own: SettingsDraft, base: SettingsDraft | undefined): ServerSettings {
+  const pick = <K extends keyof SettingsDraft>(k: K): SettingsDraft[K] => own[k] ?? base?.[k];
+  const timeoutMs = pick('timeoutMs') ?? DEFAULT_TIMEOUT_MS;
+  return {
+    timeoutMs,
+    proxyTimeoutMs: pick('proxyTimeoutMs') ?? timeoutMs,
+    preserveHost: pick('preserveHost') ?? false,
+    addHeaders: pick('addHeaders') ?? true,
+    websocketIdleTimeoutMs: pick('websocketIdleTimeoutMs') ?? 0,
+    websocketFallbackToProxyHttp: pick('websocketFallbackToProxyHttp') ?? true,
+    websocketAsync: pick('websocketAsync') ?? false,
+    websocketAsyncDelayMs: pick('websocketAsyncDelayMs') ?? 0,
+  };
+}
+
+const DEFAULT_UPGRADE: Record<Backend['scheme'], UpgradePolicy> = {
+  ws: { kind: 'tokens', tokens: ['websocket'] },
+  wss: { kind: 'tokens', tokens: ['websocket'] },
+  http: { kind: 'tokens', tokens: [] },
+  https: { kind: 'tokens', tokens: [] },
+};
+
+class Assembler {
+  private readonly origins = new Map<string, Origin>();
+
+  originList(): Origin[] {
+    return [...this.origins.values()];
+  }
+
+  private origin(draft: NonNullable<RouteDraft['target']>): Origin {
+    const { url } = draft;
+    let o = this.origins.get(url.originKey);
+    if (!o) {
+      o = { tls: url.tls, host: url.host, port: url.port, hostHeader: url.hostHeader, key: url.originKey };
+      this.origins.set(url.originKey, o);
+    }
+    return o;
+  }
+
+  route(r: RouteDraft, settings: ServerSettings, proxySets: readonly ProxySetDraft[]): Route {
+    const t = r.target;
+    if (!t) return { match: r.match, exclude: true, fromLocation: r.fromLocation, source: r.source };
+    const p: WorkerParams = {};
+    for (const set of proxySets) {
+      if (!set.matches(t.raw)) continue;
+      set.used = true;
+      Object.assign(p, set.params);
+    }
+    Object.assign(p, t.params);
+    const backend: Backend = {
+      url: t.raw,
+      scheme: t.url.scheme,
+      origin: this.origin(t),
+      path: t.url.path,
+      pathWasEmpty: t.url.pathWasEmpty,
+      upgrade: p.upgrade ?? DEFAULT_UPGRADE[t.url.scheme],
+      connectTimeoutMs: p.connectTimeoutMs ?? p.timeoutMs ?? settings.proxyTimeoutMs,
+      responseTimeoutMs: p.timeoutMs ?? settings.proxyTimeoutMs,
+      keepalive: p.keepalive ?? false,
+      retryMs: p.retryMs ?? DEFAULT_RETRY_MS,
+      max: p.max ?? 0,
+      nocanon: t.nocanon,
+      source: r.source,
+    };
+    return {
+      match: r.match,
+      exclude: false,
+      backend,
+      ...(r.regex ? { regexTarget: t.raw } : {}),
+      fromLocation: r.fromLocation,
+      source: r.source,
+    };
+  }
+}
+
+function portCovered(port: number | '*', state: BuildState): boolean {
+  return port === '*' || state.listens.some((l) => l.port === port);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !(value instanceof RegExp) && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value as Record<string, unknown>)) deepFreeze(v);
+  }
+  return value;
+}
+
+export function buildConfig(parsed: ParseResult, mainFile: string): Config {
+  const notices = new Notices();
+  const main = newServerDraft(true, [], { file: mainFile, line: 1 });
+  const state: BuildState = { notices, listens: [], main, vhosts: [] };
+  walk(parsed.nodes, { kind: 'server', server: main, state });
+
+  if (state.listens.length === 0) {
+    throw new ConfigError(mainFile, 1, 'no Listen directive: wsgate needs at least one "Listen [address:]port"');
+  }
+
+  const asm = new Assembler();
+  const mainSettings = resolveSettings(main.settings, undefined);
+  const mainRoutes = [...main.locationRoutes, ...main.serverRoutes].map((r) =>
+    asm.route(r, mainSettings, main.proxySets),
+  );
+  const mainServer: VirtualHost = {
+    addresses: [],
+    ...(main.serverName !== undefined ? { serverName: main.serverName } : {}),
+    serverAliases: [],
+    routes: mainRoutes,
+    settings: mainSettings,
+    source: main.source,
+  };
+
+  const virtualHosts = state.vhosts.map((vh: ServerDraft): VirtualHost => {
+    const settings = resolveSettings(vh.settings, main.settings);
+    const inherit = vh.settings.passInherit ?? main.settings.passInherit ?? true;
+    const drafts = [
+      ...main.locationRoutes,
+      ...vh.locationRoutes,
+      ...(inherit ? main.serverRoutes : []),
+      ...vh.serverRoutes,
+    ];
+    const sets = [...main.proxySets, ...vh.proxySets];
+    for (const a of vh.addresses) {
+      if (!portCovered(a.port, state)) {
+        notices.add(vh.source, `<VirtualHost> port ${a.port} matches no Listen directive: nothing will reach this address`);
+      }
+    }
+    return {
+      addresses: vh.addresses,
+      ...(vh.serverName !== undefined ? { serverName: vh.serverName } : {}),
+      serverAliases: vh.serverAliases,
+      routes: drafts.map((r) => asm.route(r, settings, sets)),
+      settings,
+      source: vh.source,
+    };
+  });
+
+  for (const server of [main, ...state.vhosts]) {
+    for (const set of server.proxySets) {
+      if (!set.used) notices.add(set.source, `ProxySet for "${set.describe}" matches no ProxyPass backend`);
+    }
+  }
+
+  return deepFreeze({
+    files: parsed.files,
+    listen: state.listens,
+    mainServer,
+    virtualHosts,
+    origins: asm.originList(),
+    notices: notices.list,
+  });
+}

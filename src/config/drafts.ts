@@ -1,0 +1,104 @@
+// Intermediate, mutable records filled in while walking the parsed tree (directives.ts), and
+// turned into the immutable model by build.ts once the whole file has been seen — because, as in
+// Apache, a main-server setting written after a <VirtualHost> still applies to it.
+
+import type { Notices } from './errors';
+import type { ListenAddress, Millis, RouteMatch, SourceRef, UpgradePolicy, VirtualHostAddress } from './model';
+import type { BackendUrl } from './values';
+
+/** Worker parameters as written on one line; unset fields fall back (see build.ts). */
+export interface WorkerParams {
+  timeoutMs?: Millis;
+  connectTimeoutMs?: Millis;
+  upgrade?: UpgradePolicy;
+  keepalive?: boolean;
+  retryMs?: Millis;
+  max?: number;
+}
+
+export interface TargetDraft {
+  readonly raw: string;
+  readonly url: BackendUrl;
+  readonly params: WorkerParams;
+  readonly nocanon: boolean;
+}
+
+export interface RouteDraft {
+  readonly match: RouteMatch;
+  readonly exclude: boolean;
+  readonly target?: TargetDraft;
+  readonly regex: boolean;
+  readonly fromLocation: boolean;
+  readonly source: SourceRef;
+}
+
+/** A `ProxySet` (server level, or inside `<Proxy>`/`<ProxyMatch>`): params for matching backends. */
+export interface ProxySetDraft {
+  readonly describe: string;
+  readonly matches: (backendUrl: string) => boolean;
+  readonly params: WorkerParams;
+  readonly source: SourceRef;
+  used: boolean;
+}
+
+export interface SettingsDraft {
+  timeoutMs?: Millis;
+  proxyTimeoutMs?: Millis;
+  preserveHost?: boolean;
+  addHeaders?: boolean;
+  websocketIdleTimeoutMs?: Millis;
+  websocketFallbackToProxyHttp?: boolean;
+  websocketAsync?: boolean;
+  websocketAsyncDelayMs?: Millis;
+  passInherit?: boolean;
+}
+
+export interface ServerDraft {
+  readonly isMain: boolean;
+  readonly addresses: readonly VirtualHostAddress[];
+  readonly source: SourceRef;
+  serverName?: string;
+  readonly serverAliases: string[];
+  readonly settings: SettingsDraft;
+  readonly locationRoutes: RouteDraft[];
+  readonly serverRoutes: RouteDraft[];
+  readonly proxySets: ProxySetDraft[];
+}
+
+export interface LocationDraft {
+  readonly match: RouteMatch;
+  readonly source: SourceRef;
+  route?: RouteDraft;
+}
+
+export interface BuildState {
+  readonly notices: Notices;
+  readonly listens: ListenAddress[];
+  readonly main: ServerDraft;
+  readonly vhosts: ServerDraft[];
+}
+
+/** Where a directive sits: Apache's "server config", "virtual host", "directory" (split by kind). */
+export type ContextKind = 'server' | 'vhost' | 'location' | 'locationmatch' | 'proxy';
+
+export interface Ctx {
+  readonly kind: ContextKind;
+  readonly server: ServerDraft;
+  readonly state: BuildState;
+  readonly location?: LocationDraft;
+  /** Inside `<Proxy>`/`<ProxyMatch>`: which backend URLs its ProxySet lines apply to. */
+  readonly proxy?: { readonly describe: string; readonly matches: (backendUrl: string) => boolean };
+}
+
+export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostAddress[], source: SourceRef): ServerDraft {
+  return {
+    isMain,
+    addresses,
+    source,
+    serverAliases: [],
+    settings: {},
+    locationRoutes: [],
+    serverRoutes: [],
+    proxySets: [],
+  };
+}

@@ -1,0 +1,286 @@
+// Parsing: logical lines → a tree of directives and sections, each with its file:line.
+//
+// What Apache does "on read" (EXEC_ON_READ) happens here, in file order, so that the tree holds
+// only what is in effect:
+// - `Define NAME [value]` / `UnDefine NAME`: names for <IfDefine>, values for `${NAME}`.
+// - `<IfDefine [!]NAME>`: kept or skipped. `<IfModule [!]module>`: every module counts as
+//   loaded, so `<IfModule x>` is kept and `<IfModule !x>` skipped.
+// - `Include` / `IncludeOptional`: the files' contents are parsed in place (glob rules in
+//   glob.ts). A relative path resolves against `ServerRoot` if one was set earlier, else the
+//   main config file's directory. Include of a missing file is an error, IncludeOptional is
+//   silent. A file that includes itself (directly or not) is an error.
+// - `ServerRoot` (top level) takes effect at once for later Include lines.
+// - Sections whose contents wsgate never uses (<Directory>, <Files>, <IfVersion>, …) are kept as
+//   an empty node with `skipped: true`; their contents are not expanded or checked.
+// Sections must be closed in the file that opened them, as in Apache.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError } from './errors';
+import { expandInclude } from './glob';
+import { expandVars, splitLines, tokenize } from './lexer';
+import type { SourceRef } from './model';
+
+export interface DirectiveNode {
+  readonly kind: 'directive';
+  /** As written, e.g. `ProxyPass`. */
+  readonly name: string;
+  /** Lower-cased name, for table look-ups. */
+  readonly key: string;
+  readonly args: readonly string[];
+  readonly source: SourceRef;
+}
+
+export interface SectionNode {
+  readonly kind: 'section';
+  /** As written without the `<`, e.g. `VirtualHost`. */
+  readonly name: string;
+  readonly key: string;
+  readonly args: readonly string[];
+  readonly source: SourceRef;
+  readonly children: ConfigNode[];
+  /** Contents not read (a section wsgate has no use for). */
+  readonly skipped: boolean;
+}
+
+export type ConfigNode = DirectiveNode | SectionNode;
+
+export interface ParseOptions {
+  readonly env: NodeJS.ProcessEnv;
+  /** Directory that relative Include paths resolve against until a ServerRoot is seen. */
+  readonly includeBase: string;
+}
+
+export interface ParseResult {
+  readonly nodes: readonly ConfigNode[];
+  /** Files read, main first, each once. */
+  readonly files: readonly string[];
+}
+
+/** Sections whose contents are skipped (they hold file-serving or access-control settings). */
+export const SKIPPED_SECTIONS: ReadonlySet<string> = new Set([
+  'directory',
+  'directorymatch',
+  'files',
+  'filesmatch',
+  'ifversion',
+  'limit',
+  'limitexcept',
+  'requireall',
+  'requireany',
+  'requirenone',
+]);
+
+/** Directives handled while parsing; they never appear in the tree. */
+export const READ_TIME_DIRECTIVES: ReadonlySet<string> = new Set([
+  'define',
+  'undefine',
+  'include',
+  'includeoptional',
+]);
+
+interface Frame {
+  /** `section`: a node in the tree; `cond`: a taken <IfModule>/<IfDefine>; `skip`: contents ignored. */
+  readonly kind: 'section' | 'cond' | 'skip';
+  readonly name: string;
+  readonly key: string;
+  readonly source: SourceRef;
+  readonly node?: SectionNode;
+}
+
+const SECTION_NAME = /^<\/?\s*([^\s>]*)/;
+
+class Parser {
+  private readonly defines = new Set<string>();
+  private readonly vars = new Map<string, string>();
+  private serverRoot: string | undefined;
+  private readonly files: string[] = [];
+  /** Real paths of the files being read, outermost first, for loop detection. */
+  private readonly reading: string[] = [];
+  private readonly lookup = (name: string): string | undefined => this.vars.get(name) ?? this.opts.env[name];
+
+  constructor(private readonly opts: ParseOptions) {}
+
+  parseMain(text: string, fileName: string): ParseResult {
+    const nodes: ConfigNode[] = [];
+    this.readFile(text, fileName, nodes);
+    return { nodes, files: this.files };
+  }
+
+  private readFile(text: string, file: string, target: ConfigNode[]): void {
+    if (!this.files.includes(file)) this.files.push(file);
+    this.reading.push(realPath(file));
+    const stack: Frame[] = [];
+    const targetOf = (): ConfigNode[] => {
+      for (let i = stack.length - 1; i >= 0; i--) {
+        const node = (stack[i] as Frame).node;
+        if (node) return node.children;
+      }
+      return target;
+    };
+
+    for (const { line, text: raw } of splitLines(text)) {
+      const where: SourceRef = { file, line };
+      const top = stack[stack.length - 1];
+      if (top?.kind === 'skip') {
+        this.soak(raw, where, stack);
+        continue;
+      }
+      const expanded = expandVars(raw, this.lookup, where);
+      if (expanded.startsWith('</')) {
+        this.closeSection(expanded, where, stack);
+      } else if (expanded.startsWith('<')) {
+        this.openSection(expanded, where, stack, targetOf());
+      } else {
+        const words = tokenize(expanded, where);
+        const name = words[0];
+        if (name === undefined) continue;
+        this.directive(name, words.slice(1), where, stack, targetOf());
+      }
+    }
+
+    const open = stack[stack.length - 1];
+    if (open) {
+      throw ConfigError.at(
+        open.source,
+        `<${open.name}> is never closed: no </${open.name}> before the end of ${file}`,
+      );
+    }
+    this.reading.pop();
+  }
+
+  /** Inside a skipped section: only follow nesting so the right closing line ends it. */
+  private soak(raw: string, where: SourceRef, stack: Frame[]): void {
+    if (!raw.startsWith('<')) return;
+    const name = SECTION_NAME.exec(raw)?.[1] ?? '';
+    if (raw.startsWith('</')) {
+      this.popFrame(name, where, stack);
+    } else {
+      stack.push({ kind: 'skip', name, key: name.toLowerCase(), source: where });
+    }
+  }
+
+  private popFrame(name: string, where: SourceRef, stack: Frame[]): void {
+    const top = stack.pop();
+    if (!top) throw ConfigError.at(where, `</${name}> without a matching <${name}>`);
+    if (top.key !== name.toLowerCase()) {
+      throw ConfigError.at(
+        where,
+        `</${name}> does not close <${top.name}> (opened at ${top.source.file}:${top.source.line})`,
+      );
+    }
+  }
+
+  private closeSection(text: string, where: SourceRef, stack: Frame[]): void {
+    if (!text.endsWith('>')) throw ConfigError.at(where, `missing ">" at the end of "${text}"`);
+    const inner = text.slice(2, -1).trim();
+    if (inner === '' || /\s/.test(inner)) throw ConfigError.at(where, `malformed closing tag "${text}"`);
+    this.popFrame(inner, where, stack);
+  }
+
+  private openSection(text: string, where: SourceRef, stack: Frame[], target: ConfigNode[]): void {
+    if (!text.endsWith('>')) throw ConfigError.at(where, `missing ">" at the end of "${text}"`);
+    const words = tokenize(text.slice(1, -1), where);
+    const name = words[0];
+    if (name === undefined || name === '') throw ConfigError.at(where, `empty section name in "${text}"`);
+    const key = name.toLowerCase();
+    const args = words.slice(1);
+
+    if (key === 'ifmodule' || key === 'ifdefine') {
+      const arg = args[0];
+      if (args.length !== 1 || arg === undefined) {
+        throw ConfigError.at(where, `<${name}> takes 1 argument, got ${args.length}`);
+      }
+      const negated = arg.startsWith('!');
+      const subject = negated ? arg.slice(1) : arg;
+      if (subject === '') throw ConfigError.at(where, `<${name}> needs a name after "!"`);
+      const holds = key === 'ifmodule' ? true : this.defines.has(subject);
+      stack.push({ kind: holds !== negated ? 'cond' : 'skip', name, key, source: where });
+      return;
+    }
+
+    const skipped = SKIPPED_SECTIONS.has(key);
+    const node: SectionNode = { kind: 'section', name, key, args, source: where, children: [], skipped };
+    target.push(node);
+    stack.push(skipped ? { kind: 'skip', name, key, source: where } : { kind: 'section', name, key, source: where, node });
+  }
+
+  private directive(name: string, args: string[], where: SourceRef, stack: Frame[], target: ConfigNode[]): void {
+    const key = name.toLowerCase();
+    switch (key) {
+      case 'define': {
+        const varName = args[0];
+        if (varName === undefined || args.length > 2) {
+          throw ConfigError.at(where, `Define takes 1 or 2 arguments (NAME [value]), got ${args.length}`);
+        }
+        if (varName.includes(':') || varName === '') {
+          throw ConfigError.at(where, `Define: bad variable name "${varName}" (must not contain ":")`);
+        }
+        this.defines.add(varName);
+        const value = args[1];
+        if (value !== undefined) this.vars.set(varName, value);
+        return;
+      }
+      case 'undefine': {
+        const varName = args[0];
+        if (varName === undefined || args.length !== 1) {
+          throw ConfigError.at(where, `UnDefine takes 1 argument, got ${args.length}`);
+        }
+        this.defines.delete(varName);
+        this.vars.delete(varName);
+        return;
+      }
+      case 'include':
+      case 'includeoptional':
+        this.include(name, key === 'includeoptional', args, where, target);
+        return;
+      case 'serverroot':
+        if (args.length === 1 && !stack.some((f) => f.kind === 'section')) {
+          this.serverRoot = path.resolve(this.opts.includeBase, args[0] as string);
+        }
+        break;
+      default:
+        break;
+    }
+    target.push({ kind: 'directive', name, key, args, source: where });
+  }
+
+  private include(name: string, optional: boolean, args: string[], where: SourceRef, target: ConfigNode[]): void {
+    const pattern = args[0];
+    if (pattern === undefined || args.length !== 1) {
+      throw ConfigError.at(where, `${name} takes 1 argument, got ${args.length}`);
+    }
+    const base = this.serverRoot ?? this.opts.includeBase;
+    const abs = path.resolve(base, pattern);
+    const found = expandInclude(abs);
+    if (!found.ok) {
+      if (optional) return;
+      throw ConfigError.at(where, `${name} "${pattern}": ${found.reason}`);
+    }
+    for (const file of found.files) {
+      const real = realPath(file);
+      if (this.reading.includes(real)) {
+        throw ConfigError.at(where, `${name} "${pattern}" loops: ${file} is already being read`);
+      }
+      let text: string;
+      try {
+        text = fs.readFileSync(file, 'utf8');
+      } catch (err) {
+        throw ConfigError.at(where, `${name} "${pattern}": cannot read ${file}: ${(err as Error).message}`);
+      }
+      this.readFile(text, file, target);
+    }
+  }
+}
+
+function realPath(file: string): string {
+  try {
+    return fs.realpathSync(file);
+  } catch {
+    return path.resolve(file);
+  }
+}
+
+export function parseConfig(text: string, fileName: string, opts: ParseOptions): ParseResult {
+  return new Parser(opts).parseMain(text, fileName);
+}
