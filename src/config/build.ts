@@ -47,7 +47,8 @@ function checkPlace(
   }
   if (args.length < min || args.length > max) {
     const want = min === max ? `${min}` : max === Infinity ? `at least ${min}` : `${min} to ${max}`;
-    throw ConfigError.at(where, `${name} takes ${want} argument${want === '1' ? '' : 's'}, got ${args.length}`);
+    const plural = min === max && min === 1 ? '' : max === Infinity && min === 1 ? '' : 's';
+    throw ConfigError.at(where, `${name} takes ${want} argument${plural}, got ${args.length}`);
   }
 }
 
