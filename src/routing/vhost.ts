@@ -7,8 +7,9 @@ import type { Config, ListenAddress, VirtualHost, VirtualHostAddress } from '../
  * Apache keeps one list of vhosts per address and uses the best-fitting list only:
  * this IP and this port, else this IP and port `*`, else `*` (or `_default_`) and this port,
  * else `*` and port `*`. With none, the main server answers. In the list, the first vhost whose
- * ServerName or ServerAlias matches the Host name wins; else the first whose <VirtualHost>
- * address is that name; else the first of the list (the default vhost for that address).
+ * ServerName or ServerAlias matches the Host name wins; else the first of the list (the default
+ * vhost for that address). (Apache's last resort, a Host equal to the <VirtualHost> address
+ * string, picks the same vhost in a list built from literal addresses, so it is left out.)
  *
  * Addresses are compared literally with `localAddress` (an IPv4-mapped `::ffff:a.b.c.d` is
  * taken as `a.b.c.d`): a <VirtualHost> written with a host name is not resolved, so it never
@@ -33,7 +34,6 @@ export function selectVirtualHost(
 
   const host = hostHeader === undefined ? undefined : hostName(hostHeader);
   let fallback: VirtualHost | undefined;
-  let byAddress: VirtualHost | undefined;
   for (const vh of vhosts) {
     if (!hasFit(vh, best, listen.port, local)) continue;
     if (fallback === undefined) fallback = vh;
@@ -41,9 +41,8 @@ export function selectVirtualHost(
     // A wildcard-address vhost without ServerName takes the main server's (Apache's ap_fini_vhost_config).
     const serverName = vh.serverName ?? (hasAnyHostAddress(vh) ? config.mainServer.serverName : undefined);
     if ((serverName !== undefined && serverNameMatches(serverName, host)) || aliasMatches(vh.serverAliases, host)) return vh;
-    if (byAddress === undefined && addressNamed(vh, host)) byAddress = vh;
   }
-  return byAddress ?? fallback!;
+  return fallback!;
 }
 
 const FIT_HOST_PORT = 0;
@@ -70,12 +69,6 @@ function isAnyHost(h: string): boolean {
 
 function hasAnyHostAddress(vh: VirtualHost): boolean {
   for (const addr of vh.addresses) if (isAnyHost(addr.host)) return true;
-  return false;
-}
-
-/** Apache's last resort: the Host name is written as the <VirtualHost> address (`Host: 10.0.0.5`). */
-function addressNamed(vh: VirtualHost, host: string): boolean {
-  for (const addr of vh.addresses) if (serverNameMatches(addr.host, host)) return true;
   return false;
 }
 
