@@ -124,7 +124,8 @@ const IGNORED_NAMES = [
   'AddOutputFilter', 'AddOutputFilterByType', 'DefaultType', 'TypesConfig', 'MIMEMagicFile', 'LanguagePriority',
   'ForceLanguagePriority', 'IndexOptions', 'IndexIgnore', 'IndexOrderDefault', 'AddIcon', 'AddIconByType',
   'AddIconByEncoding', 'AddAlt', 'AddAltByType', 'AddAltByEncoding', 'AddDescription', 'DefaultIcon', 'ReadmeName',
-  'HeaderName', 'ErrorDocument',
+  'HeaderName', 'ErrorDocument', 'Alias', 'AliasMatch', 'ScriptAlias', 'ScriptAliasMatch', 'SetHandler',
+  'RemoveHandler', 'RemoveType', 'SetOutputFilter', 'SetInputFilter', 'AddInputFilter',
   // access control and auth
   'Require', 'Order', 'Allow', 'Deny', 'Satisfy', 'AuthType', 'AuthName', 'AuthUserFile', 'AuthGroupFile',
   'AuthBasicProvider',
@@ -132,6 +133,8 @@ const IGNORED_NAMES = [
   'Header', 'RequestHeader', 'SetEnv', 'UnsetEnv', 'PassEnv', 'SetEnvIf', 'SetEnvIfNoCase', 'BrowserMatch',
   'BrowserMatchNoCase', 'ExtendedStatus', 'ExpiresActive', 'ExpiresDefault', 'ExpiresByType',
   'DeflateCompressionLevel', 'RewriteEngine', 'RewriteOptions', 'RewriteBase',
+  // mod_proxy tuning and status pages that change nothing observable here
+  'ProxyStatus', 'ProxyIOBufferSize', 'ProxyReceiveBufferSize',
 ];
 
 function serverSpecs(): DirectiveSpec[] {
