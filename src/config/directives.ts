@@ -378,4 +378,3 @@ export function refusedFamily(key: string): string | undefined {
   return undefined;
 }
 
-export type { SettingsDraft };

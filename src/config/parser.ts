@@ -71,14 +71,6 @@ export const SKIPPED_SECTIONS: ReadonlySet<string> = new Set([
   'requirenone',
 ]);
 
-/** Directives handled while parsing; they never appear in the tree. */
-export const READ_TIME_DIRECTIVES: ReadonlySet<string> = new Set([
-  'define',
-  'undefine',
-  'include',
-  'includeoptional',
-]);
-
 interface Frame {
   /** `section`: a node in the tree; `cond`: a taken <IfModule>/<IfDefine>; `skip`: contents ignored. */
   readonly kind: 'section' | 'cond' | 'skip';
