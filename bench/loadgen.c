@@ -421,6 +421,7 @@ static void run_until(uint64_t deadline, int (*done)(void)) {
 typedef struct {
   uint64_t t, echoes, bytes, hs, errors;
   psample w, a;
+  cpustat cs;
   double self_us;
 } snap;
 
@@ -438,6 +439,7 @@ static void take(snap *s) {
   sample_pidset(&watch, &s->w);
   sample_pidset(&aux, &s->a);
   s->self_us = self_cpu_us();
+  sample_cpustat(&s->cs);
 }
 
 static FILE *wjson;   /* windows accumulate here */
@@ -454,8 +456,11 @@ static void window_json(const snap *a, const snap *b) {
   psample_json(wjson, "proxy", &a->w, &b->w, tck);
   fputc(',', wjson);
   psample_json(wjson, "backend", &a->a, &b->a, tck);
-  fprintf(wjson, ",\"loadgen_cpu_us\":%.1f,\"lat\":", b->self_us - a->self_us);
+  fprintf(wjson, ",\"loadgen_cpu_us\":%.1f,", b->self_us - a->self_us);
+  cpustat_json(wjson, &a->cs, &b->cs);
+  fprintf(wjson, ",\"lat\":");
   hist_json(wjson, &hwin);
+  if (cfg.mode == M_RATE) { fprintf(wjson, ",\"hist\":"); hist_sparse_json(wjson, &hwin); }
   fputc('}', wjson);
 }
 
@@ -478,6 +483,10 @@ static void measured_windows(void) {
 
 static int all_started_settled(void) { return n_open + n_connect_err >= (uint64_t)cfg.conns && n_started >= (uint64_t)cfg.conns; }
 static int no_inflight(void) { return total_inflight == 0; }
+static int all_free(void) {
+  for (int i = 0; i < nslots; i++) if (C[i]->state != C_FREE) return 0;
+  return 1;
+}
 static int idle_all_live(void) {
   return n_started >= (uint64_t)cfg.conns && n_live + n_connect_err + (n_errors - n_connect_err) >= (uint64_t)cfg.conns;
 }
@@ -592,7 +601,7 @@ int main(int argc, char **argv) {
   } else if (cfg.mode == M_HANDSHAKE) {
     measured_windows(); /* run_until starts the loops */
     stopping = 1;
-    run_until(now_ns() + (uint64_t)(cfg.hs_timeout * 1e9), NULL);
+    run_until(now_ns() + (uint64_t)(cfg.hs_timeout * 1e9), all_free);
   } else { /* idle */
     sample_pidset(&watch, &rss0);
     if (cfg.concurrency > 256) cfg.concurrency = 256;

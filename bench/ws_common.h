@@ -218,6 +218,18 @@ static __attribute__((unused)) void hist_json(FILE *f, const hist_t *h) {
           hist_pct(h, 99.9) / 1000.0, h->max / 1000.0);
 }
 
+/* [[value_ns,count],...] for the non-empty buckets, so windows can be merged afterwards */
+static __attribute__((unused)) void hist_sparse_json(FILE *f, const hist_t *h) {
+  fputc('[', f);
+  int first = 1;
+  for (int i = 0; i < HIST_BUCKETS; i++) {
+    if (!h->b[i]) continue;
+    fprintf(f, "%s[%llu,%llu]", first ? "" : ",", (unsigned long long)hist_value(i), (unsigned long long)h->b[i]);
+    first = 0;
+  }
+  fputc(']', f);
+}
+
 /* ---------------------------------------------------------------- /proc sampling */
 #define MAX_PIDS 64
 typedef struct {
@@ -320,6 +332,45 @@ static __attribute__((unused)) void psample_json(FILE *f, const char *name, cons
           name, (double)(b->ticks - a->ticks) * 1e6 / (double)clk_tck, (double)(b->sched_ns - a->sched_ns) / 1000.0,
           (unsigned long long)(b->minflt - a->minflt), (unsigned long long)(b->majflt - a->majflt),
           (unsigned long long)a->rss_kb, (unsigned long long)b->rss_kb, b->alive);
+}
+
+/* ---------------------------------------------------------------- per-core times (/proc/stat) */
+#define MAX_CPUS 16
+typedef struct {
+  int n;
+  unsigned long long user[MAX_CPUS], sys[MAX_CPUS], irq[MAX_CPUS], idle[MAX_CPUS], steal[MAX_CPUS];
+} cpustat;
+
+static __attribute__((unused)) void sample_cpustat(cpustat *cs) {
+  char buf[8192];
+  memset(cs, 0, sizeof *cs);
+  if (read_small("/proc/stat", buf, sizeof buf) < 0) return;
+  char *line = buf;
+  while (line && *line) {
+    char *nl = strchr(line, '\n');
+    if (nl) *nl = 0;
+    int id;
+    unsigned long long u, ni, sy, idl, iow, irq, sirq, st;
+    if (sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu", &id, &u, &ni, &sy, &idl, &iow, &irq, &sirq, &st) == 9 &&
+        id >= 0 && id < MAX_CPUS) {
+      cs->user[id] = u + ni; cs->sys[id] = sy; cs->irq[id] = irq + sirq; cs->idle[id] = idl + iow; cs->steal[id] = st;
+      if (id + 1 > cs->n) cs->n = id + 1;
+    }
+    line = nl ? nl + 1 : NULL;
+  }
+}
+
+/* "cores":[{"user":f,"sys":f,"irq":f,"idle":f,"steal":f},...] as fractions of the interval */
+static __attribute__((unused)) void cpustat_json(FILE *f, const cpustat *a, const cpustat *b) {
+  fprintf(f, "\"cores\":[");
+  for (int i = 0; i < b->n; i++) {
+    double u = (double)(b->user[i] - a->user[i]), s = (double)(b->sys[i] - a->sys[i]), q = (double)(b->irq[i] - a->irq[i]);
+    double id = (double)(b->idle[i] - a->idle[i]), st = (double)(b->steal[i] - a->steal[i]);
+    double tot = u + s + q + id + st;
+    if (tot <= 0) tot = 1;
+    fprintf(f, "%s{\"user\":%.3f,\"sys\":%.3f,\"irq\":%.3f,\"idle\":%.3f,\"steal\":%.3f}", i ? "," : "", u / tot, s / tot, q / tot, id / tot, st / tot);
+  }
+  fputc(']', f);
 }
 
 #endif
