@@ -147,6 +147,7 @@ export class Gateway implements ConnectionHost {
     if (this.log.enabled('debug') || (t.closeReason !== 'closed' && t.closeReason !== 'shutdown')) {
       const fields = {
         tunnel: t.id,
+        engine: t.usedNative ? 'native' : 'js',
         reason: t.closeReason,
         detail: t.closeDetail,
         client: rec?.clientIp,

@@ -6,6 +6,8 @@
 // tunnel through a field on the socket, so 10,000 tunnels do not hold 10,000 sets of closures.
 
 import type { Socket } from 'node:net';
+import { constants as osConstants } from 'node:os';
+import { adoptNative, NATIVE_REASONS, nativeEngine } from './native';
 
 /** Why a tunnel ended; also what the access log and counters will report. */
 export type CloseReason =
@@ -50,16 +52,24 @@ let nextTunnelId = 1;
 export class Tunnel {
   readonly id = nextTunnelId++;
   readonly startedAt = Date.now();
-  /** Bytes forwarded client → backend and backend → client, including early bytes. */
-  bytesUp = 0;
-  bytesDown = 0;
+  /** Bytes forwarded so far (see the `bytesUp`/`bytesDown` getters). */
+  private up = 0;
+  private down = 0;
   closeReason: CloseReason | undefined;
   /** An error message for the log when closeReason is an error, else undefined. */
   closeDetail: string | undefined;
   endedAt = 0;
 
+  /** True while the native engine moves this tunnel's bytes (its sockets were handed over). */
+  native = false;
+  /** The tunnel was handed to the native engine (stays true after it ended). */
+  usedNative = false;
   /** Set by every chunk, cleared by every idle tick: cheaper than re-arming a timer per chunk. */
   private active = false;
+  /** Native mode: bytes counted in JS before the hand-over, and the total seen at the last idle tick. */
+  private earlyUp = 0;
+  private earlyDown = 0;
+  private lastTotal = 0;
   private quietTicks = 0;
   private timer: NodeJS.Timeout | undefined;
   private clientEnded = false;
@@ -88,6 +98,10 @@ export class Tunnel {
       s.setKeepAlive(true, TCP_KEEPALIVE_DELAY_MS);
       s.setTimeout(0);
     }
+    if (this.handOver(clientEarly, backendEarly)) {
+      if (this.options.idleTimeoutMs > 0) this.armIdle();
+      return;
+    }
     client.on('data', clientOnData);
     client.on('end', clientOnEnd);
     client.on('error', clientOnError);
@@ -101,7 +115,11 @@ export class Tunnel {
 
     if (clientEarly !== undefined && clientEarly.length > 0) this.forwardUp(clientEarly);
     if (backendEarly !== undefined && backendEarly.length > 0) this.forwardDown(backendEarly);
-    if (this.options.idleTimeoutMs > 0) this.armIdle();
+    // A FIN read during the handshake (a paused net.Socket still reads, and emits 'end' once
+    // its buffer is empty) is not signalled again: forward it now, after the early bytes.
+    if (client.readableEnded) this.sideEnded(true);
+    if (backend.readableEnded) this.sideEnded(false);
+    if (this.options.idleTimeoutMs > 0 && this.closeReason === undefined) this.armIdle();
     // Sockets may have been paused during the handshake; flowing resumes here, and bytes that
     // arrived meanwhile are still in their read buffers.
     if (!backend.writableNeedDrain) client.resume();
@@ -114,19 +132,90 @@ export class Tunnel {
       this.closeReason = reason;
       this.closeDetail = detail;
     }
+    if (this.native) {
+      nativeEngine()!.close(this.id);
+      return;
+    }
     this.client.destroy();
     this.backend.destroy();
   }
 
+  /** Bytes forwarded client → backend, including early bytes. */
+  get bytesUp(): number {
+    this.refreshBytes();
+    return this.up;
+  }
+
+  /** Bytes forwarded backend → client, including early bytes. */
+  get bytesDown(): number {
+    this.refreshBytes();
+    return this.down;
+  }
+
+  /** Native mode: fetches the engine's counts (JS mode counts as it goes). */
+  private refreshBytes(): void {
+    if (!this.native) return;
+    if (nativeEngine()!.bytes(this.id, scratch)) {
+      this.up = this.earlyUp + scratch[0];
+      this.down = this.earlyDown + scratch[1];
+    }
+  }
+
+  /**
+   * Gives both sockets to the native engine when it is loaded and the tunnel needs nothing only
+   * JavaScript can do (TLS, an observer). Node's handles are closed afterwards; the engine holds
+   * duplicates of the fds. Returns false to keep the JavaScript pump.
+   */
+  private handOver(clientEarly: Buffer | undefined, backendEarly: Buffer | undefined): boolean {
+    if (this.options.upObserver !== undefined || this.options.downObserver !== undefined) return false;
+    if (nativeEngine() === undefined) return false;
+    const ch = handleOf(this.client);
+    const bh = handleOf(this.backend);
+    if (ch === undefined || bh === undefined) return false;
+    if (this.client.writableLength > 0 || this.backend.writableLength > 0) return false;
+    // Bytes Node already read are passed along; the engine reads the rest from the kernel.
+    const up = drainReadable(this.client, clientEarly);
+    const down = drainReadable(this.backend, backendEarly);
+    // read() may have restarted reading: stop it last, before anything can run on the loop.
+    ch.readStop();
+    bh.readStop();
+    this.earlyUp = up === undefined ? 0 : up.length;
+    this.earlyDown = down === undefined ? 0 : down.length;
+    this.up = this.earlyUp;
+    this.down = this.earlyDown;
+    adoptNative(this.id, ch.fd, bh.fd, up, down, nativeClosed);
+    this.native = true;
+    this.usedNative = true;
+    live.set(this.id, this);
+    for (const s of [this.client, this.backend]) {
+      s.on('error', ignoreError);
+      s.destroy();
+    }
+    return true;
+  }
+
+  /** @internal The native engine ended this tunnel. */
+  nativeClosed(reason: number, errno: number, up: number, down: number): void {
+    live.delete(this.id);
+    this.up = this.earlyUp + up;
+    this.down = this.earlyDown + down;
+    const r = NATIVE_REASONS[reason] ?? 'backend-error';
+    if (this.closeReason === undefined || (this.closeReason === 'closed' && r !== 'closed')) {
+      this.closeReason = r;
+      if (errno !== 0) this.closeDetail = errnoName(errno);
+    }
+    this.finish();
+  }
+
   forwardUp(chunk: Buffer): void {
-    this.bytesUp += chunk.length;
+    this.up += chunk.length;
     this.active = true;
     if (this.options.upObserver !== undefined) this.options.upObserver.onChunk(chunk);
     if (!this.backend.write(chunk)) this.client.pause();
   }
 
   forwardDown(chunk: Buffer): void {
-    this.bytesDown += chunk.length;
+    this.down += chunk.length;
     this.active = true;
     if (this.options.downObserver !== undefined) this.options.downObserver.onChunk(chunk);
     if (!this.client.write(chunk)) this.backend.pause();
@@ -178,6 +267,14 @@ export class Tunnel {
 
   /** @internal Idle tick: close after IDLE_TICKS consecutive ticks without a byte. */
   idleTick(): void {
+    if (this.native) {
+      this.refreshBytes();
+      const total = this.up + this.down;
+      if (total !== this.lastTotal) {
+        this.lastTotal = total;
+        this.active = true;
+      }
+    }
     if (this.active) {
       this.active = false;
       this.quietTicks = 0;
@@ -201,6 +298,7 @@ export class Tunnel {
 
   private finish(): void {
     if (this.finished) return;
+    this.native = false;
     this.finished = true;
     this.clearIdle();
     this.endedAt = Date.now();
@@ -213,6 +311,42 @@ export class Tunnel {
     this.options.onClose(this);
   }
 }
+
+/** Tunnels run by the native engine, by id, until it reports them closed. */
+const live = new Map<number, Tunnel>();
+const scratch = new Float64Array(2);
+
+function nativeClosed(id: number, reason: number, errno: number, up: number, down: number): void {
+  live.get(id)?.nativeClosed(reason, errno, up, down);
+}
+
+interface StreamHandle {
+  fd: number;
+  readStop(): number;
+}
+
+/** The libuv TCP handle of a plain (non-TLS) connected socket, or undefined. */
+function handleOf(s: Socket): StreamHandle | undefined {
+  if ((s as Socket & { encrypted?: boolean }).encrypted === true || s.destroyed) return undefined;
+  const h = (s as unknown as { _handle?: StreamHandle | null })._handle;
+  if (h == null || typeof h.fd !== 'number' || h.fd < 0 || typeof h.readStop !== 'function') return undefined;
+  return h;
+}
+
+/** Takes what a paused socket has buffered, after `first`. */
+function drainReadable(s: Socket, first: Buffer | undefined): Buffer | undefined {
+  const parts: Buffer[] = first !== undefined && first.length > 0 ? [first] : [];
+  for (let c: Buffer | null; (c = s.read() as Buffer | null) !== null; ) parts.push(c);
+  if (parts.length === 0) return undefined;
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+}
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
+function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+}
+
+function ignoreError(): void {}
 
 function idleTimeout(t: Tunnel): void {
   t.idleTick();

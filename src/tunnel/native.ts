@@ -1,0 +1,70 @@
+// Loads the native tunnel engine (native/tunnel.cc, built by node-gyp at `npm ci`), if it is
+// there and wanted. Without it every tunnel uses the JavaScript pump in tunnel.ts, which passes
+// the same tests; `WSGATE_NATIVE=0` forces that.
+
+import * as path from 'node:path';
+
+interface NativeBinding {
+  start(onClose: (events: number[]) => void): void;
+  adopt(id: number, clientFd: number, backendFd: number, toBackend?: Buffer, toClient?: Buffer): void;
+  close(id: number): void;
+  bytes(id: number, out: Float64Array): boolean;
+}
+
+/** Close reasons as numbered by the native engine. */
+export const NATIVE_REASONS = ['closed', 'client-error', 'backend-error', 'client-reset', 'backend-reset', 'shutdown', 'fin-timeout'] as const;
+
+export type NativeCloseHandler = (id: number, reason: number, errno: number, up: number, down: number) => void;
+
+let binding: NativeBinding | undefined;
+let loadError: string | undefined;
+const handlers = new Map<number, NativeCloseHandler>();
+
+function load(): NativeBinding | undefined {
+  if (binding !== undefined || loadError !== undefined) return binding;
+  if (process.env.WSGATE_NATIVE === '0') {
+    loadError = 'disabled by WSGATE_NATIVE=0';
+    return undefined;
+  }
+  try {
+    // dist/src/tunnel → the package root's build/Release.
+    const b = require(path.join(__dirname, '..', '..', '..', 'build', 'Release', 'wsgate_tunnel.node')) as NativeBinding;
+    b.start(dispatch);
+    binding = b;
+  } catch (e) {
+    loadError = (e as Error).message;
+  }
+  return binding;
+}
+
+function dispatch(events: number[]): void {
+  for (let i = 0; i < events.length; i += 5) {
+    const id = events[i];
+    const h = handlers.get(id);
+    if (h === undefined) continue;
+    handlers.delete(id);
+    h(id, events[i + 1], events[i + 2], events[i + 3], events[i + 4]);
+  }
+}
+
+/** The engine, or undefined when it is not available (see `nativeUnavailableReason`). */
+export function nativeEngine(): NativeBinding | undefined {
+  return load();
+}
+
+export function nativeUnavailableReason(): string | undefined {
+  load();
+  return loadError;
+}
+
+/** Hands two sockets' fds to the engine; `onClose` runs once when the tunnel ends. */
+export function adoptNative(id: number, clientFd: number, backendFd: number, toBackend: Buffer | undefined, toClient: Buffer | undefined, onClose: NativeCloseHandler): void {
+  const b = load()!;
+  handlers.set(id, onClose);
+  try {
+    b.adopt(id, clientFd, backendFd, toBackend, toClient);
+  } catch (e) {
+    handlers.delete(id);
+    throw e;
+  }
+}
