@@ -125,6 +125,8 @@ export class Exchange {
     socket.on('error', (err) => this.onBackendError(err));
     socket.on('close', () => this.onBackendClose());
     socket.on('drain', () => this.owner.socket.resume());
+    // A socket taken from the keep-alive pool comes back paused (origins.ts unpool).
+    if (this.reused) socket.resume();
 
     const settings = this.vhost.settings;
     const head = buildBackendRequest(this.req, {
