@@ -34,6 +34,8 @@ export interface Recorder {
   tunnelBytes: Map<number, Buffer[]>;
   /** Connections accepted so far. */
   connections(): number;
+  /** Connections still open now. */
+  open(): number;
   close(): Promise<void>;
 }
 
@@ -121,6 +123,7 @@ export async function startRecorder(name: string, respond: Responder = defaultRe
     requests,
     tunnelBytes,
     connections: () => accepted,
+    open: () => sockets.size,
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
