@@ -29,10 +29,12 @@ interface Options {
   scenarios: string[] | null;
   keepTmp: boolean;
   idleTunnels: number | null;
+  nice: number | null;
+  retry: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, only: null, scenarios: null, keepTmp: false, idleTunnels: null };
+  const o: Options = { quick: false, only: null, scenarios: null, keepTmp: false, idleTunnels: null, nice: null, retry: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = (): string => {
@@ -45,10 +47,16 @@ function parseArgs(argv: string[]): Options {
     else if (a.startsWith('--scenarios')) o.scenarios = val().split(',').map((s) => s.trim()).filter(Boolean);
     else if (a.startsWith('--tunnels')) o.idleTunnels = Number(val());
     else if (a === '--keep-tmp') o.keepTmp = true;
+    else if (a.startsWith('--nice')) o.nice = Number(val());
+    else if (a === '--no-retry') o.retry = false;
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
         'usage: npm run bench -- [--quick] [--only direct,wsgate,pipe,http-proxy,nginx,haproxy]\n' +
-          '                       [--scenarios echo64,echo16k,handshake,idle,rate] [--tunnels N] [--keep-tmp]\n',
+          '                       [--scenarios echo64,echo16k,handshake,idle,rate] [--tunnels N] [--keep-tmp]\n' +
+          '                       [--nice N] [--no-retry]\n' +
+          '  --nice N     run proxy, backend and load generator at niceness N (e.g. -10, root only) so\n' +
+          '               that other work on a shared machine disturbs the figures less\n' +
+          '  --no-retry   do not rerun a scenario whose windows were contended by other processes\n',
       );
       process.exit(0);
     } else throw new Error(`unknown option ${a} (try --help)`);
@@ -69,9 +77,12 @@ interface Proc {
 
 const live = new Set<Proc>();
 let hasTaskset = false;
+let niceness: number | null = null;
 
 function pinned(cpu: string, cmd: string, args: string[]): [string, string[]] {
-  return hasTaskset ? ['taskset', ['-c', cpu, cmd, ...args]] : [cmd, args];
+  let [c, a] = hasTaskset ? ['taskset', ['-c', cpu, cmd, ...args]] : [cmd, args];
+  if (niceness !== null) [c, a] = ['nice', ['-n', String(niceness), c, ...a]];
+  return [c, a];
 }
 
 function startProc(name: string, cpu: string, cmd: string, args: string[], logFile: string | null, env?: NodeJS.ProcessEnv): Proc {
@@ -321,7 +332,7 @@ daemon off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 worker_rlimit_nofile 20000;
-events { worker_connections 20000; }
+events { worker_connections 24000; }  # > 2 × 9,950 tunnels + 1/16 spare, else nginx starts reusing connections
 http {
   access_log off;
   client_body_temp_path ${dir}/body;
@@ -415,7 +426,10 @@ function scenarios(o: Options): Scenario[] {
 interface PS { cpu_us: number; sched_us: number; minflt: number; majflt: number; rss_kb_start: number; rss_kb_end: number; procs: number }
 interface Lat { count: number; mean_us: number; p50_us: number; p90_us: number; p99_us: number; p999_us: number; max_us: number }
 interface Core { user: number; sys: number; irq: number; idle: number; steal: number }
-interface Win { seconds: number; echoes: number; bytes: number; handshakes: number; errors: number; proxy: PS; backend: PS; loadgen_cpu_us: number; cores: Core[]; lat: Lat; hist?: [number, number][] }
+interface Win {
+  seconds: number; echoes: number; bytes: number; handshakes: number; errors: number; proxy: PS; backend: PS;
+  loadgen_cpu_us: number; ksoftirqd_us?: number[]; cores: Core[]; lat: Lat; hist?: [number, number][];
+}
 interface LoadgenResult {
   mode: string;
   opened: number;
@@ -479,7 +493,7 @@ function derive(sc: Scenario, r: LoadgenResult, isDirect: boolean): Figure {
     const before = r.rss_kb_before ?? 0;
     const after = r.rss_kb_after ?? 0;
     if (r.live === 0) return { ok: false, note: errs ?? 'no tunnel came up', extra: {} };
-    const extra: Record<string, number | string> = { tunnels: r.live, open_seconds: r.open_seconds, rss_kb_before: before, rss_kb_after: after };
+    const extra: Record<string, number | string> = { tunnels: r.live, open_seconds: r.open_seconds, rss_kb_before: before, rss_kb_after: after, errors: r.errors };
     if (isDirect) return { ok: true, note: errs, extra };
     return { ok: r.live > 0, note: errs, value: (after - before) / r.live, extra };
   }
@@ -493,8 +507,11 @@ function derive(sc: Scenario, r: LoadgenResult, isDirect: boolean): Figure {
     const c0 = w.cores?.[Number(PROXY_CPU)];
     const c1 = w.cores?.[Number(LOAD_CPU)];
     const secs = w.seconds * 1e6;
-    const o0 = c0 ? Math.max(0, c0.user + c0.sys - (isDirect ? 0 : w.proxy.cpu_us / secs)) : 0;
-    const o1 = c1 ? Math.max(0, c1.user + c1.sys - (w.loadgen_cpu_us + w.backend.cpu_us) / secs) : 0;
+    const ks = w.ksoftirqd_us ?? [];
+    const ks0 = (ks[Number(PROXY_CPU)] ?? 0) / secs;
+    const ks1 = (ks[Number(LOAD_CPU)] ?? 0) / secs;
+    const o0 = c0 ? Math.max(0, c0.user + c0.sys - ks0 - (isDirect ? 0 : w.proxy.cpu_us / secs)) : 0;
+    const o1 = c1 ? Math.max(0, c1.user + c1.sys - ks1 - (w.loadgen_cpu_us + w.backend.cpu_us) / secs) : 0;
     return [o0, o1];
   };
   const contention = (w: Win): number => (isDirect ? others(w)[1] : Math.max(...others(w)));
@@ -524,7 +541,9 @@ function derive(sc: Scenario, r: LoadgenResult, isDirect: boolean): Figure {
     extra.core1_busy = median(c1.map((c) => c.user + c.sys + c.irq));
     extra.core1_irq = median(c1.map((c) => c.irq));
     extra.steal = median(ws.map((w) => (w.cores ?? []).reduce((a, c) => a + c.steal, 0)));
+    extra.ksoftirqd_core0 = median(ws.map((w) => (w.ksoftirqd_us?.[Number(PROXY_CPU)] ?? 0) / (w.seconds * 1e6)));
   }
+  extra.contention = median(ws.map(contention));
   if (!isDirect) {
     extra.proxy_busy = median(ws.map((w) => w.proxy.cpu_us / (w.seconds * 1e6)));
     extra.proxy_sched_us = median(per((w) => w.proxy.sched_us));
@@ -589,7 +608,8 @@ function buildTable(res: Results, names: string[]): string[][] {
     const x = r.figures[id];
     if (!x) return '–';
     if (!x.ok) return 'failed';
-    return f(x) + (x.extra.errors ? ' ERR' : '');
+    const contended = typeof x.extra.contention === 'number' && x.extra.contention > 0.1;
+    return f(x) + (x.extra.errors ? ' ERR' : '') + (contended ? ' *' : '');
   };
   for (const F of FIGS) {
     if (!names.some((n) => res[n]?.figures[F.id])) continue;
@@ -658,6 +678,60 @@ function markdownTable(rows: string[][]): string {
   ].join('\n');
 }
 
+// ------------------------------------------------------------------ one scenario on one target
+/** Starts a fresh backend and proxy, runs the load generator once, stops both. */
+async function runOnce(t: Target, sc: Scenario, tmp: string, tag: string): Promise<{ figure: Figure; raw: LoadgenResult | { error: string }; startFailed: boolean }> {
+  let backend: Proc | null = null;
+  let proxy: Proc | null = null;
+  let startFailed = false;
+  try {
+    backend = startProc('echo-backend', LOAD_CPU, path.join(BUILD, 'echo-backend'), ['--host', HOST, '--port', '0'], null);
+    const b = backend;
+    const backendPort = await new Promise<number>((resolve, reject) => {
+      let s = '';
+      const to = setTimeout(() => reject(new Error('echo backend did not start')), 5000);
+      b.child.stdout?.on('data', (d: Buffer) => {
+        s += d.toString();
+        const m = /listening (\d+)/.exec(s);
+        if (m) { clearTimeout(to); resolve(Number(m[1])); }
+      });
+      b.child.on('exit', () => reject(new Error('echo backend exited')));
+    });
+    let port = backendPort;
+    if (t.name !== 'direct') {
+      port = await freePort();
+      proxy = t.start({ tmp, backendPort, port, tag });
+      if (!proxy) throw new Error('no process');
+      let last: string | null = 'not probed';
+      const deadline = Date.now() + 15000;
+      while (Date.now() < deadline && !proxy.exited) {
+        last = await probeUpgrade(port);
+        if (last === null) break;
+        await sleep(100);
+      }
+      if (last !== null) {
+        startFailed = true;
+        const reason = proxy.exited ? `${proxy.exitInfo}; ${tail(proxy.logFile)}` : `upgrade probe: ${last}; ${tail(proxy.logFile)}`;
+        throw new Error(`did not start or answer: ${reason}`);
+      }
+      proxy.descendants = descendantsOf(proxy.pid);
+    }
+    const r = await runLoadgen(sc, port, proxy?.pid ?? 0, backend.pid);
+    const f = derive(sc, r, t.name === 'direct');
+    if (proxy?.exited) {
+      f.ok = false;
+      f.note = `proxy died: ${proxy.exitInfo}; ${tail(proxy.logFile)}`;
+    }
+    return { figure: f, raw: r, startFailed };
+  } catch (e) {
+    const msg = (e as Error).message;
+    return { figure: { ok: false, note: msg, extra: {} }, raw: { error: msg }, startFailed };
+  } finally {
+    if (proxy) await stopProc(proxy);
+    if (backend) await stopProc(backend);
+  }
+}
+
 // ------------------------------------------------------------------ main
 function machine(): Record<string, string | number> {
   const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
@@ -677,6 +751,7 @@ async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   const t0 = Date.now();
   hasTaskset = which('taskset') !== null;
+  niceness = opts.nice;
   if (hasTaskset) spawnSync('taskset', ['-cp', LOAD_CPU, String(process.pid)], { stdio: 'ignore' });
   else process.stderr.write('warning: taskset not found; processes are not pinned\n');
   if (os.cpus().length < 2) process.stderr.write('warning: fewer than 2 CPUs; proxy and load share a core\n');
@@ -702,60 +777,30 @@ async function main(): Promise<void> {
         results[t.name].raw[sc.id] = { error: 'not run: target failed to start twice' };
         continue;
       }
-      const tag = `${sc.id}`;
-      let backend: Proc | null = null;
-      let proxy: Proc | null = null;
-      const t1 = Date.now();
-      try {
-        backend = startProc('echo-backend', LOAD_CPU, path.join(BUILD, 'echo-backend'), ['--host', HOST, '--port', '0'], null);
-        const backendPort = await new Promise<number>((resolve, reject) => {
-          let s = '';
-          const to = setTimeout(() => reject(new Error('echo backend did not start')), 5000);
-          backend?.child.stdout?.on('data', (d: Buffer) => {
-            s += d.toString();
-            const m = /listening (\d+)/.exec(s);
-            if (m) { clearTimeout(to); resolve(Number(m[1])); }
-          });
-          backend?.child.on('exit', () => reject(new Error('echo backend exited')));
-        });
-        let port = backendPort;
-        if (t.name !== 'direct') {
-          port = await freePort();
-          proxy = t.start({ tmp, backendPort, port, tag });
-          if (!proxy) throw new Error('no process');
-          let last: string | null = 'not probed';
-          const deadline = Date.now() + 15000;
-          while (Date.now() < deadline && !proxy.exited) {
-            last = await probeUpgrade(port);
-            if (last === null) break;
-            await sleep(100);
-          }
-          if (last !== null) {
-            startFailures++;
-            const reason = proxy.exited ? `${proxy.exitInfo}; ${tail(proxy.logFile)}` : `upgrade probe: ${last}; ${tail(proxy.logFile)}`;
-            throw new Error(`did not start or answer: ${reason}`);
-          }
-          proxy.descendants = descendantsOf(proxy.pid);
+      const budgetS = opts.quick ? 0 : 600; // no reruns once the run is this old (whole run < 15 min)
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const t1 = Date.now();
+        const got = await runOnce(t, sc, tmp, `${sc.id}-${attempt}`);
+        if (got.startFailed) startFailures++;
+        const f = got.figure;
+        const prev = results[t.name].figures[sc.id];
+        const c = (x: Figure | undefined): number => (typeof x?.extra.contention === 'number' ? x.extra.contention : 0);
+        // keep the less contended of two attempts
+        if (!prev || (f.ok && (!prev.ok || c(f) < c(prev)))) {
+          results[t.name].figures[sc.id] = f;
+          results[t.name].raw[sc.id] = got.raw;
         }
-        const r = await runLoadgen(sc, port, proxy?.pid ?? 0, backend.pid);
-        results[t.name].raw[sc.id] = r;
-        const f = derive(sc, r, t.name === 'direct');
-        if (proxy?.exited) { f.ok = false; f.note = `proxy died: ${proxy.exitInfo}; ${tail(proxy.logFile)}`; }
-        results[t.name].figures[sc.id] = f;
+        if (attempt === 1) results[t.name].raw[`${sc.id}-rerun`] = got.raw;
         const v = f.value !== undefined ? fmt(f.value) : '';
         process.stdout.write(
           `  ${t.name.padEnd(10)} ${sc.id.padEnd(9)} ${f.ok ? 'ok    ' : 'FAILED'} ${v.padStart(7)} ` +
-            `${f.extra.rate_per_s !== undefined ? fmtRate(f.extra.rate_per_s) : ''}${f.note ? '  ' + f.note.slice(0, 200) : ''} ` +
+            `${f.extra.rate_per_s !== undefined ? fmtRate(f.extra.rate_per_s) : ''}` +
+            `${c(f) > 0.05 ? ` contended ${Math.round(c(f) * 100)}%` : ''}${f.note ? '  ' + f.note.slice(0, 300) : ''} ` +
             `(${((Date.now() - t1) / 1000).toFixed(1)} s)\n`,
         );
-      } catch (e) {
-        const msg = (e as Error).message;
-        results[t.name].raw[sc.id] = { error: msg };
-        results[t.name].figures[sc.id] = { ok: false, note: msg, extra: {} };
-        process.stdout.write(`  ${t.name.padEnd(10)} ${sc.id.padEnd(9)} FAILED  ${msg.slice(0, 300)}\n`);
-      } finally {
-        if (proxy) await stopProc(proxy);
-        if (backend) await stopProc(backend);
+        const again = opts.retry && f.ok && c(f) > 0.1 && (Date.now() - t0) / 1000 < budgetS;
+        if (!again) break;
+        process.stdout.write(`  ${t.name.padEnd(10)} ${sc.id.padEnd(9)} rerun: other processes took ${Math.round(c(f) * 100)}% of a core\n`);
       }
     }
     if (Object.values(results[t.name].figures).every((f) => !f.ok)) results[t.name].status = 'failed';
@@ -786,14 +831,15 @@ async function main(): Promise<void> {
   fs.writeFileSync(file, JSON.stringify(json, null, 2));
   process.stdout.write(`\n${table}\n\n`);
   process.stdout.write('cells: median over windows [min–max], ×ngx = ratio to nginx in this run; rate × = ratio to direct;\n');
-  process.stdout.write('direct shows the load side\'s own CPU per echo (lg = loadgen, be = backend); ERR = verification errors (see JSON).\n');
+  process.stdout.write('direct shows the load side\'s own CPU per echo (lg = loadgen, be = backend); ERR = verification errors (see JSON);\n');
+  process.stdout.write('* = other processes took > 10 % of a core during the kept windows (shared machine): rerun for clean figures.\n');
   for (const t of targets) {
     const r = results[t.name];
     for (const [id, f] of Object.entries(r.figures)) {
       if (f.note) process.stdout.write(`  ${t.name}/${id}: ${f.note.slice(0, 300)}\n`);
       const o0 = t.name === 'direct' ? 0 : (f.extra.others_core0 as number | undefined);
       const o1 = f.extra.others_core1 as number | undefined;
-      if ((o0 ?? 0) > 0.05 || (o1 ?? 0) > 0.1)
+      if ((o0 ?? 0) > 0.1 || (o1 ?? 0) > 0.1)
         process.stdout.write(`  ${t.name}/${id}: other processes used ${Math.round((o0 ?? 0) * 100)}% of core ${PROXY_CPU} and ${Math.round((o1 ?? 0) * 100)}% of core ${LOAD_CPU} in the kept windows (${f.extra.windows_used}); contended, rerun for clean figures\n`);
     }
     if (r.status.startsWith('skipped')) process.stdout.write(`  ${t.name}: ${r.status}\n`);
