@@ -89,7 +89,8 @@ function parseVersion(v: string, status: number): number {
 }
 
 function parseFields(lines: string[], status: number): HeadFacts & { host: string | undefined } {
-  if (lines.length - 1 > MAX_HEADER_FIELDS) throw new HeadError(status === 400 ? 431 : status, 'too many header fields');
+  // lines = [start line, field…, '', ''] (the head ends with CRLFCRLF).
+  if (lines.length - 3 > MAX_HEADER_FIELDS) throw new HeadError(status === 400 ? 431 : status, 'too many header fields');
   const headers: string[] = [];
   let connectionTokens: string[] = [];
   let contentLength = -1;
