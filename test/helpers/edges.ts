@@ -154,3 +154,178 @@ export function parseRaw(data: Buffer): { status: number; head: string; body: st
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(text);
   return { status: m ? Number(m[1]) : 0, head, body: i === -1 ? '' : text.slice(i + 4) };
 }
+
+/** One response as read off the wire by ResponseReader. */
+export interface WireResponse {
+  status: number;
+  /** The head text without its blank line. */
+  head: string;
+  /** Exactly the body bytes as sent (chunk framing, extensions and trailers included). */
+  rawBody: Buffer;
+  /** The payload: rawBody decoded when chunked. */
+  body: Buffer;
+  /** Trailer lines of a chunked body. */
+  trailers: string[];
+}
+
+/**
+ * Reads consecutive HTTP/1.1 responses from a raw client socket, framing them as RFC 9112 says
+ * (HEAD, 1xx, 204 and 304 have no body; chunked; Content-Length; else until close).
+ */
+export class ResponseReader {
+  private buf: Buffer = Buffer.alloc(0);
+  private ended = false;
+  private wake: (() => void) | undefined;
+
+  constructor(readonly socket: net.Socket) {
+    socket.on('data', (c: Buffer) => {
+      this.buf = this.buf.length === 0 ? c : Buffer.concat([this.buf, c]);
+      this.wake?.();
+    });
+    socket.on('close', () => {
+      this.ended = true;
+      this.wake?.();
+    });
+  }
+
+  private async more(what: string): Promise<void> {
+    if (this.ended) throw new Error(`connection closed while reading ${what}; have ${JSON.stringify(this.buf.subarray(0, 200).toString('latin1'))}`);
+    await new Promise<void>((r) => (this.wake = r));
+    this.wake = undefined;
+  }
+
+  private async take(n: number, what: string): Promise<Buffer> {
+    while (this.buf.length < n) await this.more(what);
+    const out = this.buf.subarray(0, n);
+    this.buf = this.buf.subarray(n);
+    return out;
+  }
+
+  private async line(what: string): Promise<string> {
+    let i: number;
+    while ((i = this.buf.indexOf('\r\n')) === -1) await this.more(what);
+    return (await this.take(i + 2, what)).toString('latin1');
+  }
+
+  /** Whether the peer closed the connection and nothing is left unread. */
+  get closed(): boolean {
+    return this.ended && this.buf.length === 0;
+  }
+
+  /** Resolves when the peer has closed; rejects if it sent more bytes before closing. */
+  async expectClose(): Promise<void> {
+    while (!this.ended) await this.more('close').catch(() => {});
+    if (this.buf.length > 0) throw new Error(`unexpected bytes before close: ${JSON.stringify(this.buf.toString('latin1').slice(0, 200))}`);
+  }
+
+  async next(method = 'GET'): Promise<WireResponse> {
+    let i: number;
+    while ((i = this.buf.indexOf('\r\n\r\n')) === -1) await this.more('a response head');
+    const head = (await this.take(i + 4, 'head')).toString('latin1').slice(0, -4);
+    const m = /^HTTP\/1\.[01] (\d{3})/.exec(head);
+    if (m === null) throw new Error(`not a status line: ${JSON.stringify(head.slice(0, 100))}`);
+    const status = Number(m[1]);
+    const te = headerIn(head, 'transfer-encoding');
+    const cl = headerIn(head, 'content-length');
+    if (method === 'HEAD' || (status >= 100 && status < 200) || status === 204 || status === 304) {
+      return { status, head, rawBody: Buffer.alloc(0), body: Buffer.alloc(0), trailers: [] };
+    }
+    if (te !== undefined && /chunked\s*$/i.test(te)) {
+      const raw: Buffer[] = [];
+      const body: Buffer[] = [];
+      const trailers: string[] = [];
+      for (;;) {
+        const sizeLine = await this.line('a chunk size');
+        raw.push(Buffer.from(sizeLine, 'latin1'));
+        const size = parseInt(sizeLine, 16);
+        if (Number.isNaN(size)) throw new Error(`bad chunk size line ${JSON.stringify(sizeLine)}`);
+        if (size === 0) break;
+        const data = await this.take(size + 2, 'chunk data');
+        raw.push(data);
+        body.push(data.subarray(0, size));
+      }
+      for (;;) {
+        const t = await this.line('a trailer');
+        raw.push(Buffer.from(t, 'latin1'));
+        if (t === '\r\n') break;
+        trailers.push(t.slice(0, -2));
+      }
+      return { status, head, rawBody: Buffer.concat(raw), body: Buffer.concat(body), trailers };
+    }
+    if (cl !== undefined) {
+      const b = await this.take(Number(cl), 'a body');
+      return { status, head, rawBody: b, body: b, trailers: [] };
+    }
+    while (!this.ended) await this.more('body until close').catch(() => {});
+    const b = this.buf;
+    this.buf = Buffer.alloc(0);
+    return { status, head, rawBody: b, body: b, trailers: [] };
+  }
+}
+
+/**
+ * A deterministic byte stream of `total` bytes built from a pool of 16 random 64 KiB blocks,
+ * so that a sender allocates nothing per chunk (memory measurements stay about the proxy).
+ */
+export class BlockStream {
+  private readonly blocks: Buffer[];
+  constructor(readonly total: number, readonly blockSize = 64 * 1024) {
+    this.blocks = Array.from({ length: 16 }, () => randomBytes(blockSize));
+  }
+  /** The i-th chunk (the last one may be shorter). */
+  chunk(i: number): Buffer | undefined {
+    const start = i * this.blockSize;
+    if (start >= this.total) return undefined;
+    const b = this.blocks[(i * 7 + 3) % 16];
+    return start + this.blockSize <= this.total ? b : b.subarray(0, this.total - start);
+  }
+  sha256(): string {
+    const h = createHash('sha256');
+    for (let i = 0, c; (c = this.chunk(i)) !== undefined; i++) h.update(c);
+    return h.digest('hex');
+  }
+  /** Writes the whole stream to `w`, waiting for 'drain' whenever write() says so. */
+  async writeTo(w: { write(b: Buffer): boolean; once(ev: 'drain', f: () => void): unknown; destroyed?: boolean }): Promise<void> {
+    for (let i = 0, c; (c = this.chunk(i)) !== undefined; i++) {
+      if (!w.write(c)) await new Promise<void>((r) => w.once('drain', r));
+    }
+  }
+}
+
+/**
+ * Samples the process's live ArrayBuffer memory (after a forced GC) while running `during`, and
+ * returns the largest growth over the baseline in bytes. wsgate runs in-process, so a proxy
+ * that buffers a body shows up here.
+ */
+export async function arrayBufferGrowth<T>(during: () => Promise<T>, everyMs = 50): Promise<{ result: T; growth: number; samples: number }> {
+  const gc = exposedGc();
+  gc();
+  const base = process.memoryUsage().arrayBuffers;
+  let max = base;
+  let samples = 0;
+  const timer = setInterval(() => {
+    gc();
+    const ab = process.memoryUsage().arrayBuffers;
+    samples++;
+    if (ab > max) max = ab;
+  }, everyMs);
+  try {
+    const result = await during();
+    return { result, growth: max - base, samples };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+let gcFn: (() => void) | undefined;
+function exposedGc(): () => void {
+  if (gcFn === undefined) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const v8 = require('node:v8') as typeof import('node:v8');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const vm = require('node:vm') as typeof import('node:vm');
+    v8.setFlagsFromString('--expose-gc');
+    gcFn = vm.runInNewContext('gc') as () => void;
+  }
+  return gcFn;
+}
