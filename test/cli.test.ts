@@ -1,0 +1,267 @@
+// The `wsgate` command as a child process: --version, --help, -t (Syntax OK / FILE:LINE errors),
+// a bad config exits before listening, and a running wsgate proxies, then stops on SIGTERM or
+// SIGINT with exit code 0, its port closed and its open tunnels closed.
+
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { WebSocket } from 'ws';
+import { deadPort, ResponseReader, connectRaw } from './helpers/edges';
+import { closeWs, echo, eventually, openWs, randomBytes, startEchoBackend } from './helpers/harness';
+
+// dist/test/cli.test.js → dist/src/cli.js; the package root is two levels up.
+const CLI = path.join(__dirname, '..', 'src', 'cli.js');
+const ROOT = path.join(__dirname, '..', '..');
+const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+function writeConf(text: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'wsgate-cli-'));
+  const file = path.join(dir, 'wsgate.conf');
+  writeFileSync(file, text);
+  return file;
+}
+
+interface Started {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves with the first stderr line matching `re`; rejects if the process exits first. */
+  waitForStderr(re: RegExp): Promise<string>;
+}
+
+const started = new Set<ChildProcess>();
+
+function startCli(args: string[]): Started {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  started.add(child);
+  let out = '';
+  let err = '';
+  const watchers: { re: RegExp; resolve: (l: string) => void }[] = [];
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+    err += s;
+    for (let i = watchers.length - 1; i >= 0; i--) {
+      const line = err.split('\n').find((l) => watchers[i].re.test(l));
+      if (line !== undefined) {
+        watchers[i].resolve(line);
+        watchers.splice(i, 1);
+      }
+    }
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('close', (code, signal) => {
+      started.delete(child);
+      resolve({ code, signal });
+    });
+  });
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    waitForStderr(re) {
+      const line = err.split('\n').find((l) => re.test(l));
+      if (line !== undefined) return Promise.resolve(line);
+      return Promise.race([
+        new Promise<string>((resolve) => watchers.push({ re, resolve })),
+        exited.then(({ code, signal }) => {
+          throw new Error(`wsgate exited (code ${code}, signal ${signal}) before ${re}; stderr:\n${err}`);
+        }),
+      ]);
+    },
+  };
+}
+
+/** Kills, by pid, a child this file started that is still running. */
+function reap(s: Started): void {
+  if (s.child.exitCode === null && s.child.signalCode === null && s.child.pid !== undefined) process.kill(s.child.pid, 'SIGKILL');
+}
+
+async function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const s = startCli(args);
+  try {
+    const { code } = await s.exited;
+    return { code, stdout: s.stdout(), stderr: s.stderr() };
+  } finally {
+    reap(s);
+  }
+}
+
+/** True when nothing listens on 127.0.0.1:port (a connect is refused). */
+async function refused(port: number): Promise<boolean> {
+  const s = net.connect(port, '127.0.0.1');
+  try {
+    await once(s, 'connect');
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ECONNREFUSED';
+  } finally {
+    s.destroy();
+  }
+}
+
+/** True when this process can bind 127.0.0.1:port (then releases it). */
+async function canBind(port: number): Promise<boolean> {
+  const srv = net.createServer();
+  try {
+    srv.listen(port, '127.0.0.1');
+    await once(srv, 'listening');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await new Promise<void>((r) => srv.close(() => r()));
+  }
+}
+
+test('--version and -v print the package version', { timeout: 30_000 }, async () => {
+  for (const flag of ['--version', '-v']) {
+    const r = await runCli([flag]);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout, `wsgate ${VERSION}\n`);
+    assert.equal(r.stderr, '');
+  }
+});
+
+test('--help and -h print the usage', { timeout: 30_000 }, async () => {
+  for (const flag of ['--help', '-h']) {
+    const r = await runCli([flag]);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /^Usage: wsgate -f FILE \[options\]\n {7}wsgate -t -f FILE\n/);
+    assert.match(r.stdout, /-t, --check/);
+    assert.equal(r.stderr, '');
+  }
+});
+
+test('an unknown option or no -f: usage on stderr and exit 2', { timeout: 30_000 }, async () => {
+  const unknown = await runCli(['--bogus']);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /^wsgate: unknown option --bogus\n\nUsage: /);
+  const noFile = await runCli(['-t']);
+  assert.equal(noFile.code, 2);
+  assert.match(noFile.stderr, /^wsgate: no configuration file given \(-f FILE\)\n/);
+});
+
+test('-t -f good.conf prints "Syntax OK" and exits 0', { timeout: 30_000 }, async () => {
+  const file = writeConf(
+    [
+      'Listen 127.0.0.1:0',
+      'ProxyTimeout 30',
+      '<VirtualHost *:0>',
+      '  ServerName gw.test',
+      '  ProxyPass "/ws/" "ws://127.0.0.1:9/" timeout=5 connectiontimeout=2',
+      '  ProxyPass "/" "http://127.0.0.1:9/"',
+      '</VirtualHost>',
+      '',
+    ].join('\n'),
+  );
+  for (const args of [['-t', '-f', file], ['--check', `--config=${file}`]]) {
+    const r = await runCli(args);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'Syntax OK\n');
+    assert.doesNotMatch(r.stderr, /listening/);
+  }
+});
+
+test('-t -f bad.conf prints FILE:LINE: message on stderr and exits non-zero', { timeout: 30_000 }, async () => {
+  const cases = [
+    { text: 'Listen 127.0.0.1:0\n\nBogusDirective on\n', line: 3, msg: 'unknown directive "BogusDirective"' },
+    { text: 'Listen 127.0.0.1:0\nProxyTimeout soon\n', line: 2, msg: 'ProxyTimeout: "soon" is not a duration' },
+  ];
+  for (const c of cases) {
+    const file = writeConf(c.text);
+    const r = await runCli(['-t', '-f', file]);
+    assert.notEqual(r.code, 0);
+    assert.equal(r.stdout, '', 'no "Syntax OK"');
+    const first = r.stderr.split('\n')[0];
+    assert.ok(first.startsWith(`${file}:${c.line}: ${c.msg}`), `stderr: ${r.stderr}`);
+  }
+});
+
+test('a bad config without -t exits non-zero before listening', { timeout: 30_000 }, async () => {
+  const port = await deadPort();
+  const file = writeConf(`Listen 127.0.0.1:${port}\nProxyPass "/" "http://127.0.0.1:9/"\nProxyPass "/x/" "gopher://127.0.0.1:9/"\n`);
+  const s = startCli(['-f', file]);
+  try {
+    // While it runs, nothing may answer on the port.
+    const probe = await refused(port);
+    const { code } = await s.exited;
+    assert.notEqual(code, 0);
+    assert.ok(s.stderr().startsWith(`${file}:3: `), s.stderr());
+    assert.doesNotMatch(s.stderr(), /listening/);
+    assert.equal(probe, true, 'the port was never listening');
+    assert.equal(await canBind(port), true, 'the port is still free');
+  } finally {
+    reap(s);
+  }
+});
+
+test('a Listen address already in use: exit 1 with the reason', { timeout: 30_000 }, async () => {
+  const busy = net.createServer();
+  busy.listen(0, '127.0.0.1');
+  await once(busy, 'listening');
+  const port = (busy.address() as net.AddressInfo).port;
+  try {
+    const r = await runCli(['-f', writeConf(`Listen 127.0.0.1:${port}\nProxyPass "/" "http://127.0.0.1:9/"\n`)]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`error "?cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
+  } finally {
+    await new Promise<void>((r) => busy.close(() => r()));
+  }
+});
+
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  test(`wsgate -f: proxies, then ${signal} exits 0 with the port closed and open tunnels closed`, { timeout: 60_000 }, async () => {
+    const backend = await startEchoBackend('cli');
+    const file = writeConf(
+      `Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\nProxyPass "/" "http://127.0.0.1:${backend.port}/"\n`,
+    );
+    const s = startCli(['-f', file]);
+    const open: WebSocket[] = [];
+    try {
+      const line = await s.waitForStderr(/ info listening address=127\.0\.0\.1:\d+$/);
+      const port = Number(/:(\d+)$/.exec(line)![1]);
+      // A WebSocket echo with content checks, then a plain HTTP request.
+      const ws = await openWs(`ws://127.0.0.1:${port}/ws/one`);
+      const payload = randomBytes(10_000);
+      assert.deepEqual((await echo(ws, payload)).data, payload);
+      await closeWs(ws);
+      const client = await connectRaw(port);
+      const reader = new ResponseReader(client);
+      client.write('GET /page?q=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+      const res = await reader.next();
+      assert.equal(res.status, 200);
+      assert.equal(res.body.toString(), 'backend:cli GET /page?q=1');
+      await reader.expectClose();
+      // Two tunnels left open across the signal.
+      for (const p of ['/ws/a', '/ws/b']) {
+        const t = await openWs(`ws://127.0.0.1:${port}${p}`);
+        open.push(t);
+        assert.equal((await echo(t, `open ${p}`)).data.toString(), `open ${p}`);
+      }
+      const closes = open.map((t) => once(t, 'close') as Promise<[number, Buffer]>);
+      assert.equal(process.kill(s.child.pid!, signal), true);
+      const { code, signal: killedBy } = await s.exited;
+      assert.equal(killedBy, null, `exited by itself, not killed by ${killedBy}`);
+      assert.equal(code, 0, s.stderr());
+      assert.match(s.stderr(), new RegExp(` info stopping signal=${signal} tunnels=2(\\n|$)`, 'm'));
+      for (const c of await Promise.all(closes)) assert.ok([1001, 1006].includes(c[0]), `close code ${c[0]}`);
+      assert.equal(await refused(port), true, 'the listening port is closed');
+      await eventually(() => backend.wss.clients.size === 0, 5000, 'the backend side of the tunnels to close');
+    } finally {
+      for (const t of open) t.terminate();
+      reap(s);
+      await backend.close();
+    }
+  });
+}
+
+test('every child process this file started has exited', () => {
+  assert.equal(started.size, 0);
+});
