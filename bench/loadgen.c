@@ -54,6 +54,7 @@ static struct {
   double warmup, duration, settle, hs_timeout;
   int reps;
   int watch_root, aux_root;
+  double slow_us;
 } cfg = {.host = "127.0.0.1", .path = "/", .conns = 100, .inflight = 16, .size = 64, .rate = 100,
          .concurrency = 64, .warmup = 2, .duration = 5, .settle = 3, .hs_timeout = 5, .reps = 3};
 
@@ -74,6 +75,11 @@ static hist_t hwin, htotal;
 static char errmsg[3][200];
 static int nerrmsg;
 static int token_marker;
+/* --slow-us: the first 4000 round trips slower than this, as (ms since start, µs, conn) */
+#define MAX_SLOW 4000
+static struct { double t_ms, us; int conn; } slow[MAX_SLOW];
+static int nslow;
+static uint64_t t_origin;
 
 static void note_error(const char *what, int id) {
   n_errors++;
@@ -214,6 +220,12 @@ static void on_echo(conn *c, uint8_t *pl, uint64_t plen) {
   }
   c->seq_recv++;
   if (memcmp(pl + 12, pattern + seq % 251, plen - 12) != 0) { note_error("echo payload corrupted", c->id); return; }
+  if (cfg.slow_us > 0 && (double)(tnow - sent) > cfg.slow_us * 1000 && nslow < MAX_SLOW && measuring) {
+    slow[nslow].t_ms = (double)(sent - t_origin) / 1e6;
+    slow[nslow].us = (double)(tnow - sent) / 1e3;
+    slow[nslow].conn = c->id;
+    nslow++;
+  }
   if (measuring) {
     hist_add(&hwin, tnow - sent);
     n_echoes++;
@@ -424,9 +436,70 @@ typedef struct {
   psample ks[2];
   cpustat cs;
   double self_us;
+  double others_us;
 } snap;
 
 static pidset watch, aux, ksoft[2];
+
+/* CPU of every process on the machine that is not part of this run (other work competing for
+   the cores): sum of utime+stime+cutime+cstime over /proc, minus ours. A process that started
+   inside the window counts in full; one that exited inside it counts through its parent's
+   cutime/cstime if the parent lives on. */
+typedef struct { int pid; unsigned long long ticks; } pt;
+static pt *others_a; static int n_others_a;
+static unsigned long long boot_ticks_at_start;
+
+static int is_ours(int pid) {
+  if (pid == getpid() || pid == getppid()) return 1;
+  for (int i = 0; i < watch.n; i++) if (watch.pid[i] == pid) return 1;
+  for (int i = 0; i < aux.n; i++) if (aux.pid[i] == pid) return 1;
+  for (int k = 0; k < 2; k++) for (int i = 0; i < ksoft[k].n; i++) if (ksoft[k].pid[i] == pid) return 1;
+  return 0;
+}
+
+static int pt_cmp(const void *a, const void *b) { return ((const pt *)a)->pid - ((const pt *)b)->pid; }
+
+static unsigned long long uptime_ticks(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return (unsigned long long)ts.tv_sec * (unsigned long long)sysconf(_SC_CLK_TCK) +
+         (unsigned long long)ts.tv_nsec * (unsigned long long)sysconf(_SC_CLK_TCK) / 1000000000ull;
+}
+
+/* start=1: remember every process's ticks; start=0: return ticks used by others since then */
+static double others_sample(int start) {
+  static pt cur[8192];
+  int n = 0;
+  double used = 0;
+  DIR *d = opendir("/proc");
+  if (!d) return 0;
+  struct dirent *de;
+  while ((de = readdir(d)) && n < 8192) {
+    if (de->d_name[0] < '1' || de->d_name[0] > '9') continue;
+    int pid = atoi(de->d_name);
+    if (is_ours(pid)) continue;
+    unsigned long long f[24];
+    if (proc_stat_fields(pid, f, 24) < 20) continue;
+    unsigned long long t = f[14 - 3] + f[15 - 3] + f[16 - 3] + f[17 - 3];
+    cur[n].pid = pid; cur[n].ticks = t; n++;
+    if (!start) {
+      pt key = {pid, 0};
+      pt *hit = others_a ? bsearch(&key, others_a, (size_t)n_others_a, sizeof(pt), pt_cmp) : NULL;
+      if (hit) { if (t > hit->ticks) used += (double)(t - hit->ticks); }
+      else if (f[22 - 3] >= boot_ticks_at_start) used += (double)t; /* started in the window */
+    }
+  }
+  closedir(d);
+  if (start) {
+    free(others_a);
+    others_a = malloc(sizeof(pt) * (size_t)(n ? n : 1));
+    memcpy(others_a, cur, sizeof(pt) * (size_t)n);
+    n_others_a = n;
+    qsort(others_a, (size_t)n, sizeof(pt), pt_cmp);
+    boot_ticks_at_start = uptime_ticks();
+  }
+  return used * 1e6 / (double)sysconf(_SC_CLK_TCK);
+}
 
 /* ksoftirqd/0 and ksoftirqd/1: network work deferred there is CPU the proxy caused but that
    is not in its /proc/PID/stat, and not "other processes" either */
@@ -477,6 +550,7 @@ static void window_json(const snap *a, const snap *b) {
   psample_json(wjson, "proxy", &a->w, &b->w, tck);
   fputc(',', wjson);
   psample_json(wjson, "backend", &a->a, &b->a, tck);
+  fprintf(wjson, ",\"others_cpu_us\":%.1f", b->others_us);
   fprintf(wjson, ",\"loadgen_cpu_us\":%.1f,\"ksoftirqd_us\":[%.1f,%.1f],", b->self_us - a->self_us,
           (double)(b->ks[0].ticks - a->ks[0].ticks) * 1e6 / (double)tck, (double)(b->ks[1].ticks - a->ks[1].ticks) * 1e6 / (double)tck);
   cpustat_json(wjson, &a->cs, &b->cs);
@@ -492,11 +566,13 @@ static void measured_windows(void) {
   for (int r = 0; r < cfg.reps && !interrupted; r++) {
     snap a, b;
     memset(&hwin, 0, sizeof hwin);
+    others_sample(1);
     take(&a);
     measuring = 1;
     run_until(a.t + (uint64_t)(cfg.duration * 1e9), NULL);
     measuring = 0;
     take(&b);
+    b.others_us = others_sample(0);
     hist_merge(&htotal, &hwin);
     window_json(&a, &b);
     if (n_open == 0 && cfg.mode != M_HANDSHAKE) break;
@@ -561,6 +637,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--settle")) cfg.settle = atof(v);
     else if (!strcmp(k, "--watch")) cfg.watch_root = atoi(v);
     else if (!strcmp(k, "--aux")) cfg.aux_root = atoi(v);
+    else if (!strcmp(k, "--slow-us")) cfg.slow_us = atof(v);
     else die("unknown option %s", k);
   }
   if (cfg.port <= 0) die("--port is required%s", "");
@@ -589,6 +666,7 @@ int main(int argc, char **argv) {
   find_ksoftirqd();
   wjson = open_memstream(&wjson_buf, &wjson_len);
   uint64_t t_start = now_ns();
+  t_origin = t_start;
   double open_s = 0;
   psample rss0, rss1;
   memset(&rss0, 0, sizeof rss0); memset(&rss1, 0, sizeof rss1);
@@ -668,6 +746,11 @@ int main(int argc, char **argv) {
   if (cfg.mode == M_IDLE)
     printf(",\"rss_kb_before\":%llu,\"rss_kb_after\":%llu,\"rss_samples_kb\":%s,\"live_echoes\":%llu",
            (unsigned long long)rss0.rss_kb, (unsigned long long)rss1.rss_kb, samples, (unsigned long long)n_echoes);
+  if (cfg.slow_us > 0) {
+    printf(",\"slow\":[");
+    for (int i = 0; i < nslow; i++) printf("%s[%.3f,%.1f,%d]", i ? "," : "", slow[i].t_ms, slow[i].us, slow[i].conn);
+    printf("]");
+  }
   printf(",\"elapsed_seconds\":%.3f}\n", (now_ns() - t_start) / 1e9);
   return 0;
 }

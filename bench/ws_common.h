@@ -240,6 +240,7 @@ typedef struct {
 typedef struct {
   uint64_t ticks;     /* utime + stime + cutime + cstime, clock ticks */
   uint64_t sched_ns;  /* sum over threads of /proc/PID/task/TID/schedstat run time */
+  uint64_t wait_ns;   /* ... and of the time they waited on a run queue (runnable, not running) */
   uint64_t minflt, majflt;
   uint64_t rss_kb;
   int alive;          /* processes that could be read */
@@ -295,7 +296,11 @@ static __attribute__((unused)) void sample_pidset(const pidset *ps, psample *out
         if (de->d_name[0] < '0' || de->d_name[0] > '9') continue;
         char p2[320], buf[256];
         snprintf(p2, sizeof p2, "/proc/%d/task/%s/schedstat", pid, de->d_name);
-        if (read_small(p2, buf, sizeof buf) > 0) out->sched_ns += strtoull(buf, NULL, 10);
+        if (read_small(p2, buf, sizeof buf) > 0) {
+          char *e;
+          out->sched_ns += strtoull(buf, &e, 10);
+          out->wait_ns += strtoull(e, NULL, 10);
+        }
       }
       closedir(d);
     }
@@ -328,8 +333,9 @@ static __attribute__((unused)) void pidset_tree(int root, pidset *ps) {
 }
 
 static __attribute__((unused)) void psample_json(FILE *f, const char *name, const psample *a, const psample *b, long clk_tck) {
-  fprintf(f, "\"%s\":{\"cpu_us\":%.1f,\"sched_us\":%.1f,\"minflt\":%llu,\"majflt\":%llu,\"rss_kb_start\":%llu,\"rss_kb_end\":%llu,\"procs\":%d}",
+  fprintf(f, "\"%s\":{\"cpu_us\":%.1f,\"sched_us\":%.1f,\"wait_us\":%.1f,\"minflt\":%llu,\"majflt\":%llu,\"rss_kb_start\":%llu,\"rss_kb_end\":%llu,\"procs\":%d}",
           name, (double)(b->ticks - a->ticks) * 1e6 / (double)clk_tck, (double)(b->sched_ns - a->sched_ns) / 1000.0,
+          (double)(b->wait_ns - a->wait_ns) / 1000.0,
           (unsigned long long)(b->minflt - a->minflt), (unsigned long long)(b->majflt - a->majflt),
           (unsigned long long)a->rss_kb, (unsigned long long)b->rss_kb, b->alive);
 }
