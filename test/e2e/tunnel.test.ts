@@ -444,3 +444,80 @@ for (const side of ['client', 'backend'] as const) {
     }
   }
 }
+
+test('backpressure: a client that stops reading while the backend writes 64 MiB; memory bounded, all bytes arrive', { timeout: 60_000 }, async (t) => {
+  const TOTAL = 64 * MiB;
+  const CHUNK = 64 * 1024;
+  const sent = createHash('sha256');
+  let written = 0;
+  let lastProgress = 0;
+  let done = false;
+  const st = await setup({
+    '/bp': (s) => {
+      s.write(SWITCH);
+      s.resume();
+      s.on('end', () => s.end());
+      void (async () => {
+        for (let i = 0; i < TOTAL / MiB; i++) {
+          const block = randomBytes(MiB);
+          sent.update(block);
+          for (let off = 0; off < MiB; off += CHUNK) {
+            if (s.destroyed) return;
+            const ok = s.write(block.subarray(off, off + CHUNK));
+            written += CHUNK;
+            lastProgress = Date.now();
+            if (!ok) await Promise.race([once(s, 'drain'), once(s, 'close')]);
+          }
+        }
+        done = true;
+      })();
+    },
+  });
+  let sampler: NodeJS.Timeout | undefined;
+  try {
+    const r = await st.open('/bp'); // the client socket stays paused: it reads nothing
+    const rss0 = process.memoryUsage.rss();
+    let maxRss = rss0;
+    let maxClientWritable = 0;
+    let maxBackendReadable = 0;
+    const sample = (): void => {
+      maxRss = Math.max(maxRss, process.memoryUsage.rss());
+      if (!r.tunnel.native) {
+        // The JavaScript pump: what wsgate holds for the client, and what it read ahead from the backend.
+        maxClientWritable = Math.max(maxClientWritable, r.tunnel.client.writableLength);
+        maxBackendReadable = Math.max(maxBackendReadable, r.tunnel.backend.readableLength);
+      }
+    };
+    sampler = setInterval(sample, 5);
+    // Wait until the backend is held back (no write progress for 500 ms) or has written it all.
+    await eventually(() => done || (written > 0 && Date.now() - lastProgress > 500), 30_000, 'the backend to stall');
+    sample();
+    const writtenWhilePaused = written;
+    const limit = 4 * MiB;
+    assert.ok(maxClientWritable < limit, `wsgate buffered ${maxClientWritable} bytes for the paused client`);
+    assert.ok(maxBackendReadable < limit, `wsgate read ${maxBackendReadable} bytes ahead from the backend`);
+    assert.ok(done === false, `backpressure reached the backend: it stalled after ${writtenWhilePaused} of ${TOTAL} bytes`);
+    // (The stall above bounds every buffer on the way, the engine's included: all of them
+    // together hold what the backend wrote. Process RSS, which also holds the test's own
+    // 1 MiB blocks and GC slack, is only reported.)
+    const rssPaused = maxRss - rss0;
+    // Resume: every byte arrives, in order.
+    const clientIn = collect(r.socket, r.rest, false);
+    await clientIn.untilBytes(TOTAL, 30_000);
+    assert.ok(done);
+    assert.equal(clientIn.bytes, TOTAL);
+    assert.equal(clientIn.digest(), sent.digest('hex'), '64 MiB intact after resuming');
+    sample();
+    assert.ok(maxClientWritable < limit, `wsgate buffered ${maxClientWritable} bytes for the client while draining`);
+    t.diagnostic(
+      `engine=${r.tunnel.native ? 'native' : 'js'}: backend stalled after ${(writtenWhilePaused / MiB).toFixed(1)} MiB; ` +
+        `max client writableLength ${maxClientWritable}, backend readableLength ${maxBackendReadable}; RSS +${(rssPaused / MiB).toFixed(1)} MiB paused`,
+    );
+    r.socket.end();
+    await clientIn.untilClose();
+    await assertNoOpenSockets(st.g);
+  } finally {
+    if (sampler !== undefined) clearInterval(sampler);
+    await st.close();
+  }
+});
