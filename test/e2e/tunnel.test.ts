@@ -24,6 +24,8 @@ interface Setup {
   heads: string[];
   /** Opens a tunnel to `path`; resolves with the client side and the wsgate Tunnel. */
   open(path: string, opts?: { early?: Buffer; allowHalfOpen?: boolean; afterWrite?: (s: net.Socket) => void }): Promise<{ socket: net.Socket; head: string; rest: Buffer; at: number; tunnel: Tunnel }>;
+  /** wsgate holds no connection or tunnel, and the backend no socket. */
+  assertAllClosed(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -61,6 +63,10 @@ async function setup(handlers: Record<string, Handler>, extraConf = ''): Promise
       let tunnel: Tunnel | undefined;
       await eventually(() => (tunnel = [...g.gateway.tunnels.keys()].find((t) => !known.has(t))) !== undefined, 5000, 'the new tunnel');
       return { ...r, tunnel: tunnel! };
+    },
+    async assertAllClosed() {
+      await assertNoOpenSockets(g);
+      await eventually(() => backend.sockets.size === 0, 5000, 'the backend to have no socket');
     },
     async close() {
       for (const c of clients) c.destroy();
@@ -130,7 +136,7 @@ test('client bytes in the same write as the head, and before the 101, reach the 
     assert.equal(sha256(clientIn.data()), sha256(expected));
     r.socket.end();
     await clientIn.untilClose();
-    await assertNoOpenSockets(st.g);
+    await st.assertAllClosed();
   } finally {
     await st.close();
   }
@@ -159,7 +165,7 @@ test('client head + early bytes + FIN before the 101: bytes then the FIN reach t
     await clientIn.untilEnd(3000);
     assert.equal(sha256(clientIn.data()), sha256(reply), 'the backend reply after the client FIN');
     await clientIn.untilClose();
-    await assertNoOpenSockets(st.g);
+    await st.assertAllClosed();
   } finally {
     await st.close();
   }
@@ -190,7 +196,56 @@ test('backend bytes in the same write as its 101 reach the client right after th
     assert.deepEqual(clientIn.data().subarray(withSwitch.length), later);
     r.socket.end();
     await clientIn.untilClose();
-    await assertNoOpenSockets(st.g);
+    await st.assertAllClosed();
+  } finally {
+    await st.close();
+  }
+});
+
+test('4 MiB written with the head, before the 101: all of it reaches the backend, in order', { timeout: 30_000 }, async () => {
+  let backendIn: Collector | undefined;
+  const st = await setup({
+    '/big-early': (s, _head, rest) => {
+      backendIn = collect(s, rest, false);
+      s.on('end', () => s.end());
+      setTimeout(() => s.write(SWITCH), 100);
+    },
+  });
+  try {
+    const early = randomBytes(4 * MiB);
+    const r = await st.open('/big-early', { early });
+    await eventually(() => backendIn !== undefined, 5000, 'backend');
+    await backendIn!.untilBytes(early.length);
+    assert.equal(backendIn!.bytes, early.length);
+    assert.equal(backendIn!.digest(), sha256(early));
+    r.socket.end();
+    await backendIn!.untilClose();
+    await st.assertAllClosed();
+  } finally {
+    await st.close();
+  }
+});
+
+test('backend 101 + bytes + FIN in one write: the client gets the bytes, then the FIN, and can still send', { timeout: 30_000 }, async () => {
+  const bye = Buffer.concat([Buffer.from('BYE-WITH-101|'), randomBytes(30_000)]);
+  let backendIn: Collector | undefined;
+  const st = await setup({
+    '/bye': (s, _head, rest) => {
+      backendIn = collect(s, rest);
+      s.end(Buffer.concat([Buffer.from(SWITCH, 'latin1'), bye]));
+    },
+  });
+  try {
+    const r = await st.open('/bye', { allowHalfOpen: true });
+    const clientIn = collect(r.socket, r.rest);
+    await clientIn.untilEnd(1000);
+    assert.equal(sha256(clientIn.data()), sha256(bye), 'the bytes with the 101, then the FIN');
+    const up = randomBytes(100_000);
+    r.socket.end(up);
+    await backendIn!.untilEnd(1000);
+    assert.equal(sha256(backendIn!.data()), sha256(up), 'client → backend still flowed after the backend FIN');
+    await clientIn.untilClose();
+    await st.assertAllClosed();
   } finally {
     await st.close();
   }
@@ -258,7 +313,7 @@ async function idleCase(directive: string, limitMs: number): Promise<void> {
     assert.ok(quiet >= limitMs - tolerance && quiet <= upper, `busy tunnel closed ${quiet} ms after its last byte`);
     assert.equal(busy.tunnel.closeReason, 'idle-timeout');
     await eventually(() => backendClosed.busy !== undefined, 1000, 'the backend of the busy tunnel to close');
-    await assertNoOpenSockets(st.g);
+    await st.assertAllClosed();
   } finally {
     await st.close();
   }
@@ -288,7 +343,7 @@ test('no idle limit configured: a silent tunnel stays open', { timeout: 30_000 }
     assert.deepEqual(clientIn.data(), ping, 'and still carries bytes');
     r.socket.end();
     await clientIn.untilClose();
-    await assertNoOpenSockets(st.g);
+    await st.assertAllClosed();
   } finally {
     await st.close();
   }
@@ -331,7 +386,7 @@ test('half-close from the client: FIN reaches the backend, backend → client ke
     assert.equal(r.tunnel.closeReason, 'closed');
     assert.equal(r.tunnel.bytesUp, upData.length);
     assert.equal(r.tunnel.bytesDown, downData.length);
-    await assertNoOpenSockets(st.g);
+    await st.assertAllClosed();
   } finally {
     await st.close();
   }
@@ -371,7 +426,7 @@ test('half-close from the backend: FIN reaches the client, client → backend ke
     await backendIn!.untilClose();
     await eventually(() => r.tunnel.endedAt > 0, 2000, 'the tunnel to finish');
     assert.equal(r.tunnel.closeReason, 'closed');
-    await assertNoOpenSockets(st.g);
+    await st.assertAllClosed();
   } finally {
     await st.close();
   }
@@ -430,7 +485,7 @@ async function abruptCase(side: Side, how: Abrupt, peer: 'normal' | 'streaming')
     if (how === 'resetAndDestroy') {
       assert.ok(r.tunnel.closeReason === `${side}-error` || r.tunnel.closeReason === `${side}-reset`, `close reason ${r.tunnel.closeReason}`);
     }
-    await assertNoOpenSockets(st.g);
+    await st.assertAllClosed();
   } finally {
     for (const t of timers) clearInterval(t);
     await st.close();
@@ -515,7 +570,7 @@ test('backpressure: a client that stops reading while the backend writes 64 MiB;
     );
     r.socket.end();
     await clientIn.untilClose();
-    await assertNoOpenSockets(st.g);
+    await st.assertAllClosed();
   } finally {
     if (sampler !== undefined) clearInterval(sampler);
     await st.close();

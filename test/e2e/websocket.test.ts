@@ -7,13 +7,19 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { test } from 'node:test';
-import { WebSocket } from 'ws';
+import { WebSocket, type WebSocketServer } from 'ws';
 import { assertNoOpenSockets, closeWs, echo, eventually, openWs, randomBytes, sha256, startEchoBackend, startGateway, type RunningGateway } from '../helpers/harness';
 import { mapLimit, pattern, rawHeader, startWsBackend } from '../helpers/datapath';
 
 const conf = (port: number): string => `Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${port}/"\n`;
 
 const MiB = 1024 * 1024;
+
+/** wsgate holds no connection or tunnel, and the backend no client. */
+async function allClosed(g: RunningGateway, wss: WebSocketServer): Promise<void> {
+  await assertNoOpenSockets(g);
+  await eventually(() => wss.clients.size === 0, 5000, 'the backend to have no client');
+}
 
 async function cleanup(g: RunningGateway | undefined, backend: { close(): Promise<void> } | undefined, clients: WebSocket[] = []): Promise<void> {
   for (const c of clients) c.terminate();
@@ -48,7 +54,7 @@ test('text and binary echo at every size class, content and type preserved', { t
     const rec = [...g.gateway.tunnels.values()][0];
     assert.ok(rec.tunnel.bytesUp > 2 * 16 * MiB && rec.tunnel.bytesDown > 2 * 16 * MiB, 'the bytes went through the tunnel');
     await closeWs(ws);
-    await assertNoOpenSockets(g);
+    await allClosed(g, backend.wss);
   } finally {
     await cleanup(g, backend, ws ? [ws] : []);
   }
@@ -105,7 +111,7 @@ test('fragmented messages arrive whole and identical, both ways', { timeout: 30_
     assert.equal(got[1].isBinary, false);
     assert.equal(got[1].data.toString('utf8'), 'x€y');
     await closeWs(ws);
-    await assertNoOpenSockets(g);
+    await allClosed(g, backend.wss);
   } finally {
     await cleanup(g, backend, ws ? [ws] : []);
   }
@@ -144,7 +150,7 @@ test('ping/pong with payload both ways', { timeout: 30_000 }, async () => {
       assert.deepEqual(backendPongs.at(-1), sp);
     }
     await closeWs(ws);
-    await assertNoOpenSockets(g);
+    await allClosed(g, backend.wss);
   } finally {
     await cleanup(g, backend, ws ? [ws] : []);
   }
@@ -181,7 +187,7 @@ test('close codes and reasons both ways', { timeout: 30_000 }, async () => {
     assert.equal(reason2.toString(), 'bye-server');
     await eventually(() => closes.length === 2, 5000, 'the backend side to finish closing');
     assert.equal(closes[1].code, 4002);
-    await assertNoOpenSockets(g);
+    await allClosed(g, backend.wss);
     await eventually(() => backend.wss.clients.size === 0, 5000, 'the backend to have no client');
   } finally {
     await cleanup(g, backend, clients);
@@ -208,7 +214,7 @@ test('subprotocol negotiated end to end', { timeout: 30_000 }, async () => {
     const r = await echo(ws, 'over b');
     assert.equal(r.data.toString(), 'over b');
     await closeWs(ws);
-    await assertNoOpenSockets(g);
+    await allClosed(g, backend.wss);
   } finally {
     await cleanup(g, backend, ws ? [ws] : []);
   }
@@ -245,7 +251,7 @@ test('permessage-deflate negotiated end to end; compressed frames pass through',
     assert.ok(rec.tunnel.bytesUp < 200_000, `compressed upstream bytes: ${rec.tunnel.bytesUp}`);
     assert.ok(rec.tunnel.bytesDown < 200_000, `compressed downstream bytes: ${rec.tunnel.bytesDown}`);
     await closeWs(ws);
-    await assertNoOpenSockets(g);
+    await allClosed(g, backend.wss);
   } finally {
     await cleanup(g, backend, ws ? [ws] : []);
   }
@@ -302,7 +308,7 @@ test('10 MiB of random data each way, concurrently, in many messages', { timeout
     assert.equal(backendHash.digest('hex'), sha256(up), 'client → backend content');
     assert.equal(clientHash.digest('hex'), sha256(down), 'backend → client content');
     await closeWs(ws);
-    await assertNoOpenSockets(g);
+    await allClosed(g, backend.wss);
   } finally {
     await cleanup(g, backend, ws ? [ws] : []);
   }
@@ -333,7 +339,7 @@ test('1,000 concurrent tunnels echo distinct content; all closed afterwards', { 
     }
     assert.equal(new Set(results.map((r) => r.sent)).size, N, 'contents were distinct');
     await Promise.all(clients.map((ws) => closeWs(ws)));
-    await assertNoOpenSockets(g);
+    await allClosed(g, backend.wss);
     await eventually(() => backend.wss.clients.size === 0, 10_000, 'the backend to have no client');
     assert.equal(g.gateway.tunnels.size, 0);
     assert.equal(g.gateway.openConnections(), 0);
