@@ -143,8 +143,16 @@ export async function openWs(url: string, protocols?: string | string[], options
 /** Sends `data` and resolves with the next message. */
 export function echo(ws: WebSocket, data: Buffer | string, binary = typeof data !== 'string'): Promise<{ data: Buffer; isBinary: boolean }> {
   return new Promise((resolve, reject) => {
-    ws.once('message', (d, isBinary) => resolve({ data: d as Buffer, isBinary }));
-    ws.once('error', reject);
+    const onMessage = (d: unknown, isBinary: boolean): void => {
+      ws.removeListener('error', onError);
+      resolve({ data: d as Buffer, isBinary });
+    };
+    const onError = (err: Error): void => {
+      ws.removeListener('message', onMessage);
+      reject(err);
+    };
+    ws.once('message', onMessage);
+    ws.once('error', onError);
     ws.send(data, { binary });
   });
 }
