@@ -31,10 +31,11 @@ interface Options {
   idleTunnels: number | null;
   nice: number | null;
   retry: boolean;
+  render: string | null;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, only: null, scenarios: null, keepTmp: false, idleTunnels: null, nice: null, retry: true };
+  const o: Options = { quick: false, only: null, scenarios: null, keepTmp: false, idleTunnels: null, nice: null, retry: true, render: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = (): string => {
@@ -49,6 +50,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--keep-tmp') o.keepTmp = true;
     else if (a.startsWith('--nice')) o.nice = Number(val());
     else if (a === '--no-retry') o.retry = false;
+    else if (a.startsWith('--render')) o.render = val();
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
         'usage: npm run bench -- [--quick] [--only direct,wsgate,pipe,http-proxy,nginx,haproxy]\n' +
@@ -56,7 +58,8 @@ function parseArgs(argv: string[]): Options {
           '                       [--nice N] [--no-retry]\n' +
           '  --nice N     run proxy, backend and load generator at niceness N (e.g. -10, root only) so\n' +
           '               that other work on a shared machine disturbs the figures less\n' +
-          '  --no-retry   do not rerun a scenario whose windows were contended by other processes\n',
+          '  --no-retry   do not rerun a scenario whose windows were contended by other processes\n' +
+          '  --render F   print the table (text and markdown) of a results JSON again, runs nothing\n',
       );
       process.exit(0);
     } else throw new Error(`unknown option ${a} (try --help)`);
@@ -605,7 +608,7 @@ function fmtRate(v: number | string | undefined): string {
 function buildTable(res: Results, names: string[]): string[][] {
   const rows: string[][] = [['figure', 'target', ...names]];
   const fig = (t: string, id: string): Figure | undefined => res[t]?.figures[id];
-  const cell = (t: string, id: string, f: (x: Figure) => string): string => {
+  const cell = (t: string, id: string, f: (x: Figure) => string, headline = false): string => {
     const r = res[t];
     if (!r) return '';
     if (r.status !== 'ok' && !r.figures[id]) return r.status.startsWith('skipped') ? 'n/a' : 'failed';
@@ -613,7 +616,10 @@ function buildTable(res: Results, names: string[]): string[][] {
     if (!x) return '–';
     if (!x.ok) return 'failed';
     const contended = typeof x.extra.contention === 'number' && x.extra.contention > 0.1;
-    return f(x) + (x.extra.errors ? ' ERR' : '') + (contended ? ' *' : '');
+    // a proxy below 90 % of its core was not saturated: its CPU per unit includes idle wake-ups
+    const unsaturated = x.value !== undefined && typeof x.extra.proxy_busy === 'number' && x.extra.proxy_busy < 0.9;
+    if (!headline) return f(x);
+    return f(x) + (x.extra.errors ? ' ERR' : '') + (contended ? ' *' : '') + (unsaturated && (id === 'echo64' || id === 'echo16k' || id === 'handshake') ? ' †' : '');
   };
   for (const F of FIGS) {
     if (!names.some((n) => res[n]?.figures[F.id])) continue;
@@ -630,9 +636,9 @@ function buildTable(res: Results, names: string[]): string[][] {
           }
           let s = fmt(x.value);
           if (x.min !== undefined && x.max !== undefined && x.max - x.min > 0.0005 * x.value && F.id !== 'rate') s += ` [${fmt(x.min)}–${fmt(x.max)}]`;
-          if (ngx && n !== 'nginx') s += ` ${(x.value / ngx).toFixed(2)}×ngx`;
+          if (ngx && n !== 'nginx' && n !== 'direct') s += ` ${(x.value / ngx).toFixed(2)}×ngx`;
           return s;
-        }),
+        }, true),
       ),
     ]);
     if (F.id === 'echo64' || F.id === 'echo16k' || F.id === 'handshake') {
@@ -751,8 +757,31 @@ function machine(): Record<string, string | number> {
   };
 }
 
+/** --render: recompute the figures of a results file from its raw windows and print the tables. */
+function render(file: string): void {
+  const j = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+    scenarios: Scenario[];
+    targets: Record<string, { version: string; status: string; raw: Record<string, LoadgenResult | { error: string }> }>;
+  };
+  const res: Results = {};
+  for (const [name, t] of Object.entries(j.targets)) {
+    res[name] = { version: t.version, status: t.status, figures: {}, raw: t.raw };
+    for (const sc of j.scenarios) {
+      const raw = t.raw[sc.id];
+      if (!raw) continue;
+      res[name].figures[sc.id] = 'error' in raw ? { ok: false, note: raw.error, extra: {} } : derive(sc, raw, name === 'direct');
+    }
+  }
+  const rows = buildTable(res, Object.keys(j.targets));
+  process.stdout.write(`${renderTable(rows)}\n\n${markdownTable(rows)}\n`);
+}
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
+  if (opts.render) {
+    render(opts.render);
+    return;
+  }
   const t0 = Date.now();
   hasTaskset = which('taskset') !== null;
   niceness = opts.nice;
@@ -837,6 +866,7 @@ async function main(): Promise<void> {
   process.stdout.write('cells: median over windows [min–max], ×ngx = ratio to nginx in this run; rate × = ratio to direct;\n');
   process.stdout.write('direct shows the load side\'s own CPU per echo (lg = loadgen, be = backend); ERR = verification errors (see JSON);\n');
   process.stdout.write('* = other processes took > 10 % of a core during the kept windows (shared machine): rerun for clean figures.\n');
+  process.stdout.write('† = the proxy used < 90 % of its core (not saturated): its CPU per unit includes idle wake-up cost.\n');
   for (const t of targets) {
     const r = results[t.name];
     for (const [id, f] of Object.entries(r.figures)) {
