@@ -408,3 +408,16 @@ test('garbage from the backend after the 101 ends the tunnel cleanly (client err
     await backend.close();
   }
 });
+
+test(
+  '503 with Retry-After when no balancer member is usable',
+  { timeout: 30_000, todo: 'balancers are not supported yet: the config loader refuses balancer:// (REFERENCE §4 row 2, §5)' },
+  async () => {
+    const port = await deadPort();
+    await withGateway(`<Proxy "balancer://pool">\n  BalancerMember "ws://127.0.0.1:${port}/"\n</Proxy>\nProxyPass "/pool/" "balancer://pool/"`, async (g) => {
+      const res = await rawExchange(g.port, upgradeRequest('/pool/x'));
+      assertClosedWith(res, 503);
+      assert.ok(headerIn(res.head, 'retry-after') !== undefined, 'Retry-After');
+    });
+  },
+);
