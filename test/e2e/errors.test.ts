@@ -40,7 +40,13 @@ import {
  */
 async function withGateway(lines: string, body: (g: RunningGateway, echoBackend: EchoBackend) => Promise<void>): Promise<void> {
   const backend = await startEchoBackend('healthy');
-  const g = await startGateway(`Listen 127.0.0.1:0\n${lines}\nProxyPass "/echo/" "ws://127.0.0.1:${backend.port}/"\n`);
+  let g: RunningGateway;
+  try {
+    g = await startGateway(`Listen 127.0.0.1:0\n${lines}\nProxyPass "/echo/" "ws://127.0.0.1:${backend.port}/"\n`);
+  } catch (e) {
+    await backend.close();
+    throw e;
+  }
   try {
     await body(g, backend);
     await assertEchoWorks(`ws://127.0.0.1:${g.port}/echo/after`);
