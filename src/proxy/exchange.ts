@@ -120,11 +120,12 @@ export class Exchange {
 
   private attachBackend(socket: Socket): void {
     this.backendSocket = socket;
-    socket.on('data', (chunk: Buffer) => this.onBackendData(chunk));
-    socket.on('end', () => this.onBackendEnd());
-    socket.on('error', (err) => this.onBackendError(err));
-    socket.on('close', () => this.onBackendClose());
-    socket.on('drain', () => this.owner.socket.resume());
+    (socket as ExchangeSocket)[kExchange] = this;
+    socket.on('data', backendOnData);
+    socket.on('end', backendOnEnd);
+    socket.on('error', backendOnError);
+    socket.on('close', backendOnClose);
+    socket.on('drain', backendOnDrain);
     // A socket taken from the keep-alive pool comes back paused (origins.ts unpool).
     if (this.reused) socket.resume();
 
@@ -188,11 +189,17 @@ export class Exchange {
     this.backendSocket?.destroy();
   }
 
+  /** @internal The backend drained: read the request body again. */
+  resumeClient(): void {
+    this.owner.socket.resume();
+  }
+
   onClientDrain(): void {
     if (this.phase === Phase.RelayingBody) this.backendSocket?.resume();
   }
 
-  private onBackendData(chunk: Buffer): void {
+  /** @internal */
+  onBackendData(chunk: Buffer): void {
     if (this.phase === Phase.AwaitingHead) {
       this.onHeadBytes(chunk);
     } else if (this.phase === Phase.RelayingBody) {
@@ -255,11 +262,7 @@ export class Exchange {
     const backend = this.backendSocket!;
     this.finish();
     this.owner.detach();
-    backend.removeAllListeners('data');
-    backend.removeAllListeners('end');
-    backend.removeAllListeners('close');
-    backend.removeAllListeners('drain');
-    backend.removeAllListeners('error');
+    releaseBackend(backend);
     backend.pause();
     client.write(buildSwitchingResponse(res));
     this.ctx.startTunnel(client, backend, this.vhost, this.route, this.backend, this.state, this.extra, rest);
@@ -307,22 +310,14 @@ export class Exchange {
     // Bytes after the response are a protocol error by the backend; never reuse such a socket.
     const reusable = this.keepBackend && trailing === undefined && this.reqFramer.done;
     this.finish();
-    backend.removeAllListeners('data');
-    backend.removeAllListeners('end');
-    backend.removeAllListeners('close');
-    backend.removeAllListeners('drain');
-    backend.removeAllListeners('error');
-    if (reusable) {
-      backend.on('error', ignoreError);
-      this.state.release(backend);
-    } else {
-      backend.on('error', ignoreError);
-      backend.destroy();
-    }
+    releaseBackend(backend);
+    if (reusable) this.state.release(backend);
+    else backend.destroy();
     this.owner.exchangeDone(this.keepClient, this.extra);
   }
 
-  private onBackendEnd(): void {
+  /** @internal */
+  onBackendEnd(): void {
     if (this.phase === Phase.RelayingBody && this.resFramer!.framing === Framing.UntilClose) {
       this.completeResponse(undefined);
       return;
@@ -330,11 +325,13 @@ export class Exchange {
     this.onBackendLost('backend closed the connection');
   }
 
-  private onBackendClose(): void {
+  /** @internal */
+  onBackendClose(): void {
     if (this.phase !== Phase.Done) this.onBackendLost('backend connection closed');
   }
 
-  private onBackendError(err: Error): void {
+  /** @internal */
+  onBackendError(err: Error): void {
     this.onBackendLost(`backend error: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
   }
 
@@ -347,8 +344,7 @@ export class Exchange {
         this.retried = true;
         this.reused = false;
         const old = this.backendSocket!;
-        old.removeAllListeners();
-        old.on('error', ignoreError);
+        releaseBackend(old);
         old.destroy();
         this.backendSocket = undefined;
         if (this.timer !== undefined) clearTimeout(this.timer);
@@ -392,8 +388,7 @@ export class Exchange {
     });
     this.finish();
     if (this.backendSocket !== undefined) {
-      this.backendSocket.removeAllListeners();
-      this.backendSocket.on('error', ignoreError);
+      releaseBackend(this.backendSocket);
       this.backendSocket.destroy();
     }
     // The request body may not have been read: the connection cannot carry another request.
@@ -435,6 +430,42 @@ export class Exchange {
 
 function onResponseTimeout(x: Exchange): void {
   x.onResponseTimeout();
+}
+
+const kExchange = Symbol('wsgate.exchange');
+type ExchangeSocket = Socket & { [kExchange]?: Exchange };
+
+// Backend socket handlers: module-level, finding their exchange through the socket, so a
+// request allocates no closures for them.
+function backendOnData(this: ExchangeSocket, chunk: Buffer): void {
+  this[kExchange]?.onBackendData(chunk);
+}
+function backendOnEnd(this: ExchangeSocket): void {
+  this[kExchange]?.onBackendEnd();
+}
+function backendOnError(this: ExchangeSocket, err: Error): void {
+  this[kExchange]?.onBackendError(err);
+}
+function backendOnClose(this: ExchangeSocket): void {
+  this[kExchange]?.onBackendClose();
+}
+function backendOnDrain(this: ExchangeSocket): void {
+  this[kExchange]?.resumeClient();
+}
+
+/**
+ * Drops this exchange's listeners from a backend socket it is done with (Node's own listeners
+ * stay), leaving an error handler so a late error can never become an uncaught exception.
+ */
+function releaseBackend(socket: Socket): void {
+  const s = socket as ExchangeSocket;
+  s[kExchange] = undefined;
+  s.removeListener('data', backendOnData);
+  s.removeListener('end', backendOnEnd);
+  s.removeListener('error', backendOnError);
+  s.removeListener('close', backendOnClose);
+  s.removeListener('drain', backendOnDrain);
+  if (s.listenerCount('error') === 0) s.on('error', ignoreError);
 }
 
 function ignoreError(): void {}
