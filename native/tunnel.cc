@@ -437,25 +437,32 @@ bool CopyBuffer(napi_env env, napi_value v, std::vector<char>* out) {
   return true;
 }
 
-int DupSocket(int fd) {
+// A non-blocking duplicate of a connected TCP socket, with no-delay and TCP keepalive (first
+// probe after `keepalive_s` of silence) so that vanished peers are found.
+int DupSocket(int fd, int keepalive_s) {
   int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (d < 0) return -1;
   int flags = fcntl(d, F_GETFL);
   fcntl(d, F_SETFL, flags | O_NONBLOCK);
+  int one = 1;
+  setsockopt(d, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(d, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  setsockopt(d, IPPROTO_TCP, TCP_KEEPIDLE, &keepalive_s, sizeof keepalive_s);
   return d;
 }
 
-// adopt(id, clientFd, backendFd, toBackend?: Buffer, toClient?: Buffer): void
+// adopt(id, clientFd, backendFd, keepaliveSeconds, toBackend?: Buffer, toClient?: Buffer): void
 // The fds are duplicated: the caller closes its own afterwards.
 napi_value AdoptJs(napi_env env, napi_callback_info info) {
   Engine* e = g_engine;
   if (e == nullptr) return Throw(env, "native tunnel engine not started");
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  uint32_t id, cfd, bfd;
-  if (argc < 3 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &cfd) || !GetUint32(env, argv[2], &bfd)) {
-    return Throw(env, "adopt(id, clientFd, backendFd, toBackend?, toClient?)");
+  uint32_t id, cfd, bfd, keepalive_s;
+  if (argc < 4 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &cfd) || !GetUint32(env, argv[2], &bfd) ||
+      !GetUint32(env, argv[3], &keepalive_s)) {
+    return Throw(env, "adopt(id, clientFd, backendFd, keepaliveSeconds, toBackend?, toClient?)");
   }
   Tunnel* t = new Tunnel();
   t->id = id;
@@ -464,12 +471,12 @@ napi_value AdoptJs(napi_env env, napi_callback_info info) {
     t->side[i].index = i;
   }
   // side[1].pending: bytes for the backend; side[0].pending: bytes for the client.
-  if ((argc > 3 && !CopyBuffer(env, argv[3], &t->side[1].pending)) || (argc > 4 && !CopyBuffer(env, argv[4], &t->side[0].pending))) {
+  if ((argc > 4 && !CopyBuffer(env, argv[4], &t->side[1].pending)) || (argc > 5 && !CopyBuffer(env, argv[5], &t->side[0].pending))) {
     delete t;
     return Throw(env, "early bytes must be Buffers");
   }
-  t->side[0].fd = DupSocket(int(cfd));
-  t->side[1].fd = DupSocket(int(bfd));
+  t->side[0].fd = DupSocket(int(cfd), int(keepalive_s));
+  t->side[1].fd = DupSocket(int(bfd), int(keepalive_s));
   if (t->side[0].fd < 0 || t->side[1].fd < 0) {
     int err = errno;
     if (t->side[0].fd >= 0) close(t->side[0].fd);

@@ -85,8 +85,9 @@ export class ClientConnection implements ExchangeOwner {
 
   private handle(req: RequestHead, rest: Buffer | undefined): void {
     const config = this.host.config;
-    const localAddress = this.socket.localAddress ?? '';
-    const vhost = selectVirtualHost(config, this.listen, localAddress.startsWith('::ffff:') ? localAddress.slice(7) : localAddress, req.host);
+    // The local address costs a getsockname(2): ask only when there are virtual hosts to choose from.
+    const vhost =
+      config.virtualHosts.length === 0 ? config.mainServer : selectVirtualHost(config, this.listen, this.socket.localAddress ?? '', req.host);
     const decision = routeRequest(vhost, { method: req.method, target: req.target, upgrade: req.upgrade });
     if (decision.kind === 'local') {
       this.host.log.info('request not proxied', {

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 
 interface NativeBinding {
   start(onClose: (events: number[]) => void): void;
-  adopt(id: number, clientFd: number, backendFd: number, toBackend?: Buffer, toClient?: Buffer): void;
+  adopt(id: number, clientFd: number, backendFd: number, keepaliveSeconds: number, toBackend?: Buffer, toClient?: Buffer): void;
   close(id: number): void;
   bytes(id: number, out: Float64Array): boolean;
 }
@@ -58,11 +58,19 @@ export function nativeUnavailableReason(): string | undefined {
 }
 
 /** Hands two sockets' fds to the engine; `onClose` runs once when the tunnel ends. */
-export function adoptNative(id: number, clientFd: number, backendFd: number, toBackend: Buffer | undefined, toClient: Buffer | undefined, onClose: NativeCloseHandler): void {
+export function adoptNative(
+  id: number,
+  clientFd: number,
+  backendFd: number,
+  toBackend: Buffer | undefined,
+  toClient: Buffer | undefined,
+  keepaliveSeconds: number,
+  onClose: NativeCloseHandler,
+): void {
   const b = load()!;
   handlers.set(id, onClose);
   try {
-    b.adopt(id, clientFd, backendFd, toBackend, toClient);
+    b.adopt(id, clientFd, backendFd, keepaliveSeconds, toBackend, toClient);
   } catch (e) {
     handlers.delete(id);
     throw e;

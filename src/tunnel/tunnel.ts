@@ -93,14 +93,16 @@ export class Tunnel {
     const backend = this.backend as TunnelSocket;
     client[kTunnel] = this;
     backend[kTunnel] = this;
-    for (const s of [client, backend]) {
-      s.setNoDelay(true);
-      s.setKeepAlive(true, TCP_KEEPALIVE_DELAY_MS);
-      s.setTimeout(0);
-    }
+    client.setTimeout(0);
+    backend.setTimeout(0);
+    // The native engine sets no-delay and keepalive on its own duplicates of the fds.
     if (this.handOver(clientEarly, backendEarly)) {
       if (this.options.idleTimeoutMs > 0) this.armIdle();
       return;
+    }
+    for (const s of [client, backend]) {
+      s.setNoDelay(true);
+      s.setKeepAlive(true, TCP_KEEPALIVE_DELAY_MS);
     }
     client.on('data', clientOnData);
     client.on('end', clientOnEnd);
@@ -183,7 +185,7 @@ export class Tunnel {
     this.earlyDown = down === undefined ? 0 : down.length;
     this.up = this.earlyUp;
     this.down = this.earlyDown;
-    adoptNative(this.id, ch.fd, bh.fd, up, down, nativeClosed);
+    adoptNative(this.id, ch.fd, bh.fd, up, down, TCP_KEEPALIVE_DELAY_MS / 1000, nativeClosed);
     this.native = true;
     this.usedNative = true;
     live.set(this.id, this);
