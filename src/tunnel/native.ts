@@ -1,5 +1,6 @@
 // Loads the native tunnel engine (native/tunnel.cc, built by node-gyp at `npm ci`), if it is
-// there and wanted. Without it every tunnel uses the JavaScript pump in tunnel.ts, which passes
+// there and wanted. It runs on this thread's event loop and reports closed tunnels through the
+// callback given to start(). Without it every tunnel uses the JavaScript pump in tunnel.ts, which passes
 // the same tests; `WSGATE_NATIVE=0` forces that.
 
 import * as path from 'node:path';
@@ -7,7 +8,8 @@ import * as path from 'node:path';
 interface NativeBinding {
   start(onClose: (events: number[]) => void): void;
   adopt(id: number, clientFd: number, backendFd: number, keepaliveSeconds: number, toBackend?: Buffer, toClient?: Buffer): void;
-  close(id: number): void;
+  /** Ends a tunnel now and fills `out` with [up, down]; false if it had already ended. */
+  close(id: number, out: Float64Array): boolean;
   bytes(id: number, out: Float64Array): boolean;
 }
 
@@ -18,7 +20,7 @@ export type NativeCloseHandler = (id: number, reason: number, errno: number, up:
 
 let binding: NativeBinding | undefined;
 let loadError: string | undefined;
-const handlers = new Map<number, NativeCloseHandler>();
+let closeHandler: NativeCloseHandler | undefined;
 
 function load(): NativeBinding | undefined {
   if (binding !== undefined || loadError !== undefined) return binding;
@@ -38,13 +40,8 @@ function load(): NativeBinding | undefined {
 }
 
 function dispatch(events: number[]): void {
-  for (let i = 0; i < events.length; i += 5) {
-    const id = events[i];
-    const h = handlers.get(id);
-    if (h === undefined) continue;
-    handlers.delete(id);
-    h(id, events[i + 1], events[i + 2], events[i + 3], events[i + 4]);
-  }
+  const h = closeHandler!;
+  for (let i = 0; i < events.length; i += 5) h(events[i], events[i + 1], events[i + 2], events[i + 3], events[i + 4]);
 }
 
 /** The engine, or undefined when it is not available (see `nativeUnavailableReason`). */
@@ -57,22 +54,7 @@ export function nativeUnavailableReason(): string | undefined {
   return loadError;
 }
 
-/** Hands two sockets' fds to the engine; `onClose` runs once when the tunnel ends. */
-export function adoptNative(
-  id: number,
-  clientFd: number,
-  backendFd: number,
-  toBackend: Buffer | undefined,
-  toClient: Buffer | undefined,
-  keepaliveSeconds: number,
-  onClose: NativeCloseHandler,
-): void {
-  const b = load()!;
-  handlers.set(id, onClose);
-  try {
-    b.adopt(id, clientFd, backendFd, keepaliveSeconds, toBackend, toClient);
-  } catch (e) {
-    handlers.delete(id);
-    throw e;
-  }
+/** Sets the one function that hears of every tunnel the engine ends by itself. */
+export function onNativeClose(handler: NativeCloseHandler): void {
+  closeHandler = handler;
 }

@@ -7,7 +7,7 @@
 
 import type { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
-import { adoptNative, NATIVE_REASONS, nativeEngine } from './native';
+import { NATIVE_REASONS, nativeEngine, onNativeClose } from './native';
 
 /** Why a tunnel ended; also what the access log and counters will report. */
 export type CloseReason =
@@ -135,7 +135,7 @@ export class Tunnel {
       this.closeDetail = detail;
     }
     if (this.native) {
-      nativeEngine()!.close(this.id);
+      if (nativeEngine()!.close(this.id, scratch)) this.nativeClosed(NATIVE_SHUTDOWN, 0, scratch[0], scratch[1]);
       return;
     }
     this.client.destroy();
@@ -185,14 +185,25 @@ export class Tunnel {
     this.earlyDown = down === undefined ? 0 : down.length;
     this.up = this.earlyUp;
     this.down = this.earlyDown;
-    adoptNative(this.id, ch.fd, bh.fd, up, down, TCP_KEEPALIVE_DELAY_MS / 1000, nativeClosed);
-    this.native = true;
-    this.usedNative = true;
-    live.set(this.id, this);
+    let failure: string | undefined;
+    try {
+      nativeEngine()!.adopt(this.id, ch.fd, bh.fd, TCP_KEEPALIVE_DELAY_MS / 1000, up, down);
+    } catch (e) {
+      failure = (e as Error).message; // dup(2) failed: out of file descriptors
+    }
     for (const s of [this.client, this.backend]) {
       s.on('error', ignoreError);
       s.destroy();
     }
+    if (failure !== undefined) {
+      this.closeReason = 'backend-error';
+      this.closeDetail = failure;
+      this.finish();
+      return true;
+    }
+    this.native = true;
+    this.usedNative = true;
+    live.set(this.id, this);
     return true;
   }
 
@@ -317,10 +328,9 @@ export class Tunnel {
 /** Tunnels run by the native engine, by id, until it reports them closed. */
 const live = new Map<number, Tunnel>();
 const scratch = new Float64Array(2);
+const NATIVE_SHUTDOWN = NATIVE_REASONS.indexOf('shutdown');
 
-function nativeClosed(id: number, reason: number, errno: number, up: number, down: number): void {
-  live.get(id)?.nativeClosed(reason, errno, up, down);
-}
+onNativeClose((id, reason, errno, up, down) => live.get(id)?.nativeClosed(reason, errno, up, down));
 
 interface StreamHandle {
   fd: number;
