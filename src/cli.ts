@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The wsgate command, httpd-like: `wsgate -f FILE` runs, `wsgate -t -f FILE` checks the config.
 
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, loadConfigFile } from './config/load';
@@ -17,6 +18,7 @@ Options:
   -f, --config FILE    the configuration file (Apache httpd syntax)
   -t, --check          check the configuration only: print "Syntax OK" or FILE:LINE: error
   -l, --log-level L    debug | info | warn | error (default: info)
+  -w, --workers N      run N worker processes sharing the Listen sockets (default 1)
   -v, --version        print the version
   -h, --help           print this help
 `;
@@ -25,6 +27,7 @@ interface CliArgs {
   configFile?: string;
   check: boolean;
   level: Level;
+  workers: number;
 }
 
 function version(): string {
@@ -33,7 +36,7 @@ function version(): string {
 }
 
 function parseArgs(argv: string[]): CliArgs | string {
-  const args: CliArgs = { check: false, level: 'info' };
+  const args: CliArgs = { check: false, level: 'info', workers: 1 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     switch (a) {
@@ -51,6 +54,13 @@ function parseArgs(argv: string[]): CliArgs | string {
         const l = argv[++i];
         if (l === undefined || !isLevel(l)) return `${a} takes debug, info, warn or error`;
         args.level = l;
+        break;
+      }
+      case '-w':
+      case '--workers': {
+        const n = Number(argv[++i]);
+        if (!Number.isInteger(n) || n < 1 || n > 64) return `${a} takes a number from 1 to 64`;
+        args.workers = n;
         break;
       }
       case '-v':
@@ -98,6 +108,8 @@ async function main(): Promise<number> {
     return 0;
   }
 
+  if (args.workers > 1 && cluster.isPrimary) return runWorkers(args.workers, log);
+
   const gateway = new Gateway(config, { log });
   try {
     await gateway.start();
@@ -121,6 +133,51 @@ async function main(): Promise<number> {
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+/**
+ * The primary of `-w N`: the config is already checked; N workers each run a gateway. They
+ * share the Listen sockets and accept on them directly (SCHED_NONE: the kernel spreads
+ * connections, the primary never touches them). Balancer state and counters are per worker.
+ */
+function runWorkers(n: number, log: ReturnType<typeof createLogger>): Promise<number> {
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    let failed = false;
+    const listening = new Set<number>();
+    const fork = (): void => {
+      const w = cluster.fork();
+      w.on('listening', () => listening.add(w.id));
+    };
+    cluster.on('exit', (worker, code, signal) => {
+      const started = listening.delete(worker.id);
+      if (!stopping) {
+        if (!started) {
+          // A worker that could not even listen (port taken…) will not do better the next time.
+          log.error('worker failed to start', { pid: worker.process.pid, code: code ?? signal ?? '' });
+          failed = true;
+          stop('worker failure');
+          return;
+        }
+        log.error('worker exited; starting another', { pid: worker.process.pid, code: code ?? signal ?? '' });
+        fork();
+        return;
+      }
+      if (code !== 0) failed = true;
+      if (Object.keys(cluster.workers ?? {}).length === 0) resolve(failed ? 1 : 0);
+    });
+    const stop = (why: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info('stopping workers', { reason: why, workers: Object.keys(cluster.workers ?? {}).length });
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+      if (Object.keys(cluster.workers ?? {}).length === 0) resolve(failed ? 1 : 0);
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    for (let i = 0; i < n; i++) fork();
   });
 }
 
