@@ -97,7 +97,7 @@ export class Tunnel {
     backend.setTimeout(0);
     // The native engine sets no-delay and keepalive on its own duplicates of the fds.
     if (this.handOver(clientEarly, backendEarly)) {
-      if (this.options.idleTimeoutMs > 0) this.armIdle();
+      if (this.options.idleTimeoutMs > 0 && !this.finished) this.armIdle();
       return;
     }
     for (const s of [client, backend]) {
@@ -280,6 +280,7 @@ export class Tunnel {
 
   /** @internal Idle tick: close after IDLE_TICKS consecutive ticks without a byte. */
   idleTick(): void {
+    if (this.finished) return;
     if (this.native) {
       this.refreshBytes();
       const total = this.up + this.down;
