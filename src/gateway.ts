@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import type { Backend, Config, ListenAddress, Route, VirtualHost } from './config/model';
 import { buildErrorResponse } from './http/forward';
 import { ClientConnection, type ConnectionHost } from './listeners/http1';
+import { createTlsServer } from './listeners/tls';
 import { createLogger, type Logger } from './observe/log';
 import { Tunnel } from './tunnel/tunnel';
 import { OriginRegistry, type OriginState } from './upstream/origins';
@@ -50,8 +51,13 @@ export class Gateway implements ConnectionHost {
   async start(): Promise<BoundListener[]> {
     try {
       for (const listen of this.config.listen) {
-        const server = net.createServer({ allowHalfOpen: true, noDelay: true });
-        server.on('connection', (socket) => this.accept(socket, listen));
+        let server: net.Server;
+        if (listen.protocol === 'https') {
+          server = createTlsServer(listen, () => this.config, this.log, (socket) => this.accept(socket, listen));
+        } else {
+          server = net.createServer({ allowHalfOpen: true, noDelay: true });
+          server.on('connection', (socket) => this.accept(socket, listen));
+        }
         server.on('error', (err) => this.log.error('listener error', { listen: describe(listen), reason: err.message }));
         await new Promise<void>((resolve, reject) => {
           const onError = (err: Error): void => reject(new Error(`cannot listen on ${describe(listen)}: ${err.message}`));

@@ -21,6 +21,7 @@ import {
   DEFAULT_RETRY_MS,
   DEFAULT_TIMEOUT_MS,
   type Backend,
+  type BackendTls,
   type Config,
   type Origin,
   type Route,
@@ -30,6 +31,7 @@ import {
   type VirtualHost,
 } from './model';
 import type { ConfigNode, ParseResult } from './parser';
+import { checkHttpsListens, DEFAULT_BACKEND_TLS_PROFILE, FileCache, resolveBackendTls, resolveFrontTls } from './tls';
 
 function checkPlace(
   name: string,
@@ -109,17 +111,24 @@ class Assembler {
     return [...this.origins.values()];
   }
 
-  private origin(draft: NonNullable<RouteDraft['target']>): Origin {
+  private origin(draft: NonNullable<RouteDraft['target']>, tlsClient: BackendTls | undefined, where: SourceRef): Origin {
     const { url } = draft;
-    let o = this.origins.get(url.originKey);
+    if (url.tls && tlsClient === undefined) {
+      throw ConfigError.at(
+        where,
+        `"${draft.raw}": TLS to backends needs "SSLProxyEngine on" in this server (or the main server); wsgate, as Apache, does not speak TLS to backends without it`,
+      );
+    }
+    const key = url.tls && tlsClient!.profile !== DEFAULT_BACKEND_TLS_PROFILE ? `${url.originKey}#${tlsClient!.profile}` : url.originKey;
+    let o = this.origins.get(key);
     if (!o) {
-      o = { tls: url.tls, host: url.host, port: url.port, hostHeader: url.hostHeader, key: url.originKey };
-      this.origins.set(url.originKey, o);
+      o = { tls: url.tls, host: url.host, port: url.port, hostHeader: url.hostHeader, key, ...(url.tls ? { tlsClient } : {}) };
+      this.origins.set(key, o);
     }
     return o;
   }
 
-  route(r: RouteDraft, settings: ServerSettings, proxySets: readonly ProxySetDraft[]): Route {
+  route(r: RouteDraft, settings: ServerSettings, proxySets: readonly ProxySetDraft[], tlsClient?: BackendTls): Route {
     const t = r.target;
     if (!t) return { match: r.match, exclude: true, fromLocation: r.fromLocation, source: r.source };
     const p: WorkerParams = {};
@@ -132,7 +141,7 @@ class Assembler {
     const backend: Backend = {
       url: t.raw,
       scheme: t.url.scheme,
-      origin: this.origin(t),
+      origin: this.origin(t, tlsClient, r.source),
       path: t.url.path,
       pathWasEmpty: t.url.pathWasEmpty,
       upgrade: p.upgrade ?? DEFAULT_UPGRADE[t.url.scheme],
@@ -178,9 +187,12 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
   }
 
   const asm = new Assembler();
+  const files = new FileCache();
   const mainSettings = resolveSettings(main.settings, undefined);
+  const mainBackendTls = resolveBackendTls(main.tls, undefined, files);
+  const mainFrontTls = resolveFrontTls(main.tls, undefined, files, main.source);
   const mainRoutes = [...main.locationRoutes, ...main.serverRoutes].map((r) =>
-    asm.route(r, mainSettings, main.proxySets),
+    asm.route(r, mainSettings, main.proxySets, mainBackendTls),
   );
   const mainServer: VirtualHost = {
     addresses: [],
@@ -188,11 +200,14 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     serverAliases: [],
     routes: mainRoutes,
     settings: mainSettings,
+    ...(mainFrontTls !== undefined ? { tls: mainFrontTls } : {}),
     source: main.source,
   };
 
   const virtualHosts = state.vhosts.map((vh: ServerDraft): VirtualHost => {
     const settings = resolveSettings(vh.settings, main.settings);
+    const backendTls = resolveBackendTls(vh.tls, main.tls, files);
+    const frontTls = resolveFrontTls(vh.tls, main.tls, files, vh.source);
     const inherit = vh.settings.passInherit ?? main.settings.passInherit ?? true;
     const drafts = [
       ...main.locationRoutes,
@@ -210,8 +225,9 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
       addresses: vh.addresses,
       ...(vh.serverName !== undefined ? { serverName: vh.serverName } : {}),
       serverAliases: vh.serverAliases,
-      routes: drafts.map((r) => asm.route(r, settings, sets)),
+      routes: drafts.map((r) => asm.route(r, settings, sets, backendTls)),
       settings,
+      ...(frontTls !== undefined ? { tls: frontTls } : {}),
       source: vh.source,
     };
   });
@@ -221,6 +237,8 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
       if (!set.used) notices.add(set.source, `ProxySet for "${set.describe}" matches no ProxyPass backend`);
     }
   }
+
+  checkHttpsListens(state.listens, mainServer, virtualHosts, notices);
 
   return deepFreeze({
     files: parsed.files,

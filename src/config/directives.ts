@@ -11,8 +11,10 @@ import {
   type SettingsDraft,
   type WorkerParams,
 } from './drafts';
+import * as path from 'node:path';
 import { ConfigError } from './errors';
 import type { ConfigNode, DirectiveNode, SectionNode } from './parser';
+import { tlsSpecs } from './tls';
 import {
   parseDuration,
   parseListenAddress,
@@ -148,8 +150,9 @@ function serverSpecs(): DirectiveSpec[] {
         const where = node.source;
         const addr = parseListenAddress(arg0(node), where);
         const protocol = (node.args[1] ?? 'http').toLowerCase();
-        if (protocol === 'https') throw ConfigError.at(where, 'Listen … https: TLS on the front is not supported yet');
-        if (protocol !== 'http') throw ConfigError.at(where, `Listen: unsupported protocol "${node.args[1]}" (only http)`);
+        if (protocol !== 'http' && protocol !== 'https') {
+          throw ConfigError.at(where, `Listen: unsupported protocol "${node.args[1]}" (http or https)`);
+        }
         for (const other of ctx.state.listens) {
           const overlap = other.host === undefined || addr.host === undefined || other.host === addr.host;
           if (addr.port !== 0 && other.port === addr.port && overlap) {
@@ -159,7 +162,7 @@ function serverSpecs(): DirectiveSpec[] {
             );
           }
         }
-        ctx.state.listens.push({ ...addr, protocol: 'http', source: where });
+        ctx.state.listens.push({ ...addr, protocol: protocol as 'http' | 'https', source: where });
       },
     },
     {
@@ -184,12 +187,14 @@ function serverSpecs(): DirectiveSpec[] {
       },
     },
     {
-      // Read while parsing (it moves Include's base); here only its context and arity are checked.
+      // Read while parsing (it moves Include's base); here it only sets the base of certificate paths (tls.ts).
       name: 'ServerRoot',
       contexts: SERVER,
       minArgs: 1,
       maxArgs: 1,
-      handle: () => undefined,
+      handle: (node, ctx) => {
+        ctx.state.serverRoot = path.resolve(path.dirname(path.resolve(ctx.state.main.source.file)), arg0(node));
+      },
     },
     setting('Timeout', 'timeoutMs', duration('Timeout', false)),
     setting('ProxyTimeout', 'proxyTimeoutMs', duration('ProxyTimeout', false)),
@@ -266,6 +271,7 @@ function serverSpecs(): DirectiveSpec[] {
     refused('RewriteRule', 'mod_rewrite rules are not supported yet'),
     refused('RewriteCond', 'mod_rewrite rules are not supported yet'),
     refused('RewriteMap', 'mod_rewrite rules are not supported yet'),
+    ...tlsSpecs(),
     ...IGNORED_NAMES.map((name) => ignored(name)),
   ];
 }
@@ -374,7 +380,7 @@ export const SECTIONS: ReadonlyMap<string, SectionSpec> = new Map(
 
 /** Families refused by prefix, checked before "unknown directive". */
 export function refusedFamily(key: string): string | undefined {
-  if (key.startsWith('ssl')) return 'TLS is not supported yet';
+  if (key.startsWith('ssl')) return 'this mod_ssl directive is not supported (see docs/directives.md for the supported SSL* directives)';
   return undefined;
 }
 

@@ -4,6 +4,7 @@
 
 import type { Notices } from './errors';
 import type { ListenAddress, Millis, RouteMatch, SourceRef, UpgradePolicy, VirtualHostAddress } from './model';
+import type { TlsDraft } from './tls';
 import type { BackendUrl } from './values';
 
 /** Worker parameters as written on one line; unset fields fall back (see build.ts). */
@@ -63,6 +64,8 @@ export interface ServerDraft {
   readonly locationRoutes: RouteDraft[];
   readonly serverRoutes: RouteDraft[];
   readonly proxySets: ProxySetDraft[];
+  /** SSL* and SSLProxy* directives (tls.ts). */
+  readonly tls: TlsDraft;
 }
 
 export interface LocationDraft {
@@ -76,6 +79,8 @@ export interface BuildState {
   readonly listens: ListenAddress[];
   readonly main: ServerDraft;
   readonly vhosts: ServerDraft[];
+  /** Set by ServerRoot: relative certificate paths resolve against it. */
+  serverRoot?: string;
 }
 
 /** Where a directive sits: Apache's "server config", "virtual host", "directory" (split by kind). */
@@ -100,5 +105,6 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     locationRoutes: [],
     serverRoutes: [],
     proxySets: [],
+    tls: {},
   };
 }

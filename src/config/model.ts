@@ -42,8 +42,43 @@ export interface Origin {
   readonly port: number;
   /** `host[:port]` as sent in `Host` when ProxyPreserveHost is Off: port omitted when it is the scheme's default; IPv6 bracketed. */
   readonly hostHeader: string;
-  /** Stable key: `http://host:port` or `https://host:port`. */
+  /** Stable key: `http://host:port` or `https://host:port` (plus `#` and the TLS profile when it is not the default one). */
   readonly key: string;
+  /** For wss:// and https:// origins: the TLS client settings (SSLProxy*) of the server the route is in. */
+  readonly tlsClient?: BackendTls;
+}
+
+export type TlsVersion = 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
+
+/** TLS to a backend (`SSLProxy*`), resolved per server. Certificate files are read at load time. */
+export interface BackendTls {
+  /** `SSLProxyVerify require` (default) or `none`. The system CAs plus `ca` are trusted. */
+  readonly verify: boolean;
+  /** `SSLProxyCheckPeerName` (default On): the certificate must name the backend host. */
+  readonly checkPeerName: boolean;
+  /** `SSLProxyCheckPeerExpire` (default On): an expired or not yet valid certificate fails. */
+  readonly checkPeerExpire: boolean;
+  /** PEM of `SSLProxyCACertificateFile`. */
+  readonly ca?: string;
+  /** PEM of `SSLProxyMachineCertificateFile` (client certificate for mTLS, and its key). */
+  readonly clientCert?: string;
+  readonly clientKey?: string;
+  /** Identity of these settings (`verify=require,name=on,…`): origins differing in it have their own pools. */
+  readonly profile: string;
+}
+
+/** TLS on the front (`SSLEngine on` and friends) of one server. */
+export interface FrontTls {
+  /** PEM: the certificate, then `SSLCertificateChainFile`'s. */
+  readonly cert: string;
+  readonly key: string;
+  readonly minVersion: TlsVersion;
+  readonly maxVersion: TlsVersion;
+  /** `SSLCipherSuite` as given (OpenSSL syntax), or Node's default. */
+  readonly ciphers?: string;
+  readonly honorCipherOrder: boolean;
+  /** The `SSLEngine on` line. */
+  readonly source: SourceRef;
 }
 
 /** One ProxyPass target with its key=value parameters resolved against the server defaults. */
@@ -130,6 +165,8 @@ export interface VirtualHost {
   /** All routes in the order they are tried: <Location> routes first (config order), then server-level ones (the main server's inherited ones first, as Apache's merge does). */
   readonly routes: readonly Route[];
   readonly settings: ServerSettings;
+  /** Present when `SSLEngine on` applies to this server (its own or the main server's). */
+  readonly tls?: FrontTls;
   readonly source: SourceRef;
 }
 

@@ -13,7 +13,7 @@ import {
 } from '../http/forward';
 import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
 import type { RouteResult } from '../routing/router';
-import { connectOrigin, type OriginState } from '../upstream/origins';
+import { BackendTlsError, connectOrigin, type OriginState } from '../upstream/origins';
 import type { GatewayContext } from './context';
 
 /** The client side of an exchange: the HTTP/1.1 connection that sent the request. */
@@ -111,7 +111,8 @@ export class Exchange {
       }
       if (err !== undefined) {
         this.state.counters.failures++;
-        this.fail(503, `backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim());
+        if (err instanceof BackendTlsError) this.fail(502, err.message);
+        else this.fail(503, `backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim());
         return;
       }
       this.attachBackend(socket);

@@ -5,7 +5,8 @@
 
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import type { Origin } from '../config/model';
+import { X509Certificate } from 'node:crypto';
+import type { BackendTls, Origin } from '../config/model';
 import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
 
 /** Counters kept per origin; the metrics and status page of a later issue read them. */
@@ -119,15 +120,99 @@ export class OriginRegistry {
 export type ConnectCallback = (err: Error | undefined, socket: net.Socket) => void;
 
 /**
+ * The TCP connection to the backend was made but TLS failed: the handshake was refused or broke
+ * off, or the backend's certificate did not verify. The exchange answers 502 for it (a TCP
+ * connect failure stays 503).
+ */
+export class BackendTlsError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BackendTlsError';
+  }
+}
+
+const contexts = new WeakMap<BackendTls, tls.SecureContext>();
+
+/** One secure context per TLS profile of a loaded config: the system CAs plus SSLProxyCACertificateFile, and the client certificate. */
+function secureContextFor(t: BackendTls): tls.SecureContext {
+  let sc = contexts.get(t);
+  if (sc === undefined) {
+    sc = tls.createSecureContext({
+      ...(t.ca !== undefined ? { ca: [...tls.rootCertificates, t.ca] } : {}),
+      ...(t.clientCert !== undefined ? { cert: t.clientCert, key: t.clientKey } : {}),
+    });
+    contexts.set(t, sc);
+  }
+  return sc;
+}
+
+const DEFAULT_BACKEND_TLS: BackendTls = { verify: true, checkPeerName: true, checkPeerExpire: true, profile: 'default' };
+const EXPIRY_ERRORS = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']);
+
+function tlsConnect(origin: Origin): tls.TLSSocket {
+  const t = origin.tlsClient ?? DEFAULT_BACKEND_TLS;
+  // allowHalfOpen and noDelay are honoured by tls.connect (they reach the TLSSocket and its connect) but missing from @types/node.
+  const options: tls.ConnectionOptions & { allowHalfOpen: boolean; noDelay: boolean } = {
+    host: origin.host,
+    port: origin.port,
+    servername: net.isIP(origin.host) ? undefined : origin.host,
+    secureContext: secureContextFor(t),
+    // Expiry is checked after the handshake when SSLProxyCheckPeerExpire is off (verifyPeer).
+    rejectUnauthorized: t.verify && t.checkPeerExpire,
+    checkServerIdentity: t.verify && t.checkPeerName ? tls.checkServerIdentity : () => undefined,
+    allowHalfOpen: true,
+    noDelay: true,
+  };
+  return tls.connect(options);
+}
+
+/**
+ * After the handshake, with SSLProxyCheckPeerExpire off: OpenSSL reported a problem, which is
+ * acceptable only if it is the validity period and the chain is otherwise trusted (each
+ * signature checked up to a trusted certificate, dates ignored). Returns the failure, if any.
+ */
+function verifyPeer(socket: tls.TLSSocket, t: BackendTls, host: string): string | undefined {
+  if (!t.verify || t.checkPeerExpire || socket.authorized) return undefined;
+  const why = String(socket.authorizationError ?? 'unknown');
+  if (!EXPIRY_ERRORS.has(why)) return why;
+  const trusted = [...tls.rootCertificates, ...(t.ca !== undefined ? (t.ca.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) : [])];
+  let cert = socket.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined;
+  const seen = new Set<string>();
+  for (let depth = 0; cert !== undefined && cert.raw !== undefined && depth < 10; depth++) {
+    const x = new X509Certificate(cert.raw);
+    if (seen.has(x.fingerprint256)) break;
+    seen.add(x.fingerprint256);
+    for (const pem of trusted) {
+      const ca = new X509Certificate(pem);
+      if (x.checkIssued(ca) && x.verify(ca.publicKey)) {
+        // Node checks the name only when OpenSSL found nothing wrong: do it here.
+        const nameErr = t.checkPeerName ? tls.checkServerIdentity(host, socket.getPeerCertificate()) : undefined;
+        return nameErr === undefined ? undefined : `${(nameErr as NodeJS.ErrnoException).code ?? 'ERR_TLS_CERT_ALTNAME_INVALID'} ${nameErr.message}`;
+      }
+    }
+    const up = cert.issuerCertificate;
+    if (up === undefined || up === cert) break;
+    if (!x.checkIssued(new X509Certificate(up.raw)) || !x.verify(new X509Certificate(up.raw).publicKey)) break;
+    cert = up;
+  }
+  return `${why}, and the certificate chain does not lead to a trusted CA`;
+}
+
+/**
  * Opens a connection to `origin`, bounded by `timeoutMs` (connect and, for TLS, the TLS
  * handshake). The callback runs once. The socket always has an error handler attached by the
  * caller's callback path, and one from here until then.
  */
 export function connectOrigin(origin: Origin, timeoutMs: number, keepalive: boolean, cb: ConnectCallback): net.Socket {
   const socket: net.Socket = origin.tls
-    ? tls.connect({ host: origin.host, port: origin.port, servername: net.isIP(origin.host) ? undefined : origin.host })
+    ? tlsConnect(origin)
     : net.connect({ host: origin.host, port: origin.port, allowHalfOpen: true, noDelay: true });
   let done = false;
+  // For TLS: set once TCP is up, so that a later failure is told apart as a TLS one.
+  let tcpUp = false;
   const finish = (err: Error | undefined): void => {
     if (done) return;
     done = true;
@@ -138,6 +223,13 @@ export function connectOrigin(origin: Origin, timeoutMs: number, keepalive: bool
     cb(err, socket);
   };
   const onConnect = (): void => {
+    if (origin.tls) {
+      const bad = verifyPeer(socket as tls.TLSSocket, origin.tlsClient ?? DEFAULT_BACKEND_TLS, origin.host);
+      if (bad !== undefined) {
+        finish(new BackendTlsError('CERT_VERIFY', `TLS handshake with the backend failed: ${bad}`));
+        return;
+      }
+    }
     if (keepalive) socket.setKeepAlive(true, TCP_KEEPALIVE_DELAY_MS);
     finish(undefined);
   };
@@ -146,7 +238,16 @@ export function connectOrigin(origin: Origin, timeoutMs: number, keepalive: bool
     e.code = 'ETIMEDOUT';
     finish(e);
   };
-  socket.on('error', (err) => finish(err));
+  socket.on('error', (err) => {
+    if (origin.tls && tcpUp && !(err instanceof BackendTlsError)) {
+      const e = err as NodeJS.ErrnoException;
+      const code = e.code ?? 'TLS_ERROR';
+      finish(new BackendTlsError(code, `TLS handshake with the backend failed: ${code === e.message ? code : `${code} ${e.message}`}`));
+      return;
+    }
+    finish(err);
+  });
+  if (origin.tls) socket.once('connect', () => (tcpUp = true));
   socket.once(origin.tls ? 'secureConnect' : 'connect', onConnect);
   if (timeoutMs > 0) {
     socket.setTimeout(timeoutMs);

@@ -120,8 +120,8 @@ test('duplicate Listen', () => {
   expectError({ 'wsgate.conf': lines('Listen 8080', 'Listen 127.0.0.1:8080') }, { line: 2, message: /already listened on/ });
 });
 
-test('Listen https: TLS on the front is not supported yet', () => {
-  expectError({ 'wsgate.conf': lines('Listen 443 https') }, { line: 1, message: /TLS on the front is not supported yet/ });
+test('Listen https without a certificate (test/e2e/tls.test.ts has the TLS errors)', () => {
+  expectError({ 'wsgate.conf': lines('Listen 443 https') }, { line: 1, message: /no server for this port has "SSLEngine on"/ });
 });
 
 test('bad Listen address and protocol', () => {
@@ -229,7 +229,8 @@ test('mod_rewrite, balancers and TLS directives are refused with a clear reason'
   expectError({ 'wsgate.conf': lines(L, 'RewriteCond %{HTTP:Upgrade} websocket [NC]') }, { line: 2, message: /mod_rewrite rules are not supported yet/ });
   expectError({ 'wsgate.conf': lines(L, '<Proxy balancer://b>', 'BalancerMember ws://h/', '</Proxy>') }, { line: 2, message: /balancers are not supported yet/ });
   expectError({ 'wsgate.conf': lines(L, 'BalancerMember ws://h/') }, { line: 2, message: /BalancerMember: balancers are not supported yet/ });
-  expectError({ 'wsgate.conf': lines(L, 'SSLEngine on') }, { line: 2, message: /SSLEngine: TLS is not supported yet/ });
+  expectError({ 'wsgate.conf': lines(L, 'SSLEngine on') }, { line: 2, message: /SSLEngine on needs SSLCertificateFile/ });
+  expectError({ 'wsgate.conf': lines(L, 'SSLUseStapling on') }, { line: 2, message: /SSLUseStapling: this mod_ssl directive is not supported/ });
   expectError({ 'wsgate.conf': lines(L, 'ProxySet balancer://b lbmethod=bybusyness') }, { line: 2, message: /balancers are not supported yet/ });
 });
 

@@ -89,6 +89,7 @@ const API = lines(
   '    Timeout 10',
   '    ProxyPassMatch "^/v(\\d+)/stream$" "wss://api-backend:8443/stream/v$1" timeout=5',
   '    ProxyAddHeaders Off',
+  '    SSLProxyEngine on',
   '</VirtualHost>',
 );
 
@@ -181,6 +182,7 @@ test('a realistic Apache config loads into the expected model', () => {
     port: 8443,
     hostHeader: 'api-backend:8443',
     key: 'https://api-backend:8443',
+    tlsClient: { verify: true, checkPeerName: true, checkPeerExpire: true, profile: 'verify=require,name=on,expire=on' },
   });
   assert.equal(sb.responseTimeoutMs, 5_000);
   assert.equal(sb.connectTimeoutMs, 5_000);
@@ -308,6 +310,7 @@ test('upgrade= parsing', () => {
       'ProxyPass /7 ws://h/ upgrade=NoNe',
       'ProxyPass /8 wss://h/ upgrade=h2c',
       'ProxyPass /9 https://h/',
+      'SSLProxyEngine on',
     ),
   });
   assert.deepEqual(
@@ -453,6 +456,7 @@ test('backend URLs: default ports, IPv6, host header', () => {
       'ProxyPass /3 http://[::1]:8080/',
       'ProxyPass /4 HTTPS://[::1]:443/p',
       'ProxyPass /5 ws://h.example:80/',
+      'SSLProxyEngine on',
     ),
   });
   const o = config.mainServer.routes.map((r) => backendOf(r).origin);

@@ -86,7 +86,7 @@ test('503 when the backend is unreachable within connectiontimeout= (TLS handsha
   });
   try {
     await withGateway(
-      `ProxyTimeout 30\nProxyPass "/mute/" "wss://127.0.0.1:${mute.port}/" connectiontimeout=300ms timeout=30\n` +
+      `SSLProxyEngine on\nProxyTimeout 30\nProxyPass "/mute/" "wss://127.0.0.1:${mute.port}/" connectiontimeout=300ms timeout=30\n` +
         `ProxyPass "/mute2/" "wss://127.0.0.1:${mute.port}/" timeout=300ms`,
       async (g) => {
         const t0 = Date.now();

@@ -1,0 +1,324 @@
+// mod_ssl's directives: TLS on the front (SSLEngine, SSLCertificateFile, …) and to backends
+// (SSLProxyEngine, SSLProxyVerify, …). Pass 1 records them in each server's `TlsDraft`; pass 2
+// (build.ts) resolves them against the main server's values and reads the certificate files,
+// so a missing or unreadable file is a `FILE:LINE:` error before anything listens.
+
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { ContextKind, Ctx } from './drafts';
+import { ConfigError, type Notices } from './errors';
+import type { BackendTls, FrontTls, ListenAddress, SourceRef, TlsVersion, VirtualHost } from './model';
+import type { DirectiveNode } from './parser';
+import { parseOnOff } from './values';
+
+/** A file named by a directive, resolved to an absolute path. */
+export interface FileRef {
+  readonly directive: string;
+  readonly path: string;
+  readonly source: SourceRef;
+}
+
+export interface TlsDraft {
+  engine?: { readonly on: boolean; readonly source: SourceRef };
+  certFile?: FileRef;
+  keyFile?: FileRef;
+  chainFile?: FileRef;
+  protocol?: { readonly min: TlsVersion; readonly max: TlsVersion };
+  ciphers?: string;
+  honorCipherOrder?: boolean;
+  proxyEngine?: boolean;
+  proxyVerify?: boolean;
+  proxyCaFile?: FileRef;
+  proxyCheckPeerName?: boolean;
+  proxyCheckPeerExpire?: boolean;
+  proxyMachineCertFile?: FileRef;
+}
+
+/** The directive table's view of one TLS directive (the same shape as directives.ts's DirectiveSpec). */
+export interface TlsDirectiveSpec {
+  readonly name: string;
+  readonly contexts: readonly ContextKind[];
+  readonly minArgs: number;
+  readonly maxArgs: number;
+  readonly handle: (node: DirectiveNode, ctx: Ctx) => void;
+}
+
+const SERVER_VHOST: readonly ContextKind[] = ['server', 'vhost'];
+const VERSIONS: readonly TlsVersion[] = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'];
+
+/** Relative paths resolve as Include's: against ServerRoot if set, else the main config file's directory. */
+function filePath(node: DirectiveNode, ctx: Ctx): FileRef {
+  const raw = node.args[0] as string;
+  const base = ctx.state.serverRoot ?? path.dirname(path.resolve(ctx.state.main.source.file));
+  return { directive: node.name, path: path.resolve(base, raw), source: node.source };
+}
+
+function one<K extends keyof TlsDraft>(name: string, field: K, parse: (node: DirectiveNode, ctx: Ctx) => NonNullable<TlsDraft[K]>): TlsDirectiveSpec {
+  return {
+    name,
+    contexts: SERVER_VHOST,
+    minArgs: 1,
+    maxArgs: 1,
+    handle: (node, ctx) => {
+      ctx.server.tls[field] = parse(node, ctx);
+    },
+  };
+}
+
+const onOff = (name: string) => (node: DirectiveNode): boolean => parseOnOff(node.args[0] as string, name, node.source);
+
+/**
+ * `SSLProtocol` as mod_ssl reads it: words applied left to right; `+X` adds, `-X` removes, a bare
+ * word replaces the set. `all` is TLSv1 to TLSv1.3. The result must be a contiguous range (Node
+ * takes a minimum and a maximum version).
+ */
+export function parseSslProtocol(args: readonly string[], where: SourceRef): { min: TlsVersion; max: TlsVersion } {
+  const set = new Set<TlsVersion>();
+  for (const word of args) {
+    const sign = word[0] === '+' || word[0] === '-' ? word[0] : '';
+    const name = (sign ? word.slice(1) : word).toLowerCase();
+    let these: readonly TlsVersion[];
+    if (name === 'all') these = VERSIONS;
+    else {
+      const v = VERSIONS.find((x) => x.toLowerCase() === name);
+      if (v === undefined) {
+        if (name === 'sslv3' || name === 'sslv2') {
+          if (sign === '-') continue;
+          throw ConfigError.at(where, `SSLProtocol: ${word.replace(/^[+-]/, '')} is not supported (insecure; Node.js offers TLSv1 to TLSv1.3)`);
+        }
+        throw ConfigError.at(where, `SSLProtocol: unknown protocol "${word}" (expected all, TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3, each optionally prefixed by + or -)`);
+      }
+      these = [v];
+    }
+    if (sign === '') set.clear();
+    for (const v of these) {
+      if (sign === '-') set.delete(v);
+      else set.add(v);
+    }
+  }
+  const on = VERSIONS.map((v) => set.has(v));
+  const lo = on.indexOf(true);
+  const hi = on.lastIndexOf(true);
+  if (lo < 0) throw ConfigError.at(where, `SSLProtocol "${args.join(' ')}" leaves no protocol enabled`);
+  if (on.slice(lo, hi + 1).includes(false)) {
+    throw ConfigError.at(where, `SSLProtocol "${args.join(' ')}" is not a contiguous range of versions (Node.js takes a minimum and a maximum)`);
+  }
+  return { min: VERSIONS[lo] as TlsVersion, max: VERSIONS[hi] as TlsVersion };
+}
+
+export function tlsSpecs(): TlsDirectiveSpec[] {
+  return [
+    one('SSLEngine', 'engine', (node) => {
+      const v = (node.args[0] as string).toLowerCase();
+      if (v === 'optional') throw ConfigError.at(node.source, 'SSLEngine optional (RFC 2817 upgrade to TLS) is not supported: use On or Off');
+      return { on: parseOnOff(node.args[0] as string, 'SSLEngine', node.source), source: node.source };
+    }),
+    one('SSLCertificateFile', 'certFile', filePath),
+    one('SSLCertificateKeyFile', 'keyFile', filePath),
+    one('SSLCertificateChainFile', 'chainFile', filePath),
+    {
+      name: 'SSLProtocol',
+      contexts: SERVER_VHOST,
+      minArgs: 1,
+      maxArgs: Infinity,
+      handle: (node, ctx) => {
+        ctx.server.tls.protocol = parseSslProtocol(node.args, node.source);
+      },
+    },
+    one('SSLCipherSuite', 'ciphers', (node) => {
+      const v = node.args[0] as string;
+      // mod_ssl's two-argument form names a protocol first (SSLCipherSuite TLSv1.3 …); not supported.
+      if (!/^[A-Za-z0-9_:+!@=.,-]+$/.test(v)) throw ConfigError.at(node.source, `SSLCipherSuite: bad cipher list "${v}"`);
+      return v;
+    }),
+    one('SSLHonorCipherOrder', 'honorCipherOrder', onOff('SSLHonorCipherOrder')),
+    one('SSLProxyEngine', 'proxyEngine', onOff('SSLProxyEngine')),
+    one('SSLProxyVerify', 'proxyVerify', (node, ctx) => {
+      const v = (node.args[0] as string).toLowerCase();
+      if (v === 'none') return false;
+      if (v === 'require') return true;
+      if (v === 'optional' || v === 'optional_no_ca') {
+        ctx.state.notices.add(node.source, `SSLProxyVerify ${node.args[0]}: treated as require (wsgate never talks to a backend it cannot verify unless verification is off)`);
+        return true;
+      }
+      throw ConfigError.at(node.source, `SSLProxyVerify must be none or require, got "${node.args[0]}"`);
+    }),
+    one('SSLProxyCACertificateFile', 'proxyCaFile', filePath),
+    one('SSLProxyCheckPeerName', 'proxyCheckPeerName', onOff('SSLProxyCheckPeerName')),
+    one('SSLProxyCheckPeerExpire', 'proxyCheckPeerExpire', onOff('SSLProxyCheckPeerExpire')),
+    // Apache's older name for SSLProxyCheckPeerName, with the same effect here.
+    one('SSLProxyCheckPeerCN', 'proxyCheckPeerName', onOff('SSLProxyCheckPeerCN')),
+    one('SSLProxyMachineCertificateFile', 'proxyMachineCertFile', filePath),
+  ];
+}
+
+/** Reads each file once per load (several servers may name the same one). */
+export class FileCache {
+  private readonly texts = new Map<string, string>();
+
+  read(ref: FileRef): string {
+    let text = this.texts.get(ref.path);
+    if (text === undefined) {
+      try {
+        text = fs.readFileSync(ref.path, 'utf8');
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw ConfigError.at(ref.source, `${ref.directive}: cannot read "${ref.path}": ${e.code ?? e.message}`);
+      }
+      this.texts.set(ref.path, text);
+    }
+    return text;
+  }
+}
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+const PEM_KEY = /-----BEGIN (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----[\s\S]+?-----END (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----/;
+
+function certificates(ref: FileRef, text: string): string[] {
+  const certs = text.match(PEM_CERT) ?? [];
+  if (certs.length === 0) throw ConfigError.at(ref.source, `${ref.directive}: "${ref.path}" holds no PEM certificate`);
+  for (const c of certs) {
+    try {
+      new X509Certificate(c);
+    } catch (err) {
+      throw ConfigError.at(ref.source, `${ref.directive}: "${ref.path}": bad certificate: ${(err as Error).message}`);
+    }
+  }
+  return certs;
+}
+
+function privateKey(ref: FileRef, text: string): string {
+  const m = PEM_KEY.exec(text);
+  if (!m) throw ConfigError.at(ref.source, `${ref.directive}: "${ref.path}" holds no PEM private key`);
+  if (m[0].includes('ENCRYPTED')) throw ConfigError.at(ref.source, `${ref.directive}: "${ref.path}": encrypted private keys are not supported (no passphrase dialog)`);
+  try {
+    createPrivateKey(m[0]);
+  } catch (err) {
+    throw ConfigError.at(ref.source, `${ref.directive}: "${ref.path}": bad private key: ${(err as Error).message}`);
+  }
+  return m[0];
+}
+
+function checkPair(ref: FileRef, cert: string, key: string): void {
+  const x = new X509Certificate(cert);
+  if (!x.checkPrivateKey(createPrivateKey(key))) {
+    throw ConfigError.at(ref.source, `${ref.directive}: the private key does not match the certificate in "${ref.path}"`);
+  }
+}
+
+type Pick = <K extends keyof TlsDraft>(k: K) => TlsDraft[K];
+
+function picker(own: TlsDraft, base: TlsDraft | undefined): Pick {
+  return (k) => own[k] ?? base?.[k];
+}
+
+/** The front TLS settings of a server (its own values over the main server's), or undefined without `SSLEngine on`. */
+export function resolveFrontTls(own: TlsDraft, base: TlsDraft | undefined, files: FileCache, serverSource: SourceRef): FrontTls | undefined {
+  const pick = picker(own, base);
+  const engine = pick('engine');
+  if (engine === undefined || !engine.on) return undefined;
+  const certFile = pick('certFile');
+  if (certFile === undefined) {
+    throw ConfigError.at(own.engine?.source ?? serverSource, 'SSLEngine on needs SSLCertificateFile (and SSLCertificateKeyFile unless the key is in the same file)');
+  }
+  const certText = files.read(certFile);
+  const certs = certificates(certFile, certText);
+  const keyFile = pick('keyFile');
+  const key = keyFile === undefined ? privateKey({ ...certFile, directive: 'SSLCertificateFile (no SSLCertificateKeyFile)' }, certText) : privateKey(keyFile, files.read(keyFile));
+  checkPair(keyFile ?? certFile, certs[0] as string, key);
+  const chainFile = pick('chainFile');
+  const chain = chainFile === undefined ? [] : certificates(chainFile, files.read(chainFile));
+  const protocol = pick('protocol') ?? { min: 'TLSv1.2', max: 'TLSv1.3' };
+  const ciphers = pick('ciphers');
+  return {
+    cert: [...certs, ...chain].join('\n') + '\n',
+    key,
+    minVersion: protocol.min,
+    maxVersion: protocol.max,
+    ...(ciphers !== undefined ? { ciphers } : {}),
+    honorCipherOrder: pick('honorCipherOrder') ?? false,
+    source: engine.source,
+  };
+}
+
+/**
+ * The backend TLS settings of a server, or undefined without `SSLProxyEngine on` (then a wss:// or
+ * https:// route in it is an error, reported by build.ts at its ProxyPass line).
+ */
+export function resolveBackendTls(own: TlsDraft, base: TlsDraft | undefined, files: FileCache): BackendTls | undefined {
+  const pick = picker(own, base);
+  if (pick('proxyEngine') !== true) return undefined;
+  const verify = pick('proxyVerify') ?? true;
+  const checkPeerName = pick('proxyCheckPeerName') ?? true;
+  const checkPeerExpire = pick('proxyCheckPeerExpire') ?? true;
+  const caFile = pick('proxyCaFile');
+  const ca = caFile === undefined ? undefined : certificates(caFile, files.read(caFile)).join('\n') + '\n';
+  const machine = pick('proxyMachineCertFile');
+  let client: { cert: string; key: string } | undefined;
+  if (machine !== undefined) {
+    const text = files.read(machine);
+    const certs = certificates(machine, text);
+    const key = privateKey(machine, text);
+    checkPair(machine, certs[0] as string, key);
+    client = { cert: certs.join('\n') + '\n', key };
+  }
+  const profile = [
+    `verify=${verify ? 'require' : 'none'}`,
+    `name=${checkPeerName ? 'on' : 'off'}`,
+    `expire=${checkPeerExpire ? 'on' : 'off'}`,
+    ...(caFile ? [`ca=${caFile.path}`] : []),
+    ...(machine ? [`cert=${machine.path}`] : []),
+  ].join(',');
+  return {
+    verify,
+    checkPeerName,
+    checkPeerExpire,
+    ...(ca !== undefined ? { ca } : {}),
+    ...(client !== undefined ? { clientCert: client.cert, clientKey: client.key } : {}),
+    profile,
+  };
+}
+
+/** The profile every wss:// backend gets unless told otherwise; origins with it keep the plain `https://host:port` key. */
+export const DEFAULT_BACKEND_TLS_PROFILE = 'verify=require,name=on,expire=on';
+
+function covers(vh: VirtualHost, listen: ListenAddress): boolean {
+  return vh.addresses.some(
+    (a) => (a.port === '*' || a.port === listen.port) && (a.host === '*' || listen.host === undefined || a.host === listen.host),
+  );
+}
+
+/** The servers whose certificates an https Listen can serve: the vhosts on its port with `SSLEngine on`, in config order, then the main server. */
+export function tlsServersFor(listen: ListenAddress, mainServer: VirtualHost, virtualHosts: readonly VirtualHost[]): VirtualHost[] {
+  const list = virtualHosts.filter((vh) => vh.tls !== undefined && covers(vh, listen));
+  if (mainServer.tls !== undefined) list.push(mainServer);
+  return list;
+}
+
+/** Every `Listen … https` needs a certificate; `SSLEngine on` on a port listened as http only is a notice. */
+export function checkHttpsListens(
+  listens: readonly ListenAddress[],
+  mainServer: VirtualHost,
+  virtualHosts: readonly VirtualHost[],
+  notices: Notices,
+): void {
+  for (const l of listens) {
+    if (l.protocol !== 'https') continue;
+    if (tlsServersFor(l, mainServer, virtualHosts).length === 0) {
+      throw ConfigError.at(
+        l.source,
+        `Listen ${l.host ?? '*'}:${l.port} https: no server for this port has "SSLEngine on" with a certificate (SSLCertificateFile)`,
+      );
+    }
+  }
+  for (const vh of virtualHosts) {
+    if (vh.tls === undefined) continue;
+    const plainOnly = vh.addresses.some(
+      (a) => a.port !== '*' && !listens.some((l) => l.port === a.port && l.protocol === 'https') && listens.some((l) => l.port === a.port),
+    );
+    if (plainOnly) {
+      notices.add(vh.tls.source, 'SSLEngine on: this <VirtualHost>\'s port is listened on as http only; write "Listen PORT https" to serve TLS there');
+    }
+  }
+}

@@ -1,0 +1,92 @@
+// TLS on the front: a `Listen … https` port is a tls.Server whose secure sockets go to the same
+// ClientConnection as plain ones. The certificate is chosen by SNI among the servers with
+// `SSLEngine on` for that port (tlsServersFor); the HTTP request is still routed to a vhost by
+// its Host header, as for plain HTTP.
+
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import type { Config, FrontTls, ListenAddress } from '../config/model';
+import { tlsServersFor } from '../config/tls';
+import type { Logger } from '../observe/log';
+import { selectVirtualHost } from '../routing/vhost';
+
+const contexts = new WeakMap<FrontTls, tls.SecureContext>();
+
+function contextOptions(t: FrontTls): tls.SecureContextOptions {
+  return {
+    cert: t.cert,
+    key: t.key,
+    minVersion: t.minVersion,
+    maxVersion: t.maxVersion,
+    ...(t.ciphers !== undefined ? { ciphers: t.ciphers } : {}),
+    honorCipherOrder: t.honorCipherOrder,
+  };
+}
+
+function contextFor(t: FrontTls): tls.SecureContext {
+  let sc = contexts.get(t);
+  if (sc === undefined) {
+    sc = tls.createSecureContext(contextOptions(t));
+    contexts.set(t, sc);
+  }
+  return sc;
+}
+
+/** The certificate served for `servername` (undefined without SNI) on `listen`, under `config`. */
+export function frontTlsFor(config: Config, listen: ListenAddress, localAddress: string, servername: string | undefined): FrontTls | undefined {
+  if (servername !== undefined && servername !== '') {
+    const vh = selectVirtualHost(config, listen, localAddress, servername);
+    if (vh.tls !== undefined) return vh.tls;
+  }
+  // No name, or the name's server has no certificate: the first server with one for this port.
+  return tlsServersFor(listen, config.mainServer, config.virtualHosts)[0]?.tls;
+}
+
+/**
+ * A tls.Server for an https Listen. `config()` is read at each handshake, so a config swap
+ * applies to new connections. A client whose handshake fails costs one log line.
+ */
+export function createTlsServer(listen: ListenAddress, config: () => Config, log: Logger, onSecure: (socket: tls.TLSSocket) => void): tls.Server {
+  const initial = frontTlsFor(config(), listen, listen.host ?? '', undefined);
+  if (initial === undefined) throw new Error(`Listen ${listen.host ?? '*'}:${listen.port} https: no certificate`);
+  const server = tls.createServer({
+    // Off during the handshake, so that a client leaving mid-handshake closes the socket at once
+    // (with it on, nothing would end a half-open socket that no one reads); on once secure.
+    allowHalfOpen: false,
+    noDelay: true,
+    // The default certificate (no SNI, or no server for the name); tls.Server builds its own context from these.
+    ...contextOptions(initial),
+    // A client that never finishes its handshake is dropped after the server's Timeout.
+    handshakeTimeout: config().mainServer.settings.timeoutMs,
+    // Node calls this with the TLSSocket as `this`: its local address picks the vhost list, as for Host.
+    SNICallback(this: unknown, servername, cb) {
+      const local = this instanceof net.Socket ? (this.localAddress ?? '') : (listen.host ?? '');
+      const t = frontTlsFor(config(), listen, local, servername);
+      cb(null, t === undefined ? undefined : contextFor(t));
+    },
+  });
+  server.on('secureConnection', (socket: tls.TLSSocket) => {
+    // Read by the stream at 'end' time: from now on a client's half-close is relayed, not answered with our own end.
+    socket.allowHalfOpen = true;
+    onSecure(socket);
+  });
+  // net.Socket caches its addresses once read: read them before tls.Server wraps the socket, so the log line has them even if
+  // the handshake fails after the socket is gone.
+  server.prependListener('connection', (raw: net.Socket) => {
+    void raw.remoteAddress;
+    void raw.localAddress;
+  });
+  server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+    // The TCP socket under the TLSSocket (Node's `_parent`) holds the cached addresses.
+    const raw = (socket as unknown as { _parent?: net.Socket })._parent ?? socket;
+    const ip = raw.remoteAddress ?? '';
+    log.info('TLS handshake with client failed', {
+      client: ip.startsWith('::ffff:') ? ip.slice(7) : ip,
+      local: `${raw.localAddress ?? ''}:${raw.localPort ?? ''}`,
+      reason: err.code ?? err.message,
+      detail: err.code !== undefined && err.message !== err.code ? err.message : undefined,
+    });
+    socket.destroy();
+  });
+  return server;
+}
