@@ -56,6 +56,8 @@ interface TlsBackend {
   port: number;
   /** Plain HTTP requests and upgrades seen, in order: "METHOD url". */
   seen: string[];
+  /** The SNI name of each TLS connection ('-' without SNI). */
+  servernames: string[];
   close(): Promise<void>;
 }
 
@@ -77,6 +79,8 @@ async function startTlsBackend(cert: CertFiles, opts: { requireClientCert?: bool
     },
   );
   server.on('tlsClientError', () => {});
+  const servernames: string[] = [];
+  server.on('secureConnection', (s: tls.TLSSocket) => servernames.push(typeof s.servername === 'string' ? s.servername : '-'));
   const wss = new WebSocketServer({ server });
   server.on('upgrade', (req) => seen.push(`UPGRADE ${req.url}`));
   wss.on('connection', (ws) => {
@@ -88,6 +92,7 @@ async function startTlsBackend(cert: CertFiles, opts: { requireClientCert?: bool
   return {
     port: (server.address() as net.AddressInfo).port,
     seen,
+    servernames,
     async close() {
       for (const c of wss.clients) c.terminate();
       wss.close();
@@ -151,6 +156,7 @@ describe('TLS to backends (SSLProxy*)', () => {
         assert.match(res.data.toString(), /tls-backend GET \/page\?q=1 client=-$/);
       });
       assert.deepEqual(b.seen, ['UPGRADE /chat', 'GET /page?q=1']);
+      assert.deepEqual(b.servernames, ['-', '-'], 'no SNI for an IP address');
     } finally {
       await b.close();
     }
@@ -182,6 +188,25 @@ describe('TLS to backends (SSLProxy*)', () => {
       }
     });
   }
+
+  test('SNI is the backend host of the URL, and the name check uses it', async () => {
+    const named = certs.issue('localhost-only', ['localhost']);
+    const b = await startTlsBackend(named);
+    try {
+      const g = await startGateway(
+        `Listen 127.0.0.1:0\nSSLProxyEngine on\nSSLProxyCACertificateFile "${certs.ca.cert}"\nProxyPass /s/ wss://localhost:${b.port}/\n`,
+      );
+      try {
+        await assertWsEcho(`ws://127.0.0.1:${g.port}/s/named`);
+        await assertNoOpenSockets(g);
+      } finally {
+        await g.stop();
+      }
+      assert.deepEqual(b.servernames, ['localhost']);
+    } finally {
+      await b.close();
+    }
+  });
 
   test('without SSLProxyCACertificateFile the test CA is not trusted (system CAs only): 502', async () => {
     const b = await startTlsBackend(good);
