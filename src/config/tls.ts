@@ -6,6 +6,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 import type { ContextKind, Ctx } from './drafts';
 import { ConfigError, type Notices } from './errors';
 import type { BackendTls, FrontTls, ListenAddress, SourceRef, TlsVersion, VirtualHost } from './model';
@@ -25,7 +26,7 @@ export interface TlsDraft {
   keyFile?: FileRef;
   chainFile?: FileRef;
   protocol?: { readonly min: TlsVersion; readonly max: TlsVersion };
-  ciphers?: string;
+  ciphers?: { readonly list: string; readonly source: SourceRef };
   honorCipherOrder?: boolean;
   proxyEngine?: boolean;
   proxyVerify?: boolean;
@@ -130,7 +131,12 @@ export function tlsSpecs(): TlsDirectiveSpec[] {
       const v = node.args[0] as string;
       // mod_ssl's two-argument form names a protocol first (SSLCipherSuite TLSv1.3 …); not supported.
       if (!/^[A-Za-z0-9_:+!@=.,-]+$/.test(v)) throw ConfigError.at(node.source, `SSLCipherSuite: bad cipher list "${v}"`);
-      return v;
+      try {
+        tls.createSecureContext({ ciphers: v });
+      } catch (err) {
+        throw ConfigError.at(node.source, `SSLCipherSuite: OpenSSL accepts no cipher in "${v}" (${(err as Error).message})`);
+      }
+      return { list: v, source: node.source };
     }),
     one('SSLHonorCipherOrder', 'honorCipherOrder', onOff('SSLHonorCipherOrder')),
     one('SSLProxyEngine', 'proxyEngine', onOff('SSLProxyEngine')),
@@ -236,7 +242,7 @@ export function resolveFrontTls(own: TlsDraft, base: TlsDraft | undefined, files
     key,
     minVersion: protocol.min,
     maxVersion: protocol.max,
-    ...(ciphers !== undefined ? { ciphers } : {}),
+    ...(ciphers !== undefined ? { ciphers: ciphers.list } : {}),
     honorCipherOrder: pick('honorCipherOrder') ?? false,
     source: engine.source,
   };

@@ -508,11 +508,12 @@ describe('TLS configuration errors at FILE:LINE', () => {
     assert.deepEqual([b?.tls?.minVersion, b?.tls?.maxVersion, b?.tls?.ciphers], ['TLSv1', 'TLSv1.2', 'HIGH']);
   });
 
-  test('bad SSLProtocol, SSLProxyVerify, SSLEngine values', () => {
+  test('bad SSLProtocol, SSLCipherSuite, SSLProxyVerify, SSLEngine values', () => {
     expectError({ 'wsgate.conf': `${L}\nSSLProtocol +SSLv3\n` }, { line: 2, message: /SSLProtocol: SSLv3 is not supported/ });
     expectError({ 'wsgate.conf': `${L}\nSSLProtocol TLSv1.4\n` }, { line: 2, message: /unknown protocol "TLSv1.4"/ });
     expectError({ 'wsgate.conf': `${L}\nSSLProtocol TLSv1 +TLSv1.3\n` }, { line: 2, message: /not a contiguous range/ });
     expectError({ 'wsgate.conf': `${L}\nSSLProtocol all -all\n` }, { line: 2, message: /leaves no protocol enabled/ });
+    expectError({ 'wsgate.conf': `${L}\nSSLCipherSuite NO-SUCH-CIPHER\n` }, { line: 2, message: /SSLCipherSuite: OpenSSL accepts no cipher in "NO-SUCH-CIPHER"/ });
     expectError({ 'wsgate.conf': `${L}\nSSLProxyVerify sometimes\n` }, { line: 2, message: /SSLProxyVerify must be none or require/ });
     expectError({ 'wsgate.conf': `${L}\nSSLEngine optional\n` }, { line: 2, message: /SSLEngine optional/ });
     expectError({ 'wsgate.conf': `${L}\nSSLOpenSSLConfCmd Foo bar\n` }, { line: 2, message: /SSLOpenSSLConfCmd: this mod_ssl directive is not supported/ });
