@@ -9,6 +9,7 @@ import { ClientConnection, type ConnectionHost } from './listeners/http1';
 import { createTlsServer } from './listeners/tls';
 import { createLogger, type Logger } from './observe/log';
 import { Tunnel } from './tunnel/tunnel';
+import { BalancerRegistry } from './upstream/balancer/state';
 import { OriginRegistry, type OriginState } from './upstream/origins';
 
 /** A live tunnel with what it belongs to, as kept in the registry. */
@@ -35,6 +36,8 @@ export class Gateway implements ConnectionHost {
   config: Config;
   readonly log: Logger;
   readonly origins = new OriginRegistry();
+  /** Balancer members' state; like `origins`, it outlives a config (keyed by balancer and member URL). */
+  readonly balancers: BalancerRegistry;
   /** Live tunnels; a reload, drain or status page walks this. */
   readonly tunnels = new Map<Tunnel, TunnelRecord>();
   private readonly connections = new Set<ClientConnection>();
@@ -45,6 +48,7 @@ export class Gateway implements ConnectionHost {
   constructor(config: Config, options: GatewayOptions = {}) {
     this.config = config;
     this.log = options.log ?? createLogger();
+    this.balancers = new BalancerRegistry(this.log);
   }
 
   /** Binds every Listen address; rejects (after closing what was bound) if one fails. */
@@ -131,11 +135,15 @@ export class Gateway implements ConnectionHost {
     origin: OriginState,
     clientEarly: Buffer | undefined,
     backendEarly: Buffer | undefined,
+    onClosed?: (bytes: number) => void,
   ): void {
     const ip = client.remoteAddress ?? '';
     const tunnel = new Tunnel(client, backend, {
       idleTimeoutMs: vhost.settings.websocketIdleTimeoutMs,
-      onClose: (t) => this.tunnelClosed(t, origin),
+      onClose: (t) => {
+        this.tunnelClosed(t, origin);
+        onClosed?.(t.bytesUp + t.bytesDown);
+      },
     });
     this.tunnels.set(tunnel, { tunnel, clientIp: ip.startsWith('::ffff:') ? ip.slice(7) : ip, vhost, route, backend: target });
     origin.counters.openTunnels++;

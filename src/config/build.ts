@@ -10,6 +10,8 @@ import {
   type BuildState,
   type ContextKind,
   type Ctx,
+  type BalancerDraft,
+  type MemberDraft,
   type ProxySetDraft,
   type RouteDraft,
   type ServerDraft,
@@ -31,6 +33,7 @@ import {
   type VirtualHost,
 } from './model';
 import type { ConfigNode, ParseResult } from './parser';
+import { balancerRoute } from './balancer';
 import { checkHttpsListens, DEFAULT_BACKEND_TLS_PROFILE, FileCache, resolveBackendTls, resolveFrontTls } from './tls';
 
 function checkPlace(
@@ -128,7 +131,20 @@ class Assembler {
     return o;
   }
 
-  route(r: RouteDraft, settings: ServerSettings, proxySets: readonly ProxySetDraft[], tlsClient?: BackendTls): Route {
+  route(
+    r: RouteDraft,
+    settings: ServerSettings,
+    proxySets: readonly ProxySetDraft[],
+    tlsClient?: BackendTls,
+    balancers?: (name: string) => BalancerDraft | undefined,
+  ): Route {
+    if (r.balancer) {
+      // Each member is assembled as a ProxyPass backend of its own (ProxySet, defaults, origins).
+      const memberBackend = (m: MemberDraft): Backend =>
+        this.route({ match: r.match, exclude: false, target: m.target, regex: false, fromLocation: false, source: m.source }, settings, proxySets, tlsClient)
+          .backend!;
+      return balancerRoute(r, r.balancer, balancers?.(r.balancer.name), memberBackend);
+    }
     const t = r.target;
     if (!t) return { match: r.match, exclude: true, fromLocation: r.fromLocation, source: r.source };
     const p: WorkerParams = {};
@@ -192,7 +208,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
   const mainBackendTls = resolveBackendTls(main.tls, undefined, files);
   const mainFrontTls = resolveFrontTls(main.tls, undefined, files, main.source);
   const mainRoutes = [...main.locationRoutes, ...main.serverRoutes].map((r) =>
-    asm.route(r, mainSettings, main.proxySets, mainBackendTls),
+    asm.route(r, mainSettings, main.proxySets, mainBackendTls, (name) => main.balancers.get(name)),
   );
   const mainServer: VirtualHost = {
     addresses: [],
@@ -225,7 +241,9 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
       addresses: vh.addresses,
       ...(vh.serverName !== undefined ? { serverName: vh.serverName } : {}),
       serverAliases: vh.serverAliases,
-      routes: drafts.map((r) => asm.route(r, settings, sets, backendTls)),
+      routes: drafts.map((r) =>
+        asm.route(r, settings, sets, backendTls, (name) => vh.balancers.get(name) ?? main.balancers.get(name)),
+      ),
       settings,
       ...(frontTls !== undefined ? { tls: frontTls } : {}),
       source: vh.source,

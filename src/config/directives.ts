@@ -7,6 +7,7 @@ import {
   type ContextKind,
   type Ctx,
   type LocationDraft,
+  type MemberParams,
   type ServerDraft,
   type SettingsDraft,
   type WorkerParams,
@@ -23,7 +24,8 @@ import {
   parseServerName,
   parseVhostAddress,
 } from './values';
-import { applyWorkerParam, isBalancerUrl, parseProxyPass, proxyUrlMatcher } from './worker';
+import { applyBalancerParam, applyMemberParam, ensureBalancer, openBalancerSection, parseBalancerUrl } from './balancer';
+import { applyWorkerParam, isBalancerUrl, parseProxyPass, parseTarget, proxyUrlMatcher } from './worker';
 
 export interface DirectiveSpec {
   /** Canonical spelling, for messages. */
@@ -267,7 +269,13 @@ function serverSpecs(): DirectiveSpec[] {
       maxArgs: Infinity,
       handle: proxySet,
     },
-    refused('BalancerMember', 'balancers are not supported yet'),
+    {
+      name: 'BalancerMember',
+      contexts: WITH_PROXY,
+      minArgs: 1,
+      maxArgs: Infinity,
+      handle: balancerMember,
+    },
     refused('RewriteRule', 'mod_rewrite rules are not supported yet'),
     refused('RewriteCond', 'mod_rewrite rules are not supported yet'),
     refused('RewriteMap', 'mod_rewrite rules are not supported yet'),
@@ -281,11 +289,45 @@ function fileRoute(route: ReturnType<typeof parseProxyPass>, ctx: Ctx): void {
   else ctx.server.serverRoutes.push(route);
 }
 
+/** `BalancerMember url [key=value…]` inside `<Proxy balancer://name>`, or `BalancerMember balancer://name url …` outside. */
+function balancerMember(node: DirectiveNode, ctx: Ctx): void {
+  const where = node.source;
+  let balancer = ctx.proxy?.balancer;
+  let args = node.args;
+  if (isBalancerUrl(arg0(node))) {
+    const url = parseBalancerUrl(arg0(node), where);
+    if (balancer !== undefined && balancer.name !== url.name) {
+      throw ConfigError.at(where, `BalancerMember balancer://${url.name} inside <Proxy balancer://${balancer.name}>: name one balancer`);
+    }
+    balancer = ensureBalancer(ctx.server, url.name, where);
+    args = args.slice(1);
+  } else if (balancer === undefined) {
+    throw ConfigError.at(where, 'BalancerMember is only valid inside <Proxy "balancer://name"> (or as BalancerMember balancer://name url …)');
+  }
+  const raw = args[0];
+  if (raw === undefined) throw ConfigError.at(where, 'BalancerMember needs a member URL: BalancerMember url [key=value…]');
+  const member: MemberParams = {};
+  const target = parseTarget(raw, args.slice(1), 'BalancerMember', false, undefined, where, ctx.state.notices, (word) =>
+    applyMemberParam(member, word, where),
+  );
+  if (target.nocanon) throw ConfigError.at(where, 'BalancerMember: nocanon goes on the ProxyPass line, not on a member');
+  for (const other of balancer.members) {
+    if (other.target.raw.toLowerCase() === raw.toLowerCase()) {
+      throw ConfigError.at(where, `BalancerMember ${raw} is already a member of balancer://${balancer.name} (${other.source.file}:${other.source.line})`);
+    }
+  }
+  balancer.members.push({ target, member, source: where });
+}
+
 function proxySet(node: DirectiveNode, ctx: Ctx): void {
   const where = node.source;
   let describe: string;
   let matches: (url: string) => boolean;
   let words: readonly string[];
+  if (ctx.proxy?.balancer) {
+    for (const word of node.args) applyBalancerParam(ctx.proxy.balancer.params, word, 'ProxySet', where, ctx.state.notices);
+    return;
+  }
   if (ctx.proxy) {
     ({ describe, matches } = ctx.proxy);
     words = node.args;
@@ -294,7 +336,13 @@ function proxySet(node: DirectiveNode, ctx: Ctx): void {
     }
   } else {
     const url = arg0(node);
-    if (isBalancerUrl(url)) throw ConfigError.at(where, 'ProxySet: balancers are not supported yet');
+    if (isBalancerUrl(url)) {
+      const name = parseBalancerUrl(url, where).name;
+      if (node.args.length < 2) throw ConfigError.at(where, 'ProxySet needs at least one key=value parameter');
+      const b = ensureBalancer(ctx.server, name, where);
+      for (const word of node.args.slice(1)) applyBalancerParam(b.params, word, 'ProxySet', where, ctx.state.notices);
+      return;
+    }
     if (url.includes('=')) throw ConfigError.at(where, 'ProxySet outside <Proxy> needs a URL first: ProxySet url key=value…');
     words = node.args.slice(1);
     if (words.length === 0) throw ConfigError.at(where, 'ProxySet needs at least one key=value parameter');
@@ -339,7 +387,12 @@ function sectionSpecs(): SectionSpec[] {
     maxArgs: 1,
     open: (node, ctx, walk) => {
       const pattern = node.args[0] as string;
-      if (isBalancerUrl(pattern)) throw ConfigError.at(node.source, `<${name} ${pattern}>: balancers are not supported yet`);
+      if (isBalancerUrl(pattern)) {
+        if (regex) throw ConfigError.at(node.source, `<${name} ${pattern}>: a balancer is defined with <Proxy "balancer://name">`);
+        const balancer = openBalancerSection(pattern, ctx, node.source);
+        walk(node.children, { ...ctx, kind: 'proxy', proxy: { describe: pattern, matches: () => false, balancer } });
+        return;
+      }
       let matches: (url: string) => boolean;
       if (regex) {
         const re = parseRegex(pattern, `<${name}>`, node.source);

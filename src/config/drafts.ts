@@ -3,7 +3,17 @@
 // Apache, a main-server setting written after a <VirtualHost> still applies to it.
 
 import type { Notices } from './errors';
-import type { ListenAddress, Millis, RouteMatch, SourceRef, UpgradePolicy, VirtualHostAddress } from './model';
+import type {
+  LbMethod,
+  ListenAddress,
+  MemberStatus,
+  Millis,
+  RouteMatch,
+  SourceRef,
+  StickySession,
+  UpgradePolicy,
+  VirtualHostAddress,
+} from './model';
 import type { TlsDraft } from './tls';
 import type { BackendUrl } from './values';
 
@@ -28,6 +38,7 @@ export interface RouteDraft {
   readonly match: RouteMatch;
   readonly exclude: boolean;
   readonly target?: TargetDraft;
+  readonly balancer?: BalancerRefDraft;
   readonly regex: boolean;
   readonly fromLocation: boolean;
   readonly source: SourceRef;
@@ -40,6 +51,50 @@ export interface ProxySetDraft {
   readonly params: WorkerParams;
   readonly source: SourceRef;
   used: boolean;
+}
+
+/** Balancer parameters as written (ProxySet in/for a balancer, or a balancer ProxyPass line). */
+export interface BalancerParams {
+  method?: LbMethod;
+  maxAttempts?: number;
+  forceRecovery?: boolean;
+  noFailover?: boolean;
+  stickySession?: StickySession;
+  stickySessionSep?: string | null;
+  failOnStatus?: number[];
+  timeoutMs?: Millis;
+}
+
+/** Member-only parameters of a BalancerMember line. */
+export interface MemberParams {
+  loadFactor?: number;
+  lbset?: number;
+  route?: string;
+  redirect?: string;
+  status?: Partial<Record<keyof MemberStatus, boolean>>;
+}
+
+export interface MemberDraft {
+  readonly target: TargetDraft;
+  readonly member: MemberParams;
+  readonly source: SourceRef;
+}
+
+export interface BalancerDraft {
+  readonly name: string;
+  readonly source: SourceRef;
+  readonly members: MemberDraft[];
+  readonly params: BalancerParams;
+}
+
+/** A route's `balancer://name/path` as written. */
+export interface BalancerRefDraft {
+  readonly raw: string;
+  readonly name: string;
+  readonly path: string;
+  readonly pathWasEmpty: boolean;
+  readonly params: BalancerParams;
+  readonly nocanon: boolean;
 }
 
 export interface SettingsDraft {
@@ -66,6 +121,8 @@ export interface ServerDraft {
   readonly proxySets: ProxySetDraft[];
   /** SSL* and SSLProxy* directives (tls.ts). */
   readonly tls: TlsDraft;
+  /** `<Proxy balancer://name>` definitions of this server, by lower-cased name. */
+  readonly balancers: Map<string, BalancerDraft>;
 }
 
 export interface LocationDraft {
@@ -92,7 +149,12 @@ export interface Ctx {
   readonly state: BuildState;
   readonly location?: LocationDraft;
   /** Inside `<Proxy>`/`<ProxyMatch>`: which backend URLs its ProxySet lines apply to. */
-  readonly proxy?: { readonly describe: string; readonly matches: (backendUrl: string) => boolean };
+  readonly proxy?: {
+    readonly describe: string;
+    readonly matches: (backendUrl: string) => boolean;
+    /** Set inside `<Proxy balancer://name>`. */
+    readonly balancer?: BalancerDraft;
+  };
 }
 
 export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostAddress[], source: SourceRef): ServerDraft {
@@ -106,5 +168,6 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     serverRoutes: [],
     proxySets: [],
     tls: {},
+    balancers: new Map(),
   };
 }

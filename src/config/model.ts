@@ -116,8 +116,10 @@ export interface Route {
   readonly match: RouteMatch;
   /** `ProxyPass path !`: a match means "do not proxy". */
   readonly exclude: boolean;
-  /** Undefined exactly when `exclude` is true. For ProxyPassMatch the backend's url/path may hold `$1`…`$9`. */
+  /** A plain ProxyPass target. For ProxyPassMatch the backend's url/path may hold `$1`…`$9`. */
   readonly backend?: Backend;
+  /** A `balancer://name/…` target. Exactly one of `backend` and `balancer` is set unless `exclude`. */
+  readonly balancer?: BalancerTarget;
   /** The raw target URL for ProxyPassMatch substitution (contains `$N`), else undefined. */
   readonly regexTarget?: string;
   /** True when it came from a <Location>/<LocationMatch> section (tried before server-level rules). */
@@ -181,6 +183,78 @@ export interface Config {
   readonly origins: readonly Origin[];
   /** Notices produced while loading (ignored directives, testing-only options), each `file:line: text`. */
   readonly notices: readonly string[];
+}
+
+export type LbMethod = 'byrequests' | 'bytraffic' | 'bybusyness';
+
+/** A BalancerMember's `status=` flags (Apache's D, S, H, N, I, E). */
+export interface MemberStatus {
+  /** `D`: takes no new requests. */
+  readonly disabled: boolean;
+  /** `S`: stopped by the administrator; takes nothing. */
+  readonly stopped: boolean;
+  /** `H`: hot standby, used only when no other member of its lbset is usable. */
+  readonly hotStandby: boolean;
+  /** `N`: draining; takes no new requests (stickiness to it is a later issue step). */
+  readonly drain: boolean;
+  /** `I`: a failure never puts it in error state. */
+  readonly ignoreErrors: boolean;
+  /** `E`: starts in error state (for `retry=` after the config is loaded). */
+  readonly inError: boolean;
+}
+
+/** One `BalancerMember url [key=value…]`. */
+export interface BalancerMember {
+  /** The member URL with its worker parameters (timeouts, `upgrade=`, `retry=`, `max=`, …). */
+  readonly backend: Backend;
+  /** `loadfactor=` (1–100, decimals allowed), default 1. */
+  readonly loadFactor: number;
+  /** `lbset=` (0–99), default 0: lower sets are used first. */
+  readonly lbset: number;
+  readonly route?: string;
+  readonly redirect?: string;
+  readonly status: MemberStatus;
+  /** Run-time state key (`balancer://name|member url`): survives a reload. */
+  readonly key: string;
+}
+
+/** Stickiness settings (`stickysession=COOKIE[|URLPARAM]`); stored, applied by a later step. */
+export interface StickySession {
+  readonly cookie: string;
+  readonly urlParam?: string;
+}
+
+/** A `<Proxy balancer://name>` with its members and balancer parameters. */
+export interface Balancer {
+  /** Lower-cased name (the host part of `balancer://name`). */
+  readonly name: string;
+  /** `balancer://name`, for logs. */
+  readonly url: string;
+  readonly members: readonly BalancerMember[];
+  readonly method: LbMethod;
+  /** `maxattempts=`: failover attempts after the first; default members − 1. */
+  readonly maxAttempts: number;
+  /** `forcerecovery=` (default On): when every member is in error, clear the errors and try anyway. */
+  readonly forceRecovery: boolean;
+  readonly noFailover: boolean;
+  readonly stickySession?: StickySession;
+  /** `stickysessionsep=`: the separator before the route (default `.`); undefined for Off. */
+  readonly stickySessionSep?: string;
+  readonly failOnStatus: readonly number[];
+  /** `timeout=`: wait for a usable member (stored; not implemented yet, see docs). */
+  readonly timeoutMs: Millis;
+  readonly source: SourceRef;
+}
+
+/** A route's `balancer://name/path` target. */
+export interface BalancerTarget {
+  readonly balancer: Balancer;
+  /** The URL exactly as configured, e.g. `balancer://pool/`. */
+  readonly url: string;
+  /** The URL's path (`/` when none; see `pathWasEmpty`). The member's path is put in front of it. */
+  readonly path: string;
+  readonly pathWasEmpty: boolean;
+  readonly nocanon: boolean;
 }
 
 export const DEFAULT_TIMEOUT_MS = 60_000;

@@ -62,7 +62,7 @@ export interface BackendUrl {
 }
 
 const SCHEME_ERRORS: Record<string, string> = {
-  balancer: 'balancers are not supported yet',
+  balancer: 'a balancer:// URL is only valid as a ProxyPass target, in <Proxy> or in ProxySet, not as a backend',
   unix: 'Unix-domain socket backends (unix:) are not supported',
   fcgi: 'FastCGI backends (fcgi://) are not supported: wsgate proxies ws://, wss://, http:// and https://',
   ajp: 'AJP backends (ajp://) are not supported: wsgate proxies ws://, wss://, http:// and https://',

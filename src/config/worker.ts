@@ -1,6 +1,7 @@
 // ProxyPass / ProxyPassMatch / ProxySet arguments: the target URL and its key=value parameters.
 
-import type { Ctx, RouteDraft, TargetDraft, WorkerParams } from './drafts';
+import { applyBalancerParam, parseBalancerUrl } from './balancer';
+import type { BalancerParams, Ctx, RouteDraft, TargetDraft, WorkerParams } from './drafts';
 import { ConfigError, type Notices } from './errors';
 import { fnmatchRegExp, hasWildcard } from './glob';
 import type { RouteMatch, SourceRef } from './model';
@@ -12,12 +13,12 @@ const UNSUPPORTED_KEYS = new Set([
   'min', 'smax', 'ttl', 'ping', 'receivebuffersize', 'responsefieldsize', 'secret', 'mapping',
   'hcmethod', 'hcinterval', 'hcpasses', 'hcfails', 'hcuri', 'hcexpr', 'hctemplate',
 ]);
-/** Balancer and balancer-member keys. */
+/** Balancer keys (balancer.ts), and balancer-member keys. */
 const BALANCER_KEYS = new Set([
   'lbmethod', 'stickysession', 'stickysessionsep', 'scolonpathdelim', 'nofailover', 'maxattempts',
-  'failonstatus', 'failontimeout', 'forcerecovery', 'growth', 'nonce', 'lbset', 'loadfactor',
-  'route', 'redirect', 'status',
+  'failonstatus', 'failontimeout', 'forcerecovery', 'growth', 'nonce',
 ]);
+const MEMBER_KEYS = new Set(['lbset', 'loadfactor', 'route', 'redirect', 'status']);
 
 /** Applies one `key=value` to `params`. `directive` names the line in messages. */
 export function applyWorkerParam(
@@ -61,13 +62,16 @@ export function applyWorkerParam(
       return;
     }
     default:
-      if (BALANCER_KEYS.has(key)) throw ConfigError.at(where, `${directive} ${key}=: balancers are not supported yet`);
+      if (MEMBER_KEYS.has(key)) throw ConfigError.at(where, `${directive} ${key}= is only valid on a BalancerMember line`);
+      if (BALANCER_KEYS.has(key)) {
+        throw ConfigError.at(where, `${directive} ${key}= is a balancer parameter: use it with a balancer://name target or in <Proxy balancer://name>`);
+      }
       if (UNSUPPORTED_KEYS.has(key)) throw ConfigError.at(where, `${directive} ${key}= is not supported yet`);
       throw ConfigError.at(where, `${directive}: unknown parameter "${key}"`);
   }
 }
 
-function parseTarget(
+export function parseTarget(
   raw: string,
   words: readonly string[],
   directive: string,
@@ -75,17 +79,32 @@ function parseTarget(
   localPrefix: string | undefined,
   where: SourceRef,
   notices: Notices,
+  /** BalancerMember lines: takes the member keys first (returns true when it used the word). */
+  memberParam?: (word: string) => boolean,
 ): TargetDraft {
   const url = parseBackendUrl(raw, where, regex);
   const params: WorkerParams = {};
   let nocanon = false;
   for (const word of words) {
     const flag = word.toLowerCase();
+    if (memberParam?.(word)) continue;
     if (flag === 'nocanon') nocanon = true;
     else if (flag === 'noquery') notices.add(where, `${directive} noquery has no effect on ws/http backends (as in Apache)`);
     else if (flag === 'interpolate') throw ConfigError.at(where, `${directive} interpolate is not supported yet`);
     else applyWorkerParam(params, word, directive, where, notices);
   }
+  slashNotice(directive, localPrefix, raw, url, where, notices);
+  return { raw, url, params, nocanon };
+}
+
+function slashNotice(
+  directive: string,
+  localPrefix: string | undefined,
+  raw: string,
+  url: { readonly path: string; readonly pathWasEmpty: boolean },
+  where: SourceRef,
+  notices: Notices,
+): void {
   if (localPrefix !== undefined) {
     const localSlash = localPrefix.endsWith('/');
     if (url.pathWasEmpty && localSlash) {
@@ -101,7 +120,6 @@ function parseTarget(
       );
     }
   }
-  return { raw, url, params, nocanon };
 }
 
 /**
@@ -171,6 +189,20 @@ export function parseProxyPass(args: readonly string[], regex: boolean, ctx: Ctx
     return { match, exclude: true, regex: useRegex, fromLocation, source: where };
   }
   const localPrefix = match.kind === 'prefix' ? match.prefix : undefined;
+  if (isBalancerUrl(target)) {
+    const url = parseBalancerUrl(target, where);
+    const params: BalancerParams = {};
+    let nocanon = false;
+    for (const word of rest) {
+      const flag = word.toLowerCase();
+      if (flag === 'nocanon') nocanon = true;
+      else if (flag === 'noquery') notices.add(where, `${directive} noquery has no effect on ws/http backends (as in Apache)`);
+      else applyBalancerParam(params, word, directive, where, notices);
+    }
+    slashNotice(directive, localPrefix, target, url, where, notices);
+    const balancer = { raw: target, name: url.name, path: url.path, pathWasEmpty: url.pathWasEmpty, params, nocanon };
+    return { match, exclude: false, balancer, regex: useRegex, fromLocation, source: where };
+  }
   const draft = parseTarget(target, rest, directive, useRegex, localPrefix, where, notices);
   return { match, exclude: false, target: draft, regex: useRegex, fromLocation, source: where };
 }

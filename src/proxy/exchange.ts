@@ -13,6 +13,7 @@ import {
 } from '../http/forward';
 import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
 import type { RouteResult } from '../routing/router';
+import { BalancerSession } from '../upstream/balancer/session';
 import { BackendTlsError, connectOrigin, type OriginState } from '../upstream/origins';
 import type { GatewayContext } from './context';
 
@@ -51,10 +52,12 @@ export class Exchange {
   private interim = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly upgradeValue: string | undefined;
-  private readonly backend: Backend;
+  // For a balancer route these three are set when a member is elected (start, failover).
+  private backend!: Backend;
   private readonly route: Route;
-  private readonly path: string;
-  private readonly state: OriginState;
+  private path!: string;
+  private state!: OriginState;
+  private readonly lb: BalancerSession | undefined;
   private counted = false;
   private clientEnded = false;
   /** Whether the client connection and the backend connection may serve another request. */
@@ -66,14 +69,19 @@ export class Exchange {
     private readonly owner: ExchangeOwner,
     private readonly vhost: VirtualHost,
     private readonly req: RequestHead,
-    decision: Extract<RouteResult, { kind: 'proxy' }>,
+    decision: Exclude<RouteResult, { kind: 'local' }>,
     rest: Buffer | undefined,
   ) {
-    this.backend = decision.backend;
     this.route = decision.route;
-    this.path = decision.path;
     this.upgradeValue = decision.mode === 'upgrade' ? decision.upgradeValue : undefined;
-    this.state = ctx.origins.get(decision.backend.origin);
+    if (decision.kind === 'balance') {
+      this.lb = new BalancerSession(ctx.balancers, decision.balancer, decision.path, this.upgradeValue);
+    } else {
+      this.lb = undefined;
+      this.backend = decision.backend;
+      this.path = decision.path;
+      this.state = ctx.origins.get(decision.backend.origin);
+    }
     this.reqFramer = requestFraming(req.chunked, req.contentLength);
     this.pending = rest !== undefined && rest.length > 0 ? rest : undefined;
   }
@@ -83,6 +91,7 @@ export class Exchange {
   }
 
   start(): void {
+    if (this.lb !== undefined && !this.elect()) return;
     const counters = this.state.counters;
     if (this.backend.max > 0 && counters.openTunnels + counters.inFlight >= this.backend.max) {
       this.fail(503, `max=${this.backend.max} connections reached`);
@@ -102,6 +111,36 @@ export class Exchange {
     this.connect();
   }
 
+  /** Takes the next member of the balancer; false when none can (the client got its 503). */
+  private elect(): boolean {
+    const e = this.lb!.next();
+    if ('reason' in e) {
+      this.fail(503, e.reason, e.retryAfterS);
+      return false;
+    }
+    const prev = this.counted ? this.state : undefined;
+    this.backend = e.member.backend;
+    this.path = e.path;
+    this.state = this.ctx.origins.get(e.member.backend.origin);
+    if (prev !== undefined && prev !== this.state) {
+      // Failover: the request in flight moves to the new member's origin.
+      prev.counters.inFlight--;
+      this.state.counters.inFlight++;
+    }
+    return true;
+  }
+
+  /** A balancer member could not be reached: try another one (maxattempts), else answer 503. */
+  private failover(reason: string): void {
+    const next = this.lb!.failed(reason);
+    if (!next.again) {
+      this.fail(503, reason, next.retryAfterS);
+      return;
+    }
+    this.ctx.log.info('balancer failover', { balancer: this.lb!.balancer.url, from: this.backend.url, reason });
+    if (this.elect()) this.connect();
+  }
+
   private connect(): void {
     const b = this.backend;
     connectOrigin(b.origin, b.connectTimeoutMs, b.keepalive, (err, socket) => {
@@ -112,7 +151,11 @@ export class Exchange {
       if (err !== undefined) {
         this.state.counters.failures++;
         if (err instanceof BackendTlsError) this.fail(502, err.message);
-        else this.fail(503, `backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim());
+        else {
+          const reason = `backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim();
+          if (this.lb !== undefined) this.failover(reason);
+          else this.fail(503, reason);
+        }
         return;
       }
       this.attachBackend(socket);
@@ -261,12 +304,13 @@ export class Exchange {
     }
     const client = this.owner.socket;
     const backend = this.backendSocket!;
+    const onTunnelClosed = this.lb?.tunnel();
     this.finish();
     this.owner.detach();
     releaseBackend(backend);
     backend.pause();
     client.write(buildSwitchingResponse(res));
-    this.ctx.startTunnel(client, backend, this.vhost, this.route, this.backend, this.state, this.extra, rest);
+    this.ctx.startTunnel(client, backend, this.vhost, this.route, this.backend, this.state, this.extra, rest, onTunnelClosed);
   }
 
   private onFinalResponse(res: ResponseHead, rest: Buffer | undefined): void {
@@ -376,7 +420,7 @@ export class Exchange {
   }
 
   /** Answers the client with an error status (nothing was sent yet) and ends the exchange. */
-  private fail(status: number, reason: string): void {
+  private fail(status: number, reason: string, retryAfterS?: number): void {
     if (this.phase === Phase.Done) return;
     this.ctx.log.warn('proxy request failed', {
       status,
@@ -384,7 +428,8 @@ export class Exchange {
       client: this.owner.clientIp,
       method: this.req.method,
       path: this.req.target,
-      backend: this.backend.url,
+      // No member elected yet: the balancer.
+      backend: this.backend?.url ?? this.lb?.balancer.url,
       route: `${this.route.source.file}:${this.route.source.line}`,
     });
     this.finish();
@@ -393,7 +438,7 @@ export class Exchange {
       this.backendSocket.destroy();
     }
     // The request body may not have been read: the connection cannot carry another request.
-    this.ctx.respondError(this.owner.socket, status, false);
+    this.ctx.respondError(this.owner.socket, status, false, retryAfterS === undefined ? '' : `Retry-After: ${retryAfterS}\r\n`);
     this.owner.exchangeDone(false, undefined);
   }
 
@@ -426,6 +471,7 @@ export class Exchange {
       this.state.counters.requests++;
       this.counted = false;
     }
+    this.lb?.done();
   }
 }
 

@@ -1,7 +1,7 @@
 // Which rule of a virtual host takes a request, where it goes, and whether it is tunnelled
 // (REFERENCE §2; research/apache-httpd.md §1b, §2.1–2.8).
 
-import type { Backend, Route, UpgradePolicy, VirtualHost } from '../config/model';
+import type { Backend, Balancer, Route, UpgradePolicy, VirtualHost } from '../config/model';
 import { aliasMatch, canonPath, hasControlOrSpace, substitute } from './mapping';
 import { parseTarget, type Target } from './target';
 
@@ -31,6 +31,16 @@ export type RouteResult =
       path: string;
       mode: 'upgrade' | 'http';
       /** Mode `upgrade`: the value to send in `Upgrade:`. */
+      upgradeValue?: string;
+    }
+  | {
+      /** A `balancer://` rule: the exchange elects a member and puts the member's path in front of `path`. */
+      kind: 'balance';
+      route: Route;
+      balancer: Balancer;
+      /** Request-target below the balancer URL (its path + the mapped rest + `?` + query), canonicalised as for a backend. */
+      path: string;
+      mode: 'upgrade' | 'http';
       upgradeValue?: string;
     }
   | { kind: 'local'; status: LocalStatus; reason: string };
@@ -85,11 +95,29 @@ export function routeRequest(vhost: VirtualHost, req: RequestFacts): RouteResult
  */
 function take(route: Route, m: Match, target: Target, upgrade: string | undefined): RouteResult | undefined {
   const backend = route.backend;
-  if (backend === undefined) return local(404, 'excluded by ProxyPass !');
+  if (backend === undefined) {
+    if (route.balancer !== undefined) return takeBalancer(route, route.balancer.balancer, m, target, upgrade);
+    return local(404, 'excluded by ProxyPass !');
+  }
   const upgradeValue = acceptedUpgrade(backend.upgrade, upgrade);
   if (upgradeValue !== undefined) return proxy(route, m, target, 'upgrade', upgradeValue);
   if (backend.scheme === 'http' || backend.scheme === 'https') return proxy(route, m, target, 'http', undefined);
   return undefined;
+}
+
+/**
+ * A balancer rule accepts an upgrade when one of its members does (the exchange then elects
+ * among the members that accept it); without one, it serves plain HTTP when it has an http(s)
+ * member, else the next rule is tried, as for a ws:// rule.
+ */
+function takeBalancer(route: Route, balancer: Balancer, m: Match, target: Target, upgrade: string | undefined): RouteResult | undefined {
+  let http = false;
+  for (const member of balancer.members) {
+    const value = acceptedUpgrade(member.backend.upgrade, upgrade);
+    if (value !== undefined) return proxy(route, m, target, 'upgrade', value);
+    if (member.backend.scheme === 'http' || member.backend.scheme === 'https') http = true;
+  }
+  return http ? proxy(route, m, target, 'http', undefined) : undefined;
 }
 
 /** The prefix length (> 0) or the regex match when the rule matches the decoded path. */
@@ -103,7 +131,7 @@ function matchRoute(route: Route, path: string): Match | undefined {
  * The `Upgrade` value to forward when the backend's `upgrade=` policy allows the client's one,
  * else undefined. The client's whole value is compared (`foo, websocket` is one unknown value).
  */
-function acceptedUpgrade(policy: UpgradePolicy, upgrade: string | undefined): string | undefined {
+export function acceptedUpgrade(policy: UpgradePolicy, upgrade: string | undefined): string | undefined {
   switch (policy.kind) {
     case 'tokens':
       if (upgrade !== undefined) {
@@ -131,12 +159,14 @@ function equalsLowerCase(value: string, lower: string): boolean {
 
 /** Builds the backend request-target for a matched rule (Apache's ap_proxy_trans_match then canon). */
 function proxy(route: Route, m: Match, target: Target, mode: 'upgrade' | 'http', upgradeValue: string | undefined): RouteResult {
-  let backend = route.backend!;
+  let backend = route.backend;
+  const to = backend ?? route.balancer!;
+  let url = to.url;
   // `ws://h:1` has no path: Apache glues the rest straight onto the authority.
-  let base = backend.pathWasEmpty ? '' : backend.path;
+  let base = to.pathWasEmpty ? '' : to.path;
   // nocanon forwards the raw path and query, unless the raw URI matches the rule differently than
   // the decoded one (Apache's AH01136: then nocanon is ignored as unsafe).
-  let raw = backend.nocanon;
+  let raw = to.nocanon;
   let rest: string;
   const match = route.match;
   if (match.kind === 'prefix') {
@@ -159,7 +189,8 @@ function proxy(route: Route, m: Match, target: Target, mode: 'upgrade' | 'http',
       // No backreference: the whole URI is appended to the URL.
       rest = subject;
     } else {
-      backend = { ...backend, url: substitute(route.regexTarget!, groups), path: replaced };
+      url = substitute(route.regexTarget!, groups);
+      if (backend !== undefined) backend = { ...backend, url, path: replaced };
       base = replaced;
       rest = '';
     }
@@ -167,7 +198,7 @@ function proxy(route: Route, m: Match, target: Target, mode: 'upgrade' | 'http',
 
   let path = base + rest;
   if (path === '') path = '/';
-  else if (path.charCodeAt(0) !== 0x2f) return local(500, `rule maps to ${backend.url}${rest}, which has no '/' after the host`);
+  else if (path.charCodeAt(0) !== 0x2f) return local(500, `rule maps to ${url}${rest}, which has no '/' after the host`);
   if (raw) {
     if (hasControlOrSpace(path)) return local(403, 'nocanon path or query holds control characters or spaces');
   } else {
@@ -178,6 +209,7 @@ function proxy(route: Route, m: Match, target: Target, mode: 'upgrade' | 'http',
       path += '?' + query;
     }
   }
+  if (backend === undefined) return { kind: 'balance', route, balancer: route.balancer!.balancer, path, mode, upgradeValue };
   return { kind: 'proxy', route, backend, path, mode, upgradeValue };
 }
 

@@ -174,7 +174,8 @@ test('Include loops', () => {
 test('unknown ProxyPass key, and known Apache keys not supported', () => {
   expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ws://h/ bogus=1') }, { line: 2, message: /unknown parameter "bogus"/ });
   expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ws://h/ acquire=5') }, { line: 2, message: /acquire= is not supported yet/ });
-  expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ws://h/ lbmethod=byrequests') }, { line: 2, message: /balancers are not supported yet/ });
+  expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ws://h/ lbmethod=byrequests') }, { line: 2, message: /lbmethod= is a balancer parameter/ });
+  expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ws://h/ loadfactor=2') }, { line: 2, message: /loadfactor= is only valid on a BalancerMember line/ });
   expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ws://h/ junk') }, { line: 2, message: /bad parameter "junk": expected key=value/ });
 });
 
@@ -190,7 +191,6 @@ test('bad or unsupported backend URLs', () => {
   const cases: Array<[string, RegExp]> = [
     ['ws//h/', /bad backend URL/],
     ['ftp://h/', /unsupported backend scheme "ftp"/],
-    ['balancer://pool/', /balancers are not supported yet/],
     ['unix:/run/app.sock|http://localhost/', /Unix-domain socket backends/],
     ['fcgi://h:9000/', /FastCGI backends/],
     ['ajp://h:8009/', /AJP backends/],
@@ -224,14 +224,11 @@ test('bad On/Off', () => {
   expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ws://h/ keepalive=1') }, { line: 2, message: /keepalive= must be On or Off/ });
 });
 
-test('mod_rewrite, balancers and TLS directives are refused with a clear reason', () => {
+test('mod_rewrite and TLS directives are refused with a clear reason', () => {
   expectError({ 'wsgate.conf': lines(L, 'RewriteEngine On', 'RewriteRule ^/(.*) ws://h/$1 [P]') }, { line: 3, message: /mod_rewrite rules are not supported yet/ });
   expectError({ 'wsgate.conf': lines(L, 'RewriteCond %{HTTP:Upgrade} websocket [NC]') }, { line: 2, message: /mod_rewrite rules are not supported yet/ });
-  expectError({ 'wsgate.conf': lines(L, '<Proxy balancer://b>', 'BalancerMember ws://h/', '</Proxy>') }, { line: 2, message: /balancers are not supported yet/ });
-  expectError({ 'wsgate.conf': lines(L, 'BalancerMember ws://h/') }, { line: 2, message: /BalancerMember: balancers are not supported yet/ });
   expectError({ 'wsgate.conf': lines(L, 'SSLEngine on') }, { line: 2, message: /SSLEngine on needs SSLCertificateFile/ });
   expectError({ 'wsgate.conf': lines(L, 'SSLUseStapling on') }, { line: 2, message: /SSLUseStapling: this mod_ssl directive is not supported/ });
-  expectError({ 'wsgate.conf': lines(L, 'ProxySet balancer://b lbmethod=bybusyness') }, { line: 2, message: /balancers are not supported yet/ });
 });
 
 test('ProxyRequests On: forward proxy not supported', () => {

@@ -417,7 +417,7 @@ test('garbage from the backend after the 101 ends the tunnel cleanly (client err
 
 test(
   '503 with Retry-After when no balancer member is usable',
-  { timeout: 30_000, todo: 'balancers are not supported yet: the config loader refuses balancer:// (REFERENCE §4 row 2, §5)' },
+  { timeout: 30_000 },
   async () => {
     const port = await deadPort();
     await withGateway(`<Proxy "balancer://pool">\n  BalancerMember "ws://127.0.0.1:${port}/"\n</Proxy>\nProxyPass "/pool/" "balancer://pool/"`, async (g) => {

@@ -1,0 +1,84 @@
+// Which member takes the next request (research/apache-httpd.md §3.3, §5.1, §5.4): lbset 0 first,
+// then higher sets; inside a set the usable normal members compete through the lb method, and
+// hot standbys (+H) stand in only when none of them is usable. Disabled (+D), stopped (+S) and
+// draining (+N) members take no new requests; a member in error state waits until its `retry=`
+// has passed; a member at its `max=` is skipped. With `forcerecovery` (default On), when every
+// member is in error, all errors are cleared and the election goes on (as Apache).
+
+import type { Balancer, BalancerMember } from '../../config/model';
+import { lbMethod } from './method';
+import type { BalancerRegistry, Candidate } from './state';
+
+export type Election =
+  | { readonly kind: 'member'; readonly candidate: Candidate }
+  | {
+      readonly kind: 'none';
+      readonly reason: string;
+      /** Set when members are in error: ms until the first of them may be tried again. */
+      readonly retryAfterMs?: number;
+    };
+
+function enabled(m: BalancerMember): boolean {
+  return !m.status.disabled && !m.status.stopped && !m.status.drain;
+}
+
+function atMax(c: Candidate): boolean {
+  const max = c.member.backend.max;
+  return max > 0 && c.state.busy >= max;
+}
+
+/**
+ * Elects a member of `balancer` among those `eligible` lets through (the exchange leaves out the
+ * members it tried already, and those that do not accept its Upgrade). `recover` allows
+ * forcerecovery (the first attempt of a request only). Counts the election in the winner's state.
+ */
+export function elect(
+  registry: BalancerRegistry,
+  balancer: Balancer,
+  now: number,
+  eligible: (m: BalancerMember) => boolean,
+  recover: boolean,
+): Election {
+  const cands: Candidate[] = [];
+  for (const member of balancer.members) {
+    if (!enabled(member) || !eligible(member)) continue;
+    const c: Candidate = { member, state: registry.state(member, now) };
+    if (c.state.errorUntil !== 0 && now >= c.state.errorUntil) registry.clearError(balancer, c, 'retry elapsed');
+    cands.push(c);
+  }
+  if (cands.length === 0) return { kind: 'none', reason: `no member of ${balancer.url} can take this request (disabled, stopped, draining or tried)` };
+  if (recover && balancer.forceRecovery && cands.every((c) => c.state.errorUntil !== 0)) {
+    for (const c of cands) registry.clearError(balancer, c, 'forcerecovery: every member was in error');
+  }
+
+  const usable = cands.filter((c) => c.state.errorUntil === 0 && !atMax(c));
+  if (usable.length > 0) {
+    // The lowest lbset with a usable member; its hot standbys only when it has no other.
+    const set = Math.min(...usable.map((c) => c.member.lbset));
+    const inSet = usable.filter((c) => c.member.lbset === set);
+    const normal = inSet.filter((c) => !c.member.status.hotStandby);
+    const pick = lbMethod(balancer.method).pick(normal.length > 0 ? normal : inSet);
+    pick.state.elected++;
+    pick.state.busy++;
+    return { kind: 'member', candidate: pick };
+  }
+
+  const inError = cands.filter((c) => c.state.errorUntil !== 0);
+  if (inError.length > 0) {
+    const soonest = Math.min(...inError.map((c) => c.state.errorUntil));
+    return { kind: 'none', reason: `no usable member of ${balancer.url} (in error state)`, retryAfterMs: Math.max(soonest - now, 0) };
+  }
+  return { kind: 'none', reason: `max= reached on every member of ${balancer.url}` };
+}
+
+/** Ms until some member of `balancer` leaves error state, when none is usable now because of errors; else undefined. No side effects. */
+export function retryAfter(registry: BalancerRegistry, balancer: Balancer, now: number): number | undefined {
+  let soonest = Infinity;
+  for (const member of balancer.members) {
+    if (!enabled(member)) continue;
+    const until = registry.state(member, now).errorUntil;
+    if (until === 0 || until <= now) return undefined;
+    soonest = Math.min(soonest, until);
+  }
+  return soonest === Infinity ? undefined : soonest - now;
+}

@@ -1,0 +1,110 @@
+// One request's dealings with a balancer: elect a member, fail over to another after a connect
+// failure (up to `maxattempts`), and hold the member busy until the exchange or its tunnel ends.
+
+import type { Balancer, BalancerMember, UpgradePolicy } from '../../config/model';
+import { canonPath } from '../../routing/mapping';
+import { acceptedUpgrade } from '../../routing/router';
+import { elect, retryAfter } from './elect';
+import type { BalancerRegistry, Candidate } from './state';
+
+export type Elected = { readonly member: BalancerMember; readonly path: string } | { readonly reason: string; readonly retryAfterS?: number };
+
+export class BalancerSession {
+  private readonly tried = new Set<BalancerMember>();
+  private current: Candidate | undefined;
+  private failovers = 0;
+  private tunnelled = false;
+
+  constructor(
+    private readonly registry: BalancerRegistry,
+    readonly balancer: Balancer,
+    /** The request-target below the balancer URL (router.ts). */
+    private readonly path: string,
+    /** The Upgrade value the request forwards, if it is an upgrade. */
+    private readonly upgradeValue: string | undefined,
+  ) {}
+
+  /** Elects a member (not one tried before) and gives its request-target, or why none can take it. */
+  next(): Elected {
+    const now = Date.now();
+    const e = elect(
+      this.registry,
+      this.balancer,
+      now,
+      (m) => !this.tried.has(m) && accepts(m.backend.upgrade, this.upgradeValue),
+      this.tried.size === 0,
+    );
+    if (e.kind === 'none') {
+      return e.retryAfterMs === undefined ? { reason: e.reason } : { reason: e.reason, retryAfterS: seconds(e.retryAfterMs) };
+    }
+    this.current = e.candidate;
+    this.tried.add(e.candidate.member);
+    return { member: e.candidate.member, path: memberPath(e.candidate.member, this.path) };
+  }
+
+  /**
+   * The elected member could not be reached: it goes into error state (unless `+I`) and is
+   * released. True when another member may be tried; else `retryAfterS` is set when no member
+   * is usable any more.
+   */
+  failed(reason: string): { again: true } | { again: false; retryAfterS?: number } {
+    const c = this.current;
+    if (c === undefined) return { again: false };
+    this.release();
+    const now = Date.now();
+    this.registry.markError(this.balancer, c, now, reason);
+    if (this.failovers < this.balancer.maxAttempts) {
+      this.failovers++;
+      return { again: true };
+    }
+    const ms = retryAfter(this.registry, this.balancer, now);
+    return ms === undefined ? { again: false } : { again: false, retryAfterS: seconds(ms) };
+  }
+
+  /** The exchange became a tunnel: the member stays busy until the returned callback runs (with the tunnel's bytes). */
+  tunnel(): (bytes: number) => void {
+    const c = this.current;
+    this.tunnelled = true;
+    this.current = undefined;
+    let done = false;
+    return (bytes: number): void => {
+      if (done || c === undefined) return;
+      done = true;
+      c.state.busy--;
+      c.state.bytes += bytes;
+    };
+  }
+
+  /** The exchange is over (any outcome but a tunnel); idempotent. */
+  done(): void {
+    if (!this.tunnelled) this.release();
+  }
+
+  private release(): void {
+    const c = this.current;
+    if (c === undefined) return;
+    this.current = undefined;
+    c.state.busy--;
+  }
+}
+
+/** Retry-After: whole seconds, at least 1. */
+function seconds(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000));
+}
+
+/** For an upgrade, only members whose `upgrade=` accepts the value may take it. */
+function accepts(policy: UpgradePolicy, upgradeValue: string | undefined): boolean {
+  return upgradeValue === undefined || acceptedUpgrade(policy, upgradeValue) !== undefined;
+}
+
+/**
+ * The member's URL path in front of the request-target (Apache's balancer_fixup). A member path
+ * ending in `/` does not double the `/` (Apache would send `//x`; its docs say to avoid it).
+ */
+export function memberPath(member: BalancerMember, path: string): string {
+  const b = member.backend;
+  if (b.pathWasEmpty || b.path === '/') return path;
+  const prefix = canonPath(b.path.endsWith('/') ? b.path.slice(0, -1) : b.path);
+  return path.charCodeAt(0) === 0x2f ? prefix + path : prefix + '/' + path;
+}

@@ -1,0 +1,73 @@
+// Run-time state of balancer members: election counters, busyness, traffic and error state.
+//
+// State is keyed by `balancer://name|member url` (BalancerMember.key), not by a config object, so
+// a reloaded config finds the counters and error states of the previous one (as OriginRegistry).
+
+import type { Balancer, BalancerMember } from '../../config/model';
+import type { Logger } from '../../observe/log';
+
+export class MemberState {
+  /** The smooth weighted round robin accumulator (byrequests, and bybusyness ties), in loadfactor × 100 units. */
+  lbstatus = 0;
+  /** Open tunnels plus requests in flight to this member. */
+  busy = 0;
+  /** Times elected. */
+  elected = 0;
+  /** Bytes both ways of the finished exchanges and tunnels (bytraffic). */
+  bytes = 0;
+  /** When the error state ends (epoch ms); 0 when the member is not in error. */
+  errorUntil = 0;
+
+  constructor(readonly key: string) {}
+}
+
+/** A member with its run-time state, as the lb methods see it. */
+export interface Candidate {
+  readonly member: BalancerMember;
+  readonly state: MemberState;
+}
+
+/** loadfactor (1–100, two decimals) as Apache stores it: an integer × 100. */
+export function weight(c: Candidate): number {
+  return Math.round(c.member.loadFactor * 100);
+}
+
+export class BalancerRegistry {
+  private readonly states = new Map<string, MemberState>();
+
+  constructor(private readonly log?: Logger) {}
+
+  /** The state of `member`, created on first use (`status=+E` starts it in error for `retry=`). */
+  state(member: BalancerMember, now: number): MemberState {
+    let st = this.states.get(member.key);
+    if (st === undefined) {
+      st = new MemberState(member.key);
+      if (member.status.inError) st.errorUntil = now + member.backend.retryMs;
+      this.states.set(member.key, st);
+    }
+    return st;
+  }
+
+  /** Puts `c` in error state for its `retry=` (unless `status=+I`). */
+  markError(balancer: Balancer, c: Candidate, now: number, reason: string): void {
+    if (c.member.status.ignoreErrors) return;
+    const wasInError = c.state.errorUntil !== 0;
+    // retry=0 still counts as "in error" until the next election looks at it.
+    c.state.errorUntil = Math.max(now + c.member.backend.retryMs, 1);
+    if (!wasInError) {
+      this.log?.warn('balancer member in error state', {
+        balancer: balancer.url,
+        member: c.member.backend.url,
+        retry_ms: c.member.backend.retryMs,
+        reason,
+      });
+    }
+  }
+
+  /** Takes `c` out of error state; `why` names the cause in the log line. */
+  clearError(balancer: Balancer, c: Candidate, why: string): void {
+    if (c.state.errorUntil === 0) return;
+    c.state.errorUntil = 0;
+    this.log?.info('balancer member leaves error state', { balancer: balancer.url, member: c.member.backend.url, why });
+  }
+}
