@@ -35,7 +35,7 @@ export function ensureBalancer(server: ServerDraft, name: string, where: SourceR
 const METHODS: readonly LbMethod[] = ['byrequests', 'bytraffic', 'bybusyness'];
 
 /** Accepted and stored, but their behaviour is a later step of the balancing issue. */
-const NOT_YET = new Set(['stickysession', 'stickysessionsep', 'nofailover', 'failonstatus', 'timeout']);
+const NOT_YET = new Set(['failonstatus', 'timeout']);
 
 /** Member keys, to say where they belong when written on a balancer. */
 const MEMBER_KEYS = new Set(['loadfactor', 'lbset', 'route', 'redirect', 'status']);

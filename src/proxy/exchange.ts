@@ -75,7 +75,7 @@ export class Exchange {
     this.route = decision.route;
     this.upgradeValue = decision.mode === 'upgrade' ? decision.upgradeValue : undefined;
     if (decision.kind === 'balance') {
-      this.lb = new BalancerSession(ctx.balancers, decision.balancer, decision.path, this.upgradeValue);
+      this.lb = new BalancerSession(ctx.balancers, decision.balancer, decision.path, this.upgradeValue, req.headers);
     } else {
       this.lb = undefined;
       this.backend = decision.backend;

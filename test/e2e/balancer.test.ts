@@ -259,3 +259,53 @@ test('balancer config errors stop the gateway before it listens, at file:line', 
     await assert.rejects(startGateway(`Listen 127.0.0.1:0\n${config}\n`), message);
   }
 });
+
+test('stickysession: the cookie or URL parameter route keeps a client on its member; unknown or dotless routes are balanced', { timeout: 60_000 }, async () => {
+  const ms = await members(['a', 'b']);
+  const [a, b] = ms as [Member, Member];
+  await withGateway(
+    `<Proxy "balancer://pool">\n${lines(ms, (m) => `route=${m.name}`)}\n  ProxySet stickysession=ROUTEID|rid\n</Proxy>\nProxyPass "/lb/" "balancer://pool/"`,
+    ms,
+    async (g) => {
+      const url = `ws://127.0.0.1:${g.port}/lb/x`;
+      const sticky = async (u: string, cookie?: string): Promise<void> => {
+        const ws = await openWs(u, undefined, cookie !== undefined ? { headers: { Cookie: cookie } } : {});
+        const r = await echo(ws, 'hi');
+        assert.equal(r.data.toString(), 'hi');
+        await closeWs(ws);
+      };
+      for (let i = 0; i < 6; i++) await sticky(url, 'lang=en; ROUTEID=sess42.b');
+      assert.deepEqual([a.upgrades, b.upgrades], [0, 6]);
+      // The URL parameter wins over the cookie.
+      for (let i = 0; i < 3; i++) await sticky(`${url}?rid=s.a`, 'ROUTEID=.b');
+      assert.deepEqual([a.upgrades, b.upgrades], [3, 6]);
+      // No separator or an unknown route: the lb method (round robin) decides.
+      for (let i = 0; i < 4; i++) await sticky(url, i % 2 === 0 ? 'ROUTEID=b' : 'ROUTEID=.zzz');
+      assert.deepEqual([a.upgrades, b.upgrades], [5, 8]);
+      // b goes down: its sessions fail over to a without an error (nofailover is Off).
+      await b.stop();
+      for (let i = 0; i < 3; i++) await sticky(url, 'ROUTEID=.b');
+      assert.equal(a.upgrades, 8);
+    },
+  );
+});
+
+test('nofailover=On: a session whose member is down gets 503 instead of another member', { timeout: 30_000 }, async () => {
+  const ms = await members(['a']);
+  const dead = await deadPort();
+  await withGateway(
+    `<Proxy "balancer://pool">\n${lines(ms, () => 'route=a')}\n  BalancerMember ws://127.0.0.1:${dead} route=b retry=30\n  ProxySet stickysession=ROUTEID nofailover=On\n</Proxy>\nProxyPass "/lb/" "balancer://pool/"`,
+    ms,
+    async (g) => {
+      for (let i = 0; i < 2; i++) {
+        const res = await rawExchange(g.port, upgradeRequest('/lb/x', 'Cookie: ROUTEID=.b\r\n'));
+        assertClosedWith(res, 503);
+      }
+      await g.waitForLog(/status=503 reason="the member of route \\"b\\" is not usable and balancer:\/\/pool has nofailover=On"/);
+      assert.equal(ms[0]!.upgrades, 0);
+      // Requests without a route still go to a.
+      await session(`ws://127.0.0.1:${g.port}/lb/x`);
+      assert.equal(ms[0]!.upgrades, 1);
+    },
+  );
+});

@@ -185,3 +185,58 @@ describe('election order', () => {
     assert.equal(pickName(reg, b, 7000), 'E');
   });
 });
+
+describe('sticky routes', () => {
+  const base = {
+    name: 't',
+    url: 'balancer://t',
+    method: 'byrequests' as const,
+    maxAttempts: 1,
+    forceRecovery: true,
+    noFailover: false,
+    failOnStatus: [],
+    timeoutMs: 0,
+    source: { file: 't', line: 1 },
+  };
+  const withRoute = (name: string, route: string, status: Partial<MemberStatus> = {}, redirect?: string): BalancerMember => ({
+    ...member(name, { status }),
+    route,
+    ...(redirect !== undefined ? { redirect } : {}),
+  });
+
+  test('sessionRoute: URL parameter before cookie; the part after the separator; no separator, no route', async () => {
+    const { sessionRoute } = await import('../../src/upstream/balancer/sticky');
+    const b: Balancer = { ...base, members: [], stickySession: { cookie: 'ROUTEID', urlParam: 'rid' }, stickySessionSep: '.' };
+    const cookie = (v: string): string[] => ['Host', 'h', 'Cookie', v];
+    assert.equal(sessionRoute(b, '/x', cookie('ROUTEID=.b')), 'b');
+    assert.equal(sessionRoute(b, '/x', cookie('a=1; ROUTEID=xyz.a; c=2')), 'a');
+    assert.equal(sessionRoute(b, '/x', cookie('ROUTEID=b')), undefined);
+    assert.equal(sessionRoute(b, '/x', cookie('XROUTEID=.b')), undefined, 'cookie name must start a cookie');
+    assert.equal(sessionRoute(b, '/x', cookie('routeid=.b')), undefined, 'case-sensitive');
+    assert.equal(sessionRoute(b, '/x?rid=s.a&y=1', cookie('ROUTEID=.b')), 'a', 'URL parameter wins');
+    assert.equal(sessionRoute(b, '/x?srid=s.c', []), 'c', 'substring search, as Apache');
+    const off: Balancer = { ...b, stickySession: { cookie: 'S' } };
+    delete (off as { stickySessionSep?: string }).stickySessionSep;
+    assert.equal(sessionRoute(off, '/x', cookie('S=whole')), 'whole');
+    assert.equal(sessionRoute(off, '/x?S=fromurl', cookie('S=whole')), 'fromurl', 'without |PARAM the cookie name is the URL parameter');
+  });
+
+  test('electRoute: the route\'s member, draining ones included; not disabled or in error; redirect; found for nofailover', async () => {
+    const { electRoute } = await import('../../src/upstream/balancer/elect');
+    const reg = new BalancerRegistry();
+    const all = (): boolean => true;
+    const b: Balancer = {
+      ...base,
+      members: [withRoute('A', 'a', { drain: true }), withRoute('B', 'b', { disabled: true }, 'a'), withRoute('C', 'c'), withRoute('D', 'd', { disabled: true })],
+    };
+    const host = (r: ReturnType<typeof electRoute>): string | undefined => r.candidate?.member.backend.origin.host;
+    assert.equal(host(electRoute(reg, b, 'a', 1000, all)), 'A');
+    assert.equal(host(electRoute(reg, b, 'b', 1000, all)), 'A', 'redirect=a');
+    assert.deepEqual(electRoute(reg, b, 'd', 1000, all), { found: true });
+    assert.deepEqual(electRoute(reg, b, 'zzz', 1000, all), { found: false });
+    const c = b.members[2]!;
+    reg.markError(b, { member: c, state: reg.state(c, 1000) }, 1000, 'test');
+    assert.deepEqual(electRoute(reg, b, 'c', 2000, all), { found: true });
+    assert.equal(host(electRoute(reg, b, 'c', 62_000, all)), 'C', 'after retry=');
+  });
+});

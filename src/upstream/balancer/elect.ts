@@ -82,3 +82,42 @@ export function retryAfter(registry: BalancerRegistry, balancer: Balancer, now: 
   }
   return soonest === Infinity ? undefined : soonest - now;
 }
+
+/**
+ * The member the sticky `route` names (Apache's find_route_worker): a normal member before a
+ * hot standby; draining members still take their sessions; one in error is usable again once
+ * its `retry=` has passed; an unusable one with `redirect=` hands over to that route's member.
+ * `found` tells whether some member has the route (for `nofailover`).
+ */
+export function electRoute(
+  registry: BalancerRegistry,
+  balancer: Balancer,
+  route: string,
+  now: number,
+  eligible: (m: BalancerMember) => boolean,
+): { readonly candidate?: Candidate; readonly found: boolean } {
+  let found = false;
+  const lookup = (r: string, redirects: number): Candidate | undefined => {
+    for (const standby of [false, true]) {
+      for (const member of balancer.members) {
+        if (member.route !== r || member.status.hotStandby !== standby) continue;
+        found = true;
+        const c: Candidate = { member, state: registry.state(member, now) };
+        if (c.state.errorUntil !== 0 && now >= c.state.errorUntil) registry.clearError(balancer, c, 'retry elapsed');
+        const usable = !member.status.disabled && !member.status.stopped && c.state.errorUntil === 0 && !atMax(c) && eligible(member);
+        if (usable) return c;
+        if (member.redirect !== undefined && redirects < 1) {
+          const to = lookup(member.redirect, redirects + 1);
+          if (to !== undefined) return to;
+        }
+      }
+    }
+    return undefined;
+  };
+  const candidate = lookup(route, 0);
+  if (candidate !== undefined) {
+    candidate.state.elected++;
+    candidate.state.busy++;
+  }
+  return candidate !== undefined ? { candidate, found } : { found };
+}

@@ -4,7 +4,8 @@
 import type { Balancer, BalancerMember, UpgradePolicy } from '../../config/model';
 import { canonPath } from '../../routing/mapping';
 import { acceptedUpgrade } from '../../routing/router';
-import { elect, retryAfter } from './elect';
+import { elect, electRoute, retryAfter } from './elect';
+import { sessionRoute } from './sticky';
 import type { BalancerRegistry, Candidate } from './state';
 
 export type Elected = { readonly member: BalancerMember; readonly path: string } | { readonly reason: string; readonly retryAfterS?: number };
@@ -14,6 +15,10 @@ export class BalancerSession {
   private current: Candidate | undefined;
   private failovers = 0;
   private tunnelled = false;
+  /** The sticky route the request names (stickysession=), if any. */
+  readonly route: string | undefined;
+  /** Whether the current member was elected by its route. */
+  private stuck = false;
 
   constructor(
     private readonly registry: BalancerRegistry,
@@ -22,24 +27,43 @@ export class BalancerSession {
     private readonly path: string,
     /** The Upgrade value the request forwards, if it is an upgrade. */
     private readonly upgradeValue: string | undefined,
-  ) {}
+    /** The request's header fields, for the sticky cookie. */
+    headers: readonly string[],
+  ) {
+    this.route = sessionRoute(balancer, path, headers);
+  }
 
   /** Elects a member (not one tried before) and gives its request-target, or why none can take it. */
   next(): Elected {
     const now = Date.now();
-    const e = elect(
-      this.registry,
-      this.balancer,
-      now,
-      (m) => !this.tried.has(m) && accepts(m.backend.upgrade, this.upgradeValue),
-      this.tried.size === 0,
-    );
+    const eligible = (m: BalancerMember): boolean => !this.tried.has(m) && accepts(m.backend.upgrade, this.upgradeValue);
+    this.stuck = false;
+    if (this.route !== undefined && this.tried.size === 0) {
+      const r = electRoute(this.registry, this.balancer, this.route, now, eligible);
+      if (r.candidate !== undefined) {
+        this.stuck = true;
+        return this.take(r.candidate);
+      }
+      if (r.found && this.balancer.noFailover) {
+        return this.none(`the member of route "${this.route}" is not usable and ${this.balancer.url} has nofailover=On`, now);
+      }
+    }
+    const e = elect(this.registry, this.balancer, now, eligible, this.tried.size === 0);
     if (e.kind === 'none') {
       return e.retryAfterMs === undefined ? { reason: e.reason } : { reason: e.reason, retryAfterS: seconds(e.retryAfterMs) };
     }
-    this.current = e.candidate;
-    this.tried.add(e.candidate.member);
-    return { member: e.candidate.member, path: memberPath(e.candidate.member, this.path) };
+    return this.take(e.candidate);
+  }
+
+  private take(c: Candidate): Elected {
+    this.current = c;
+    this.tried.add(c.member);
+    return { member: c.member, path: memberPath(c.member, this.path) };
+  }
+
+  private none(reason: string, now: number): Elected {
+    const ms = retryAfter(this.registry, this.balancer, now);
+    return ms === undefined ? { reason } : { reason, retryAfterS: seconds(ms) };
   }
 
   /**
@@ -53,7 +77,8 @@ export class BalancerSession {
     this.release();
     const now = Date.now();
     this.registry.markError(this.balancer, c, now, reason);
-    if (this.failovers < this.balancer.maxAttempts) {
+    // nofailover: a session stays on its member, or fails.
+    if (this.failovers < this.balancer.maxAttempts && !(this.stuck && this.balancer.noFailover)) {
       this.failovers++;
       return { again: true };
     }
