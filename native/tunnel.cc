@@ -452,28 +452,34 @@ napi_value AdoptJs(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// Reads the (id, out: Float64Array(2)) arguments of close() and bytes(); null on a bad call.
+double* IdAndOut(napi_env env, napi_callback_info info, uint32_t* id) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  if (argc < 2 || !GetUint32(env, argv[0], id) ||
+      napi_get_typedarray_info(env, argv[1], &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float64_array ||
+      length < 2) {
+    return nullptr;
+  }
+  return static_cast<double*>(data);
+}
+
 // close(id, out: Float64Array(2)): boolean — ends the tunnel now, fills [up, down] and returns
 // true; false if it had already ended (its close is reported through onClose as usual).
 napi_value CloseJs(napi_env env, napi_callback_info info) {
   Engine* e = g_engine;
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  napi_value result;
   uint32_t id;
-  napi_typedarray_type type;
-  size_t length;
-  void* data;
-  if (e == nullptr || argc < 2 || !GetUint32(env, argv[0], &id) ||
-      napi_get_typedarray_info(env, argv[1], &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float64_array ||
-      length < 2) {
-    return Throw(env, "close(id, Float64Array(2))");
-  }
+  double* out = IdAndOut(env, info, &id);
+  if (e == nullptr || out == nullptr) return Throw(env, "close(id, Float64Array(2))");
+  napi_value result;
   auto it = e->tunnels.find(id);
   bool found = it != e->tunnels.end();
   if (found) {
     Tunnel* t = it->second;
-    double* out = static_cast<double*>(data);
     out[0] = double(t->bytes[0]);
     out[1] = double(t->bytes[1]);
     Finish(e, t, kShutdown, 0);
@@ -486,23 +492,13 @@ napi_value CloseJs(napi_env env, napi_callback_info info) {
 // bytes(id, out: Float64Array(2)): boolean — fills [up, down]; false if the tunnel is gone.
 napi_value BytesJs(napi_env env, napi_callback_info info) {
   Engine* e = g_engine;
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   uint32_t id;
+  double* out = IdAndOut(env, info, &id);
+  if (e == nullptr || out == nullptr) return Throw(env, "bytes(id, Float64Array(2))");
   napi_value result;
-  napi_typedarray_type type;
-  size_t length;
-  void* data;
-  if (e == nullptr || argc < 2 || !GetUint32(env, argv[0], &id) ||
-      napi_get_typedarray_info(env, argv[1], &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float64_array ||
-      length < 2) {
-    return Throw(env, "bytes(id, Float64Array(2))");
-  }
   auto it = e->tunnels.find(id);
   bool found = it != e->tunnels.end();
   if (found) {
-    double* out = static_cast<double*>(data);
     out[0] = double(it->second->bytes[0]);
     out[1] = double(it->second->bytes[1]);
   }
