@@ -9,6 +9,7 @@ import { ClientConnection, type ConnectionHost } from './listeners/http1';
 import { createTlsServer } from './listeners/tls';
 import { createLogger, type Logger } from './observe/log';
 import { Tunnel } from './tunnel/tunnel';
+import { HealthChecker } from './upstream/balancer/health';
 import { BalancerRegistry } from './upstream/balancer/state';
 import { OriginRegistry, type OriginState } from './upstream/origins';
 
@@ -38,6 +39,8 @@ export class Gateway implements ConnectionHost {
   readonly origins = new OriginRegistry();
   /** Balancer members' state; like `origins`, it outlives a config (keyed by balancer and member URL). */
   readonly balancers: BalancerRegistry;
+  /** Health checks of balancer members with `hcmethod=` (keyed like `balancers`). */
+  readonly health: HealthChecker;
   /** Live tunnels; a reload, drain or status page walks this. */
   readonly tunnels = new Map<Tunnel, TunnelRecord>();
   private readonly connections = new Set<ClientConnection>();
@@ -49,6 +52,7 @@ export class Gateway implements ConnectionHost {
     this.config = config;
     this.log = options.log ?? createLogger();
     this.balancers = new BalancerRegistry(this.log);
+    this.health = new HealthChecker(this.balancers, this.log);
   }
 
   /** Binds every Listen address; rejects (after closing what was bound) if one fails. */
@@ -77,6 +81,7 @@ export class Gateway implements ConnectionHost {
       await this.stop();
       throw e;
     }
+    this.health.sync(this.config);
     const bound = this.addresses();
     for (const b of bound) this.log.info('listening', { address: `${b.address}:${b.port}` });
     return bound;
@@ -92,6 +97,7 @@ export class Gateway implements ConnectionHost {
   /** Stops listening, closes every connection and tunnel, and empties the pools. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.health.stop();
     const closing = this.servers.splice(0).map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const conn of [...this.connections]) conn.destroy();
     for (const t of [...this.tunnels.keys()]) t.close('shutdown');

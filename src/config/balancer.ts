@@ -4,7 +4,7 @@
 
 import type { BalancerDraft, BalancerParams, BalancerRefDraft, Ctx, MemberDraft, MemberParams, RouteDraft, ServerDraft } from './drafts';
 import { ConfigError, type Notices } from './errors';
-import type { Backend, Balancer, BalancerMember, LbMethod, MemberStatus, Route, SourceRef } from './model';
+import type { Backend, Balancer, BalancerMember, HealthMethod, LbMethod, MemberStatus, Route, SourceRef } from './model';
 import { parseCount, parseDuration, parseOnOff } from './values';
 
 export interface BalancerUrl {
@@ -164,10 +164,38 @@ export function applyMemberParam(params: MemberParams, word: string, where: Sour
       }
       return true;
     }
+    case 'hcmethod': {
+      const m = value.toUpperCase();
+      if (m === 'NONE') return true;
+      if (!(HEALTH_METHODS as readonly string[]).includes(m)) {
+        throw ConfigError.at(where, `BalancerMember hcmethod=${value}: unknown method (${HEALTH_METHODS.join(', ')})`);
+      }
+      (params.health ??= {}).method = m as HealthMethod;
+      return true;
+    }
+    case 'hcinterval':
+      (params.health ??= {}).intervalMs = parseDuration(value, 'BalancerMember hcinterval=', where, false);
+      return true;
+    case 'hcpasses':
+    case 'hcfails': {
+      const n = parseCount(value, `BalancerMember ${key}=`, where);
+      if (n < 1) throw ConfigError.at(where, `BalancerMember ${key}= must be at least 1, got "${value}"`);
+      (params.health ??= {})[key === 'hcpasses' ? 'passes' : 'fails'] = n;
+      return true;
+    }
+    case 'hcuri':
+      if (!/^[\x21-\x7e]*$/.test(value)) throw ConfigError.at(where, `BalancerMember hcuri= must be visible characters, got "${value}"`);
+      (params.health ??= {}).uri = value;
+      return true;
+    case 'hcexpr':
+    case 'hctemplate':
+      throw ConfigError.at(where, `BalancerMember ${key}= is not supported (no ProxyHCExpr/ProxyHCTemplate): a check passes on 2xx/3xx`);
     default:
       return false;
   }
 }
+
+const HEALTH_METHODS: readonly HealthMethod[] = ['TCP', 'GET', 'HEAD', 'OPTIONS', 'GET11', 'HEAD11', 'OPTIONS11', 'WS'];
 
 /** `<Proxy balancer://name>`: its ProxySet lines set balancer parameters, its BalancerMember lines add members. */
 export function openBalancerSection(pattern: string, ctx: Ctx, where: SourceRef): BalancerDraft {
@@ -224,6 +252,17 @@ function assembleBalancer(draft: BalancerDraft, lineParams: BalancerParams, memb
         ignoreErrors: s.ignoreErrors ?? false,
         inError: s.inError ?? false,
       },
+      ...(m.member.health?.method !== undefined
+        ? {
+            health: {
+              method: m.member.health.method,
+              intervalMs: m.member.health.intervalMs ?? 30_000,
+              passes: m.member.health.passes ?? 1,
+              fails: m.member.health.fails ?? 1,
+              uri: m.member.health.uri ?? '',
+            },
+          }
+        : {}),
       key: `${url}|${m.target.raw}`,
     };
   });

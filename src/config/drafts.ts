@@ -4,6 +4,7 @@
 
 import type { Notices } from './errors';
 import type {
+  HealthCheck,
   LbMethod,
   ListenAddress,
   MemberStatus,
@@ -72,6 +73,7 @@ export interface MemberParams {
   route?: string;
   redirect?: string;
   status?: Partial<Record<keyof MemberStatus, boolean>>;
+  health?: { -readonly [K in keyof HealthCheck]?: HealthCheck[K] };
 }
 
 export interface MemberDraft {

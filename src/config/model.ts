@@ -214,8 +214,25 @@ export interface BalancerMember {
   readonly route?: string;
   readonly redirect?: string;
   readonly status: MemberStatus;
+  /** `hcmethod=` and its companions (mod_proxy_hcheck); undefined when the member is not checked. */
+  readonly health?: HealthCheck;
   /** Run-time state key (`balancer://name|member url`): survives a reload. */
   readonly key: string;
+}
+
+export type HealthMethod = 'TCP' | 'GET' | 'HEAD' | 'OPTIONS' | 'GET11' | 'HEAD11' | 'OPTIONS11' | 'WS';
+
+/** A member's health check (`hcmethod=`, `hcinterval=`, `hcpasses=`, `hcfails=`, `hcuri=`). */
+export interface HealthCheck {
+  readonly method: HealthMethod;
+  /** `hcinterval=` (default 30 s). */
+  readonly intervalMs: Millis;
+  /** `hcpasses=`: consecutive passes that clear the check-failed state (default 1). */
+  readonly passes: number;
+  /** `hcfails=`: consecutive failures that set it (default 1). */
+  readonly fails: number;
+  /** `hcuri=`, appended to the member's path (default empty). */
+  readonly uri: string;
 }
 
 /** Stickiness settings (`stickysession=COOKIE[|URLPARAM]`); stored, applied by a later step. */

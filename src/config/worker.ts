@@ -11,14 +11,16 @@ import { parseBackendUrl, parseCount, parseDuration, parseOnOff, parseRegex, par
 const UNSUPPORTED_KEYS = new Set([
   'acquire', 'addressttl', 'disablereuse', 'enablereuse', 'flushpackets', 'flushwait', 'iobuffersize',
   'min', 'smax', 'ttl', 'ping', 'receivebuffersize', 'responsefieldsize', 'secret', 'mapping',
-  'hcmethod', 'hcinterval', 'hcpasses', 'hcfails', 'hcuri', 'hcexpr', 'hctemplate',
 ]);
 /** Balancer keys (balancer.ts), and balancer-member keys. */
 const BALANCER_KEYS = new Set([
   'lbmethod', 'stickysession', 'stickysessionsep', 'scolonpathdelim', 'nofailover', 'maxattempts',
   'failonstatus', 'failontimeout', 'forcerecovery', 'growth', 'nonce',
 ]);
-const MEMBER_KEYS = new Set(['lbset', 'loadfactor', 'route', 'redirect', 'status']);
+const MEMBER_KEYS = new Set([
+  'lbset', 'loadfactor', 'route', 'redirect', 'status',
+  'hcmethod', 'hcinterval', 'hcpasses', 'hcfails', 'hcuri', 'hcexpr', 'hctemplate',
+]);
 
 /** Applies one `key=value` to `params`. `directive` names the line in messages. */
 export function applyWorkerParam(

@@ -2,7 +2,8 @@
 // then higher sets; inside a set the usable normal members compete through the lb method, and
 // hot standbys (+H) stand in only when none of them is usable. Disabled (+D), stopped (+S) and
 // draining (+N) members take no new requests; a member in error state waits until its `retry=`
-// has passed; a member at its `max=` is skipped. With `forcerecovery` (default On), when every
+// has passed; a member at its `max=` is skipped; one failing its health checks (Apache's C flag)
+// takes nothing. With `forcerecovery` (default On), when every
 // member is in error, all errors are cleared and the election goes on (as Apache).
 
 import type { Balancer, BalancerMember } from '../../config/model';
@@ -43,10 +44,11 @@ export function elect(
   for (const member of balancer.members) {
     if (!enabled(member) || !eligible(member)) continue;
     const c: Candidate = { member, state: registry.state(member, now) };
+    if (c.state.hcFailed) continue;
     if (c.state.errorUntil !== 0 && now >= c.state.errorUntil) registry.clearError(balancer, c, 'retry elapsed');
     cands.push(c);
   }
-  if (cands.length === 0) return { kind: 'none', reason: `no member of ${balancer.url} can take this request (disabled, stopped, draining or tried)` };
+  if (cands.length === 0) return { kind: 'none', reason: `no member of ${balancer.url} can take this request (disabled, stopped, draining, failing health checks or tried)` };
   if (recover && balancer.forceRecovery && cands.every((c) => c.state.errorUntil !== 0)) {
     for (const c of cands) registry.clearError(balancer, c, 'forcerecovery: every member was in error');
   }
@@ -75,7 +77,7 @@ export function elect(
 export function retryAfter(registry: BalancerRegistry, balancer: Balancer, now: number): number | undefined {
   let soonest = Infinity;
   for (const member of balancer.members) {
-    if (!enabled(member)) continue;
+    if (!enabled(member) || registry.state(member, now).hcFailed) continue;
     const until = registry.state(member, now).errorUntil;
     if (until === 0 || until <= now) return undefined;
     soonest = Math.min(soonest, until);
@@ -104,7 +106,7 @@ export function electRoute(
         found = true;
         const c: Candidate = { member, state: registry.state(member, now) };
         if (c.state.errorUntil !== 0 && now >= c.state.errorUntil) registry.clearError(balancer, c, 'retry elapsed');
-        const usable = !member.status.disabled && !member.status.stopped && c.state.errorUntil === 0 && !atMax(c) && eligible(member);
+        const usable = !member.status.disabled && !member.status.stopped && !c.state.hcFailed && c.state.errorUntil === 0 && !atMax(c) && eligible(member);
         if (usable) return c;
         if (member.redirect !== undefined && redirects < 1) {
           const to = lookup(member.redirect, redirects + 1);

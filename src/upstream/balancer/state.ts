@@ -17,6 +17,8 @@ export class MemberState {
   bytes = 0;
   /** When the error state ends (epoch ms); 0 when the member is not in error. */
   errorUntil = 0;
+  /** Health checks failed `hcfails=` times in a row (Apache's C flag): no new requests until `hcpasses=` passes. */
+  hcFailed = false;
 
   constructor(readonly key: string) {}
 }

@@ -1,0 +1,188 @@
+// Health checks of balancer members (hcmethod=…; REFERENCE §5, research/apache-httpd.md §5.6)
+// against real backends on loopback: failing members get no new tunnels, passing again brings
+// them back, WS and TCP checks, and checks of one member never overlap.
+
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import * as http from 'node:http';
+import type * as net from 'node:net';
+import { test } from 'node:test';
+import { WebSocketServer } from 'ws';
+import { closeWs, echo, eventually, openWs, startGateway, startRawBackend, type RunningGateway } from '../helpers/harness';
+
+/** A ws echo backend with a /health endpoint that answers 200 or 503 (plain GETs elsewhere get 404); upgrades to …/chat count as tunnels, others as checks. */
+async function healthBackend(name: string): Promise<{
+  port: number;
+  healthy: boolean;
+  checks: http.IncomingMessage[];
+  tunnels: number;
+  closeCodes: number[];
+  close(): Promise<void>;
+}> {
+  const state = {
+    port: 0,
+    healthy: true,
+    checks: [] as http.IncomingMessage[],
+    tunnels: 0,
+    closeCodes: [] as number[],
+    close: async (): Promise<void> => {},
+  };
+  const server = http.createServer((req, res) => {
+    if (req.url?.endsWith('/health')) {
+      state.checks.push(req);
+      res.writeHead(state.healthy ? 200 : 503).end(name);
+    } else res.writeHead(404).end();
+  });
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (ws, req) => {
+    if (req.url?.endsWith('/chat')) state.tunnels++;
+    else state.checks.push(req);
+    ws.on('message', (data, isBinary) => ws.send(data as Buffer, { binary: isBinary }));
+    ws.on('close', (code) => state.closeCodes.push(code));
+    ws.on('error', () => {});
+  });
+  server.on('error', () => {});
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  state.port = (server.address() as net.AddressInfo).port;
+  state.close = async () => {
+    for (const c of wss.clients) c.terminate();
+    wss.close();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  };
+  return state;
+}
+
+async function tunnelOnce(g: RunningGateway): Promise<void> {
+  const ws = await openWs(`ws://127.0.0.1:${g.port}/chat`);
+  const got = await echo(ws, 'hi');
+  assert.equal(got.data.toString(), 'hi');
+  await closeWs(ws);
+}
+
+test('a member failing its GET check gets no new tunnels while its port accepts; hcpasses=2 passes bring it back', async () => {
+  const a = await healthBackend('a');
+  const b = await healthBackend('b');
+  a.healthy = false;
+  const g = await startGateway(
+    [
+      'Listen 127.0.0.1:0',
+      '<Proxy balancer://pool>',
+      `  BalancerMember ws://127.0.0.1:${a.port}/app/ hcmethod=GET hcinterval=100ms hcpasses=2 hcuri=/health`,
+      `  BalancerMember ws://127.0.0.1:${b.port}/app/`,
+      '</Proxy>',
+      'ProxyPass / balancer://pool/',
+    ].join('\n'),
+  );
+  try {
+    const failed = await g.waitForLog(/fails its health checks/);
+    assert.match(failed, new RegExp(`ws://127.0.0.1:${a.port}/app/`));
+    const first = a.checks[0];
+    assert.ok(first);
+    assert.equal(first.method, 'GET');
+    assert.equal(first.url, '/app/health');
+    assert.equal(first.httpVersion, '1.0');
+    assert.equal(first.headers.host, `127.0.0.1:${a.port}`);
+    for (let i = 0; i < 6; i++) await tunnelOnce(g);
+    assert.equal(a.tunnels, 0, 'the failing member got no tunnel');
+    assert.equal(b.tunnels, 6);
+
+    const before = a.checks.length;
+    a.healthy = true;
+    await g.waitForLog(/passes its health checks again/);
+    assert.ok(a.checks.length >= before + 2, 'two passes were needed');
+    for (let i = 0; i < 6; i++) await tunnelOnce(g);
+    assert.equal(a.tunnels, 3, 'byrequests shares evenly again');
+    assert.equal(g.logs.filter((l) => /fails its health checks/.test(l)).length, 1, 'one log line per state change');
+  } finally {
+    await g.stop();
+    await a.close();
+    await b.close();
+  }
+});
+
+test('hcmethod=WS passes against a WebSocket-only backend (404 to plain GET) and closes with a close frame; GET fails there', async () => {
+  const a = await healthBackend('a');
+  const g = await startGateway(
+    [
+      'Listen 127.0.0.1:0',
+      '<Proxy balancer://pool>',
+      `  BalancerMember ws://127.0.0.1:${a.port}/ws/ hcmethod=ws hcinterval=100ms`,
+      `  BalancerMember ws://127.0.0.1:${a.port}/plain/ hcmethod=GET hcinterval=100ms`,
+      '</Proxy>',
+      'ProxyPass / balancer://pool/',
+    ].join('\n'),
+  );
+  try {
+    await eventually(() => a.closeCodes.length >= 3, 10_000, 'three WS checks to finish');
+    assert.ok(a.closeCodes.every((c) => c === 1000), `close codes ${a.closeCodes.join(',')}`);
+    assert.ok(a.checks.some((r) => r.url === '/ws/' && r.headers.upgrade === 'websocket'));
+    const failed = await g.waitForLog(/fails its health checks/);
+    assert.match(failed, /\/plain\//);
+    assert.match(failed, /status 404/);
+    assert.ok(!g.logs.some((l) => /fails its health checks/.test(l) && /\/ws\//.test(l)), 'the WS check passed');
+    for (let i = 0; i < 3; i++) await tunnelOnce(g);
+    assert.equal(a.tunnels, 3);
+  } finally {
+    await g.stop();
+    await a.close();
+  }
+});
+
+test('hcmethod=TCP detects a closed port', async () => {
+  const raw = await startRawBackend((s) => s.end());
+  let accepted = 0;
+  raw.server.on('connection', () => accepted++);
+  const g = await startGateway(
+    [
+      'Listen 127.0.0.1:0',
+      '<Proxy balancer://pool>',
+      `  BalancerMember ws://127.0.0.1:${raw.port}/ hcmethod=TCP hcinterval=100ms hcfails=2`,
+      '</Proxy>',
+      'ProxyPass / balancer://pool/',
+    ].join('\n'),
+  );
+  try {
+    await eventually(() => accepted >= 3, 10_000, 'three TCP checks');
+    assert.ok(!g.logs.some((l) => /fails its health checks/.test(l)));
+    await raw.close();
+    const failed = await g.waitForLog(/fails its health checks/);
+    assert.match(failed, /ECONNREFUSED/);
+  } finally {
+    await g.stop();
+  }
+});
+
+test('checks of one member never overlap, even when the backend answers slower than hcinterval', async () => {
+  let open = 0;
+  let most = 0;
+  let seen = 0;
+  const raw = await startRawBackend((s) => {
+    open++;
+    seen++;
+    most = Math.max(most, open);
+    s.on('close', () => open--);
+    s.once('data', () => {
+      const t = setTimeout(() => s.end('HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n'), 300);
+      s.once('close', () => clearTimeout(t));
+    });
+  });
+  const g = await startGateway(
+    [
+      'Listen 127.0.0.1:0',
+      '<Proxy balancer://pool>',
+      `  BalancerMember ws://127.0.0.1:${raw.port}/ hcmethod=HEAD11 hcinterval=100ms timeout=10`,
+      '</Proxy>',
+      'ProxyPass / balancer://pool/',
+    ].join('\n'),
+  );
+  try {
+    await eventually(() => seen >= 4, 15_000, 'four checks');
+    assert.equal(most, 1, 'at most one check connection at a time');
+    assert.ok(!g.logs.some((l) => /fails its health checks/.test(l)));
+  } finally {
+    await g.stop();
+    await raw.close();
+  }
+});
