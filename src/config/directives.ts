@@ -279,6 +279,9 @@ function serverSpecs(): DirectiveSpec[] {
     refused('RewriteRule', 'mod_rewrite rules are not supported yet'),
     refused('RewriteCond', 'mod_rewrite rules are not supported yet'),
     refused('RewriteMap', 'mod_rewrite rules are not supported yet'),
+    refused('ProxyHCExpr', 'health-check expressions are not supported: a check passes on a 2xx or 3xx status'),
+    refused('ProxyHCTemplate', 'health-check templates are not supported: put the hc* keys on each BalancerMember'),
+    refused('ProxyHCTPsize', 'not supported: wsgate needs no thread pool for health checks'),
     ...tlsSpecs(),
     ...IGNORED_NAMES.map((name) => ignored(name)),
   ];

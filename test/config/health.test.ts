@@ -41,6 +41,12 @@ test('bad hc* values are errors at their line', () => {
   expectError(member('hctemplate=t'), { line: 3, message: /hctemplate= is not supported/ });
 });
 
+test('ProxyHCExpr, ProxyHCTemplate and ProxyHCTPsize are refused at their line', () => {
+  expectError({ 'wsgate.conf': lines(L, 'ProxyHCExpr ok {%{REQUEST_STATUS} =~ /^[234]/}') }, { line: 2, message: /health-check expressions are not supported/ });
+  expectError({ 'wsgate.conf': lines(L, '', 'ProxyHCTemplate t hcmethod=GET') }, { line: 3, message: /health-check templates are not supported/ });
+  expectError({ 'wsgate.conf': lines(L, 'ProxyHCTPsize 4') }, { line: 2, message: /not supported: wsgate needs no thread pool/ });
+});
+
 test('hc* keys on a plain ProxyPass say they belong on a BalancerMember', () => {
   expectError({ 'wsgate.conf': lines(L, 'ProxyPass / ws://127.0.0.1:9001/ hcmethod=GET') }, { line: 2, message: /hcmethod= is only valid on a BalancerMember line/ });
 });

@@ -130,15 +130,19 @@ test('hcmethod=WS passes against a WebSocket-only backend (404 to plain GET) and
   }
 });
 
-test('hcmethod=TCP detects a closed port', async () => {
+test('hcmethod=TCP detects a closed port; a stopped member is not checked', async () => {
   const raw = await startRawBackend((s) => s.end());
   let accepted = 0;
   raw.server.on('connection', () => accepted++);
+  const stopped = await startRawBackend((s) => s.end());
+  let stoppedAccepted = 0;
+  stopped.server.on('connection', () => stoppedAccepted++);
   const g = await startGateway(
     [
       'Listen 127.0.0.1:0',
       '<Proxy balancer://pool>',
       `  BalancerMember ws://127.0.0.1:${raw.port}/ hcmethod=TCP hcinterval=100ms hcfails=2`,
+      `  BalancerMember ws://127.0.0.1:${stopped.port}/ hcmethod=TCP hcinterval=100ms status=+S`,
       '</Proxy>',
       'ProxyPass / balancer://pool/',
     ].join('\n'),
@@ -146,11 +150,13 @@ test('hcmethod=TCP detects a closed port', async () => {
   try {
     await eventually(() => accepted >= 3, 10_000, 'three TCP checks');
     assert.ok(!g.logs.some((l) => /fails its health checks/.test(l)));
+    assert.equal(stoppedAccepted, 0, 'the stopped member was not checked');
     await raw.close();
     const failed = await g.waitForLog(/fails its health checks/);
     assert.match(failed, /ECONNREFUSED/);
   } finally {
     await g.stop();
+    await stopped.close();
   }
 });
 

@@ -46,7 +46,8 @@ export class HealthChecker {
         const b = route.balancer?.balancer;
         if (b === undefined) continue;
         for (const member of b.members) {
-          if (member.health !== undefined && !wanted.has(member.key)) wanted.set(member.key, { balancer: b, member, health: member.health });
+          // As Apache, stopped members are not checked.
+          if (member.health !== undefined && !member.status.stopped && !wanted.has(member.key)) wanted.set(member.key, { balancer: b, member, health: member.health });
         }
       }
     }
@@ -167,19 +168,21 @@ function converse(s: net.Socket, check: Check, finish: (why: string | undefined)
   const { member, health } = check;
   const origin = member.backend.origin;
   const path = checkPath(member, health.uri);
+  // As Apache: always host:port.
+  const host = `${origin.host.includes(':') ? `[${origin.host}]` : origin.host}:${origin.port}`;
   let key = '';
   let head: string;
   if (health.method === 'WS') {
     key = randomBytes(16).toString('base64');
     head =
-      `GET ${path} HTTP/1.1\r\nHost: ${origin.hostHeader}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
       `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
   } else {
     const http11 = health.method.endsWith('11');
     const method = http11 ? health.method.slice(0, -2) : health.method;
     head = http11
-      ? `${method} ${path} HTTP/1.1\r\nHost: ${origin.hostHeader}\r\nConnection: close\r\n\r\n`
-      : `${method} ${path} HTTP/1.0\r\nHost: ${origin.hostHeader}\r\n\r\n`;
+      ? `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`
+      : `${method} ${path} HTTP/1.0\r\nHost: ${host}\r\n\r\n`;
   }
   const timeoutMs = member.backend.responseTimeoutMs;
   if (timeoutMs > 0) {
