@@ -5,9 +5,11 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type * as net from 'node:net';
 import { test } from 'node:test';
 import { WebSocketServer } from 'ws';
+import { makeCerts } from '../helpers/certs';
 import { closeWs, echo, eventually, openWs, startGateway, startRawBackend, type RunningGateway } from '../helpers/harness';
 
 /** A ws echo backend with a /health endpoint that answers 200 or 503 (plain GETs elsewhere get 404); upgrades to …/chat count as tunnels, others as checks. */
@@ -190,5 +192,54 @@ test('checks of one member never overlap, even when the backend answers slower t
   } finally {
     await g.stop();
     await raw.close();
+  }
+});
+
+test('wss:// members are checked over TLS: WS passes with a trusted certificate, fails with an untrusted one', async () => {
+  const certs = makeCerts();
+  const good = certs.issue('hc-good', ['127.0.0.1']);
+  const rogue = certs.issue('hc-rogue', ['127.0.0.1'], { rogue: true });
+  const upgrades: string[] = [];
+  const servers = [good, rogue].map((c, i) => {
+    const server = https.createServer({ cert: c.certPem, key: c.keyPem }, (_req, res) => res.writeHead(404).end());
+    server.on('tlsClientError', () => {});
+    server.on('error', () => {});
+    const wss = new WebSocketServer({ server });
+    wss.on('connection', (ws, req) => {
+      upgrades.push(`${i}:${req.url}`);
+      ws.on('error', () => {});
+    });
+    server.listen(0, '127.0.0.1');
+    return { server, wss };
+  });
+  await Promise.all(servers.map((x) => once(x.server, 'listening')));
+  const [gp, rp] = servers.map((x) => (x.server.address() as net.AddressInfo).port);
+  const g = await startGateway(
+    [
+      'Listen 127.0.0.1:0',
+      'SSLProxyEngine on',
+      `SSLProxyCACertificateFile "${certs.ca.cert}"`,
+      '<Proxy balancer://pool>',
+      `  BalancerMember wss://127.0.0.1:${gp}/good/ hcmethod=WS hcinterval=100ms`,
+      `  BalancerMember wss://127.0.0.1:${rp}/rogue/ hcmethod=WS hcinterval=100ms`,
+      '</Proxy>',
+      'ProxyPass / balancer://pool/',
+    ].join('\n'),
+  );
+  try {
+    const failed = await g.waitForLog(/fails its health checks/);
+    assert.match(failed, /\/rogue\//);
+    assert.match(failed, /TLS handshake with the backend failed/);
+    await eventually(() => upgrades.filter((u) => u === '0:/good/').length >= 3, 10_000, 'three WS checks over TLS');
+    assert.ok(!upgrades.some((u) => u.startsWith('1:')), 'no handshake reached the untrusted backend');
+    assert.ok(!g.logs.some((l) => /fails its health checks/.test(l) && /\/good\//.test(l)));
+  } finally {
+    await g.stop();
+    for (const { server, wss } of servers) {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   }
 });

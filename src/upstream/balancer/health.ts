@@ -133,26 +133,28 @@ export function checkPath(member: BalancerMember, uri: string): string {
   return base.endsWith('/') && uri.startsWith('/') ? base + uri.slice(1) : base + uri;
 }
 
-/** Runs one check of `check.member`; `done` gets undefined for a pass, else why it failed. Called once. */
+/**
+ * Runs one check of `check.member`; `done` gets undefined for a pass, else why it failed. Called
+ * once, when the check's socket has closed (so the next check cannot overlap this one).
+ */
 function probe(check: Check, done: (why: string | undefined) => void): void {
   const { member, health } = check;
   const backend = member.backend;
-  let finished = false;
+  let decided = false;
+  let verdict: string | undefined;
   const finish = (why: string | undefined): void => {
-    if (finished) return;
-    finished = true;
-    done(why);
+    if (decided) return;
+    decided = true;
+    verdict = why;
   };
   const socket = connectOrigin(backend.origin, backend.connectTimeoutMs, false, (err, s) => {
     if (err !== undefined) {
-      check.socket = undefined;
       finish(`connect: ${err.message}`);
       return;
     }
     if (health.method === 'TCP') {
-      s.destroy();
-      check.socket = undefined;
       finish(undefined);
+      s.destroy();
       return;
     }
     converse(s, check, finish);
@@ -161,6 +163,7 @@ function probe(check: Check, done: (why: string | undefined) => void): void {
   socket.on('close', () => {
     if (check.socket === socket) check.socket = undefined;
     finish('connection closed before an answer');
+    done(verdict);
   });
 }
 
