@@ -195,6 +195,26 @@ test('checks of one member never overlap, even when the backend answers slower t
   }
 });
 
+test('a check is bounded by the member timeout= when the backend never answers', async () => {
+  const raw = await startRawBackend(() => {});
+  const g = await startGateway(
+    [
+      'Listen 127.0.0.1:0',
+      '<Proxy balancer://pool>',
+      `  BalancerMember ws://127.0.0.1:${raw.port}/ hcmethod=OPTIONS hcinterval=100ms timeout=200ms`,
+      '</Proxy>',
+      'ProxyPass / balancer://pool/',
+    ].join('\n'),
+  );
+  try {
+    const failed = await g.waitForLog(/fails its health checks/);
+    assert.match(failed, /no answer within 200 ms/);
+  } finally {
+    await g.stop();
+    await raw.close();
+  }
+});
+
 test('wss:// members are checked over TLS: WS passes with a trusted certificate, fails with an untrusted one', async () => {
   const certs = makeCerts();
   const good = certs.issue('hc-good', ['127.0.0.1']);

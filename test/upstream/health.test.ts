@@ -4,7 +4,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Balancer, BalancerMember } from '../../src/config/model';
 import { elect, electRoute, retryAfter } from '../../src/upstream/balancer/elect';
-import { checkPath } from '../../src/upstream/balancer/health';
+import { loadConfigText } from '../../src/config/load';
+import { checkPath, HealthChecker } from '../../src/upstream/balancer/health';
+import { deadPort } from '../helpers/edges';
+import { eventually } from '../helpers/harness';
 import { BalancerRegistry } from '../../src/upstream/balancer/state';
 
 function member(name: string, path = '/', route?: string): BalancerMember {
@@ -85,4 +88,28 @@ test('hcuri is appended to the member path without doubling the "/"', () => {
   assert.equal(checkPath(member('A', '/app/'), 'health'), '/app/health');
   assert.equal(checkPath(member('A', '/'), ''), '/');
   assert.equal(checkPath(member('A', '/x'), '?ping=1'), '/x?ping=1');
+});
+
+test('HealthChecker.sync keeps checks by member key across configs; a member that loses hcmethod is cleared', async () => {
+  const port = await deadPort();
+  const conf = (params: string) =>
+    loadConfigText(
+      ['Listen 0', '<Proxy balancer://pool>', `  BalancerMember ws://127.0.0.1:${port}/ ${params}`, '</Proxy>', 'ProxyPass / balancer://pool/'].join('\n'),
+      '/tmp/wsgate-hc.conf',
+    );
+  const c1 = conf('hcmethod=TCP hcinterval=50ms');
+  const m = c1.mainServer.routes[0]?.balancer?.balancer.members[0];
+  assert.ok(m);
+  const reg = new BalancerRegistry();
+  const checker = new HealthChecker(reg);
+  try {
+    checker.sync(c1);
+    await eventually(() => reg.state(m, Date.now()).hcFailed, 5000, 'the dead member to fail its checks');
+    checker.sync(conf('hcmethod=TCP hcinterval=50ms hcpasses=3'));
+    assert.equal(reg.state(m, Date.now()).hcFailed, true, 'a reload with the member still checked keeps its mark');
+    checker.sync(conf(''));
+    assert.equal(reg.state(m, Date.now()).hcFailed, false, 'no check left to clear it: cleared now');
+  } finally {
+    checker.stop();
+  }
 });
