@@ -215,6 +215,26 @@ test('a check is bounded by the member timeout= when the backend never answers',
   }
 });
 
+test('a backend that closes without answering fails the check at once, not at timeout=', async () => {
+  const raw = await startRawBackend((s) => s.once('data', () => s.end()));
+  const g = await startGateway(
+    [
+      'Listen 127.0.0.1:0',
+      '<Proxy balancer://pool>',
+      `  BalancerMember ws://127.0.0.1:${raw.port}/ hcmethod=GET11 hcinterval=100ms timeout=60`,
+      '</Proxy>',
+      'ProxyPass / balancer://pool/',
+    ].join('\n'),
+  );
+  try {
+    const failed = await g.waitForLog(/fails its health checks/);
+    assert.match(failed, /connection closed before an answer/);
+  } finally {
+    await g.stop();
+    await raw.close();
+  }
+});
+
 test('wss:// members are checked over TLS: WS passes with a trusted certificate, fails with an untrusted one', async () => {
   const certs = makeCerts();
   const good = certs.issue('hc-good', ['127.0.0.1']);

@@ -238,5 +238,10 @@ function converse(s: net.Socket, check: Check, finish: (why: string | undefined)
     s.once('close', () => clearTimeout(t));
   };
   s.on('data', onData);
+  // The socket is half-open capable (connectOrigin): the backend's FIN ends the check at once.
+  s.once('end', () => {
+    finish('connection closed before an answer');
+    s.destroy();
+  });
   s.write(head);
 }
