@@ -60,8 +60,6 @@ export class Tunnel {
   closeDetail: string | undefined;
   endedAt = 0;
 
-  /** True while the native engine moves this tunnel's bytes (its sockets were handed over). */
-  native = false;
   /** The tunnel was handed to the native engine (stays true after it ended). */
   usedNative = false;
   /** Set by every chunk, cleared by every idle tick: cheaper than re-arming a timer per chunk. */
@@ -83,6 +81,11 @@ export class Tunnel {
     readonly backend: Socket,
     private readonly options: TunnelOptions,
   ) {}
+
+  /** True while the native engine moves this tunnel's bytes (its sockets were handed over). */
+  get native(): boolean {
+    return this.usedNative && !this.finished;
+  }
 
   /**
    * Starts moving bytes. `clientEarly` are bytes the client sent after its request head (they go
@@ -201,7 +204,6 @@ export class Tunnel {
       this.finish();
       return true;
     }
-    this.native = true;
     this.usedNative = true;
     live.set(this.id, this);
     return true;
@@ -312,7 +314,6 @@ export class Tunnel {
 
   private finish(): void {
     if (this.finished) return;
-    this.native = false;
     this.finished = true;
     this.clearIdle();
     this.endedAt = Date.now();
