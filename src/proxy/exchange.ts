@@ -3,7 +3,7 @@
 // to a Tunnel. Every failure before the answer maps to one status (REFERENCE §4) and one log line.
 
 import type { Socket } from 'node:net';
-import type { Backend, Route, VirtualHost } from '../config/model';
+import type { VirtualHost } from '../config/model';
 import { BodyError, BodyFramer, Framing, requestFraming, responseFraming } from '../http/body';
 import {
   buildBackendRequest,
@@ -13,9 +13,9 @@ import {
 } from '../http/forward';
 import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
 import type { RouteResult } from '../routing/router';
-import { BalancerSession } from '../upstream/balancer/session';
-import { BackendTlsError, connectOrigin, type OriginState } from '../upstream/origins';
+import { BackendTlsError, connectOrigin } from '../upstream/origins';
 import type { GatewayContext } from './context';
+import { Upstream } from './upstream';
 
 /** The client side of an exchange: the HTTP/1.1 connection that sent the request. */
 export interface ExchangeOwner {
@@ -52,13 +52,8 @@ export class Exchange {
   private interim = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly upgradeValue: string | undefined;
-  // For a balancer route these three are set when a member is elected (start, failover).
-  private backend!: Backend;
-  private readonly route: Route;
-  private path!: string;
-  private state!: OriginState;
-  private readonly lb: BalancerSession | undefined;
-  private counted = false;
+  /** The backend (or balancer member) and the request's slot in its counters. */
+  private readonly up: Upstream;
   private clientEnded = false;
   /** Whether the client connection and the backend connection may serve another request. */
   private keepClient = false;
@@ -72,16 +67,8 @@ export class Exchange {
     decision: Exclude<RouteResult, { kind: 'local' }>,
     rest: Buffer | undefined,
   ) {
-    this.route = decision.route;
     this.upgradeValue = decision.mode === 'upgrade' ? decision.upgradeValue : undefined;
-    if (decision.kind === 'balance') {
-      this.lb = new BalancerSession(ctx.balancers, decision.balancer, decision.path, this.upgradeValue, req.headers);
-    } else {
-      this.lb = undefined;
-      this.backend = decision.backend;
-      this.path = decision.path;
-      this.state = ctx.origins.get(decision.backend.origin);
-    }
+    this.up = new Upstream(ctx, decision, this.upgradeValue, req.headers);
     this.reqFramer = requestFraming(req.chunked, req.contentLength);
     this.pending = rest !== undefined && rest.length > 0 ? rest : undefined;
   }
@@ -91,17 +78,14 @@ export class Exchange {
   }
 
   start(): void {
-    if (this.lb !== undefined && !this.elect()) return;
-    const counters = this.state.counters;
-    if (this.backend.max > 0 && counters.openTunnels + counters.inFlight >= this.backend.max) {
-      this.fail(503, `max=${this.backend.max} connections reached`);
+    const refused = this.up.begin();
+    if (refused !== undefined) {
+      this.fail(refused.status, refused.reason, refused.retryAfterS);
       return;
     }
-    counters.inFlight++;
-    this.counted = true;
     this.owner.socket.pause();
     if (!this.isUpgrade) {
-      const idle = this.state.takeIdle();
+      const idle = this.up.state.takeIdle();
       if (idle !== undefined) {
         this.reused = true;
         this.attachBackend(idle);
@@ -111,51 +95,22 @@ export class Exchange {
     this.connect();
   }
 
-  /** Takes the next member of the balancer; false when none can (the client got its 503). */
-  private elect(): boolean {
-    const e = this.lb!.next();
-    if ('reason' in e) {
-      this.fail(503, e.reason, e.retryAfterS);
-      return false;
-    }
-    const prev = this.counted ? this.state : undefined;
-    this.backend = e.member.backend;
-    this.path = e.path;
-    this.state = this.ctx.origins.get(e.member.backend.origin);
-    if (prev !== undefined && prev !== this.state) {
-      // Failover: the request in flight moves to the new member's origin.
-      prev.counters.inFlight--;
-      this.state.counters.inFlight++;
-    }
-    return true;
-  }
-
-  /** A balancer member could not be reached: try another one (maxattempts), else answer 503. */
-  private failover(reason: string): void {
-    const next = this.lb!.failed(reason);
-    if (!next.again) {
-      this.fail(503, reason, next.retryAfterS);
-      return;
-    }
-    this.ctx.log.info('balancer failover', { balancer: this.lb!.balancer.url, from: this.backend.url, reason });
-    if (this.elect()) this.connect();
-  }
-
   private connect(): void {
-    const b = this.backend;
+    const b = this.up.backend;
     connectOrigin(b.origin, b.connectTimeoutMs, b.keepalive, (err, socket) => {
       if (this.phase === Phase.Done) {
         socket.destroy();
         return;
       }
       if (err !== undefined) {
-        this.state.counters.failures++;
-        if (err instanceof BackendTlsError) this.fail(502, err.message);
-        else {
-          const reason = `backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim();
-          if (this.lb !== undefined) this.failover(reason);
-          else this.fail(503, reason);
+        if (err instanceof BackendTlsError) {
+          this.up.state.counters.failures++;
+          this.fail(502, err.message);
+          return;
         }
+        const refused = this.up.connectFailed(`backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim());
+        if (refused !== undefined) this.fail(refused.status, refused.reason, refused.retryAfterS);
+        else this.connect();
         return;
       }
       this.attachBackend(socket);
@@ -176,8 +131,8 @@ export class Exchange {
     const settings = this.vhost.settings;
     const head = buildBackendRequest(this.req, {
       method: this.req.method,
-      path: this.path,
-      host: settings.preserveHost ? (this.req.host ?? this.ctx.serverName(this.vhost)) : this.backend.origin.hostHeader,
+      path: this.up.path,
+      host: settings.preserveHost ? (this.req.host ?? this.ctx.serverName(this.vhost)) : this.up.backend.origin.hostHeader,
       forwardedFor: settings.addHeaders ? this.owner.clientIp : undefined,
       forwardedServer: this.ctx.serverName(this.vhost),
       upgrade: this.upgradeValue,
@@ -185,7 +140,7 @@ export class Exchange {
     });
     socket.write(head);
     this.phase = Phase.AwaitingHead;
-    this.timer = setTimeout(onResponseTimeout, this.backend.responseTimeoutMs, this);
+    this.timer = setTimeout(onResponseTimeout, this.up.backend.responseTimeoutMs, this);
     const pending = this.pending;
     this.pending = undefined;
     if (pending !== undefined) this.onClientData(pending);
@@ -304,13 +259,13 @@ export class Exchange {
     }
     const client = this.owner.socket;
     const backend = this.backendSocket!;
-    const onTunnelClosed = this.lb?.tunnel();
+    const onTunnelClosed = this.up.tunnel();
     this.finish();
     this.owner.detach();
     releaseBackend(backend);
     backend.pause();
     client.write(buildSwitchingResponse(res));
-    this.ctx.startTunnel(client, backend, this.vhost, this.route, this.backend, this.state, this.extra, rest, onTunnelClosed);
+    this.ctx.startTunnel(client, backend, this.vhost, this.up.route, this.up.backend, this.up.state, this.extra, rest, onTunnelClosed);
   }
 
   private onFinalResponse(res: ResponseHead, rest: Buffer | undefined): void {
@@ -356,7 +311,7 @@ export class Exchange {
     const reusable = this.keepBackend && trailing === undefined && this.reqFramer.done;
     this.finish();
     releaseBackend(backend);
-    if (reusable) this.state.release(backend);
+    if (reusable) this.up.state.release(backend);
     else backend.destroy();
     this.owner.exchangeDone(this.keepClient, this.extra);
   }
@@ -409,12 +364,12 @@ export class Exchange {
   onResponseTimeout(): void {
     this.timer = undefined;
     if (this.phase !== Phase.AwaitingHead) return;
-    this.state.counters.failures++;
-    this.fail(504, `no answer from backend within ${this.backend.responseTimeoutMs} ms`);
+    this.up.state.counters.failures++;
+    this.fail(504, `no answer from backend within ${this.up.backend.responseTimeoutMs} ms`);
   }
 
   private allows(value: string): boolean {
-    const p = this.backend.upgrade;
+    const p = this.up.backend.upgrade;
     if (p.kind !== 'tokens') return true;
     return p.tokens.includes(value.toLowerCase());
   }
@@ -422,16 +377,7 @@ export class Exchange {
   /** Answers the client with an error status (nothing was sent yet) and ends the exchange. */
   private fail(status: number, reason: string, retryAfterS?: number): void {
     if (this.phase === Phase.Done) return;
-    this.ctx.log.warn('proxy request failed', {
-      status,
-      reason,
-      client: this.owner.clientIp,
-      method: this.req.method,
-      path: this.req.target,
-      // No member elected yet: the balancer.
-      backend: this.backend?.url ?? this.lb?.balancer.url,
-      route: `${this.route.source.file}:${this.route.source.line}`,
-    });
+    this.up.logFailure(status, reason, this.owner.clientIp, this.req);
     this.finish();
     if (this.backendSocket !== undefined) {
       releaseBackend(this.backendSocket);
@@ -454,7 +400,7 @@ export class Exchange {
       client: this.owner.clientIp,
       method: this.req.method,
       path: this.req.target,
-      backend: this.backend.url,
+      backend: this.up.backend.url,
     });
     this.finish();
     this.backendSocket?.destroy();
@@ -466,12 +412,7 @@ export class Exchange {
     this.phase = Phase.Done;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.counted) {
-      this.state.counters.inFlight--;
-      this.state.counters.requests++;
-      this.counted = false;
-    }
-    this.lb?.done();
+    this.up.finish();
   }
 }
 
