@@ -32,10 +32,10 @@ export function ensureBalancer(server: ServerDraft, name: string, where: SourceR
   return b;
 }
 
-const METHODS: readonly LbMethod[] = ['byrequests', 'bytraffic', 'bybusyness'];
+/** Bound of the balancer `timeout=` wait: a request parked longer than this is better answered 503. */
+const MAX_BALANCER_WAIT_MS = 300_000;
 
-/** Accepted and stored, but their behaviour is a later step of the balancing issue. */
-const NOT_YET = new Set(['failonstatus', 'timeout']);
+const METHODS: readonly LbMethod[] = ['byrequests', 'bytraffic', 'bybusyness'];
 
 /** Member keys, to say where they belong when written on a balancer. */
 const MEMBER_KEYS = new Set(['loadfactor', 'lbset', 'route', 'redirect', 'status']);
@@ -46,9 +46,6 @@ export function applyBalancerParam(params: BalancerParams, word: string, directi
   if (eq <= 0) throw ConfigError.at(where, `${directive}: bad parameter "${word}": expected key=value`);
   const key = word.slice(0, eq).toLowerCase();
   const value = word.slice(eq + 1);
-  if (NOT_YET.has(key)) {
-    notices.once(`balancer-not-yet:${key}`, where, `${directive} ${key}= is accepted but not implemented yet: it has no effect`);
-  }
   switch (key) {
     case 'lbmethod': {
       const v = value.toLowerCase();
@@ -91,8 +88,13 @@ export function applyBalancerParam(params: BalancerParams, word: string, directi
     }
     case 'timeout':
       params.timeoutMs = parseDuration(value, `${directive} timeout=`, where, true);
+      if (params.timeoutMs > MAX_BALANCER_WAIT_MS) {
+        throw ConfigError.at(where, `${directive} timeout= is how long a request waits for a free member: at most ${MAX_BALANCER_WAIT_MS / 1000} s, got "${value}"`);
+      }
       return;
     case 'failontimeout':
+      params.failOnTimeout = parseOnOff(value, `${directive} failontimeout=`, where);
+      return;
     case 'scolonpathdelim':
       throw ConfigError.at(where, `${directive} ${key}= is not supported yet`);
     case 'growth':
@@ -117,6 +119,7 @@ const STATUS_FLAGS: Record<string, keyof MemberStatus> = {
   N: 'drain',
   I: 'ignoreErrors',
   E: 'inError',
+  R: 'spare',
 };
 
 /**
@@ -156,7 +159,7 @@ export function applyMemberParam(params: MemberParams, word: string, where: Sour
         else {
           const flag = STATUS_FLAGS[c.toUpperCase()];
           if (flag === undefined) {
-            const why = c.toUpperCase() === 'R' ? 'hot spares (R) are not supported yet; use H' : c.toUpperCase() === 'C' ? 'C is set by health checks only' : 'known flags: D S H N I E';
+            const why = c.toUpperCase() === 'C' ? 'C is set by health checks only' : 'known flags: D S H R N I E';
             throw ConfigError.at(where, `BalancerMember status=${value}: flag "${c}": ${why}`);
           }
           status[flag] = set;
@@ -251,6 +254,7 @@ function assembleBalancer(draft: BalancerDraft, lineParams: BalancerParams, memb
         drain: s.drain ?? false,
         ignoreErrors: s.ignoreErrors ?? false,
         inError: s.inError ?? false,
+        spare: s.spare ?? false,
       },
       ...(m.member.health?.method !== undefined
         ? {
@@ -277,6 +281,7 @@ function assembleBalancer(draft: BalancerDraft, lineParams: BalancerParams, memb
     ...(p.stickySession !== undefined ? { stickySession: p.stickySession } : {}),
     ...(p.stickySessionSep !== null ? { stickySessionSep: p.stickySessionSep ?? '.' } : {}),
     failOnStatus: p.failOnStatus ?? [],
+    failOnTimeout: p.failOnTimeout ?? false,
     timeoutMs: p.timeoutMs ?? 0,
     source: draft.source,
   };

@@ -34,6 +34,7 @@ import {
 } from './model';
 import type { ConfigNode, ParseResult } from './parser';
 import { balancerRoute } from './balancer';
+import { assembleRewrite, effectiveRules, noteDanglingConditions } from './rewrite';
 import { checkHttpsListens, DEFAULT_BACKEND_TLS_PROFILE, FileCache, resolveBackendTls, resolveFrontTls } from './tls';
 
 function checkPlace(
@@ -210,6 +211,10 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
   const mainRoutes = [...main.locationRoutes, ...main.serverRoutes].map((r) =>
     asm.route(r, mainSettings, main.proxySets, mainBackendTls, (name) => main.balancers.get(name)),
   );
+  noteDanglingConditions(main.rewrite, notices);
+  const mainRewrite = assembleRewrite(effectiveRules(main.rewrite, undefined), (r) =>
+    asm.route(r, mainSettings, main.proxySets, mainBackendTls, (name) => main.balancers.get(name)),
+  );
   const mainServer: VirtualHost = {
     addresses: [],
     ...(main.serverName !== undefined ? { serverName: main.serverName } : {}),
@@ -217,6 +222,8 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     routes: mainRoutes,
     settings: mainSettings,
     ...(mainFrontTls !== undefined ? { tls: mainFrontTls } : {}),
+    ...(mainRewrite !== undefined ? { rewrite: mainRewrite } : {}),
+    ...(main.headerRules.length > 0 ? { headerRules: main.headerRules } : {}),
     source: main.source,
   };
 
@@ -237,15 +244,18 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
         notices.add(vh.source, `<VirtualHost> port ${a.port} matches no Listen directive: nothing will reach this address`);
       }
     }
+    const balancers = (name: string) => vh.balancers.get(name) ?? main.balancers.get(name);
+    noteDanglingConditions(vh.rewrite, notices);
+    const rewrite = assembleRewrite(effectiveRules(vh.rewrite, main.rewrite), (r) => asm.route(r, settings, sets, backendTls, balancers));
     return {
       addresses: vh.addresses,
       ...(vh.serverName !== undefined ? { serverName: vh.serverName } : {}),
       serverAliases: vh.serverAliases,
-      routes: drafts.map((r) =>
-        asm.route(r, settings, sets, backendTls, (name) => vh.balancers.get(name) ?? main.balancers.get(name)),
-      ),
+      routes: drafts.map((r) => asm.route(r, settings, sets, backendTls, balancers)),
       settings,
       ...(frontTls !== undefined ? { tls: frontTls } : {}),
+      ...(rewrite !== undefined ? { rewrite } : {}),
+      ...(main.headerRules.length + vh.headerRules.length > 0 ? { headerRules: [...main.headerRules, ...vh.headerRules] } : {}),
       source: vh.source,
     };
   });

@@ -25,6 +25,8 @@ import {
   parseVhostAddress,
 } from './values';
 import { applyBalancerParam, applyMemberParam, ensureBalancer, openBalancerSection, parseBalancerUrl } from './balancer';
+import { headerDirective } from './headers';
+import { rewriteCond, rewriteEngine, rewriteOptions, rewriteRule } from './rewrite';
 import { applyWorkerParam, isBalancerUrl, parseProxyPass, parseTarget, proxyUrlMatcher } from './worker';
 
 export interface DirectiveSpec {
@@ -134,9 +136,9 @@ const IGNORED_NAMES = [
   'Require', 'Order', 'Allow', 'Deny', 'Satisfy', 'AuthType', 'AuthName', 'AuthUserFile', 'AuthGroupFile',
   'AuthBasicProvider',
   // headers, env, misc modules
-  'Header', 'RequestHeader', 'SetEnv', 'UnsetEnv', 'PassEnv', 'SetEnvIf', 'SetEnvIfNoCase', 'BrowserMatch',
+  'RequestHeader', 'SetEnv', 'UnsetEnv', 'PassEnv', 'SetEnvIf', 'SetEnvIfNoCase', 'BrowserMatch',
   'BrowserMatchNoCase', 'ExtendedStatus', 'ExpiresActive', 'ExpiresDefault', 'ExpiresByType',
-  'DeflateCompressionLevel', 'RewriteEngine', 'RewriteOptions', 'RewriteBase',
+  'DeflateCompressionLevel',
   // mod_proxy tuning and status pages that change nothing observable here
   'ProxyStatus', 'ProxyIOBufferSize', 'ProxyReceiveBufferSize',
 ];
@@ -276,9 +278,14 @@ function serverSpecs(): DirectiveSpec[] {
       maxArgs: Infinity,
       handle: balancerMember,
     },
-    refused('RewriteRule', 'mod_rewrite rules are not supported yet'),
-    refused('RewriteCond', 'mod_rewrite rules are not supported yet'),
-    refused('RewriteMap', 'mod_rewrite rules are not supported yet'),
+    // mod_rewrite's proxying subset and mod_headers' Header (rewrite.ts, headers.ts check their own contexts).
+    { name: 'RewriteEngine', contexts: 'any', minArgs: 1, maxArgs: 1, handle: rewriteEngine },
+    { name: 'RewriteOptions', contexts: 'any', minArgs: 1, maxArgs: Infinity, handle: rewriteOptions },
+    { name: 'RewriteCond', contexts: 'any', minArgs: 2, maxArgs: 3, handle: rewriteCond },
+    { name: 'RewriteRule', contexts: 'any', minArgs: 2, maxArgs: 3, handle: rewriteRule },
+    refused('RewriteMap', 'rewrite maps are not supported (wsgate supports RewriteCond and RewriteRule [P])'),
+    refused('RewriteBase', 'per-directory rewriting is not supported (wsgate supports RewriteRule [P] at the top level or in a <VirtualHost>)'),
+    { name: 'Header', contexts: 'any', minArgs: 2, maxArgs: 5, handle: headerDirective },
     refused('ProxyHCExpr', 'health-check expressions are not supported: a check passes on a 2xx or 3xx status'),
     refused('ProxyHCTemplate', 'health-check templates are not supported: put the hc* keys on each BalancerMember'),
     refused('ProxyHCTPsize', 'not supported: wsgate needs no thread pool for health checks'),

@@ -15,6 +15,8 @@ import type {
   UpgradePolicy,
   VirtualHostAddress,
 } from './model';
+import type { HeaderRule } from './headers';
+import { newRewriteDraft, type RewriteDraft } from './rewrite';
 import type { TlsDraft } from './tls';
 import type { BackendUrl } from './values';
 
@@ -63,6 +65,7 @@ export interface BalancerParams {
   stickySession?: StickySession;
   stickySessionSep?: string | null;
   failOnStatus?: number[];
+  failOnTimeout?: boolean;
   timeoutMs?: Millis;
 }
 
@@ -125,6 +128,10 @@ export interface ServerDraft {
   readonly tls: TlsDraft;
   /** `<Proxy balancer://name>` definitions of this server, by lower-cased name. */
   readonly balancers: Map<string, BalancerDraft>;
+  /** RewriteEngine/RewriteCond/RewriteRule (rewrite.ts). */
+  readonly rewrite: RewriteDraft;
+  /** `Header` lines (headers.ts), in config order. */
+  readonly headerRules: HeaderRule[];
 }
 
 export interface LocationDraft {
@@ -171,5 +178,7 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     proxySets: [],
     tls: {},
     balancers: new Map(),
+    rewrite: newRewriteDraft(),
+    headerRules: [],
   };
 }

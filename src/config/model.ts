@@ -5,6 +5,9 @@
 // reload can build a new one and swap it atomically while live tunnels keep the objects they
 // were started with.
 
+import type { HeaderRule } from './headers';
+import type { RewriteConfig } from './rewrite';
+
 /** Where a directive came from, for `file:line: message` errors and log lines. */
 export interface SourceRef {
   readonly file: string;
@@ -169,6 +172,10 @@ export interface VirtualHost {
   readonly settings: ServerSettings;
   /** Present when `SSLEngine on` applies to this server (its own or the main server's). */
   readonly tls?: FrontTls;
+  /** RewriteRule [P] rules tried before the routes (RewriteEngine On); absent when there are none. */
+  readonly rewrite?: RewriteConfig;
+  /** `Header` rules for responses: the main server's, then this server's own; absent when there are none. */
+  readonly headerRules?: readonly HeaderRule[];
   readonly source: SourceRef;
 }
 
@@ -201,6 +208,8 @@ export interface MemberStatus {
   readonly ignoreErrors: boolean;
   /** `E`: starts in error state (for `retry=` after the config is loaded). */
   readonly inError: boolean;
+  /** `R`: hot spare, stands in for an unusable normal member of its lbset (Apache 2.4.41+). */
+  readonly spare: boolean;
 }
 
 /** One `BalancerMember url [key=value…]`. */
@@ -257,8 +266,11 @@ export interface Balancer {
   readonly stickySession?: StickySession;
   /** `stickysessionsep=`: the separator before the route (default `.`); undefined for Off. */
   readonly stickySessionSep?: string;
+  /** `failonstatus=`: a final status from a member that puts it in error state (the response is still relayed). */
   readonly failOnStatus: readonly number[];
-  /** `timeout=`: wait for a usable member (stored; not implemented yet, see docs). */
+  /** `failontimeout=On`: no answer within the member's timeout puts it in error state. */
+  readonly failOnTimeout: boolean;
+  /** `timeout=`: how long a request waits for a usable member when none is (all busy at max=, or in error) before its 503; 0 = no wait. */
   readonly timeoutMs: Millis;
   readonly source: SourceRef;
 }

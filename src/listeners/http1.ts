@@ -88,7 +88,7 @@ export class ClientConnection implements ExchangeOwner {
     // The local address costs a getsockname(2): ask only when there are virtual hosts to choose from.
     const vhost =
       config.virtualHosts.length === 0 ? config.mainServer : selectVirtualHost(config, this.listen, this.socket.localAddress ?? '', req.host);
-    const decision = routeRequest(vhost, { method: req.method, target: req.target, upgrade: req.upgrade });
+    const decision = routeRequest(vhost, { method: req.method, target: req.target, upgrade: req.upgrade, headers: req.headers });
     if (decision.kind === 'local') {
       this.host.log.info('request not proxied', {
         status: decision.status,

@@ -11,11 +11,12 @@ import {
   buildInterimResponse,
   buildSwitchingResponse,
 } from '../http/forward';
+import { applyHeaderRules, relayedHead } from '../http/headers-directive';
 import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
 import type { RouteResult } from '../routing/router';
 import { BackendTlsError, connectOrigin } from '../upstream/origins';
 import type { GatewayContext } from './context';
-import { Upstream } from './upstream';
+import { Upstream, type Refusal } from './upstream';
 
 /** The client side of an exchange: the HTTP/1.1 connection that sent the request. */
 export interface ExchangeOwner {
@@ -79,10 +80,29 @@ export class Exchange {
 
   start(): void {
     const refused = this.up.begin();
-    if (refused !== undefined) {
-      this.fail(refused.status, refused.reason, refused.retryAfterS);
-      return;
-    }
+    if (refused !== undefined) this.refused(refused);
+    else this.proceed();
+  }
+
+  /** A refusal: the client's error answer, or (balancer timeout=) a wait before the election is tried again. */
+  private refused(r: Refusal): void {
+    if (r.waitMs === undefined) this.fail(r.status, r.reason, r.retryAfterS);
+    else this.timer = setTimeout(onWaitOver, r.waitMs, this);
+  }
+
+  /** @internal The balancer `timeout=` wait is over: elect again, then go on where the refusal stopped. */
+  onWaitOver(): void {
+    this.timer = undefined;
+    if (this.phase !== Phase.Connecting) return;
+    const failover = this.up.waitingInFailover;
+    const refused = this.up.again();
+    if (refused !== undefined) this.refused(refused);
+    else if (failover) this.connect();
+    else this.proceed();
+  }
+
+  /** The backend is chosen and the slot taken: reuse a pooled connection or connect. */
+  private proceed(): void {
     this.owner.socket.pause();
     if (!this.isUpgrade) {
       const idle = this.up.state.takeIdle();
@@ -109,7 +129,7 @@ export class Exchange {
           return;
         }
         const refused = this.up.connectFailed(`backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim());
-        if (refused !== undefined) this.fail(refused.status, refused.reason, refused.retryAfterS);
+        if (refused !== undefined) this.refused(refused);
         else this.connect();
         return;
       }
@@ -264,13 +284,14 @@ export class Exchange {
     this.owner.detach();
     releaseBackend(backend);
     backend.pause();
-    client.write(buildSwitchingResponse(res));
+    client.write(buildSwitchingResponse(relayedHead(this.vhost, res, this.up.env, this.req.headers)));
     this.ctx.startTunnel(client, backend, this.vhost, this.up.route, this.up.backend, this.up.state, this.extra, rest, onTunnelClosed);
   }
 
   private onFinalResponse(res: ResponseHead, rest: Buffer | undefined): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
+    this.up.answered(res.status);
     this.resFramer = responseFraming(this.req.method, res.status, res.chunked, res.contentLength);
     // After a refused upgrade the client may already have sent frames: close rather than parse them as HTTP.
     this.keepClient =
@@ -283,7 +304,7 @@ export class Exchange {
     this.keepBackend =
       !this.isUpgrade && res.versionMinor === 1 && this.resFramer.framing !== Framing.UntilClose && !res.connectionTokens.includes('close');
     const keepUpgrade = this.isUpgrade && res.upgrade !== undefined && this.allows(res.upgrade);
-    this.owner.socket.write(buildClientResponse(res, this.keepClient, keepUpgrade));
+    this.owner.socket.write(buildClientResponse(relayedHead(this.vhost, res, this.up.env, this.req.headers), this.keepClient, keepUpgrade));
     this.phase = Phase.RelayingBody;
     if (this.resFramer.done) this.completeResponse(rest);
     else if (rest !== undefined) this.relayBody(rest, 0);
@@ -364,8 +385,9 @@ export class Exchange {
   onResponseTimeout(): void {
     this.timer = undefined;
     if (this.phase !== Phase.AwaitingHead) return;
-    this.up.state.counters.failures++;
-    this.fail(504, `no answer from backend within ${this.up.backend.responseTimeoutMs} ms`);
+    const reason = `no answer from backend within ${this.up.backend.responseTimeoutMs} ms`;
+    this.up.timedOut(reason);
+    this.fail(504, reason);
   }
 
   private allows(value: string): boolean {
@@ -384,7 +406,13 @@ export class Exchange {
       this.backendSocket.destroy();
     }
     // The request body may not have been read: the connection cannot carry another request.
-    this.ctx.respondError(this.owner.socket, status, false, retryAfterS === undefined ? '' : `Retry-After: ${retryAfterS}\r\n`);
+    let fields: string[] = retryAfterS === undefined ? [] : ['Retry-After', String(retryAfterS)];
+    // `Header always` rules reach wsgate's own answers too (mod_headers' err_headers_out).
+    const rules = this.vhost.headerRules;
+    if (rules !== undefined) fields = applyHeaderRules(rules, fields, this.up.env, this.req.headers, false);
+    let extra = '';
+    for (let i = 0; i + 1 < fields.length; i += 2) extra += `${fields[i]}: ${fields[i + 1]}\r\n`;
+    this.ctx.respondError(this.owner.socket, status, false, extra);
     this.owner.exchangeDone(false, undefined);
   }
 
@@ -400,7 +428,8 @@ export class Exchange {
       client: this.owner.clientIp,
       method: this.req.method,
       path: this.req.target,
-      backend: this.up.backend.url,
+      // While waiting for a member (balancer timeout=) none is elected yet.
+      backend: this.up.backend?.url ?? this.up.lb?.balancer.url,
     });
     this.finish();
     this.backendSocket?.destroy();
@@ -418,6 +447,10 @@ export class Exchange {
 
 function onResponseTimeout(x: Exchange): void {
   x.onResponseTimeout();
+}
+
+function onWaitOver(x: Exchange): void {
+  x.onWaitOver();
 }
 
 const kExchange = Symbol('wsgate.exchange');

@@ -6,6 +6,7 @@
 import type { Backend, Route } from '../config/model';
 import type { RequestHead } from '../http/head';
 import type { RouteResult } from '../routing/router';
+import { EMPTY_ENV, type RequestEnv } from '../http/headers-directive';
 import { BalancerSession } from '../upstream/balancer/session';
 import type { OriginState } from '../upstream/origins';
 import type { GatewayContext } from './context';
@@ -15,6 +16,12 @@ export interface Refusal {
   readonly status: number;
   readonly reason: string;
   readonly retryAfterS?: number;
+  /**
+   * Set while the balancer's `timeout=` lets the request wait for a usable member: not an answer
+   * yet; call `again()` after this many ms (Apache's find_best_worker re-elects every hundredth
+   * of the timeout).
+   */
+  readonly waitMs?: number;
 }
 
 export class Upstream {
@@ -26,6 +33,10 @@ export class Upstream {
   readonly lb: BalancerSession | undefined;
   /** Whether this request holds an in-flight slot in `state.counters`. */
   private counted = false;
+  /** Balancer `timeout=`: when the wait for a usable member ends (epoch ms), once a wait began. */
+  private waitUntil = 0;
+  /** The refused election was a failover's (again() elects, without taking a new slot). */
+  private failingOver = false;
 
   constructor(
     private readonly ctx: GatewayContext,
@@ -46,6 +57,7 @@ export class Upstream {
 
   /** Elects a member (balancer) and takes an in-flight slot within `max=`; a refusal if neither can be had. */
   begin(): Refusal | undefined {
+    this.failingOver = false;
     if (this.lb !== undefined) {
       const refused = this.elect();
       if (refused !== undefined) return refused;
@@ -59,10 +71,33 @@ export class Upstream {
     return undefined;
   }
 
-  /** Takes the next member of the balancer. */
+  /** After a refusal with `waitMs`: tries the refused step again (the first election, or a failover's). */
+  again(): Refusal | undefined {
+    return this.failingOver ? this.elect() : this.begin();
+  }
+
+  /** Whether the last refusal (with `waitMs`) came from a failover: after again() succeeds, connect at once. */
+  get waitingInFailover(): boolean {
+    return this.failingOver;
+  }
+
+  /** Takes the next member of the balancer; without one, waits up to the balancer's `timeout=` for one. */
   private elect(): Refusal | undefined {
     const e = this.lb!.next();
-    if ('reason' in e) return { status: 503, reason: e.reason, retryAfterS: e.retryAfterS };
+    if ('reason' in e) {
+      const wait = this.lb!.balancer.timeoutMs;
+      const now = Date.now();
+      if (wait > 0 && this.waitUntil === 0) {
+        this.waitUntil = now + wait;
+        this.ctx.log.info('balancer wait for a usable member', { balancer: this.lb!.balancer.url, timeout_ms: wait, reason: e.reason });
+      }
+      if (now < this.waitUntil) {
+        return { status: 503, reason: e.reason, waitMs: Math.min(Math.max(wait / 100, 10), this.waitUntil - now) };
+      }
+      const reason = this.waitUntil === 0 ? e.reason : `${e.reason}, after waiting timeout=${wait} ms`;
+      return { status: 503, reason, retryAfterS: e.retryAfterS };
+    }
+    this.waitUntil = 0;
     const prev = this.counted ? this.state : undefined;
     this.backend = e.member.backend;
     this.path = e.path;
@@ -85,7 +120,26 @@ export class Upstream {
     const next = this.lb.failed(reason);
     if (!next.again) return { status: 503, reason, retryAfterS: next.retryAfterS };
     this.ctx.log.info('balancer failover', { balancer: this.lb.balancer.url, from: this.backend.url, reason });
+    this.failingOver = true;
     return this.elect();
+  }
+
+  /** The member's final status: one listed in the balancer's `failonstatus=` puts it in error state (the answer is still relayed). */
+  answered(status: number): void {
+    if (this.lb !== undefined && this.lb.balancer.failOnStatus.includes(status)) {
+      this.lb.memberFailed(`answered ${status}, listed in failonstatus=`);
+    }
+  }
+
+  /** No answer within the backend's timeout: counted, and with `failontimeout=On` the member goes into error state. */
+  timedOut(reason: string): void {
+    this.state.counters.failures++;
+    if (this.lb?.balancer.failOnTimeout) this.lb.memberFailed(`${reason} (failontimeout=On)`);
+  }
+
+  /** The request's environment for `Header` rules: the BALANCER_* variables after an election. */
+  get env(): RequestEnv {
+    return this.lb?.env ?? EMPTY_ENV;
   }
 
   /** The request became a tunnel: a balancer member's release, to call when the tunnel closes. */

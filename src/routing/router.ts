@@ -3,6 +3,7 @@
 
 import type { Backend, Balancer, Route, UpgradePolicy, VirtualHost } from '../config/model';
 import { aliasMatch, canonPath, hasControlOrSpace, substitute } from './mapping';
+import { rewriteRequest } from './rewrite';
 import { parseTarget, type Target } from './target';
 
 export interface RequestFacts {
@@ -11,6 +12,8 @@ export interface RequestFacts {
   target: string;
   /** Value of the first Upgrade header, if any (as sent). */
   upgrade?: string;
+  /** The request's header fields [name0, value0, …], for RewriteCond %{HTTP:Name}. */
+  headers: readonly string[];
 }
 
 /**
@@ -51,6 +54,11 @@ export function routeRequest(vhost: VirtualHost, req: RequestFacts): RouteResult
   const target = parseTarget(req.method, req.target);
   if (typeof target === 'number') {
     return local(target, target === 400 ? 'invalid request-target' : 'path refused (encoded slash, NUL or OPTIONS *)');
+  }
+  // mod_rewrite runs before ProxyPass (translate-name phase): a RewriteRule [P] that applies decides.
+  if (vhost.rewrite !== undefined) {
+    const rewritten = rewriteRequest(vhost.rewrite, vhost, { method: req.method, target, headers: req.headers, upgrade: req.upgrade });
+    if (rewritten !== undefined) return rewritten;
   }
   const path = target.path;
   const routes = vhost.routes;

@@ -49,7 +49,7 @@ test('a balancer with members, member params, ProxySet inside and outside, and a
   assert.deepEqual(m2!.backend.upgrade, { kind: 'tokens', tokens: ['websocket'] });
   assert.equal(m2!.status.hotStandby, true);
   assert.equal(m2!.backend.responseTimeoutMs, 3000);
-  assert.deepEqual(m3!.status, { disabled: false, stopped: true, hotStandby: false, drain: true, ignoreErrors: true, inError: true });
+  assert.deepEqual(m3!.status, { disabled: false, stopped: true, hotStandby: false, drain: true, ignoreErrors: true, inError: true, spare: false });
   assert.equal(m3!.loadFactor, 1);
   assert.equal(m3!.lbset, 0);
   assert.deepEqual(m3!.backend.upgrade, { kind: 'tokens', tokens: ['websocket'] });
@@ -100,7 +100,9 @@ test('balancer config errors at file:line', () => {
     [['<Proxy balancer://p>', 'BalancerMember ws://a:1 loadfactor=101', '</Proxy>'], 3, /loadfactor= must be a number from 1 to 100/],
     [['<Proxy balancer://p>', 'BalancerMember ws://a:1 lbset=100', '</Proxy>'], 3, /lbset= must be a whole number from 0 to 99/],
     [['<Proxy balancer://p>', 'BalancerMember ws://a:1 status=+X', '</Proxy>'], 3, /flag "X"/],
-    [['<Proxy balancer://p>', 'BalancerMember ws://a:1 status=+R', '</Proxy>'], 3, /hot spares \(R\) are not supported yet/],
+    [['<Proxy balancer://p>', 'BalancerMember ws://a:1 status=+C', '</Proxy>'], 3, /C is set by health checks only/],
+    [['<Proxy balancer://p>', 'BalancerMember ws://a:1', 'ProxySet timeout=301', '</Proxy>'], 4, /timeout= is how long a request waits for a free member: at most 300 s/],
+    [['<Proxy balancer://p>', 'BalancerMember ws://a:1', 'ProxySet failontimeout=maybe', '</Proxy>'], 4, /failontimeout=/],
     [['<Proxy balancer://p>', 'BalancerMember ws://a:1', 'BalancerMember WS://A:1', '</Proxy>'], 4, /already a member/],
     [['<Proxy balancer://p>', 'BalancerMember balancer://q', '</Proxy>'], 3, /name one balancer/],
     [['<Proxy balancer://p>', 'BalancerMember ws://a:1 lbmethod=bybusyness', '</Proxy>'], 3, /lbmethod= is a balancer parameter/],
@@ -112,13 +114,14 @@ test('balancer config errors at file:line', () => {
   for (const [body, line, message] of cases) expectError({ 'wsgate.conf': lines(L, ...body) }, { line, message });
 });
 
-test('stickiness parameters load; failonstatus and timeout are accepted with a notice', () => {
+test('stickiness and failure parameters load: failonstatus, failontimeout, timeout; status=+R', () => {
   const { config } = load({
     'wsgate.conf': lines(
       L,
       '<Proxy balancer://p>',
       '  BalancerMember ws://a:1 route=a',
-      '  ProxySet stickysession=SERVERID|sid stickysessionsep=Off nofailover=On failonstatus=500,503 timeout=2',
+      '  BalancerMember ws://b:1 status=+R',
+      '  ProxySet stickysession=SERVERID|sid stickysessionsep=Off nofailover=On failonstatus=500,503 failontimeout=On timeout=2',
       '</Proxy>',
       'ProxyPass /x balancer://p/',
     ),
@@ -128,12 +131,8 @@ test('stickiness parameters load; failonstatus and timeout are accepted with a n
   assert.equal(b.stickySessionSep, undefined);
   assert.equal(b.noFailover, true);
   assert.deepEqual(b.failOnStatus, [500, 503]);
+  assert.equal(b.failOnTimeout, true);
   assert.equal(b.timeoutMs, 2000);
-  for (const key of ['failonstatus', 'timeout']) {
-    assert.ok(
-      config.notices.some((n) => n.includes(`${key}= is accepted but not implemented yet`)),
-      `notice for ${key}=: ${config.notices.join(' | ')}`,
-    );
-  }
-  assert.ok(!config.notices.some((n) => n.includes('stickysession')), 'stickiness is implemented: no notice');
+  assert.deepEqual(b.members.map((m) => m.status.spare), [false, true]);
+  assert.ok(!config.notices.some((n) => /stickysession|failonstatus|timeout/.test(n)), `implemented: no notice (${config.notices.join(' | ')})`);
 });

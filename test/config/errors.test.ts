@@ -224,9 +224,9 @@ test('bad On/Off', () => {
   expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ws://h/ keepalive=1') }, { line: 2, message: /keepalive= must be On or Off/ });
 });
 
-test('mod_rewrite and TLS directives are refused with a clear reason', () => {
-  expectError({ 'wsgate.conf': lines(L, 'RewriteEngine On', 'RewriteRule ^/(.*) ws://h/$1 [P]') }, { line: 3, message: /mod_rewrite rules are not supported yet/ });
-  expectError({ 'wsgate.conf': lines(L, 'RewriteCond %{HTTP:Upgrade} websocket [NC]') }, { line: 2, message: /mod_rewrite rules are not supported yet/ });
+test('mod_rewrite beyond RewriteRule [P], and TLS directives, are refused with a clear reason', () => {
+  expectError({ 'wsgate.conf': lines(L, 'RewriteEngine On', 'RewriteRule ^/(.*) /local/$1 [L]') }, { line: 3, message: /only proxying rules \(\[P\] flag/ });
+  expectError({ 'wsgate.conf': lines(L, 'RewriteMap m txt:/x') }, { line: 2, message: /rewrite maps are not supported/ });
   expectError({ 'wsgate.conf': lines(L, 'SSLEngine on') }, { line: 2, message: /SSLEngine on needs SSLCertificateFile/ });
   expectError({ 'wsgate.conf': lines(L, 'SSLUseStapling on') }, { line: 2, message: /SSLUseStapling: this mod_ssl directive is not supported/ });
 });

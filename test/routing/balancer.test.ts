@@ -14,7 +14,7 @@ function server(...body: string[]): VirtualHost {
 }
 
 function go(vh: VirtualHost, target: string, upgrade?: string): RouteResult {
-  return routeRequest(vh, { method: 'GET', target, ...(upgrade !== undefined ? { upgrade } : {}) });
+  return routeRequest(vh, { method: 'GET', target, headers: [], ...(upgrade !== undefined ? { upgrade } : {}) });
 }
 
 const WS_POOL = ['<Proxy balancer://ws>', 'BalancerMember ws://a:1/app', 'BalancerMember ws://b:1', '</Proxy>'];

@@ -134,7 +134,7 @@ export function listen(port: number): ListenAddress {
 
 /** Routes a request; `upgrade` is the first Upgrade header's value. */
 export function go(vh: VirtualHost, target: string, upgrade?: string, method = 'GET'): RouteResult {
-  return routeRequest(vh, { method, target, upgrade });
+  return routeRequest(vh, { method, target, upgrade, headers: upgrade === undefined ? [] : ['Upgrade', upgrade] });
 }
 
 type Proxied = Extract<RouteResult, { kind: 'proxy' }>;

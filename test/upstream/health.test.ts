@@ -31,7 +31,7 @@ function member(name: string, path = '/', route?: string): BalancerMember {
     loadFactor: 1,
     lbset: 0,
     ...(route !== undefined ? { route } : {}),
-    status: { disabled: false, stopped: false, hotStandby: false, drain: false, ignoreErrors: false, inError: false },
+    status: { disabled: false, stopped: false, hotStandby: false, drain: false, ignoreErrors: false, inError: false, spare: false },
     key: `balancer://t|${url}`,
   };
 }
@@ -47,6 +47,7 @@ function balancer(...members: BalancerMember[]): Balancer {
     noFailover: false,
     stickySessionSep: '.',
     failOnStatus: [],
+    failOnTimeout: false,
     timeoutMs: 0,
     source: { file: 't', line: 1 },
   };

@@ -9,7 +9,7 @@ import { byTraffic } from '../../src/upstream/balancer/bytraffic';
 import { elect, retryAfter } from '../../src/upstream/balancer/elect';
 import { BalancerRegistry, MemberState, type Candidate } from '../../src/upstream/balancer/state';
 
-const NO_FLAGS: MemberStatus = { disabled: false, stopped: false, hotStandby: false, drain: false, ignoreErrors: false, inError: false };
+const NO_FLAGS: MemberStatus = { disabled: false, stopped: false, hotStandby: false, drain: false, ignoreErrors: false, inError: false, spare: false };
 
 function member(name: string, opts: { loadFactor?: number; lbset?: number; status?: Partial<MemberStatus>; retryMs?: number; max?: number } = {}): BalancerMember {
   const url = `ws://${name}:1/`;
@@ -108,6 +108,7 @@ describe('election order', () => {
       noFailover: false,
       stickySessionSep: '.',
       failOnStatus: [],
+      failOnTimeout: false,
       timeoutMs: 0,
       source: { file: 't', line: 1 },
     };
@@ -136,6 +137,32 @@ describe('election order', () => {
     assert.equal(pickName(reg, b), 'H');
     reg.markError(b, { member: b.members[3]!, state: reg.state(b.members[3]!, 1000) }, 1000, 'test');
     assert.equal(pickName(reg, b), 'Z');
+  });
+
+  test('hot spares (+R) stand in for as many unusable normal members of their lbset, in config order; standbys after them', () => {
+    const reg = new BalancerRegistry();
+    const b = balancer(
+      'byrequests',
+      member('A'),
+      member('B'),
+      member('R1', { status: { spare: true } }),
+      member('R2', { status: { spare: true } }),
+      member('H', { status: { hotStandby: true } }),
+      member('X', { lbset: 1, status: { spare: true } }),
+    );
+    const picks = (n: number): string => Array.from({ length: n }, () => pickName(reg, b)).sort().join(',');
+    assert.equal(picks(4), 'A,A,B,B', 'every normal member usable: spares stay idle');
+    const fail = (i: number): void => reg.markError(b, { member: b.members[i]!, state: reg.state(b.members[i]!, 1000) }, 1000, 'test');
+    fail(0);
+    assert.equal(picks(4), 'B,B,R1,R1', 'A unusable: the first spare stands in, not the second');
+    fail(1);
+    assert.equal(picks(4), 'R1,R1,R2,R2', 'A and B unusable: both spares');
+    fail(2);
+    assert.equal(picks(2), 'R2,R2', 'a spare in error is not replaced by the standby while another spare is usable');
+    fail(3);
+    assert.equal(picks(2), 'H,H', 'standby when no normal member or spare is usable');
+    const d = balancer('byrequests', member('D', { status: { disabled: true } }), member('E'), member('R', { status: { spare: true } }));
+    assert.equal(Array.from({ length: 4 }, () => pickName(reg, d)).sort().join(','), 'E,E,R,R', 'a disabled member counts as unusable');
   });
 
   test('error state lasts retry=, then the member is used again; Retry-After is the time left', () => {
@@ -195,6 +222,7 @@ describe('sticky routes', () => {
     forceRecovery: true,
     noFailover: false,
     failOnStatus: [],
+    failOnTimeout: false,
     timeoutMs: 0,
     source: { file: 't', line: 1 },
   };

@@ -1,6 +1,7 @@
 // Which member takes the next request (research/apache-httpd.md §3.3, §5.1, §5.4): lbset 0 first,
 // then higher sets; inside a set the usable normal members compete through the lb method, and
-// hot standbys (+H) stand in only when none of them is usable. Disabled (+D), stopped (+S) and
+// hot spares (+R) stand in for as many of them as are unusable, and hot standbys (+H) only when
+// none of them is usable. Disabled (+D), stopped (+S) and
 // draining (+N) members take no new requests; a member in error state waits until its `retry=`
 // has passed; a member at its `max=` is skipped; one failing its health checks (Apache's C flag)
 // takes nothing. With `forcerecovery` (default On), when every
@@ -54,12 +55,17 @@ export function elect(
   }
 
   const usable = cands.filter((c) => c.state.errorUntil === 0 && !atMax(c));
-  if (usable.length > 0) {
-    // The lowest lbset with a usable member; its hot standbys only when it has no other.
-    const set = Math.min(...usable.map((c) => c.member.lbset));
+  // Lowest lbset first (proxy_balancer_get_best_worker): its usable normal members, plus as many
+  // usable hot spares (+R, config order) as it has unusable normal members; its hot standbys
+  // (+H) only when that leaves nobody.
+  for (const set of [...new Set(usable.map((c) => c.member.lbset))].sort((a, b) => a - b)) {
     const inSet = usable.filter((c) => c.member.lbset === set);
-    const normal = inSet.filter((c) => !c.member.status.hotStandby);
-    const pick = lbMethod(balancer.method).pick(normal.length > 0 ? normal : inSet);
+    const normal = inSet.filter((c) => !c.member.status.spare && !c.member.status.hotStandby);
+    const spares = inSet.filter((c) => c.member.status.spare).slice(0, unusableNormal(registry, balancer, set, now));
+    let pool = normal.concat(spares);
+    if (pool.length === 0) pool = inSet.filter((c) => c.member.status.hotStandby && !c.member.status.spare);
+    if (pool.length === 0) continue;
+    const pick = lbMethod(balancer.method).pick(pool);
     pick.state.elected++;
     pick.state.busy++;
     return { kind: 'member', candidate: pick };
@@ -71,6 +77,21 @@ export function elect(
     return { kind: 'none', reason: `no usable member of ${balancer.url} (in error state)`, retryAfterMs: Math.max(soonest - now, 0) };
   }
   return { kind: 'none', reason: `max= reached on every member of ${balancer.url}` };
+}
+
+/**
+ * Normal members (neither +R nor +H) of `lbset` that cannot take requests: disabled, stopped,
+ * draining, in error state or failing health checks (Apache's !PROXY_WORKER_IS_USABLE, draining
+ * included). Each lets one hot spare of the set stand in.
+ */
+function unusableNormal(registry: BalancerRegistry, balancer: Balancer, lbset: number, now: number): number {
+  let n = 0;
+  for (const m of balancer.members) {
+    if (m.lbset !== lbset || m.status.spare || m.status.hotStandby) continue;
+    const st = registry.state(m, now);
+    if (!enabled(m) || st.hcFailed || st.errorUntil !== 0) n++;
+  }
+  return n;
 }
 
 /** Ms until some member of `balancer` leaves error state, when none is usable now because of errors; else undefined. No side effects. */

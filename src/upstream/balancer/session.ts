@@ -5,7 +5,7 @@ import type { Balancer, BalancerMember, UpgradePolicy } from '../../config/model
 import { canonPath } from '../../routing/mapping';
 import { acceptedUpgrade } from '../../routing/router';
 import { elect, electRoute, retryAfter } from './elect';
-import { sessionRoute } from './sticky';
+import { stickySession } from './sticky';
 import type { BalancerRegistry, Candidate } from './state';
 
 export type Elected = { readonly member: BalancerMember; readonly path: string } | { readonly reason: string; readonly retryAfterS?: number };
@@ -19,6 +19,16 @@ export class BalancerSession {
   readonly route: string | undefined;
   /** Whether the current member was elected by its route. */
   private stuck = false;
+  /** The sticky name (URL parameter or cookie) the route was found under. */
+  private readonly stickyUsed: string | undefined;
+  /**
+   * The variables Apache's balancer sets for the request (mod_proxy_balancer.c
+   * proxy_balancer_pre_request): BALANCER_NAME, BALANCER_WORKER_NAME, BALANCER_WORKER_ROUTE,
+   * BALANCER_SESSION_STICKY and BALANCER_SESSION_ROUTE when the request named a route, and
+   * BALANCER_ROUTE_CHANGED=1 when a sticky balancer elected a member other than the named route's
+   * (no route, an unknown one, or its member unusable) — what `Header … env=BALANCER_ROUTE_CHANGED` tests.
+   */
+  readonly env = new Map<string, string>();
 
   constructor(
     private readonly registry: BalancerRegistry,
@@ -30,7 +40,9 @@ export class BalancerSession {
     /** The request's header fields, for the sticky cookie. */
     headers: readonly string[],
   ) {
-    this.route = sessionRoute(balancer, path, headers);
+    const session = stickySession(balancer, path, headers);
+    this.route = session?.route;
+    this.stickyUsed = session?.sticky;
   }
 
   /** Elects a member (not one tried before) and gives its request-target, or why none can take it. */
@@ -58,7 +70,26 @@ export class BalancerSession {
   private take(c: Candidate): Elected {
     this.current = c;
     this.tried.add(c.member);
+    const env = this.env;
+    env.set('BALANCER_NAME', this.balancer.url);
+    env.set('BALANCER_WORKER_NAME', c.member.backend.url);
+    env.set('BALANCER_WORKER_ROUTE', c.member.route ?? '');
+    if (this.route !== undefined) {
+      env.set('BALANCER_SESSION_STICKY', this.stickyUsed!);
+      env.set('BALANCER_SESSION_ROUTE', this.route);
+    }
+    const changed = this.stuck ? c.member.route !== this.route : this.balancer.stickySession !== undefined;
+    if (changed) env.set('BALANCER_ROUTE_CHANGED', '1');
     return { member: c.member, path: memberPath(c.member, this.path) };
+  }
+
+  /**
+   * The member answered with a `failonstatus=` status, or not within its timeout with
+   * `failontimeout=On`: it goes into error state (unless `+I`); the exchange goes on.
+   */
+  memberFailed(reason: string): void {
+    const c = this.current;
+    if (c !== undefined) this.registry.markError(this.balancer, c, Date.now(), reason);
   }
 
   private none(reason: string, now: number): Elected {

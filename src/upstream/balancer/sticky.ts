@@ -6,17 +6,25 @@ import type { Balancer } from '../../config/model';
 
 /** The route the request names, or undefined. `path` is the request-target below the balancer URL; `headers` as parsed. */
 export function sessionRoute(balancer: Balancer, path: string, headers: readonly string[]): string | undefined {
+  return stickySession(balancer, path, headers)?.route;
+}
+
+/** The route the request names and the name (URL parameter or cookie) it was found under (Apache's sticky_used). */
+export function stickySession(balancer: Balancer, path: string, headers: readonly string[]): { readonly route: string; readonly sticky: string } | undefined {
   const sticky = balancer.stickySession;
   if (sticky === undefined) return undefined;
   // The URL parameter is the `|PARAM` part, or the cookie name when there is none (as Apache).
-  const value = urlParam(path, sticky.urlParam ?? sticky.cookie) ?? cookie(headers, sticky.cookie);
+  const param = sticky.urlParam ?? sticky.cookie;
+  const fromUrl = urlParam(path, param);
+  const value = fromUrl ?? cookie(headers, sticky.cookie);
   if (value === undefined) return undefined;
+  const used = fromUrl !== undefined ? param : sticky.cookie;
   const sep = balancer.stickySessionSep;
-  if (sep === undefined) return value === '' ? undefined : value;
+  if (sep === undefined) return value === '' ? undefined : { route: value, sticky: used };
   const i = value.indexOf(sep);
   // No separator, no route (Apache: `ROUTEID=B` is round robin, `ROUTEID=.B` is B).
   if (i < 0 || i === value.length - 1) return undefined;
-  return value.slice(i + 1);
+  return { route: value.slice(i + 1), sticky: used };
 }
 
 /**

@@ -1,0 +1,271 @@
+// mod_rewrite, the part of it that proxy configs use (Socket.IO's documented Apache setup among
+// them): RewriteEngine, RewriteOptions Inherit|InheritBefore, RewriteCond on request headers and
+// a few server variables, and RewriteRule handing the request to a proxy URL with [P]. Anything
+// else is refused at FILE:LINE, because a rule wsgate skipped would send requests elsewhere than
+// the author meant. The rules run per request in src/routing/rewrite.ts.
+
+import type { BalancerRefDraft, Ctx, RouteDraft, TargetDraft } from './drafts';
+import { ConfigError, type Notices } from './errors';
+import type { Route, SourceRef } from './model';
+import type { DirectiveNode } from './parser';
+import { parseBalancerUrl } from './balancer';
+import { parseOnOff } from './values';
+import { parseTarget } from './worker';
+
+/** A RewriteCond's CondPattern: `=text` (lexical equality) or a regular expression. */
+export type CondPattern = { readonly kind: 'equal'; readonly value: string } | { readonly kind: 'regex'; readonly regex: RegExp };
+
+export interface RewriteCondition {
+  /** TestString as written: literal text with `%{VAR}`, `%{HTTP:Name}`, `$N` and `%N`. */
+  readonly test: string;
+  readonly pattern: CondPattern;
+  /** `!` in front of the pattern. */
+  readonly negate: boolean;
+  /** `[NC]`: `=text` compares without case; a regex gets the `i` flag. */
+  readonly nocase: boolean;
+  /** `[OR]`: this condition or the next one. */
+  readonly or: boolean;
+  readonly source: SourceRef;
+}
+
+/** One `RewriteRule Pattern Substitution [P…]` with the conditions written before it. */
+export interface RewriteRule {
+  /** Matched against the decoded URL-path (`/socket.io/`), as in server context. */
+  readonly pattern: RegExp;
+  readonly negate: boolean;
+  readonly conditions: readonly RewriteCondition[];
+  /** The substitution's path (after the host), with `$N`, `%N` and `%{VAR}`; '' when the URL had none. */
+  readonly pathTemplate: string;
+  /** The substitution's query (after `?`), or undefined: then the request's query is kept. */
+  readonly queryTemplate?: string;
+  /** Where the rule proxies to: a route with its backend (or balancer) resolved like a ProxyPass target. */
+  readonly route: Route;
+  readonly source: SourceRef;
+}
+
+/** The rules in force for one server, in the order they are tried (absent when RewriteEngine is not On). */
+export interface RewriteConfig {
+  readonly rules: readonly RewriteRule[];
+}
+
+/** A rule as read, before its target is resolved (build.ts). */
+export interface RuleDraft {
+  readonly pattern: RegExp;
+  readonly negate: boolean;
+  readonly conditions: readonly RewriteCondition[];
+  readonly pathTemplate: string;
+  readonly queryTemplate?: string;
+  /** The route to assemble: a `balancer://` reference or a ws/wss/http/https target. */
+  readonly route: RouteDraft;
+  readonly source: SourceRef;
+}
+
+export interface RewriteDraft {
+  engine?: boolean;
+  /** RewriteOptions Inherit (`after`: the main server's rules after this server's) or InheritBefore. */
+  inherit?: 'after' | 'before';
+  /** RewriteCond lines waiting for their RewriteRule. */
+  pending: RewriteCondition[];
+  readonly rules: RuleDraft[];
+}
+
+export function newRewriteDraft(): RewriteDraft {
+  return { pending: [], rules: [] };
+}
+
+/** Server variables a TestString may name; the values are computed per request (routing/rewrite.ts). */
+export const SERVER_VARIABLES = new Set([
+  'HTTP_ACCEPT', 'HTTP_COOKIE', 'HTTP_FORWARDED', 'HTTP_HOST', 'HTTP_PROXY_CONNECTION', 'HTTP_REFERER', 'HTTP_USER_AGENT',
+  'REQUEST_URI', 'QUERY_STRING', 'REQUEST_METHOD',
+]);
+
+const CONTEXT_HINT = 'at the top level or in a <VirtualHost>';
+
+function refuseOutsideServer(node: DirectiveNode, ctx: Ctx): void {
+  if (ctx.kind !== 'server' && ctx.kind !== 'vhost') {
+    throw ConfigError.at(node.source, `${node.name} is only supported ${CONTEXT_HINT} (per-directory rewriting in <Location>/<Proxy> is not supported)`);
+  }
+}
+
+export function rewriteEngine(node: DirectiveNode, ctx: Ctx): void {
+  refuseOutsideServer(node, ctx);
+  ctx.server.rewrite.engine = parseOnOff(node.args[0] as string, 'RewriteEngine', node.source);
+}
+
+export function rewriteOptions(node: DirectiveNode, ctx: Ctx): void {
+  refuseOutsideServer(node, ctx);
+  for (const option of node.args) {
+    const o = option.toLowerCase();
+    if (o === 'inherit') ctx.server.rewrite.inherit = 'after';
+    else if (o === 'inheritbefore') ctx.server.rewrite.inherit = 'before';
+    else throw ConfigError.at(node.source, `RewriteOptions ${option} is not supported (only Inherit and InheritBefore)`);
+  }
+}
+
+/** `[A,B,…]` → the flag words, upper-cased; undefined when `word` is not a flag list. */
+function flagList(word: string | undefined, directive: string, where: SourceRef): string[] | undefined {
+  if (word === undefined) return undefined;
+  if (!word.startsWith('[') || !word.endsWith(']')) throw ConfigError.at(where, `${directive}: flags must be written [FLAG,…], got "${word}"`);
+  return word
+    .slice(1, -1)
+    .split(',')
+    .map((f) => f.trim().toUpperCase())
+    .filter((f) => f !== '');
+}
+
+/** Checks `%{…}` and `%N`/`$N` references of a TestString or substitution. */
+function checkReferences(text: string, directive: string, where: SourceRef): void {
+  for (const m of text.matchAll(/%\{([^}]*)\}/g)) {
+    const name = m[1] as string;
+    if (/^HTTP:[!#$%&'*+.^_`|~0-9A-Za-z-]+$/i.test(name)) continue;
+    if (SERVER_VARIABLES.has(name.toUpperCase())) continue;
+    throw ConfigError.at(
+      where,
+      `${directive}: %{${name}} is not supported (supported: %{HTTP:Header-Name}, ${[...SERVER_VARIABLES].map((v) => `%{${v}}`).join(', ')})`,
+    );
+  }
+  if (/%\{[^}]*$/.test(text)) throw ConfigError.at(where, `${directive}: unterminated %{ in "${text}"`);
+}
+
+export function rewriteCond(node: DirectiveNode, ctx: Ctx): void {
+  refuseOutsideServer(node, ctx);
+  const where = node.source;
+  const [test, rawPattern, flagWord] = node.args as [string, string, string | undefined];
+  checkReferences(test, 'RewriteCond', where);
+  let nocase = false;
+  let or = false;
+  for (const flag of flagList(flagWord, 'RewriteCond', where) ?? []) {
+    if (flag === 'NC' || flag === 'NOCASE') nocase = true;
+    else if (flag === 'OR' || flag === 'ORNEXT') or = true;
+    else throw ConfigError.at(where, `RewriteCond: flag [${flag}] is not supported (only [NC] and [OR])`);
+  }
+  let text = rawPattern;
+  const negate = text.startsWith('!');
+  if (negate) text = text.slice(1);
+  let pattern: CondPattern;
+  if (text.startsWith('=')) {
+    let value = text.slice(1);
+    // `=""` is Apache's way to write "is empty".
+    if (value === '""') value = '';
+    pattern = { kind: 'equal', value: nocase ? value.toLowerCase() : value };
+  } else if (/^(<=?|>=?|-[a-zA-Z]+$)/.test(text)) {
+    throw ConfigError.at(where, `RewriteCond: CondPattern "${rawPattern}" is not supported (only =text, !=text and regular expressions)`);
+  } else {
+    try {
+      pattern = { kind: 'regex', regex: new RegExp(text, nocase ? 'i' : '') };
+    } catch (err) {
+      throw ConfigError.at(where, `RewriteCond: bad regular expression "${text}": ${(err as Error).message}`);
+    }
+  }
+  ctx.server.rewrite.pending.push({ test, pattern, negate, nocase, or, source: where });
+}
+
+export function rewriteRule(node: DirectiveNode, ctx: Ctx): void {
+  refuseOutsideServer(node, ctx);
+  const where = node.source;
+  const [rawPattern, substitution, flagWord] = node.args as [string, string, string | undefined];
+  const flags = flagList(flagWord, 'RewriteRule', where);
+  let proxy = false;
+  let nocase = false;
+  for (const flag of flags ?? []) {
+    if (flag === 'P' || flag === 'PROXY') proxy = true;
+    else if (flag === 'L' || flag === 'LAST') continue;
+    else if (flag === 'NC' || flag === 'NOCASE') nocase = true;
+    else throw ConfigError.at(where, `RewriteRule: flag [${flag}] is not supported (wsgate supports rules that proxy: [P], with L and NC)`);
+  }
+  if (!proxy) {
+    throw ConfigError.at(where, 'RewriteRule: only proxying rules ([P] flag, substitution a ws://, wss://, http://, https:// or balancer:// URL) are supported');
+  }
+  const negate = rawPattern.startsWith('!');
+  let regex: RegExp;
+  try {
+    regex = new RegExp(negate ? rawPattern.slice(1) : rawPattern, nocase ? 'i' : '');
+  } catch (err) {
+    throw ConfigError.at(where, `RewriteRule: bad regular expression "${rawPattern}": ${(err as Error).message}`);
+  }
+  checkReferences(substitution, 'RewriteRule', where);
+  const parsed = proxyTarget(substitution, where, ctx.state.notices);
+  const conditions = ctx.server.rewrite.pending;
+  ctx.server.rewrite.pending = [];
+  const route: RouteDraft = {
+    match: { kind: 'regex', regex, pattern: rawPattern },
+    exclude: false,
+    ...parsed.target,
+    regex: true,
+    fromLocation: false,
+    source: where,
+  };
+  ctx.server.rewrite.rules.push({
+    pattern: regex,
+    negate,
+    conditions,
+    pathTemplate: parsed.pathTemplate,
+    ...(parsed.queryTemplate !== undefined ? { queryTemplate: parsed.queryTemplate } : {}),
+    route,
+    source: where,
+  });
+}
+
+/** The substitution URL → its target and its path/query templates. The scheme and host must be written out. */
+function proxyTarget(
+  substitution: string,
+  where: SourceRef,
+  notices: Notices,
+): { target: { target: TargetDraft } | { balancer: BalancerRefDraft }; pathTemplate: string; queryTemplate?: string } {
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?$/.exec(substitution);
+  if (m === null) {
+    throw ConfigError.at(where, `RewriteRule [P]: the substitution must be a URL (scheme://host/path), got "${substitution}"`);
+  }
+  const scheme = (m[1] as string).toLowerCase();
+  const authority = m[2] as string;
+  const pathTemplate = m[3] as string;
+  const queryTemplate = m[4];
+  if (/[$%\\]/.test(authority) || /[$%]/.test(scheme)) {
+    throw ConfigError.at(where, `RewriteRule [P] ${substitution}: back-references and variables are only supported in the path and query, not the scheme or host`);
+  }
+  const base = `${scheme}://${authority}`;
+  const q = queryTemplate !== undefined ? { queryTemplate } : {};
+  if (scheme === 'balancer') {
+    const url = parseBalancerUrl(base, where);
+    return {
+      target: { balancer: { raw: substitution, name: url.name, path: '/', pathWasEmpty: pathTemplate === '', params: {}, nocanon: false } },
+      pathTemplate,
+      ...q,
+    };
+  }
+  if (scheme !== 'ws' && scheme !== 'wss' && scheme !== 'http' && scheme !== 'https') {
+    throw ConfigError.at(where, `RewriteRule [P]: unsupported scheme "${scheme}" in "${substitution}" (ws, wss, http, https or balancer)`);
+  }
+  // The backend is the scheme and host; the path is built per request from the template.
+  return { target: { target: parseTarget(base, [], 'RewriteRule', false, undefined, where, notices) }, pathTemplate, ...q };
+}
+
+/** RewriteCond lines after the last RewriteRule of a server apply to nothing (Apache drops them too). */
+export function noteDanglingConditions(draft: RewriteDraft, notices: Notices): void {
+  const first = draft.pending[0];
+  if (first !== undefined) notices.add(first.source, 'RewriteCond is not followed by a RewriteRule in this server: it has no effect');
+}
+
+/** The rule drafts a server uses: its own, with the main server's per RewriteOptions; none when the engine is off. */
+export function effectiveRules(own: RewriteDraft, main: RewriteDraft | undefined): RuleDraft[] {
+  const engine = own.engine ?? main?.engine ?? false;
+  if (!engine) return [];
+  if (main === undefined || own.inherit === undefined) return own.rules;
+  return own.inherit === 'before' ? [...main.rules, ...own.rules] : [...own.rules, ...main.rules];
+}
+
+/** The rules of one server with their targets resolved by `route` (build.ts's Assembler); undefined when there are none. */
+export function assembleRewrite(drafts: readonly RuleDraft[], route: (r: RouteDraft) => Route): RewriteConfig | undefined {
+  if (drafts.length === 0) return undefined;
+  return {
+    rules: drafts.map((d): RewriteRule => ({
+      pattern: d.pattern,
+      negate: d.negate,
+      conditions: d.conditions,
+      pathTemplate: d.pathTemplate,
+      ...(d.queryTemplate !== undefined ? { queryTemplate: d.queryTemplate } : {}),
+      route: route(d.route),
+      source: d.source,
+    })),
+  };
+}

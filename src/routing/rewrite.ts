@@ -1,0 +1,167 @@
+// RewriteRule [P] per request (config in src/config/rewrite.ts). As in Apache, mod_rewrite acts in
+// the translate-name phase, before ProxyPass is looked at: the first rule whose pattern matches
+// the decoded URL-path and whose conditions hold hands the request to its proxy URL ([P] implies
+// [L]); when no rule does, the ProxyPass routes decide. Conditions are evaluated as mod_rewrite's
+// apply_rewrite_rule does, including its [OR] chains.
+
+import type { VirtualHost } from '../config/model';
+import type { RewriteCondition, RewriteConfig, RewriteRule } from '../config/rewrite';
+import { canonPath, hasControlOrSpace } from './mapping';
+import { acceptedUpgrade, type RouteResult } from './router';
+import type { Target } from './target';
+
+export interface RewriteRequest {
+  readonly method: string;
+  readonly target: Target;
+  /** The request's header fields, [name0, value0, …]. */
+  readonly headers: readonly string[];
+  readonly upgrade: string | undefined;
+}
+
+type Groups = readonly (string | undefined)[];
+const NONE: Groups = [];
+
+/** The decision of the first rule that applies, or undefined when none does (then ProxyPass decides). */
+export function rewriteRequest(rewrite: RewriteConfig, vhost: VirtualHost, req: RewriteRequest): RouteResult | undefined {
+  for (const rule of rewrite.rules) {
+    const m = rule.pattern.exec(req.target.path);
+    if (rule.negate ? m !== null : m === null) continue;
+    const ruleGroups: Groups = m ?? NONE;
+    const condGroups = conditionsHold(rule.conditions, ruleGroups, req);
+    if (condGroups === undefined) continue;
+    return proxyTo(rule, vhost, req, ruleGroups, condGroups);
+  }
+  return undefined;
+}
+
+/**
+ * Evaluates a rule's conditions: undefined when they fail, else the groups of the last regex
+ * condition that matched (for `%N`). An [OR] condition that holds skips the rest of its chain; one
+ * that fails lets the next decide (so a trailing [OR] that fails does not fail the rule, as in Apache).
+ */
+export function conditionsHold(conds: readonly RewriteCondition[], ruleGroups: Groups, req: RewriteRequest): Groups | undefined {
+  let condGroups: Groups = NONE;
+  for (let i = 0; i < conds.length; i++) {
+    const c = conds[i]!;
+    const value = expand(c.test, ruleGroups, condGroups, req);
+    let matched: boolean;
+    let groups: Groups | undefined;
+    if (c.pattern.kind === 'equal') {
+      matched = (c.nocase ? value.toLowerCase() : value) === c.pattern.value;
+    } else {
+      const m = c.pattern.regex.exec(value);
+      matched = m !== null;
+      if (m !== null) groups = m;
+    }
+    const holds = c.negate ? !matched : matched;
+    if (c.or) {
+      if (!holds) continue;
+      while (i < conds.length && conds[i]!.or) i++;
+    } else if (!holds) {
+      return undefined;
+    }
+    if (!c.negate && groups !== undefined) condGroups = groups;
+  }
+  return condGroups;
+}
+
+/**
+ * Expands `$N` (rule groups), `%N` (last condition's groups), `%{VAR}` / `%{HTTP:Name}` and `\c`
+ * (the character c itself) in a TestString or substitution.
+ */
+export function expand(text: string, ruleGroups: Groups, condGroups: Groups, req: RewriteRequest): string {
+  if (!/[$%\\]/.test(text)) return text;
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    const next = text[i + 1];
+    if (c === '\\' && next !== undefined) {
+      out += next;
+      i++;
+    } else if ((c === '$' || c === '%') && next !== undefined && next >= '0' && next <= '9') {
+      out += (c === '$' ? ruleGroups : condGroups)[next.charCodeAt(0) - 0x30] ?? '';
+      i++;
+    } else if (c === '%' && next === '{') {
+      const close = text.indexOf('}', i + 2);
+      // The config loader refused unterminated references.
+      out += variable(text.slice(i + 2, close), req);
+      i = close;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+const HEADER_VARIABLES: Record<string, string> = {
+  HTTP_ACCEPT: 'accept',
+  HTTP_COOKIE: 'cookie',
+  HTTP_FORWARDED: 'forwarded',
+  HTTP_HOST: 'host',
+  HTTP_PROXY_CONNECTION: 'proxy-connection',
+  HTTP_REFERER: 'referer',
+  HTTP_USER_AGENT: 'user-agent',
+};
+
+/** A server variable's value for this request ('' when unset, as mod_rewrite). */
+function variable(name: string, req: RewriteRequest): string {
+  if (name.length > 5 && name.slice(0, 5).toUpperCase() === 'HTTP:') return header(req.headers, name.slice(5).toLowerCase());
+  const upper = name.toUpperCase();
+  const h = HEADER_VARIABLES[upper];
+  if (h !== undefined) return header(req.headers, h);
+  switch (upper) {
+    case 'REQUEST_URI':
+      return req.target.path;
+    case 'QUERY_STRING':
+      return req.target.query ?? '';
+    case 'REQUEST_METHOD':
+      return req.method;
+    default:
+      return '';
+  }
+}
+
+/** Every field `lower` joined with ", " (Apache merges repeated request headers when it reads them). */
+function header(headers: readonly string[], lower: string): string {
+  let value: string | undefined;
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    if (headers[i]!.toLowerCase() !== lower) continue;
+    value = value === undefined ? headers[i + 1]! : `${value}, ${headers[i + 1]!}`;
+  }
+  return value ?? '';
+}
+
+/** The rule's target with the substituted path; the mode as for a ProxyPass to the same URL. */
+function proxyTo(rule: RewriteRule, vhost: VirtualHost, req: RewriteRequest, ruleGroups: Groups, condGroups: Groups): RouteResult {
+  const route = rule.route;
+  let path = expand(rule.pathTemplate, ruleGroups, condGroups, req);
+  if (path === '') path = '/';
+  // A substitution with `?` sets the query (an empty one drops it); without, the request's is kept.
+  const query = rule.queryTemplate !== undefined ? expand(rule.queryTemplate, ruleGroups, condGroups, req) : req.target.query;
+  path = canonPath(path);
+  if (query !== undefined && query !== '') {
+    if (hasControlOrSpace(query)) return { kind: 'local', status: 403, reason: 'query holds control characters or spaces' };
+    path += '?' + query;
+  }
+
+  let upgradeValue: string | undefined;
+  let http = false;
+  if (route.backend !== undefined) {
+    upgradeValue = acceptedUpgrade(route.backend.upgrade, req.upgrade);
+    http = route.backend.scheme === 'http' || route.backend.scheme === 'https';
+  } else {
+    for (const member of route.balancer!.balancer.members) {
+      upgradeValue ??= acceptedUpgrade(member.backend.upgrade, req.upgrade);
+      if (member.backend.scheme === 'http' || member.backend.scheme === 'https') http = true;
+    }
+  }
+  if (upgradeValue === undefined && !http && !vhost.settings.websocketFallbackToProxyHttp) {
+    return { kind: 'local', status: 404, reason: 'RewriteRule target takes no such Upgrade, and ProxyWebsocketFallbackToProxyHttp is Off' };
+  }
+  const mode = upgradeValue !== undefined ? 'upgrade' : 'http';
+  if (route.backend !== undefined) {
+    const backend = { ...route.backend, url: route.backend.url + path, path };
+    return { kind: 'proxy', route, backend, path, mode, upgradeValue };
+  }
+  return { kind: 'balance', route, balancer: route.balancer!.balancer, path, mode, upgradeValue };
+}
