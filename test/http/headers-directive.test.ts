@@ -107,3 +107,35 @@ test("BALANCER_* from an election drive Socket.IO's rule: a cookie when the rout
   assert.equal(unknown.env.get('BALANCER_ROUTE_CHANGED'), '1', 'an unknown route: another member, changed');
   assert.match(unknown.cookie[1]!, /^SERVERID=sticky\.app0[12]; path=\/$/);
 });
+
+test('BALANCER_ROUTE_CHANGED after a redirect= to another route; not set by a balancer without stickiness', () => {
+  const { config } = load({
+    'wsgate.conf': lines(
+      'Listen 0',
+      '<Proxy balancer://s>',
+      '  BalancerMember ws://127.0.0.1:1 route=a redirect=b status=+D',
+      '  BalancerMember ws://127.0.0.1:2 route=b',
+      '  ProxySet stickysession=ROUTEID',
+      '</Proxy>',
+      '<Proxy balancer://plain>',
+      '  BalancerMember ws://127.0.0.1:3 route=p',
+      '</Proxy>',
+      'ProxyPass /s/ balancer://s/',
+      'ProxyPass /p/ balancer://plain/',
+    ),
+  });
+  const registry = new BalancerRegistry();
+  const env = (i: number, headers: string[]): Map<string, string> => {
+    const s = new BalancerSession(registry, config.mainServer.routes[i]!.balancer!.balancer, '/', undefined, headers);
+    assert.ok(!('reason' in s.next()));
+    s.done();
+    return new Map(s.env);
+  };
+  const redirected = env(0, ['Cookie', 'ROUTEID=.a']);
+  assert.equal(redirected.get('BALANCER_WORKER_ROUTE'), 'b');
+  assert.equal(redirected.get('BALANCER_SESSION_ROUTE'), 'a');
+  assert.equal(redirected.get('BALANCER_ROUTE_CHANGED'), '1');
+  const plain = env(1, []);
+  assert.equal(plain.get('BALANCER_WORKER_ROUTE'), 'p');
+  assert.equal(plain.has('BALANCER_ROUTE_CHANGED'), false);
+});
