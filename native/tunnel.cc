@@ -14,8 +14,7 @@
 // cross-thread wake-ups, which cost 15-20 us of CPU each on a VM. Closed tunnels are reported to
 // JavaScript in one call per loop turn.
 
-#include <node_api.h>
-#include <uv.h>
+#include "engine.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,8 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <unordered_map>
-#include <vector>
+namespace wsgate {
+
+Engine* g_engine = nullptr;
 
 namespace {
 
@@ -44,72 +44,14 @@ enum Reason : int32_t {
   kFinTimeout = 6,
 };
 
-constexpr size_t kReadSize = 64 * 1024;
 constexpr int64_t kFinTimeoutMs = 30000;
 // Events handled per poll callback before yielding back to libuv (and so to JavaScript).
 constexpr int kMaxEvents = 256;
 
-int64_t NowMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
-struct Tunnel;
-
-// One socket of a tunnel, with the bytes still to be written TO it.
-struct Side {
-  int fd = -1;
-  bool read_eof = false;    // this socket sent its FIN
-  bool shut_wr = false;     // we forwarded the other side's FIN to this socket
-  bool want_read = true;    // EPOLLIN is registered
-  bool want_write = false;  // EPOLLOUT is registered
-  std::vector<char> pending;  // unsent bytes for this socket
-  size_t pending_off = 0;
-  Tunnel* tunnel = nullptr;
-  int index = 0;  // 0 = client, 1 = backend
-};
-
-struct Tunnel {
-  uint32_t id = 0;
-  Side side[2];
-  // bytes[0]: client → backend, bytes[1]: backend → client
-  uint64_t bytes[2] = {0, 0};
-  int64_t fin_deadline = 0;  // set once both sides sent their FIN
-  bool closed = false;
-};
-
-struct CloseEvent {
-  uint32_t id;
-  int32_t reason;
-  int32_t err;
-  double up;
-  double down;
-};
-
-struct Engine {
-  napi_env env = nullptr;
-  napi_ref on_close = nullptr;
-  napi_async_context async_context = nullptr;
-  int epfd = -1;
-  uv_poll_t poll;
-  uv_timer_t fin_timer;
-  std::unordered_map<uint32_t, Tunnel*> tunnels;
-  std::vector<Tunnel*> fin_wait;  // tunnels with a FIN deadline
-  std::vector<CloseEvent> events;  // closes not yet reported to JavaScript
-  // Finished tunnels are freed after the current batch of epoll events: later events of the
-  // same batch may still point at their sides.
-  std::vector<Tunnel*> graveyard;
-  char buf[kReadSize];
-};
-
-Engine* g_engine = nullptr;
+void OnTick(uv_timer_t* handle);
 
 void UpdateInterest(Engine* e, Side* s) {
-  struct epoll_event ev;
-  ev.events = (s->want_read ? uint32_t(EPOLLIN | EPOLLRDHUP) : 0u) | (s->want_write ? uint32_t(EPOLLOUT) : 0u);
-  ev.data.ptr = s;
-  epoll_ctl(e->epfd, EPOLL_CTL_MOD, s->fd, &ev);
+  SetInterest(e, s->fd, s, (s->want_read ? uint32_t(EPOLLIN | EPOLLRDHUP) : 0u) | (s->want_write ? uint32_t(EPOLLOUT) : 0u));
 }
 
 void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
@@ -268,37 +210,131 @@ void HandleEvent(Engine* e, Side* s, uint32_t ev) {
   }
 }
 
-// Reports closed tunnels to JavaScript: one call with [id, reason, errno, up, down, …].
+}  // namespace
+
+int64_t NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+void SetInterest(Engine* e, int fd, Watched* w, uint32_t events) {
+  struct epoll_event ev;
+  ev.events = events;
+  ev.data.ptr = w;
+  epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev);
+}
+
+void KeepAlive(int fd, int keepalive_s) {
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &keepalive_s, sizeof keepalive_s);
+}
+
+void ReportSoon(Engine* e) { uv_timer_start(&e->tick, OnTick, 0, 1000); }
+
+void RunTunnel(Engine* e, Tunnel* t) {
+  e->tunnels[t->id] = t;
+  for (int i = 0; i < 2; i++) {
+    t->side[i].tunnel = t;
+    t->side[i].index = i;
+  }
+  // Early bytes (a 101 head, bytes sent with the request) go first, written now if the socket
+  // takes them, as it nearly always does; the rest waits for EPOLLOUT like any pending bytes.
+  for (int i = 0; i < 2; i++) {
+    Side& s = t->side[i];
+    while (s.pending_off < s.pending.size()) {
+      ssize_t n = write(s.fd, s.pending.data() + s.pending_off, s.pending.size() - s.pending_off);
+      if (n > 0) {
+        s.pending_off += size_t(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      FailIo(e, t, i, errno);
+      // Reported (and freed) at the next loop turn.
+      ReportSoon(e);
+      return;
+    }
+    if (s.pending_off >= s.pending.size()) {
+      std::vector<char>().swap(s.pending);
+      s.pending_off = 0;
+    }
+  }
+  // One epoll_ctl per side: it also points the entry at the side. A side does not read until
+  // the other side's early bytes are out.
+  for (int i = 0; i < 2; i++) {
+    Side& s = t->side[i];
+    s.want_write = !s.pending.empty();
+    s.want_read = t->side[1 - i].pending.empty();
+    UpdateInterest(e, &s);
+  }
+}
+
+// Reports closed tunnels (one call with [id, reason, errno, up, down, …]) and the front's
+// events (one call with [type, id, a, text, bytes, …]) to JavaScript.
 void Report(Engine* e) {
   for (Tunnel* t : e->graveyard) delete t;
   e->graveyard.clear();
-  if (e->events.empty()) return;
-  std::vector<CloseEvent> evs;
-  evs.swap(e->events);
+  FreeHandshakes(e);
+  if (e->events.empty() && e->front_events.empty()) return;
   napi_env env = e->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value arr, cb, recv, v;
-  napi_create_array_with_length(env, evs.size() * 5, &arr);
-  uint32_t k = 0;
-  for (const CloseEvent& ev : evs) {
-    napi_create_uint32(env, ev.id, &v);
-    napi_set_element(env, arr, k++, v);
-    napi_create_int32(env, ev.reason, &v);
-    napi_set_element(env, arr, k++, v);
-    napi_create_int32(env, ev.err, &v);
-    napi_set_element(env, arr, k++, v);
-    napi_create_double(env, ev.up, &v);
-    napi_set_element(env, arr, k++, v);
-    napi_create_double(env, ev.down, &v);
-    napi_set_element(env, arr, k++, v);
-  }
-  napi_get_reference_value(env, e->on_close, &cb);
+  napi_value recv, cb, arr, v;
   napi_get_global(env, &recv);  // make_callback needs an object as `this`
-  // make_callback runs the microtasks and reports an exception as uncaught, like any I/O callback.
-  napi_make_callback(env, e->async_context, recv, cb, 1, &arr, nullptr);
+  // The front first: a tunnel closed in this turn may have been established in it.
+  while (!e->front_events.empty()) {
+    std::vector<FrontEvent> evs;
+    evs.swap(e->front_events);
+    napi_create_array_with_length(env, evs.size() * 5, &arr);
+    uint32_t k = 0;
+    for (FrontEvent& ev : evs) {
+      napi_create_int32(env, ev.type, &v);
+      napi_set_element(env, arr, k++, v);
+      napi_create_uint32(env, ev.id, &v);
+      napi_set_element(env, arr, k++, v);
+      napi_create_int32(env, ev.a, &v);
+      napi_set_element(env, arr, k++, v);
+      if (ev.text.empty()) napi_get_undefined(env, &v);
+      else napi_create_string_latin1(env, ev.text.data(), ev.text.size(), &v);
+      napi_set_element(env, arr, k++, v);
+      if (ev.bytes.empty()) napi_get_undefined(env, &v);
+      else napi_create_buffer_copy(env, ev.bytes.size(), ev.bytes.data(), nullptr, &v);
+      napi_set_element(env, arr, k++, v);
+    }
+    napi_get_reference_value(env, e->on_front, &cb);
+    // make_callback runs the microtasks and reports an exception as uncaught, like any I/O callback.
+    napi_make_callback(env, e->async_context, recv, cb, 1, &arr, nullptr);
+  }
+  if (!e->events.empty()) {
+    std::vector<CloseEvent> evs;
+    evs.swap(e->events);
+    napi_create_array_with_length(env, evs.size() * 5, &arr);
+    uint32_t k = 0;
+    for (const CloseEvent& ev : evs) {
+      napi_create_uint32(env, ev.id, &v);
+      napi_set_element(env, arr, k++, v);
+      napi_create_int32(env, ev.reason, &v);
+      napi_set_element(env, arr, k++, v);
+      napi_create_int32(env, ev.err, &v);
+      napi_set_element(env, arr, k++, v);
+      napi_create_double(env, ev.up, &v);
+      napi_set_element(env, arr, k++, v);
+      napi_create_double(env, ev.down, &v);
+      napi_set_element(env, arr, k++, v);
+    }
+    napi_get_reference_value(env, e->on_close, &cb);
+    napi_make_callback(env, e->async_context, recv, cb, 1, &arr, nullptr);
+  }
   napi_close_handle_scope(env, scope);
+  // JavaScript may have finished tunnels or handshakes synchronously; free them now.
+  for (Tunnel* t : e->graveyard) delete t;
+  e->graveyard.clear();
+  FreeHandshakes(e);
 }
+
+namespace {
 
 void OnPoll(uv_poll_t* handle, int status, int events) {
   Engine* e = static_cast<Engine*>(handle->data);
@@ -307,27 +343,35 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
   do {
     n = epoll_wait(e->epfd, evs, kMaxEvents, 0);
   } while (n < 0 && errno == EINTR);
-  for (int i = 0; i < n; i++) HandleEvent(e, static_cast<Side*>(evs[i].data.ptr), evs[i].events);
-  Report(e);
-}
-
-void OnFinTimer(uv_timer_t* handle) {
-  Engine* e = static_cast<Engine*>(handle->data);
-  if (e->fin_wait.empty()) return;
-  int64_t now = NowMs();
-  std::vector<Tunnel*> waiting;
-  waiting.swap(e->fin_wait);
-  // Finish() removes a tunnel from fin_wait, so every entry here is live.
-  for (Tunnel* t : waiting) {
-    if (t->fin_deadline <= now) {
-      t->fin_deadline = 0;  // already out of fin_wait
-      Finish(e, t, kFinTimeout, 0);
-    } else {
-      e->fin_wait.push_back(t);
-    }
+  for (int i = 0; i < n; i++) {
+    Watched* w = static_cast<Watched*>(evs[i].data.ptr);
+    if (w->kind == Kind::kTunnelSide) HandleEvent(e, static_cast<Side*>(w), evs[i].events);
+    else HandleFrontEvent(e, w, evs[i].events);
   }
   Report(e);
 }
+
+void OnTick(uv_timer_t* handle) {
+  Engine* e = static_cast<Engine*>(handle->data);
+  int64_t now = NowMs();
+  if (!e->fin_wait.empty()) {
+    std::vector<Tunnel*> waiting;
+    waiting.swap(e->fin_wait);
+    // Finish() removes a tunnel from fin_wait, so every entry here is live.
+    for (Tunnel* t : waiting) {
+      if (t->fin_deadline <= now) {
+        t->fin_deadline = 0;  // already out of fin_wait
+        Finish(e, t, kFinTimeout, 0);
+      } else {
+        e->fin_wait.push_back(t);
+      }
+    }
+  }
+  FrontTick(e, now);
+  Report(e);
+}
+
+}  // namespace
 
 // ---- JavaScript side ----
 
@@ -337,39 +381,6 @@ napi_value Throw(napi_env env, const char* msg) {
 }
 
 bool GetUint32(napi_env env, napi_value v, uint32_t* out) { return napi_get_value_uint32(env, v, out) == napi_ok; }
-
-// start(onClose: (events: number[]) => void): void
-napi_value Start(napi_env env, napi_callback_info info) {
-  if (g_engine != nullptr) return Throw(env, "native tunnel engine already started");
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  uv_loop_t* loop;
-  if (argc < 1 || napi_get_uv_event_loop(env, &loop) != napi_ok) return Throw(env, "start(onClose)");
-  Engine* e = new Engine();
-  e->env = env;
-  e->epfd = epoll_create1(EPOLL_CLOEXEC);
-  if (e->epfd < 0) {
-    delete e;
-    return Throw(env, "epoll unavailable");
-  }
-  napi_create_reference(env, argv[0], 1, &e->on_close);
-  napi_value resource_name;
-  napi_create_string_utf8(env, "wsgate.tunnel", NAPI_AUTO_LENGTH, &resource_name);
-  napi_async_init(env, nullptr, resource_name, &e->async_context);
-  uv_poll_init(loop, &e->poll, e->epfd);
-  e->poll.data = e;
-  uv_poll_start(&e->poll, UV_READABLE, OnPoll);
-  uv_timer_init(loop, &e->fin_timer);
-  e->fin_timer.data = e;
-  uv_timer_start(&e->fin_timer, OnFinTimer, 1000, 1000);
-  // Neither handle keeps the process alive: live tunnels are not a reason to keep running by
-  // themselves (the gateway's listeners are).
-  uv_unref(reinterpret_cast<uv_handle_t*>(&e->poll));
-  uv_unref(reinterpret_cast<uv_handle_t*>(&e->fin_timer));
-  g_engine = e;
-  return nullptr;
-}
 
 bool CopyBuffer(napi_env env, napi_value v, std::vector<char>* out) {
   napi_valuetype t;
@@ -382,6 +393,42 @@ bool CopyBuffer(napi_env env, napi_value v, std::vector<char>* out) {
   return true;
 }
 
+namespace {
+
+// start(onClose: (events: number[]) => void, onFront: (events: unknown[]) => void): void
+napi_value Start(napi_env env, napi_callback_info info) {
+  if (g_engine != nullptr) return Throw(env, "native tunnel engine already started");
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uv_loop_t* loop;
+  if (argc < 2 || napi_get_uv_event_loop(env, &loop) != napi_ok) return Throw(env, "start(onClose, onFront)");
+  Engine* e = new Engine();
+  e->env = env;
+  e->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (e->epfd < 0) {
+    delete e;
+    return Throw(env, "epoll unavailable");
+  }
+  napi_create_reference(env, argv[0], 1, &e->on_close);
+  napi_create_reference(env, argv[1], 1, &e->on_front);
+  napi_value resource_name;
+  napi_create_string_utf8(env, "wsgate.tunnel", NAPI_AUTO_LENGTH, &resource_name);
+  napi_async_init(env, nullptr, resource_name, &e->async_context);
+  uv_poll_init(loop, &e->poll, e->epfd);
+  e->poll.data = e;
+  uv_poll_start(&e->poll, UV_READABLE, OnPoll);
+  uv_timer_init(loop, &e->tick);
+  e->tick.data = e;
+  uv_timer_start(&e->tick, OnTick, 1000, 1000);
+  // Neither handle keeps the process alive: live tunnels are not a reason to keep running by
+  // themselves (the gateway's listeners are).
+  uv_unref(reinterpret_cast<uv_handle_t*>(&e->poll));
+  uv_unref(reinterpret_cast<uv_handle_t*>(&e->tick));
+  g_engine = e;
+  return nullptr;
+}
+
 // A non-blocking duplicate of a connected TCP socket, with no-delay and TCP keepalive (first
 // probe after `keepalive_s` of silence) so that vanished peers are found.
 int DupSocket(int fd, int keepalive_s) {
@@ -391,8 +438,7 @@ int DupSocket(int fd, int keepalive_s) {
   fcntl(d, F_SETFL, flags | O_NONBLOCK);
   int one = 1;
   setsockopt(d, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  setsockopt(d, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-  setsockopt(d, IPPROTO_TCP, TCP_KEEPIDLE, &keepalive_s, sizeof keepalive_s);
+  KeepAlive(d, keepalive_s);
   return d;
 }
 
@@ -413,10 +459,6 @@ napi_value AdoptJs(napi_env env, napi_callback_info info) {
   }
   Tunnel* t = new Tunnel();
   t->id = id;
-  for (int i = 0; i < 2; i++) {
-    t->side[i].tunnel = t;
-    t->side[i].index = i;
-  }
   // side[1].pending: bytes for the backend; side[0].pending: bytes for the client.
   if ((argc > 4 && !CopyBuffer(env, argv[4], &t->side[1].pending)) || (argc > 5 && !CopyBuffer(env, argv[5], &t->side[0].pending))) {
     delete t;
@@ -431,24 +473,13 @@ napi_value AdoptJs(napi_env env, napi_callback_info info) {
     delete t;
     return Throw(env, strerror(err));
   }
-  e->tunnels[id] = t;
   for (Side& s : t->side) {
     struct epoll_event ev;
-    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.events = 0;
     ev.data.ptr = &s;
     epoll_ctl(e->epfd, EPOLL_CTL_ADD, s.fd, &ev);
   }
-  for (int i = 0; i < 2 && !t->closed; i++) {
-    Side& dst = t->side[i];
-    if (dst.pending.empty()) continue;
-    Side& src = t->side[1 - i];
-    src.want_read = false;  // until the early bytes are out
-    UpdateInterest(e, &src);
-    FlushPending(e, &dst, &src);
-  }
-  // A tunnel finished here is reported (and freed) at the next poll or timer callback; make
-  // sure one comes soon.
-  if (t->closed) uv_timer_start(&e->fin_timer, OnFinTimer, 0, 1000);
+  RunTunnel(e, t);
   return nullptr;
 }
 
@@ -512,11 +543,21 @@ napi_value Init(napi_env env, napi_value exports) {
       {"adopt", nullptr, AdoptJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"close", nullptr, CloseJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"bytes", nullptr, BytesJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontListen", nullptr, FrontListenJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontUnlisten", nullptr, FrontUnlistenJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontHandoff", nullptr, FrontHandoffJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontConnect", nullptr, FrontConnectJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontEstablish", nullptr, FrontEstablishJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontRespond", nullptr, FrontRespondJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontRelease", nullptr, FrontReleaseJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontAbort", nullptr, FrontAbortJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontLocalAddress", nullptr, FrontLocalAddressJs, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
 }
 
 }  // namespace
+}  // namespace wsgate
 
-NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)
+NAPI_MODULE(NODE_GYP_MODULE_NAME, wsgate::Init)

@@ -76,11 +76,27 @@ export class Tunnel {
   private backendClosed = false;
   private finished = false;
 
+  /**
+   * `client` and `backend` are Node's sockets; both are undefined for a tunnel the native front
+   * made itself (it never had Node sockets: see `establishedNatively`).
+   */
   constructor(
-    readonly client: Socket,
-    readonly backend: Socket,
+    readonly client: Socket | undefined,
+    readonly backend: Socket | undefined,
     private readonly options: TunnelOptions,
   ) {}
+
+  /**
+   * A tunnel the native front set up (native/front.cc): its sockets are in the engine already,
+   * under this tunnel's id. Call right after the engine took them.
+   */
+  static establishedNatively(options: TunnelOptions): Tunnel {
+    const t = new Tunnel(undefined, undefined, options);
+    t.usedNative = true;
+    live.set(t.id, t);
+    if (options.idleTimeoutMs > 0) t.armIdle();
+    return t;
+  }
 
   /** True while the native engine moves this tunnel's bytes (its sockets were handed over). */
   get native(): boolean {
@@ -94,6 +110,7 @@ export class Tunnel {
   start(clientEarly: Buffer | undefined, backendEarly: Buffer | undefined): void {
     const client = this.client as TunnelSocket;
     const backend = this.backend as TunnelSocket;
+    if (client === undefined || backend === undefined) throw new Error('Tunnel.start needs both sockets');
     client[kTunnel] = this;
     backend[kTunnel] = this;
     client.setTimeout(0);
@@ -141,8 +158,8 @@ export class Tunnel {
       if (nativeEngine()!.close(this.id, scratch)) this.nativeClosed(NATIVE_SHUTDOWN, 0, scratch[0], scratch[1]);
       return;
     }
-    this.client.destroy();
-    this.backend.destroy();
+    this.client?.destroy();
+    this.backend?.destroy();
   }
 
   /** Bytes forwarded client → backend, including early bytes. */
@@ -173,14 +190,16 @@ export class Tunnel {
    */
   private handOver(clientEarly: Buffer | undefined, backendEarly: Buffer | undefined): boolean {
     if (this.options.upObserver !== undefined || this.options.downObserver !== undefined) return false;
+    const client = this.client!;
+    const backend = this.backend!;
     if (nativeEngine() === undefined) return false;
-    const ch = handleOf(this.client);
-    const bh = handleOf(this.backend);
+    const ch = handleOf(client);
+    const bh = handleOf(backend);
     if (ch === undefined || bh === undefined) return false;
-    if (this.client.writableLength > 0 || this.backend.writableLength > 0) return false;
+    if (client.writableLength > 0 || backend.writableLength > 0) return false;
     // Bytes Node already read are passed along; the engine reads the rest from the kernel.
-    const up = drainReadable(this.client, clientEarly);
-    const down = drainReadable(this.backend, backendEarly);
+    const up = drainReadable(client, clientEarly);
+    const down = drainReadable(backend, backendEarly);
     // read() may have restarted reading: stop it last, before anything can run on the loop.
     ch.readStop();
     bh.readStop();
@@ -194,7 +213,7 @@ export class Tunnel {
     } catch (e) {
       failure = (e as Error).message; // dup(2) failed: out of file descriptors
     }
-    for (const s of [this.client, this.backend]) {
+    for (const s of [client, backend]) {
       s.on('error', ignoreError);
       s.destroy();
     }
@@ -226,24 +245,24 @@ export class Tunnel {
     this.up += chunk.length;
     this.active = true;
     if (this.options.upObserver !== undefined) this.options.upObserver.onChunk(chunk);
-    if (!this.backend.write(chunk)) this.client.pause();
+    if (!this.backend!.write(chunk)) this.client!.pause();
   }
 
   forwardDown(chunk: Buffer): void {
     this.down += chunk.length;
     this.active = true;
     if (this.options.downObserver !== undefined) this.options.downObserver.onChunk(chunk);
-    if (!this.client.write(chunk)) this.backend.pause();
+    if (!this.client!.write(chunk)) this.backend!.pause();
   }
 
   /** @internal A side sent its FIN: forward it once its bytes are written (end() flushes first). */
   sideEnded(fromClient: boolean): void {
     if (fromClient) {
       this.clientEnded = true;
-      this.backend.end();
+      this.backend!.end();
     } else {
       this.backendEnded = true;
-      this.client.end();
+      this.client!.end();
     }
     if (this.clientEnded && this.backendEnded && this.closeReason === undefined) {
       this.closeReason = 'closed';
@@ -264,8 +283,8 @@ export class Tunnel {
       this.closeReason = fromClient ? 'client-reset' : 'backend-reset';
     }
     if (this.closeReason !== undefined && this.closeReason !== 'closed') {
-      this.client.destroy();
-      this.backend.destroy();
+      this.client!.destroy();
+      this.backend!.destroy();
     }
     if (this.clientClosed && this.backendClosed) this.finish();
   }
@@ -276,8 +295,8 @@ export class Tunnel {
       this.closeReason = fromClient ? 'client-error' : 'backend-error';
       this.closeDetail = (err as NodeJS.ErrnoException).code ?? err.message;
     }
-    this.client.destroy();
-    this.backend.destroy();
+    this.client!.destroy();
+    this.backend!.destroy();
   }
 
   /** @internal Idle tick: close after IDLE_TICKS consecutive ticks without a byte. */
@@ -317,10 +336,10 @@ export class Tunnel {
     this.finished = true;
     this.clearIdle();
     this.endedAt = Date.now();
-    const client = this.client as TunnelSocket;
-    const backend = this.backend as TunnelSocket;
-    client[kTunnel] = undefined;
-    backend[kTunnel] = undefined;
+    const client = this.client as TunnelSocket | undefined;
+    const backend = this.backend as TunnelSocket | undefined;
+    if (client !== undefined) client[kTunnel] = undefined;
+    if (backend !== undefined) backend[kTunnel] = undefined;
     // Listeners stay attached: the sockets are closed and about to be collected. An error
     // handler must remain, so that a late error can never become an uncaught exception.
     this.options.onClose(this);
@@ -377,10 +396,10 @@ function backendOnData(this: TunnelSocket, chunk: Buffer): void {
   this[kTunnel]?.forwardDown(chunk);
 }
 function clientOnDrain(this: TunnelSocket): void {
-  this[kTunnel]?.backend.resume();
+  this[kTunnel]?.backend!.resume();
 }
 function backendOnDrain(this: TunnelSocket): void {
-  this[kTunnel]?.client.resume();
+  this[kTunnel]?.client!.resume();
 }
 function clientOnEnd(this: TunnelSocket): void {
   this[kTunnel]?.sideEnded(true);

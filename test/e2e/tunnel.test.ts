@@ -539,8 +539,8 @@ test('backpressure: a client that stops reading while the backend writes 64 MiB;
       maxRss = Math.max(maxRss, process.memoryUsage.rss());
       if (!r.tunnel.native) {
         // The JavaScript pump: what wsgate holds for the client, and what it read ahead from the backend.
-        maxClientWritable = Math.max(maxClientWritable, r.tunnel.client.writableLength);
-        maxBackendReadable = Math.max(maxBackendReadable, r.tunnel.backend.readableLength);
+        maxClientWritable = Math.max(maxClientWritable, r.tunnel.client!.writableLength);
+        maxBackendReadable = Math.max(maxBackendReadable, r.tunnel.backend!.readableLength);
       }
     };
     sampler = setInterval(sample, 5);

@@ -1,0 +1,128 @@
+// What the two halves of wsgate's native engine share: the epoll set run on the libuv loop, the
+// tunnel records (tunnel.cc), the handshakes and listeners of the native front (front.cc), and
+// the queue of events reported to JavaScript once per loop turn.
+
+#ifndef WSGATE_ENGINE_H_
+#define WSGATE_ENGINE_H_
+
+#include <node_api.h>
+#include <uv.h>
+
+#include <stdint.h>
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace wsgate {
+
+constexpr size_t kReadSize = 64 * 1024;
+
+// What an epoll entry's data.ptr points at; every watched struct starts with its kind.
+enum class Kind : uint8_t { kTunnelSide, kListener, kHandshakeClient, kHandshakeBackend };
+struct Watched {
+  Kind kind;
+  explicit Watched(Kind k) : kind(k) {}
+};
+
+struct Tunnel;
+
+// One socket of a tunnel, with the bytes still to be written TO it.
+struct Side : Watched {
+  Side() : Watched(Kind::kTunnelSide) {}
+  int fd = -1;
+  bool read_eof = false;    // this socket sent its FIN
+  bool shut_wr = false;     // we forwarded the other side's FIN to this socket
+  bool want_read = true;    // EPOLLIN is registered
+  bool want_write = false;  // EPOLLOUT is registered
+  std::vector<char> pending;  // unsent bytes for this socket
+  size_t pending_off = 0;
+  Tunnel* tunnel = nullptr;
+  int index = 0;  // 0 = client, 1 = backend
+};
+
+struct Tunnel {
+  uint32_t id = 0;
+  Side side[2];
+  // bytes[0]: client → backend, bytes[1]: backend → client
+  uint64_t bytes[2] = {0, 0};
+  int64_t fin_deadline = 0;  // set once both sides sent their FIN
+  bool closed = false;
+};
+
+struct CloseEvent {
+  uint32_t id;
+  int32_t reason;
+  int32_t err;
+  double up;
+  double down;
+};
+
+// An event of the native front for JavaScript (front.cc documents the types).
+struct FrontEvent {
+  int32_t type;
+  uint32_t id;
+  int32_t a;
+  std::string text;         // the client's address, for a new request
+  std::vector<char> bytes;  // a request or response head
+};
+
+struct Handshake;
+struct Listener;
+
+struct Engine {
+  napi_env env = nullptr;
+  napi_ref on_close = nullptr;
+  napi_ref on_front = nullptr;
+  napi_async_context async_context = nullptr;
+  int epfd = -1;
+  uv_poll_t poll;
+  uv_timer_t tick;  // once a second: FIN timeouts, request-head timeouts, paused listeners
+  std::unordered_map<uint32_t, Tunnel*> tunnels;
+  std::vector<Tunnel*> fin_wait;  // tunnels with a FIN deadline
+  std::vector<CloseEvent> events;  // closes not yet reported to JavaScript
+  std::vector<FrontEvent> front_events;
+  // Finished records are freed after the current batch of epoll events: later events of the
+  // same batch may still point at them.
+  std::vector<Tunnel*> graveyard;
+  std::vector<Handshake*> handshake_graveyard;
+  std::unordered_map<uint32_t, Handshake*> handshakes;
+  std::unordered_map<uint32_t, Listener*> listeners;
+  uint32_t next_handshake_id = 1;
+  char buf[kReadSize];
+};
+
+extern Engine* g_engine;
+
+int64_t NowMs();
+void SetInterest(Engine* e, int fd, Watched* w, uint32_t events);
+// Starts relaying a tunnel whose sides have their fds and early bytes set and are already in
+// the epoll set (with any data.ptr: it is replaced).
+void RunTunnel(Engine* e, Tunnel* t);
+// Hands queued events to JavaScript and frees finished records.
+void Report(Engine* e);
+// Makes the next Report come at the next loop turn (something finished outside a callback).
+void ReportSoon(Engine* e);
+void KeepAlive(int fd, int keepalive_s);
+
+// front.cc
+void HandleFrontEvent(Engine* e, Watched* w, uint32_t ev);
+void FrontTick(Engine* e, int64_t now);
+void FreeHandshakes(Engine* e);
+napi_value FrontListenJs(napi_env env, napi_callback_info info);
+napi_value FrontUnlistenJs(napi_env env, napi_callback_info info);
+napi_value FrontHandoffJs(napi_env env, napi_callback_info info);
+napi_value FrontConnectJs(napi_env env, napi_callback_info info);
+napi_value FrontEstablishJs(napi_env env, napi_callback_info info);
+napi_value FrontRespondJs(napi_env env, napi_callback_info info);
+napi_value FrontReleaseJs(napi_env env, napi_callback_info info);
+napi_value FrontAbortJs(napi_env env, napi_callback_info info);
+napi_value FrontLocalAddressJs(napi_env env, napi_callback_info info);
+
+napi_value Throw(napi_env env, const char* msg);
+bool GetUint32(napi_env env, napi_value v, uint32_t* out);
+bool CopyBuffer(napi_env env, napi_value v, std::vector<char>* out);
+
+}  // namespace wsgate
+
+#endif  // WSGATE_ENGINE_H_

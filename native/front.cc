@@ -1,0 +1,689 @@
+// The native front: the upgrade handshake without Node sockets.
+//
+// On a plain-TCP Listen port the engine accepts connections itself and reads each request head;
+// JavaScript then decides what it is (it parses, routes and builds every head, so HTTP rules live
+// in one place). For an upgrade to a plain-TCP backend the engine connects, sends the head JS
+// built, reads the answer, and after JS has checked the 101 it turns the two sockets into a
+// tunnel of tunnel.cc. Anything else (plain HTTP, a refused upgrade, a malformed request) is
+// handed to Node as a file descriptor, with the bytes read so far, and runs on the JavaScript
+// path. A handshake that becomes a tunnel never creates a net.Socket: that machinery, not
+// wsgate's own logic, was most of the CPU per handshake (docs/performance.md).
+//
+// Events for JavaScript (queued, reported once per loop turn by Report in tunnel.cc); the numbers
+// match FRONT_EVENT in src/tunnel/native.ts:
+//   1 head          a = listener id, text = client address, bytes = everything read so far
+//                   (a complete head and maybe more, or what came before EOF or the size limit)
+//   2 connect-failed a = errno (ETIMEDOUT when the connect timeout passed)
+//   3 answer        bytes = the backend's answer so far (a complete head, or over the size limit)
+//   4 backend-lost  a = errno (0: closed), bytes = the part of an answer that arrived
+//   5 answer-timeout
+//   6 client-gone   a = errno (the client reset or failed while the backend was being asked)
+//   7 head-timeout  a = 1 if part of a head had arrived (the handshake is already closed)
+
+#include "engine.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace wsgate {
+
+namespace {
+
+enum FrontEventType : int32_t {
+  kHead = 1,
+  kConnectFailed = 2,
+  kAnswer = 3,
+  kBackendLost = 4,
+  kAnswerTimeout = 5,
+  kClientGone = 6,
+  kHeadTimeout = 7,
+};
+
+// A head may be this long (src/http/head.ts MAX_HEAD_BYTES); past it JS answers 431 or 502.
+constexpr size_t kMaxHead = 16 * 1024 + 4;
+// Connections accepted per readable event, so one busy port cannot starve the loop.
+constexpr int kAcceptBatch = 64;
+// A client that does not take wsgate's error response is dropped after this long.
+constexpr uint64_t kRespondTimeoutMs = 10000;
+
+}  // namespace
+
+struct Listener : Watched {
+  Listener() : Watched(Kind::kListener) {}
+  uint32_t id = 0;
+  int fd = -1;
+  int64_t head_timeout_ms = 0;
+  bool paused = false;  // out of file descriptors: accepting again at the next tick
+};
+
+struct HandshakeEnd : Watched {
+  HandshakeEnd(Kind k, Handshake* h) : Watched(k), handshake(h) {}
+  Handshake* handshake;
+};
+
+enum class Stage : uint8_t {
+  kReadingHead,
+  kDeciding,  // JavaScript has the head or the answer (or a failure) and will call back
+  kConnecting,
+  kSending,
+  kAwaitingAnswer,
+  kResponding,  // writing wsgate's own response, then closing
+  kDone,
+};
+
+struct Handshake {
+  Handshake() : client(Kind::kHandshakeClient, this), backend(Kind::kHandshakeBackend, this) {}
+  uint32_t id = 0;
+  uint32_t listener = 0;
+  int cfd = -1;
+  int bfd = -1;
+  Stage stage = Stage::kReadingHead;
+  std::vector<char> in;   // the request head being read, then the backend's answer
+  std::vector<char> out;  // the head for the backend, or a response for the client
+  size_t out_off = 0;
+  int64_t head_deadline = 0;
+  uint32_t answer_timeout_ms = 0;
+  uv_timer_t* timer = nullptr;
+  HandshakeEnd client;
+  HandshakeEnd backend;
+  char peer[INET6_ADDRSTRLEN] = {0};
+};
+
+namespace {
+
+void Queue(Engine* e, int32_t type, Handshake* h, int32_t a) {
+  e->front_events.push_back(FrontEvent{type, h->id, a, std::string(), std::vector<char>()});
+}
+
+void QueueBytes(Engine* e, int32_t type, Handshake* h, int32_t a) {
+  e->front_events.push_back(FrontEvent{type, h->id, a, std::string(), std::move(h->in)});
+  h->in.clear();
+}
+
+void StopTimer(Handshake* h) {
+  if (h->timer != nullptr) uv_timer_stop(h->timer);
+}
+
+void OnHandshakeTimer(uv_timer_t* timer);
+
+void StartTimer(Engine* e, Handshake* h, uint64_t ms) {
+  if (h->timer == nullptr) {
+    uv_loop_t* loop;
+    napi_get_uv_event_loop(e->env, &loop);
+    h->timer = new uv_timer_t;
+    uv_timer_init(loop, h->timer);
+    h->timer->data = h;
+    uv_unref(reinterpret_cast<uv_handle_t*>(h->timer));
+  }
+  uv_timer_start(h->timer, OnHandshakeTimer, ms, 0);
+}
+
+void CloseFd(Engine* e, int* fd) {
+  if (*fd < 0) return;
+  epoll_ctl(e->epfd, EPOLL_CTL_DEL, *fd, nullptr);
+  close(*fd);
+  *fd = -1;
+}
+
+// Forgets a handshake; its fds must be closed or given away first. Freed after the batch.
+void Forget(Engine* e, Handshake* h) {
+  h->stage = Stage::kDone;
+  if (h->timer != nullptr) {
+    h->timer->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(h->timer), [](uv_handle_t* t) { delete reinterpret_cast<uv_timer_t*>(t); });
+    h->timer = nullptr;
+  }
+  e->handshakes.erase(h->id);
+  e->handshake_graveyard.push_back(h);
+}
+
+void Drop(Engine* e, Handshake* h) {
+  CloseFd(e, &h->cfd);
+  CloseFd(e, &h->bfd);
+  Forget(e, h);
+}
+
+// Closes the client connection after wsgate's response: what the client sent is read and
+// discarded first, so that close() sends a FIN rather than a reset that could destroy the
+// response on its way.
+void CloseAfterResponse(Engine* e, Handshake* h) {
+  shutdown(h->cfd, SHUT_WR);
+  for (int i = 0; i < 4 && read(h->cfd, e->buf, kReadSize) > 0; i++) {
+  }
+  Drop(e, h);
+}
+
+const char* FindHeadEnd(const std::vector<char>& in, size_t from) {
+  static const char kEnd[] = "\r\n\r\n";
+  size_t start = from > 3 ? from - 3 : 0;
+  if (in.size() < 4) return nullptr;
+  const char* base = in.data();
+  const char* p = static_cast<const char*>(memmem(base + start, in.size() - start, kEnd, 4));
+  return p;
+}
+
+// Reads what arrived on `fd` into h->in. Returns the count, 0 at EOF, -1 with errno on failure
+// (EAGAIN included).
+ssize_t ReadInto(Engine* e, int fd, Handshake* h) {
+  ssize_t n;
+  do {
+    n = read(fd, e->buf, kReadSize);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) h->in.insert(h->in.end(), e->buf, e->buf + n);
+  return n;
+}
+
+void ReadHead(Engine* e, Handshake* h) {
+  size_t before = h->in.size();
+  ssize_t n = ReadInto(e, h->cfd, h);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    Drop(e, h);  // reset before a request: nothing to answer or log
+    return;
+  }
+  if (n == 0 && h->in.empty()) {
+    Drop(e, h);  // connected and closed without a request
+    return;
+  }
+  if (n > 0 && FindHeadEnd(h->in, before) == nullptr && h->in.size() <= kMaxHead) return;
+  // A head, or something JavaScript must answer (EOF mid-head, too large).
+  h->stage = Stage::kDeciding;
+  SetInterest(e, h->cfd, &h->client, 0);
+  e->front_events.push_back(FrontEvent{kHead, h->id, int32_t(h->listener), std::string(h->peer), std::move(h->in)});
+  h->in.clear();
+}
+
+void AnswerTimerOrStop(Engine* e, Handshake* h) {
+  if (h->answer_timeout_ms > 0) StartTimer(e, h, h->answer_timeout_ms);
+  else StopTimer(h);
+}
+
+void FlushHead(Engine* e, Handshake* h) {
+  while (h->out_off < h->out.size()) {
+    ssize_t n = write(h->bfd, h->out.data() + h->out_off, h->out.size() - h->out_off);
+    if (n > 0) {
+      h->out_off += size_t(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (h->stage != Stage::kSending) {
+        h->stage = Stage::kSending;
+        SetInterest(e, h->bfd, &h->backend, EPOLLOUT);
+      }
+      return;
+    }
+    int err = n < 0 ? errno : EPIPE;
+    CloseFd(e, &h->bfd);
+    StopTimer(h);
+    h->stage = Stage::kDeciding;
+    Queue(e, kBackendLost, h, err);
+    return;
+  }
+  std::vector<char>().swap(h->out);
+  h->out_off = 0;
+  h->stage = Stage::kAwaitingAnswer;
+  SetInterest(e, h->bfd, &h->backend, EPOLLIN | EPOLLRDHUP);
+}
+
+void Connected(Engine* e, Handshake* h) {
+  AnswerTimerOrStop(e, h);
+  h->stage = Stage::kConnecting;  // FlushHead moves it on
+  FlushHead(e, h);
+}
+
+void ConnectFailed(Engine* e, Handshake* h, int err) {
+  CloseFd(e, &h->bfd);
+  StopTimer(h);
+  std::vector<char>().swap(h->out);
+  h->out_off = 0;
+  h->stage = Stage::kDeciding;
+  Queue(e, kConnectFailed, h, err);
+}
+
+void ReadAnswer(Engine* e, Handshake* h) {
+  size_t before = h->in.size();
+  ssize_t n = ReadInto(e, h->bfd, h);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+  if (n <= 0) {
+    int err = n < 0 ? errno : 0;
+    CloseFd(e, &h->bfd);
+    StopTimer(h);
+    h->stage = Stage::kDeciding;
+    QueueBytes(e, kBackendLost, h, err);
+    return;
+  }
+  if (FindHeadEnd(h->in, before) == nullptr && h->in.size() <= kMaxHead) return;
+  StopTimer(h);
+  h->stage = Stage::kDeciding;
+  SetInterest(e, h->bfd, &h->backend, 0);
+  QueueBytes(e, kAnswer, h, 0);
+}
+
+void FlushResponse(Engine* e, Handshake* h) {
+  while (h->out_off < h->out.size()) {
+    ssize_t n = write(h->cfd, h->out.data() + h->out_off, h->out.size() - h->out_off);
+    if (n > 0) {
+      h->out_off += size_t(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      SetInterest(e, h->cfd, &h->client, EPOLLOUT);
+      return;
+    }
+    Drop(e, h);  // the client is gone; nobody to answer
+    return;
+  }
+  CloseAfterResponse(e, h);
+}
+
+void OnHandshakeTimer(uv_timer_t* timer) {
+  Handshake* h = static_cast<Handshake*>(timer->data);
+  Engine* e = g_engine;
+  if (h == nullptr || h->stage == Stage::kDone) return;
+  switch (h->stage) {
+    case Stage::kConnecting:
+      ConnectFailed(e, h, ETIMEDOUT);
+      break;
+    case Stage::kSending:
+    case Stage::kAwaitingAnswer:
+      h->stage = Stage::kDeciding;
+      SetInterest(e, h->bfd, &h->backend, 0);
+      Queue(e, kAnswerTimeout, h, 0);
+      break;
+    case Stage::kResponding:
+      Drop(e, h);
+      break;
+    default:
+      break;
+  }
+  Report(e);
+}
+
+void Accept(Engine* e, Listener* l) {
+  for (int i = 0; i < kAcceptBatch; i++) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd = accept4(l->fd, reinterpret_cast<struct sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Level-triggered: a readable listener we cannot accept from would spin. Pause it.
+        l->paused = true;
+        SetInterest(e, l->fd, l, 0);
+      }
+      return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    Handshake* h = new Handshake();
+    h->id = e->next_handshake_id++;
+    if (e->next_handshake_id == 0) e->next_handshake_id = 1;
+    h->listener = l->id;
+    h->cfd = fd;
+    h->head_deadline = NowMs() + l->head_timeout_ms;
+    if (ss.ss_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, h->peer, sizeof h->peer);
+    } else if (ss.ss_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, h->peer, sizeof h->peer);
+      if (strncmp(h->peer, "::ffff:", 7) == 0 && strchr(h->peer + 7, '.') != nullptr) memmove(h->peer, h->peer + 7, strlen(h->peer + 7) + 1);
+    }
+    struct epoll_event ev;
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = static_cast<Watched*>(&h->client);
+    epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev);
+    e->handshakes[h->id] = h;
+    // The head has usually arrived with the connection: read it now rather than after a poll.
+    ReadHead(e, h);
+  }
+}
+
+void OnClientEvent(Engine* e, Handshake* h, uint32_t ev) {
+  switch (h->stage) {
+    case Stage::kReadingHead:
+      ReadHead(e, h);
+      return;
+    case Stage::kResponding:
+      FlushResponse(e, h);
+      return;
+    case Stage::kDone:
+      return;
+    default:
+      // Only errors and hang-ups are registered while the backend is being asked.
+      if (ev & (EPOLLERR | EPOLLHUP)) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(h->cfd, SOL_SOCKET, SO_ERROR, &err, &len);
+        uint32_t id = h->id;
+        Drop(e, h);
+        e->front_events.push_back(FrontEvent{kClientGone, id, err, std::string(), std::vector<char>()});
+      }
+  }
+}
+
+void OnBackendEvent(Engine* e, Handshake* h, uint32_t ev) {
+  switch (h->stage) {
+    case Stage::kConnecting: {
+      int err = 0;
+      socklen_t len = sizeof err;
+      getsockopt(h->bfd, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err != 0) ConnectFailed(e, h, err);
+      else if (ev & (EPOLLERR | EPOLLHUP)) ConnectFailed(e, h, ECONNREFUSED);
+      else Connected(e, h);
+      return;
+    }
+    case Stage::kSending:
+      FlushHead(e, h);
+      return;
+    case Stage::kAwaitingAnswer:
+      ReadAnswer(e, h);
+      return;
+    default:
+      return;  // deciding: JavaScript answers within this loop turn
+  }
+}
+
+Handshake* Find(Engine* e, uint32_t id) {
+  auto it = e->handshakes.find(id);
+  return it == e->handshakes.end() ? nullptr : it->second;
+}
+
+// Reads the handshake id of a call; null (and nothing thrown) when it has ended meanwhile.
+Handshake* HandshakeArg(napi_env env, napi_value v) {
+  uint32_t id;
+  if (g_engine == nullptr || !GetUint32(env, v, &id)) return nullptr;
+  return Find(g_engine, id);
+}
+
+napi_value Bool(napi_env env, bool b) {
+  napi_value v;
+  napi_get_boolean(env, b, &v);
+  return v;
+}
+
+}  // namespace
+
+void HandleFrontEvent(Engine* e, Watched* w, uint32_t ev) {
+  switch (w->kind) {
+    case Kind::kListener:
+      Accept(e, static_cast<Listener*>(w));
+      return;
+    case Kind::kHandshakeClient:
+      OnClientEvent(e, static_cast<HandshakeEnd*>(w)->handshake, ev);
+      return;
+    case Kind::kHandshakeBackend:
+      OnBackendEvent(e, static_cast<HandshakeEnd*>(w)->handshake, ev);
+      return;
+    default:
+      return;
+  }
+}
+
+void FrontTick(Engine* e, int64_t now) {
+  for (auto& it : e->listeners) {
+    Listener* l = it.second;
+    if (l->paused) {
+      l->paused = false;
+      SetInterest(e, l->fd, l, EPOLLIN);
+    }
+  }
+  std::vector<Handshake*> late;
+  for (auto& it : e->handshakes) {
+    Handshake* h = it.second;
+    if (h->stage == Stage::kReadingHead && h->head_deadline <= now) late.push_back(h);
+  }
+  for (Handshake* h : late) {
+    int32_t partial = h->in.empty() ? 0 : 1;
+    uint32_t id = h->id;
+    Drop(e, h);
+    e->front_events.push_back(FrontEvent{kHeadTimeout, id, partial, std::string(), std::vector<char>()});
+  }
+}
+
+void FreeHandshakes(Engine* e) {
+  for (Handshake* h : e->handshake_graveyard) delete h;
+  e->handshake_graveyard.clear();
+}
+
+// frontListen(id, fd, headTimeoutMs): accepts on a duplicate of a bound, listening socket.
+napi_value FrontListenJs(napi_env env, napi_callback_info info) {
+  Engine* e = g_engine;
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id, fd, timeout;
+  if (e == nullptr || argc < 3 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &fd) || !GetUint32(env, argv[2], &timeout)) {
+    return Throw(env, "frontListen(id, fd, headTimeoutMs)");
+  }
+  int d = fcntl(int(fd), F_DUPFD_CLOEXEC, 0);
+  if (d < 0) return Throw(env, strerror(errno));
+  fcntl(d, F_SETFL, fcntl(d, F_GETFL) | O_NONBLOCK);
+  Listener* l = new Listener();
+  l->id = id;
+  l->fd = d;
+  l->head_timeout_ms = timeout;
+  struct epoll_event ev;
+  ev.events = EPOLLIN;
+  ev.data.ptr = static_cast<Watched*>(l);
+  epoll_ctl(e->epfd, EPOLL_CTL_ADD, d, &ev);
+  e->listeners[id] = l;
+  return nullptr;
+}
+
+// frontUnlisten(id): stops accepting and closes the engine's copy of the socket.
+napi_value FrontUnlistenJs(napi_env env, napi_callback_info info) {
+  Engine* e = g_engine;
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id;
+  if (e == nullptr || argc < 1 || !GetUint32(env, argv[0], &id)) return Throw(env, "frontUnlisten(id)");
+  auto it = e->listeners.find(id);
+  if (it != e->listeners.end()) {
+    Listener* l = it->second;
+    e->listeners.erase(it);
+    CloseFd(e, &l->fd);
+    delete l;  // only called from JavaScript, never inside a batch of epoll events
+  }
+  return nullptr;
+}
+
+// frontHandoff(id): [clientFd, backendFd (-1 if none)] | undefined — the engine lets go of the
+// handshake's sockets; the caller owns the fds from now on.
+napi_value FrontHandoffJs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result, v;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  Handshake* h = argc < 1 ? nullptr : HandshakeArg(env, argv[0]);
+  if (h == nullptr || h->cfd < 0) {
+    napi_get_undefined(env, &result);
+    return result;
+  }
+  Engine* e = g_engine;
+  epoll_ctl(e->epfd, EPOLL_CTL_DEL, h->cfd, nullptr);
+  if (h->bfd >= 0) epoll_ctl(e->epfd, EPOLL_CTL_DEL, h->bfd, nullptr);
+  napi_create_array_with_length(env, 2, &result);
+  napi_create_int32(env, h->cfd, &v);
+  napi_set_element(env, result, 0, v);
+  napi_create_int32(env, h->bfd, &v);
+  napi_set_element(env, result, 1, v);
+  h->cfd = -1;
+  h->bfd = -1;
+  Forget(e, h);
+  return result;
+}
+
+// frontConnect(id, ip, port, head: Buffer, connectTimeoutMs, answerTimeoutMs): errno, 0 when
+// the connection is on its way (its outcome comes as an event).
+napi_value FrontConnectJs(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6], result;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  Handshake* h = argc < 6 ? nullptr : HandshakeArg(env, argv[0]);
+  char ip[64];
+  size_t iplen;
+  uint32_t port, connect_ms, answer_ms;
+  if (argc < 6 || napi_get_value_string_latin1(env, argv[1], ip, sizeof ip, &iplen) != napi_ok || !GetUint32(env, argv[2], &port) ||
+      !GetUint32(env, argv[4], &connect_ms) || !GetUint32(env, argv[5], &answer_ms)) {
+    return Throw(env, "frontConnect(id, ip, port, head, connectTimeoutMs, answerTimeoutMs)");
+  }
+  int err = 0;
+  if (h == nullptr || h->stage != Stage::kDeciding || h->bfd >= 0) {
+    err = ECANCELED;
+  } else if (!CopyBuffer(env, argv[3], &h->out)) {
+    return Throw(env, "head must be a Buffer");
+  } else {
+    Engine* e = g_engine;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len;
+    auto* a4 = reinterpret_cast<struct sockaddr_in*>(&ss);
+    auto* a6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
+    if (inet_pton(AF_INET, ip, &a4->sin_addr) == 1) {
+      a4->sin_family = AF_INET;
+      a4->sin_port = htons(uint16_t(port));
+      len = sizeof *a4;
+    } else if (inet_pton(AF_INET6, ip, &a6->sin6_addr) == 1) {
+      a6->sin6_family = AF_INET6;
+      a6->sin6_port = htons(uint16_t(port));
+      len = sizeof *a6;
+    } else {
+      return Throw(env, "frontConnect: not an IP address");
+    }
+    h->out_off = 0;
+    h->answer_timeout_ms = answer_ms;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      err = errno;
+    } else {
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      int r;
+      do {
+        r = connect(fd, reinterpret_cast<struct sockaddr*>(&ss), len);
+      } while (r < 0 && errno == EINTR);
+      if (r < 0 && errno != EINPROGRESS) {
+        err = errno;
+        close(fd);
+      } else {
+        h->bfd = fd;
+        struct epoll_event ev;
+        ev.events = EPOLLOUT;
+        ev.data.ptr = static_cast<Watched*>(&h->backend);
+        epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev);
+        h->stage = Stage::kConnecting;
+        if (r == 0) {
+          Connected(e, h);
+        } else if (connect_ms > 0) {
+          StartTimer(e, h, connect_ms);
+        }
+      }
+    }
+    if (err != 0) std::vector<char>().swap(h->out);
+  }
+  napi_create_int32(env, err, &result);
+  return result;
+}
+
+// frontEstablish(id, tunnelId, toClient: Buffer, toBackend?: Buffer, keepaliveSeconds): boolean —
+// the backend switched protocols: toClient (the 101 and what followed it) goes to the client,
+// toBackend (what the client sent after its head) to the backend, and the two sockets become
+// tunnel `tunnelId`. False when the handshake had ended (the client went away).
+napi_value FrontEstablishJs(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  Handshake* h = argc < 5 ? nullptr : HandshakeArg(env, argv[0]);
+  uint32_t tunnel_id, keepalive_s;
+  if (argc < 5 || !GetUint32(env, argv[1], &tunnel_id) || !GetUint32(env, argv[4], &keepalive_s)) {
+    return Throw(env, "frontEstablish(id, tunnelId, toClient, toBackend, keepaliveSeconds)");
+  }
+  if (h == nullptr || h->stage != Stage::kDeciding || h->bfd < 0) return Bool(env, false);
+  Tunnel* t = new Tunnel();
+  t->id = tunnel_id;
+  if (!CopyBuffer(env, argv[2], &t->side[0].pending) || !CopyBuffer(env, argv[3], &t->side[1].pending)) {
+    delete t;
+    return Throw(env, "toClient and toBackend must be Buffers");
+  }
+  Engine* e = g_engine;
+  t->side[0].fd = h->cfd;
+  t->side[1].fd = h->bfd;
+  KeepAlive(h->cfd, int(keepalive_s));
+  KeepAlive(h->bfd, int(keepalive_s));
+  h->cfd = -1;
+  h->bfd = -1;
+  Forget(e, h);
+  RunTunnel(e, t);
+  return Bool(env, true);
+}
+
+// frontRespond(id, bytes: Buffer): boolean — writes wsgate's own response to the client and
+// closes both connections. False when the handshake had ended.
+napi_value FrontRespondJs(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  Handshake* h = argc < 2 ? nullptr : HandshakeArg(env, argv[0]);
+  if (h == nullptr || h->cfd < 0) return Bool(env, false);
+  Engine* e = g_engine;
+  CloseFd(e, &h->bfd);
+  if (!CopyBuffer(env, argv[1], &h->out)) return Throw(env, "frontRespond(id, Buffer)");
+  h->out_off = 0;
+  h->stage = Stage::kResponding;
+  StartTimer(e, h, kRespondTimeoutMs);
+  FlushResponse(e, h);
+  return Bool(env, true);
+}
+
+// frontRelease(id): boolean — the backend connection is dropped, the client connection stays
+// with the engine (the next member of a balancer is to be tried). False when it had ended.
+napi_value FrontReleaseJs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  Handshake* h = argc < 1 ? nullptr : HandshakeArg(env, argv[0]);
+  if (h == nullptr) return Bool(env, false);
+  CloseFd(g_engine, &h->bfd);
+  StopTimer(h);
+  h->stage = Stage::kDeciding;
+  return Bool(env, true);
+}
+
+// frontAbort(id): closes both connections without a word (shutdown, or the client is gone).
+napi_value FrontAbortJs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  Handshake* h = argc < 1 ? nullptr : HandshakeArg(env, argv[0]);
+  if (h != nullptr) Drop(g_engine, h);
+  return Bool(env, h != nullptr);
+}
+
+// frontLocalAddress(id): the address the client connected to (for name-based virtual hosts).
+napi_value FrontLocalAddressJs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  Handshake* h = argc < 1 ? nullptr : HandshakeArg(env, argv[0]);
+  char ip[INET6_ADDRSTRLEN] = {0};
+  if (h != nullptr && h->cfd >= 0) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(h->cfd, reinterpret_cast<struct sockaddr*>(&ss), &len) == 0) {
+      if (ss.ss_family == AF_INET) inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, ip, sizeof ip);
+      else if (ss.ss_family == AF_INET6) inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, ip, sizeof ip);
+    }
+  }
+  napi_create_string_latin1(env, ip, NAPI_AUTO_LENGTH, &result);
+  return result;
+}
+
+}  // namespace wsgate
