@@ -18,7 +18,8 @@
 //   4 backend-lost  a = errno (0: closed), bytes = the part of an answer that arrived
 //   5 answer-timeout
 //   6 client-gone   a = errno (the client reset or failed while the backend was being asked)
-//   7 head-timeout  a = 1 if part of a head had arrived (the handshake is already closed)
+//   7 head-timeout  a = 1 if part of a head had arrived, text = client address (the handshake
+//                   is already closed)
 
 #include "engine.h"
 
@@ -443,8 +444,9 @@ void FrontTick(Engine* e, int64_t now) {
   for (Handshake* h : late) {
     int32_t partial = h->in.empty() ? 0 : 1;
     uint32_t id = h->id;
+    std::string peer(h->peer);
     Drop(e, h);
-    e->front_events.push_back(FrontEvent{kHeadTimeout, id, partial, std::string(), std::vector<char>()});
+    e->front_events.push_back(FrontEvent{kHeadTimeout, id, partial, std::move(peer), std::vector<char>()});
   }
 }
 
@@ -475,10 +477,13 @@ napi_value FrontListenJs(napi_env env, napi_callback_info info) {
   ev.data.ptr = static_cast<Watched*>(l);
   epoll_ctl(e->epfd, EPOLL_CTL_ADD, d, &ev);
   e->listeners[id] = l;
+  // Listening ports keep the process running (live tunnels alone do not).
+  if (e->listeners.size() == 1) uv_ref(reinterpret_cast<uv_handle_t*>(&e->poll));
   return nullptr;
 }
 
-// frontUnlisten(id): stops accepting and closes the engine's copy of the socket.
+// frontUnlisten(id): stops accepting, closes the engine's copy of the socket and the connections
+// of this port still reading their first head.
 napi_value FrontUnlistenJs(napi_env env, napi_callback_info info) {
   Engine* e = g_engine;
   size_t argc = 1;
@@ -492,6 +497,15 @@ napi_value FrontUnlistenJs(napi_env env, napi_callback_info info) {
     e->listeners.erase(it);
     CloseFd(e, &l->fd);
     delete l;  // only called from JavaScript, never inside a batch of epoll events
+    // Connections that have not sent a head yet go with the port; handshakes JavaScript knows
+    // of are its to end.
+    std::vector<Handshake*> unread;
+    for (auto& h : e->handshakes) {
+      if (h.second->listener == id && h.second->stage == Stage::kReadingHead) unread.push_back(h.second);
+    }
+    for (Handshake* h : unread) Drop(e, h);
+    ReportSoon(e);  // frees them
+    if (e->listeners.empty()) uv_unref(reinterpret_cast<uv_handle_t*>(&e->poll));
   }
   return nullptr;
 }

@@ -1,13 +1,17 @@
 // The gateway: one running wsgate. It owns the listeners, the config in force, the per-origin
 // state and the registry of live tunnels, and it stops all of them cleanly.
 
+import cluster from 'node:cluster';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import type { Backend, Config, ListenAddress, Route, VirtualHost } from './config/model';
 import { buildErrorResponse } from './http/forward';
 import { ClientConnection, type ConnectionHost } from './listeners/http1';
+import { NativeFront, type FrontHost } from './listeners/native-front';
 import { createTlsServer } from './listeners/tls';
 import { createLogger, type Logger } from './observe/log';
+import type { NativeUpgrade } from './proxy/native-upgrade';
+import { nativeEngine } from './tunnel/native';
 import { Tunnel } from './tunnel/tunnel';
 import { HealthChecker } from './upstream/balancer/health';
 import { BalancerRegistry } from './upstream/balancer/state';
@@ -32,7 +36,15 @@ export interface GatewayOptions {
   log?: Logger;
 }
 
-export class Gateway implements ConnectionHost {
+/** A bound Listen address: a Node server, or (native front) the engine accepting on its socket. */
+interface Bound {
+  readonly listen: ListenAddress;
+  readonly address: net.AddressInfo;
+  server: net.Server | undefined;
+  readonly frontId: number | undefined;
+}
+
+export class Gateway implements ConnectionHost, FrontHost {
   /** The config in force. Swapping it (a later reload) affects new requests only. */
   config: Config;
   readonly log: Logger;
@@ -44,7 +56,9 @@ export class Gateway implements ConnectionHost {
   /** Live tunnels; a reload, drain or status page walks this. */
   readonly tunnels = new Map<Tunnel, TunnelRecord>();
   private readonly connections = new Set<ClientConnection>();
-  private readonly servers: { server: net.Server; listen: ListenAddress }[] = [];
+  private readonly servers: Bound[] = [];
+  /** Accepts and runs upgrade handshakes natively on plain-TCP ports (undefined without the engine). */
+  private readonly front: NativeFront | undefined;
   private stopping = false;
   private readonly hostName = os.hostname();
 
@@ -53,6 +67,10 @@ export class Gateway implements ConnectionHost {
     this.log = options.log ?? createLogger();
     this.balancers = new BalancerRegistry(this.log);
     this.health = new HealthChecker(this.balancers, this.log);
+    // Not in `-w N` workers: closing a worker's server (the front takes the socket over) makes the
+    // cluster primary drop the shared socket, and a worker that listens later gets another one.
+    const engine = cluster.isWorker || process.env.WSGATE_NATIVE_FRONT === '0' ? undefined : nativeEngine();
+    this.front = engine === undefined ? undefined : new NativeFront(this, engine);
   }
 
   /** Binds every Listen address; rejects (after closing what was bound) if one fails. */
@@ -75,7 +93,12 @@ export class Gateway implements ConnectionHost {
             resolve();
           });
         });
-        this.servers.push({ server, listen });
+        const address = server.address() as net.AddressInfo;
+        // Plain-TCP ports: the native engine accepts on the socket from now on, and Node's
+        // handle is closed in this same tick, before it could accept anything.
+        const frontId = listen.protocol === 'https' ? undefined : this.front?.listen(server, listen, this.config.mainServer.settings.timeoutMs);
+        if (frontId !== undefined) server.close();
+        this.servers.push({ listen, address, server: frontId === undefined ? server : undefined, frontId });
       }
     } catch (e) {
       await this.stop();
@@ -88,17 +111,19 @@ export class Gateway implements ConnectionHost {
   }
 
   addresses(): BoundListener[] {
-    return this.servers.map(({ server, listen }) => {
-      const a = server.address() as net.AddressInfo;
-      return { listen, address: a.address, port: a.port };
-    });
+    return this.servers.map(({ address, listen }) => ({ listen, address: address.address, port: address.port }));
   }
 
   /** Stops listening, closes every connection and tunnel, and empties the pools. */
   async stop(): Promise<void> {
     this.stopping = true;
     this.health.stop();
-    const closing = this.servers.splice(0).map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
+    const closing: Promise<void>[] = [];
+    for (const { server, frontId } of this.servers.splice(0)) {
+      if (frontId !== undefined) this.front!.unlisten(frontId);
+      if (server !== undefined) closing.push(new Promise<void>((resolve) => server.close(() => resolve())));
+    }
+    this.front?.abortAll();
     for (const conn of [...this.connections]) conn.destroy();
     for (const t of [...this.tunnels.keys()]) t.close('shutdown');
     this.origins.closeIdle();
@@ -113,9 +138,15 @@ export class Gateway implements ConnectionHost {
     this.connections.add(new ClientConnection(this, listen, socket));
   }
 
-  /** Client connections still speaking HTTP (not yet tunnels). */
+  adoptConnection(socket: net.Socket, listen: ListenAddress): ClientConnection {
+    const conn = new ClientConnection(this, listen, socket);
+    this.connections.add(conn);
+    return conn;
+  }
+
+  /** Client connections still speaking HTTP or in an upgrade handshake (not yet tunnels). */
   openConnections(): number {
-    return this.connections.size;
+    return this.connections.size + (this.front?.pending ?? 0);
   }
 
   connectionClosed(conn: ClientConnection): void {
@@ -143,7 +174,30 @@ export class Gateway implements ConnectionHost {
     backendEarly: Buffer | undefined,
     onClosed?: (bytes: number) => void,
   ): void {
-    const ip = client.remoteAddress ?? '';
+    const tunnel = this.newTunnel(client, backend, client.remoteAddress ?? '', vhost, route, target, origin, onClosed);
+    tunnel.start(clientEarly, backendEarly);
+    if (this.stopping) tunnel.close('shutdown');
+  }
+
+  startNativeTunnel(u: NativeUpgrade, toClient: Buffer, backendEarly: number): void {
+    const onClosed = u.up.tunnel();
+    u.up.finish();
+    const tunnel = this.newTunnel(undefined, undefined, u.clientIp, u.vhost, u.up.route, u.up.backend, u.up.state, onClosed);
+    tunnel.startInEngine((id) => u.establish(id, toClient), u.rest?.length ?? 0, backendEarly);
+    if (this.stopping) tunnel.close('shutdown');
+  }
+
+  /** A tunnel, registered and counted; its close undoes both. */
+  private newTunnel(
+    client: net.Socket | undefined,
+    backend: net.Socket | undefined,
+    ip: string,
+    vhost: VirtualHost,
+    route: Route,
+    target: Backend,
+    origin: OriginState,
+    onClosed: ((bytes: number) => void) | undefined,
+  ): Tunnel {
     const tunnel = new Tunnel(client, backend, {
       idleTimeoutMs: vhost.settings.websocketIdleTimeoutMs,
       onClose: (t) => {
@@ -154,8 +208,7 @@ export class Gateway implements ConnectionHost {
     this.tunnels.set(tunnel, { tunnel, clientIp: ip.startsWith('::ffff:') ? ip.slice(7) : ip, vhost, route, backend: target });
     origin.counters.openTunnels++;
     origin.counters.tunnels++;
-    tunnel.start(clientEarly, backendEarly);
-    if (this.stopping) tunnel.close('shutdown');
+    return tunnel;
   }
 
   private tunnelClosed(t: Tunnel, origin: OriginState): void {

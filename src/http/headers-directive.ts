@@ -67,6 +67,19 @@ export function relayedHead(vhost: VirtualHost, res: ResponseHead, env: RequestE
   return { ...res, headers: applyHeaderRules(rules, res.headers, env, requestFields, true) };
 }
 
+/**
+ * The extra header lines of an error answer wsgate makes itself: Retry-After when given, then
+ * the server's `Header always` rules (mod_headers' err_headers_out).
+ */
+export function errorAnswerHeaders(vhost: VirtualHost, retryAfterS: number | undefined, env: RequestEnv, requestFields: readonly string[]): string {
+  let fields: string[] = retryAfterS === undefined ? [] : ['Retry-After', String(retryAfterS)];
+  const rules = vhost.headerRules;
+  if (rules !== undefined) fields = applyHeaderRules(rules, fields, env, requestFields, false);
+  let extra = '';
+  for (let i = 0; i + 1 < fields.length; i += 2) extra += `${fields[i]}: ${fields[i + 1]}\r\n`;
+  return extra;
+}
+
 /** `%{VAR}e` and `%{Name}i` of an unset variable or absent header give "(null)", as mod_headers. */
 function format(parts: readonly FormatPart[], env: RequestEnv, requestFields: readonly string[]): string {
   let s = '';

@@ -3,15 +3,31 @@
 // or a request becomes a tunnel.
 
 import type { Socket } from 'node:net';
-import type { Config, ListenAddress } from '../config/model';
+import type { Config, ListenAddress, VirtualHost } from '../config/model';
 import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseRequestHead, type RequestHead } from '../http/head';
 import { Exchange, type ExchangeOwner } from '../proxy/exchange';
 import type { GatewayContext } from '../proxy/context';
-import { routeRequest } from '../routing/router';
+import { Upstream } from '../proxy/upstream';
+import { routeRequest, type RouteResult } from '../routing/router';
 import { selectVirtualHost } from '../routing/vhost';
 
 /** Between requests, an idle keep-alive connection is closed after this long (Apache's KeepAliveTimeout default). */
 export const KEEPALIVE_TIMEOUT_MS = 5_000;
+
+/**
+ * The virtual host and the routing decision for a request head; the one place both fronts (this
+ * one and the native front) decide where a request goes.
+ */
+export function routeHead(
+  config: Config,
+  listen: ListenAddress,
+  localAddress: () => string,
+  req: RequestHead,
+): { vhost: VirtualHost; decision: RouteResult } {
+  // The local address costs a getsockname(2): ask only when there are virtual hosts to choose from.
+  const vhost = config.virtualHosts.length === 0 ? config.mainServer : selectVirtualHost(config, listen, localAddress(), req.host);
+  return { vhost, decision: routeRequest(vhost, { method: req.method, target: req.target, upgrade: req.upgrade, headers: req.headers }) };
+}
 
 const kConn = Symbol('wsgate.conn');
 type ConnSocket = Socket & { [kConn]?: ClientConnection };
@@ -84,11 +100,7 @@ export class ClientConnection implements ExchangeOwner {
   }
 
   private handle(req: RequestHead, rest: Buffer | undefined): void {
-    const config = this.host.config;
-    // The local address costs a getsockname(2): ask only when there are virtual hosts to choose from.
-    const vhost =
-      config.virtualHosts.length === 0 ? config.mainServer : selectVirtualHost(config, this.listen, this.socket.localAddress ?? '', req.host);
-    const decision = routeRequest(vhost, { method: req.method, target: req.target, upgrade: req.upgrade, headers: req.headers });
+    const { vhost, decision } = routeHead(this.host.config, this.listen, () => this.socket.localAddress ?? '', req);
     if (decision.kind === 'local') {
       this.host.log.info('request not proxied', {
         status: decision.status,
@@ -103,8 +115,24 @@ export class ClientConnection implements ExchangeOwner {
       if (keepAlive) this.exchangeDone(true, rest);
       return;
     }
-    this.exchange = new Exchange(this.host, this, vhost, req, decision, rest);
+    this.exchange = new Exchange(this.host, this, vhost, req, new Upstream(this.host, decision, req.headers), rest);
     this.exchange.start();
+  }
+
+  /** Bytes read from the connection before it was given to this object (the native front). */
+  feed(initial: Buffer): void {
+    this.buf = initial;
+    this.readHead(initial.length);
+  }
+
+  /**
+   * Takes over an upgrade the native front started: the request was sent and the backend
+   * answered something other than a 101 to take (see Exchange.resumeAtAnswer).
+   */
+  resumeUpgrade(vhost: VirtualHost, req: RequestHead, up: Upstream, rest: Buffer | undefined, backend: Socket, answer: Buffer): void {
+    this.socket.setTimeout(0);
+    this.exchange = new Exchange(this.host, this, vhost, req, up, rest);
+    this.exchange.resumeAtAnswer(backend, answer);
   }
 
   exchangeDone(keepAlive: boolean, leftover: Buffer | undefined): void {

@@ -11,9 +11,8 @@ import {
   buildInterimResponse,
   buildSwitchingResponse,
 } from '../http/forward';
-import { applyHeaderRules, relayedHead } from '../http/headers-directive';
+import { errorAnswerHeaders, relayedHead } from '../http/headers-directive';
 import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
-import type { RouteResult } from '../routing/router';
 import { BackendTlsError, connectOrigin } from '../upstream/origins';
 import type { GatewayContext } from './context';
 import { Upstream, type Refusal } from './upstream';
@@ -65,11 +64,11 @@ export class Exchange {
     private readonly owner: ExchangeOwner,
     private readonly vhost: VirtualHost,
     private readonly req: RequestHead,
-    decision: Exclude<RouteResult, { kind: 'local' }>,
+    up: Upstream,
     rest: Buffer | undefined,
   ) {
-    this.upgradeValue = decision.mode === 'upgrade' ? decision.upgradeValue : undefined;
-    this.up = new Upstream(ctx, decision, this.upgradeValue, req.headers);
+    this.up = up;
+    this.upgradeValue = up.upgradeValue;
     this.reqFramer = requestFraming(req.chunked, req.contentLength);
     this.pending = rest !== undefined && rest.length > 0 ? rest : undefined;
   }
@@ -137,7 +136,23 @@ export class Exchange {
     });
   }
 
-  private attachBackend(socket: Socket): void {
+  /**
+   * Carries on an upgrade whose backend connection, request head and answer the native front
+   * handled (src/listeners/native-front.ts), from the answer on: it was not a 101 it could take
+   * (another status to relay, an interim response, a malformed head). The request had no body.
+   */
+  resumeAtAnswer(backend: Socket, answer: Buffer): void {
+    this.owner.socket.pause();
+    // What followed the request head is early tunnel bytes (or unused, if there is no tunnel).
+    this.extra = this.pending;
+    this.pending = undefined;
+    this.listenBackend(backend);
+    this.phase = Phase.AwaitingHead;
+    this.timer = setTimeout(onResponseTimeout, this.up.backend.responseTimeoutMs, this);
+    this.onHeadBytes(answer);
+  }
+
+  private listenBackend(socket: Socket): void {
     this.backendSocket = socket;
     (socket as ExchangeSocket)[kExchange] = this;
     socket.on('data', backendOnData);
@@ -145,6 +160,10 @@ export class Exchange {
     socket.on('error', backendOnError);
     socket.on('close', backendOnClose);
     socket.on('drain', backendOnDrain);
+  }
+
+  private attachBackend(socket: Socket): void {
+    this.listenBackend(socket);
     // A socket taken from the keep-alive pool comes back paused (origins.ts unpool).
     if (this.reused) socket.resume();
 
@@ -406,13 +425,7 @@ export class Exchange {
       this.backendSocket.destroy();
     }
     // The request body may not have been read: the connection cannot carry another request.
-    let fields: string[] = retryAfterS === undefined ? [] : ['Retry-After', String(retryAfterS)];
-    // `Header always` rules reach wsgate's own answers too (mod_headers' err_headers_out).
-    const rules = this.vhost.headerRules;
-    if (rules !== undefined) fields = applyHeaderRules(rules, fields, this.up.env, this.req.headers, false);
-    let extra = '';
-    for (let i = 0; i + 1 < fields.length; i += 2) extra += `${fields[i]}: ${fields[i + 1]}\r\n`;
-    this.ctx.respondError(this.owner.socket, status, false, extra);
+    this.ctx.respondError(this.owner.socket, status, false, errorAnswerHeaders(this.vhost, retryAfterS, this.up.env, this.req.headers));
     this.owner.exchangeDone(false, undefined);
   }
 

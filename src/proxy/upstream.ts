@@ -30,6 +30,8 @@ export class Upstream {
   path!: string;
   state!: OriginState;
   readonly route: Route;
+  /** The Upgrade value the request forwards (the route's mode is upgrade), else undefined. */
+  readonly upgradeValue: string | undefined;
   readonly lb: BalancerSession | undefined;
   /** Whether this request holds an in-flight slot in `state.counters`. */
   private counted = false;
@@ -41,12 +43,12 @@ export class Upstream {
   constructor(
     private readonly ctx: GatewayContext,
     decision: Exclude<RouteResult, { kind: 'local' }>,
-    upgradeValue: string | undefined,
     headers: readonly string[],
   ) {
     this.route = decision.route;
+    this.upgradeValue = decision.mode === 'upgrade' ? decision.upgradeValue : undefined;
     if (decision.kind === 'balance') {
-      this.lb = new BalancerSession(ctx.balancers, decision.balancer, decision.path, upgradeValue, headers);
+      this.lb = new BalancerSession(ctx.balancers, decision.balancer, decision.path, this.upgradeValue, headers);
     } else {
       this.lb = undefined;
       this.backend = decision.backend;

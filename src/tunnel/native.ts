@@ -4,6 +4,7 @@
 // connection uses Node's sockets and every tunnel the JavaScript pump in tunnel.ts, which pass
 // the same tests; `WSGATE_NATIVE=0` forces that.
 
+import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 
 export interface NativeBinding {
@@ -99,4 +100,10 @@ export function onNativeClose(handler: NativeCloseHandler): void {
 /** Sets the one function that hears the native front's events. */
 export function onFrontEvent(handler: FrontEventHandler): void {
   frontHandler = handler;
+}
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
+/** The symbolic name of an errno the engine reported (ECONNRESET…). */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
 }

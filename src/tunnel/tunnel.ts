@@ -6,8 +6,7 @@
 // tunnel through a field on the socket, so 10,000 tunnels do not hold 10,000 sets of closures.
 
 import type { Socket } from 'node:net';
-import { constants as osConstants } from 'node:os';
-import { NATIVE_REASONS, nativeEngine, onNativeClose } from './native';
+import { errnoName, NATIVE_REASONS, nativeEngine, onNativeClose } from './native';
 
 /** Why a tunnel ended; also what the access log and counters will report. */
 export type CloseReason =
@@ -78,7 +77,7 @@ export class Tunnel {
 
   /**
    * `client` and `backend` are Node's sockets; both are undefined for a tunnel the native front
-   * made itself (it never had Node sockets: see `establishedNatively`).
+   * made itself (it never had Node sockets: see `startInEngine`).
    */
   constructor(
     readonly client: Socket | undefined,
@@ -87,15 +86,22 @@ export class Tunnel {
   ) {}
 
   /**
-   * A tunnel the native front set up (native/front.cc): its sockets are in the engine already,
-   * under this tunnel's id. Call right after the engine took them.
+   * Starts a tunnel made without Node sockets (constructed with none): `establish(id)` asks the
+   * native front to turn its handshake's two sockets into engine tunnel `id`; it returns false
+   * when the client had gone meanwhile, and the tunnel ends at once as a client reset.
+   * `earlyUp`/`earlyDown` count the bytes that came with the request head and with the 101.
    */
-  static establishedNatively(options: TunnelOptions): Tunnel {
-    const t = new Tunnel(undefined, undefined, options);
-    t.usedNative = true;
-    live.set(t.id, t);
-    if (options.idleTimeoutMs > 0) t.armIdle();
-    return t;
+  startInEngine(establish: (id: number) => boolean, earlyUp: number, earlyDown: number): void {
+    this.usedNative = true;
+    // Bytes that came with the request head or the 101: tunnel bytes the engine did not read.
+    this.earlyUp = this.up = earlyUp;
+    this.earlyDown = this.down = earlyDown;
+    live.set(this.id, this);
+    if (!establish(this.id)) {
+      this.nativeClosed(NATIVE_CLIENT_RESET, 0, 0, 0);
+      return;
+    }
+    if (this.options.idleTimeoutMs > 0) this.armIdle();
   }
 
   /** True while the native engine moves this tunnel's bytes (its sockets were handed over). */
@@ -350,6 +356,7 @@ export class Tunnel {
 const live = new Map<number, Tunnel>();
 const scratch = new Float64Array(2);
 const NATIVE_SHUTDOWN = NATIVE_REASONS.indexOf('shutdown');
+const NATIVE_CLIENT_RESET = NATIVE_REASONS.indexOf('client-reset');
 
 onNativeClose((id, reason, errno, up, down) => live.get(id)?.nativeClosed(reason, errno, up, down));
 
@@ -372,11 +379,6 @@ function drainReadable(s: Socket, first: Buffer | undefined): Buffer | undefined
   for (let c: Buffer | null; (c = s.read() as Buffer | null) !== null; ) parts.push(c);
   if (parts.length === 0) return undefined;
   return parts.length === 1 ? parts[0] : Buffer.concat(parts);
-}
-
-const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
-function errnoName(errno: number): string {
-  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
 }
 
 function ignoreError(): void {}

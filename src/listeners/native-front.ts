@@ -1,0 +1,169 @@
+// The native front's JavaScript half. On plain-TCP Listen ports the native engine accepts
+// connections and reads request heads (native/front.cc); each head comes here, is parsed and
+// routed exactly as on the HTTP/1 path, and then:
+//  - an upgrade without a body to plain-TCP backends is run by a NativeUpgrade: the engine
+//    connects, relays, and turns the two sockets into a native tunnel — no net.Socket at all;
+//  - anything else (plain HTTP, TLS backends, a malformed or oversized head, a local answer) is
+//    handed to Node: the fd becomes a net.Socket and a ClientConnection, fed the bytes read so
+//    far, so it behaves exactly as if Node had accepted it.
+
+import * as net from 'node:net';
+import type { ListenAddress } from '../config/model';
+import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseRequestHead, type RequestHead } from '../http/head';
+import { NativeUpgrade, type NativeUpgradeHost } from '../proxy/native-upgrade';
+import type { GatewayContext } from '../proxy/context';
+import { Upstream } from '../proxy/upstream';
+import type { RouteResult } from '../routing/router';
+import { FrontEvent, onFrontEvent, type NativeBinding } from '../tunnel/native';
+import { routeHead, type ClientConnection, type ConnectionHost } from './http1';
+
+/** What the front needs from the gateway. */
+export interface FrontHost extends ConnectionHost {
+  /** A connection for the HTTP/1 path, registered like an accepted one. */
+  adoptConnection(socket: net.Socket, listen: ListenAddress): ClientConnection;
+  /** Registers a tunnel the engine runs (see NativeUpgradeHost.startNativeTunnel). */
+  startNativeTunnel(u: NativeUpgrade, toClient: Buffer, backendEarly: number): void;
+}
+
+export class NativeFront implements NativeUpgradeHost {
+  private readonly listeners = new Map<number, ListenAddress>();
+  private readonly upgrades = new Map<number, NativeUpgrade>();
+  private nextListenerId = 1;
+
+  constructor(
+    private readonly host: FrontHost,
+    readonly engine: NativeBinding,
+  ) {
+    onFrontEvent((type, id, a, text, bytes) => this.onEvent(type, id, a, text, bytes));
+  }
+
+  get ctx(): GatewayContext {
+    return this.host;
+  }
+
+  /**
+   * Takes over accepting on a bound, listening Node server: the engine accepts on a duplicate
+   * of its socket, and the caller closes the server (its handle) right after, in the same tick.
+   * Returns the id to stop it with.
+   */
+  listen(server: net.Server, listen: ListenAddress, headTimeoutMs: number): number | undefined {
+    const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) return undefined;
+    const id = this.nextListenerId++;
+    this.engine.frontListen(id, fd, headTimeoutMs);
+    this.listeners.set(id, listen);
+    return id;
+  }
+
+  unlisten(id: number): void {
+    this.engine.frontUnlisten(id);
+    this.listeners.delete(id);
+  }
+
+  /** Upgrade handshakes in progress (they are connections that are not tunnels yet). */
+  get pending(): number {
+    return this.upgrades.size;
+  }
+
+  /** Closes every handshake in progress (shutdown). */
+  abortAll(): void {
+    for (const u of [...this.upgrades.values()]) u.abort();
+  }
+
+  upgradeDone(u: NativeUpgrade): void {
+    this.upgrades.delete(u.id);
+  }
+
+  startNativeTunnel(u: NativeUpgrade, toClient: Buffer, backendEarly: number): void {
+    this.host.startNativeTunnel(u, toClient, backendEarly);
+  }
+
+  resumeOnNode(u: NativeUpgrade, clientFd: number, backendFd: number, answer: Buffer): void {
+    const client = socketFor(clientFd);
+    const backend = socketFor(backendFd);
+    const conn = this.host.adoptConnection(client, u.listen);
+    conn.resumeUpgrade(u.vhost, u.req, u.up, u.rest, backend, answer);
+  }
+
+  private onEvent(type: FrontEvent, id: number, a: number, text: string | undefined, bytes: Buffer | undefined): void {
+    switch (type) {
+      case FrontEvent.Head:
+        this.onHead(id, a, text ?? '', bytes!);
+        return;
+      case FrontEvent.HeadTimeout:
+        if (a !== 0) this.host.log.warn('request head timed out', { client: text });
+        return;
+    }
+    const u = this.upgrades.get(id);
+    if (u === undefined) return;
+    switch (type) {
+      case FrontEvent.ConnectFailed:
+        u.onConnectFailed(a);
+        return;
+      case FrontEvent.Answer:
+        u.onAnswer(bytes!);
+        return;
+      case FrontEvent.BackendLost:
+        u.onBackendLost(a);
+        return;
+      case FrontEvent.AnswerTimeout:
+        u.onAnswerTimeout();
+        return;
+      case FrontEvent.ClientGone:
+        u.onClientGone(a);
+        return;
+    }
+  }
+
+  private onHead(id: number, listenerId: number, clientIp: string, bytes: Buffer): void {
+    const listen = this.listeners.get(listenerId);
+    if (listen === undefined) {
+      this.engine.frontAbort(id);
+      return;
+    }
+    const end = findHeadEnd(bytes);
+    let req: RequestHead | undefined;
+    if (end !== -1 && end <= MAX_HEAD_BYTES) {
+      try {
+        req = parseRequestHead(bytes, end);
+      } catch (e) {
+        if (!(e instanceof HeadError)) throw e;
+      }
+    }
+    // Only a bodiless upgrade is the front's; the HTTP/1 path answers everything else,
+    // malformed heads included (it parses them again and says what is wrong).
+    if (req === undefined || req.upgrade === undefined || req.chunked || req.contentLength > 0) {
+      this.handOff(id, listen, bytes);
+      return;
+    }
+    const { vhost, decision } = routeHead(this.host.config, listen, () => this.engine.frontLocalAddress(id), req);
+    if (decision.kind === 'local' || decision.mode !== 'upgrade' || !plainTcp(decision)) {
+      this.handOff(id, listen, bytes);
+      return;
+    }
+    const rest = end < bytes.length ? bytes.subarray(end) : undefined;
+    const u = new NativeUpgrade(this, id, listen, clientIp, vhost, req, new Upstream(this.host, decision, req.headers), rest);
+    this.upgrades.set(id, u);
+    u.start();
+  }
+
+  /** The connection goes to the HTTP/1 path, with what was read from it. */
+  private handOff(id: number, listen: ListenAddress, bytes: Buffer): void {
+    const fds = this.engine.frontHandoff(id);
+    if (fds === undefined) return;
+    this.host.adoptConnection(socketFor(fds[0]), listen).feed(bytes);
+  }
+}
+
+/** Whether every backend the route may use is plain TCP (TLS backends need Node's TLS). */
+function plainTcp(decision: Exclude<RouteResult, { kind: 'local' }>): boolean {
+  if (decision.kind === 'proxy') return !decision.backend.origin.tls;
+  return decision.balancer.members.every((m) => !m.backend.origin.tls);
+}
+
+/** A Node socket on a connected TCP fd the engine gave up. */
+function socketFor(fd: number): net.Socket {
+  const s = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+  s.setNoDelay(true);
+  return s;
+}

@@ -1,0 +1,206 @@
+// One upgrade handshake run by the native front: the engine holds the client connection, makes
+// the backend connection, sends the head built here and reads the answer; this object decides
+// everything (where to, what to send, whether the answer is a 101 to take, which status a
+// failure gets) with the same pieces the HTTP/1 exchange uses. A valid 101 becomes a native
+// tunnel with no Node socket ever made; any other answer goes to the HTTP/1 path
+// (ClientConnection.resumeUpgrade) with both connections, as Node sockets.
+
+import * as dns from 'node:dns';
+import * as net from 'node:net';
+import { constants as osConstants } from 'node:os';
+import type { ListenAddress, VirtualHost } from '../config/model';
+import { buildBackendRequest, buildErrorResponse, buildSwitchingResponse } from '../http/forward';
+import { errorAnswerHeaders, relayedHead } from '../http/headers-directive';
+import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
+import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
+import { errnoName, type NativeBinding } from '../tunnel/native';
+import type { GatewayContext } from './context';
+import type { Refusal, Upstream } from './upstream';
+
+/** What a native upgrade needs from the front that runs it. */
+export interface NativeUpgradeHost {
+  readonly engine: NativeBinding;
+  readonly ctx: GatewayContext;
+  /** The handshake is over, whatever its outcome. */
+  upgradeDone(u: NativeUpgrade): void;
+  /** The backend switched protocols: the engine is to tunnel the two sockets (see Gateway). */
+  startNativeTunnel(u: NativeUpgrade, toClient: Buffer, backendEarly: number): void;
+  /** Hands both connections to the HTTP/1 path to relay a non-101 answer. */
+  resumeOnNode(u: NativeUpgrade, clientFd: number, backendFd: number, answer: Buffer): void;
+}
+
+export class NativeUpgrade {
+  private done = false;
+
+  constructor(
+    private readonly host: NativeUpgradeHost,
+    /** The engine's handshake id. */
+    readonly id: number,
+    readonly listen: ListenAddress,
+    readonly clientIp: string,
+    readonly vhost: VirtualHost,
+    readonly req: RequestHead,
+    readonly up: Upstream,
+    /** What the client sent after its head: early tunnel bytes, sent to the backend after the 101. */
+    readonly rest: Buffer | undefined,
+  ) {}
+
+  private waitTimer: NodeJS.Timeout | undefined;
+
+  start(): void {
+    const refused = this.up.begin();
+    if (refused !== undefined) this.refused(refused);
+    else this.connect();
+  }
+
+  /** A refusal: the client's error answer, or (balancer timeout=) a wait before the election is tried again. */
+  private refused(r: Refusal): void {
+    if (r.waitMs === undefined) this.fail(r.status, r.reason, r.retryAfterS);
+    else this.waitTimer = setTimeout(onWaitOver, r.waitMs, this);
+  }
+
+  /** @internal */
+  onWaitOver(): void {
+    this.waitTimer = undefined;
+    if (this.done) return;
+    const refused = this.up.again();
+    if (refused !== undefined) this.refused(refused);
+    else this.connect();
+  }
+
+  private connect(): void {
+    const origin = this.up.backend.origin;
+    if (net.isIP(origin.host) !== 0) {
+      this.connectTo(origin.host);
+      return;
+    }
+    dns.lookup(origin.host, (err, address) => {
+      if (this.done) return;
+      if (err !== null) this.connectFailed(`backend unreachable: ${err.code ?? ''} ${err.message}`.trim());
+      else this.connectTo(address);
+    });
+  }
+
+  private connectTo(ip: string): void {
+    const b = this.up.backend;
+    const settings = this.vhost.settings;
+    const head = buildBackendRequest(this.req, {
+      method: this.req.method,
+      path: this.up.path,
+      host: settings.preserveHost ? (this.req.host ?? this.host.ctx.serverName(this.vhost)) : b.origin.hostHeader,
+      forwardedFor: settings.addHeaders ? this.clientIp : undefined,
+      forwardedServer: this.host.ctx.serverName(this.vhost),
+      upgrade: this.up.upgradeValue,
+      http10: false,
+    });
+    const errno = this.host.engine.frontConnect(this.id, ip, b.origin.port, head, b.connectTimeoutMs, b.responseTimeoutMs);
+    if (errno !== 0) this.onConnectFailed(errno);
+  }
+
+  /** @internal The connection to the backend failed (or its connect timeout passed). */
+  onConnectFailed(errno: number): void {
+    const o = this.up.backend.origin;
+    const code = errnoName(errno);
+    this.connectFailed(
+      errno === osConstants.errno.ETIMEDOUT
+        ? `backend unreachable: ETIMEDOUT connect timed out after ${this.up.backend.connectTimeoutMs} ms`
+        : `backend unreachable: ${code} connect ${code} ${o.host}:${o.port}`,
+    );
+  }
+
+  private connectFailed(reason: string): void {
+    if (this.done) return;
+    const refused = this.up.connectFailed(reason);
+    if (refused !== undefined) this.refused(refused);
+    else this.connect();
+  }
+
+  /** @internal The backend's answer head (or more than a head's worth of bytes without one). */
+  onAnswer(answer: Buffer): void {
+    if (this.done) return;
+    const end = findHeadEnd(answer);
+    if (end === -1 || end > MAX_HEAD_BYTES) {
+      this.fail(502, 'backend response head too large');
+      return;
+    }
+    let res: ResponseHead;
+    try {
+      res = parseResponseHead(answer, end);
+    } catch (e) {
+      if (!(e instanceof HeadError)) throw e;
+      this.fail(502, e.reason ?? 'malformed response head');
+      return;
+    }
+    if (res.status !== 101) {
+      // Another status to relay as HTTP (with its body), or an interim response: the HTTP/1 path.
+      const fds = this.host.engine.frontHandoff(this.id);
+      this.finishHere();
+      if (fds !== undefined) this.host.resumeOnNode(this, fds[0], fds[1], answer);
+      else this.up.finish();
+      return;
+    }
+    const asked = this.up.upgradeValue!;
+    if (res.upgrade === undefined || res.upgrade.toLowerCase() !== asked.toLowerCase()) {
+      this.fail(502, `backend switched to "${res.upgrade ?? ''}" but "${asked}" was asked`);
+      return;
+    }
+    const head = buildSwitchingResponse(relayedHead(this.vhost, res, this.up.env, this.req.headers));
+    const toClient = end < answer.length ? Buffer.concat([head, answer.subarray(end)]) : head;
+    this.finishHere();
+    this.host.startNativeTunnel(this, toClient, answer.length - end);
+  }
+
+  /** Establishes the tunnel in the engine under `tunnelId`; false when the client had gone. */
+  establish(tunnelId: number, toClient: Buffer): boolean {
+    return this.host.engine.frontEstablish(this.id, tunnelId, toClient, this.rest, TCP_KEEPALIVE_DELAY_MS / 1000);
+  }
+
+  /** @internal The backend closed or failed before its answer head was complete. */
+  onBackendLost(errno: number): void {
+    this.fail(502, `${errno === 0 ? 'backend closed the connection' : `backend error: ${errnoName(errno)}`} before answering`);
+  }
+
+  /** @internal */
+  onAnswerTimeout(): void {
+    if (this.done) return;
+    const reason = `no answer from backend within ${this.up.backend.responseTimeoutMs} ms`;
+    this.up.timedOut(reason);
+    this.fail(504, reason);
+  }
+
+  /** @internal The client reset or failed while the backend was being asked (the engine closed both). */
+  onClientGone(errno: number): void {
+    if (this.done) return;
+    this.host.ctx.log.debug('client went away during exchange', { client: this.clientIp, path: this.req.target, reason: errnoName(errno) });
+    this.finishHere();
+    this.up.finish();
+  }
+
+  /** Closes both connections without an answer (shutdown). */
+  abort(): void {
+    if (this.done) return;
+    this.host.engine.frontAbort(this.id);
+    this.finishHere();
+    this.up.finish();
+  }
+
+  /** Answers the client with an error status (nothing was sent to it yet) and closes. */
+  private fail(status: number, reason: string, retryAfterS?: number): void {
+    if (this.done) return;
+    this.up.logFailure(status, reason, this.clientIp, this.req);
+    this.finishHere();
+    this.up.finish();
+    this.host.engine.frontRespond(this.id, buildErrorResponse(status, false, errorAnswerHeaders(this.vhost, retryAfterS, this.up.env, this.req.headers)));
+  }
+
+  /** This object's part is over; the Upstream is finished by whoever takes it from here. */
+  private finishHere(): void {
+    this.done = true;
+    if (this.waitTimer !== undefined) clearTimeout(this.waitTimer);
+    this.host.upgradeDone(this);
+  }
+}
+
+function onWaitOver(u: NativeUpgrade): void {
+  u.onWaitOver();
+}
