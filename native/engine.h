@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <stdint.h>
+#include <sys/epoll.h>
 
 #include <string>
 #include <unordered_map>
@@ -25,16 +26,22 @@ struct Watched {
   explicit Watched(Kind k) : kind(k) {}
 };
 
+// Every socket of a tunnel (and of a handshake, which becomes one) is registered once with these
+// and never modified: edge-triggered, so no epoll_ctl per chunk or per state change.
+constexpr uint32_t kSideEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+
+struct Handshake;
+
 struct Tunnel;
 
 // One socket of a tunnel, with the bytes still to be written TO it.
 struct Side : Watched {
   Side() : Watched(Kind::kTunnelSide) {}
   int fd = -1;
-  bool read_eof = false;    // this socket sent its FIN
-  bool shut_wr = false;     // we forwarded the other side's FIN to this socket
-  bool want_read = true;    // EPOLLIN is registered
-  bool want_write = false;  // EPOLLOUT is registered
+  bool read_eof = false;  // this socket sent its FIN (read returned 0, or inferred: see Pump)
+  bool shut_wr = false;   // we forwarded the other side's FIN to this socket
+  bool readable = false;  // an input edge came that has not been read to the end yet
+  bool fin_seen = false;  // EPOLLRDHUP: the FIN is in; once the data is read, that is the EOF
   std::vector<char> pending;  // unsent bytes for this socket
   size_t pending_off = 0;
   Tunnel* tunnel = nullptr;
@@ -48,6 +55,11 @@ struct Tunnel {
   uint64_t bytes[2] = {0, 0};
   int64_t fin_deadline = 0;  // set once both sides sent their FIN
   bool closed = false;
+  // The engine holds the only descriptors of both sockets (made by the front, not dup()ed from
+  // Node's): close() alone takes them out of the epoll set.
+  bool sole_fds = false;
+  // While the native front's handshake owns this tunnel-to-be (front.cc).
+  Handshake* handshake = nullptr;
 };
 
 struct CloseEvent {
@@ -67,7 +79,6 @@ struct FrontEvent {
   std::vector<char> bytes;  // a request or response head
 };
 
-struct Handshake;
 struct Listener;
 
 struct Engine {
@@ -86,6 +97,7 @@ struct Engine {
   // same batch may still point at them.
   std::vector<Tunnel*> graveyard;
   std::vector<Handshake*> handshake_graveyard;
+  std::vector<Side*> ready;  // sides that stopped at their read cap (tunnel.cc Pump)
   std::unordered_map<uint32_t, Handshake*> handshakes;
   std::unordered_map<uint32_t, Listener*> listeners;
   uint32_t next_handshake_id = 1;
@@ -99,6 +111,8 @@ void SetInterest(Engine* e, int fd, Watched* w, uint32_t events);
 // Starts relaying a tunnel whose sides have their fds and early bytes set and are already in
 // the epoll set (with any data.ptr: it is replaced).
 void RunTunnel(Engine* e, Tunnel* t);
+// Adds a side's socket to the epoll set with kSideEvents.
+void RegisterSide(Engine* e, Side* s);
 // Hands queued events to JavaScript and frees finished records.
 void Report(Engine* e);
 // Makes the next Report come at the next loop turn (something finished outside a callback).

@@ -64,11 +64,6 @@ struct Listener : Watched {
   bool paused = false;  // out of file descriptors: accepting again at the next tick
 };
 
-struct HandshakeEnd : Watched {
-  HandshakeEnd(Kind k, Handshake* h) : Watched(k), handshake(h) {}
-  Handshake* handshake;
-};
-
 enum class Stage : uint8_t {
   kReadingHead,
   kDeciding,  // JavaScript has the head or the answer (or a failure) and will call back
@@ -79,12 +74,25 @@ enum class Stage : uint8_t {
   kDone,
 };
 
+// A connection between accept and its fate. It owns the Tunnel it may become: its sockets are
+// registered in the epoll set as that tunnel's sides (kind kHandshake*) from the start, so that
+// becoming a tunnel costs no epoll_ctl.
 struct Handshake {
-  Handshake() : client(Kind::kHandshakeClient, this), backend(Kind::kHandshakeBackend, this) {}
+  explicit Handshake(Tunnel* tunnel) : t(tunnel) {
+    t->handshake = this;
+    t->side[0].kind = Kind::kHandshakeClient;
+    t->side[1].kind = Kind::kHandshakeBackend;
+    for (int i = 0; i < 2; i++) {
+      t->side[i].tunnel = t;
+      t->side[i].index = i;
+    }
+  }
+  ~Handshake() { delete t; }
+  Tunnel* t;  // null once it became a tunnel
+  int& cfd() { return t->side[0].fd; }
+  int& bfd() { return t->side[1].fd; }
   uint32_t id = 0;
   uint32_t listener = 0;
-  int cfd = -1;
-  int bfd = -1;
   Stage stage = Stage::kReadingHead;
   std::vector<char> in;   // the request head being read, then the backend's answer
   std::vector<char> out;  // the head for the backend, or a response for the client
@@ -92,8 +100,6 @@ struct Handshake {
   int64_t head_deadline = 0;
   uint32_t answer_timeout_ms = 0;
   uv_timer_t* timer = nullptr;
-  HandshakeEnd client;
-  HandshakeEnd backend;
   char peer[INET6_ADDRSTRLEN] = {0};
 };
 
@@ -146,8 +152,8 @@ void Forget(Engine* e, Handshake* h) {
 }
 
 void Drop(Engine* e, Handshake* h) {
-  CloseFd(e, &h->cfd);
-  CloseFd(e, &h->bfd);
+  CloseFd(e, &h->cfd());
+  CloseFd(e, &h->bfd());
   Forget(e, h);
 }
 
@@ -155,8 +161,8 @@ void Drop(Engine* e, Handshake* h) {
 // discarded first, so that close() sends a FIN rather than a reset that could destroy the
 // response on its way.
 void CloseAfterResponse(Engine* e, Handshake* h) {
-  shutdown(h->cfd, SHUT_WR);
-  for (int i = 0; i < 4 && read(h->cfd, e->buf, kReadSize) > 0; i++) {
+  shutdown(h->cfd(), SHUT_WR);
+  for (int i = 0; i < 4 && read(h->cfd(), e->buf, kReadSize) > 0; i++) {
   }
   Drop(e, h);
 }
@@ -181,22 +187,35 @@ ssize_t ReadInto(Engine* e, int fd, Handshake* h) {
   return n;
 }
 
+// The client socket is edge-triggered while it is a handshake's: read until the head is complete
+// or the socket is empty, and later readiness needs no epoll_ctl to be ignored.
 void ReadHead(Engine* e, Handshake* h) {
-  size_t before = h->in.size();
-  ssize_t n = ReadInto(e, h->cfd, h);
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-    Drop(e, h);  // reset before a request: nothing to answer or log
-    return;
+  Side& c = h->t->side[0];
+  for (;;) {
+    size_t before = h->in.size();
+    ssize_t n = ReadInto(e, c.fd, h);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) Drop(e, h);  // reset before a request: nothing to answer or log
+      else c.readable = false;
+      return;
+    }
+    if (n == 0) {
+      if (h->in.empty()) Drop(e, h);  // connected and closed without a request
+      else break;                     // EOF in the middle of a head: JavaScript answers 400
+      return;
+    }
+    if (FindHeadEnd(h->in, before) != nullptr || h->in.size() > kMaxHead) {
+      // Bytes (or the FIN) after the head stay in the socket for the tunnel.
+      c.readable = size_t(n) == kReadSize || c.fin_seen;
+      break;
+    }
+    if (size_t(n) < kReadSize && !c.fin_seen) {
+      c.readable = false;  // the rest of the head raises a new edge
+      return;
+    }
   }
-  if (n == 0 && h->in.empty()) {
-    Drop(e, h);  // connected and closed without a request
-    return;
-  }
-  if (n > 0 && FindHeadEnd(h->in, before) == nullptr && h->in.size() <= kMaxHead) return;
   // A head, or something JavaScript must answer (EOF mid-head, too large).
   h->stage = Stage::kDeciding;
-  SetInterest(e, h->cfd, &h->client, 0);
   e->front_events.push_back(FrontEvent{kHead, h->id, int32_t(h->listener), std::string(h->peer), std::move(h->in)});
   h->in.clear();
 }
@@ -208,21 +227,18 @@ void AnswerTimerOrStop(Engine* e, Handshake* h) {
 
 void FlushHead(Engine* e, Handshake* h) {
   while (h->out_off < h->out.size()) {
-    ssize_t n = write(h->bfd, h->out.data() + h->out_off, h->out.size() - h->out_off);
+    ssize_t n = write(h->bfd(), h->out.data() + h->out_off, h->out.size() - h->out_off);
     if (n > 0) {
       h->out_off += size_t(n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (h->stage != Stage::kSending) {
-        h->stage = Stage::kSending;
-        SetInterest(e, h->bfd, &h->backend, EPOLLOUT);
-      }
+      h->stage = Stage::kSending;  // the next EPOLLOUT edge goes on
       return;
     }
     int err = n < 0 ? errno : EPIPE;
-    CloseFd(e, &h->bfd);
+    CloseFd(e, &h->bfd());
     StopTimer(h);
     h->stage = Stage::kDeciding;
     Queue(e, kBackendLost, h, err);
@@ -231,7 +247,6 @@ void FlushHead(Engine* e, Handshake* h) {
   std::vector<char>().swap(h->out);
   h->out_off = 0;
   h->stage = Stage::kAwaitingAnswer;
-  SetInterest(e, h->bfd, &h->backend, EPOLLIN | EPOLLRDHUP);
 }
 
 void Connected(Engine* e, Handshake* h) {
@@ -241,7 +256,7 @@ void Connected(Engine* e, Handshake* h) {
 }
 
 void ConnectFailed(Engine* e, Handshake* h, int err) {
-  CloseFd(e, &h->bfd);
+  CloseFd(e, &h->bfd());
   StopTimer(h);
   std::vector<char>().swap(h->out);
   h->out_off = 0;
@@ -249,37 +264,47 @@ void ConnectFailed(Engine* e, Handshake* h, int err) {
   Queue(e, kConnectFailed, h, err);
 }
 
+// Edge-triggered like the client: read until the head is complete or the socket is empty.
 void ReadAnswer(Engine* e, Handshake* h) {
-  size_t before = h->in.size();
-  ssize_t n = ReadInto(e, h->bfd, h);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-  if (n <= 0) {
-    int err = n < 0 ? errno : 0;
-    CloseFd(e, &h->bfd);
-    StopTimer(h);
-    h->stage = Stage::kDeciding;
-    QueueBytes(e, kBackendLost, h, err);
-    return;
+  Side& b = h->t->side[1];
+  for (;;) {
+    size_t before = h->in.size();
+    ssize_t n = ReadInto(e, b.fd, h);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      b.readable = false;
+      return;
+    }
+    if (n <= 0) {
+      int err = n < 0 ? errno : 0;
+      CloseFd(e, &b.fd);
+      StopTimer(h);
+      h->stage = Stage::kDeciding;
+      QueueBytes(e, kBackendLost, h, err);
+      return;
+    }
+    if (FindHeadEnd(h->in, before) != nullptr || h->in.size() > kMaxHead) {
+      b.readable = size_t(n) == kReadSize || b.fin_seen;
+      break;
+    }
+    if (size_t(n) < kReadSize && !b.fin_seen) {
+      b.readable = false;
+      return;
+    }
   }
-  if (FindHeadEnd(h->in, before) == nullptr && h->in.size() <= kMaxHead) return;
   StopTimer(h);
   h->stage = Stage::kDeciding;
-  SetInterest(e, h->bfd, &h->backend, 0);
   QueueBytes(e, kAnswer, h, 0);
 }
 
 void FlushResponse(Engine* e, Handshake* h) {
   while (h->out_off < h->out.size()) {
-    ssize_t n = write(h->cfd, h->out.data() + h->out_off, h->out.size() - h->out_off);
+    ssize_t n = write(h->cfd(), h->out.data() + h->out_off, h->out.size() - h->out_off);
     if (n > 0) {
       h->out_off += size_t(n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      SetInterest(e, h->cfd, &h->client, EPOLLOUT);
-      return;
-    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;  // the next EPOLLOUT edge goes on
     Drop(e, h);  // the client is gone; nobody to answer
     return;
   }
@@ -297,7 +322,6 @@ void OnHandshakeTimer(uv_timer_t* timer) {
     case Stage::kSending:
     case Stage::kAwaitingAnswer:
       h->stage = Stage::kDeciding;
-      SetInterest(e, h->bfd, &h->backend, 0);
       Queue(e, kAnswerTimeout, h, 0);
       break;
     case Stage::kResponding:
@@ -323,13 +347,12 @@ void Accept(Engine* e, Listener* l) {
       }
       return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    Handshake* h = new Handshake();
+    // No-delay and TCP keepalive come from the listening socket (Linux copies them).
+    Handshake* h = new Handshake(new Tunnel());
     h->id = e->next_handshake_id++;
     if (e->next_handshake_id == 0) e->next_handshake_id = 1;
     h->listener = l->id;
-    h->cfd = fd;
+    h->cfd() = fd;
     h->head_deadline = NowMs() + l->head_timeout_ms;
     if (ss.ss_family == AF_INET) {
       inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, h->peer, sizeof h->peer);
@@ -337,12 +360,10 @@ void Accept(Engine* e, Listener* l) {
       inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, h->peer, sizeof h->peer);
       if (strncmp(h->peer, "::ffff:", 7) == 0 && strchr(h->peer + 7, '.') != nullptr) memmove(h->peer, h->peer + 7, strlen(h->peer + 7) + 1);
     }
-    struct epoll_event ev;
-    ev.events = EPOLLIN | EPOLLRDHUP;
-    ev.data.ptr = static_cast<Watched*>(&h->client);
-    epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev);
+    RegisterSide(e, &h->t->side[0]);
     e->handshakes[h->id] = h;
     // The head has usually arrived with the connection: read it now rather than after a poll.
+    h->t->side[0].readable = true;
     ReadHead(e, h);
   }
 }
@@ -350,19 +371,20 @@ void Accept(Engine* e, Listener* l) {
 void OnClientEvent(Engine* e, Handshake* h, uint32_t ev) {
   switch (h->stage) {
     case Stage::kReadingHead:
-      ReadHead(e, h);
+      if (h->t->side[0].readable) ReadHead(e, h);
       return;
     case Stage::kResponding:
-      FlushResponse(e, h);
+      if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) FlushResponse(e, h);
       return;
     case Stage::kDone:
       return;
     default:
-      // Only errors and hang-ups are registered while the backend is being asked.
+      // While the backend is being asked, new bytes wait in the socket (they are the tunnel's);
+      // only a reset or a failure ends the handshake.
       if (ev & (EPOLLERR | EPOLLHUP)) {
         int err = 0;
         socklen_t len = sizeof err;
-        getsockopt(h->cfd, SOL_SOCKET, SO_ERROR, &err, &len);
+        getsockopt(h->cfd(), SOL_SOCKET, SO_ERROR, &err, &len);
         uint32_t id = h->id;
         Drop(e, h);
         e->front_events.push_back(FrontEvent{kClientGone, id, err, std::string(), std::vector<char>()});
@@ -373,19 +395,21 @@ void OnClientEvent(Engine* e, Handshake* h, uint32_t ev) {
 void OnBackendEvent(Engine* e, Handshake* h, uint32_t ev) {
   switch (h->stage) {
     case Stage::kConnecting: {
-      int err = 0;
-      socklen_t len = sizeof err;
-      getsockopt(h->bfd, SOL_SOCKET, SO_ERROR, &err, &len);
-      if (err != 0) ConnectFailed(e, h, err);
-      else if (ev & (EPOLLERR | EPOLLHUP)) ConnectFailed(e, h, ECONNREFUSED);
-      else Connected(e, h);
+      if (ev & (EPOLLERR | EPOLLHUP)) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(h->bfd(), SOL_SOCKET, SO_ERROR, &err, &len);
+        ConnectFailed(e, h, err != 0 ? err : ECONNREFUSED);
+      } else if (ev & EPOLLOUT) {
+        Connected(e, h);
+      }
       return;
     }
     case Stage::kSending:
       FlushHead(e, h);
       return;
     case Stage::kAwaitingAnswer:
-      ReadAnswer(e, h);
+      if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ReadAnswer(e, h);
       return;
     default:
       return;  // deciding: JavaScript answers within this loop turn
@@ -418,11 +442,17 @@ void HandleFrontEvent(Engine* e, Watched* w, uint32_t ev) {
       Accept(e, static_cast<Listener*>(w));
       return;
     case Kind::kHandshakeClient:
-      OnClientEvent(e, static_cast<HandshakeEnd*>(w)->handshake, ev);
+    case Kind::kHandshakeBackend: {
+      Side* s = static_cast<Side*>(w);
+      Handshake* h = s->tunnel->handshake;
+      if (h == nullptr || h->stage == Stage::kDone) return;
+      // Input that is not read now (a decision is pending) is read by the tunnel later.
+      if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = true;
+      if ((ev & (EPOLLRDHUP | EPOLLHUP)) && !(ev & EPOLLERR)) s->fin_seen = true;
+      if (w->kind == Kind::kHandshakeClient) OnClientEvent(e, h, ev);
+      else OnBackendEvent(e, h, ev);
       return;
-    case Kind::kHandshakeBackend:
-      OnBackendEvent(e, static_cast<HandshakeEnd*>(w)->handshake, ev);
-      return;
+    }
     default:
       return;
   }
@@ -455,19 +485,24 @@ void FreeHandshakes(Engine* e) {
   e->handshake_graveyard.clear();
 }
 
-// frontListen(id, fd, headTimeoutMs): accepts on a duplicate of a bound, listening socket.
+// frontListen(id, fd, headTimeoutMs, keepaliveSeconds): accepts on a duplicate of a bound,
+// listening socket. No-delay and TCP keepalive are set on it once: accepted sockets inherit them.
 napi_value FrontListenJs(napi_env env, napi_callback_info info) {
   Engine* e = g_engine;
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  uint32_t id, fd, timeout;
-  if (e == nullptr || argc < 3 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &fd) || !GetUint32(env, argv[2], &timeout)) {
-    return Throw(env, "frontListen(id, fd, headTimeoutMs)");
+  uint32_t id, fd, timeout, keepalive_s;
+  if (e == nullptr || argc < 4 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &fd) || !GetUint32(env, argv[2], &timeout) ||
+      !GetUint32(env, argv[3], &keepalive_s)) {
+    return Throw(env, "frontListen(id, fd, headTimeoutMs, keepaliveSeconds)");
   }
   int d = fcntl(int(fd), F_DUPFD_CLOEXEC, 0);
   if (d < 0) return Throw(env, strerror(errno));
   fcntl(d, F_SETFL, fcntl(d, F_GETFL) | O_NONBLOCK);
+  int one = 1;
+  setsockopt(d, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  KeepAlive(d, int(keepalive_s));
   Listener* l = new Listener();
   l->id = id;
   l->fd = d;
@@ -517,20 +552,20 @@ napi_value FrontHandoffJs(napi_env env, napi_callback_info info) {
   napi_value argv[1], result, v;
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   Handshake* h = argc < 1 ? nullptr : HandshakeArg(env, argv[0]);
-  if (h == nullptr || h->cfd < 0) {
+  if (h == nullptr || h->cfd() < 0) {
     napi_get_undefined(env, &result);
     return result;
   }
   Engine* e = g_engine;
-  epoll_ctl(e->epfd, EPOLL_CTL_DEL, h->cfd, nullptr);
-  if (h->bfd >= 0) epoll_ctl(e->epfd, EPOLL_CTL_DEL, h->bfd, nullptr);
+  epoll_ctl(e->epfd, EPOLL_CTL_DEL, h->cfd(), nullptr);
+  if (h->bfd() >= 0) epoll_ctl(e->epfd, EPOLL_CTL_DEL, h->bfd(), nullptr);
   napi_create_array_with_length(env, 2, &result);
-  napi_create_int32(env, h->cfd, &v);
+  napi_create_int32(env, h->cfd(), &v);
   napi_set_element(env, result, 0, v);
-  napi_create_int32(env, h->bfd, &v);
+  napi_create_int32(env, h->bfd(), &v);
   napi_set_element(env, result, 1, v);
-  h->cfd = -1;
-  h->bfd = -1;
+  h->cfd() = -1;
+  h->bfd() = -1;
   Forget(e, h);
   return result;
 }
@@ -550,7 +585,7 @@ napi_value FrontConnectJs(napi_env env, napi_callback_info info) {
     return Throw(env, "frontConnect(id, ip, port, head, connectTimeoutMs, answerTimeoutMs)");
   }
   int err = 0;
-  if (h == nullptr || h->stage != Stage::kDeciding || h->bfd >= 0) {
+  if (h == nullptr || h->stage != Stage::kDeciding || h->bfd() >= 0) {
     err = ECANCELED;
   } else if (!CopyBuffer(env, argv[3], &h->out)) {
     return Throw(env, "head must be a Buffer");
@@ -588,11 +623,10 @@ napi_value FrontConnectJs(napi_env env, napi_callback_info info) {
         err = errno;
         close(fd);
       } else {
-        h->bfd = fd;
-        struct epoll_event ev;
-        ev.events = EPOLLOUT;
-        ev.data.ptr = static_cast<Watched*>(&h->backend);
-        epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev);
+        h->bfd() = fd;
+        // Edge-triggered from here to the end of the tunnel: connected (EPOLLOUT), then the
+        // answer (EPOLLIN), then tunnel traffic, with no epoll_ctl in between.
+        RegisterSide(e, &h->t->side[1]);
         h->stage = Stage::kConnecting;
         if (r == 0) {
           Connected(e, h);
@@ -620,20 +654,17 @@ napi_value FrontEstablishJs(napi_env env, napi_callback_info info) {
   if (argc < 5 || !GetUint32(env, argv[1], &tunnel_id) || !GetUint32(env, argv[4], &keepalive_s)) {
     return Throw(env, "frontEstablish(id, tunnelId, toClient, toBackend, keepaliveSeconds)");
   }
-  if (h == nullptr || h->stage != Stage::kDeciding || h->bfd < 0) return Bool(env, false);
-  Tunnel* t = new Tunnel();
-  t->id = tunnel_id;
+  if (h == nullptr || h->stage != Stage::kDeciding || h->bfd() < 0) return Bool(env, false);
+  Tunnel* t = h->t;
   if (!CopyBuffer(env, argv[2], &t->side[0].pending) || !CopyBuffer(env, argv[3], &t->side[1].pending)) {
-    delete t;
     return Throw(env, "toClient and toBackend must be Buffers");
   }
   Engine* e = g_engine;
-  t->side[0].fd = h->cfd;
-  t->side[1].fd = h->bfd;
-  KeepAlive(h->cfd, int(keepalive_s));
-  KeepAlive(h->bfd, int(keepalive_s));
-  h->cfd = -1;
-  h->bfd = -1;
+  t->id = tunnel_id;
+  t->sole_fds = true;
+  t->handshake = nullptr;
+  h->t = nullptr;
+  KeepAlive(t->side[1].fd, int(keepalive_s));  // the client's socket has it from the listener
   Forget(e, h);
   RunTunnel(e, t);
   return Bool(env, true);
@@ -646,9 +677,9 @@ napi_value FrontRespondJs(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   Handshake* h = argc < 2 ? nullptr : HandshakeArg(env, argv[0]);
-  if (h == nullptr || h->cfd < 0) return Bool(env, false);
+  if (h == nullptr || h->cfd() < 0) return Bool(env, false);
   Engine* e = g_engine;
-  CloseFd(e, &h->bfd);
+  CloseFd(e, &h->bfd());
   if (!CopyBuffer(env, argv[1], &h->out)) return Throw(env, "frontRespond(id, Buffer)");
   h->out_off = 0;
   h->stage = Stage::kResponding;
@@ -665,7 +696,7 @@ napi_value FrontReleaseJs(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   Handshake* h = argc < 1 ? nullptr : HandshakeArg(env, argv[0]);
   if (h == nullptr) return Bool(env, false);
-  CloseFd(g_engine, &h->bfd);
+  CloseFd(g_engine, &h->bfd());
   StopTimer(h);
   h->stage = Stage::kDeciding;
   return Bool(env, true);
@@ -688,10 +719,10 @@ napi_value FrontLocalAddressJs(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   Handshake* h = argc < 1 ? nullptr : HandshakeArg(env, argv[0]);
   char ip[INET6_ADDRSTRLEN] = {0};
-  if (h != nullptr && h->cfd >= 0) {
+  if (h != nullptr && h->cfd() >= 0) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    if (getsockname(h->cfd, reinterpret_cast<struct sockaddr*>(&ss), &len) == 0) {
+    if (getsockname(h->cfd(), reinterpret_cast<struct sockaddr*>(&ss), &len) == 0) {
       if (ss.ss_family == AF_INET) inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, ip, sizeof ip);
       else if (ss.ss_family == AF_INET6) inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, ip, sizeof ip);
     }

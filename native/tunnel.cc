@@ -47,19 +47,18 @@ enum Reason : int32_t {
 constexpr int64_t kFinTimeoutMs = 30000;
 // Events handled per poll callback before yielding back to libuv (and so to JavaScript).
 constexpr int kMaxEvents = 256;
+// Reads of 64 KiB one side may do per turn before the others get theirs.
+constexpr int kMaxReadsPerPump = 16;
 
 void OnTick(uv_timer_t* handle);
 
-void UpdateInterest(Engine* e, Side* s) {
-  SetInterest(e, s->fd, s, (s->want_read ? uint32_t(EPOLLIN | EPOLLRDHUP) : 0u) | (s->want_write ? uint32_t(EPOLLOUT) : 0u));
-}
 
 void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
   if (t->closed) return;
   t->closed = true;
   for (Side& s : t->side) {
     if (s.fd >= 0) {
-      epoll_ctl(e->epfd, EPOLL_CTL_DEL, s.fd, nullptr);
+      if (!t->sole_fds) epoll_ctl(e->epfd, EPOLL_CTL_DEL, s.fd, nullptr);
       close(s.fd);
       s.fd = -1;
     }
@@ -101,12 +100,17 @@ bool MaybeDone(Engine* e, Tunnel* t) {
   return false;
 }
 
+// Forwards a FIN to `dst` (its peer sent all it will). The last FIN of a tunnel that is about to
+// finish is left to close(), which sends it: one syscall less per tunnel.
 void ForwardFin(Side* dst) {
-  if (!dst->shut_wr) {
-    shutdown(dst->fd, SHUT_WR);
-    dst->shut_wr = true;
-  }
+  if (dst->shut_wr) return;
+  dst->shut_wr = true;
+  Tunnel* t = dst->tunnel;
+  if (t->side[0].read_eof && t->side[1].read_eof && t->side[1 - dst->index].shut_wr) return;
+  shutdown(dst->fd, SHUT_WR);
 }
+
+void Pump(Engine* e, Side* src);
 
 // Writes `dst`'s pending bytes. Returns false if the tunnel was finished.
 bool FlushPending(Engine* e, Side* dst, Side* src) {
@@ -118,91 +122,103 @@ bool FlushPending(Engine* e, Side* dst, Side* src) {
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (!dst->want_write) {
-        dst->want_write = true;
-        UpdateInterest(e, dst);
-      }
-      return true;
-    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;  // the next EPOLLOUT edge goes on
     FailIo(e, t, dst->index, errno);
     return false;
   }
   // Drained: an idle tunnel holds no buffer.
   std::vector<char>().swap(dst->pending);
   dst->pending_off = 0;
-  if (dst->want_write) {
-    dst->want_write = false;
-    UpdateInterest(e, dst);
-  }
-  // The source may read again, or its FIN may now be forwarded.
+  // The source's FIN may now be forwarded, or its reading resumes.
   if (src->read_eof) {
     ForwardFin(dst);
     return !MaybeDone(e, t);
   }
-  if (!src->want_read) {
-    src->want_read = true;
-    UpdateInterest(e, src);
-  }
-  return true;
+  if (src->readable) Pump(e, src);
+  return !t->closed;
 }
 
-// `src` is readable: read once and forward to the other side.
-void OnReadable(Engine* e, Side* src) {
+void OnEof(Engine* e, Side* src, Side* dst) {
+  src->read_eof = true;
+  src->readable = false;
+  if (dst->pending.empty()) ForwardFin(dst);
+  MaybeDone(e, src->tunnel);
+}
+
+// Moves bytes from `src` to the other side until `src` is empty, the other side is full (the rest
+// is kept for it and `src` waits: backpressure), or `src` sent its FIN. Sockets are edge-triggered
+// with every interest registered once, so no epoll_ctl happens per chunk or per state change;
+// `readable` remembers an edge that could not be acted on at once.
+void Pump(Engine* e, Side* src) {
   Tunnel* t = src->tunnel;
   Side* dst = &t->side[1 - src->index];
-  ssize_t n;
-  do {
-    n = read(src->fd, e->buf, kReadSize);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    if (errno != EAGAIN && errno != EWOULDBLOCK) FailIo(e, t, src->index, errno);
-    return;
-  }
-  if (n == 0) {
-    src->read_eof = true;
-    src->want_read = false;
-    UpdateInterest(e, src);
-    if (dst->pending_off >= dst->pending.size()) ForwardFin(dst);
-    MaybeDone(e, t);
-    return;
-  }
-  t->bytes[src->index] += uint64_t(n);
-  size_t off = 0;
-  for (;;) {
-    ssize_t w = write(dst->fd, e->buf + off, size_t(n) - off);
-    if (w > 0) {
-      off += size_t(w);
-      if (off == size_t(n)) return;
-      continue;
+  for (int i = 0; i < kMaxReadsPerPump; i++) {
+    if (src->read_eof || !dst->pending.empty()) return;
+    ssize_t n;
+    do {
+      n = read(src->fd, e->buf, kReadSize);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) src->readable = false;
+      else FailIo(e, t, src->index, errno);
+      return;
     }
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    FailIo(e, t, dst->index, errno);
-    return;
+    if (n == 0) {
+      OnEof(e, src, dst);
+      return;
+    }
+    t->bytes[src->index] += uint64_t(n);
+    // A short read emptied the socket: anything arriving later raises a new edge. If the FIN
+    // had been seen (EPOLLRDHUP), this was the last of the data: no read is needed to learn it.
+    bool drained = size_t(n) < kReadSize;
+    if (drained) src->readable = false;
+    size_t off = 0;
+    while (off < size_t(n)) {
+      ssize_t w = write(dst->fd, e->buf + off, size_t(n) - off);
+      if (w > 0) {
+        off += size_t(w);
+        continue;
+      }
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      FailIo(e, t, dst->index, errno);
+      return;
+    }
+    if (off < size_t(n)) {
+      // The destination is full: keep the rest; its EPOLLOUT edge resumes (FlushPending).
+      dst->pending.assign(e->buf + off, e->buf + n);
+      dst->pending_off = 0;
+      if (drained && src->fin_seen) src->readable = true;  // the EOF is still to be read
+      return;
+    }
+    if (drained) {
+      if (src->fin_seen) OnEof(e, src, dst);
+      return;
+    }
   }
-  // The destination is full: keep the rest, stop reading here until it drains (backpressure).
-  dst->pending.assign(e->buf + off, e->buf + n);
-  dst->pending_off = 0;
-  dst->want_write = true;
-  UpdateInterest(e, dst);
-  src->want_read = false;
-  UpdateInterest(e, src);
+  // A busy socket had its share of this turn; it goes on at the next one (no edge will come for
+  // what is already waiting).
+  e->ready.push_back(src);
+  ReportSoon(e);
 }
 
 void HandleEvent(Engine* e, Side* s, uint32_t ev) {
   Tunnel* t = s->tunnel;
   if (t->closed) return;
   Side* other = &t->side[1 - s->index];
-  if (s->want_write && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = true;
+  // (Not with EPOLLERR: a reset is read as the error it is.)
+  if ((ev & (EPOLLRDHUP | EPOLLHUP)) && !(ev & EPOLLERR)) s->fin_seen = true;
+  if (!s->pending.empty() && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
     // A failed write ends the tunnel with the socket's error.
     if (!FlushPending(e, s, other) || t->closed) return;
   }
-  if (s->want_read) {
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) OnReadable(e, s);
-  } else if (!s->want_write && (ev & (EPOLLHUP | EPOLLERR))) {
-    // Neither reading nor writing here, yet the socket hung up or failed: its peer is gone, so
-    // nothing more can be delivered to it. (Level-triggered: ignoring it would spin.)
+  if (!s->readable) return;
+  if (!s->read_eof) {
+    if (other->pending.empty()) Pump(e, s);  // else: resumed when `other` drains
+  } else if (s->pending.empty() && (ev & (EPOLLHUP | EPOLLERR))) {
+    // Done reading and nothing to write, yet the socket hung up or failed: its peer is gone, so
+    // nothing more can be delivered to it.
     int err = 0;
     socklen_t len = sizeof err;
     getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
@@ -233,14 +249,22 @@ void KeepAlive(int fd, int keepalive_s) {
 
 void ReportSoon(Engine* e) { uv_timer_start(&e->tick, OnTick, 0, 1000); }
 
+void RegisterSide(Engine* e, Side* s) {
+  struct epoll_event ev;
+  ev.events = kSideEvents;
+  ev.data.ptr = static_cast<Watched*>(s);
+  epoll_ctl(e->epfd, EPOLL_CTL_ADD, s->fd, &ev);
+}
+
 void RunTunnel(Engine* e, Tunnel* t) {
   e->tunnels[t->id] = t;
   for (int i = 0; i < 2; i++) {
+    t->side[i].kind = Kind::kTunnelSide;
     t->side[i].tunnel = t;
     t->side[i].index = i;
   }
   // Early bytes (a 101 head, bytes sent with the request) go first, written now if the socket
-  // takes them, as it nearly always does; the rest waits for EPOLLOUT like any pending bytes.
+  // takes them, as it nearly always does; the rest waits for the socket's EPOLLOUT edge.
   for (int i = 0; i < 2; i++) {
     Side& s = t->side[i];
     while (s.pending_off < s.pending.size()) {
@@ -261,14 +285,12 @@ void RunTunnel(Engine* e, Tunnel* t) {
       s.pending_off = 0;
     }
   }
-  // One epoll_ctl per side: it also points the entry at the side. A side does not read until
-  // the other side's early bytes are out.
-  for (int i = 0; i < 2; i++) {
+  // Bytes that arrived before the tunnel existed raised their edges already: read them now.
+  for (int i = 0; i < 2 && !t->closed; i++) {
     Side& s = t->side[i];
-    s.want_write = !s.pending.empty();
-    s.want_read = t->side[1 - i].pending.empty();
-    UpdateInterest(e, &s);
+    if (s.readable && t->side[1 - i].pending.empty()) Pump(e, &s);
   }
+  if (t->closed) ReportSoon(e);
 }
 
 // Reports closed tunnels (one call with [id, reason, errno, up, down, …]) and the front's
@@ -351,8 +373,19 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
   Report(e);
 }
 
+// Sides that stopped at their read cap go on (each is still readable unless it ended).
+void RunReady(Engine* e) {
+  if (e->ready.empty()) return;
+  std::vector<Side*> ready;
+  ready.swap(e->ready);
+  for (Side* s : ready) {
+    if (!s->tunnel->closed && s->readable && !s->read_eof && s->tunnel->side[1 - s->index].pending.empty()) Pump(e, s);
+  }
+}
+
 void OnTick(uv_timer_t* handle) {
   Engine* e = static_cast<Engine*>(handle->data);
+  RunReady(e);
   int64_t now = NowMs();
   if (!e->fin_wait.empty()) {
     std::vector<Tunnel*> waiting;
@@ -474,10 +507,8 @@ napi_value AdoptJs(napi_env env, napi_callback_info info) {
     return Throw(env, strerror(err));
   }
   for (Side& s : t->side) {
-    struct epoll_event ev;
-    ev.events = 0;
-    ev.data.ptr = &s;
-    epoll_ctl(e->epfd, EPOLL_CTL_ADD, s.fd, &ev);
+    s.readable = true;  // Node may have left bytes in the kernel: the first Pump reads them
+    RegisterSide(e, &s);
   }
   RunTunnel(e, t);
   return nullptr;

@@ -15,6 +15,7 @@ import type { GatewayContext } from '../proxy/context';
 import { Upstream } from '../proxy/upstream';
 import type { RouteResult } from '../routing/router';
 import { FrontEvent, onFrontEvent, type NativeBinding } from '../tunnel/native';
+import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
 import { routeHead, type ClientConnection, type ConnectionHost } from './http1';
 
 /** What the front needs from the gateway. */
@@ -50,7 +51,7 @@ export class NativeFront implements NativeUpgradeHost {
     const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
     if (typeof fd !== 'number' || fd < 0) return undefined;
     const id = this.nextListenerId++;
-    this.engine.frontListen(id, fd, headTimeoutMs);
+    this.engine.frontListen(id, fd, headTimeoutMs, TCP_KEEPALIVE_DELAY_MS / 1000);
     this.listeners.set(id, listen);
     return id;
   }

@@ -15,7 +15,7 @@ export interface NativeBinding {
   bytes(id: number, out: Float64Array): boolean;
 
   // The native front (native/front.cc): handshakes by id.
-  frontListen(listenerId: number, fd: number, headTimeoutMs: number): void;
+  frontListen(listenerId: number, fd: number, headTimeoutMs: number, keepaliveSeconds: number): void;
   frontUnlisten(listenerId: number): void;
   /** [clientFd, backendFd or -1]; the caller owns them. Undefined when the handshake had ended. */
   frontHandoff(id: number): [number, number] | undefined;
