@@ -1,0 +1,188 @@
+// The native front (native/front.cc + src/listeners/native-front.ts): on plain-TCP ports the
+// engine accepts, reads heads and runs bodiless upgrades itself; everything else goes to the
+// HTTP/1 path as a Node socket. The rest of the e2e suite runs through it too (it is the default
+// with the engine); these tests cover what is particular to it. Skipped on the JavaScript engine.
+
+import assert from 'node:assert/strict';
+import * as http from 'node:http';
+import type * as net from 'node:net';
+import { test } from 'node:test';
+import { Collector, rawUpgrade, upgradeHead } from '../helpers/datapath';
+import { closed, connectRaw, readUntil } from '../helpers/edges';
+import {
+  assertNoOpenSockets,
+  closeWs,
+  echo,
+  eventually,
+  openWs,
+  randomBytes,
+  readRequestHead,
+  sha256,
+  startEchoBackend,
+  startGateway,
+  startRawBackend,
+} from '../helpers/harness';
+import { nativeEngine } from '../../src/tunnel/native';
+
+const skip = nativeEngine() === undefined || process.env.WSGATE_NATIVE_FRONT === '0' ? 'the native front is off in this run' : false;
+
+const SWITCH = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n';
+
+/** A raw backend answering every upgrade with a 101 and echoing what follows. */
+async function startRawEcho(): Promise<Awaited<ReturnType<typeof startRawBackend>>> {
+  return startRawBackend((s) => {
+    void readRequestHead(s).then(({ rest }) => {
+      s.write(SWITCH);
+      if (rest.length > 0) s.write(rest);
+      s.on('data', (c: Buffer) => s.write(c));
+      s.on('end', () => s.end());
+      s.resume();
+    });
+  });
+}
+
+test('an upgrade on a plain port becomes a tunnel with no Node socket; plain HTTP on the same port still works', { skip, timeout: 30_000 }, async () => {
+  const wsBackend = await startEchoBackend('nf');
+  const page = http.createServer((_req, res) => res.end('page body'));
+  page.listen(0, '127.0.0.1');
+  await new Promise((r) => page.once('listening', r));
+  const pagePort = (page.address() as net.AddressInfo).port;
+  const g = await startGateway(`Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${wsBackend.port}/"\nProxyPass "/page" "http://127.0.0.1:${pagePort}/page"\n`);
+  try {
+    const ws = await openWs(`ws://127.0.0.1:${g.port}/ws/nf`);
+    const data = randomBytes(256 * 1024);
+    const r = await echo(ws, data);
+    assert.equal(sha256(r.data), sha256(data));
+    const rec = [...g.gateway.tunnels.values()][0];
+    assert.equal(rec.tunnel.native, true, 'the engine runs the tunnel');
+    assert.equal(rec.tunnel.client, undefined, 'no Node socket was made for the client');
+    assert.equal(rec.tunnel.backend, undefined, 'no Node socket was made for the backend');
+    assert.equal(rec.clientIp, '127.0.0.1');
+    // Plain HTTP on the same port: handed to the HTTP/1 path with the bytes already read.
+    const body = await new Promise<string>((resolve, reject) => {
+      http.get(`http://127.0.0.1:${g.port}/page`, (res) => {
+        let s = '';
+        res.setEncoding('utf8').on('data', (c: string) => (s += c)).on('end', () => resolve(s));
+      }).on('error', reject);
+    });
+    assert.equal(body, 'page body');
+    await closeWs(ws);
+    await assertNoOpenSockets(g);
+  } finally {
+    await g.stop();
+    await wsBackend.close();
+    page.close();
+  }
+});
+
+test('a request head written one byte at a time, then tunnel bytes both ways, in order', { skip, timeout: 30_000 }, async () => {
+  const backend = await startRawEcho();
+  const g = await startGateway(`Listen 127.0.0.1:0\nProxyPass "/e/" "http://127.0.0.1:${backend.port}/" upgrade=echo\n`);
+  try {
+    const s = await connectRaw(g.port);
+    const head = Buffer.from(upgradeHead('/e/x', 'echo'), 'latin1');
+    for (const byte of head) {
+      s.write(Buffer.from([byte]));
+      await new Promise((r) => setImmediate(r));
+    }
+    const response = await readUntil(s, (b) => b.includes('\r\n\r\n'));
+    assert.match(response.toString('latin1'), /^HTTP\/1\.1 101 /);
+    const rest = response.subarray(response.indexOf('\r\n\r\n') + 4);
+    const data = randomBytes(1024 * 1024);
+    const inbox = new Collector(s, true, rest);
+    s.write(data);
+    await inbox.untilBytes(data.length);
+    assert.equal(sha256(inbox.data()), sha256(data));
+    s.end();
+    await closed(s);
+    await assertNoOpenSockets(g);
+  } finally {
+    await g.stop();
+    await backend.close();
+  }
+});
+
+test('the client resets while the backend has not answered: the handshake ends, nothing stays counted or open', { skip, timeout: 30_000 }, async () => {
+  let asked: net.Socket | undefined;
+  const backend = await startRawBackend((s) => {
+    asked = s; // never answers
+    s.on('end', () => s.end());
+  });
+  const g = await startGateway(`Listen 127.0.0.1:0\nProxyPass "/slow/" "ws://127.0.0.1:${backend.port}/"\n`);
+  try {
+    const s = await connectRaw(g.port);
+    s.write(upgradeHead('/slow/x', 'websocket'));
+    await eventually(() => asked !== undefined, 5000, 'the backend to be asked');
+    await readRequestHead(asked!);
+    asked!.resume();
+    assert.equal(g.gateway.openConnections(), 1, 'the handshake is a connection');
+    s.resetAndDestroy();
+    await closed(asked!);
+    await assertNoOpenSockets(g);
+    const counters = [...g.gateway.origins.all()][0].counters;
+    assert.equal(counters.inFlight, 0);
+    assert.equal(counters.openTunnels, 0);
+  } finally {
+    await g.stop();
+    await backend.close();
+  }
+});
+
+test('Timeout bounds the first head: a partial head is dropped with a log line, a silent connection without one', { skip, timeout: 30_000 }, async () => {
+  const g = await startGateway(`Listen 127.0.0.1:0\nTimeout 1\nProxyPass "/ws/" "ws://127.0.0.1:9/"\n`);
+  try {
+    const partial = await connectRaw(g.port);
+    partial.write('GET /ws/x HTTP/1.1\r\nHost: a\r\n');
+    const silent = await connectRaw(g.port);
+    await Promise.all([closed(partial), closed(silent)]);
+    await g.waitForLog(/warn request head timed out client=127\.0\.0\.1/);
+    assert.equal(g.logs.filter((l) => l.includes('request head timed out')).length, 1, 'one line, for the partial head only');
+    assert.equal(g.gateway.openConnections(), 0);
+  } finally {
+    await g.stop();
+  }
+});
+
+test('stop() closes connections still sending their head and handshakes waiting for the backend', { skip, timeout: 30_000 }, async () => {
+  const asked: net.Socket[] = [];
+  const backend = await startRawBackend((s) => {
+    asked.push(s); // never answers
+    s.on('end', () => s.end());
+    s.resume();
+  });
+  const g = await startGateway(`Listen 127.0.0.1:0\nProxyPass "/slow/" "ws://127.0.0.1:${backend.port}/"\n`);
+  try {
+    const reading = await connectRaw(g.port);
+    reading.write('GET /slow/a HTTP/1.1\r\n');
+    const waiting = await connectRaw(g.port);
+    waiting.write(upgradeHead('/slow/b', 'websocket'));
+    await eventually(() => asked.length === 1, 5000, 'the backend to be asked');
+    await g.stop();
+    await Promise.all([closed(reading), closed(waiting), closed(asked[0])]);
+    assert.equal(g.gateway.openConnections(), 0);
+  } finally {
+    await g.stop();
+    await backend.close();
+  }
+});
+
+test('bytes the client sends with its head reach the backend after the 101, and those the backend sends with the 101 reach the client', { skip, timeout: 30_000 }, async () => {
+  const backend = await startRawEcho();
+  const g = await startGateway(`Listen 127.0.0.1:0\nProxyPass "/e/" "http://127.0.0.1:${backend.port}/" upgrade=echo\n`);
+  try {
+    const early = randomBytes(300 * 1024);
+    const r = await rawUpgrade(g.port, upgradeHead('/e/y', 'echo'), early);
+    assert.equal(r.status, 101);
+    const inbox = new Collector(r.socket, true, r.rest);
+    await inbox.untilBytes(early.length);
+    assert.equal(sha256(inbox.data()), sha256(early), 'the early bytes, echoed, in order');
+    const rec = [...g.gateway.tunnels.values()][0];
+    assert.equal(rec.tunnel.bytesUp, early.length);
+    r.socket.end();
+    await closed(r.socket);
+    await assertNoOpenSockets(g);
+  } finally {
+    await g.stop();
+    await backend.close();
+  }
+});
