@@ -4,14 +4,18 @@
 import cluster from 'node:cluster';
 import * as net from 'node:net';
 import * as os from 'node:os';
+import type * as tls from 'node:tls';
 import type { Backend, Config, ListenAddress, Route, VirtualHost } from './config/model';
 import { buildErrorResponse } from './http/forward';
 import { ClientConnection, type ConnectionHost } from './listeners/http1';
 import { NativeFront, type FrontHost } from './listeners/native-front';
+import { H2Front, selectAlpn } from './listeners/h2';
 import { createTlsServer } from './listeners/tls';
+import { selectVirtualHost } from './routing/vhost';
 import { createLogger, type Logger } from './observe/log';
 import type { NativeUpgrade } from './proxy/native-upgrade';
 import { nativeEngine } from './tunnel/native';
+import type { TunnelVia } from './proxy/context';
 import { Tunnel } from './tunnel/tunnel';
 import { HealthChecker } from './upstream/balancer/health';
 import { BalancerRegistry } from './upstream/balancer/state';
@@ -24,6 +28,8 @@ export interface TunnelRecord {
   readonly vhost: VirtualHost;
   readonly route: Route;
   readonly backend: Backend;
+  /** How the client reached wsgate: its own HTTP/1.1 connection, or a stream of an HTTP/2 one (RFC 8441). */
+  readonly protocol: 'http/1.1' | 'h2';
 }
 
 export interface BoundListener {
@@ -59,6 +65,8 @@ export class Gateway implements ConnectionHost, FrontHost {
   private readonly servers: Bound[] = [];
   /** Accepts and runs upgrade handshakes natively on plain-TCP ports (undefined without the engine). */
   private readonly front: NativeFront | undefined;
+  /** HTTP/2 sessions on the front (`Protocols h2`). */
+  private readonly h2 = new H2Front(this);
   private stopping = false;
   private readonly hostName = os.hostname();
 
@@ -79,7 +87,13 @@ export class Gateway implements ConnectionHost, FrontHost {
       for (const listen of this.config.listen) {
         let server: net.Server;
         if (listen.protocol === 'https') {
-          server = createTlsServer(listen, () => this.config, this.log, (socket) => this.accept(socket, listen));
+          server = createTlsServer(
+            listen,
+            () => this.config,
+            this.log,
+            (socket) => this.acceptSecure(socket, listen),
+            (servername, offered) => selectAlpn(this.config, listen, servername, offered),
+          );
         } else {
           server = net.createServer({ allowHalfOpen: true, noDelay: true });
           server.on('connection', (socket) => this.accept(socket, listen));
@@ -125,9 +139,20 @@ export class Gateway implements ConnectionHost, FrontHost {
     }
     this.front?.abortAll();
     for (const conn of [...this.connections]) conn.destroy();
+    this.h2.closeAll();
     for (const t of [...this.tunnels.keys()]) t.close('shutdown');
     this.origins.closeIdle();
     await Promise.all(closing);
+  }
+
+  /** A TLS connection: HTTP/2 when ALPN chose it, else HTTP/1.1. */
+  private acceptSecure(socket: tls.TLSSocket, listen: ListenAddress): void {
+    if (socket.alpnProtocol === 'h2' && !this.stopping) {
+      const name = typeof socket.servername === 'string' ? socket.servername : undefined;
+      this.h2.accept(socket, listen, selectVirtualHost(this.config, listen, socket.localAddress ?? '', name));
+      return;
+    }
+    this.accept(socket, listen);
   }
 
   private accept(socket: net.Socket, listen: ListenAddress): void {
@@ -144,9 +169,9 @@ export class Gateway implements ConnectionHost, FrontHost {
     return conn;
   }
 
-  /** Client connections still speaking HTTP or in an upgrade handshake (not yet tunnels). */
+  /** Client connections still speaking HTTP or in an upgrade handshake (not yet tunnels), HTTP/2 sessions included. */
   openConnections(): number {
-    return this.connections.size + (this.front?.pending ?? 0);
+    return this.connections.size + (this.front?.pending ?? 0) + this.h2.sessions.size;
   }
 
   connectionClosed(conn: ClientConnection): void {
@@ -173,8 +198,9 @@ export class Gateway implements ConnectionHost, FrontHost {
     clientEarly: Buffer | undefined,
     backendEarly: Buffer | undefined,
     onClosed?: (bytes: number) => void,
+    via?: TunnelVia,
   ): void {
-    const tunnel = this.newTunnel(client, backend, client.remoteAddress ?? '', vhost, route, target, origin, onClosed);
+    const tunnel = this.newTunnel(client, backend, via?.clientIp ?? client.remoteAddress ?? '', vhost, route, target, origin, onClosed, via?.protocol);
     tunnel.start(clientEarly, backendEarly);
     if (this.stopping) tunnel.close('shutdown');
   }
@@ -197,6 +223,7 @@ export class Gateway implements ConnectionHost, FrontHost {
     target: Backend,
     origin: OriginState,
     onClosed: ((bytes: number) => void) | undefined,
+    protocol: TunnelRecord['protocol'] = 'http/1.1',
   ): Tunnel {
     const tunnel = new Tunnel(client, backend, {
       idleTimeoutMs: vhost.settings.websocketIdleTimeoutMs,
@@ -205,7 +232,14 @@ export class Gateway implements ConnectionHost, FrontHost {
         onClosed?.(t.bytesUp + t.bytesDown);
       },
     });
-    this.tunnels.set(tunnel, { tunnel, clientIp: ip.startsWith('::ffff:') ? ip.slice(7) : ip, vhost, route, backend: target });
+    this.tunnels.set(tunnel, {
+      tunnel,
+      clientIp: ip.startsWith('::ffff:') ? ip.slice(7) : ip,
+      vhost,
+      route,
+      backend: target,
+      protocol,
+    });
     origin.counters.openTunnels++;
     origin.counters.tunnels++;
     return tunnel;
@@ -224,6 +258,7 @@ export class Gateway implements ConnectionHost, FrontHost {
         reason: t.closeReason,
         detail: t.closeDetail,
         client: rec?.clientIp,
+        protocol: rec?.protocol,
         backend: rec?.backend.url,
         up: t.bytesUp,
         down: t.bytesDown,

@@ -20,6 +20,7 @@ import {
 } from './drafts';
 import { ConfigError, Notices } from './errors';
 import {
+  DEFAULT_PROTOCOLS,
   DEFAULT_RETRY_MS,
   DEFAULT_TIMEOUT_MS,
   type Backend,
@@ -98,6 +99,9 @@ function resolveSettings(own: SettingsDraft, base: SettingsDraft | undefined): S
     websocketFallbackToProxyHttp: pick('websocketFallbackToProxyHttp') ?? true,
     websocketAsync: pick('websocketAsync') ?? false,
     websocketAsyncDelayMs: pick('websocketAsyncDelayMs') ?? 0,
+    protocols: pick('protocols') ?? DEFAULT_PROTOCOLS,
+    protocolsHonorOrder: pick('protocolsHonorOrder') ?? true,
+    h2WebSockets: pick('h2WebSockets') ?? false,
   };
 }
 

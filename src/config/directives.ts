@@ -15,6 +15,7 @@ import {
 import * as path from 'node:path';
 import { ConfigError } from './errors';
 import type { ConfigNode, DirectiveNode, SectionNode } from './parser';
+import { http2Specs } from './http2';
 import { tlsSpecs } from './tls';
 import {
   parseDuration,
@@ -120,7 +121,7 @@ const IGNORED_NAMES = [
   'ThreadStackSize', 'AsyncRequestWorkerFactor', 'ListenBacklog', 'GracefulShutdownTimeout', 'EnableSendfile',
   'EnableMMAP', 'HostnameLookups', 'UseCanonicalName', 'ServerTokens', 'ServerSignature', 'TraceEnable',
   'KeepAlive', 'KeepAliveTimeout', 'MaxKeepAliveRequests', 'LimitRequestBody', 'LimitRequestFields',
-  'LimitRequestFieldSize', 'LimitRequestLine', 'RequestReadTimeout', 'Protocols', 'ProtocolsHonorOrder',
+  'LimitRequestFieldSize', 'LimitRequestLine', 'RequestReadTimeout',
   'FileETag', 'ContentDigest', 'AcceptFilter', 'AcceptPathInfo',
   // modules and logs
   'LoadModule', 'LoadFile', 'ErrorLog', 'ErrorLogFormat', 'CustomLog', 'LogLevel', 'LogFormat', 'TransferLog',
@@ -290,6 +291,7 @@ function serverSpecs(): DirectiveSpec[] {
     refused('ProxyHCTemplate', 'health-check templates are not supported: put the hc* keys on each BalancerMember'),
     refused('ProxyHCTPsize', 'not supported: wsgate needs no thread pool for health checks'),
     ...tlsSpecs(),
+    ...http2Specs(),
     ...IGNORED_NAMES.map((name) => ignored(name)),
   ];
 }

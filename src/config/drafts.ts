@@ -4,6 +4,7 @@
 
 import type { Notices } from './errors';
 import type {
+  FrontProtocol,
   HealthCheck,
   LbMethod,
   ListenAddress,
@@ -112,6 +113,9 @@ export interface SettingsDraft {
   websocketAsync?: boolean;
   websocketAsyncDelayMs?: Millis;
   passInherit?: boolean;
+  protocols?: FrontProtocol[];
+  protocolsHonorOrder?: boolean;
+  h2WebSockets?: boolean;
 }
 
 export interface ServerDraft {

@@ -145,7 +145,18 @@ export interface ServerSettings {
   /** `ProxyWebsocketAsync` / `ProxyWebsocketAsyncDelay`: accepted and validated; no effect (wsgate is always event-driven). */
   readonly websocketAsync: boolean;
   readonly websocketAsyncDelayMs: Millis;
+  /** `Protocols` (default `http/1.1`, as Apache): what the front speaks, in the server's order of preference. */
+  readonly protocols: readonly FrontProtocol[];
+  /** `ProtocolsHonorOrder` (default On): ALPN picks by the server's order, else by the client's. */
+  readonly protocolsHonorOrder: boolean;
+  /** `H2WebSockets` (default Off, as Apache): HTTP/2 connections offer RFC 8441 extended CONNECT for WebSockets. */
+  readonly h2WebSockets: boolean;
 }
+
+/** A protocol the front may speak (`Protocols`): `h2` is HTTP/2 over TLS (ALPN), `h2c` HTTP/2 with prior knowledge on plain ports. */
+export type FrontProtocol = 'h2' | 'h2c' | 'http/1.1';
+
+export const DEFAULT_PROTOCOLS: readonly FrontProtocol[] = ['http/1.1'];
 
 export interface ListenAddress {
   /** Undefined means every address. */

@@ -36,6 +36,11 @@ export class BodyFramer {
   private remaining: number;
   private state = ChunkState.Size;
   private sizeDigits = 0;
+  /**
+   * Optional: receives the payload bytes of a chunked body (sizes, extensions and trailers left
+   * out), for a receiver that does not speak HTTP/1.1 framing (an HTTP/2 client).
+   */
+  onChunkData: ((buf: Buffer, start: number, end: number) => void) | undefined;
 
   constructor(readonly framing: Framing, length = 0) {
     this.remaining = length;
@@ -70,6 +75,7 @@ export class BodyFramer {
       switch (this.state) {
         case ChunkState.Data: {
           const n = Math.min(this.remaining, end - i);
+          if (this.onChunkData !== undefined && n > 0) this.onChunkData(buf, i, i + n);
           i += n;
           this.remaining -= n;
           if (this.remaining === 0) this.state = ChunkState.DataCr;

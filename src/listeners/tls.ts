@@ -46,7 +46,14 @@ export function frontTlsFor(config: Config, listen: ListenAddress, localAddress:
  * A tls.Server for an https Listen. `config()` is read at each handshake, so a config swap
  * applies to new connections. A client whose handshake fails costs one log line.
  */
-export function createTlsServer(listen: ListenAddress, config: () => Config, log: Logger, onSecure: (socket: tls.TLSSocket) => void): tls.Server {
+export function createTlsServer(
+  listen: ListenAddress,
+  config: () => Config,
+  log: Logger,
+  onSecure: (socket: tls.TLSSocket) => void,
+  /** ALPN: the protocol to select for an SNI name among those offered (`Protocols`), or undefined for none in common. */
+  alpn?: (servername: string | undefined, offered: string[]) => string | undefined,
+): tls.Server {
   const initial = frontTlsFor(config(), listen, listen.host ?? '', undefined);
   if (initial === undefined) throw new Error(`Listen ${listen.host ?? '*'}:${listen.port} https: no certificate`);
   const server = tls.createServer({
@@ -56,6 +63,7 @@ export function createTlsServer(listen: ListenAddress, config: () => Config, log
     noDelay: true,
     // The default certificate (no SNI, or no server for the name); tls.Server builds its own context from these.
     ...contextOptions(initial),
+    ...(alpn !== undefined ? { ALPNCallback: ({ servername, protocols }: { servername: string; protocols: string[] }) => alpn(servername, protocols) } : {}),
     // A client that never finishes its handshake is dropped after the server's Timeout.
     handshakeTimeout: config().mainServer.settings.timeoutMs,
     // Node calls this with the TLSSocket as `this`: its local address picks the vhost list, as for Host.

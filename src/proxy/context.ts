@@ -28,5 +28,13 @@ export interface GatewayContext {
     backendEarly: Buffer | undefined,
     /** A balancer member's release: called once when the tunnel closes, with its bytes both ways. */
     onClosed?: (bytes: number) => void,
+    /** Set when the client side is not an HTTP/1.1 socket (an HTTP/2 stream): who the client is and how it came. */
+    via?: TunnelVia,
   ): void;
+}
+
+/** The front protocol a tunnel's client came by, when it is not HTTP/1.1 on its own socket. */
+export interface TunnelVia {
+  readonly clientIp: string;
+  readonly protocol: 'h2';
 }

@@ -127,6 +127,8 @@ export class Tunnel {
       return;
     }
     for (const s of [client, backend]) {
+      // An HTTP/2 stream (an RFC 8441 WebSocket) stands in for a socket here: it has no TCP options of its own.
+      if (typeof s.setNoDelay !== 'function') continue;
       s.setNoDelay(true);
       s.setKeepAlive(true, TCP_KEEPALIVE_DELAY_MS);
     }

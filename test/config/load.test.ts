@@ -133,6 +133,9 @@ test('a realistic Apache config loads into the expected model', () => {
     websocketFallbackToProxyHttp: true,
     websocketAsync: false,
     websocketAsyncDelayMs: 0,
+    protocols: ['http/1.1'],
+    protocolsHonorOrder: true,
+    h2WebSockets: false,
   });
   const ws = backendOf(ms.routes[2]);
   assert.deepEqual(ws.source, { file: main, line: 18 });
@@ -294,6 +297,9 @@ test('durations take an ms suffix everywhere', () => {
     websocketFallbackToProxyHttp: false,
     websocketAsync: true,
     websocketAsyncDelayMs: 20,
+    protocols: ['http/1.1'],
+    protocolsHonorOrder: true,
+    h2WebSockets: false,
   });
 });
 

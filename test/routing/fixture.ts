@@ -98,6 +98,9 @@ export const defaultSettings: ServerSettings = {
   websocketFallbackToProxyHttp: true,
   websocketAsync: false,
   websocketAsyncDelayMs: 0,
+  protocols: ['http/1.1'],
+  protocolsHonorOrder: true,
+  h2WebSockets: false,
 };
 
 export interface VhostOptions {

@@ -1,0 +1,249 @@
+// HTTP/2 on the front (`Protocols h2 …`): connections whose ALPN is `h2` (or, with `h2c`, that
+// start with the HTTP/2 preface on a plain port) are served by Node's http2 module. Two
+// http2.Servers are used only as session factories, one per value of `H2WebSockets` (the
+// SETTINGS a session advertises are fixed when it starts); they never listen. Each stream is
+// routed as an HTTP/1.1 request would be (Host = `:authority`) and handed to an H2Exchange.
+
+import * as http2 from 'node:http2';
+import type * as net from 'node:net';
+import type { Config, FrontProtocol, ListenAddress, VirtualHost } from '../config/model';
+import type { GatewayContext } from '../proxy/context';
+import { H2Body, H2Exchange, respondH2Error } from '../proxy/h2exchange';
+import { newWebSocketKey } from '../http/websocket-key';
+import type { RequestHead } from '../http/head';
+import { routeRequest } from '../routing/router';
+import { selectVirtualHost } from '../routing/vhost';
+import { KEEPALIVE_TIMEOUT_MS } from './http1';
+
+const { NGHTTP2_PROTOCOL_ERROR } = http2.constants;
+
+/** Streams a client may open at once on one connection (mod_http2's H2MaxSessionStreams default). */
+export const MAX_CONCURRENT_STREAMS = 100;
+
+export interface H2Host extends GatewayContext {
+  /** The config in force now; read once per stream. */
+  readonly config: Config;
+}
+
+/** What a session was opened with, found again by its streams. */
+interface SessionInfo {
+  readonly listen: ListenAddress;
+  readonly clientIp: string;
+  readonly localAddress: string;
+  /** Streams open now; the session is closed after KEEPALIVE_TIMEOUT_MS with none. */
+  streams: number;
+  idle: NodeJS.Timeout | undefined;
+}
+
+const kInfo = Symbol('wsgate.h2info');
+type Session = http2.ServerHttp2Session & { [kInfo]?: SessionInfo };
+
+/**
+ * The protocol ALPN selects on `listen` for a client offering `offered`, from the Protocols of
+ * the server its SNI name selects; undefined when they have none in common.
+ */
+export function selectAlpn(config: Config, listen: ListenAddress, servername: string | undefined, offered: readonly string[]): string | undefined {
+  const vhost = selectVirtualHost(config, listen, listen.host ?? '', servername === '' ? undefined : servername);
+  const ours = vhost.settings.protocols.filter((p) => p !== 'h2c');
+  if (vhost.settings.protocolsHonorOrder) return ours.find((p) => offered.includes(p));
+  return offered.find((p) => (ours as readonly string[]).includes(p));
+}
+
+/** Whether a plain connection starting with the HTTP/2 preface may speak h2c on `listen` (the server of its address). */
+export function allowsH2c(config: Config, listen: ListenAddress, localAddress: string): boolean {
+  return speaks(selectVirtualHost(config, listen, localAddress, undefined).settings.protocols, 'h2c');
+}
+
+function speaks(list: readonly FrontProtocol[], p: FrontProtocol): boolean {
+  return list.includes(p);
+}
+
+export class H2Front {
+  readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly factories: Record<'plain' | 'websockets', http2.Http2Server>;
+  private stopping = false;
+
+  constructor(private readonly host: H2Host) {
+    this.factories = { plain: this.factory(false), websockets: this.factory(true) };
+  }
+
+  private factory(websockets: boolean): http2.Http2Server {
+    const server = http2.createServer({
+      settings: { enableConnectProtocol: websockets, maxConcurrentStreams: MAX_CONCURRENT_STREAMS },
+    });
+    server.on('session', (session) => this.onSession(session as Session));
+    server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) =>
+      this.onStream(stream, headers, rawHeaders),
+    );
+    // A client's protocol error ends its session; it is logged, never thrown.
+    server.on('sessionError', (err: NodeJS.ErrnoException, session: http2.ServerHttp2Session) => {
+      this.host.log.info('HTTP/2 session error', { client: (session as Session)[kInfo]?.clientIp, reason: err.code ?? err.message });
+    });
+    return server;
+  }
+
+  /**
+   * Serves an HTTP/2 connection on `socket` (TLS with ALPN h2, or plain with the preface).
+   * `vhost` is the server the connection was opened for (SNI, else its address): its
+   * `H2WebSockets` decides whether the session offers extended CONNECT.
+   */
+  accept(socket: net.Socket, listen: ListenAddress, vhost: VirtualHost): void {
+    if (this.stopping) {
+      socket.destroy();
+      return;
+    }
+    const ip = socket.remoteAddress ?? '';
+    this.pending = { listen, clientIp: ip.startsWith('::ffff:') ? ip.slice(7) : ip, localAddress: socket.localAddress ?? '', streams: 0, idle: undefined };
+    // An h2 connection ends with GOAWAY, not half-closes: a FIN from the client closes it.
+    socket.allowHalfOpen = false;
+    // The factory's connection listener creates the session and emits 'session' synchronously.
+    (vhost.settings.h2WebSockets ? this.factories.websockets : this.factories.plain).emit('connection', socket);
+    this.pending = undefined;
+  }
+
+  private pending: SessionInfo | undefined;
+
+  private onSession(session: Session): void {
+    const info = this.pending;
+    if (info === undefined) {
+      session.destroy();
+      return;
+    }
+    session[kInfo] = info;
+    this.sessions.add(session);
+    session.on('close', () => {
+      this.sessions.delete(session);
+      if (info.idle !== undefined) clearTimeout(info.idle);
+    });
+    session.on('error', () => {}); // reported through the factory's 'sessionError'
+    this.armIdle(session, info);
+  }
+
+  /** Closes a session that has had no stream for KEEPALIVE_TIMEOUT_MS (GOAWAY, then close), as Apache's KeepAliveTimeout. */
+  private armIdle(session: Session, info: SessionInfo): void {
+    if (info.idle !== undefined) clearTimeout(info.idle);
+    info.idle = setTimeout(() => {
+      info.idle = undefined;
+      if (info.streams === 0 && !session.closed) session.close();
+    }, KEEPALIVE_TIMEOUT_MS);
+    info.idle.unref();
+  }
+
+  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, rawHeaders: string[]): void {
+    const session = stream.session as Session;
+    const info = session[kInfo];
+    stream.on('error', streamOnError);
+    if (info === undefined) {
+      stream.close(NGHTTP2_PROTOCOL_ERROR);
+      return;
+    }
+    info.streams++;
+    if (info.idle !== undefined) {
+      clearTimeout(info.idle);
+      info.idle = undefined;
+    }
+    stream.once('close', () => {
+      if (--info.streams === 0 && !session.closed && !session.destroyed) this.armIdle(session, info);
+    });
+    try {
+      this.route(stream, headers, rawHeaders, info);
+    } catch (e) {
+      // A defect of ours must cost one stream, not the process.
+      this.host.log.error('HTTP/2 stream failed', { client: info.clientIp, reason: (e as Error).message });
+      respondH2Error(stream, 500);
+    }
+  }
+
+  private route(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, rawHeaders: string[], info: SessionInfo): void {
+    const method = headers[':method'] ?? '';
+    const path = headers[':path'];
+    const authority = headers[':authority'] ?? headerString(headers.host);
+    const protocol = headers[':protocol'];
+    const isConnect = method === 'CONNECT';
+    if (isConnect && protocol === undefined) {
+      this.refuse(stream, info, 501, 'CONNECT (forward proxying) is not supported', method, authority ?? '');
+      return;
+    }
+    if (path === undefined || (isConnect && (headers[':scheme'] === undefined || authority === undefined))) {
+      // RFC 8441 §4 / RFC 9113 §8.3: a malformed request is a stream error (nghttp2 usually catches it first).
+      this.host.log.info('bad HTTP/2 request', { status: 'RST PROTOCOL_ERROR', reason: 'missing pseudo-header', client: info.clientIp, method });
+      stream.close(NGHTTP2_PROTOCOL_ERROR);
+      return;
+    }
+    const config = this.host.config;
+    const vhost = selectVirtualHost(config, info.listen, info.localAddress, authority);
+    if (isConnect && protocol!.toLowerCase() !== 'websocket') {
+      this.refuse(stream, info, 501, `extended CONNECT for protocol "${protocol}" is not supported`, method, path);
+      return;
+    }
+    if (isConnect && !vhost.settings.h2WebSockets) {
+      this.refuse(stream, info, 501, 'H2WebSockets is off for this server', method, path);
+      return;
+    }
+    const websocket = isConnect ? { key: newWebSocketKey() } : undefined;
+    const backendMethod = isConnect ? 'GET' : method;
+    const decision = routeRequest(vhost, { method: backendMethod, target: path, upgrade: isConnect ? 'websocket' : undefined });
+    if (decision.kind === 'local') {
+      this.refuse(stream, info, decision.status, decision.reason, method, path);
+      return;
+    }
+    const contentLength = headerString(headers['content-length']);
+    const body = isConnect || stream.endAfterHeaders ? H2Body.None : contentLength !== undefined ? H2Body.Length : H2Body.Chunked;
+    const req: RequestHead = {
+      method: backendMethod,
+      target: path,
+      host: authority,
+      headers: backendHeaders(rawHeaders, websocket?.key, body === H2Body.Chunked),
+      connectionTokens: [],
+      contentLength: contentLength === undefined ? -1 : Number(contentLength),
+      chunked: body === H2Body.Chunked,
+      upgrade: isConnect ? 'websocket' : undefined,
+      versionMinor: 1,
+    };
+    new H2Exchange(this.host, stream, info.clientIp, vhost, req, decision, body, websocket).start();
+  }
+
+  private refuse(stream: http2.ServerHttp2Stream, info: SessionInfo, status: number, reason: string, method: string, path: string): void {
+    this.host.log.info('request not proxied', { status, reason, client: info.clientIp, method, path, protocol: 'h2' });
+    respondH2Error(stream, status);
+  }
+
+  /** Closes every session now (shutdown): their streams, and the tunnels on them, close too. */
+  closeAll(): void {
+    this.stopping = true;
+    for (const s of [...this.sessions]) s.destroy();
+  }
+}
+
+/**
+ * The request's fields for the HTTP/1.1 backend, from the raw HTTP/2 list (order kept): pseudo-
+ * headers out (Host comes from :authority); cookies joined into one field (RFC 9113 §8.2.3); for
+ * a WebSocket, the key and version of an RFC 6455 handshake; `Transfer-Encoding: chunked` for a
+ * body of unknown length.
+ */
+function backendHeaders(raw: readonly string[], wsKey: string | undefined, chunked: boolean): string[] {
+  const out: string[] = [];
+  const cookies: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    if (name.charCodeAt(0) === 0x3a /* : */) continue;
+    if (name === 'cookie') {
+      cookies.push(raw[i + 1]);
+      continue;
+    }
+    if (wsKey !== undefined && (name === 'sec-websocket-key' || name === 'sec-websocket-version')) continue;
+    out.push(name, raw[i + 1]);
+  }
+  if (cookies.length > 0) out.push('cookie', cookies.join('; '));
+  if (wsKey !== undefined) out.push('sec-websocket-key', wsKey, 'sec-websocket-version', '13');
+  if (chunked) out.push('transfer-encoding', 'chunked');
+  return out;
+}
+
+function headerString(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function streamOnError(): void {
+  // A reset or failed stream: whoever owns it (exchange, tunnel) sees 'close' and ends its part.
+}

@@ -1,0 +1,567 @@
+// One request that arrived on an HTTP/2 stream, proxied to an HTTP/1.1 backend: a plain request
+// (its answer relayed as HTTP/2 headers and DATA), or an RFC 8441 WebSocket (extended CONNECT)
+// that becomes an HTTP/1.1 upgrade to the backend and, after a checked 101, a tunnel between the
+// stream and the backend socket.
+//
+// It uses the same layers as the HTTP/1.1 Exchange (routing, connectOrigin and the keep-alive
+// pool, the balancer session, forward.ts's head builder, body.ts's framing) but answers on a
+// stream instead of writing HTTP/1.1 bytes to a socket, so it is its own small class.
+
+import * as http2 from 'node:http2';
+import type { Socket } from 'node:net';
+import type { Backend, Route, VirtualHost } from '../config/model';
+import { BodyError, BodyFramer, Framing, responseFraming } from '../http/body';
+import { buildBackendRequest, errorBody } from '../http/forward';
+import { findHeadEnd, headerValue, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
+import { webSocketAccept } from '../http/websocket-key';
+import type { RouteResult } from '../routing/router';
+import { BalancerSession } from '../upstream/balancer/session';
+import { BackendTlsError, connectOrigin, type OriginState } from '../upstream/origins';
+import type { GatewayContext } from './context';
+
+const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_CONNECT_ERROR } = http2.constants;
+
+/** How the request body reaches the backend. */
+export const enum H2Body {
+  /** The stream ended with its headers (or a WebSocket: its bytes are the tunnel's). */
+  None,
+  /** `content-length` given: the bytes pass as they are. */
+  Length,
+  /** No length: sent chunked (the head carries `Transfer-Encoding: chunked`). */
+  Chunked,
+}
+
+/** For a WebSocket: the key sent to the backend, whose Accept must match. */
+export interface H2WebSocket {
+  readonly key: string;
+}
+
+/**
+ * Fields that are connection-specific in HTTP/2 (RFC 9113 §8.2.2) and so never copied from an
+ * HTTP/1.1 answer; Node refuses to send them anyway.
+ */
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'http2-settings']);
+
+const enum Phase {
+  Connecting,
+  AwaitingHead,
+  RelayingBody,
+  Done,
+}
+
+/** Most interim (1xx) answers skipped before the final one, as the HTTP/1.1 exchange. */
+const MAX_INTERIM = 10;
+
+const CHUNK_END = Buffer.from('0\r\n\r\n', 'latin1');
+const CRLF = Buffer.from('\r\n', 'latin1');
+
+export class H2Exchange {
+  private phase = Phase.Connecting;
+  private backendSocket: Socket | undefined;
+  private reused = false;
+  private retried = false;
+  /** Client body bytes that arrived before the backend connection was ready. */
+  private pending: Buffer[] = [];
+  private clientEnded = false;
+  /** The request (head and whole body) has been written to the backend. */
+  private requestSent = false;
+  private resBuf: Buffer | undefined;
+  private resFramer: BodyFramer | undefined;
+  private keepBackend = false;
+  private interim = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly upgradeValue: string | undefined;
+  private backend!: Backend;
+  private readonly route: Route;
+  private path!: string;
+  private state!: OriginState;
+  private readonly lb: BalancerSession | undefined;
+  private counted = false;
+  // Stream listeners, kept to be removed when the stream becomes a tunnel.
+  private readonly onData = (chunk: Buffer): void => this.onClientData(chunk);
+  private readonly onEnd = (): void => this.onClientEnd();
+  private readonly onDrain = (): void => {
+    this.backendSocket?.resume();
+  };
+  private readonly onGone = (): void => this.onClientGone();
+  private readonly onBackendData = (chunk: Buffer): void => this.backendData(chunk);
+  private readonly onBackendEnd = (): void => this.backendEnd();
+  private readonly onBackendError = (err: Error): void => this.backendLost(`backend error: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+  private readonly onBackendClose = (): void => this.backendLost('backend connection closed');
+  private readonly onBackendDrain = (): void => {
+    // A WebSocket's stream stays paused until the tunnel takes it.
+    if (this.body !== H2Body.None) this.stream.resume();
+  };
+
+  constructor(
+    private readonly ctx: GatewayContext,
+    private readonly stream: http2.ServerHttp2Stream,
+    private readonly clientIp: string,
+    private readonly vhost: VirtualHost,
+    /** The request as an HTTP/1.1 head would give it (pseudo-headers turned into method, target and Host). */
+    private readonly req: RequestHead,
+    decision: Exclude<RouteResult, { kind: 'local' }>,
+    private readonly body: H2Body,
+    private readonly websocket: H2WebSocket | undefined,
+  ) {
+    this.route = decision.route;
+    // A plain HTTP/2 request cannot become a tunnel: only an extended CONNECT is sent as an upgrade.
+    this.upgradeValue = websocket !== undefined && decision.mode === 'upgrade' ? decision.upgradeValue : undefined;
+    if (decision.kind === 'balance') {
+      this.lb = new BalancerSession(ctx.balancers, decision.balancer, decision.path, this.upgradeValue, req.headers);
+    } else {
+      this.lb = undefined;
+      this.backend = decision.backend;
+      this.path = decision.path;
+      this.state = ctx.origins.get(decision.backend.origin);
+    }
+  }
+
+  start(): void {
+    const s = this.stream;
+    s.on('close', this.onGone);
+    s.on('error', this.onGone);
+    s.on('drain', this.onDrain);
+    if (this.body !== H2Body.None) {
+      s.on('data', this.onData);
+      s.on('end', this.onEnd);
+    } else {
+      // A WebSocket's early bytes wait in the stream for the tunnel; a bodiless request has none.
+      s.pause();
+    }
+    if (this.lb !== undefined && !this.elect()) return;
+    const counters = this.state.counters;
+    if (this.backend.max > 0 && counters.openTunnels + counters.inFlight >= this.backend.max) {
+      this.fail(503, `max=${this.backend.max} connections reached`);
+      return;
+    }
+    counters.inFlight++;
+    this.counted = true;
+    if (this.upgradeValue === undefined) {
+      const idle = this.state.takeIdle();
+      if (idle !== undefined) {
+        this.reused = true;
+        this.attachBackend(idle);
+        return;
+      }
+    }
+    this.connect();
+  }
+
+  private elect(): boolean {
+    const e = this.lb!.next();
+    if ('reason' in e) {
+      this.fail(503, e.reason, e.retryAfterS);
+      return false;
+    }
+    const prev = this.counted ? this.state : undefined;
+    this.backend = e.member.backend;
+    this.path = e.path;
+    this.state = this.ctx.origins.get(e.member.backend.origin);
+    if (prev !== undefined && prev !== this.state) {
+      prev.counters.inFlight--;
+      this.state.counters.inFlight++;
+    }
+    return true;
+  }
+
+  private failover(reason: string): void {
+    const next = this.lb!.failed(reason);
+    if (!next.again) {
+      this.fail(503, reason, next.retryAfterS);
+      return;
+    }
+    this.ctx.log.info('balancer failover', { balancer: this.lb!.balancer.url, from: this.backend.url, reason });
+    if (this.elect()) this.connect();
+  }
+
+  private connect(): void {
+    const b = this.backend;
+    connectOrigin(b.origin, b.connectTimeoutMs, b.keepalive, (err, socket) => {
+      if (this.phase === Phase.Done) {
+        socket.destroy();
+        return;
+      }
+      if (err !== undefined) {
+        this.state.counters.failures++;
+        if (err instanceof BackendTlsError) this.fail(502, err.message);
+        else {
+          const reason = `backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim();
+          if (this.lb !== undefined) this.failover(reason);
+          else this.fail(503, reason);
+        }
+        return;
+      }
+      this.attachBackend(socket);
+    });
+  }
+
+  private attachBackend(socket: Socket): void {
+    this.backendSocket = socket;
+    socket.on('data', this.onBackendData);
+    socket.on('end', this.onBackendEnd);
+    socket.on('error', this.onBackendError);
+    socket.on('close', this.onBackendClose);
+    socket.on('drain', this.onBackendDrain);
+    if (this.reused) socket.resume();
+    const settings = this.vhost.settings;
+    socket.write(
+      buildBackendRequest(this.req, {
+        method: this.req.method,
+        path: this.path,
+        host: settings.preserveHost ? (this.req.host ?? this.ctx.serverName(this.vhost)) : this.backend.origin.hostHeader,
+        forwardedFor: settings.addHeaders ? this.clientIp : undefined,
+        forwardedServer: this.ctx.serverName(this.vhost),
+        upgrade: this.upgradeValue,
+        http10: false,
+      }),
+    );
+    this.phase = Phase.AwaitingHead;
+    this.timer = setTimeout(onResponseTimeout, this.backend.responseTimeoutMs, this);
+    const pending = this.pending;
+    this.pending = [];
+    for (const chunk of pending) this.writeBody(chunk);
+    if (this.body === H2Body.None) this.requestSent = true;
+    else if (this.clientEnded) this.endBody();
+    else if (!socket.writableNeedDrain) this.stream.resume();
+  }
+
+  private onClientData(chunk: Buffer): void {
+    if (this.backendSocket === undefined) {
+      this.pending.push(chunk);
+      this.stream.pause();
+      return;
+    }
+    if (this.phase === Phase.Done) return;
+    if (this.timer !== undefined) this.timer.refresh();
+    if (!this.writeBody(chunk)) this.stream.pause();
+  }
+
+  /** Writes body bytes to the backend, chunk-framed when the length is unknown; false when it must drain. */
+  private writeBody(chunk: Buffer): boolean {
+    const b = this.backendSocket!;
+    if (this.body !== H2Body.Chunked) return b.write(chunk);
+    if (chunk.length === 0) return true;
+    b.cork();
+    b.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+    b.write(chunk);
+    const ok = b.write(CRLF);
+    b.uncork();
+    return ok;
+  }
+
+  private onClientEnd(): void {
+    this.clientEnded = true;
+    if (this.backendSocket !== undefined && this.phase !== Phase.Done) this.endBody();
+  }
+
+  private endBody(): void {
+    if (this.requestSent) return;
+    if (this.body === H2Body.Chunked) this.backendSocket!.write(CHUNK_END);
+    this.requestSent = true;
+  }
+
+  /** The client's stream closed or failed (reset, session gone) while the exchange ran. */
+  private onClientGone(): void {
+    if (this.phase === Phase.Done) return;
+    this.ctx.log.debug('client went away during exchange', { client: this.clientIp, path: this.req.target, protocol: 'h2' });
+    this.finish();
+    this.dropBackend(true);
+  }
+
+  private backendData(chunk: Buffer): void {
+    if (this.phase === Phase.AwaitingHead) this.onHeadBytes(chunk);
+    else if (this.phase === Phase.RelayingBody) this.relayBody(chunk);
+  }
+
+  private onHeadBytes(chunk: Buffer): void {
+    const prevLen = this.resBuf === undefined ? 0 : this.resBuf.length;
+    const buf = this.resBuf === undefined ? chunk : Buffer.concat([this.resBuf, chunk]);
+    const end = findHeadEnd(buf, prevLen);
+    if (end === -1) {
+      if (buf.length > MAX_HEAD_BYTES) this.fail(502, 'backend response head too large');
+      else this.resBuf = buf;
+      return;
+    }
+    this.resBuf = undefined;
+    let res: ResponseHead;
+    try {
+      res = parseResponseHead(buf, end);
+    } catch (e) {
+      this.fail(502, (e as HeadError).reason ?? 'malformed response head');
+      return;
+    }
+    const rest = end < buf.length ? buf.subarray(end) : undefined;
+    if (res.status === 101) {
+      this.onSwitching(res, rest);
+      return;
+    }
+    if (res.status >= 100 && res.status < 200) {
+      // HTTP/2 has its own 100-continue handling; interim answers are not relayed.
+      if (++this.interim > MAX_INTERIM) this.fail(502, 'too many interim responses');
+      else if (rest !== undefined) this.onHeadBytes(rest);
+      return;
+    }
+    if (this.websocket !== undefined && res.status >= 200 && res.status < 300) {
+      this.fail(502, `backend answered ${res.status} to a WebSocket request instead of switching protocols`);
+      return;
+    }
+    this.onFinalResponse(res, rest);
+  }
+
+  private onSwitching(res: ResponseHead, rest: Buffer | undefined): void {
+    const asked = this.upgradeValue;
+    if (asked === undefined || this.websocket === undefined) {
+      this.fail(502, `unexpected 101 (Upgrade: ${res.upgrade ?? 'none'}) to a request that asked no upgrade`);
+      return;
+    }
+    if (res.upgrade === undefined || res.upgrade.toLowerCase() !== asked.toLowerCase()) {
+      this.fail(502, `backend switched to "${res.upgrade ?? ''}" but "${asked}" was asked`);
+      return;
+    }
+    const accept = headerValue(res.headers, 'sec-websocket-accept');
+    if (accept === undefined) {
+      this.fail(502, 'backend 101 without Sec-WebSocket-Accept');
+      return;
+    }
+    if (accept !== webSocketAccept(this.websocket.key)) {
+      this.fail(502, `backend 101 with a wrong Sec-WebSocket-Accept "${accept.slice(0, 40)}"`);
+      return;
+    }
+    const headers = h2Headers(res, 200, DROP_ON_200);
+    if (headers === undefined) {
+      this.fail(502, 'backend 101 head cannot be sent over HTTP/2');
+      return;
+    }
+    const stream = this.stream;
+    const backend = this.backendSocket!;
+    const onTunnelClosed = this.lb?.tunnel();
+    this.finish();
+    this.releaseStream();
+    this.releaseBackend(backend);
+    backend.pause();
+    stream.respond(headers);
+    // RFC 9113 §8.5: a TCP failure behind a CONNECT is reported as CONNECT_ERROR. Runs before the
+    // tunnel's own handlers (which destroy the stream with no error code).
+    backend.prependListener('error', () => closeStream(stream, NGHTTP2_CONNECT_ERROR));
+    backend.prependListener('close', () => {
+      if (!stream.writableEnded) closeStream(stream, NGHTTP2_CONNECT_ERROR);
+    });
+    this.ctx.startTunnel(stream as unknown as Socket, backend, this.vhost, this.route, this.backend, this.state, undefined, rest, onTunnelClosed, {
+      clientIp: this.clientIp,
+      protocol: 'h2',
+    });
+  }
+
+  private onFinalResponse(res: ResponseHead, rest: Buffer | undefined): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    const framer = responseFraming(this.req.method, res.status, res.chunked, res.contentLength);
+    this.resFramer = framer;
+    this.keepBackend = this.upgradeValue === undefined && res.versionMinor === 1 && framer.framing !== Framing.UntilClose && !res.connectionTokens.includes('close');
+    const headers = h2Headers(res, res.status, undefined);
+    if (headers === undefined) {
+      this.fail(502, 'backend response head cannot be sent over HTTP/2 (a single-value field repeated)');
+      return;
+    }
+    if (framer.framing === Framing.Chunked) framer.onChunkData = (buf, start, end) => this.sendDown(buf.subarray(start, end));
+    this.stream.respond(headers, { endStream: framer.done });
+    this.phase = Phase.RelayingBody;
+    if (framer.done) this.completeResponse(rest);
+    else if (rest !== undefined) this.relayBody(rest);
+  }
+
+  private sendDown(part: Buffer): void {
+    if (!this.stream.write(part)) this.backendSocket?.pause();
+  }
+
+  private relayBody(chunk: Buffer): void {
+    const framer = this.resFramer!;
+    let n: number;
+    try {
+      n = framer.consume(chunk, 0, chunk.length);
+    } catch (e) {
+      this.abort(`malformed response body from backend: ${(e as BodyError).message}`);
+      return;
+    }
+    if (n > 0 && framer.framing !== Framing.Chunked) this.sendDown(n === chunk.length ? chunk : chunk.subarray(0, n));
+    if (framer.done) this.completeResponse(n < chunk.length ? chunk.subarray(n) : undefined);
+  }
+
+  private completeResponse(trailing: Buffer | undefined): void {
+    const backend = this.backendSocket!;
+    const reusable = this.keepBackend && trailing === undefined && this.requestSent;
+    this.finish();
+    this.releaseStream();
+    if (!this.stream.writableEnded) this.stream.end();
+    this.endUnreadRequest();
+    this.releaseBackend(backend);
+    if (reusable) this.state.release(backend);
+    else backend.destroy();
+  }
+
+  private backendEnd(): void {
+    if (this.phase === Phase.RelayingBody && this.resFramer!.framing === Framing.UntilClose) {
+      this.completeResponse(undefined);
+      return;
+    }
+    this.backendLost('backend closed the connection');
+  }
+
+  private backendLost(reason: string): void {
+    if (this.phase === Phase.Done) return;
+    if (this.phase === Phase.AwaitingHead) {
+      // A pooled connection the backend had just closed: once more on a fresh one, if nothing
+      // of the answer came and there is no body we could not replay.
+      if (this.reused && !this.retried && this.resBuf === undefined && this.body === H2Body.None) {
+        this.retried = true;
+        this.reused = false;
+        this.dropBackend(true);
+        if (this.timer !== undefined) clearTimeout(this.timer);
+        this.timer = undefined;
+        this.phase = Phase.Connecting;
+        this.connect();
+        return;
+      }
+      this.fail(502, `${reason} before answering`);
+      return;
+    }
+    this.abort(`${reason} while relaying the response`);
+  }
+
+  /** @internal */
+  onResponseTimeout(): void {
+    this.timer = undefined;
+    if (this.phase !== Phase.AwaitingHead) return;
+    this.state.counters.failures++;
+    this.fail(504, `no answer from backend within ${this.backend.responseTimeoutMs} ms`);
+  }
+
+  /** Answers with an error status (no head was sent yet) and ends the exchange. */
+  private fail(status: number, reason: string, retryAfterS?: number): void {
+    if (this.phase === Phase.Done) return;
+    this.ctx.log.warn('proxy request failed', {
+      status,
+      reason,
+      client: this.clientIp,
+      method: this.websocket !== undefined ? 'CONNECT websocket' : this.req.method,
+      path: this.req.target,
+      backend: this.backend?.url ?? this.lb?.balancer.url,
+      route: `${this.route.source.file}:${this.route.source.line}`,
+      protocol: 'h2',
+    });
+    this.finish();
+    this.releaseStream();
+    this.dropBackend(true);
+    respondH2Error(this.stream, status, retryAfterS);
+  }
+
+  /** Ends the exchange without an answer: the head was sent already. The stream is reset. */
+  private abort(reason: string): void {
+    if (this.phase === Phase.Done) return;
+    this.ctx.log.warn('proxy request aborted', { reason, client: this.clientIp, method: this.req.method, path: this.req.target, backend: this.backend.url, protocol: 'h2' });
+    this.finish();
+    this.releaseStream();
+    this.dropBackend(true);
+    closeStream(this.stream, NGHTTP2_INTERNAL_ERROR);
+  }
+
+  /** After the answer: a request body still coming is not wanted any more (RFC 9113 §8.1: NO_ERROR reset). */
+  private endUnreadRequest(): void {
+    const s = this.stream;
+    if (this.clientEnded || s.endAfterHeaders || s.readableEnded || s.closed || s.destroyed) return;
+    if (s.writableFinished) closeStream(s, NGHTTP2_NO_ERROR);
+    else s.once('finish', () => closeStream(s, NGHTTP2_NO_ERROR));
+  }
+
+  private finish(): void {
+    if (this.phase === Phase.Done) return;
+    this.phase = Phase.Done;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.counted) {
+      this.state.counters.inFlight--;
+      this.state.counters.requests++;
+      this.counted = false;
+    }
+    this.lb?.done();
+  }
+
+  private releaseStream(): void {
+    const s = this.stream;
+    s.removeListener('close', this.onGone);
+    s.removeListener('error', this.onGone);
+    s.removeListener('drain', this.onDrain);
+    s.removeListener('data', this.onData);
+    s.removeListener('end', this.onEnd);
+  }
+
+  private releaseBackend(socket: Socket): void {
+    socket.removeListener('data', this.onBackendData);
+    socket.removeListener('end', this.onBackendEnd);
+    socket.removeListener('error', this.onBackendError);
+    socket.removeListener('close', this.onBackendClose);
+    socket.removeListener('drain', this.onBackendDrain);
+    if (socket.listenerCount('error') === 0) socket.on('error', ignoreError);
+  }
+
+  private dropBackend(destroy: boolean): void {
+    const b = this.backendSocket;
+    if (b === undefined) return;
+    this.backendSocket = undefined;
+    this.releaseBackend(b);
+    if (destroy) b.destroy();
+  }
+}
+
+/** Fields of a 101 that have no place in the HTTP/2 200 (RFC 8441 §5: no key/accept). */
+const DROP_ON_200 = new Set(['sec-websocket-accept', 'content-length']);
+
+/** The backend's head as HTTP/2 response headers, or undefined when Node cannot send it. */
+function h2Headers(res: ResponseHead, status: number, drop: Set<string> | undefined): http2.OutgoingHttpHeaders | undefined {
+  const out: http2.OutgoingHttpHeaders = { ':status': status };
+  const h = res.headers;
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i].toLowerCase();
+    if (CONNECTION_SPECIFIC.has(name) || res.connectionTokens.includes(name) || drop?.has(name)) continue;
+    const prev = out[name];
+    if (prev === undefined) out[name] = h[i + 1];
+    else if (Array.isArray(prev)) prev.push(h[i + 1]);
+    else out[name] = [String(prev), h[i + 1]];
+  }
+  for (const name of SINGLE_VALUE) if (Array.isArray(out[name])) return undefined;
+  return out;
+}
+
+/** Fields Node sends only once (its ERR_HTTP2_HEADER_SINGLE_VALUE list, those a backend may send). */
+const SINGLE_VALUE = ['content-length', 'content-type', 'content-location', 'content-md5', 'content-range', 'etag', 'expires', 'last-modified', 'location', 'retry-after', 'age', 'authorization', 'from', 'max-forwards', 'referer', 'user-agent', 'content-disposition', 'server', 'if-modified-since', 'if-unmodified-since', 'if-range', 'proxy-authorization', 'range'];
+
+/** A status answered by wsgate itself on a stream (the same text body as over HTTP/1.1). */
+export function respondH2Error(stream: http2.ServerHttp2Stream, status: number, retryAfterS?: number): void {
+  if (stream.destroyed || stream.closed || stream.headersSent) {
+    closeStream(stream, NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  const body = errorBody(status);
+  const headers: http2.OutgoingHttpHeaders = {
+    ':status': status,
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+  };
+  if (retryAfterS !== undefined) headers['retry-after'] = String(retryAfterS);
+  stream.respond(headers);
+  stream.end(body, () => {
+    // The request body, if any, is not wanted: end the stream instead of leaving it half-open.
+    if (!stream.endAfterHeaders && !stream.readableEnded) closeStream(stream, NGHTTP2_NO_ERROR);
+  });
+}
+
+function closeStream(stream: http2.ServerHttp2Stream, code: number): void {
+  if (!stream.closed && !stream.destroyed) stream.close(code);
+}
+
+function onResponseTimeout(x: H2Exchange): void {
+  x.onResponseTimeout();
+}
+
+function ignoreError(): void {}
