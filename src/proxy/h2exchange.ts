@@ -120,6 +120,7 @@ export class H2Exchange {
   start(): void {
     const s = this.stream;
     s.on('close', this.onGone);
+    s.on('aborted', this.onGone);
     s.on('error', this.onGone);
     s.on('drain', this.onDrain);
     if (this.body !== H2Body.None) {
@@ -347,6 +348,13 @@ export class H2Exchange {
     backend.prependListener('close', () => {
       if (!stream.writableEnded) closeStream(stream, NGHTTP2_CONNECT_ERROR);
     });
+    // Node destroys a stream (and emits its 'close') once nghttp2 has closed it and both sides are done, but a write still
+    // pending when the stream closes never completes, so 'finish' never comes and neither does 'close': the tunnel would
+    // wait for it forever. Once the client's END_STREAM is in, watch for that state.
+    stream.once('end', watchStreamClose);
+    // A client's RST_STREAM shows as 'aborted', then as an 'end' (Node ends both sides itself): destroy at once so the
+    // tunnel sees a reset (and resets the backend) instead of a FIN.
+    stream.once('aborted', destroyAborted);
     this.ctx.startTunnel(stream as unknown as Socket, backend, this.vhost, this.route, this.backend, this.state, undefined, rest, onTunnelClosed, {
       clientIp: this.clientIp,
       protocol: 'h2',
@@ -490,6 +498,7 @@ export class H2Exchange {
   private releaseStream(): void {
     const s = this.stream;
     s.removeListener('close', this.onGone);
+    s.removeListener('aborted', this.onGone);
     s.removeListener('error', this.onGone);
     s.removeListener('drain', this.onDrain);
     s.removeListener('data', this.onData);
@@ -556,8 +565,43 @@ export function respondH2Error(stream: http2.ServerHttp2Stream, status: number, 
   });
 }
 
+const kClosing = Symbol('wsgate.closing');
+type ClosingStream = http2.ServerHttp2Stream & { [kClosing]?: boolean };
+
+/** Resets a stream with `code` (RST_STREAM), unless it is closed already. */
 function closeStream(stream: http2.ServerHttp2Stream, code: number): void {
-  if (!stream.closed && !stream.destroyed) stream.close(code);
+  if (stream.closed || stream.destroyed) return;
+  (stream as ClosingStream)[kClosing] = true;
+  stream.close(code);
+}
+
+function destroyAborted(this: http2.ServerHttp2Stream): void {
+  // Node emits 'aborted' for our own close() too: that one must go on to send its RST_STREAM.
+  if ((this as ClosingStream)[kClosing] === true) return;
+  if (!this.readableEnded) {
+    this.destroy(); // the tunnel sees a close without END_STREAM: a client reset
+    return;
+  }
+  // END_STREAM came first (its FIN is forwarded already), then the reset: the backend must be reset too.
+  const err = new Error(`client reset the stream after ending it (RST_STREAM ${this.rstCode})`) as NodeJS.ErrnoException;
+  err.code = 'RST_STREAM';
+  this.destroy(err);
+}
+
+/** Destroys a stream nghttp2 has closed whose sides are both ended; checks at growing intervals (at most 1 s apart) until then. */
+function watchStreamClose(this: http2.ServerHttp2Stream): void {
+  const stream = this;
+  let delayMs = 2;
+  const check = (): void => {
+    if (stream.destroyed) return;
+    if (stream.closed && stream.writableEnded && stream.readableEnded) {
+      stream.destroy();
+      return;
+    }
+    delayMs = Math.min(delayMs * 2, 1000);
+    setTimeout(check, delayMs).unref();
+  };
+  setImmediate(check);
 }
 
 function onResponseTimeout(x: H2Exchange): void {
