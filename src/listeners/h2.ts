@@ -9,6 +9,7 @@ import type * as net from 'node:net';
 import type { Config, FrontProtocol, ListenAddress, VirtualHost } from '../config/model';
 import type { GatewayContext } from '../proxy/context';
 import { H2Body, H2Exchange, respondH2Error } from '../proxy/h2exchange';
+import { Upstream } from '../proxy/upstream';
 import { newWebSocketKey } from '../http/websocket-key';
 import type { RequestHead } from '../http/head';
 import { routeRequest } from '../routing/router';
@@ -182,25 +183,27 @@ export class H2Front {
     }
     const websocket = isConnect ? { key: newWebSocketKey() } : undefined;
     const backendMethod = isConnect ? 'GET' : method;
-    const decision = routeRequest(vhost, { method: backendMethod, target: path, upgrade: isConnect ? 'websocket' : undefined });
+    const contentLength = headerString(headers['content-length']);
+    const body = isConnect || stream.endAfterHeaders ? H2Body.None : contentLength !== undefined ? H2Body.Length : H2Body.Chunked;
+    const fields = backendHeaders(rawHeaders, websocket?.key, body === H2Body.Chunked);
+    const upgrade = isConnect ? 'websocket' : undefined;
+    const decision = routeRequest(vhost, { method: backendMethod, target: path, upgrade, headers: fields });
     if (decision.kind === 'local') {
       this.refuse(stream, info, decision.status, decision.reason, method, path);
       return;
     }
-    const contentLength = headerString(headers['content-length']);
-    const body = isConnect || stream.endAfterHeaders ? H2Body.None : contentLength !== undefined ? H2Body.Length : H2Body.Chunked;
     const req: RequestHead = {
       method: backendMethod,
       target: path,
       host: authority,
-      headers: backendHeaders(rawHeaders, websocket?.key, body === H2Body.Chunked),
+      headers: fields,
       connectionTokens: [],
       contentLength: contentLength === undefined ? -1 : Number(contentLength),
       chunked: body === H2Body.Chunked,
-      upgrade: isConnect ? 'websocket' : undefined,
+      upgrade,
       versionMinor: 1,
     };
-    new H2Exchange(this.host, stream, info.clientIp, vhost, req, decision, body, websocket).start();
+    new H2Exchange(this.host, stream, info.clientIp, vhost, req, new Upstream(this.host, decision, fields), body, websocket).start();
   }
 
   private refuse(stream: http2.ServerHttp2Stream, info: SessionInfo, status: number, reason: string, method: string, path: string): void {

@@ -9,15 +9,15 @@
 
 import * as http2 from 'node:http2';
 import type { Socket } from 'node:net';
-import type { Backend, Route, VirtualHost } from '../config/model';
+import type { VirtualHost } from '../config/model';
 import { BodyError, BodyFramer, Framing, responseFraming } from '../http/body';
 import { buildBackendRequest, errorBody } from '../http/forward';
 import { findHeadEnd, headerValue, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
+import { applyHeaderRules, relayedHead } from '../http/headers-directive';
 import { webSocketAccept } from '../http/websocket-key';
-import type { RouteResult } from '../routing/router';
-import { BalancerSession } from '../upstream/balancer/session';
-import { BackendTlsError, connectOrigin, type OriginState } from '../upstream/origins';
+import { BackendTlsError, connectOrigin } from '../upstream/origins';
 import type { GatewayContext } from './context';
+import type { Refusal, Upstream } from './upstream';
 
 const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_CONNECT_ERROR } = http2.constants;
 
@@ -71,12 +71,6 @@ export class H2Exchange {
   private interim = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly upgradeValue: string | undefined;
-  private backend!: Backend;
-  private readonly route: Route;
-  private path!: string;
-  private state!: OriginState;
-  private readonly lb: BalancerSession | undefined;
-  private counted = false;
   // Stream listeners, kept to be removed when the stream becomes a tunnel.
   private readonly onData = (chunk: Buffer): void => this.onClientData(chunk);
   private readonly onEnd = (): void => this.onClientEnd();
@@ -100,21 +94,13 @@ export class H2Exchange {
     private readonly vhost: VirtualHost,
     /** The request as an HTTP/1.1 head would give it (pseudo-headers turned into method, target and Host). */
     private readonly req: RequestHead,
-    decision: Exclude<RouteResult, { kind: 'local' }>,
+    /** The backend or balancer member, the election and failover, the request's slot (shared with the HTTP/1.1 exchange). */
+    private readonly up: Upstream,
     private readonly body: H2Body,
     private readonly websocket: H2WebSocket | undefined,
   ) {
-    this.route = decision.route;
     // A plain HTTP/2 request cannot become a tunnel: only an extended CONNECT is sent as an upgrade.
-    this.upgradeValue = websocket !== undefined && decision.mode === 'upgrade' ? decision.upgradeValue : undefined;
-    if (decision.kind === 'balance') {
-      this.lb = new BalancerSession(ctx.balancers, decision.balancer, decision.path, this.upgradeValue, req.headers);
-    } else {
-      this.lb = undefined;
-      this.backend = decision.backend;
-      this.path = decision.path;
-      this.state = ctx.origins.get(decision.backend.origin);
-    }
+    this.upgradeValue = websocket !== undefined ? up.upgradeValue : undefined;
   }
 
   start(): void {
@@ -130,16 +116,31 @@ export class H2Exchange {
       // A WebSocket's early bytes wait in the stream for the tunnel; a bodiless request has none.
       s.pause();
     }
-    if (this.lb !== undefined && !this.elect()) return;
-    const counters = this.state.counters;
-    if (this.backend.max > 0 && counters.openTunnels + counters.inFlight >= this.backend.max) {
-      this.fail(503, `max=${this.backend.max} connections reached`);
-      return;
-    }
-    counters.inFlight++;
-    this.counted = true;
+    const refused = this.up.begin();
+    if (refused !== undefined) this.refused(refused);
+    else this.proceed();
+  }
+
+  /** A refusal: the error answer, or (balancer timeout=) a wait before the election is tried again. */
+  private refused(r: Refusal): void {
+    if (r.waitMs === undefined) this.fail(r.status, r.reason, r.retryAfterS);
+    else this.timer = setTimeout(onWaitOver, r.waitMs, this);
+  }
+
+  /** @internal The balancer `timeout=` wait is over: elect again, then go on where the refusal stopped. */
+  onWaitOver(): void {
+    this.timer = undefined;
+    if (this.phase !== Phase.Connecting) return;
+    const failover = this.up.waitingInFailover;
+    const refused = this.up.again();
+    if (refused !== undefined) this.refused(refused);
+    else if (failover) this.connect();
+    else this.proceed();
+  }
+
+  private proceed(): void {
     if (this.upgradeValue === undefined) {
-      const idle = this.state.takeIdle();
+      const idle = this.up.state.takeIdle();
       if (idle !== undefined) {
         this.reused = true;
         this.attachBackend(idle);
@@ -149,48 +150,22 @@ export class H2Exchange {
     this.connect();
   }
 
-  private elect(): boolean {
-    const e = this.lb!.next();
-    if ('reason' in e) {
-      this.fail(503, e.reason, e.retryAfterS);
-      return false;
-    }
-    const prev = this.counted ? this.state : undefined;
-    this.backend = e.member.backend;
-    this.path = e.path;
-    this.state = this.ctx.origins.get(e.member.backend.origin);
-    if (prev !== undefined && prev !== this.state) {
-      prev.counters.inFlight--;
-      this.state.counters.inFlight++;
-    }
-    return true;
-  }
-
-  private failover(reason: string): void {
-    const next = this.lb!.failed(reason);
-    if (!next.again) {
-      this.fail(503, reason, next.retryAfterS);
-      return;
-    }
-    this.ctx.log.info('balancer failover', { balancer: this.lb!.balancer.url, from: this.backend.url, reason });
-    if (this.elect()) this.connect();
-  }
-
   private connect(): void {
-    const b = this.backend;
+    const b = this.up.backend;
     connectOrigin(b.origin, b.connectTimeoutMs, b.keepalive, (err, socket) => {
       if (this.phase === Phase.Done) {
         socket.destroy();
         return;
       }
       if (err !== undefined) {
-        this.state.counters.failures++;
-        if (err instanceof BackendTlsError) this.fail(502, err.message);
-        else {
-          const reason = `backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim();
-          if (this.lb !== undefined) this.failover(reason);
-          else this.fail(503, reason);
+        if (err instanceof BackendTlsError) {
+          this.up.state.counters.failures++;
+          this.fail(502, err.message);
+          return;
         }
+        const refused = this.up.connectFailed(`backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim());
+        if (refused !== undefined) this.refused(refused);
+        else this.connect();
         return;
       }
       this.attachBackend(socket);
@@ -209,8 +184,8 @@ export class H2Exchange {
     socket.write(
       buildBackendRequest(this.req, {
         method: this.req.method,
-        path: this.path,
-        host: settings.preserveHost ? (this.req.host ?? this.ctx.serverName(this.vhost)) : this.backend.origin.hostHeader,
+        path: this.up.path,
+        host: settings.preserveHost ? (this.req.host ?? this.ctx.serverName(this.vhost)) : this.up.backend.origin.hostHeader,
         forwardedFor: settings.addHeaders ? this.clientIp : undefined,
         forwardedServer: this.ctx.serverName(this.vhost),
         upgrade: this.upgradeValue,
@@ -218,7 +193,7 @@ export class H2Exchange {
       }),
     );
     this.phase = Phase.AwaitingHead;
-    this.timer = setTimeout(onResponseTimeout, this.backend.responseTimeoutMs, this);
+    this.timer = setTimeout(onResponseTimeout, this.up.backend.responseTimeoutMs, this);
     const pending = this.pending;
     this.pending = [];
     for (const chunk of pending) this.writeBody(chunk);
@@ -329,14 +304,14 @@ export class H2Exchange {
       this.fail(502, `backend 101 with a wrong Sec-WebSocket-Accept "${accept.slice(0, 40)}"`);
       return;
     }
-    const headers = h2Headers(res, 200, DROP_ON_200);
+    const headers = h2Headers(relayedHead(this.vhost, res, this.up.env, this.req.headers), 200, DROP_ON_200);
     if (headers === undefined) {
       this.fail(502, 'backend 101 head cannot be sent over HTTP/2');
       return;
     }
     const stream = this.stream;
     const backend = this.backendSocket!;
-    const onTunnelClosed = this.lb?.tunnel();
+    const onTunnelClosed = this.up.tunnel();
     this.finish();
     this.releaseStream();
     this.releaseBackend(backend);
@@ -355,7 +330,7 @@ export class H2Exchange {
     // A client's RST_STREAM shows as 'aborted', then as an 'end' (Node ends both sides itself): destroy at once so the
     // tunnel sees a reset (and resets the backend) instead of a FIN.
     stream.once('aborted', destroyAborted);
-    this.ctx.startTunnel(stream as unknown as Socket, backend, this.vhost, this.route, this.backend, this.state, undefined, rest, onTunnelClosed, {
+    this.ctx.startTunnel(stream as unknown as Socket, backend, this.vhost, this.up.route, this.up.backend, this.up.state, undefined, rest, onTunnelClosed, {
       clientIp: this.clientIp,
       protocol: 'h2',
     });
@@ -364,10 +339,11 @@ export class H2Exchange {
   private onFinalResponse(res: ResponseHead, rest: Buffer | undefined): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
+    this.up.answered(res.status);
     const framer = responseFraming(this.req.method, res.status, res.chunked, res.contentLength);
     this.resFramer = framer;
     this.keepBackend = this.upgradeValue === undefined && res.versionMinor === 1 && framer.framing !== Framing.UntilClose && !res.connectionTokens.includes('close');
-    const headers = h2Headers(res, res.status, undefined);
+    const headers = h2Headers(relayedHead(this.vhost, res, this.up.env, this.req.headers), res.status, undefined);
     if (headers === undefined) {
       this.fail(502, 'backend response head cannot be sent over HTTP/2 (a single-value field repeated)');
       return;
@@ -404,7 +380,7 @@ export class H2Exchange {
     if (!this.stream.writableEnded) this.stream.end();
     this.endUnreadRequest();
     this.releaseBackend(backend);
-    if (reusable) this.state.release(backend);
+    if (reusable) this.up.state.release(backend);
     else backend.destroy();
   }
 
@@ -441,33 +417,28 @@ export class H2Exchange {
   onResponseTimeout(): void {
     this.timer = undefined;
     if (this.phase !== Phase.AwaitingHead) return;
-    this.state.counters.failures++;
-    this.fail(504, `no answer from backend within ${this.backend.responseTimeoutMs} ms`);
+    const reason = `no answer from backend within ${this.up.backend.responseTimeoutMs} ms`;
+    this.up.timedOut(reason);
+    this.fail(504, reason);
   }
 
   /** Answers with an error status (no head was sent yet) and ends the exchange. */
   private fail(status: number, reason: string, retryAfterS?: number): void {
     if (this.phase === Phase.Done) return;
-    this.ctx.log.warn('proxy request failed', {
-      status,
-      reason,
-      client: this.clientIp,
-      method: this.websocket !== undefined ? 'CONNECT websocket' : this.req.method,
-      path: this.req.target,
-      backend: this.backend?.url ?? this.lb?.balancer.url,
-      route: `${this.route.source.file}:${this.route.source.line}`,
-      protocol: 'h2',
-    });
+    this.up.logFailure(status, reason, this.clientIp, this.req, 'h2');
     this.finish();
     this.releaseStream();
     this.dropBackend(true);
-    respondH2Error(this.stream, status, retryAfterS);
+    // `Header always` rules apply to wsgate's own answers, as over HTTP/1.1.
+    const rules = this.vhost.headerRules;
+    const fields = rules === undefined ? [] : applyHeaderRules(rules, [], this.up.env, this.req.headers, false);
+    respondH2Error(this.stream, status, retryAfterS, fields);
   }
 
   /** Ends the exchange without an answer: the head was sent already. The stream is reset. */
   private abort(reason: string): void {
     if (this.phase === Phase.Done) return;
-    this.ctx.log.warn('proxy request aborted', { reason, client: this.clientIp, method: this.req.method, path: this.req.target, backend: this.backend.url, protocol: 'h2' });
+    this.ctx.log.warn('proxy request aborted', { reason, client: this.clientIp, method: this.req.method, path: this.req.target, backend: this.up.backend.url, protocol: 'h2' });
     this.finish();
     this.releaseStream();
     this.dropBackend(true);
@@ -487,12 +458,7 @@ export class H2Exchange {
     this.phase = Phase.Done;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.counted) {
-      this.state.counters.inFlight--;
-      this.state.counters.requests++;
-      this.counted = false;
-    }
-    this.lb?.done();
+    this.up.finish();
   }
 
   private releaseStream(): void {
@@ -546,7 +512,7 @@ function h2Headers(res: ResponseHead, status: number, drop: Set<string> | undefi
 const SINGLE_VALUE = ['content-length', 'content-type', 'content-location', 'content-md5', 'content-range', 'etag', 'expires', 'last-modified', 'location', 'retry-after', 'age', 'authorization', 'from', 'max-forwards', 'referer', 'user-agent', 'content-disposition', 'server', 'if-modified-since', 'if-unmodified-since', 'if-range', 'proxy-authorization', 'range'];
 
 /** A status answered by wsgate itself on a stream (the same text body as over HTTP/1.1). */
-export function respondH2Error(stream: http2.ServerHttp2Stream, status: number, retryAfterS?: number): void {
+export function respondH2Error(stream: http2.ServerHttp2Stream, status: number, retryAfterS?: number, extraFields: readonly string[] = []): void {
   if (stream.destroyed || stream.closed || stream.headersSent) {
     closeStream(stream, NGHTTP2_INTERNAL_ERROR);
     return;
@@ -558,6 +524,12 @@ export function respondH2Error(stream: http2.ServerHttp2Stream, status: number, 
     'content-length': Buffer.byteLength(body),
   };
   if (retryAfterS !== undefined) headers['retry-after'] = String(retryAfterS);
+  for (let i = 0; i + 1 < extraFields.length; i += 2) {
+    const name = extraFields[i].toLowerCase();
+    if (CONNECTION_SPECIFIC.has(name)) continue;
+    const prev = headers[name];
+    headers[name] = prev === undefined || SINGLE_VALUE.includes(name) ? extraFields[i + 1] : [...(Array.isArray(prev) ? prev : [String(prev)]), extraFields[i + 1]];
+  }
   stream.respond(headers);
   stream.end(body, () => {
     // The request body, if any, is not wanted: end the stream instead of leaving it half-open.
@@ -602,6 +574,10 @@ function watchStreamClose(this: http2.ServerHttp2Stream): void {
     setTimeout(check, delayMs).unref();
   };
   setImmediate(check);
+}
+
+function onWaitOver(x: H2Exchange): void {
+  x.onWaitOver();
 }
 
 function onResponseTimeout(x: H2Exchange): void {

@@ -160,7 +160,7 @@ export class Upstream {
   }
 
   /** The one log line of a request that failed before any answer reached the client. */
-  logFailure(status: number, reason: string, clientIp: string, req: RequestHead): void {
+  logFailure(status: number, reason: string, clientIp: string, req: RequestHead, protocol?: 'h2'): void {
     this.ctx.log.warn('proxy request failed', {
       status,
       reason,
@@ -170,6 +170,7 @@ export class Upstream {
       // No member elected yet: the balancer.
       backend: this.backend?.url ?? this.lb?.balancer.url,
       route: `${this.route.source.file}:${this.route.source.line}`,
+      protocol,
     });
   }
 }

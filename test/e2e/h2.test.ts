@@ -421,7 +421,7 @@ describe('plain HTTP over h2 to HTTP/1.1 backends', () => {
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     port = (server.address() as net.AddressInfo).port;
-    g = await startGateway(`${tlsFront('Protocols h2 http/1.1')}\nProxyPass /api/ http://127.0.0.1:${port}/\n`);
+    g = await startGateway(`${tlsFront('Protocols h2 http/1.1')}\nHeader set X-Gateway wsgate\nProxyPass /api/ http://127.0.0.1:${port}/\n`);
     session = await h2Connect(g.port, certs.ca.pem);
   });
   after(async () => {
@@ -438,6 +438,7 @@ describe('plain HTTP over h2 to HTTP/1.1 backends', () => {
     assert.equal(r.status, 200);
     assert.equal(r.headers['transfer-encoding'], undefined);
     assert.equal(r.headers.connection, undefined);
+    assert.equal(r.headers['x-gateway'], 'wsgate', 'Header rules apply as over HTTP/1.1');
     assert.equal(sha256(r.body), expected);
     const s = seen.at(-1)!;
     assert.equal(s.method, 'GET');
@@ -497,12 +498,13 @@ describe('plain HTTP over h2 to HTTP/1.1 backends', () => {
     const dead = await startRawBackend(() => {});
     const deadPort = dead.port;
     await dead.close();
-    const g2 = await startGateway(`${tlsFront('Protocols h2 http/1.1')}\nProxyPass / http://127.0.0.1:${deadPort}/\n`);
+    const g2 = await startGateway(`${tlsFront('Protocols h2 http/1.1')}\nHeader always set X-Failed yes\nProxyPass / http://127.0.0.1:${deadPort}/\n`);
     const s2 = await h2Connect(g2.port, certs.ca.pem);
     try {
       const r = await h2Request(s2, { ':path': '/x' });
       assert.equal(r.status, 503);
       assert.equal(r.body.toString(), '503 Service Unavailable\n');
+      assert.equal(r.headers['x-failed'], 'yes', '`Header always` applies to wsgate\'s own answers');
       await g2.waitForLog(/proxy request failed status=503 .*protocol=h2/);
     } finally {
       s2.close();
