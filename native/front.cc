@@ -18,8 +18,8 @@
 //   4 backend-lost  a = errno (0: closed), bytes = the part of an answer that arrived
 //   5 answer-timeout
 //   6 client-gone   a = errno (the client reset or failed while the backend was being asked)
-//   7 head-timeout  a = 1 if part of a head had arrived, text = client address (the handshake
-//                   is already closed)
+//   7 head-timeout  a = listener id, text = the client's address if part of a head had arrived
+//                   (the connection is already closed)
 
 #include "engine.h"
 
@@ -472,11 +472,12 @@ void FrontTick(Engine* e, int64_t now) {
     if (h->stage == Stage::kReadingHead && h->head_deadline <= now) late.push_back(h);
   }
   for (Handshake* h : late) {
-    int32_t partial = h->in.empty() ? 0 : 1;
     uint32_t id = h->id;
-    std::string peer(h->peer);
+    int32_t listener = int32_t(h->listener);
+    // The client's address only if part of a head had arrived: that is worth a log line.
+    std::string peer(h->in.empty() ? "" : h->peer);
     Drop(e, h);
-    e->front_events.push_back(FrontEvent{kHeadTimeout, id, partial, std::move(peer), std::vector<char>()});
+    e->front_events.push_back(FrontEvent{kHeadTimeout, id, listener, std::move(peer), std::vector<char>()});
   }
 }
 

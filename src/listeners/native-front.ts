@@ -14,7 +14,7 @@ import { NativeUpgrade, type NativeUpgradeHost } from '../proxy/native-upgrade';
 import type { GatewayContext } from '../proxy/context';
 import { Upstream } from '../proxy/upstream';
 import type { RouteResult } from '../routing/router';
-import { FrontEvent, onFrontEvent, type NativeBinding } from '../tunnel/native';
+import { FrontEvent, nativeEngine, onFrontEvent, type NativeBinding } from '../tunnel/native';
 import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
 import { routeHead, type ClientConnection, type ConnectionHost } from './http1';
 
@@ -26,17 +26,21 @@ export interface FrontHost extends ConnectionHost {
   startNativeTunnel(u: NativeUpgrade, toClient: Buffer, backendEarly: number): void;
 }
 
+// The engine is one per process and so are its ids; a process may run several gateways (the
+// tests do), so events find their front through these.
+const listeners = new Map<number, { front: NativeFront; listen: ListenAddress }>();
+const upgrades = new Map<number, NativeUpgrade>();
+let nextListenerId = 1;
+onFrontEvent(dispatch);
+
 export class NativeFront implements NativeUpgradeHost {
-  private readonly listeners = new Map<number, ListenAddress>();
-  private readonly upgrades = new Map<number, NativeUpgrade>();
-  private nextListenerId = 1;
+  /** Handshakes of this front in progress. */
+  private readonly mine = new Set<NativeUpgrade>();
 
   constructor(
     private readonly host: FrontHost,
     readonly engine: NativeBinding,
-  ) {
-    onFrontEvent((type, id, a, text, bytes) => this.onEvent(type, id, a, text, bytes));
-  }
+  ) {}
 
   get ctx(): GatewayContext {
     return this.host;
@@ -50,29 +54,30 @@ export class NativeFront implements NativeUpgradeHost {
   listen(server: net.Server, listen: ListenAddress, headTimeoutMs: number): number | undefined {
     const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
     if (typeof fd !== 'number' || fd < 0) return undefined;
-    const id = this.nextListenerId++;
+    const id = nextListenerId++;
     this.engine.frontListen(id, fd, headTimeoutMs, TCP_KEEPALIVE_DELAY_MS / 1000);
-    this.listeners.set(id, listen);
+    listeners.set(id, { front: this, listen });
     return id;
   }
 
   unlisten(id: number): void {
     this.engine.frontUnlisten(id);
-    this.listeners.delete(id);
+    listeners.delete(id);
   }
 
   /** Upgrade handshakes in progress (they are connections that are not tunnels yet). */
   get pending(): number {
-    return this.upgrades.size;
+    return this.mine.size;
   }
 
   /** Closes every handshake in progress (shutdown). */
   abortAll(): void {
-    for (const u of [...this.upgrades.values()]) u.abort();
+    for (const u of [...this.mine]) u.abort();
   }
 
   upgradeDone(u: NativeUpgrade): void {
-    this.upgrades.delete(u.id);
+    this.mine.delete(u);
+    upgrades.delete(u.id);
   }
 
   startNativeTunnel(u: NativeUpgrade, toClient: Buffer, backendEarly: number): void {
@@ -86,44 +91,9 @@ export class NativeFront implements NativeUpgradeHost {
     conn.resumeUpgrade(u.vhost, u.req, u.up, u.rest, backend, answer);
   }
 
-  private onEvent(type: FrontEvent, id: number, a: number, text: string | undefined, bytes: Buffer | undefined): void {
-    switch (type) {
-      case FrontEvent.Head:
-        this.onHead(id, a, text ?? '', bytes!);
-        return;
-      case FrontEvent.HeadTimeout:
-        if (a !== 0) this.host.log.warn('request head timed out', { client: text });
-        return;
-    }
-    const u = this.upgrades.get(id);
-    if (u === undefined) return;
-    switch (type) {
-      case FrontEvent.ConnectFailed:
-        u.onConnectFailed(a);
-        return;
-      case FrontEvent.Answer:
-        u.onAnswer(bytes!);
-        return;
-      case FrontEvent.BackendLost:
-        u.onBackendLost(a);
-        return;
-      case FrontEvent.AnswerTimeout:
-        u.onAnswerTimeout();
-        return;
-      case FrontEvent.ClientGone:
-        u.onClientGone(a);
-        return;
-    }
-  }
-
-  private onHead(id: number, listenerId: number, clientIp: string, bytes: Buffer): void {
-    const listen = this.listeners.get(listenerId);
-    if (listen === undefined) {
-      this.engine.frontAbort(id);
-      return;
-    }
-    const end = findHeadEnd(bytes);
-    let req: RequestHead | undefined;
+  /** @internal A head arrived on one of this front's ports. */
+  onHead(id: number, listen: ListenAddress, clientIp: string, bytes: Buffer): void {
+    const end = findHeadEnd(bytes);    let req: RequestHead | undefined;
     if (end !== -1 && end <= MAX_HEAD_BYTES) {
       try {
         req = parseRequestHead(bytes, end);
@@ -144,8 +114,14 @@ export class NativeFront implements NativeUpgradeHost {
     }
     const rest = end < bytes.length ? bytes.subarray(end) : undefined;
     const u = new NativeUpgrade(this, id, listen, clientIp, vhost, req, new Upstream(this.host, decision, req.headers), rest);
-    this.upgrades.set(id, u);
+    this.mine.add(u);
+    upgrades.set(id, u);
     u.start();
+  }
+
+  /** @internal */
+  headTimedOut(clientIp: string): void {
+    this.host.log.warn('request head timed out', { client: clientIp });
   }
 
   /** The connection goes to the HTTP/1 path, with what was read from it. */
@@ -153,6 +129,40 @@ export class NativeFront implements NativeUpgradeHost {
     const fds = this.engine.frontHandoff(id);
     if (fds === undefined) return;
     this.host.adoptConnection(socketFor(fds[0]), listen).feed(bytes);
+  }
+}
+
+function dispatch(type: FrontEvent, id: number, a: number, text: string | undefined, bytes: Buffer | undefined): void {
+  switch (type) {
+    case FrontEvent.Head: {
+      const l = listeners.get(a);
+      if (l === undefined) nativeEngine()!.frontAbort(id); // its port was closed meanwhile
+      else l.front.onHead(id, l.listen, text ?? '', bytes!);
+      return;
+    }
+    case FrontEvent.HeadTimeout:
+      // Logged only when part of a head had arrived (text is then the client's address).
+      if (text !== undefined) listeners.get(a)?.front.headTimedOut(text);
+      return;
+  }
+  const u = upgrades.get(id);
+  if (u === undefined) return;
+  switch (type) {
+    case FrontEvent.ConnectFailed:
+      u.onConnectFailed(a);
+      return;
+    case FrontEvent.Answer:
+      u.onAnswer(bytes!);
+      return;
+    case FrontEvent.BackendLost:
+      u.onBackendLost(a);
+      return;
+    case FrontEvent.AnswerTimeout:
+      u.onAnswerTimeout();
+      return;
+    case FrontEvent.ClientGone:
+      u.onClientGone(a);
+      return;
   }
 }
 

@@ -68,16 +68,24 @@ export class NativeUpgrade {
     else this.connect();
   }
 
+  /** The backend's other addresses, tried in turn after a failed connect (as Node's net.connect does). */
+  private moreAddresses: string[] = [];
+
   private connect(): void {
     const origin = this.up.backend.origin;
+    this.moreAddresses = [];
     if (net.isIP(origin.host) !== 0) {
       this.connectTo(origin.host);
       return;
     }
-    dns.lookup(origin.host, (err, address) => {
+    dns.lookup(origin.host, { all: true }, (err, addresses) => {
       if (this.done) return;
-      if (err !== null) this.connectFailed(`backend unreachable: ${err.code ?? ''} ${err.message}`.trim());
-      else this.connectTo(address);
+      if (err !== null || addresses.length === 0) {
+        this.connectFailed(`backend unreachable: ${err?.code ?? 'ENOTFOUND'} ${err?.message ?? `no address for ${origin.host}`}`.trim());
+        return;
+      }
+      this.moreAddresses = addresses.slice(1).map((a) => a.address);
+      this.connectTo(addresses[0].address);
     });
   }
 
@@ -99,6 +107,11 @@ export class NativeUpgrade {
 
   /** @internal The connection to the backend failed (or its connect timeout passed). */
   onConnectFailed(errno: number): void {
+    const next = this.moreAddresses.shift();
+    if (next !== undefined && errno !== osConstants.errno.ETIMEDOUT) {
+      this.connectTo(next);
+      return;
+    }
     const o = this.up.backend.origin;
     const code = errnoName(errno);
     this.connectFailed(

@@ -186,3 +186,58 @@ test('bytes the client sends with its head reach the backend after the 101, and 
     await backend.close();
   }
 });
+
+test('two gateways in one process: each front gets its own handshakes and log lines', { skip, timeout: 30_000 }, async () => {
+  const backend = await startRawEcho();
+  const conf = `Listen 127.0.0.1:0\nTimeout 1\nProxyPass "/e/" "http://127.0.0.1:${backend.port}/" upgrade=echo\n`;
+  const g1 = await startGateway(conf);
+  const g2 = await startGateway(conf);
+  try {
+    // Handshakes on both at once, interleaved.
+    const ups = await Promise.all([g1, g2, g1, g2].map((g, i) => rawUpgrade(g.port, upgradeHead(`/e/${i}`, 'echo'))));
+    for (const r of ups) assert.equal(r.status, 101);
+    assert.equal(g1.gateway.tunnels.size, 2);
+    assert.equal(g2.gateway.tunnels.size, 2);
+    for (const [i, r] of ups.entries()) {
+      const data = randomBytes(10_000 + i);
+      const inbox = new Collector(r.socket, true, r.rest);
+      r.socket.write(data);
+      await inbox.untilBytes(data.length);
+      assert.equal(sha256(inbox.data()), sha256(data));
+      r.socket.end();
+      await closed(r.socket);
+    }
+    // A head timeout on the second is logged by the second only.
+    const partial = await connectRaw(g2.port);
+    partial.write('GET /e/x HTTP/1.1\r\n');
+    await closed(partial);
+    await g2.waitForLog(/request head timed out/);
+    assert.equal(g1.logs.some((l) => l.includes('request head timed out')), false);
+    await assertNoOpenSockets(g1);
+    await assertNoOpenSockets(g2);
+  } finally {
+    await g1.stop();
+    await g2.stop();
+    await backend.close();
+  }
+});
+
+test('a backend named by host name (localhost) is resolved and reached', { skip, timeout: 30_000 }, async () => {
+  const backend = await startRawEcho();
+  const g = await startGateway(`Listen 127.0.0.1:0\nProxyPass "/e/" "http://localhost:${backend.port}/" upgrade=echo\n`);
+  try {
+    const r = await rawUpgrade(g.port, upgradeHead('/e/l', 'echo'));
+    assert.equal(r.status, 101);
+    const data = randomBytes(4096);
+    const inbox = new Collector(r.socket, true, r.rest);
+    r.socket.write(data);
+    await inbox.untilBytes(data.length);
+    assert.equal(sha256(inbox.data()), sha256(data));
+    r.socket.end();
+    await closed(r.socket);
+    await assertNoOpenSockets(g);
+  } finally {
+    await g.stop();
+    await backend.close();
+  }
+});
