@@ -337,6 +337,100 @@ describe('tunnels over HTTP/2: half-close, reset, idle limit, shutdown, balancer
     }
   });
 
+  test('backpressure both ways: a client that stops reading stops the backend (and the reverse); nothing is lost', BOUND, async () => {
+    const CHUNK = 64 * 1024;
+    /** Writes `chunk` until write() returns false and no 'drain' comes for 1.5 s: the other end stopped taking bytes. */
+    async function writeUntilBlocked(w: { write(b: Buffer): boolean; once(e: 'drain', f: () => void): unknown }, sent: Buffer[], limit: number): Promise<number> {
+      let total = 0;
+      for (;;) {
+        const chunk = randomBytes(CHUNK);
+        sent.push(chunk);
+        total += chunk.length;
+        if (total >= limit) return total;
+        if (!w.write(chunk)) {
+          const drained = await new Promise<boolean>((resolve) => {
+            const t = setTimeout(() => resolve(false), 1500);
+            w.once('drain', () => {
+              clearTimeout(t);
+              resolve(true);
+            });
+          });
+          if (!drained) return total;
+        }
+      }
+    }
+    let backendSocket: net.Socket | undefined;
+    const b = await startRawBackend((s) => {
+      void readRequestHead(s).then(({ head }) => {
+        s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(headerIn(head, 'sec-websocket-key') ?? '')}\r\n\r\n`);
+        backendSocket = s; // paused by readRequestHead: it reads nothing yet
+      }, () => {});
+    });
+    const g = await startGateway(`${tlsFront()}\nProxyPass /ws/ ws://127.0.0.1:${b.port}/\n`);
+    const session = await h2Connect(g.port, certs.ca.pem);
+    const LIMIT = 64 * 1024 * 1024;
+    try {
+      const stream = session.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':path': '/ws/bp', 'sec-websocket-version': '13' });
+      const [h] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+      assert.equal(h[':status'], 200);
+      stream.pause();
+      await eventually(() => backendSocket !== undefined, 5000, 'the backend connection');
+      const be = backendSocket!;
+
+      // Down: the client reads nothing; the backend must end up blocked long before LIMIT.
+      const down: Buffer[] = [];
+      const downSent = await writeUntilBlocked(be, down, LIMIT);
+      assert.ok(downSent < LIMIT, `the backend was stopped (sent ${downSent} bytes)`);
+      const got: Buffer[] = [];
+      let gotBytes = 0;
+      stream.on('data', (c: Buffer) => {
+        got.push(c);
+        gotBytes += c.length;
+      });
+      stream.resume();
+      await eventually(() => gotBytes === downSent, 20_000, 'every byte the backend sent');
+      assert.equal(sha256(Buffer.concat(got)), sha256(Buffer.concat(down)));
+
+      // Up: the backend reads nothing (paused); the client must end up blocked.
+      const up: Buffer[] = [];
+      const upSent = await writeUntilBlocked(stream, up, LIMIT);
+      assert.ok(upSent < LIMIT, `the client was stopped (sent ${upSent} bytes)`);
+      const seen: Buffer[] = [];
+      let seenBytes = 0;
+      be.on('data', (c: Buffer) => {
+        seen.push(c);
+        seenBytes += c.length;
+      });
+      be.resume();
+      await eventually(() => seenBytes === upSent, 20_000, 'every byte the client sent');
+      assert.equal(sha256(Buffer.concat(seen)), sha256(Buffer.concat(up)));
+      stream.close();
+    } finally {
+      session.close();
+      await g.stop();
+      await b.close();
+    }
+  });
+
+  test('an HTTP/2 connection with no stream is closed after the keep-alive timeout (GOAWAY)', BOUND, async () => {
+    const backend = await startEchoBackend('keepalive');
+    const g = await startGateway(`${tlsFront()}\nProxyPass / http://127.0.0.1:${backend.port}/\n`);
+    const session = await h2Connect(g.port, certs.ca.pem);
+    try {
+      const r = await h2Request(session, { ':path': '/one' });
+      assert.equal(r.status, 200);
+      const started = Date.now();
+      await once(session, 'goaway');
+      const waited = Date.now() - started;
+      assert.ok(waited >= 4000 && waited < 30_000, `closed after ${waited} ms`);
+      await assertNoOpenSockets(g);
+    } finally {
+      session.destroy();
+      await g.stop();
+      await backend.close();
+    }
+  });
+
   test('ProxyWebsocketIdleTimeout closes an idle h2 tunnel; stopping the gateway closes sessions and tunnels', BOUND, async () => {
     const backend = await startEchoBackend('idle');
     const g = await startGateway(`${tlsFront()}\nProxyWebsocketIdleTimeout 1\nProxyPass /ws/ ws://127.0.0.1:${backend.port}/\n`);
