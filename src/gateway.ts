@@ -92,7 +92,7 @@ export class Gateway implements ConnectionHost, FrontHost {
             () => this.config,
             this.log,
             (socket) => this.acceptSecure(socket, listen),
-            (servername, offered) => selectAlpn(this.config, listen, servername, offered),
+            (servername, offered, localAddress) => selectAlpn(this.config, listen, localAddress, servername, offered),
           );
         } else {
           server = net.createServer({ allowHalfOpen: true, noDelay: true });

@@ -1,6 +1,6 @@
-// mod_http2's directives: `Protocols` (which protocols a server speaks: ALPN on https ports,
-// prior knowledge on plain ones), `ProtocolsHonorOrder` and `H2WebSockets` (RFC 8441). They
-// are server settings, inherited by virtual hosts like the other settings.
+// mod_http2's directives: `Protocols` (which protocols a server speaks, offered by ALPN on https
+// ports; `h2c` is read but not served yet), `ProtocolsHonorOrder` and `H2WebSockets` (RFC 8441).
+// They are server settings, inherited by virtual hosts like the other settings.
 
 import type { ContextKind, Ctx } from './drafts';
 import { ConfigError } from './errors';
@@ -41,7 +41,11 @@ export function http2Specs(): Http2DirectiveSpec[] {
       minArgs: 1,
       maxArgs: Infinity,
       handle: (node, ctx) => {
-        ctx.server.settings.protocols = parseProtocols(node);
+        const list = parseProtocols(node);
+        if (list.includes('h2c')) {
+          ctx.state.notices.once('protocols:h2c', node.source, 'Protocols h2c: HTTP/2 over plain TCP is not served yet; plain ports speak HTTP/1.1');
+        }
+        ctx.server.settings.protocols = list;
       },
     },
     {

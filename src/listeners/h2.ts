@@ -1,12 +1,12 @@
-// HTTP/2 on the front (`Protocols h2 …`): connections whose ALPN is `h2` (or, with `h2c`, that
-// start with the HTTP/2 preface on a plain port) are served by Node's http2 module. Two
+// HTTP/2 on the front (`Protocols h2 …`): TLS connections whose ALPN is `h2` are served by
+// Node's http2 module (`h2c` on plain ports is not served yet: the native front reads those). Two
 // http2.Servers are used only as session factories, one per value of `H2WebSockets` (the
 // SETTINGS a session advertises are fixed when it starts); they never listen. Each stream is
 // routed as an HTTP/1.1 request would be (Host = `:authority`) and handed to an H2Exchange.
 
 import * as http2 from 'node:http2';
 import type * as net from 'node:net';
-import type { Config, FrontProtocol, ListenAddress, VirtualHost } from '../config/model';
+import type { Config, ListenAddress, VirtualHost } from '../config/model';
 import type { GatewayContext } from '../proxy/context';
 import { H2Body, H2Exchange, respondH2Error } from '../proxy/h2exchange';
 import { Upstream } from '../proxy/upstream';
@@ -43,20 +43,17 @@ type Session = http2.ServerHttp2Session & { [kInfo]?: SessionInfo };
  * The protocol ALPN selects on `listen` for a client offering `offered`, from the Protocols of
  * the server its SNI name selects; undefined when they have none in common.
  */
-export function selectAlpn(config: Config, listen: ListenAddress, servername: string | undefined, offered: readonly string[]): string | undefined {
-  const vhost = selectVirtualHost(config, listen, listen.host ?? '', servername === '' ? undefined : servername);
+export function selectAlpn(
+  config: Config,
+  listen: ListenAddress,
+  localAddress: string,
+  servername: string | undefined,
+  offered: readonly string[],
+): string | undefined {
+  const vhost = selectVirtualHost(config, listen, localAddress, servername === '' ? undefined : servername);
   const ours = vhost.settings.protocols.filter((p) => p !== 'h2c');
   if (vhost.settings.protocolsHonorOrder) return ours.find((p) => offered.includes(p));
   return offered.find((p) => (ours as readonly string[]).includes(p));
-}
-
-/** Whether a plain connection starting with the HTTP/2 preface may speak h2c on `listen` (the server of its address). */
-export function allowsH2c(config: Config, listen: ListenAddress, localAddress: string): boolean {
-  return speaks(selectVirtualHost(config, listen, localAddress, undefined).settings.protocols, 'h2c');
-}
-
-function speaks(list: readonly FrontProtocol[], p: FrontProtocol): boolean {
-  return list.includes(p);
 }
 
 export class H2Front {
@@ -84,7 +81,7 @@ export class H2Front {
   }
 
   /**
-   * Serves an HTTP/2 connection on `socket` (TLS with ALPN h2, or plain with the preface).
+   * Serves an HTTP/2 connection on `socket` (TLS with ALPN h2).
    * `vhost` is the server the connection was opened for (SNI, else its address): its
    * `H2WebSockets` decides whether the session offers extended CONNECT.
    */

@@ -52,7 +52,7 @@ export function createTlsServer(
   log: Logger,
   onSecure: (socket: tls.TLSSocket) => void,
   /** ALPN: the protocol to select for an SNI name among those offered (`Protocols`), or undefined for none in common. */
-  alpn?: (servername: string | undefined, offered: string[]) => string | undefined,
+  alpn?: (servername: string | undefined, offered: string[], localAddress: string) => string | undefined,
 ): tls.Server {
   const initial = frontTlsFor(config(), listen, listen.host ?? '', undefined);
   if (initial === undefined) throw new Error(`Listen ${listen.host ?? '*'}:${listen.port} https: no certificate`);
@@ -63,7 +63,14 @@ export function createTlsServer(
     noDelay: true,
     // The default certificate (no SNI, or no server for the name); tls.Server builds its own context from these.
     ...contextOptions(initial),
-    ...(alpn !== undefined ? { ALPNCallback: ({ servername, protocols }: { servername: string; protocols: string[] }) => alpn(servername, protocols) } : {}),
+    ...(alpn !== undefined
+      ? {
+          // Called with the TLSSocket as `this`, like SNICallback: its local address picks the vhost list.
+          ALPNCallback(this: unknown, { servername, protocols }: { servername: string; protocols: string[] }): string | undefined {
+            return alpn(servername, protocols, this instanceof net.Socket ? (this.localAddress ?? '') : (listen.host ?? ''));
+          },
+        }
+      : {}),
     // A client that never finishes its handshake is dropped after the server's Timeout.
     handshakeTimeout: config().mainServer.settings.timeoutMs,
     // Node calls this with the TLSSocket as `this`: its local address picks the vhost list, as for Host.
