@@ -163,6 +163,20 @@ export class Gateway implements ConnectionHost, FrontHost {
     this.connections.add(new ClientConnection(this, listen, socket));
   }
 
+  /** A plain connection that opened with the HTTP/2 preface: h2c when its server lists it in `Protocols`. */
+  takePriorKnowledgeH2(conn: ClientConnection, listen: ListenAddress, bytes: Buffer): boolean {
+    if (this.stopping || listen.protocol !== 'http') return false;
+    const socket = conn.socket;
+    const vhost = selectVirtualHost(this.config, listen, socket.localAddress ?? '', undefined);
+    if (!vhost.settings.protocols.includes('h2c')) return false;
+    socket.pause();
+    conn.detach();
+    // The session reads what was already read back from the socket's buffer.
+    socket.unshift(bytes);
+    this.h2.accept(socket, listen, vhost);
+    return true;
+  }
+
   adoptConnection(socket: net.Socket, listen: ListenAddress): ClientConnection {
     const conn = new ClientConnection(this, listen, socket);
     this.connections.add(conn);

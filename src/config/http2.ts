@@ -1,5 +1,5 @@
-// mod_http2's directives: `Protocols` (which protocols a server speaks, offered by ALPN on https
-// ports; `h2c` is read but not served yet), `ProtocolsHonorOrder` and `H2WebSockets` (RFC 8441).
+// mod_http2's directives: `Protocols` (which protocols a server speaks: ALPN on https ports,
+// prior knowledge on plain ones), `ProtocolsHonorOrder` and `H2WebSockets` (RFC 8441).
 // They are server settings, inherited by virtual hosts like the other settings.
 
 import type { ContextKind, Ctx } from './drafts';
@@ -41,11 +41,7 @@ export function http2Specs(): Http2DirectiveSpec[] {
       minArgs: 1,
       maxArgs: Infinity,
       handle: (node, ctx) => {
-        const list = parseProtocols(node);
-        if (list.includes('h2c')) {
-          ctx.state.notices.once('protocols:h2c', node.source, 'Protocols h2c: HTTP/2 over plain TCP is not served yet; plain ports speak HTTP/1.1');
-        }
-        ctx.server.settings.protocols = list;
+        ctx.server.settings.protocols = parseProtocols(node);
       },
     },
     {

@@ -1,5 +1,6 @@
-// HTTP/2 on the front (`Protocols h2 …`): TLS connections whose ALPN is `h2` are served by
-// Node's http2 module (`h2c` on plain ports is not served yet: the native front reads those). Two
+// HTTP/2 on the front (`Protocols h2 …`): TLS connections whose ALPN is `h2`, and with `h2c`
+// plain connections that open with the HTTP/2 preface (prior knowledge; the HTTP/1 reader finds
+// it, gateway.ts hands the socket over), are served by Node's http2 module. Two
 // http2.Servers are used only as session factories, one per value of `H2WebSockets` (the
 // SETTINGS a session advertises are fixed when it starts); they never listen. Each stream is
 // routed as an HTTP/1.1 request would be (Host = `:authority`) and handed to an H2Exchange.
@@ -81,7 +82,8 @@ export class H2Front {
   }
 
   /**
-   * Serves an HTTP/2 connection on `socket` (TLS with ALPN h2).
+   * Serves an HTTP/2 connection on `socket` (TLS with ALPN h2, or plain with the preface, which
+   * may already be in the socket's read buffer).
    * `vhost` is the server the connection was opened for (SNI, else its address): its
    * `H2WebSockets` decides whether the session offers extended CONNECT.
    */

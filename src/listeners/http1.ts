@@ -36,6 +36,19 @@ export interface ConnectionHost extends GatewayContext {
   /** The config in force now; read once per request so a reload applies to the next one. */
   readonly config: Config;
   connectionClosed(conn: ClientConnection): void;
+  /**
+   * The connection opened with the HTTP/2 preface (`bytes`, read so far): serve it as h2c if its
+   * server speaks it (`Protocols h2c`); true when it was taken (the connection is detached).
+   */
+  takePriorKnowledgeH2?(conn: ClientConnection, listen: ListenAddress, bytes: Buffer): boolean;
+}
+
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+/** Whether `buf` is (the start of) the HTTP/2 connection preface. */
+function isH2Preface(buf: Buffer): boolean {
+  const n = Math.min(buf.length, H2_PREFACE.length);
+  return buf.compare(H2_PREFACE, 0, n, 0, n) === 0;
 }
 
 export class ClientConnection implements ExchangeOwner {
@@ -44,6 +57,8 @@ export class ClientConnection implements ExchangeOwner {
   private exchange: Exchange | undefined;
   private detached = false;
   private closed = false;
+  /** A request was read: the connection can no longer turn into HTTP/2 (the preface must come first). */
+  private servedAny = false;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -90,11 +105,14 @@ export class ClientConnection implements ExchangeOwner {
     try {
       req = parseRequestHead(buf, end);
     } catch (e) {
-      if (e instanceof HeadError) this.reject(e.status, e.reason);
-      else throw e;
+      if (!(e instanceof HeadError)) throw e;
+      // `PRI * HTTP/2.0` is HTTP/2 with prior knowledge (h2c), not a bad HTTP/1 version, when the server speaks it.
+      if (e.status === 505 && !this.servedAny && isH2Preface(buf) && this.host.takePriorKnowledgeH2?.(this, this.listen, buf) === true) return;
+      this.reject(e.status, e.reason);
       return;
     }
     this.buf = undefined;
+    this.servedAny = true;
     this.socket.setTimeout(0);
     this.handle(req, end < buf.length ? buf.subarray(end) : undefined);
   }

@@ -692,9 +692,58 @@ describe('H2WebSockets off, and Protocols', () => {
     assert.deepEqual(config.virtualHosts[0].settings.protocols, ['http/1.1']);
     assert.equal(config.virtualHosts[0].settings.h2WebSockets, true, 'inherited');
     assert.equal(config.virtualHosts[0].settings.protocolsHonorOrder, false);
-    assert.ok(config.notices.some((n) => /wsgate\.conf:2: Protocols h2c: HTTP\/2 over plain TCP is not served yet/.test(n)), config.notices.join('\n'));
     expectError({ 'wsgate.conf': 'Listen 80\n\nProtocols h3 http/1.1\n' }, { line: 3, message: /Protocols: unknown protocol "h3"/ });
     expectError({ 'wsgate.conf': 'Listen 80\nH2WebSockets maybe\n' }, { line: 2, message: /H2WebSockets/ });
     expectError({ 'wsgate.conf': 'Listen 80\n<Location /x>\nH2WebSockets on\n</Location>\n' }, { line: 3, message: /H2WebSockets/ });
+  });
+});
+
+describe('h2c: HTTP/2 with prior knowledge on a plain port (Protocols h2c)', () => {
+  test('plain requests and RFC 8441 WebSockets over h2c; HTTP/1.1 keeps working on the same port', BOUND, async () => {
+    const backend = await startEchoBackend('h2c');
+    const g = await startGateway(`Listen 127.0.0.1:0\nProtocols h2c http/1.1\nH2WebSockets on\nProxyPass /ws/ ws://127.0.0.1:${backend.port}/\nProxyPass / http://127.0.0.1:${backend.port}/\n`);
+    const session = http2.connect(`http://127.0.0.1:${g.port}`);
+    session.on('error', () => {});
+    try {
+      await once(session, 'remoteSettings');
+      assert.equal(session.remoteSettings.enableConnectProtocol, true);
+      const r = await h2Request(session, { ':path': '/plain?x=1' });
+      assert.equal(r.status, 200);
+      assert.equal(r.body.toString(), 'backend:h2c GET /plain?x=1');
+      const ws = await h2WebSocket(session, '/ws/c');
+      assert.equal(ws.status, 200);
+      const msg = randomBytes(200_000);
+      assert.equal(sha256((await wsEcho(ws.ws!, msg)).data), sha256(msg));
+      assert.deepEqual([...g.gateway.tunnels.values()].map((t) => t.protocol), ['h2']);
+      await wsClose(ws.ws!);
+      // HTTP/1.1 and its WebSockets on the same port.
+      const h1 = await openWs(`ws://127.0.0.1:${g.port}/ws/h1`);
+      assert.equal((await echo(h1, 'h1')).data.toString(), 'h1');
+      await closeWs(h1);
+    } finally {
+      session.destroy();
+      await g.stop();
+      await backend.close();
+    }
+  });
+
+  test('without h2c in Protocols the preface is a bad HTTP/1 request (505), as before', BOUND, async () => {
+    const backend = await startEchoBackend('noh2c');
+    const g = await startGateway(`Listen 127.0.0.1:0\nProtocols h2 http/1.1\nProxyPass / http://127.0.0.1:${backend.port}/\n`);
+    try {
+      const { connect } = await import('node:net');
+      const s = connect(g.port, '127.0.0.1');
+      s.on('error', () => {});
+      await once(s, 'connect');
+      s.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+      const parts: Buffer[] = [];
+      s.on('data', (c: Buffer) => parts.push(c));
+      await once(s, 'close');
+      assert.match(Buffer.concat(parts).toString('latin1'), /^HTTP\/1\.1 505 /);
+      assert.equal(backend.requests.length, 0);
+    } finally {
+      await g.stop();
+      await backend.close();
+    }
   });
 });
