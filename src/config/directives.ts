@@ -113,6 +113,14 @@ function refused(name: string, reason: string): DirectiveSpec {
   };
 }
 
+/** mod_http2 directives that tune Apache's own HTTP/2 engine (workers, buffers, push): accepted, no effect. */
+const H2_TUNING = [
+  'H2CopyFiles', 'H2EarlyHints', 'H2MaxDataFrameLen', 'H2MaxSessionStreams', 'H2MaxWorkerIdleSeconds', 'H2MaxWorkers',
+  'H2MinWorkers', 'H2ModernTLSOnly', 'H2OutputBuffering', 'H2Padding', 'H2Push', 'H2PushDiarySize', 'H2PushPriority',
+  'H2PushResource', 'H2SerializeHeaders', 'H2StreamMaxMemSize', 'H2StreamTimeout', 'H2TLSCoolDownSecs', 'H2TLSWarmUpSize',
+  'H2WindowSize',
+];
+
 const IGNORED_NAMES = [
   // core and MPM
   'ServerAdmin', 'User', 'Group', 'PidFile', 'DefaultRuntimeDir', 'Mutex', 'ScoreBoardFile', 'CoreDumpDirectory',
@@ -292,6 +300,9 @@ function serverSpecs(): DirectiveSpec[] {
     refused('ProxyHCTPsize', 'not supported: wsgate needs no thread pool for health checks'),
     ...tlsSpecs(),
     ...http2Specs(),
+    ignored('H2Direct', 'HTTP/2 with prior knowledge on a plain port follows `Protocols h2c`'),
+    ignored('H2Upgrade', 'wsgate does not take `Upgrade: h2c` (h2c is by prior knowledge only)'),
+    ...H2_TUNING.map((name) => ignored(name, "mod_http2's tuning has no counterpart in wsgate (Node's http2 module)")),
     ...IGNORED_NAMES.map((name) => ignored(name)),
   ];
 }
