@@ -309,6 +309,7 @@ export class H2Exchange {
       this.fail(502, 'backend 101 head cannot be sent over HTTP/2');
       return;
     }
+    if (!this.respond(headers, false, 'backend 101')) return;
     const stream = this.stream;
     const backend = this.backendSocket!;
     const onTunnelClosed = this.up.tunnel();
@@ -316,7 +317,6 @@ export class H2Exchange {
     this.releaseStream();
     this.releaseBackend(backend);
     backend.pause();
-    stream.respond(headers);
     // RFC 9113 §8.5: a TCP failure behind a CONNECT is reported as CONNECT_ERROR. Runs before the
     // tunnel's own handlers (which destroy the stream with no error code).
     backend.prependListener('error', () => closeStream(stream, NGHTTP2_CONNECT_ERROR));
@@ -348,11 +348,30 @@ export class H2Exchange {
       this.fail(502, 'backend response head cannot be sent over HTTP/2 (a single-value field repeated)');
       return;
     }
+    if (!this.respond(headers, framer.done, 'backend response')) return;
     if (framer.framing === Framing.Chunked) framer.onChunkData = (buf, start, end) => this.sendDown(buf.subarray(start, end));
-    this.stream.respond(headers, { endStream: framer.done });
     this.phase = Phase.RelayingBody;
     if (framer.done) this.completeResponse(rest);
     else if (rest !== undefined) this.relayBody(rest);
+  }
+
+  /**
+   * Sends the response headers; false (and the exchange ended) when the stream is gone already
+   * (its 'close' has not run yet) or Node refuses the head (a field value it cannot send).
+   */
+  private respond(headers: http2.OutgoingHttpHeaders, endStream: boolean, what: string): boolean {
+    const s = this.stream;
+    if (s.destroyed || s.closed) {
+      this.onClientGone();
+      return false;
+    }
+    try {
+      s.respond(headers, { endStream });
+      return true;
+    } catch (e) {
+      this.fail(502, `${what} head cannot be sent over HTTP/2: ${(e as Error).message}`);
+      return false;
+    }
   }
 
   private sendDown(part: Buffer): void {
@@ -530,7 +549,13 @@ export function respondH2Error(stream: http2.ServerHttp2Stream, status: number, 
     const prev = headers[name];
     headers[name] = prev === undefined || SINGLE_VALUE.includes(name) ? extraFields[i + 1] : [...(Array.isArray(prev) ? prev : [String(prev)]), extraFields[i + 1]];
   }
-  stream.respond(headers);
+  try {
+    stream.respond(headers);
+  } catch {
+    // A `Header always` value Node cannot send: the client gets a reset instead of the status.
+    closeStream(stream, NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
   stream.end(body, () => {
     // The request body, if any, is not wanted: end the stream instead of leaving it half-open.
     if (!stream.endAfterHeaders && !stream.readableEnded) closeStream(stream, NGHTTP2_NO_ERROR);

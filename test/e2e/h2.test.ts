@@ -588,6 +588,31 @@ describe('plain HTTP over h2 to HTTP/1.1 backends', () => {
     assert.equal(seen.length - before, 20);
   });
 
+  test('a backend that does not answer within ProxyTimeout → 504; an upgrade=NONE route answering 101 to a plain h2 request → 502', BOUND, async () => {
+    const silent = await startRawBackend((s) => s.resume());
+    const switching = await startRawBackend((s) => {
+      void readRequestHead(s).then(() => s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'), () => {});
+    });
+    const g2 = await startGateway(
+      `${tlsFront('Protocols h2 http/1.1')}\nProxyTimeout 1\nProxyPass /forced/ ws://127.0.0.1:${switching.port}/ upgrade=NONE\nProxyPass / http://127.0.0.1:${silent.port}/\n`,
+    );
+    const s2 = await h2Connect(g2.port, certs.ca.pem);
+    try {
+      const r = await h2Request(s2, { ':path': '/slow' });
+      assert.equal(r.status, 504);
+      await g2.waitForLog(/proxy request failed status=504 .*protocol=h2/);
+      const f = await h2Request(s2, { ':path': '/forced/x' });
+      assert.equal(f.status, 502);
+      await g2.waitForLog(/proxy request failed status=502 reason="?unexpected 101/);
+      assert.equal(g2.gateway.tunnels.size, 0);
+    } finally {
+      s2.close();
+      await g2.stop();
+      await silent.close();
+      await switching.close();
+    }
+  });
+
   test('an unreachable backend → 503, as over HTTP/1.1', BOUND, async () => {
     const dead = await startRawBackend(() => {});
     const deadPort = dead.port;
@@ -678,6 +703,31 @@ describe('H2WebSockets off, and Protocols', () => {
       assert.equal(sb.alpnProtocol, 'http/1.1');
       sb.destroy();
     } finally {
+      await g.stop();
+      await backend.close();
+    }
+  });
+
+  test('a session offered RFC 8441 by its SNI server, a request for a server with H2WebSockets off → 501', BOUND, async () => {
+    const a = certs.issue('h2on', ['on.test']);
+    const backend = await startEchoBackend('vhoff');
+    const g = await startGateway(
+      `Listen 127.0.0.1:0 https\nProtocols h2 http/1.1\n` +
+        `<VirtualHost *:*>\nServerName on.test\nSSLEngine on\nSSLCertificateFile ${a.cert}\nSSLCertificateKeyFile ${a.key}\nH2WebSockets on\nProxyPass / ws://127.0.0.1:${backend.port}/\n</VirtualHost>\n` +
+        `<VirtualHost *:*>\nServerName off.test\nSSLEngine on\nSSLCertificateFile ${a.cert}\nSSLCertificateKeyFile ${a.key}\nProxyPass / ws://127.0.0.1:${backend.port}/\n</VirtualHost>\n`,
+    );
+    const session = await h2Connect(g.port, certs.ca.pem, 'on.test');
+    try {
+      assert.equal(session.remoteSettings.enableConnectProtocol, true);
+      const ok = await h2WebSocket(session, '/a', { ':authority': 'on.test' });
+      assert.equal(ok.status, 200);
+      await wsClose(ok.ws!);
+      const refused = await h2WebSocket(session, '/b', { ':authority': 'off.test' });
+      assert.equal(refused.status, 501);
+      await g.waitForLog(/request not proxied status=501 reason="?H2WebSockets is off for this server/);
+      assert.deepEqual(backend.upgrades.map((u) => u.url), ['/a']);
+    } finally {
+      session.close();
       await g.stop();
       await backend.close();
     }
