@@ -101,6 +101,9 @@ struct Engine {
   std::unordered_map<uint32_t, Handshake*> handshakes;
   std::unordered_map<uint32_t, Listener*> listeners;
   uint32_t next_handshake_id = 1;
+  // Inside OnPoll/OnTick: queued events are reported at its end. Outside (a JS call from a timer
+  // or a DNS callback), queuing one asks for a Report at the next loop turn.
+  bool in_callback = false;
   char buf[kReadSize];
 };
 
@@ -108,8 +111,8 @@ extern Engine* g_engine;
 
 int64_t NowMs();
 void SetInterest(Engine* e, int fd, Watched* w, uint32_t events);
-// Starts relaying a tunnel whose sides have their fds and early bytes set and are already in
-// the epoll set (with any data.ptr: it is replaced).
+// Starts relaying a tunnel whose sides have their fds and early bytes set and are in the epoll
+// set, registered (RegisterSide) with data.ptr = the side itself.
 void RunTunnel(Engine* e, Tunnel* t);
 // Adds a side's socket to the epoll set with kSideEvents.
 void RegisterSide(Engine* e, Side* s);
@@ -117,6 +120,10 @@ void RegisterSide(Engine* e, Side* s);
 void Report(Engine* e);
 // Makes the next Report come at the next loop turn (something finished outside a callback).
 void ReportSoon(Engine* e);
+// Something was queued for JavaScript: reported at the end of the current callback, or soon.
+inline void Queued(Engine* e) {
+  if (!e->in_callback) ReportSoon(e);
+}
 void KeepAlive(int fd, int keepalive_s);
 
 // front.cc
@@ -129,7 +136,6 @@ napi_value FrontHandoffJs(napi_env env, napi_callback_info info);
 napi_value FrontConnectJs(napi_env env, napi_callback_info info);
 napi_value FrontEstablishJs(napi_env env, napi_callback_info info);
 napi_value FrontRespondJs(napi_env env, napi_callback_info info);
-napi_value FrontReleaseJs(napi_env env, napi_callback_info info);
 napi_value FrontAbortJs(napi_env env, napi_callback_info info);
 napi_value FrontLocalAddressJs(napi_env env, napi_callback_info info);
 

@@ -98,6 +98,7 @@ struct Handshake {
   std::vector<char> out;  // the head for the backend, or a response for the client
   size_t out_off = 0;
   int64_t head_deadline = 0;
+  int64_t head_timeout_ms = 0;
   uint32_t answer_timeout_ms = 0;
   uv_timer_t* timer = nullptr;
   char peer[INET6_ADDRSTRLEN] = {0};
@@ -107,11 +108,13 @@ namespace {
 
 void Queue(Engine* e, int32_t type, Handshake* h, int32_t a) {
   e->front_events.push_back(FrontEvent{type, h->id, a, std::string(), std::vector<char>()});
+  Queued(e);
 }
 
 void QueueBytes(Engine* e, int32_t type, Handshake* h, int32_t a) {
   e->front_events.push_back(FrontEvent{type, h->id, a, std::string(), std::move(h->in)});
   h->in.clear();
+  Queued(e);
 }
 
 void StopTimer(Handshake* h) {
@@ -194,6 +197,8 @@ void ReadHead(Engine* e, Handshake* h) {
   for (;;) {
     size_t before = h->in.size();
     ssize_t n = ReadInto(e, c.fd, h);
+    // Timeout is a limit on silence, as on Node's path: every byte read restarts it.
+    if (n > 0) h->head_deadline = NowMs() + h->head_timeout_ms;
     if (n < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK) Drop(e, h);  // reset before a request: nothing to answer or log
       else c.readable = false;
@@ -353,6 +358,7 @@ void Accept(Engine* e, Listener* l) {
     if (e->next_handshake_id == 0) e->next_handshake_id = 1;
     h->listener = l->id;
     h->cfd() = fd;
+    h->head_timeout_ms = l->head_timeout_ms;
     h->head_deadline = NowMs() + l->head_timeout_ms;
     if (ss.ss_family == AF_INET) {
       inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, h->peer, sizeof h->peer);
@@ -402,11 +408,14 @@ void OnBackendEvent(Engine* e, Handshake* h, uint32_t ev) {
         ConnectFailed(e, h, err != 0 ? err : ECONNREFUSED);
       } else if (ev & EPOLLOUT) {
         Connected(e, h);
+        // An answer (or the backend's FIN) that came in the same edge is not signalled again.
+        if (h->stage == Stage::kAwaitingAnswer && h->t->side[1].readable) ReadAnswer(e, h);
       }
       return;
     }
     case Stage::kSending:
       FlushHead(e, h);
+      if (h->stage == Stage::kAwaitingAnswer && h->t->side[1].readable) ReadAnswer(e, h);
       return;
     case Stage::kAwaitingAnswer:
       if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ReadAnswer(e, h);
@@ -624,7 +633,10 @@ napi_value FrontConnectJs(napi_env env, napi_callback_info info) {
         err = errno;
         close(fd);
       } else {
-        h->bfd() = fd;
+        // A fresh socket (a failover or the next address may come after a failed one).
+        Side& b = h->t->side[1];
+        b.fd = fd;
+        b.readable = b.fin_seen = b.read_eof = b.shut_wr = false;
         // Edge-triggered from here to the end of the tunnel: connected (EPOLLOUT), then the
         // answer (EPOLLIN), then tunnel traffic, with no epoll_ctl in between.
         RegisterSide(e, &h->t->side[1]);
@@ -686,20 +698,6 @@ napi_value FrontRespondJs(napi_env env, napi_callback_info info) {
   h->stage = Stage::kResponding;
   StartTimer(e, h, kRespondTimeoutMs);
   FlushResponse(e, h);
-  return Bool(env, true);
-}
-
-// frontRelease(id): boolean — the backend connection is dropped, the client connection stays
-// with the engine (the next member of a balancer is to be tried). False when it had ended.
-napi_value FrontReleaseJs(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  Handshake* h = argc < 1 ? nullptr : HandshakeArg(env, argv[0]);
-  if (h == nullptr) return Bool(env, false);
-  CloseFd(g_engine, &h->bfd());
-  StopTimer(h);
-  h->stage = Stage::kDeciding;
   return Bool(env, true);
 }
 

@@ -72,6 +72,15 @@ void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
       }
     }
   }
+  // A side waiting for its next turn must not outlive the tunnel (it is freed after this batch).
+  for (size_t i = 0; i < e->ready.size();) {
+    if (e->ready[i]->tunnel == t) {
+      e->ready[i] = e->ready.back();
+      e->ready.pop_back();
+    } else {
+      i++;
+    }
+  }
   e->events.push_back(CloseEvent{t->id, reason, err, double(t->bytes[0]), double(t->bytes[1])});
   e->tunnels.erase(t->id);
   e->graveyard.push_back(t);
@@ -360,6 +369,7 @@ namespace {
 
 void OnPoll(uv_poll_t* handle, int status, int events) {
   Engine* e = static_cast<Engine*>(handle->data);
+  e->in_callback = true;
   struct epoll_event evs[kMaxEvents];
   int n;
   do {
@@ -371,6 +381,7 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
     else HandleFrontEvent(e, w, evs[i].events);
   }
   Report(e);
+  e->in_callback = false;
 }
 
 // Sides that stopped at their read cap go on (each is still readable unless it ended).
@@ -385,6 +396,7 @@ void RunReady(Engine* e) {
 
 void OnTick(uv_timer_t* handle) {
   Engine* e = static_cast<Engine*>(handle->data);
+  e->in_callback = true;
   RunReady(e);
   int64_t now = NowMs();
   if (!e->fin_wait.empty()) {
@@ -402,6 +414,7 @@ void OnTick(uv_timer_t* handle) {
   }
   FrontTick(e, now);
   Report(e);
+  e->in_callback = false;
 }
 
 }  // namespace
@@ -580,7 +593,6 @@ napi_value Init(napi_env env, napi_value exports) {
       {"frontConnect", nullptr, FrontConnectJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontEstablish", nullptr, FrontEstablishJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontRespond", nullptr, FrontRespondJs, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"frontRelease", nullptr, FrontReleaseJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontAbort", nullptr, FrontAbortJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontLocalAddress", nullptr, FrontLocalAddressJs, nullptr, nullptr, nullptr, napi_default, nullptr},
   };

@@ -133,6 +133,20 @@ export class NativeFront implements NativeUpgradeHost {
 }
 
 function dispatch(type: FrontEvent, id: number, a: number, text: string | undefined, bytes: Buffer | undefined): void {
+  try {
+    dispatchOne(type, id, a, text, bytes);
+  } catch (e) {
+    // A bug must not take the process (and the other events of this batch) down: this
+    // connection is closed, logged, and the others go on.
+    nativeEngine()!.frontAbort(id);
+    const u = upgrades.get(id);
+    if (u !== undefined) u.abort();
+    const log = u?.host.ctx.log ?? (type === FrontEvent.Head ? listeners.get(a)?.front.ctx.log : undefined);
+    log?.error('native front: internal error', { handshake: id, event: type, reason: (e as Error).stack ?? String(e) });
+  }
+}
+
+function dispatchOne(type: FrontEvent, id: number, a: number, text: string | undefined, bytes: Buffer | undefined): void {
   switch (type) {
     case FrontEvent.Head: {
       const l = listeners.get(a);

@@ -33,7 +33,7 @@ export class NativeUpgrade {
   private done = false;
 
   constructor(
-    private readonly host: NativeUpgradeHost,
+    readonly host: NativeUpgradeHost,
     /** The engine's handshake id. */
     readonly id: number,
     readonly listen: ListenAddress,
@@ -70,10 +70,14 @@ export class NativeUpgrade {
 
   /** The backend's other addresses, tried in turn after a failed connect (as Node's net.connect does). */
   private moreAddresses: string[] = [];
+  /** When the connect timeout of this attempt at the backend ends (epoch ms; 0: none). */
+  private connectDeadline = 0;
 
   private connect(): void {
     const origin = this.up.backend.origin;
     this.moreAddresses = [];
+    const ms = this.up.backend.connectTimeoutMs;
+    this.connectDeadline = ms > 0 ? Date.now() + ms : 0;
     if (net.isIP(origin.host) !== 0) {
       this.connectTo(origin.host);
       return;
@@ -101,14 +105,18 @@ export class NativeUpgrade {
       upgrade: this.up.upgradeValue,
       http10: false,
     });
-    const errno = this.host.engine.frontConnect(this.id, ip, b.origin.port, head, b.connectTimeoutMs, b.responseTimeoutMs);
+    // With more addresses to try, each gets a short attempt (as Node's net.connect does), all
+    // within the one connect timeout; the last gets what is left.
+    const left = this.connectDeadline === 0 ? 0 : Math.max(1, this.connectDeadline - Date.now());
+    const attempt = this.moreAddresses.length > 0 ? Math.min(ADDRESS_ATTEMPT_MS, left || ADDRESS_ATTEMPT_MS) : left;
+    const errno = this.host.engine.frontConnect(this.id, ip, b.origin.port, head, attempt, b.responseTimeoutMs);
     if (errno !== 0) this.onConnectFailed(errno);
   }
 
   /** @internal The connection to the backend failed (or its connect timeout passed). */
   onConnectFailed(errno: number): void {
     const next = this.moreAddresses.shift();
-    if (next !== undefined && errno !== osConstants.errno.ETIMEDOUT) {
+    if (next !== undefined && (this.connectDeadline === 0 || Date.now() < this.connectDeadline)) {
       this.connectTo(next);
       return;
     }
@@ -213,6 +221,9 @@ export class NativeUpgrade {
     this.host.upgradeDone(this);
   }
 }
+
+/** Node's autoSelectFamily attempt timeout: how long one address of several gets. */
+const ADDRESS_ATTEMPT_MS = 250;
 
 function onWaitOver(u: NativeUpgrade): void {
   u.onWaitOver();

@@ -23,7 +23,6 @@ export interface NativeBinding {
   frontConnect(id: number, ip: string, port: number, head: Buffer, connectTimeoutMs: number, answerTimeoutMs: number): number;
   frontEstablish(id: number, tunnelId: number, toClient: Buffer, toBackend: Buffer | undefined, keepaliveSeconds: number): boolean;
   frontRespond(id: number, response: Buffer): boolean;
-  frontRelease(id: number): boolean;
   frontAbort(id: number): boolean;
   frontLocalAddress(id: number): string;
 }
