@@ -68,13 +68,18 @@ export function relayedHead(vhost: VirtualHost, res: ResponseHead, env: RequestE
 }
 
 /**
- * The extra header lines of an error answer wsgate makes itself: Retry-After when given, then
- * the server's `Header always` rules (mod_headers' err_headers_out).
+ * The extra fields of an error answer wsgate makes itself ([name0, value0, …]): Retry-After when
+ * given, then the server's `Header always` rules (mod_headers' err_headers_out) acting on it.
  */
-export function errorAnswerHeaders(vhost: VirtualHost, retryAfterS: number | undefined, env: RequestEnv, requestFields: readonly string[]): string {
-  let fields: string[] = retryAfterS === undefined ? [] : ['Retry-After', String(retryAfterS)];
+export function errorAnswerFields(vhost: VirtualHost, retryAfterS: number | undefined, env: RequestEnv, requestFields: readonly string[]): string[] {
+  const fields: string[] = retryAfterS === undefined ? [] : ['Retry-After', String(retryAfterS)];
   const rules = vhost.headerRules;
-  if (rules !== undefined) fields = applyHeaderRules(rules, fields, env, requestFields, false);
+  return rules === undefined ? fields : applyHeaderRules(rules, fields, env, requestFields, false);
+}
+
+/** errorAnswerFields as HTTP/1.1 header lines. */
+export function errorAnswerHeaders(vhost: VirtualHost, retryAfterS: number | undefined, env: RequestEnv, requestFields: readonly string[]): string {
+  const fields = errorAnswerFields(vhost, retryAfterS, env, requestFields);
   let extra = '';
   for (let i = 0; i + 1 < fields.length; i += 2) extra += `${fields[i]}: ${fields[i + 1]}\r\n`;
   return extra;

@@ -186,7 +186,10 @@ export class H2Front {
     const body = isConnect || stream.endAfterHeaders ? H2Body.None : contentLength !== undefined ? H2Body.Length : H2Body.Chunked;
     const fields = backendHeaders(rawHeaders, websocket?.key, body === H2Body.Chunked);
     const upgrade = isConnect ? 'websocket' : undefined;
-    const decision = routeRequest(vhost, { method: backendMethod, target: path, upgrade, headers: fields });
+    // An extended CONNECT is the HTTP/2 form of an upgrade: routing (RewriteCond %{HTTP:Upgrade},
+    // %{HTTP:Connection}) sees it as one, as Apache's mod_http2 does (h2_ws.c adds both fields).
+    const routingFields = isConnect ? [...fields, 'Upgrade', 'websocket', 'Connection', 'Upgrade'] : fields;
+    const decision = routeRequest(vhost, { method: backendMethod, target: path, upgrade, headers: routingFields });
     if (decision.kind === 'local') {
       this.refuse(stream, info, decision.status, decision.reason, method, path);
       return;

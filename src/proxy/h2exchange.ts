@@ -13,7 +13,7 @@ import type { VirtualHost } from '../config/model';
 import { BodyError, BodyFramer, Framing, responseFraming } from '../http/body';
 import { buildBackendRequest, errorBody } from '../http/forward';
 import { findHeadEnd, headerValue, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
-import { applyHeaderRules, relayedHead } from '../http/headers-directive';
+import { errorAnswerFields, relayedHead } from '../http/headers-directive';
 import { webSocketAccept } from '../http/websocket-key';
 import { BackendTlsError, connectOrigin } from '../upstream/origins';
 import type { GatewayContext } from './context';
@@ -448,10 +448,8 @@ export class H2Exchange {
     this.finish();
     this.releaseStream();
     this.dropBackend(true);
-    // `Header always` rules apply to wsgate's own answers, as over HTTP/1.1.
-    const rules = this.vhost.headerRules;
-    const fields = rules === undefined ? [] : applyHeaderRules(rules, [], this.up.env, this.req.headers, false);
-    respondH2Error(this.stream, status, retryAfterS, fields);
+    // Retry-After and `Header always` rules, as over HTTP/1.1.
+    respondH2Error(this.stream, status, undefined, errorAnswerFields(this.vhost, retryAfterS, this.up.env, this.req.headers));
   }
 
   /** Ends the exchange without an answer: the head was sent already. The stream is reset. */

@@ -800,3 +800,34 @@ describe('h2c: HTTP/2 with prior knowledge on a plain port (Protocols h2c)', () 
     }
   });
 });
+
+test("RewriteCond %{HTTP:Upgrade} sees an extended CONNECT as an upgrade (Socket.IO's documented config over h2)", BOUND, async () => {
+  const backend = await startEchoBackend('rw');
+  const page = http.createServer((_req, res) => res.end('not the websocket backend'));
+  page.listen(0, '127.0.0.1');
+  await once(page, 'listening');
+  const pagePort = (page.address() as net.AddressInfo).port;
+  const g = await startGateway(
+    `${tlsFront()}\nRewriteEngine On\nRewriteCond %{HTTP:Upgrade} =websocket [NC]\nRewriteCond %{HTTP:Connection} upgrade [NC]\n` +
+      `RewriteRule /(.*) ws://127.0.0.1:${backend.port}/$1 [P,L]\nProxyPass / http://127.0.0.1:${pagePort}/\n`,
+  );
+  const session = await h2Connect(g.port, certs.ca.pem);
+  try {
+    const r = await h2WebSocket(session, '/socket.io/?EIO=4&transport=websocket');
+    assert.equal(r.status, 200, 'the rewrite sent it to the WebSocket backend');
+    const data = randomBytes(20_000);
+    const back = await wsEcho(r.ws!, data);
+    assert.equal(sha256(back.data), sha256(data));
+    assert.equal(backend.upgrades.at(-1)!.url, '/socket.io/?EIO=4&transport=websocket');
+    // A plain request over the same connection still takes ProxyPass.
+    const plain = await h2Request(session, { ':method': 'GET', ':path': '/index' });
+    assert.equal(plain.status, 200);
+    assert.equal(plain.body.toString(), 'not the websocket backend');
+    await wsClose(r.ws!);
+  } finally {
+    session.close();
+    await g.stop();
+    await backend.close();
+    page.close();
+  }
+});
