@@ -78,26 +78,18 @@ export class Exchange {
   }
 
   start(): void {
-    const refused = this.up.begin();
-    if (refused !== undefined) this.refused(refused);
+    this.up.choose(this);
+  }
+
+  /** @internal A backend is chosen: reuse a pooled connection or connect (at once after a failover). */
+  upstreamChosen(failover: boolean): void {
+    if (failover) this.connect();
     else this.proceed();
   }
 
-  /** A refusal: the client's error answer, or (balancer timeout=) a wait before the election is tried again. */
-  private refused(r: Refusal): void {
-    if (r.waitMs === undefined) this.fail(r.status, r.reason, r.retryAfterS);
-    else this.timer = setTimeout(onWaitOver, r.waitMs, this);
-  }
-
-  /** @internal The balancer `timeout=` wait is over: elect again, then go on where the refusal stopped. */
-  onWaitOver(): void {
-    this.timer = undefined;
-    if (this.phase !== Phase.Connecting) return;
-    const failover = this.up.waitingInFailover;
-    const refused = this.up.again();
-    if (refused !== undefined) this.refused(refused);
-    else if (failover) this.connect();
-    else this.proceed();
+  /** @internal */
+  upstreamRefused(r: Refusal): void {
+    this.fail(r.status, r.reason, r.retryAfterS);
   }
 
   /** The backend is chosen and the slot taken: reuse a pooled connection or connect. */
@@ -127,9 +119,7 @@ export class Exchange {
           this.fail(502, err.message);
           return;
         }
-        const refused = this.up.connectFailed(`backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim());
-        if (refused !== undefined) this.refused(refused);
-        else this.connect();
+        this.up.chooseAfterFailure(this, `backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim());
         return;
       }
       this.attachBackend(socket);
@@ -460,10 +450,6 @@ export class Exchange {
 
 function onResponseTimeout(x: Exchange): void {
   x.onResponseTimeout();
-}
-
-function onWaitOver(x: Exchange): void {
-  x.onWaitOver();
 }
 
 const kExchange = Symbol('wsgate.exchange');

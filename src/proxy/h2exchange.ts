@@ -116,26 +116,18 @@ export class H2Exchange {
       // A WebSocket's early bytes wait in the stream for the tunnel; a bodiless request has none.
       s.pause();
     }
-    const refused = this.up.begin();
-    if (refused !== undefined) this.refused(refused);
+    this.up.choose(this);
+  }
+
+  /** @internal A backend is chosen: reuse a pooled connection or connect (at once after a failover). */
+  upstreamChosen(failover: boolean): void {
+    if (failover) this.connect();
     else this.proceed();
   }
 
-  /** A refusal: the error answer, or (balancer timeout=) a wait before the election is tried again. */
-  private refused(r: Refusal): void {
-    if (r.waitMs === undefined) this.fail(r.status, r.reason, r.retryAfterS);
-    else this.timer = setTimeout(onWaitOver, r.waitMs, this);
-  }
-
-  /** @internal The balancer `timeout=` wait is over: elect again, then go on where the refusal stopped. */
-  onWaitOver(): void {
-    this.timer = undefined;
-    if (this.phase !== Phase.Connecting) return;
-    const failover = this.up.waitingInFailover;
-    const refused = this.up.again();
-    if (refused !== undefined) this.refused(refused);
-    else if (failover) this.connect();
-    else this.proceed();
+  /** @internal */
+  upstreamRefused(r: Refusal): void {
+    this.fail(r.status, r.reason, r.retryAfterS);
   }
 
   private proceed(): void {
@@ -163,9 +155,7 @@ export class H2Exchange {
           this.fail(502, err.message);
           return;
         }
-        const refused = this.up.connectFailed(`backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim());
-        if (refused !== undefined) this.refused(refused);
-        else this.connect();
+        this.up.chooseAfterFailure(this, `backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim());
         return;
       }
       this.attachBackend(socket);
@@ -597,10 +587,6 @@ function watchStreamClose(this: http2.ServerHttp2Stream): void {
     setTimeout(check, delayMs).unref();
   };
   setImmediate(check);
-}
-
-function onWaitOver(x: H2Exchange): void {
-  x.onWaitOver();
 }
 
 function onResponseTimeout(x: H2Exchange): void {

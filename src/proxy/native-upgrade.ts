@@ -45,27 +45,18 @@ export class NativeUpgrade {
     readonly rest: Buffer | undefined,
   ) {}
 
-  private waitTimer: NodeJS.Timeout | undefined;
-
   start(): void {
-    const refused = this.up.begin();
-    if (refused !== undefined) this.refused(refused);
-    else this.connect();
-  }
-
-  /** A refusal: the client's error answer, or (balancer timeout=) a wait before the election is tried again. */
-  private refused(r: Refusal): void {
-    if (r.waitMs === undefined) this.fail(r.status, r.reason, r.retryAfterS);
-    else this.waitTimer = setTimeout(onWaitOver, r.waitMs, this);
+    this.up.choose(this);
   }
 
   /** @internal */
-  onWaitOver(): void {
-    this.waitTimer = undefined;
-    if (this.done) return;
-    const refused = this.up.again();
-    if (refused !== undefined) this.refused(refused);
-    else this.connect();
+  upstreamChosen(): void {
+    this.connect();
+  }
+
+  /** @internal */
+  upstreamRefused(r: Refusal): void {
+    this.fail(r.status, r.reason, r.retryAfterS);
   }
 
   /** The backend's other addresses, tried in turn after a failed connect (as Node's net.connect does). */
@@ -131,9 +122,7 @@ export class NativeUpgrade {
 
   private connectFailed(reason: string): void {
     if (this.done) return;
-    const refused = this.up.connectFailed(reason);
-    if (refused !== undefined) this.refused(refused);
-    else this.connect();
+    this.up.chooseAfterFailure(this, reason);
   }
 
   /** @internal The backend's answer head (or more than a head's worth of bytes without one). */
@@ -217,14 +206,9 @@ export class NativeUpgrade {
   /** This object's part is over; the Upstream is finished by whoever takes it from here. */
   private finishHere(): void {
     this.done = true;
-    if (this.waitTimer !== undefined) clearTimeout(this.waitTimer);
     this.host.upgradeDone(this);
   }
 }
 
 /** Node's autoSelectFamily attempt timeout: how long one address of several gets. */
 const ADDRESS_ATTEMPT_MS = 250;
-
-function onWaitOver(u: NativeUpgrade): void {
-  u.onWaitOver();
-}

@@ -24,6 +24,14 @@ export interface Refusal {
   readonly waitMs?: number;
 }
 
+/** What goes through an Upstream: told once a backend is chosen, or that none will be. */
+export interface UpstreamUser {
+  /** A backend is chosen and a slot held; `failover`: it replaces one that could not be reached. */
+  upstreamChosen(failover: boolean): void;
+  /** No backend can take the request: the client's answer. */
+  upstreamRefused(r: Refusal): void;
+}
+
 export class Upstream {
   // For a balancer route these are set by each election (begin, failover).
   backend!: Backend;
@@ -39,6 +47,8 @@ export class Upstream {
   private waitUntil = 0;
   /** The refused election was a failover's (again() elects, without taking a new slot). */
   private failingOver = false;
+  /** The balancer `timeout=` wait in progress. */
+  private waitTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly ctx: GatewayContext,
@@ -73,14 +83,27 @@ export class Upstream {
     return undefined;
   }
 
-  /** After a refusal with `waitMs`: tries the refused step again (the first election, or a failover's). */
-  again(): Refusal | undefined {
-    return this.failingOver ? this.elect() : this.begin();
+  /** begin(), and the balancer `timeout=` waits it asks for; the outcome goes to `user`. */
+  choose(user: UpstreamUser): void {
+    this.settle(user, this.begin(), false);
   }
 
-  /** Whether the last refusal (with `waitMs`) came from a failover: after again() succeeds, connect at once. */
-  get waitingInFailover(): boolean {
-    return this.failingOver;
+  /** After a TCP connect failure: the next member (`upstreamChosen(true)`), or the refusal. */
+  chooseAfterFailure(user: UpstreamUser, reason: string): void {
+    this.settle(user, this.connectFailed(reason), true);
+  }
+
+  private settle(user: UpstreamUser, refused: Refusal | undefined, failover: boolean): void {
+    if (refused === undefined) user.upstreamChosen(failover);
+    else if (refused.waitMs === undefined) user.upstreamRefused(refused);
+    else {
+      // Try the refused step again (the first election, or a failover's) after the wait.
+      this.waitTimer = setTimeout(() => {
+        this.waitTimer = undefined;
+        const again = this.failingOver;
+        this.settle(user, again ? this.elect() : this.begin(), again);
+      }, refused.waitMs);
+    }
   }
 
   /** Takes the next member of the balancer; without one, waits up to the balancer's `timeout=` for one. */
@@ -151,6 +174,8 @@ export class Upstream {
 
   /** The request is over (an answer relayed, a failure, or a tunnel started); idempotent. */
   finish(): void {
+    if (this.waitTimer !== undefined) clearTimeout(this.waitTimer);
+    this.waitTimer = undefined;
     if (this.counted) {
       this.state.counters.inFlight--;
       this.state.counters.requests++;
