@@ -20,6 +20,7 @@ import { Tunnel } from './tunnel/tunnel';
 import { HealthChecker } from './upstream/balancer/health';
 import { BalancerRegistry } from './upstream/balancer/state';
 import { OriginRegistry, type OriginState } from './upstream/origins';
+import { plainAddress } from './listeners/address';
 
 /** A live tunnel with what it belongs to, as kept in the registry. */
 export interface TunnelRecord {
@@ -248,7 +249,7 @@ export class Gateway implements ConnectionHost, FrontHost {
     });
     this.tunnels.set(tunnel, {
       tunnel,
-      clientIp: ip.startsWith('::ffff:') ? ip.slice(7) : ip,
+      clientIp: plainAddress(ip),
       vhost,
       route,
       backend: target,

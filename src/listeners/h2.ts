@@ -16,6 +16,7 @@ import type { RequestHead } from '../http/head';
 import { routeRequest } from '../routing/router';
 import { selectVirtualHost } from '../routing/vhost';
 import { KEEPALIVE_TIMEOUT_MS } from './http1';
+import { plainAddress } from './address';
 
 const { NGHTTP2_PROTOCOL_ERROR } = http2.constants;
 
@@ -92,8 +93,7 @@ export class H2Front {
       socket.destroy();
       return;
     }
-    const ip = socket.remoteAddress ?? '';
-    this.pending = { listen, clientIp: ip.startsWith('::ffff:') ? ip.slice(7) : ip, localAddress: socket.localAddress ?? '', streams: 0, idle: undefined };
+    this.pending = { listen, clientIp: plainAddress(socket.remoteAddress), localAddress: socket.localAddress ?? '', streams: 0, idle: undefined };
     // An h2 connection ends with GOAWAY, not half-closes: a FIN from the client closes it.
     socket.allowHalfOpen = false;
     // The factory's connection listener creates the session and emits 'session' synchronously.

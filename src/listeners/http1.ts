@@ -10,6 +10,7 @@ import type { GatewayContext } from '../proxy/context';
 import { Upstream } from '../proxy/upstream';
 import { routeRequest, type RouteResult } from '../routing/router';
 import { selectVirtualHost } from '../routing/vhost';
+import { plainAddress } from './address';
 
 /** Between requests, an idle keep-alive connection is closed after this long (Apache's KeepAliveTimeout default). */
 export const KEEPALIVE_TIMEOUT_MS = 5_000;
@@ -65,8 +66,7 @@ export class ClientConnection implements ExchangeOwner {
     private readonly listen: ListenAddress,
     readonly socket: Socket,
   ) {
-    const ip = socket.remoteAddress ?? '';
-    this.clientIp = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+    this.clientIp = plainAddress(socket.remoteAddress);
     const s = socket as ConnSocket;
     s[kConn] = this;
     s.on('data', connOnData);

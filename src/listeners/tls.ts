@@ -9,6 +9,7 @@ import type { Config, FrontTls, ListenAddress } from '../config/model';
 import { tlsServersFor } from '../config/tls';
 import type { Logger } from '../observe/log';
 import { selectVirtualHost } from '../routing/vhost';
+import { plainAddress } from './address';
 
 const contexts = new WeakMap<FrontTls, tls.SecureContext>();
 
@@ -94,9 +95,8 @@ export function createTlsServer(
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
     // The TCP socket under the TLSSocket (Node's `_parent`) holds the cached addresses.
     const raw = (socket as unknown as { _parent?: net.Socket })._parent ?? socket;
-    const ip = raw.remoteAddress ?? '';
     log.info('TLS handshake with client failed', {
-      client: ip.startsWith('::ffff:') ? ip.slice(7) : ip,
+      client: plainAddress(raw.remoteAddress),
       local: `${raw.localAddress ?? ''}:${raw.localPort ?? ''}`,
       reason: err.code ?? err.message,
       detail: err.code !== undefined && err.message !== err.code ? err.message : undefined,

@@ -5,12 +5,7 @@
 import type { Socket } from 'node:net';
 import type { VirtualHost } from '../config/model';
 import { BodyError, BodyFramer, Framing, requestFraming, responseFraming } from '../http/body';
-import {
-  buildBackendRequest,
-  buildClientResponse,
-  buildInterimResponse,
-  buildSwitchingResponse,
-} from '../http/forward';
+import { buildClientResponse, buildInterimResponse, buildSwitchingResponse } from '../http/forward';
 import { errorAnswerHeaders, relayedHead } from '../http/headers-directive';
 import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
 import { BackendTlsError, connectOrigin } from '../upstream/origins';
@@ -157,16 +152,7 @@ export class Exchange {
     // A socket taken from the keep-alive pool comes back paused (origins.ts unpool).
     if (this.reused) socket.resume();
 
-    const settings = this.vhost.settings;
-    const head = buildBackendRequest(this.req, {
-      method: this.req.method,
-      path: this.up.path,
-      host: settings.preserveHost ? (this.req.host ?? this.ctx.serverName(this.vhost)) : this.up.backend.origin.hostHeader,
-      forwardedFor: settings.addHeaders ? this.owner.clientIp : undefined,
-      forwardedServer: this.ctx.serverName(this.vhost),
-      upgrade: this.upgradeValue,
-      http10: this.req.versionMinor === 0 && !this.isUpgrade,
-    });
+    const head = this.up.requestHead(this.vhost, this.req, this.owner.clientIp);
     socket.write(head);
     this.phase = Phase.AwaitingHead;
     this.timer = setTimeout(onResponseTimeout, this.up.backend.responseTimeoutMs, this);

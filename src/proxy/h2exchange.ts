@@ -11,7 +11,7 @@ import * as http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { VirtualHost } from '../config/model';
 import { BodyError, BodyFramer, Framing, responseFraming } from '../http/body';
-import { buildBackendRequest, errorBody } from '../http/forward';
+import { errorBody } from '../http/forward';
 import { findHeadEnd, headerValue, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
 import { errorAnswerFields, relayedHead } from '../http/headers-directive';
 import { webSocketAccept } from '../http/websocket-key';
@@ -170,18 +170,7 @@ export class H2Exchange {
     socket.on('close', this.onBackendClose);
     socket.on('drain', this.onBackendDrain);
     if (this.reused) socket.resume();
-    const settings = this.vhost.settings;
-    socket.write(
-      buildBackendRequest(this.req, {
-        method: this.req.method,
-        path: this.up.path,
-        host: settings.preserveHost ? (this.req.host ?? this.ctx.serverName(this.vhost)) : this.up.backend.origin.hostHeader,
-        forwardedFor: settings.addHeaders ? this.clientIp : undefined,
-        forwardedServer: this.ctx.serverName(this.vhost),
-        upgrade: this.upgradeValue,
-        http10: false,
-      }),
-    );
+    socket.write(this.up.requestHead(this.vhost, this.req, this.clientIp));
     this.phase = Phase.AwaitingHead;
     this.timer = setTimeout(onResponseTimeout, this.up.backend.responseTimeoutMs, this);
     const pending = this.pending;

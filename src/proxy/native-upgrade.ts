@@ -9,7 +9,7 @@ import * as dns from 'node:dns';
 import * as net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import type { ListenAddress, VirtualHost } from '../config/model';
-import { buildBackendRequest, buildErrorResponse, buildSwitchingResponse } from '../http/forward';
+import { buildErrorResponse, buildSwitchingResponse } from '../http/forward';
 import { errorAnswerHeaders, relayedHead } from '../http/headers-directive';
 import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
 import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
@@ -86,16 +86,7 @@ export class NativeUpgrade {
 
   private connectTo(ip: string): void {
     const b = this.up.backend;
-    const settings = this.vhost.settings;
-    const head = buildBackendRequest(this.req, {
-      method: this.req.method,
-      path: this.up.path,
-      host: settings.preserveHost ? (this.req.host ?? this.host.ctx.serverName(this.vhost)) : b.origin.hostHeader,
-      forwardedFor: settings.addHeaders ? this.clientIp : undefined,
-      forwardedServer: this.host.ctx.serverName(this.vhost),
-      upgrade: this.up.upgradeValue,
-      http10: false,
-    });
+    const head = this.up.requestHead(this.vhost, this.req, this.clientIp);
     // With more addresses to try, each gets a short attempt (as Node's net.connect does), all
     // within the one connect timeout; the last gets what is left.
     const left = this.connectDeadline === 0 ? 0 : Math.max(1, this.connectDeadline - Date.now());

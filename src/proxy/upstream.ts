@@ -3,7 +3,8 @@
 // HTTP/1 exchange and the native front's upgrades both go through it, so elections, limits,
 // failover and the failure log line are the same whichever path a request takes.
 
-import type { Backend, Route } from '../config/model';
+import type { Backend, Route, VirtualHost } from '../config/model';
+import { buildBackendRequest } from '../http/forward';
 import type { RequestHead } from '../http/head';
 import type { RouteResult } from '../routing/router';
 import { EMPTY_ENV, type RequestEnv } from '../http/headers-directive';
@@ -165,6 +166,25 @@ export class Upstream {
   /** The request's environment for `Header` rules: the BALANCER_* variables after an election. */
   get env(): RequestEnv {
     return this.lb?.env ?? EMPTY_ENV;
+  }
+
+  /**
+   * The request head for the chosen backend: its path, Host (ProxyPreserveHost), X-Forwarded-*
+   * (ProxyAddHeaders) and, for an upgrade, the Upgrade to ask for.
+   */
+  requestHead(vhost: VirtualHost, req: RequestHead, clientIp: string): Buffer {
+    const settings = vhost.settings;
+    const server = this.ctx.serverName(vhost);
+    return buildBackendRequest(req, {
+      method: req.method,
+      path: this.path,
+      host: settings.preserveHost ? (req.host ?? server) : this.backend.origin.hostHeader,
+      forwardedFor: settings.addHeaders ? clientIp : undefined,
+      forwardedServer: server,
+      upgrade: this.upgradeValue,
+      // An HTTP/1.0 client's request goes as HTTP/1.0 (an upgrade needs 1.1).
+      http10: req.versionMinor === 0 && this.upgradeValue === undefined,
+    });
   }
 
   /** The request became a tunnel: a balancer member's release, to call when the tunnel closes. */
