@@ -8,27 +8,11 @@ import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseRequestHead, type RequestH
 import { Exchange, type ExchangeOwner } from '../proxy/exchange';
 import type { GatewayContext } from '../proxy/context';
 import { Upstream } from '../proxy/upstream';
-import { routeRequest, type RouteResult } from '../routing/router';
-import { selectVirtualHost } from '../routing/vhost';
+import { routeHead } from '../routing/router';
 import { plainAddress } from './address';
 
 /** Between requests, an idle keep-alive connection is closed after this long (Apache's KeepAliveTimeout default). */
 export const KEEPALIVE_TIMEOUT_MS = 5_000;
-
-/**
- * The virtual host and the routing decision for a request head; the one place both fronts (this
- * one and the native front) decide where a request goes.
- */
-export function routeHead(
-  config: Config,
-  listen: ListenAddress,
-  localAddress: () => string,
-  req: RequestHead,
-): { vhost: VirtualHost; decision: RouteResult } {
-  // The local address costs a getsockname(2): ask only when there are virtual hosts to choose from.
-  const vhost = config.virtualHosts.length === 0 ? config.mainServer : selectVirtualHost(config, listen, localAddress(), req.host);
-  return { vhost, decision: routeRequest(vhost, { method: req.method, target: req.target, upgrade: req.upgrade, headers: req.headers }) };
-}
 
 const kConn = Symbol('wsgate.conn');
 type ConnSocket = Socket & { [kConn]?: ClientConnection };

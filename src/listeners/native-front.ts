@@ -13,10 +13,10 @@ import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseRequestHead, type RequestH
 import { NativeUpgrade, type NativeUpgradeHost } from '../proxy/native-upgrade';
 import type { GatewayContext } from '../proxy/context';
 import { Upstream } from '../proxy/upstream';
-import type { RouteResult } from '../routing/router';
+import { routeHead, type RouteResult } from '../routing/router';
 import { FrontEvent, nativeEngine, onFrontEvent, type NativeBinding } from '../tunnel/native';
 import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
-import { routeHead, type ClientConnection, type ConnectionHost } from './http1';
+import type { ClientConnection, ConnectionHost } from './http1';
 
 /** What the front needs from the gateway. */
 export interface FrontHost extends ConnectionHost {

@@ -1,10 +1,12 @@
 // Which rule of a virtual host takes a request, where it goes, and whether it is tunnelled
 // (REFERENCE §2; research/apache-httpd.md §1b, §2.1–2.8).
 
-import type { Backend, Balancer, Route, UpgradePolicy, VirtualHost } from '../config/model';
+import type { Backend, Balancer, Config, ListenAddress, Route, UpgradePolicy, VirtualHost } from '../config/model';
+import type { RequestHead } from '../http/head';
 import { aliasMatch, canonPath, hasControlOrSpace, substitute } from './mapping';
 import { rewriteRequest } from './rewrite';
 import { parseTarget, type Target } from './target';
+import { selectVirtualHost } from './vhost';
 
 export interface RequestFacts {
   method: string;
@@ -223,4 +225,19 @@ function proxy(route: Route, m: Match, target: Target, mode: 'upgrade' | 'http',
 
 function local(status: LocalStatus, reason: string): RouteResult {
   return { kind: 'local', status, reason };
+}
+
+/**
+ * The virtual host and the routing decision for a request head; the one place the HTTP/1
+ * connection and the native front decide where a request goes.
+ */
+export function routeHead(
+  config: Config,
+  listen: ListenAddress,
+  localAddress: () => string,
+  req: RequestHead,
+): { vhost: VirtualHost; decision: RouteResult } {
+  // The local address costs a getsockname(2): ask only when there are virtual hosts to choose from.
+  const vhost = config.virtualHosts.length === 0 ? config.mainServer : selectVirtualHost(config, listen, localAddress(), req.host);
+  return { vhost, decision: routeRequest(vhost, { method: req.method, target: req.target, upgrade: req.upgrade, headers: req.headers }) };
 }
