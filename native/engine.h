@@ -125,6 +125,9 @@ inline void Queued(Engine* e) {
   if (!e->in_callback) ReportSoon(e);
 }
 void KeepAlive(int fd, int keepalive_s);
+// Writes data[*off, len) to a non-blocking socket until all is written or it is full, advancing
+// *off. Returns 0 (check *off against len), or the errno of a failed write.
+int WriteSome(int fd, const char* data, size_t len, size_t* off);
 
 // front.cc
 void HandleFrontEvent(Engine* e, Watched* w, uint32_t ev);

@@ -190,36 +190,47 @@ ssize_t ReadInto(Engine* e, int fd, Handshake* h) {
   return n;
 }
 
-// The client socket is edge-triggered while it is a handshake's: read until the head is complete
-// or the socket is empty, and later readiness needs no epoll_ctl to be ignored.
-void ReadHead(Engine* e, Handshake* h) {
-  Side& c = h->t->side[0];
+enum class HeadRead { kWait, kComplete, kEof, kError };
+
+// Reads a handshake socket into h->in. Sockets are edge-triggered: it reads until the head is
+// complete (or over the size limit) or the socket is empty; bytes and a FIN after the head stay
+// in the socket for the tunnel (`readable` says whether any may).
+HeadRead ReadHeadBytes(Engine* e, Handshake* h, Side& side, int* err) {
   for (;;) {
     size_t before = h->in.size();
-    ssize_t n = ReadInto(e, c.fd, h);
-    // Timeout is a limit on silence, as on Node's path: every byte read restarts it.
-    if (n > 0) h->head_deadline = NowMs() + h->head_timeout_ms;
+    ssize_t n = ReadInto(e, side.fd, h);
     if (n < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK) Drop(e, h);  // reset before a request: nothing to answer or log
-      else c.readable = false;
-      return;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        *err = errno;
+        return HeadRead::kError;
+      }
+      side.readable = false;
+      return HeadRead::kWait;
     }
-    if (n == 0) {
-      if (h->in.empty()) Drop(e, h);  // connected and closed without a request
-      else break;                     // EOF in the middle of a head: JavaScript answers 400
-      return;
-    }
+    if (n == 0) return HeadRead::kEof;
     if (FindHeadEnd(h->in, before) != nullptr || h->in.size() > kMaxHead) {
-      // Bytes (or the FIN) after the head stay in the socket for the tunnel.
-      c.readable = size_t(n) == kReadSize || c.fin_seen;
-      break;
+      side.readable = size_t(n) == kReadSize || side.fin_seen;
+      return HeadRead::kComplete;
     }
-    if (size_t(n) < kReadSize && !c.fin_seen) {
-      c.readable = false;  // the rest of the head raises a new edge
-      return;
+    if (size_t(n) < kReadSize && !side.fin_seen) {
+      side.readable = false;  // the rest raises a new edge
+      return HeadRead::kWait;
     }
   }
-  // A head, or something JavaScript must answer (EOF mid-head, too large).
+}
+
+void ReadHead(Engine* e, Handshake* h) {
+  size_t had = h->in.size();
+  int err = 0;
+  HeadRead r = ReadHeadBytes(e, h, h->t->side[0], &err);
+  // Timeout is a limit on silence, as on Node's path: every byte read restarts it.
+  if (h->in.size() > had) h->head_deadline = NowMs() + h->head_timeout_ms;
+  if (r == HeadRead::kWait) return;
+  if (r == HeadRead::kError || (r == HeadRead::kEof && h->in.empty())) {
+    Drop(e, h);  // reset, or closed, before a request: nothing to answer or log
+    return;
+  }
+  // A head, or something JavaScript must answer (EOF mid-head: 400; too large: 431).
   h->stage = Stage::kDeciding;
   e->front_events.push_back(FrontEvent{kHead, h->id, int32_t(h->listener), std::string(h->peer), std::move(h->in)});
   h->in.clear();
@@ -231,22 +242,16 @@ void AnswerTimerOrStop(Engine* e, Handshake* h) {
 }
 
 void FlushHead(Engine* e, Handshake* h) {
-  while (h->out_off < h->out.size()) {
-    ssize_t n = write(h->bfd(), h->out.data() + h->out_off, h->out.size() - h->out_off);
-    if (n > 0) {
-      h->out_off += size_t(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      h->stage = Stage::kSending;  // the next EPOLLOUT edge goes on
-      return;
-    }
-    int err = n < 0 ? errno : EPIPE;
+  int err = WriteSome(h->bfd(), h->out.data(), h->out.size(), &h->out_off);
+  if (err != 0) {
     CloseFd(e, &h->bfd());
     StopTimer(h);
     h->stage = Stage::kDeciding;
     Queue(e, kBackendLost, h, err);
+    return;
+  }
+  if (h->out_off < h->out.size()) {
+    h->stage = Stage::kSending;  // the next EPOLLOUT edge goes on
     return;
   }
   std::vector<char>().swap(h->out);
@@ -269,50 +274,26 @@ void ConnectFailed(Engine* e, Handshake* h, int err) {
   Queue(e, kConnectFailed, h, err);
 }
 
-// Edge-triggered like the client: read until the head is complete or the socket is empty.
 void ReadAnswer(Engine* e, Handshake* h) {
-  Side& b = h->t->side[1];
-  for (;;) {
-    size_t before = h->in.size();
-    ssize_t n = ReadInto(e, b.fd, h);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      b.readable = false;
-      return;
-    }
-    if (n <= 0) {
-      int err = n < 0 ? errno : 0;
-      CloseFd(e, &b.fd);
-      StopTimer(h);
-      h->stage = Stage::kDeciding;
-      QueueBytes(e, kBackendLost, h, err);
-      return;
-    }
-    if (FindHeadEnd(h->in, before) != nullptr || h->in.size() > kMaxHead) {
-      b.readable = size_t(n) == kReadSize || b.fin_seen;
-      break;
-    }
-    if (size_t(n) < kReadSize && !b.fin_seen) {
-      b.readable = false;
-      return;
-    }
-  }
+  int err = 0;
+  HeadRead r = ReadHeadBytes(e, h, h->t->side[1], &err);
+  if (r == HeadRead::kWait) return;
   StopTimer(h);
   h->stage = Stage::kDeciding;
-  QueueBytes(e, kAnswer, h, 0);
+  if (r == HeadRead::kComplete) {
+    QueueBytes(e, kAnswer, h, 0);
+    return;
+  }
+  CloseFd(e, &h->bfd());
+  QueueBytes(e, kBackendLost, h, r == HeadRead::kEof ? 0 : err);
 }
 
 void FlushResponse(Engine* e, Handshake* h) {
-  while (h->out_off < h->out.size()) {
-    ssize_t n = write(h->cfd(), h->out.data() + h->out_off, h->out.size() - h->out_off);
-    if (n > 0) {
-      h->out_off += size_t(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;  // the next EPOLLOUT edge goes on
+  if (WriteSome(h->cfd(), h->out.data(), h->out.size(), &h->out_off) != 0) {
     Drop(e, h);  // the client is gone; nobody to answer
     return;
   }
+  if (h->out_off < h->out.size()) return;  // the next EPOLLOUT edge goes on
   CloseAfterResponse(e, h);
 }
 

@@ -124,17 +124,12 @@ void Pump(Engine* e, Side* src);
 // Writes `dst`'s pending bytes. Returns false if the tunnel was finished.
 bool FlushPending(Engine* e, Side* dst, Side* src) {
   Tunnel* t = dst->tunnel;
-  while (dst->pending_off < dst->pending.size()) {
-    ssize_t n = write(dst->fd, dst->pending.data() + dst->pending_off, dst->pending.size() - dst->pending_off);
-    if (n > 0) {
-      dst->pending_off += size_t(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;  // the next EPOLLOUT edge goes on
-    FailIo(e, t, dst->index, errno);
+  int err = WriteSome(dst->fd, dst->pending.data(), dst->pending.size(), &dst->pending_off);
+  if (err != 0) {
+    FailIo(e, t, dst->index, err);
     return false;
   }
+  if (dst->pending_off < dst->pending.size()) return true;  // the next EPOLLOUT edge goes on
   // Drained: an idle tunnel holds no buffer.
   std::vector<char>().swap(dst->pending);
   dst->pending_off = 0;
@@ -182,15 +177,9 @@ void Pump(Engine* e, Side* src) {
     bool drained = size_t(n) < kReadSize;
     if (drained) src->readable = false;
     size_t off = 0;
-    while (off < size_t(n)) {
-      ssize_t w = write(dst->fd, e->buf + off, size_t(n) - off);
-      if (w > 0) {
-        off += size_t(w);
-        continue;
-      }
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      FailIo(e, t, dst->index, errno);
+    int err = WriteSome(dst->fd, e->buf, size_t(n), &off);
+    if (err != 0) {
+      FailIo(e, t, dst->index, err);
       return;
     }
     if (off < size_t(n)) {
@@ -250,6 +239,20 @@ void SetInterest(Engine* e, int fd, Watched* w, uint32_t events) {
   epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev);
 }
 
+int WriteSome(int fd, const char* data, size_t len, size_t* off) {
+  while (*off < len) {
+    ssize_t n = write(fd, data + *off, len - *off);
+    if (n > 0) {
+      *off += size_t(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    return n < 0 ? errno : EPIPE;
+  }
+  return 0;
+}
+
 void KeepAlive(int fd, int keepalive_s) {
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
@@ -276,15 +279,9 @@ void RunTunnel(Engine* e, Tunnel* t) {
   // takes them, as it nearly always does; the rest waits for the socket's EPOLLOUT edge.
   for (int i = 0; i < 2; i++) {
     Side& s = t->side[i];
-    while (s.pending_off < s.pending.size()) {
-      ssize_t n = write(s.fd, s.pending.data() + s.pending_off, s.pending.size() - s.pending_off);
-      if (n > 0) {
-        s.pending_off += size_t(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      FailIo(e, t, i, errno);
+    int err = WriteSome(s.fd, s.pending.data(), s.pending.size(), &s.pending_off);
+    if (err != 0) {
+      FailIo(e, t, i, err);
       // Reported (and freed) at the next loop turn.
       ReportSoon(e);
       return;
