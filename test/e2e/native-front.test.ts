@@ -241,3 +241,27 @@ test('a backend named by host name (localhost) is resolved and reached', { skip,
     await backend.close();
   }
 });
+
+// Not only the native front's: on every path Timeout limits silence while a head arrives.
+test('Timeout bounds silence, not the whole head: a head sent a few bytes every 300 ms for 2.5 s is answered', { timeout: 30_000 }, async () => {
+  const backend = await startRawEcho();
+  const g = await startGateway(`Listen 127.0.0.1:0\nTimeout 1\nProxyPass "/e/" "http://127.0.0.1:${backend.port}/" upgrade=echo\n`);
+  try {
+    const s = await connectRaw(g.port);
+    const head = Buffer.from(upgradeHead('/e/slow', 'echo'), 'latin1');
+    const step = Math.ceil(head.length / 9);
+    for (let off = 0; off < head.length; off += step) {
+      assert.equal(s.destroyed, false, 'still connected while bytes keep coming');
+      s.write(head.subarray(off, off + step));
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const response = await readUntil(s, (b) => b.includes('\r\n\r\n'));
+    assert.match(response.toString('latin1'), /^HTTP\/1\.1 101 /);
+    s.end();
+    await closed(s);
+    assert.equal(g.logs.some((l) => l.includes('request head timed out')), false);
+  } finally {
+    await g.stop();
+    await backend.close();
+  }
+});
