@@ -8,7 +8,6 @@ import { BodyError, BodyFramer, Framing, requestFraming, responseFraming } from 
 import { buildClientResponse, buildInterimResponse, buildSwitchingResponse } from '../http/forward';
 import { errorAnswerHeaders, relayedHead } from '../http/headers-directive';
 import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
-import { BackendTlsError, connectOrigin } from '../upstream/origins';
 import type { GatewayContext } from './context';
 import { Upstream, type Refusal } from './upstream';
 
@@ -78,7 +77,7 @@ export class Exchange {
 
   /** @internal A backend is chosen: reuse a pooled connection or connect (at once after a failover). */
   upstreamChosen(failover: boolean): void {
-    if (failover) this.connect();
+    if (failover) this.up.connect(this);
     else this.proceed();
   }
 
@@ -98,27 +97,17 @@ export class Exchange {
         return;
       }
     }
-    this.connect();
+    this.up.connect(this);
   }
 
-  private connect(): void {
-    const b = this.up.backend;
-    connectOrigin(b.origin, b.connectTimeoutMs, b.keepalive, (err, socket) => {
-      if (this.phase === Phase.Done) {
-        socket.destroy();
-        return;
-      }
-      if (err !== undefined) {
-        if (err instanceof BackendTlsError) {
-          this.up.state.counters.failures++;
-          this.fail(502, err.message);
-          return;
-        }
-        this.up.chooseAfterFailure(this, `backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim());
-        return;
-      }
-      this.attachBackend(socket);
-    });
+  /** @internal */
+  get upstreamOver(): boolean {
+    return this.phase === Phase.Done;
+  }
+
+  /** @internal */
+  upstreamConnected(socket: Socket): void {
+    this.attachBackend(socket);
   }
 
   /**
@@ -366,7 +355,7 @@ export class Exchange {
         if (this.timer !== undefined) clearTimeout(this.timer);
         this.timer = undefined;
         this.phase = Phase.Connecting;
-        this.connect();
+        this.up.connect(this);
         return;
       }
       this.fail(502, `${reason} before answering`);

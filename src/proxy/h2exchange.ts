@@ -15,7 +15,6 @@ import { errorBody } from '../http/forward';
 import { findHeadEnd, headerValue, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
 import { errorAnswerFields, relayedHead } from '../http/headers-directive';
 import { webSocketAccept } from '../http/websocket-key';
-import { BackendTlsError, connectOrigin } from '../upstream/origins';
 import type { GatewayContext } from './context';
 import type { Refusal, Upstream } from './upstream';
 
@@ -121,7 +120,7 @@ export class H2Exchange {
 
   /** @internal A backend is chosen: reuse a pooled connection or connect (at once after a failover). */
   upstreamChosen(failover: boolean): void {
-    if (failover) this.connect();
+    if (failover) this.up.connect(this);
     else this.proceed();
   }
 
@@ -139,27 +138,17 @@ export class H2Exchange {
         return;
       }
     }
-    this.connect();
+    this.up.connect(this);
   }
 
-  private connect(): void {
-    const b = this.up.backend;
-    connectOrigin(b.origin, b.connectTimeoutMs, b.keepalive, (err, socket) => {
-      if (this.phase === Phase.Done) {
-        socket.destroy();
-        return;
-      }
-      if (err !== undefined) {
-        if (err instanceof BackendTlsError) {
-          this.up.state.counters.failures++;
-          this.fail(502, err.message);
-          return;
-        }
-        this.up.chooseAfterFailure(this, `backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim());
-        return;
-      }
-      this.attachBackend(socket);
-    });
+  /** @internal */
+  get upstreamOver(): boolean {
+    return this.phase === Phase.Done;
+  }
+
+  /** @internal */
+  upstreamConnected(socket: Socket): void {
+    this.attachBackend(socket);
   }
 
   private attachBackend(socket: Socket): void {
@@ -402,7 +391,7 @@ export class H2Exchange {
         if (this.timer !== undefined) clearTimeout(this.timer);
         this.timer = undefined;
         this.phase = Phase.Connecting;
-        this.connect();
+        this.up.connect(this);
         return;
       }
       this.fail(502, `${reason} before answering`);

@@ -3,13 +3,14 @@
 // HTTP/1 exchange and the native front's upgrades both go through it, so elections, limits,
 // failover and the failure log line are the same whichever path a request takes.
 
+import type { Socket } from 'node:net';
 import type { Backend, Route, VirtualHost } from '../config/model';
 import { buildBackendRequest } from '../http/forward';
 import type { RequestHead } from '../http/head';
 import type { RouteResult } from '../routing/router';
 import { EMPTY_ENV, type RequestEnv } from '../http/headers-directive';
 import { BalancerSession } from '../upstream/balancer/session';
-import type { OriginState } from '../upstream/origins';
+import { BackendTlsError, connectOrigin, type OriginState } from '../upstream/origins';
 import type { GatewayContext } from './context';
 
 /** Why a request cannot be sent anywhere: the client's status and the log's reason. */
@@ -31,6 +32,13 @@ export interface UpstreamUser {
   upstreamChosen(failover: boolean): void;
   /** No backend can take the request: the client's answer. */
   upstreamRefused(r: Refusal): void;
+}
+
+/** A user that connects with Node's sockets (the HTTP/1 and HTTP/2 exchanges). */
+export interface UpstreamConnectUser extends UpstreamUser {
+  /** The request ended meanwhile: a late connection is closed. */
+  readonly upstreamOver: boolean;
+  upstreamConnected(socket: Socket): void;
 }
 
 export class Upstream {
@@ -92,6 +100,25 @@ export class Upstream {
   /** After a TCP connect failure: the next member (`upstreamChosen(true)`), or the refusal. */
   chooseAfterFailure(user: UpstreamUser, reason: string): void {
     this.settle(user, this.connectFailed(reason), true);
+  }
+
+  /**
+   * Connects to the chosen backend: the socket goes to `user`. A TCP failure elects the next
+   * member (`upstreamChosen(true)`) or refuses (503); a TLS failure is a 502 with no failover
+   * (the member is up, its TLS is wrong).
+   */
+  connect(user: UpstreamConnectUser): void {
+    const b = this.backend;
+    connectOrigin(b.origin, b.connectTimeoutMs, b.keepalive, (err, socket) => {
+      if (user.upstreamOver) socket.destroy();
+      else if (err === undefined) user.upstreamConnected(socket);
+      else if (err instanceof BackendTlsError) {
+        this.state.counters.failures++;
+        user.upstreamRefused({ status: 502, reason: err.message });
+      } else {
+        this.chooseAfterFailure(user, `backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim());
+      }
+    });
   }
 
   private settle(user: UpstreamUser, refused: Refusal | undefined, failover: boolean): void {
