@@ -27,6 +27,7 @@ import {
 } from './values';
 import { applyBalancerParam, applyMemberParam, ensureBalancer, openBalancerSection, parseBalancerUrl } from './balancer';
 import { headerDirective } from './headers';
+import { accessSections, accessSpecs } from './access-directives';
 import { rewriteCond, rewriteEngine, rewriteOptions, rewriteRule } from './rewrite';
 import { applyWorkerParam, isBalancerUrl, parseProxyPass, parseTarget, proxyUrlMatcher } from './worker';
 
@@ -141,12 +142,8 @@ const IGNORED_NAMES = [
   'AddIconByEncoding', 'AddAlt', 'AddAltByType', 'AddAltByEncoding', 'AddDescription', 'DefaultIcon', 'ReadmeName',
   'HeaderName', 'ErrorDocument', 'Alias', 'AliasMatch', 'ScriptAlias', 'ScriptAliasMatch', 'SetHandler',
   'RemoveHandler', 'RemoveType', 'SetOutputFilter', 'SetInputFilter', 'AddInputFilter',
-  // access control and auth
-  'Require', 'Order', 'Allow', 'Deny', 'Satisfy', 'AuthType', 'AuthName', 'AuthUserFile', 'AuthGroupFile',
-  'AuthBasicProvider',
   // headers, env, misc modules
-  'RequestHeader', 'SetEnv', 'UnsetEnv', 'PassEnv', 'SetEnvIf', 'SetEnvIfNoCase', 'BrowserMatch',
-  'BrowserMatchNoCase', 'ExtendedStatus', 'ExpiresActive', 'ExpiresDefault', 'ExpiresByType',
+  'RequestHeader', 'PassEnv', 'ExtendedStatus', 'ExpiresActive', 'ExpiresDefault', 'ExpiresByType',
   'DeflateCompressionLevel',
   // mod_proxy tuning and status pages that change nothing observable here
   'ProxyStatus', 'ProxyIOBufferSize', 'ProxyReceiveBufferSize',
@@ -300,6 +297,7 @@ function serverSpecs(): DirectiveSpec[] {
     refused('ProxyHCTPsize', 'not supported: wsgate needs no thread pool for health checks'),
     ...tlsSpecs(),
     ...http2Specs(),
+    ...accessSpecs(),
     ignored('H2Direct', 'HTTP/2 with prior knowledge on a plain port follows `Protocols h2c`'),
     ignored('H2Upgrade', 'wsgate does not take `Upgrade: h2c` (h2c is by prior knowledge only)'),
     ...H2_TUNING.map((name) => ignored(name, "mod_http2's tuning has no counterpart in wsgate (Node's http2 module)")),
@@ -443,6 +441,7 @@ function sectionSpecs(): SectionSpec[] {
     location('LocationMatch', true),
     proxy('Proxy', false),
     proxy('ProxyMatch', true),
+    ...accessSections(),
   ];
 }
 

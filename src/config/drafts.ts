@@ -17,6 +17,7 @@ import type {
   VirtualHostAddress,
 } from './model';
 import type { HeaderRule } from './headers';
+import { newServerAccessDraft, type AuthzContainerDraft, type ServerAccessDraft } from './access';
 import { newRewriteDraft, type RewriteDraft } from './rewrite';
 import type { TlsDraft } from './tls';
 import type { BackendUrl } from './values';
@@ -136,6 +137,8 @@ export interface ServerDraft {
   readonly rewrite: RewriteDraft;
   /** `Header` lines (headers.ts), in config order. */
   readonly headerRules: HeaderRule[];
+  /** Access control, SetEnvIf and SetEnv of this server and its sections (access.ts). */
+  readonly access: ServerAccessDraft;
 }
 
 export interface LocationDraft {
@@ -168,6 +171,8 @@ export interface Ctx {
     /** Set inside `<Proxy balancer://name>`. */
     readonly balancer?: BalancerDraft;
   };
+  /** Inside `<RequireAll>`/`<RequireAny>`/`<RequireNone>`: the container Require lines go to. */
+  readonly authz?: AuthzContainerDraft;
 }
 
 export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostAddress[], source: SourceRef): ServerDraft {
@@ -184,5 +189,6 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     balancers: new Map(),
     rewrite: newRewriteDraft(),
     headerRules: [],
+    access: newServerAccessDraft(),
   };
 }

@@ -187,6 +187,8 @@ export interface VirtualHost {
   readonly rewrite?: RewriteConfig;
   /** `Header` rules for responses: the main server's, then this server's own; absent when there are none. */
   readonly headerRules?: readonly HeaderRule[];
+  /** Access control (Require, Auth*, Order/Allow/Deny, SetEnvIf…); absent when nothing in reach of this server has any. */
+  readonly access?: AccessConfig;
   readonly source: SourceRef;
 }
 
@@ -299,3 +301,110 @@ export interface BalancerTarget {
 
 export const DEFAULT_TIMEOUT_MS = 60_000;
 export const DEFAULT_RETRY_MS = 60_000;
+
+// ---- Access control (mod_authz_core, mod_authz_host, mod_access_compat, mod_auth_basic,
+// mod_authn_file, mod_authz_user, mod_authz_groupfile, mod_setenvif). See src/access/.
+
+/** An IP network: `bytes` already masked, 4 or 16 bytes (plain arrays: the model is deep-frozen). */
+export interface IpNet {
+  readonly family: 4 | 6;
+  readonly bytes: readonly number[];
+  readonly mask: readonly number[];
+}
+
+/** One `Require [not] provider args…` test. */
+export type AuthzTest =
+  | { readonly kind: 'all'; readonly granted: boolean }
+  | { readonly kind: 'ip'; readonly nets: readonly IpNet[] }
+  | { readonly kind: 'local' }
+  /** Upper-case method names, as sent. */
+  | { readonly kind: 'method'; readonly methods: readonly string[] }
+  | { readonly kind: 'env'; readonly names: readonly string[] }
+  | { readonly kind: 'user'; readonly users: readonly string[] }
+  | { readonly kind: 'valid-user' }
+  | { readonly kind: 'group'; readonly groups: readonly string[] };
+
+/**
+ * A node of mod_authz_core's tree: a `Require` line (`test`) or a container (`<RequireAll>` is
+ * `and`, `<RequireAny>` and the implicit container of a section's Require lines are `or`,
+ * `<RequireNone>` is a negated `or`).
+ */
+export interface AuthzNode {
+  readonly test?: AuthzTest;
+  readonly op?: 'and' | 'or';
+  readonly children?: readonly AuthzNode[];
+  /** `Require not …` and `<RequireNone>`. */
+  readonly negate: boolean;
+  readonly source: SourceRef;
+}
+
+/** `Allow from` / `Deny from` entries. */
+export type HostMatch =
+  | { readonly kind: 'all' }
+  | { readonly kind: 'ip'; readonly net: IpNet }
+  | { readonly kind: 'env'; readonly name: string; readonly negate: boolean };
+
+/** mod_access_compat's settings of one section: a section that has any replaces its parents' whole set. */
+export interface AccessCompat {
+  /** `Order` (default `deny,allow`). */
+  readonly order: 'deny,allow' | 'allow,deny' | 'mutual-failure';
+  readonly allow: readonly HostMatch[];
+  readonly deny: readonly HostMatch[];
+  /** `Satisfy` (default all). */
+  readonly satisfyAny: boolean;
+}
+
+/** A password file (`AuthUserFile`) read at load time: user → stored hash and its format. */
+export interface UserFile {
+  readonly path: string;
+  readonly users: ReadonlyMap<string, { readonly hash: string; readonly format: import('../access/passwords').PasswordFormat }>;
+}
+
+/** A group file (`AuthGroupFile`): user → the groups that list it. */
+export interface GroupFile {
+  readonly path: string;
+  readonly groupsOf: ReadonlyMap<string, ReadonlySet<string>>;
+}
+
+/** `SetEnvIf`, `SetEnvIfNoCase`, `BrowserMatch`, `BrowserMatchNoCase`. */
+export interface EnvRule {
+  /** What is matched: a special attribute, one header (then an env variable of that name), or header names matching a regex. */
+  readonly attribute:
+    | { readonly kind: 'remote-addr' | 'server-addr' | 'request-method' | 'request-protocol' | 'request-uri' }
+    | { readonly kind: 'header'; readonly name: string }
+    | { readonly kind: 'header-regex'; readonly regex: RegExp };
+  readonly regex: RegExp;
+  /** In order: set (value may hold $0…$9) or unset (`!var`). */
+  readonly actions: readonly { readonly name: string; readonly value?: string }[];
+  readonly source: SourceRef;
+}
+
+/** What one section (server, `<VirtualHost>`, `<Proxy>`, `<Location>`) says about access; unset fields inherit. */
+export interface AccessLayer {
+  /** Which requests the layer applies to (the server layer: all). */
+  readonly scope:
+    | { readonly kind: 'server' }
+    | { readonly kind: 'location'; readonly match: RouteMatch }
+    | { readonly kind: 'proxy'; readonly describe: string; readonly matches: (backendUrl: string) => boolean };
+  /** The section's Require lines (an implicit `or` container). */
+  readonly require?: AuthzNode;
+  /** `AuthMerging` (default off: `require` replaces the parent's). */
+  readonly merging?: 'off' | 'and' | 'or';
+  readonly forbiddenOnFailure?: boolean;
+  readonly compat?: AccessCompat;
+  /** `AuthType Basic` (true) or `AuthType None` (false). */
+  readonly basic?: boolean;
+  readonly realm?: string;
+  readonly userFile?: UserFile;
+  readonly groupFile?: GroupFile;
+  /** Appended to the parent's, in order. */
+  readonly envRules: readonly EnvRule[];
+  /** `SetEnv` (value) and `UnsetEnv` (no value), appended to the parent's; applied after the access decision, as mod_env's fixups. */
+  readonly setEnv: readonly { readonly name: string; readonly value?: string }[];
+  readonly source: SourceRef;
+}
+
+/** A server's access layers in the order Apache merges them: the main server, this server, its <Proxy>s, its <Location>s. */
+export interface AccessConfig {
+  readonly layers: readonly AccessLayer[];
+}

@@ -64,11 +64,6 @@ export const SKIPPED_SECTIONS: ReadonlySet<string> = new Set([
   'files',
   'filesmatch',
   'ifversion',
-  'limit',
-  'limitexcept',
-  'requireall',
-  'requireany',
-  'requirenone',
 ]);
 
 interface Frame {

@@ -122,6 +122,7 @@ export function buildInterimResponse(res: ResponseHead): Buffer {
 
 const REASONS: Record<number, string> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
   413: 'Content Too Large',

@@ -13,7 +13,7 @@ import { H2Body, H2Exchange, respondH2Error } from '../proxy/h2exchange';
 import { Upstream } from '../proxy/upstream';
 import { newWebSocketKey } from '../http/websocket-key';
 import type { RequestHead } from '../http/head';
-import { routeRequest } from '../routing/router';
+import { basicChallenge, decideRequest } from '../routing/router';
 import { selectVirtualHost } from '../routing/vhost';
 import { KEEPALIVE_TIMEOUT_MS } from './http1';
 import { plainAddress } from './address';
@@ -189,9 +189,14 @@ export class H2Front {
     // An extended CONNECT is the HTTP/2 form of an upgrade: routing (RewriteCond %{HTTP:Upgrade},
     // %{HTTP:Connection}) sees it as one, as Apache's mod_http2 does (h2_ws.c adds both fields).
     const routingFields = isConnect ? [...fields, 'Upgrade', 'websocket', 'Connection', 'Upgrade'] : fields;
-    const decision = routeRequest(vhost, { method: backendMethod, target: path, upgrade, headers: routingFields });
+    const decision = decideRequest(
+      vhost,
+      { method: backendMethod, target: path, upgrade, headers: routingFields },
+      { clientIp: info.clientIp, localAddress: () => info.localAddress, protocol: 'HTTP/2.0' },
+    );
     if (decision.kind === 'local') {
-      this.refuse(stream, info, decision.status, decision.reason, method, path);
+      const challenge = decision.realm !== undefined ? ['WWW-Authenticate', basicChallenge(decision.realm)] : [];
+      this.refuse(stream, info, decision.status, decision.reason, method, path, challenge);
       return;
     }
     const req: RequestHead = {
@@ -208,9 +213,17 @@ export class H2Front {
     new H2Exchange(this.host, stream, info.clientIp, vhost, req, new Upstream(this.host, decision, fields), body, websocket).start();
   }
 
-  private refuse(stream: http2.ServerHttp2Stream, info: SessionInfo, status: number, reason: string, method: string, path: string): void {
+  private refuse(
+    stream: http2.ServerHttp2Stream,
+    info: SessionInfo,
+    status: number,
+    reason: string,
+    method: string,
+    path: string,
+    extraFields: readonly string[] = [],
+  ): void {
     this.host.log.info('request not proxied', { status, reason, client: info.clientIp, method, path, protocol: 'h2' });
-    respondH2Error(stream, status);
+    respondH2Error(stream, status, undefined, extraFields);
   }
 
   /** Closes every session now (shutdown): their streams, and the tunnels on them, close too. */

@@ -8,7 +8,7 @@ import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseRequestHead, type RequestH
 import { Exchange, type ExchangeOwner } from '../proxy/exchange';
 import type { GatewayContext } from '../proxy/context';
 import { Upstream } from '../proxy/upstream';
-import { routeHead } from '../routing/router';
+import { basicChallenge, routeHead } from '../routing/router';
 import { plainAddress } from './address';
 
 /** Between requests, an idle keep-alive connection is closed after this long (Apache's KeepAliveTimeout default). */
@@ -102,7 +102,7 @@ export class ClientConnection implements ExchangeOwner {
   }
 
   private handle(req: RequestHead, rest: Buffer | undefined): void {
-    const { vhost, decision } = routeHead(this.host.config, this.listen, () => this.socket.localAddress ?? '', req);
+    const { vhost, decision } = routeHead(this.host.config, this.listen, () => this.socket.localAddress ?? '', req, this.clientIp);
     if (decision.kind === 'local') {
       this.host.log.info('request not proxied', {
         status: decision.status,
@@ -113,7 +113,8 @@ export class ClientConnection implements ExchangeOwner {
       });
       // Without a body to skip, the connection can serve the next request.
       const keepAlive = req.versionMinor === 1 && !req.connectionTokens.includes('close') && !req.chunked && req.contentLength <= 0;
-      this.host.respondError(this.socket, decision.status, keepAlive);
+      const challenge = decision.realm !== undefined ? `WWW-Authenticate: ${basicChallenge(decision.realm)}\r\n` : '';
+      this.host.respondError(this.socket, decision.status, keepAlive, challenge);
       if (keepAlive) this.exchangeDone(true, rest);
       return;
     }

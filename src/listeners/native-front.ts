@@ -107,7 +107,8 @@ export class NativeFront implements NativeUpgradeHost {
       this.handOff(id, listen, bytes);
       return;
     }
-    const { vhost, decision } = routeHead(this.host.config, listen, () => this.engine.frontLocalAddress(id), req);
+    const { vhost, decision } = routeHead(this.host.config, listen, () => this.engine.frontLocalAddress(id), req, clientIp);
+    // Local answers (refusals by access control too) are the HTTP/1 path's: it routes again and answers.
     if (decision.kind === 'local' || decision.mode !== 'upgrade' || !plainTcp(decision)) {
       this.handOff(id, listen, bytes);
       return;

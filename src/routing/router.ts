@@ -4,6 +4,7 @@
 import type { Backend, Balancer, Config, ListenAddress, Route, UpgradePolicy, VirtualHost } from '../config/model';
 import type { RequestHead } from '../http/head';
 import { aliasMatch, canonPath, hasControlOrSpace, substitute } from './mapping';
+import { checkAccess } from '../access/evaluate';
 import { rewriteRequest } from './rewrite';
 import { parseTarget, type Target } from './target';
 import { selectVirtualHost } from './vhost';
@@ -23,7 +24,7 @@ export interface RequestFacts {
  * proxies this path (no rule, `ProxyPass !`, a ws:// rule refused with fallback Off, `%2F`,
  * `OPTIONS *`); 500 the rule builds a URL with no `/` after the authority (`ws://h:1` + `x`).
  */
-export type LocalStatus = 400 | 403 | 404 | 500;
+export type LocalStatus = 400 | 401 | 403 | 404 | 500;
 
 export type RouteResult =
   | {
@@ -48,7 +49,23 @@ export type RouteResult =
       mode: 'upgrade' | 'http';
       upgradeValue?: string;
     }
-  | { kind: 'local'; status: LocalStatus; reason: string };
+  | {
+      kind: 'local';
+      status: LocalStatus;
+      reason: string;
+      /** A 401 from access control: the realm for `WWW-Authenticate: Basic realm="…"`. */
+      realm?: string;
+    };
+
+/** Who asks: what access control (src/access) needs besides the request head. */
+export interface ClientFacts {
+  /** The client's address, IPv4 plain (plainAddress). */
+  clientIp: string;
+  /** The local address of the connection; called only when needed (it may cost a getsockname). */
+  localAddress: () => string;
+  /** `HTTP/1.1`, `HTTP/1.0` or `HTTP/2.0`. */
+  protocol: string;
+}
 
 type Match = number | RegExpExecArray;
 
@@ -228,6 +245,45 @@ function local(status: LocalStatus, reason: string): RouteResult {
 }
 
 /**
+ * Routing, then access control: a request that its server's Require/Allow/Auth* lines refuse
+ * becomes a local 401/403 (or 500 for a configuration Apache would fail at run time), so that no
+ * front contacts a backend for it. Requests the core refuses first (a bad or refused
+ * request-target) are answered without the access check, as Apache's core does.
+ */
+export function decideRequest(vhost: VirtualHost, req: RequestFacts, client: ClientFacts): RouteResult {
+  const decision = routeRequest(vhost, req);
+  const access = vhost.access;
+  if (access === undefined) return decision;
+  const target = parseTarget(req.method, req.target);
+  if (typeof target === 'number') return decision;
+  let backendUrl: string | undefined;
+  if (decision.kind === 'proxy') {
+    const url = decision.backend.url;
+    const start = url.indexOf('://') + 3;
+    const slash = url.indexOf('/', start);
+    backendUrl = (slash === -1 ? url : url.slice(0, slash)) + decision.path;
+  } else if (decision.kind === 'balance') {
+    backendUrl = decision.balancer.url + decision.path;
+  }
+  const verdict = checkAccess(access, {
+    method: req.method,
+    path: target.path,
+    backendUrl,
+    clientIp: client.clientIp,
+    localAddress: client.localAddress,
+    protocol: client.protocol,
+    headers: req.headers,
+  });
+  if (verdict.allowed) return decision;
+  return { kind: 'local', status: verdict.status, reason: verdict.reason, ...(verdict.realm !== undefined ? { realm: verdict.realm } : {}) };
+}
+
+/** The `WWW-Authenticate` value for a 401's realm (quotes and backslashes escaped). */
+export function basicChallenge(realm: string): string {
+  return `Basic realm="${realm.replace(/["\\]/g, '\\$&')}"`;
+}
+
+/**
  * The virtual host and the routing decision for a request head; the one place the HTTP/1
  * connection and the native front decide where a request goes.
  */
@@ -236,8 +292,10 @@ export function routeHead(
   listen: ListenAddress,
   localAddress: () => string,
   req: RequestHead,
+  clientIp: string,
 ): { vhost: VirtualHost; decision: RouteResult } {
   // The local address costs a getsockname(2): ask only when there are virtual hosts to choose from.
   const vhost = config.virtualHosts.length === 0 ? config.mainServer : selectVirtualHost(config, listen, localAddress(), req.host);
-  return { vhost, decision: routeRequest(vhost, { method: req.method, target: req.target, upgrade: req.upgrade, headers: req.headers }) };
+  const facts = { method: req.method, target: req.target, upgrade: req.upgrade, headers: req.headers };
+  return { vhost, decision: decideRequest(vhost, facts, { clientIp, localAddress, protocol: `HTTP/1.${req.versionMinor}` }) };
 }
