@@ -31,7 +31,7 @@ export interface AccessRequest {
 }
 
 export type AccessResult =
-  /** `env`: the request's variables, names lower-cased (Apache's tables ignore case). */
+  /** `env`: the request's variables (names as first written; Apache's tables ignore case, so lookups here do too). */
   | { readonly allowed: true; readonly env: Map<string, string>; readonly user?: string }
   | {
       readonly allowed: false;
@@ -98,8 +98,8 @@ export function checkAccess(access: AccessConfig, req: AccessRequest): AccessRes
   const result = decide(e, req, env);
   if (result.allowed) {
     for (const s of e.setEnv) {
-      if (s.value === undefined) env.delete(s.name.toLowerCase());
-      else env.set(s.name.toLowerCase(), s.value);
+      if (s.value === undefined) envDelete(env, s.name);
+      else envSet(env, s.name, s.value);
     }
   }
   return result;
@@ -195,7 +195,7 @@ function test(node: AuthzNode, req: AccessRequest, env: Map<string, string>, use
     case 'method':
       return t.methods.includes(req.method.toUpperCase()) ? 'granted' : 'denied';
     case 'env':
-      return t.names.some((n) => env.has(n.toLowerCase())) ? 'granted' : 'denied';
+      return t.names.some((n) => envHas(env, n)) ? 'granted' : 'denied';
     case 'user':
       if (user === undefined) return 'no-user';
       return t.users.includes(user) ? 'granted' : 'denied';
@@ -236,7 +236,7 @@ function hostMatches(h: HostMatch, req: AccessRequest, env: Map<string, string>)
     case 'all':
       return true;
     case 'env':
-      return env.has(h.name.toLowerCase()) !== h.negate;
+      return envHas(env, h.name) !== h.negate;
     case 'ip':
       return inNet(h.net, ipBytes(req.clientIp));
   }
@@ -277,7 +277,7 @@ function applyEnvRule(rule: EnvRule, req: AccessRequest, env: Map<string, string
       value = req.path;
       break;
     case 'header':
-      value = header(req.headers, a.name) ?? env.get(a.name);
+      value = header(req.headers, a.name) ?? envGet(env, a.name);
       break;
     case 'header-regex':
       // The last header whose name matches, as Apache.
@@ -287,8 +287,8 @@ function applyEnvRule(rule: EnvRule, req: AccessRequest, env: Map<string, string
   const m = rule.regex.exec(value ?? '');
   if (m === null) return;
   for (const act of rule.actions) {
-    if (act.value === undefined) env.delete(act.name.toLowerCase());
-    else env.set(act.name.toLowerCase(), act.value.replace(/\$(\d)/g, (_, d: string) => m[Number(d)] ?? ''));
+    if (act.value === undefined) envDelete(env, act.name);
+    else envSet(env, act.name, act.value.replace(/\$(\d)/g, (_, d: string) => m[Number(d)] ?? ''));
   }
 }
 
@@ -299,4 +299,27 @@ function header(headers: readonly string[], lower: string): string | undefined {
 
 function plain(a: string): string {
   return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}
+
+// Apache keeps the environment in a table whose keys ignore case; the map keeps the spelling a
+// variable was first set with (what `Header … env=` and `%{VAR}e` then see).
+function envKey(env: Map<string, string>, name: string): string | undefined {
+  if (env.has(name)) return name;
+  const lower = name.toLowerCase();
+  for (const k of env.keys()) if (k.toLowerCase() === lower) return k;
+  return undefined;
+}
+function envHas(env: Map<string, string>, name: string): boolean {
+  return envKey(env, name) !== undefined;
+}
+function envGet(env: Map<string, string>, name: string): string | undefined {
+  const k = envKey(env, name);
+  return k === undefined ? undefined : env.get(k);
+}
+function envSet(env: Map<string, string>, name: string, value: string): void {
+  env.set(envKey(env, name) ?? name, value);
+}
+function envDelete(env: Map<string, string>, name: string): void {
+  const k = envKey(env, name);
+  if (k !== undefined) env.delete(k);
 }

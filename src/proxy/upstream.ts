@@ -65,6 +65,7 @@ export class Upstream {
     headers: readonly string[],
   ) {
     this.route = decision.route;
+    this.requestEnv = decision.env;
     this.upgradeValue = decision.mode === 'upgrade' ? decision.upgradeValue : undefined;
     if (decision.kind === 'balance') {
       this.lb = new BalancerSession(ctx.balancers, decision.balancer, decision.path, this.upgradeValue, headers);
@@ -190,9 +191,15 @@ export class Upstream {
     if (this.lb?.balancer.failOnTimeout) this.lb.memberFailed(`${reason} (failontimeout=On)`);
   }
 
-  /** The request's environment for `Header` rules: the BALANCER_* variables after an election. */
+  /** Variables SetEnvIf/SetEnv set for this request (src/access). */
+  private readonly requestEnv: ReadonlyMap<string, string> | undefined;
+
+  /** The request's environment for `Header` rules: SetEnvIf/SetEnv's variables, then the BALANCER_* ones after an election. */
   get env(): RequestEnv {
-    return this.lb?.env ?? EMPTY_ENV;
+    const balancer = this.lb?.env;
+    if (this.requestEnv === undefined) return balancer ?? EMPTY_ENV;
+    if (balancer === undefined || balancer.size === 0) return this.requestEnv;
+    return new Map([...this.requestEnv, ...balancer]);
   }
 
   /**

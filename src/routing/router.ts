@@ -38,6 +38,8 @@ export type RouteResult =
       mode: 'upgrade' | 'http';
       /** Mode `upgrade`: the value to send in `Upgrade:`. */
       upgradeValue?: string;
+      /** Variables SetEnvIf/SetEnv set for the request (for `Header … env=`); absent when none. */
+      env?: ReadonlyMap<string, string>;
     }
   | {
       /** A `balancer://` rule: the exchange elects a member and puts the member's path in front of `path`. */
@@ -48,6 +50,7 @@ export type RouteResult =
       path: string;
       mode: 'upgrade' | 'http';
       upgradeValue?: string;
+      env?: ReadonlyMap<string, string>;
     }
   | {
       kind: 'local';
@@ -274,7 +277,7 @@ export function decideRequest(vhost: VirtualHost, req: RequestFacts, client: Cli
     protocol: client.protocol,
     headers: req.headers,
   });
-  if (verdict.allowed) return decision;
+  if (verdict.allowed) return verdict.env.size > 0 && decision.kind !== 'local' ? { ...decision, env: verdict.env } : decision;
   return { kind: 'local', status: verdict.status, reason: verdict.reason, ...(verdict.realm !== undefined ? { realm: verdict.realm } : {}) };
 }
 

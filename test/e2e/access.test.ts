@@ -39,6 +39,7 @@ let tls: RunningGateway;
 function accessConfig(pw: string, groups: string): string {
   return [
     'SetEnvIf X-Pass "^letmein$" let_in',
+    'Header set X-Mark "%{MARK}e" env=MARK',
     '<Location "/basic/">',
     '  AuthType Basic',
     '  AuthName "admin area"',
@@ -68,6 +69,7 @@ function accessConfig(pw: string, groups: string): string {
     '</Location>',
     '<Location "/env/">',
     '  Require env let_in',
+    '  SetEnv MARK from-setenv',
     '</Location>',
     `ProxyPass "/" "ws://127.0.0.1:${backend.port}/"`,
     '',
@@ -200,12 +202,15 @@ describe('HTTP/1.1 front (native front unless WSGATE_NATIVE_FRONT=0)', () => {
     assert.equal((await ask(plain.port, '/open/', { from: '127.0.0.2' })).status, 200);
   });
 
-  test('Require env with SetEnvIf on a request header', BOUND, async () => {
+  test('Require env with SetEnvIf on a request header; SetEnv reaches Header env= on the answer', BOUND, async () => {
     await noBackend(async () => {
       assert.equal((await ask(plain.port, '/env/', {})).status, 403);
       assert.equal((await ask(plain.port, '/env/', { extra: 'X-Pass: letmeinX\r\n', upgrade: true })).status, 403);
     });
-    assert.equal((await ask(plain.port, '/env/', { extra: 'X-Pass: letmein\r\n' })).status, 200);
+    const ok = await ask(plain.port, '/env/', { extra: 'X-Pass: letmein\r\n' });
+    assert.equal(ok.status, 200);
+    assert.equal(headerIn(ok.head, 'x-mark'), 'from-setenv', 'SetEnv is seen by Header env=');
+    assert.equal(headerIn((await ask(plain.port, '/open/', {})).head, 'x-mark'), undefined);
     assert.equal((await ask(plain.port, '/env/', { extra: 'X-Pass: letmein\r\n', upgrade: true })).status, 101);
   });
 });
@@ -261,7 +266,9 @@ describe('HTTP/2 front (TLS, ALPN h2, RFC 8441 WebSockets)', () => {
       await noBackend(async () => {
         assert.equal((await h2Request(one, { ':method': 'GET', ':path': '/env/' })).status, 403);
       });
-      assert.equal((await h2Request(one, { ':method': 'GET', ':path': '/env/', 'x-pass': 'letmein' })).status, 200);
+      const ok = await h2Request(one, { ':method': 'GET', ':path': '/env/', 'x-pass': 'letmein' });
+      assert.equal(ok.status, 200);
+      assert.equal(ok.headers['x-mark'], 'from-setenv');
     } finally {
       one.close();
       two.close();
