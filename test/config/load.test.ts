@@ -206,7 +206,6 @@ test('a realistic Apache config loads into the expected model', () => {
       'wsgate.conf:8: ServerAdmin is ignored: it does not concern proxying',
       'wsgate.conf:9: ErrorLog is ignored: it does not concern proxying',
       'wsgate.conf:10: LogLevel is ignored: it does not concern proxying',
-      'etc/conf.d/10-chat.conf:8: Require is ignored: it does not concern proxying',
       'etc/conf.d/10-chat.conf:12: CustomLog is ignored: it does not concern proxying',
     ],
   );
