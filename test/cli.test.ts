@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { WebSocket } from 'ws';
 import { deadPort, ResponseReader, connectRaw } from './helpers/edges';
-import { closeWs, echo, eventually, openWs, randomBytes, startEchoBackend } from './helpers/harness';
+import { closeWs, echo, eventually, openWs, randomBytes, sha256, startEchoBackend } from './helpers/harness';
+import { listeningPorts } from './helpers/procfs';
 
 // dist/test/cli.test.js → dist/src/cli.js; the package root is two levels up.
 const CLI = path.join(__dirname, '..', 'src', 'cli.js');
@@ -261,6 +262,56 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     }
   });
 }
+
+/** Count of stderr lines matching `re`. */
+function countLines(text: string, re: RegExp): number {
+  return text.split('\n').filter((l) => re.test(l)).length;
+}
+
+// SIGUSR1 (Apache's graceful restart, sent by logrotate scripts) would start Node's inspector on
+// 127.0.0.1:9229 and SIGHUP would kill the process; both are held: one line each, still serving.
+test('SIGUSR1 and SIGHUP: one log line each, no inspector, still serving; SIGWINCH changes nothing', { timeout: 60_000 }, async () => {
+  const backend = await startEchoBackend('sig');
+  const s = startCli(['-f', writeConf(`Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\n`)]);
+  try {
+    const line = await s.waitForStderr(/ info listening address=127\.0\.0\.1:\d+$/);
+    const port = Number(/:(\d+)$/.exec(line)![1]);
+    const pid = s.child.pid!;
+    assert.deepEqual(listeningPorts(pid), [port]);
+    for (const signal of ['SIGUSR1', 'SIGHUP', 'SIGUSR1'] as const) {
+      const before = countLines(s.stderr(), new RegExp(`signal=${signal}\\b`));
+      assert.equal(process.kill(pid, signal), true);
+      // Either the line that says it was held, or the inspector's own announcement.
+      await Promise.race([
+        eventually(() => countLines(s.stderr(), new RegExp(`signal=${signal}\\b`)) > before, 20_000, `the ${signal} line`),
+        s.waitForStderr(/Debugger listening|inspector/i),
+      ]);
+      assert.doesNotMatch(s.stderr(), /Debugger listening|inspector/i);
+      assert.deepEqual(listeningPorts(pid), [port], 'no port other than the Listen one (9229 is the inspector)');
+      // Still serving, content checked.
+      const ws = await openWs(`ws://127.0.0.1:${port}/ws/after-${signal}`);
+      const payload = randomBytes(5000);
+      assert.equal(sha256((await echo(ws, payload)).data), sha256(payload));
+      await closeWs(ws);
+    }
+    // SIGWINCH is Apache's graceful stop; until wsgate gives it that meaning it is Node's default: ignored.
+    assert.equal(process.kill(pid, 'SIGWINCH'), true);
+    const ws = await openWs(`ws://127.0.0.1:${port}/ws/after-winch`);
+    assert.equal((await echo(ws, 'winch')).data.toString(), 'winch');
+    await closeWs(ws);
+    assert.equal(process.kill(pid, 'SIGTERM'), true);
+    const { code, signal } = await s.exited;
+    assert.equal(signal, null);
+    assert.equal(code, 0, s.stderr());
+    const err = s.stderr();
+    assert.equal(countLines(err, / warn signal ignored: .* signal=SIGUSR1 apache="graceful restart" pid=\d+$/), 2, err);
+    assert.equal(countLines(err, / warn signal ignored: .* signal=SIGHUP apache=restart pid=\d+$/), 1, err);
+    assert.equal(countLines(err, /SIGWINCH/), 0, err);
+  } finally {
+    reap(s);
+    await backend.close();
+  }
+});
 
 test('every child process this file started has exited', () => {
   assert.equal(started.size, 0);
