@@ -161,3 +161,13 @@ test('deep section nesting, many arguments, an open quote, binary junk and inval
   expectLimit(nested, { file: 'quote.conf', line: 2, message: /missing closing "/ }, undefined, 'quote.conf');
   expectLimit(nested, { file: 'junk.conf', line: 2, message: /unknown directive/ }, undefined, 'junk.conf');
 });
+
+test('certificate and key files named by SSL directives: only regular files, never a FIFO opened', () => {
+  const dir = writeTree({
+    'wsgate.conf': lines('Listen 127.0.0.1:0 https', 'SSLEngine on', 'SSLCertificateFile /dev/zero'),
+    'ca.conf': lines('Listen 127.0.0.1:0', 'SSLProxyEngine on', 'SSLProxyCACertificateFile pipe', 'ProxyPass /s/ wss://h/'),
+  });
+  execFileSync('mkfifo', [path.join(dir, 'pipe')]);
+  expectLimit(dir, { line: 3, message: /SSLCertificateFile: cannot read "\/dev\/zero": a character device, not a regular file/ });
+  expectLimit(dir, { file: 'ca.conf', line: 3, message: /SSLProxyCACertificateFile: cannot read ".*pipe": a FIFO \(named pipe\)/ }, undefined, 'ca.conf');
+});
