@@ -96,6 +96,7 @@ class Parser {
   private readonly vars = new Map<string, string>();
   private serverRoot: string | undefined;
   private readonly files: string[] = [];
+  private readonly seenFiles = new Set<string>();
   /** Real paths of the files being read, outermost first, for loop detection. */
   private readonly reading: string[] = [];
   private readonly lookup = (name: string): string | undefined => this.vars.get(name) ?? this.opts.env[name];
@@ -112,7 +113,10 @@ class Parser {
   }
 
   private readFile(text: string, file: string, target: ConfigNode[]): void {
-    if (!this.files.includes(file)) this.files.push(file);
+    if (!this.seenFiles.has(file)) {
+      this.seenFiles.add(file);
+      this.files.push(file);
+    }
     this.reading.push(realPath(file));
     const stack: Frame[] = [];
     const limits = this.budget.limits;
