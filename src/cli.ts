@@ -191,6 +191,17 @@ function runWorkers(n: number, log: ReturnType<typeof createLogger>): Promise<nu
   });
 }
 
+/**
+ * Log lines go to stderr. Once that is a terminal that hung up (EIO) or a pipe whose reader left
+ * (EPIPE), the lines are lost; the proxy must go on serving, not die of an unhandled 'error'
+ * (SIGHUP, which a hang-up also sends, is held: see signals.ts).
+ */
+function onStderrError(): void {
+  // Nowhere left to report it.
+}
+
+process.stderr.on('error', onStderrError);
+
 main().then(
   (code) => process.exit(code),
   (err: Error) => {

@@ -382,6 +382,33 @@ test('SIGUSR1 and SIGHUP: one log line each, no inspector, still serving; SIGWIN
   }
 });
 
+// A terminal that hung up (EIO) or a pipe whose reader left (EPIPE): log lines are lost, the
+// proxy goes on serving and still stops cleanly.
+test('stderr closed under wsgate: a log line (here, the SIGHUP one) does not kill it', { timeout: 60_000 }, async () => {
+  const backend = await startEchoBackend('pipe');
+  const s = startCli(['-f', writeConf(`Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\n`)]);
+  try {
+    const line = await s.waitForStderr(/ info listening address=127\.0\.0\.1:\d+$/);
+    const port = Number(/:(\d+)$/.exec(line)![1]);
+    s.child.stderr!.destroy();
+    // Two log lines into the closed pipe, then check it still proxies.
+    for (const signal of ['SIGHUP', 'SIGUSR1'] as const) {
+      assert.equal(process.kill(s.child.pid!, signal), true);
+      const ws = await openWs(`ws://127.0.0.1:${port}/ws/${signal}`);
+      const payload = randomBytes(3000);
+      assert.equal(sha256((await echo(ws, payload)).data), sha256(payload));
+      await closeWs(ws);
+    }
+    assert.equal(process.kill(s.child.pid!, 'SIGTERM'), true);
+    const { code, signal } = await s.exited;
+    assert.equal(signal, null);
+    assert.equal(code, 0);
+  } finally {
+    reap(s);
+    await backend.close();
+  }
+});
+
 test('every child process this file started has exited', () => {
   assert.equal(started.size, 0);
 });
