@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // The wsgate command, httpd-like: `wsgate -f FILE` runs, `wsgate -t -f FILE` checks the config.
 
+// First: SIGHUP and SIGUSR1 must be held before anything else loads (see signals.ts).
+import { logHeldSignalsTo, workerSignalFlags } from './signals';
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -99,9 +101,16 @@ async function main(): Promise<number> {
       process.stderr.write(`${e.message}\n`);
       return 1;
     }
-    throw e;
+    // Not a mistake in the file but a bug in wsgate: say so in one line; the stack with -l debug.
+    const what = e instanceof Error ? `${e.name}: ${e.message.split('\n')[0]}` : String(e);
+    process.stderr.write(
+      `${args.configFile}: internal error while reading the configuration (a wsgate bug; -l debug shows where): ${what}\n`,
+    );
+    if (args.level === 'debug' && e instanceof Error) process.stderr.write(`${e.stack ?? ''}\n`);
+    return 70;
   }
   const log = createLogger({ level: args.level });
+  logHeldSignalsTo(log);
   for (const n of config.notices) log.info(`config: ${n}`);
   if (args.check) {
     process.stdout.write('Syntax OK\n');
@@ -143,6 +152,7 @@ async function main(): Promise<number> {
  */
 function runWorkers(n: number, log: ReturnType<typeof createLogger>): Promise<number> {
   cluster.schedulingPolicy = cluster.SCHED_NONE;
+  cluster.setupPrimary({ execArgv: [...process.execArgv, ...workerSignalFlags()] });
   return new Promise<number>((resolve) => {
     let stopping = false;
     let failed = false;
@@ -180,6 +190,17 @@ function runWorkers(n: number, log: ReturnType<typeof createLogger>): Promise<nu
     for (let i = 0; i < n; i++) fork();
   });
 }
+
+/**
+ * Log lines go to stderr. Once that is a terminal that hung up (EIO) or a pipe whose reader left
+ * (EPIPE), the lines are lost; the proxy must go on serving, not die of an unhandled 'error'
+ * (SIGHUP, which a hang-up also sends, is held: see signals.ts).
+ */
+function onStderrError(): void {
+  // Nowhere left to report it.
+}
+
+process.stderr.on('error', onStderrError);
 
 main().then(
   (code) => process.exit(code),

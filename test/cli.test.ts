@@ -3,7 +3,7 @@
 // SIGINT with exit code 0, its port closed and its open tunnels closed.
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { WebSocket } from 'ws';
 import { deadPort, ResponseReader, connectRaw } from './helpers/edges';
-import { closeWs, echo, eventually, openWs, randomBytes, startEchoBackend } from './helpers/harness';
+import { closeWs, echo, eventually, openWs, randomBytes, sha256, startEchoBackend } from './helpers/harness';
+import { listeningPorts } from './helpers/procfs';
 
 // dist/test/cli.test.js → dist/src/cli.js; the package root is two levels up.
 const CLI = path.join(__dirname, '..', 'src', 'cli.js');
@@ -184,6 +185,75 @@ test('-t -f bad.conf prints FILE:LINE: message on stderr and exits non-zero', { 
   }
 });
 
+// Hostile files for `wsgate -t`: a clean FILE:LINE error, exit 1, no stack trace, in bounded time.
+test('-t on hostile files: deep Include chain, doubling Defines, /dev/zero, a FIFO, Include /', { timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'wsgate-cli-hostile-'));
+  const at = (name: string): string => path.join(dir, name);
+  for (let i = 0; i < 1500; i++) writeFileSync(at(`c${i}.conf`), i < 1499 ? `Include c${i + 1}.conf\n` : 'Listen 127.0.0.1:0\n');
+  writeFileSync(at('double.conf'), `Listen 127.0.0.1:0\nDefine A x\n${'Define A ${A}${A}\n'.repeat(24)}`);
+  writeFileSync(at('zero.conf'), 'Listen 127.0.0.1:0\nInclude /dev/zero\n');
+  writeFileSync(at('fifo.conf'), 'Listen 127.0.0.1:0\n\nInclude pipe\n');
+  writeFileSync(at('root.conf'), 'Listen 127.0.0.1:0\nInclude /\n');
+  execFileSync('mkfifo', [at('pipe')]);
+  const cases = [
+    { main: 'c0.conf', file: 'c128.conf', line: 1, msg: /Include "c129\.conf": Include nesting deeper than 128 levels/ },
+    { main: 'double.conf', file: 'double.conf', line: 22, msg: /line longer than 1 MiB once \$\{A\} is expanded/ },
+    { main: 'zero.conf', file: 'zero.conf', line: 2, msg: /Include "\/dev\/zero": cannot read \/dev\/zero: a character device, not a regular file/ },
+    { main: 'fifo.conf', file: 'fifo.conf', line: 3, msg: /Include "pipe": cannot read .*pipe: a FIFO \(named pipe\), not a regular file/ },
+    { main: 'pipe', file: 'pipe', line: 0, msg: /cannot read the config file: a FIFO/ },
+    // What stops this one depends on the machine; that it stops, at the Include line or in a file it read, does not.
+    { main: 'root.conf', file: undefined, line: undefined, msg: /./ },
+  ];
+  for (const c of cases) {
+    const started = Date.now();
+    const r = await runCli(['-t', '-f', at(c.main)]);
+    const took = Date.now() - started;
+    assert.equal(r.code, 1, `${c.main}: ${r.stderr}`);
+    assert.equal(r.stdout, '', 'no "Syntax OK"');
+    assert.ok(took < 10_000, `${c.main} took ${took} ms`);
+    const stderrLines = r.stderr.split('\n').filter((l) => l !== '');
+    assert.equal(stderrLines.length, 1, `one line, no stack trace: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /^\s+at |RangeError|internal error/m);
+    const m = /^(.+?):(\d+): (.*)$/.exec(stderrLines[0]);
+    assert.ok(m, `FILE:LINE: message, got ${stderrLines[0]}`);
+    if (c.file !== undefined) {
+      assert.equal(m[1], at(c.file));
+      assert.equal(Number(m[2]), c.line);
+    }
+    assert.match(m[3], c.msg);
+  }
+});
+
+// Not a mistake in the file but a bug in wsgate (here: a stack made small enough that a legal
+// 128-level Include chain overflows it) is one line that says so; the stack only with -l debug.
+test('-t: an internal error while loading is one "internal error" line, exit 70; -l debug adds the stack', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'wsgate-cli-internal-'));
+  for (let i = 0; i < 128; i++) writeFileSync(path.join(dir, `c${i}.conf`), `Include c${i + 1}.conf\n`);
+  writeFileSync(path.join(dir, 'c128.conf'), 'Listen 127.0.0.1:0\n');
+  const main = path.join(dir, 'c0.conf');
+  const run = (extra: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+    new Promise((resolve) => {
+      // --stack-size is V8's; 85 (KB) loads wsgate on Node 20 yet overflows in 128 nested Includes.
+      const child = spawn(process.execPath, ['--stack-size=85', CLI, '-t', '-f', main, ...extra], { cwd: ROOT });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      child.once('close', (code) => resolve({ code, stdout, stderr }));
+    });
+  const plain = await run([]);
+  assert.equal(plain.code, 70, plain.stderr);
+  assert.equal(plain.stdout, '');
+  assert.equal(
+    plain.stderr,
+    `${main}: internal error while reading the configuration (a wsgate bug; -l debug shows where): RangeError: Maximum call stack size exceeded\n`,
+  );
+  const debug = await run(['-l', 'debug']);
+  assert.equal(debug.code, 70);
+  assert.match(debug.stderr, /internal error while reading the configuration .*RangeError/);
+  assert.match(debug.stderr, /^\s+at .*parser\.js/m, 'the stack, with -l debug');
+});
+
 test('a bad config without -t exits non-zero before listening', { timeout: 30_000 }, async () => {
   const port = await deadPort();
   const file = writeConf(`Listen 127.0.0.1:${port}\nProxyPass "/" "http://127.0.0.1:9/"\nProxyPass "/x/" "gopher://127.0.0.1:9/"\n`);
@@ -261,6 +331,83 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     }
   });
 }
+
+/** Count of stderr lines matching `re`. */
+function countLines(text: string, re: RegExp): number {
+  return text.split('\n').filter((l) => re.test(l)).length;
+}
+
+// SIGUSR1 (Apache's graceful restart, sent by logrotate scripts) would start Node's inspector on
+// 127.0.0.1:9229 and SIGHUP would kill the process; both are held: one line each, still serving.
+test('SIGUSR1 and SIGHUP: one log line each, no inspector, still serving; SIGWINCH changes nothing', { timeout: 60_000 }, async () => {
+  const backend = await startEchoBackend('sig');
+  const s = startCli(['-f', writeConf(`Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\n`)]);
+  try {
+    const line = await s.waitForStderr(/ info listening address=127\.0\.0\.1:\d+$/);
+    const port = Number(/:(\d+)$/.exec(line)![1]);
+    const pid = s.child.pid!;
+    assert.deepEqual(listeningPorts(pid), [port]);
+    for (const signal of ['SIGUSR1', 'SIGHUP', 'SIGUSR1'] as const) {
+      const before = countLines(s.stderr(), new RegExp(`signal=${signal}\\b`));
+      assert.equal(process.kill(pid, signal), true);
+      // Either the line that says it was held, or the inspector's own announcement.
+      await Promise.race([
+        eventually(() => countLines(s.stderr(), new RegExp(`signal=${signal}\\b`)) > before, 20_000, `the ${signal} line`),
+        s.waitForStderr(/Debugger listening|inspector/i),
+      ]);
+      assert.doesNotMatch(s.stderr(), /Debugger listening|inspector/i);
+      assert.deepEqual(listeningPorts(pid), [port], 'no port other than the Listen one (9229 is the inspector)');
+      // Still serving, content checked.
+      const ws = await openWs(`ws://127.0.0.1:${port}/ws/after-${signal}`);
+      const payload = randomBytes(5000);
+      assert.equal(sha256((await echo(ws, payload)).data), sha256(payload));
+      await closeWs(ws);
+    }
+    // SIGWINCH is Apache's graceful stop; until wsgate gives it that meaning it is Node's default: ignored.
+    assert.equal(process.kill(pid, 'SIGWINCH'), true);
+    const ws = await openWs(`ws://127.0.0.1:${port}/ws/after-winch`);
+    assert.equal((await echo(ws, 'winch')).data.toString(), 'winch');
+    await closeWs(ws);
+    assert.equal(process.kill(pid, 'SIGTERM'), true);
+    const { code, signal } = await s.exited;
+    assert.equal(signal, null);
+    assert.equal(code, 0, s.stderr());
+    const err = s.stderr();
+    assert.equal(countLines(err, / warn signal ignored: .* signal=SIGUSR1 apache="graceful restart" pid=\d+$/), 2, err);
+    assert.equal(countLines(err, / warn signal ignored: .* signal=SIGHUP apache=restart pid=\d+$/), 1, err);
+    assert.equal(countLines(err, /SIGWINCH/), 0, err);
+  } finally {
+    reap(s);
+    await backend.close();
+  }
+});
+
+// A terminal that hung up (EIO) or a pipe whose reader left (EPIPE): log lines are lost, the
+// proxy goes on serving and still stops cleanly.
+test('stderr closed under wsgate: a log line (here, the SIGHUP one) does not kill it', { timeout: 60_000 }, async () => {
+  const backend = await startEchoBackend('pipe');
+  const s = startCli(['-f', writeConf(`Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\n`)]);
+  try {
+    const line = await s.waitForStderr(/ info listening address=127\.0\.0\.1:\d+$/);
+    const port = Number(/:(\d+)$/.exec(line)![1]);
+    s.child.stderr!.destroy();
+    // Two log lines into the closed pipe, then check it still proxies.
+    for (const signal of ['SIGHUP', 'SIGUSR1'] as const) {
+      assert.equal(process.kill(s.child.pid!, signal), true);
+      const ws = await openWs(`ws://127.0.0.1:${port}/ws/${signal}`);
+      const payload = randomBytes(3000);
+      assert.equal(sha256((await echo(ws, payload)).data), sha256(payload));
+      await closeWs(ws);
+    }
+    assert.equal(process.kill(s.child.pid!, 'SIGTERM'), true);
+    const { code, signal } = await s.exited;
+    assert.equal(signal, null);
+    assert.equal(code, 0);
+  } finally {
+    reap(s);
+    await backend.close();
+  }
+});
 
 test('every child process this file started has exited', () => {
   assert.equal(started.size, 0);

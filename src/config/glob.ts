@@ -3,12 +3,17 @@
 // - `*`, `?` and `[...]` (with `!` or `^` to negate, and ranges) may appear in any path
 //   component. A wildcard never matches a leading `.` (APR_FNM_PERIOD), nor `/`.
 // - Matches are read in byte order of their names at every level (Apache sorts with strcmp).
-// - A match that is a directory is read whole: every file in it and its subdirectories, sorted.
+// - A match that is a directory is read whole: every file in it and its subdirectories, sorted,
+//   down to 128 directory levels (Apache's bound). A directory that cannot be listed is an error.
+// - Every directory entry looked at counts against the load's budget (limits.ts), so a pattern
+//   like `/` or `/*/*/*` ends in an error instead of walking the whole filesystem.
 // - Wildcards in a directory component match directories only.
 // Node 20 has no fs.glob, hence this small one.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { FileReadError } from './files';
+import { LimitExceeded, LoadBudget } from './limits';
 
 export function hasWildcard(s: string): boolean {
   return /[*?[]/.test(s);
@@ -74,12 +79,44 @@ function exists(p: string): boolean {
   }
 }
 
-/** Every regular file under `dir`, recursively, in Apache's order. */
-function filesUnder(dir: string, out: string[]): void {
-  const names = fs.readdirSync(dir).sort(byName);
-  for (const name of names) {
-    const full = path.join(dir, name);
-    if (isDirectory(full)) filesUnder(full, out);
+interface Entry {
+  readonly name: string;
+  /** Known to be a directory, known not to be one, or a symbolic link / unknown type (stat it). */
+  readonly dir: boolean | undefined;
+}
+
+/** The entries of `dir`, sorted by name, each counted against the load's budget of directory entries. */
+function readDir(dir: string, budget: LoadBudget): Entry[] {
+  let d: fs.Dir;
+  try {
+    d = fs.opendirSync(dir);
+  } catch (err) {
+    throw new FileReadError(dir, (err as NodeJS.ErrnoException).code ?? String(err));
+  }
+  const entries: Entry[] = [];
+  try {
+    for (let e = d.readSync(); e !== null; e = d.readSync()) {
+      budget.dirEntry();
+      const known = e.isDirectory() || e.isFile() || e.isFIFO() || e.isSocket() || e.isCharacterDevice() || e.isBlockDevice();
+      entries.push({ name: e.name, dir: known ? e.isDirectory() : undefined });
+    }
+  } catch (err) {
+    if (err instanceof LimitExceeded) throw err;
+    throw new FileReadError(dir, (err as NodeJS.ErrnoException).code ?? String(err));
+  } finally {
+    d.closeSync();
+  }
+  return entries.sort((a, b) => byName(a.name, b.name));
+}
+
+/** Every file under `dir`, recursively, in Apache's order; `depth` counts directory levels. */
+function filesUnder(dir: string, out: string[], depth: number, budget: LoadBudget): void {
+  if (depth > budget.limits.dirDepth) {
+    throw new LimitExceeded(`${dir} is more than ${budget.limits.dirDepth} directories deep below the included one (a symbolic link loop?)`);
+  }
+  for (const entry of readDir(dir, budget)) {
+    const full = path.join(dir, entry.name);
+    if (entry.dir ?? isDirectory(full)) filesUnder(full, out, depth + 1, budget);
     else out.push(full);
   }
 }
@@ -91,16 +128,17 @@ export type ExpandResult =
 /**
  * Expands an absolute Include path into the files to read, in order. `ok: false` explains why
  * nothing matched (missing file, missing directory, wildcard without match); IncludeOptional
- * treats that as "nothing to read".
+ * treats that as "nothing to read". Throws LimitExceeded past a bound, and FileReadError for a
+ * matched directory that cannot be listed: those are errors even for IncludeOptional.
  */
-export function expandInclude(absPattern: string): ExpandResult {
+export function expandInclude(absPattern: string, budget: LoadBudget = new LoadBudget()): ExpandResult {
   const root = path.parse(absPattern).root;
   const parts = absPattern.slice(root.length).split(/[/\\]+/).filter((p) => p !== '');
   if (!parts.some(hasWildcard)) {
     if (!exists(absPattern)) return { ok: false, reason: `"${absPattern}" does not exist` };
     if (isDirectory(absPattern)) {
       const files: string[] = [];
-      filesUnder(absPattern, files);
+      filesUnder(absPattern, files, 1, budget);
       return { ok: true, files };
     }
     return { ok: true, files: [absPattern] };
@@ -116,18 +154,19 @@ export function expandInclude(absPattern: string): ExpandResult {
         if (last ? exists(full) : isDirectory(full)) next.push(full);
         continue;
       }
-      let names: string[];
+      let entries: Entry[];
       try {
-        names = fs.readdirSync(base);
-      } catch {
+        entries = readDir(base, budget);
+      } catch (err) {
+        if (err instanceof LimitExceeded) throw err;
         continue;
       }
       const re = fnmatchRegExp(part);
-      for (const name of names.sort(byName)) {
+      for (const { name, dir } of entries) {
         if (name.startsWith('.') && !part.startsWith('.')) continue;
         if (!re.test(name)) continue;
         const full = path.join(base, name);
-        if (!last && !isDirectory(full)) continue;
+        if (!last && !(dir ?? isDirectory(full))) continue;
         next.push(full);
       }
     }
@@ -144,7 +183,7 @@ export function expandInclude(absPattern: string): ExpandResult {
   }
   const files: string[] = [];
   for (const match of bases) {
-    if (isDirectory(match)) filesUnder(match, files);
+    if (isDirectory(match)) filesUnder(match, files, 1, budget);
     else files.push(match);
   }
   return { ok: true, files };

@@ -8,11 +8,13 @@
 //   next line too.
 // - `${NAME}` is replaced by the value from `Define NAME value`, else the environment variable;
 //   an undefined name is an error (Apache only warns and leaves the text as is).
+// - A logical line is bounded in length, before and after `${NAME}` expansion (limits.ts).
 // - Words are separated by blanks. A word that starts with `"` or `'` runs to the matching
 //   quote and may contain blanks; inside it `\"` (or `\'`) and `\\` are escapes. Outside quotes
 //   `\\` is one backslash. Any other backslash is kept (so regexes like `\.` survive).
 
 import { ConfigError } from './errors';
+import { sizeText } from './limits';
 import type { SourceRef } from './model';
 
 /** One directive's worth of text: comments and blank lines dropped, continuations joined. */
@@ -23,7 +25,11 @@ export interface LogicalLine {
   readonly text: string;
 }
 
-export function splitLines(text: string): LogicalLine[] {
+/**
+ * `file` and `maxChars` bound a logical line: one longer is a ConfigError at its first line
+ * (Apache's own bound is 8 KiB; wsgate's, in limits.ts, is far higher).
+ */
+export function splitLines(text: string, file = '', maxChars = Infinity): LogicalLine[] {
   const physical = text.split('\n');
   const out: LogicalLine[] = [];
   let i = 0;
@@ -34,12 +40,12 @@ export function splitLines(text: string): LogicalLine[] {
       let piece = physical[i] ?? '';
       i++;
       if (piece.endsWith('\r')) piece = piece.slice(0, -1);
-      if (piece.endsWith('\\') && !piece.endsWith('\\\\') && i < physical.length) {
-        joined += piece.slice(0, -1);
-        continue;
+      const more = piece.endsWith('\\') && !piece.endsWith('\\\\') && i < physical.length;
+      joined += more ? piece.slice(0, -1) : piece;
+      if (joined.length > maxChars) {
+        throw new ConfigError(file, first, `line longer than ${sizeText(maxChars)} (continuation lines included)`);
       }
-      joined += piece;
-      break;
+      if (!more) break;
     }
     const trimmed = joined.trim();
     if (trimmed === '' || trimmed.startsWith('#')) continue;
@@ -51,7 +57,8 @@ export function splitLines(text: string): LogicalLine[] {
 /** Looks a `${NAME}` up; undefined means "not defined". */
 export type VarLookup = (name: string) => string | undefined;
 
-export function expandVars(text: string, lookup: VarLookup, where: SourceRef): string {
+/** `maxChars` bounds the result: a value doubled by Define after Define must not eat all memory. */
+export function expandVars(text: string, lookup: VarLookup, where: SourceRef, maxChars = Infinity): string {
   if (!text.includes('${')) return text;
   let out = '';
   let pos = 0;
@@ -68,10 +75,20 @@ export function expandVars(text: string, lookup: VarLookup, where: SourceRef): s
         `\${${name}} is not defined (no "Define ${name} value" before this line and no environment variable ${name})`,
       );
     }
+    if (out.length + (start - pos) + value.length > maxChars) throw tooLong(where, maxChars, name);
     out += text.slice(pos, start) + value;
     pos = end + 1;
   }
+  if (out.length + (text.length - pos) > maxChars) throw tooLong(where, maxChars);
   return out + text.slice(pos);
+}
+
+function tooLong(where: SourceRef, maxChars: number, name?: string): ConfigError {
+  const what = name === undefined ? '${VAR}s are' : `\${${name}} is`;
+  return ConfigError.at(
+    where,
+    `line longer than ${sizeText(maxChars)} once ${what} expanded (a value that Define lines keep doubling?)`,
+  );
 }
 
 function isBlank(ch: string): boolean {

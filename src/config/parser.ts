@@ -8,7 +8,9 @@
 // - `Include` / `IncludeOptional`: the files' contents are parsed in place (glob rules in
 //   glob.ts). A relative path resolves against `ServerRoot` if one was set earlier, else the
 //   main config file's directory. Include of a missing file is an error, IncludeOptional is
-//   silent. A file that includes itself (directly or not) is an error.
+//   silent. A file that includes itself (directly or not) is an error, and so is nesting deeper
+//   than 128 levels (Apache's bound). Only regular files are read (files.ts), and the whole load
+//   is bounded in files, bytes, directory entries and line length (limits.ts).
 // - `ServerRoot` (top level) takes effect at once for later Include lines.
 // - Sections whose contents wsgate never uses (<Directory>, <Files>, <IfVersion>, …) are kept as
 //   an empty node with `skipped: true`; their contents are not expanded or checked.
@@ -17,8 +19,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError } from './errors';
+import { FileReadError, readTextFile } from './files';
 import { expandInclude } from './glob';
 import { expandVars, splitLines, tokenize } from './lexer';
+import { LimitExceeded, LoadBudget } from './limits';
 import type { SourceRef } from './model';
 
 export interface DirectiveNode {
@@ -49,6 +53,8 @@ export interface ParseOptions {
   readonly env: NodeJS.ProcessEnv;
   /** Directory that relative Include paths resolve against until a ServerRoot is seen. */
   readonly includeBase: string;
+  /** Bounds and running totals of this load (default: a fresh one with the default limits). */
+  readonly budget?: LoadBudget;
 }
 
 export interface ParseResult {
@@ -72,7 +78,10 @@ interface Frame {
   readonly name: string;
   readonly key: string;
   readonly source: SourceRef;
-  readonly node?: SectionNode;
+  /** Where the nodes inside this frame go (kept per frame: sections may nest very deep). */
+  readonly target: ConfigNode[];
+  /** Inside a section of this file (not only <IfModule>/<IfDefine>). */
+  readonly inSection: boolean;
 }
 
 const SECTION_NAME = /^<\/?\s*([^\s>]*)/;
@@ -82,11 +91,15 @@ class Parser {
   private readonly vars = new Map<string, string>();
   private serverRoot: string | undefined;
   private readonly files: string[] = [];
+  private readonly seenFiles = new Set<string>();
   /** Real paths of the files being read, outermost first, for loop detection. */
   private readonly reading: string[] = [];
   private readonly lookup = (name: string): string | undefined => this.vars.get(name) ?? this.opts.env[name];
+  private readonly budget: LoadBudget;
 
-  constructor(private readonly opts: ParseOptions) {}
+  constructor(private readonly opts: ParseOptions) {
+    this.budget = opts.budget ?? new LoadBudget();
+  }
 
   parseMain(text: string, fileName: string): ParseResult {
     const nodes: ConfigNode[] = [];
@@ -95,34 +108,37 @@ class Parser {
   }
 
   private readFile(text: string, file: string, target: ConfigNode[]): void {
-    if (!this.files.includes(file)) this.files.push(file);
+    if (!this.seenFiles.has(file)) {
+      this.seenFiles.add(file);
+      this.files.push(file);
+    }
     this.reading.push(realPath(file));
     const stack: Frame[] = [];
-    const targetOf = (): ConfigNode[] => {
-      for (let i = stack.length - 1; i >= 0; i--) {
-        const node = (stack[i] as Frame).node;
-        if (node) return node.children;
-      }
-      return target;
-    };
+    const limits = this.budget.limits;
 
-    for (const { line, text: raw } of splitLines(text)) {
+    for (const { line, text: raw } of splitLines(text, file, limits.lineChars)) {
       const where: SourceRef = { file, line };
       const top = stack[stack.length - 1];
       if (top?.kind === 'skip') {
         this.soak(raw, where, stack);
         continue;
       }
-      const expanded = expandVars(raw, this.lookup, where);
+      const expanded = expandVars(raw, this.lookup, where, limits.lineChars);
+      try {
+        this.budget.line(expanded.length);
+      } catch (err) {
+        throw atLine(where, err);
+      }
+      const here = top?.target ?? target;
       if (expanded.startsWith('</')) {
         this.closeSection(expanded, where, stack);
       } else if (expanded.startsWith('<')) {
-        this.openSection(expanded, where, stack, targetOf());
+        this.openSection(expanded, where, stack, here, top?.inSection ?? false);
       } else {
         const words = tokenize(expanded, where);
         const name = words[0];
         if (name === undefined) continue;
-        this.directive(name, words.slice(1), where, stack, targetOf());
+        this.directive(name, words.slice(1), where, top?.inSection ?? false, here);
       }
     }
 
@@ -143,7 +159,7 @@ class Parser {
     if (raw.startsWith('</')) {
       this.popFrame(name, where, stack);
     } else {
-      stack.push({ kind: 'skip', name, key: name.toLowerCase(), source: where });
+      stack.push({ kind: 'skip', name, key: name.toLowerCase(), source: where, target: [], inSection: true });
     }
   }
 
@@ -165,7 +181,7 @@ class Parser {
     this.popFrame(inner, where, stack);
   }
 
-  private openSection(text: string, where: SourceRef, stack: Frame[], target: ConfigNode[]): void {
+  private openSection(text: string, where: SourceRef, stack: Frame[], target: ConfigNode[], inSection: boolean): void {
     if (!text.endsWith('>')) throw ConfigError.at(where, `missing ">" at the end of "${text}"`);
     const words = tokenize(text.slice(1, -1), where);
     const name = words[0];
@@ -182,17 +198,17 @@ class Parser {
       const subject = negated ? arg.slice(1) : arg;
       if (subject === '') throw ConfigError.at(where, `<${name}> needs a name after "!"`);
       const holds = key === 'ifmodule' ? true : this.defines.has(subject);
-      stack.push({ kind: holds !== negated ? 'cond' : 'skip', name, key, source: where });
+      stack.push({ kind: holds !== negated ? 'cond' : 'skip', name, key, source: where, target, inSection });
       return;
     }
 
     const skipped = SKIPPED_SECTIONS.has(key);
     const node: SectionNode = { kind: 'section', name, key, args, source: where, children: [], skipped };
     target.push(node);
-    stack.push(skipped ? { kind: 'skip', name, key, source: where } : { kind: 'section', name, key, source: where, node });
+    stack.push({ kind: skipped ? 'skip' : 'section', name, key, source: where, target: node.children, inSection: true });
   }
 
-  private directive(name: string, args: string[], where: SourceRef, stack: Frame[], target: ConfigNode[]): void {
+  private directive(name: string, args: string[], where: SourceRef, inSection: boolean, target: ConfigNode[]): void {
     const key = name.toLowerCase();
     switch (key) {
       case 'define': {
@@ -222,7 +238,7 @@ class Parser {
         this.include(name, key === 'includeoptional', args, where, target);
         return;
       case 'serverroot':
-        if (args.length === 1 && !stack.some((f) => f.kind === 'section')) {
+        if (args.length === 1 && !inSection) {
           this.serverRoot = path.resolve(this.opts.includeBase, args[0] as string);
         }
         break;
@@ -239,7 +255,19 @@ class Parser {
     }
     const base = this.serverRoot ?? this.opts.includeBase;
     const abs = path.resolve(base, pattern);
-    const found = expandInclude(abs);
+    // `reading` holds the main file too: its length is the nesting level the new files would get.
+    if (this.reading.length > this.budget.limits.includeDepth) {
+      throw ConfigError.at(
+        where,
+        `${name} "${pattern}": Include nesting deeper than ${this.budget.limits.includeDepth} levels (Apache's limit); is there a recursion?`,
+      );
+    }
+    let found: ReturnType<typeof expandInclude>;
+    try {
+      found = expandInclude(abs, this.budget);
+    } catch (err) {
+      throw atLine(where, err, `${name} "${pattern}": `);
+    }
     if (!found.ok) {
       if (optional) return;
       throw ConfigError.at(where, `${name} "${pattern}": ${found.reason}`);
@@ -251,13 +279,19 @@ class Parser {
       }
       let text: string;
       try {
-        text = fs.readFileSync(file, 'utf8');
+        text = readTextFile(file, this.budget.limits.fileBytes, this.budget);
       } catch (err) {
-        throw ConfigError.at(where, `${name} "${pattern}": cannot read ${file}: ${(err as Error).message}`);
+        throw atLine(where, err, `${name} "${pattern}": `);
       }
       this.readFile(text, file, target);
     }
   }
+}
+
+/** A bound crossed or a file refused, as a ConfigError at the line responsible; anything else is rethrown. */
+function atLine(where: SourceRef, err: unknown, prefix = ''): unknown {
+  if (err instanceof LimitExceeded || err instanceof FileReadError) return ConfigError.at(where, prefix + err.message);
+  return err;
 }
 
 function realPath(file: string): string {

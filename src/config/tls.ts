@@ -4,11 +4,12 @@
 // so a missing or unreadable file is a `FILE:LINE:` error before anything listens.
 
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import type { ContextKind, Ctx } from './drafts';
 import { ConfigError, type Notices } from './errors';
+import { FileReadError, readTextFile } from './files';
+import { DEFAULT_LIMITS } from './limits';
 import type { BackendTls, FrontTls, ListenAddress, SourceRef, TlsVersion, VirtualHost } from './model';
 import type { DirectiveNode } from './parser';
 import { parseOnOff } from './values';
@@ -167,10 +168,10 @@ export class FileCache {
     let text = this.texts.get(ref.path);
     if (text === undefined) {
       try {
-        text = fs.readFileSync(ref.path, 'utf8');
+        text = readTextFile(ref.path, DEFAULT_LIMITS.fileBytes);
       } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        throw ConfigError.at(ref.source, `${ref.directive}: cannot read "${ref.path}": ${e.code ?? e.message}`);
+        if (!(err instanceof FileReadError)) throw err;
+        throw ConfigError.at(ref.source, `${ref.directive}: cannot read "${ref.path}": ${err.reason}`);
       }
       this.texts.set(ref.path, text);
     }

@@ -1,0 +1,43 @@
+// What a process on this machine holds, read from Linux's /proc: the TCP ports it listens on.
+// Looking at the process's own descriptors (not "is anything on port X") keeps a check right
+// while other programs on the machine open and close ports.
+
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+
+/** Inodes of the sockets among `pid`'s open descriptors. */
+function socketInodes(pid: number): Set<string> {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    const m = /^socket:\[(\d+)\]$/.exec(target);
+    if (m) inodes.add(m[1]);
+  }
+  return inodes;
+}
+
+/** The TCP ports (IPv4 and IPv6) on which `pid` holds a listening socket, sorted, each once. */
+export function listeningPorts(pid: number): number[] {
+  const mine = socketInodes(pid);
+  const ports = new Set<number>();
+  for (const table of ['tcp', 'tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
+    } catch {
+      continue; // no IPv6 on this machine
+    }
+    for (const row of text.split('\n').slice(1)) {
+      const f = row.trim().split(/\s+/);
+      // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+      if (f.length < 10 || f[3] !== '0A') continue; // 0A: LISTEN
+      if (!mine.has(f[9])) continue;
+      ports.add(parseInt(f[1].split(':')[1], 16));
+    }
+  }
+  return [...ports].sort((a, b) => a - b);
+}
