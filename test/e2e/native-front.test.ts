@@ -60,7 +60,9 @@ test('an upgrade on a plain port becomes a tunnel with no Node socket; plain HTT
     assert.equal(rec.clientIp, '127.0.0.1');
     // Plain HTTP on the same port: handed to the HTTP/1 path with the bytes already read.
     const body = await new Promise<string>((resolve, reject) => {
-      http.get(`http://127.0.0.1:${g.port}/page`, (res) => {
+      // agent: false (Connection: close): Node's global agent would hold the connection for its
+      // 5 s keep-alive, as long as the bound of the check below that every socket is closed.
+      http.get(`http://127.0.0.1:${g.port}/page`, { agent: false }, (res) => {
         let s = '';
         res.setEncoding('utf8').on('data', (c: string) => (s += c)).on('end', () => resolve(s));
       }).on('error', reject);
