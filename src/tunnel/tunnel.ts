@@ -3,9 +3,10 @@
 //
 // This is the hot path. Per chunk it does a write, three counter updates (the tunnel's, and the
 // backend's in `TunnelOptions.counters`) and a flag store: no allocation, no closure, no logging.
-// A tunnel the native engine runs has its counts read from the engine at least once a second
-// (`pollNative`) and added to the backend's counters then, so they are live on both engines. Event handlers are module-level functions that find their
-// tunnel through a field on the socket, so 10,000 tunnels do not hold 10,000 sets of closures.
+// Event handlers are module-level functions that find their tunnel through a field on the
+// socket, so 10,000 tunnels do not hold 10,000 sets of closures. A tunnel the native engine runs
+// has its counts read from the engine at least once a second (`pollNative`) and added to the
+// backend's counters then, so those are live on both engines.
 
 import type { Socket } from 'node:net';
 import { errnoName, NATIVE_REASONS, nativeEngine, onNativeClose } from './native';
