@@ -30,6 +30,8 @@ test('max= is full at busy >= max (tunnels and requests alike); 0 is no limit; a
 });
 
 test('a reloaded config finds the counters by key; prune(config) drops backends gone from it, and keeps busy ones until they are idle', () => {
+  // A balancer reached only through RewriteRule [P], in both configs.
+  const rewritten = ['RewriteEngine On', 'RewriteRule ^/rw/(.*) balancer://rw/$1 [P]', '<Proxy balancer://rw>', '  BalancerMember http://127.0.0.1:1006', '</Proxy>'];
   const before = load({
     'wsgate.conf': lines(
       'Listen 0',
@@ -40,11 +42,7 @@ test('a reloaded config finds the counters by key; prune(config) drops backends 
       'ProxyPass /lb/ balancer://pool/',
       'ProxyPass /c/ http://127.0.0.1:1003/',
       'ProxyPass /e/ http://127.0.0.1:1005/',
-      'RewriteEngine On',
-      'RewriteRule ^/rw/(.*) balancer://rw/$1 [P]',
-      '<Proxy balancer://rw>',
-      '  BalancerMember http://127.0.0.1:1006',
-      '</Proxy>',
+      ...rewritten,
     ),
   }).config;
   const after = load({
@@ -55,11 +53,7 @@ test('a reloaded config finds the counters by key; prune(config) drops backends 
       '</Proxy>',
       'ProxyPass /lb/ balancer://pool/',
       'ProxyPass /d/ http://127.0.0.1:1004/',
-      'RewriteEngine On',
-      'RewriteRule ^/rw/(.*) balancer://rw/$1 [P]',
-      '<Proxy balancer://rw>',
-      '  BalancerMember http://127.0.0.1:1006',
-      '</Proxy>',
+      ...rewritten,
     ),
   }).config;
   // A balancer reached only through RewriteRule [P] is in the config's members too.
