@@ -19,7 +19,8 @@ import type { TunnelVia } from './proxy/context';
 import { Tunnel } from './tunnel/tunnel';
 import { HealthChecker } from './upstream/balancer/health';
 import { BalancerRegistry } from './upstream/balancer/state';
-import { OriginRegistry, type OriginState } from './upstream/origins';
+import type { BackendCounters } from './upstream/counters';
+import { OriginRegistry } from './upstream/origins';
 import { plainAddress } from './listeners/address';
 
 /** A live tunnel with what it belongs to, as kept in the registry. */
@@ -209,13 +210,13 @@ export class Gateway implements ConnectionHost, FrontHost {
     vhost: VirtualHost,
     route: Route,
     target: Backend,
-    origin: OriginState,
+    counters: BackendCounters,
     clientEarly: Buffer | undefined,
     backendEarly: Buffer | undefined,
-    onClosed?: (bytes: number) => void,
+    onClosed?: () => void,
     via?: TunnelVia,
   ): void {
-    const tunnel = this.newTunnel(client, backend, via?.clientIp ?? client.remoteAddress ?? '', vhost, route, target, origin, onClosed, via?.protocol);
+    const tunnel = this.newTunnel(client, backend, via?.clientIp ?? client.remoteAddress ?? '', vhost, route, target, counters, onClosed, via?.protocol);
     tunnel.start(clientEarly, backendEarly);
     if (this.stopping) tunnel.close('shutdown');
   }
@@ -223,12 +224,12 @@ export class Gateway implements ConnectionHost, FrontHost {
   startNativeTunnel(u: NativeUpgrade, toClient: Buffer, backendEarly: number): void {
     const onClosed = u.up.tunnel();
     u.up.finish();
-    const tunnel = this.newTunnel(undefined, undefined, u.clientIp, u.vhost, u.up.route, u.up.backend, u.up.state, onClosed);
+    const tunnel = this.newTunnel(undefined, undefined, u.clientIp, u.vhost, u.up.route, u.up.backend, u.up.counters, onClosed);
     tunnel.startInEngine((id) => u.establish(id, toClient), u.rest?.length ?? 0, backendEarly);
     if (this.stopping) tunnel.close('shutdown');
   }
 
-  /** A tunnel, registered and counted; its close undoes both. */
+  /** A tunnel, registered, its bytes going to the backend's `counters`; its close unregisters it and calls `onClosed`. */
   private newTunnel(
     client: net.Socket | undefined,
     backend: net.Socket | undefined,
@@ -236,15 +237,16 @@ export class Gateway implements ConnectionHost, FrontHost {
     vhost: VirtualHost,
     route: Route,
     target: Backend,
-    origin: OriginState,
-    onClosed: ((bytes: number) => void) | undefined,
+    counters: BackendCounters,
+    onClosed: (() => void) | undefined,
     protocol: TunnelRecord['protocol'] = 'http/1.1',
   ): Tunnel {
     const tunnel = new Tunnel(client, backend, {
       idleTimeoutMs: vhost.settings.websocketIdleTimeoutMs,
+      counters,
       onClose: (t) => {
-        this.tunnelClosed(t, origin);
-        onClosed?.(t.bytesUp + t.bytesDown);
+        this.tunnelClosed(t);
+        onClosed?.();
       },
     });
     this.tunnels.set(tunnel, {
@@ -255,17 +257,12 @@ export class Gateway implements ConnectionHost, FrontHost {
       backend: target,
       protocol,
     });
-    origin.counters.openTunnels++;
-    origin.counters.tunnels++;
     return tunnel;
   }
 
-  private tunnelClosed(t: Tunnel, origin: OriginState): void {
+  private tunnelClosed(t: Tunnel): void {
     const rec = this.tunnels.get(t);
     this.tunnels.delete(t);
-    origin.counters.openTunnels--;
-    origin.counters.bytesUp += t.bytesUp;
-    origin.counters.bytesDown += t.bytesDown;
     if (this.log.enabled('debug') || (t.closeReason !== 'closed' && t.closeReason !== 'shutdown')) {
       const fields = {
         tunnel: t.id,

@@ -5,7 +5,8 @@ import type { Socket } from 'node:net';
 import type { Backend, Route, VirtualHost } from '../config/model';
 import type { Logger } from '../observe/log';
 import type { BalancerRegistry } from '../upstream/balancer/state';
-import type { OriginRegistry, OriginState } from '../upstream/origins';
+import type { BackendCounters } from '../upstream/counters';
+import type { OriginRegistry } from '../upstream/origins';
 
 export interface GatewayContext {
   readonly log: Logger;
@@ -23,11 +24,12 @@ export interface GatewayContext {
     vhost: VirtualHost,
     route: Route,
     target: Backend,
-    origin: OriginState,
+    /** The backend's counters: the tunnel adds its bytes there as they flow. */
+    counters: BackendCounters,
     clientEarly: Buffer | undefined,
     backendEarly: Buffer | undefined,
-    /** A balancer member's release: called once when the tunnel closes, with its bytes both ways. */
-    onClosed?: (bytes: number) => void,
+    /** Called once when the tunnel closes (Upstream.tunnel: the backend's open-tunnel count). */
+    onClosed?: () => void,
     /** Set when the client side is not an HTTP/1.1 socket (an HTTP/2 stream): who the client is and how it came. */
     via?: TunnelVia,
   ): void;

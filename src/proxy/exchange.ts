@@ -142,6 +142,7 @@ export class Exchange {
     if (this.reused) socket.resume();
 
     const head = this.up.requestHead(this.vhost, this.req, this.owner.clientIp);
+    this.up.sent(head.length);
     socket.write(head);
     this.phase = Phase.AwaitingHead;
     this.timer = setTimeout(onResponseTimeout, this.up.backend.responseTimeoutMs, this);
@@ -167,6 +168,7 @@ export class Exchange {
         return;
       }
       if (used > 0) {
+        this.up.sent(used);
         if (this.timer !== undefined) this.timer.refresh();
         if (!this.backendSocket.write(used === chunk.length ? chunk : chunk.subarray(0, used))) this.owner.socket.pause();
       }
@@ -223,6 +225,7 @@ export class Exchange {
       return;
     }
     this.resBuf = undefined;
+    this.up.received(end);
     let res: ResponseHead;
     try {
       res = parseResponseHead(buf, end);
@@ -269,7 +272,7 @@ export class Exchange {
     releaseBackend(backend);
     backend.pause();
     client.write(buildSwitchingResponse(relayedHead(this.vhost, res, this.up.env, this.req.headers)));
-    this.ctx.startTunnel(client, backend, this.vhost, this.up.route, this.up.backend, this.up.state, this.extra, rest, onTunnelClosed);
+    this.ctx.startTunnel(client, backend, this.vhost, this.up.route, this.up.backend, this.up.counters, this.extra, rest, onTunnelClosed);
   }
 
   private onFinalResponse(res: ResponseHead, rest: Buffer | undefined): void {
@@ -304,6 +307,7 @@ export class Exchange {
       return;
     }
     if (n > 0) {
+      this.up.received(n);
       const part = from === 0 && n === chunk.length ? chunk : chunk.subarray(from, from + n);
       if (!this.owner.socket.write(part)) this.backendSocket?.pause();
     }

@@ -159,7 +159,9 @@ export class H2Exchange {
     socket.on('close', this.onBackendClose);
     socket.on('drain', this.onBackendDrain);
     if (this.reused) socket.resume();
-    socket.write(this.up.requestHead(this.vhost, this.req, this.clientIp));
+    const head = this.up.requestHead(this.vhost, this.req, this.clientIp);
+    this.up.sent(head.length);
+    socket.write(head);
     this.phase = Phase.AwaitingHead;
     this.timer = setTimeout(onResponseTimeout, this.up.backend.responseTimeoutMs, this);
     const pending = this.pending;
@@ -184,10 +186,15 @@ export class H2Exchange {
   /** Writes body bytes to the backend, chunk-framed when the length is unknown; false when it must drain. */
   private writeBody(chunk: Buffer): boolean {
     const b = this.backendSocket!;
-    if (this.body !== H2Body.Chunked) return b.write(chunk);
+    if (this.body !== H2Body.Chunked) {
+      this.up.sent(chunk.length);
+      return b.write(chunk);
+    }
     if (chunk.length === 0) return true;
+    const size = `${chunk.length.toString(16)}\r\n`;
+    this.up.sent(size.length + chunk.length + CRLF.length);
     b.cork();
-    b.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+    b.write(size, 'latin1');
     b.write(chunk);
     const ok = b.write(CRLF);
     b.uncork();
@@ -228,6 +235,7 @@ export class H2Exchange {
       return;
     }
     this.resBuf = undefined;
+    this.up.received(end);
     let res: ResponseHead;
     try {
       res = parseResponseHead(buf, end);
@@ -298,7 +306,7 @@ export class H2Exchange {
     // A client's RST_STREAM shows as 'aborted', then as an 'end' (Node ends both sides itself): destroy at once so the
     // tunnel sees a reset (and resets the backend) instead of a FIN.
     stream.once('aborted', destroyAborted);
-    this.ctx.startTunnel(stream as unknown as Socket, backend, this.vhost, this.up.route, this.up.backend, this.up.state, undefined, rest, onTunnelClosed, {
+    this.ctx.startTunnel(stream as unknown as Socket, backend, this.vhost, this.up.route, this.up.backend, this.up.counters, undefined, rest, onTunnelClosed, {
       clientIp: this.clientIp,
       protocol: 'h2',
     });
@@ -355,6 +363,7 @@ export class H2Exchange {
       this.abort(`malformed response body from backend: ${(e as BodyError).message}`);
       return;
     }
+    if (n > 0) this.up.received(n);
     if (n > 0 && framer.framing !== Framing.Chunked) this.sendDown(n === chunk.length ? chunk : chunk.subarray(0, n));
     if (framer.done) this.completeResponse(n < chunk.length ? chunk.subarray(n) : undefined);
   }

@@ -63,6 +63,8 @@ export class NativeUpgrade {
   private moreAddresses: string[] = [];
   /** When the connect timeout of this attempt at the backend ends (epoch ms; 0: none). */
   private connectDeadline = 0;
+  /** The size of the head the engine writes once connected (counted when the backend answers). */
+  private headBytes = 0;
 
   private connect(): void {
     const origin = this.up.backend.origin;
@@ -76,7 +78,7 @@ export class NativeUpgrade {
     dns.lookup(origin.host, { all: true }, (err, addresses) => {
       if (this.done) return;
       if (err !== null || addresses.length === 0) {
-        this.connectFailed(`backend unreachable: ${err?.code ?? 'ENOTFOUND'} ${err?.message ?? `no address for ${origin.host}`}`.trim());
+        this.connectFailed(`backend unreachable: ${err?.code ?? 'ENOTFOUND'} ${err?.message ?? `no address for ${origin.host}`}`.trim(), err?.code);
         return;
       }
       this.moreAddresses = addresses.slice(1).map((a) => a.address);
@@ -87,6 +89,7 @@ export class NativeUpgrade {
   private connectTo(ip: string): void {
     const b = this.up.backend;
     const head = this.up.requestHead(this.vhost, this.req, this.clientIp);
+    this.headBytes = head.length;
     // With more addresses to try, each gets a short attempt (as Node's net.connect does), all
     // within the one connect timeout; the last gets what is left.
     const left = this.connectDeadline === 0 ? 0 : Math.max(1, this.connectDeadline - Date.now());
@@ -108,17 +111,19 @@ export class NativeUpgrade {
       errno === osConstants.errno.ETIMEDOUT
         ? `backend unreachable: ETIMEDOUT connect timed out after ${this.up.backend.connectTimeoutMs} ms`
         : `backend unreachable: ${code} connect ${code} ${o.host}:${o.port}`,
+      code,
     );
   }
 
-  private connectFailed(reason: string): void {
+  private connectFailed(reason: string, code: string | undefined): void {
     if (this.done) return;
-    this.up.chooseAfterFailure(this, reason);
+    this.up.chooseAfterFailure(this, reason, code);
   }
 
   /** @internal The backend's answer head (or more than a head's worth of bytes without one). */
   onAnswer(answer: Buffer): void {
     if (this.done) return;
+    this.up.sent(this.headBytes);
     const end = findHeadEnd(answer);
     if (end === -1 || end > MAX_HEAD_BYTES) {
       this.fail(502, 'backend response head too large');
@@ -147,6 +152,8 @@ export class NativeUpgrade {
     }
     const head = buildSwitchingResponse(relayedHead(this.vhost, res, this.up.env, this.req.headers));
     const toClient = end < answer.length ? Buffer.concat([head, answer.subarray(end)]) : head;
+    // The answer head; what follows it is the tunnel's (counted there as early bytes).
+    this.up.received(end);
     this.finishHere();
     this.host.startNativeTunnel(this, toClient, answer.length - end);
   }

@@ -1,5 +1,5 @@
 // Where one proxied request goes: the route's backend or, for a balancer, the elected member and
-// the next one after a connect failure; the request's slot in the origin's counters (max=). The
+// the next one after a connect failure; the request's slot in that backend's counters (max=). The
 // HTTP/1 exchange and the native front's upgrades both go through it, so elections, limits,
 // failover and the failure log line are the same whichever path a request takes.
 
@@ -10,6 +10,7 @@ import type { RequestHead } from '../http/head';
 import type { RouteResult } from '../routing/router';
 import { EMPTY_ENV, type RequestEnv } from '../http/headers-directive';
 import { BalancerSession } from '../upstream/balancer/session';
+import { connectFailureClass, type BackendCounters } from '../upstream/counters';
 import { BackendTlsError, connectOrigin, type OriginState } from '../upstream/origins';
 import type { GatewayContext } from './context';
 
@@ -45,12 +46,15 @@ export class Upstream {
   // For a balancer route these are set by each election (begin, failover).
   backend!: Backend;
   path!: string;
+  /** The chosen backend's origin: its pool of idle connections. */
   state!: OriginState;
+  /** The chosen backend's counters: the balancer member's, or the origin's for a plain route. */
+  counters!: BackendCounters;
   readonly route: Route;
   /** The Upgrade value the request forwards (the route's mode is upgrade), else undefined. */
   readonly upgradeValue: string | undefined;
   readonly lb: BalancerSession | undefined;
-  /** Whether this request holds an in-flight slot in `state.counters`. */
+  /** Whether this request holds an in-flight slot in `counters`. */
   private counted = false;
   /** Balancer `timeout=`: when the wait for a usable member ends (epoch ms), once a wait began. */
   private waitUntil = 0;
@@ -58,6 +62,8 @@ export class Upstream {
   private failingOver = false;
   /** The balancer `timeout=` wait in progress. */
   private waitTimer: NodeJS.Timeout | undefined;
+  /** The refusal in progress is a TLS failure (counted as such, not as a bad answer). */
+  private tlsFailed = false;
 
   constructor(
     private readonly ctx: GatewayContext,
@@ -74,6 +80,7 @@ export class Upstream {
       this.backend = decision.backend;
       this.path = decision.path;
       this.state = ctx.origins.get(decision.backend.origin);
+      this.counters = this.state.counters;
     }
   }
 
@@ -81,14 +88,13 @@ export class Upstream {
   begin(): Refusal | undefined {
     this.failingOver = false;
     if (this.lb !== undefined) {
+      // The election skips members at their max= and takes the winner's slot.
       const refused = this.elect();
       if (refused !== undefined) return refused;
+    } else {
+      if (this.counters.full(this.backend.max)) return { status: 503, reason: `max=${this.backend.max} connections reached` };
+      this.counters.claim();
     }
-    const counters = this.state.counters;
-    if (this.backend.max > 0 && counters.openTunnels + counters.inFlight >= this.backend.max) {
-      return { status: 503, reason: `max=${this.backend.max} connections reached` };
-    }
-    counters.inFlight++;
     this.counted = true;
     return undefined;
   }
@@ -98,9 +104,9 @@ export class Upstream {
     this.settle(user, this.begin(), false);
   }
 
-  /** After a TCP connect failure: the next member (`upstreamChosen(true)`), or the refusal. */
-  chooseAfterFailure(user: UpstreamUser, reason: string): void {
-    this.settle(user, this.connectFailed(reason), true);
+  /** After a TCP connect failure (`code`: the error's, e.g. ECONNREFUSED): the next member (`upstreamChosen(true)`), or the refusal. */
+  chooseAfterFailure(user: UpstreamUser, reason: string, code: string | undefined): void {
+    this.settle(user, this.connectFailed(reason, code), true);
   }
 
   /**
@@ -114,10 +120,12 @@ export class Upstream {
       if (user.upstreamOver) socket.destroy();
       else if (err === undefined) user.upstreamConnected(socket);
       else if (err instanceof BackendTlsError) {
-        this.state.counters.failures++;
+        this.counters.failed('tls');
+        this.tlsFailed = true;
         user.upstreamRefused({ status: 502, reason: err.message });
       } else {
-        this.chooseAfterFailure(user, `backend unreachable: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim());
+        const code = (err as NodeJS.ErrnoException).code;
+        this.chooseAfterFailure(user, `backend unreachable: ${code ?? ''} ${err.message}`.trim(), code);
       }
     });
   }
@@ -152,15 +160,11 @@ export class Upstream {
       return { status: 503, reason, retryAfterS: e.retryAfterS };
     }
     this.waitUntil = 0;
-    const prev = this.counted ? this.state : undefined;
     this.backend = e.member.backend;
     this.path = e.path;
     this.state = this.ctx.origins.get(e.member.backend.origin);
-    if (prev !== undefined && prev !== this.state) {
-      // Failover: the request in flight moves to the new member's origin.
-      prev.counters.inFlight--;
-      this.state.counters.inFlight++;
-    }
+    this.counters = e.counters;
+    this.counted = true;
     return undefined;
   }
 
@@ -168,9 +172,11 @@ export class Upstream {
    * The backend could not be reached (TCP). Undefined when another balancer member was elected
    * to try next (maxattempts), else the refusal (503).
    */
-  connectFailed(reason: string): Refusal | undefined {
-    this.state.counters.failures++;
+  connectFailed(reason: string, code: string | undefined): Refusal | undefined {
+    this.counters.failed(connectFailureClass(code));
     if (this.lb === undefined) return { status: 503, reason };
+    // The slot leaves the member that failed; the next election takes one on its successor.
+    this.releaseSlot();
     const next = this.lb.failed(reason);
     if (!next.again) return { status: 503, reason, retryAfterS: next.retryAfterS };
     this.ctx.log.info('balancer failover', { balancer: this.lb.balancer.url, from: this.backend.url, reason });
@@ -187,7 +193,7 @@ export class Upstream {
 
   /** No answer within the backend's timeout: counted, and with `failontimeout=On` the member goes into error state. */
   timedOut(reason: string): void {
-    this.state.counters.failures++;
+    this.counters.failed('timeout');
     if (this.lb?.balancer.failOnTimeout) this.lb.memberFailed(`${reason} (failontimeout=On)`);
   }
 
@@ -221,25 +227,45 @@ export class Upstream {
     });
   }
 
-  /** The request became a tunnel: a balancer member's release, to call when the tunnel closes. */
-  tunnel(): ((bytes: number) => void) | undefined {
-    return this.lb?.tunnel();
+  /** Bytes sent to the backend (a request head, body bytes), counted as they are written. */
+  sent(n: number): void {
+    this.counters.bytesUp += n;
+  }
+
+  /** Bytes of the backend's answer (head, body) relayed or used, counted as they are read. */
+  received(n: number): void {
+    this.counters.bytesDown += n;
+  }
+
+  /**
+   * The request became a tunnel: its slot becomes an open tunnel in the backend's counters, and
+   * the returned function (called once, when the tunnel closes) ends it.
+   */
+  tunnel(): () => void {
+    if (!this.counted) return noop;
+    this.counted = false;
+    const counters = this.counters;
+    counters.tunnelOpened();
+    return () => counters.tunnelClosed();
   }
 
   /** The request is over (an answer relayed, a failure, or a tunnel started); idempotent. */
   finish(): void {
     if (this.waitTimer !== undefined) clearTimeout(this.waitTimer);
     this.waitTimer = undefined;
-    if (this.counted) {
-      this.state.counters.inFlight--;
-      this.state.counters.requests++;
-      this.counted = false;
-    }
-    this.lb?.done();
+    this.releaseSlot();
+  }
+
+  private releaseSlot(): void {
+    if (!this.counted) return;
+    this.counted = false;
+    this.counters.release();
   }
 
   /** The one log line of a request that failed before any answer reached the client. */
   logFailure(status: number, reason: string, clientIp: string, req: RequestHead, protocol?: 'h2'): void {
+    // A 502 not from TLS is an answer the proxy could not use (503 and 504 are counted where they arise).
+    if (status === 502 && !this.tlsFailed && this.counters !== undefined) this.counters.failed('badAnswer');
     this.ctx.log.warn('proxy request failed', {
       status,
       reason,
@@ -253,3 +279,5 @@ export class Upstream {
     });
   }
 }
+
+function noop(): void {}

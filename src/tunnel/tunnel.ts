@@ -1,9 +1,12 @@
 // The tunnel: after a 101, one object owns the client and backend sockets and moves bytes
 // between them until both sides are done, an error happens, or the idle limit passes.
 //
-// This is the hot path. Per chunk it does a write, two counter updates and a flag store: no
-// allocation, no closure, no logging. Event handlers are module-level functions that find their
-// tunnel through a field on the socket, so 10,000 tunnels do not hold 10,000 sets of closures.
+// This is the hot path. Per chunk it does a write, three counter updates (the tunnel's, and the
+// backend's in `TunnelOptions.counters`) and a flag store: no allocation, no closure, no logging.
+// Event handlers are module-level functions that find their tunnel through a field on the
+// socket, so 10,000 tunnels do not hold 10,000 sets of closures. A tunnel the native engine runs
+// has its counts read from the engine at least once a second (`pollNative`) and added to the
+// backend's counters then, so those are live on both engines.
 
 import type { Socket } from 'node:net';
 import { errnoName, NATIVE_REASONS, nativeEngine, onNativeClose } from './native';
@@ -27,6 +30,12 @@ export interface TunnelObserver {
   onChunk(chunk: Buffer): void;
 }
 
+/** Where a tunnel adds its bytes as they flow (the backend's counters, upstream/counters.ts). */
+export interface ByteCounters {
+  bytesUp: number;
+  bytesDown: number;
+}
+
 export interface TunnelOptions {
   /** Idle limit in ms (ProxyWebsocketIdleTimeout); 0 = none. */
   readonly idleTimeoutMs: number;
@@ -34,11 +43,15 @@ export interface TunnelOptions {
   readonly onClose: (tunnel: Tunnel) => void;
   readonly upObserver?: TunnelObserver;
   readonly downObserver?: TunnelObserver;
+  /** Gets every byte the tunnel forwards, early bytes included, while it runs. */
+  readonly counters?: ByteCounters;
 }
 
 const kTunnel = Symbol('wsgate.tunnel');
 type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
 
+/** A native tunnel's byte counts are read from the engine this often (and at each idle tick, and at its close). */
+const NATIVE_POLL_MS = 1000;
 /** The idle timer ticks this many times per idle period: a tunnel closes between 1× and 1.25× the limit. */
 const IDLE_TICKS = 4;
 /** Once both FINs are forwarded, the sockets get this long to flush before they are destroyed. */
@@ -67,6 +80,11 @@ export class Tunnel {
   private earlyUp = 0;
   private earlyDown = 0;
   private lastTotal = 0;
+  /** Native mode: the counts already added to `options.counters`. */
+  private creditedUp = 0;
+  private creditedDown = 0;
+  /** Where the bytes go as they flow; a private sink when the caller keeps no counters. */
+  private readonly sink: ByteCounters;
   private quietTicks = 0;
   private timer: NodeJS.Timeout | undefined;
   private clientEnded = false;
@@ -83,7 +101,9 @@ export class Tunnel {
     readonly client: Socket | undefined,
     readonly backend: Socket | undefined,
     private readonly options: TunnelOptions,
-  ) {}
+  ) {
+    this.sink = options.counters ?? { bytesUp: 0, bytesDown: 0 };
+  }
 
   /**
    * Starts a tunnel made without Node sockets (constructed with none): `establish(id)` asks the
@@ -96,7 +116,8 @@ export class Tunnel {
     // Bytes that came with the request head or the 101: tunnel bytes the engine did not read.
     this.earlyUp = this.up = earlyUp;
     this.earlyDown = this.down = earlyDown;
-    live.set(this.id, this);
+    this.credit();
+    trackNative(this);
     if (!establish(this.id)) {
       this.nativeClosed(NATIVE_CLIENT_RESET, 0, 0, 0);
       return;
@@ -188,7 +209,21 @@ export class Tunnel {
     if (nativeEngine()!.bytes(this.id, scratch)) {
       this.up = this.earlyUp + scratch[0];
       this.down = this.earlyDown + scratch[1];
+      this.credit();
     }
+  }
+
+  /** Native mode: adds what the engine moved since the last look to the backend's counters. */
+  private credit(): void {
+    this.sink.bytesUp += this.up - this.creditedUp;
+    this.sink.bytesDown += this.down - this.creditedDown;
+    this.creditedUp = this.up;
+    this.creditedDown = this.down;
+  }
+
+  /** @internal The once-a-second look at a native tunnel's counts. */
+  poll(): void {
+    this.refreshBytes();
   }
 
   /**
@@ -232,15 +267,17 @@ export class Tunnel {
       return true;
     }
     this.usedNative = true;
-    live.set(this.id, this);
+    this.credit();
+    trackNative(this);
     return true;
   }
 
   /** @internal The native engine ended this tunnel. */
   nativeClosed(reason: number, errno: number, up: number, down: number): void {
-    live.delete(this.id);
+    untrackNative(this);
     this.up = this.earlyUp + up;
     this.down = this.earlyDown + down;
+    this.credit();
     const r = NATIVE_REASONS[reason] ?? 'backend-error';
     if (this.closeReason === undefined || (this.closeReason === 'closed' && r !== 'closed')) {
       this.closeReason = r;
@@ -251,6 +288,7 @@ export class Tunnel {
 
   forwardUp(chunk: Buffer): void {
     this.up += chunk.length;
+    this.sink.bytesUp += chunk.length;
     this.active = true;
     if (this.options.upObserver !== undefined) this.options.upObserver.onChunk(chunk);
     if (!this.backend!.write(chunk)) this.client!.pause();
@@ -258,6 +296,7 @@ export class Tunnel {
 
   forwardDown(chunk: Buffer): void {
     this.down += chunk.length;
+    this.sink.bytesDown += chunk.length;
     this.active = true;
     if (this.options.downObserver !== undefined) this.options.downObserver.onChunk(chunk);
     if (!this.client!.write(chunk)) this.backend!.pause();
@@ -357,6 +396,28 @@ export class Tunnel {
 /** Tunnels run by the native engine, by id, until it reports them closed. */
 const live = new Map<number, Tunnel>();
 const scratch = new Float64Array(2);
+/** Reads every native tunnel's counts while there is one (unref'd: it never keeps the process up). */
+let pollTimer: NodeJS.Timeout | undefined;
+
+function trackNative(t: Tunnel): void {
+  live.set(t.id, t);
+  if (pollTimer === undefined) {
+    pollTimer = setInterval(pollNative, NATIVE_POLL_MS);
+    pollTimer.unref();
+  }
+}
+
+function untrackNative(t: Tunnel): void {
+  live.delete(t.id);
+  if (live.size === 0 && pollTimer !== undefined) {
+    clearInterval(pollTimer);
+    pollTimer = undefined;
+  }
+}
+
+function pollNative(): void {
+  for (const t of live.values()) t.poll();
+}
 const NATIVE_SHUTDOWN = NATIVE_REASONS.indexOf('shutdown');
 const NATIVE_CLIENT_RESET = NATIVE_REASONS.indexOf('client-reset');
 

@@ -1,4 +1,5 @@
-// Run-time state per backend origin: its counters and its pool of idle keep-alive connections.
+// Run-time state per backend origin: its pool of idle keep-alive connections and, for the
+// requests of plain ProxyPass routes, its counters (a balancer member has its own: MemberState).
 //
 // State is keyed by the origin's key (`http://host:port`), not by a config object, so that a
 // reloaded config finds the counters and pool of the previous one.
@@ -6,22 +7,9 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import type { BackendTls, Origin } from '../config/model';
+import type { BackendTls, Config, Origin } from '../config/model';
+import { BackendCounters } from './counters';
 import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
-
-/** Counters kept per origin; the metrics and status page of a later issue read them. */
-export class OriginCounters {
-  /** Tunnels open now. */
-  openTunnels = 0;
-  /** Plain HTTP requests in flight now. */
-  inFlight = 0;
-  tunnels = 0;
-  requests = 0;
-  /** Connect failures and handshake failures. */
-  failures = 0;
-  bytesUp = 0;
-  bytesDown = 0;
-}
 
 /** An idle pooled connection is closed after this long; shorter than common backend keep-alive timeouts (Node's is 5 s). */
 const POOL_IDLE_MS = 4_000;
@@ -32,7 +20,8 @@ const kPooled = Symbol('wsgate.pooled');
 type PooledSocket = net.Socket & { [kPooled]?: OriginState };
 
 export class OriginState {
-  readonly counters = new OriginCounters();
+  /** The counters of the requests that reach this origin through a plain ProxyPass route. */
+  readonly counters = new BackendCounters();
   private readonly idle: net.Socket[] = [];
 
   constructor(public origin: Origin) {}
@@ -114,6 +103,25 @@ export class OriginRegistry {
 
   closeIdle(): void {
     for (const st of this.states.values()) st.closeIdle();
+  }
+
+  /**
+   * Drops the state of origins `config` no longer names, closing their idle connections. One
+   * still in use (a request in flight, a tunnel open) is kept until a later prune finds it idle,
+   * so its counts are never split between an old and a new object.
+   */
+  prune(config: Config): void {
+    const wanted = new Set(config.origins.map((o) => o.key));
+    for (const [key, st] of this.states) {
+      if (wanted.has(key)) continue;
+      st.closeIdle();
+      if (st.counters.idle) this.states.delete(key);
+    }
+  }
+
+  /** The state of the origin keyed `key`, if there is one (no state is made). */
+  peek(key: string): OriginState | undefined {
+    return this.states.get(key);
   }
 }
 

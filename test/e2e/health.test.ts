@@ -235,6 +235,37 @@ test('a backend that closes without answering fails the check at once, not at ti
   }
 });
 
+test('hcmethod=WS fails on a 101 whose Sec-WebSocket-Accept does not answer the key, and on an answer that is not HTTP', async () => {
+  // The first backend answers the key it was sent with the accept of another key.
+  const wrongAccept = await startRawBackend((s) =>
+    s.once('data', () => s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n')),
+  );
+  const notHttp = await startRawBackend((s) => s.once('data', () => s.write('HTTP/1.1 101 Switching Protocols\r\nbad header line\r\n\r\n')));
+  const g = await startGateway(
+    [
+      'Listen 127.0.0.1:0',
+      '<Proxy balancer://a>',
+      `  BalancerMember ws://127.0.0.1:${wrongAccept.port}/ hcmethod=WS hcinterval=100ms`,
+      '</Proxy>',
+      '<Proxy balancer://b>',
+      `  BalancerMember ws://127.0.0.1:${notHttp.port}/ hcmethod=WS hcinterval=100ms`,
+      '</Proxy>',
+      'ProxyPass /a/ balancer://a/',
+      'ProxyPass /b/ balancer://b/',
+    ].join('\n'),
+  );
+  try {
+    const a = await g.waitForLog(new RegExp(`fails its health checks.*member=ws://127\\.0\\.0\\.1:${wrongAccept.port}/`));
+    assert.match(a, /reason="bad Sec-WebSocket-Accept"/);
+    const b = await g.waitForLog(new RegExp(`fails its health checks.*member=ws://127\\.0\\.0\\.1:${notHttp.port}/`));
+    assert.match(b, /reason="not an HTTP answer: malformed header/);
+  } finally {
+    await g.stop();
+    await wrongAccept.close();
+    await notHttp.close();
+  }
+});
+
 test('wss:// members are checked over TLS: WS passes with a trusted certificate, fails with an untrusted one', async () => {
   const certs = makeCerts();
   const good = certs.issue('hc-good', ['127.0.0.1']);

@@ -181,6 +181,9 @@ describe('TLS to backends (SSLProxy*)', () => {
           assert.match(line, reason);
           const res2 = await rawExchange(g.port, 'GET /h/y HTTP/1.1\r\nHost: gw.test\r\n\r\n');
           assertClosedWith(res2, 502);
+          // Counted as TLS failures of the backend, not as answers it could not use.
+          const { failures } = [...g.gateway.origins.all()].find((o) => o.origin.port === b.port)!.counters;
+          assert.deepEqual([failures.tls, failures.badAnswer, failures.refused], [2, 0, 0]);
         });
         assert.deepEqual(b.seen, [], 'no request reached the backend');
       } finally {

@@ -296,10 +296,10 @@ async function idleCase(directive: string, limitMs: number): Promise<void> {
     assert.ok(idleAfter >= limitMs - tolerance, `idle tunnel closed after ${idleAfter} ms, limit ${limitMs}`);
     assert.ok(idleAfter <= upper, `idle tunnel closed after ${idleAfter} ms, bound ${upper}`);
     assert.equal(idleIn.bytes, 0);
-    await eventually(() => backendClosed.idle !== undefined, 1000, 'the backend of the idle tunnel to close');
+    await eventually(() => backendClosed.idle !== undefined, 5000, 'the backend of the idle tunnel to close');
     assert.ok(backendClosed.idle - idle.at <= upper + 1000);
     assert.equal(idle.tunnel.closeReason, 'idle-timeout');
-    await eventually(() => idle.tunnel.endedAt > 0, 1000, 'the idle tunnel to finish');
+    await eventually(() => idle.tunnel.endedAt > 0, 5000, 'the idle tunnel to finish');
     assert.ok(idle.tunnel.endedAt - idle.tunnel.startedAt >= limitMs - 5, `tunnel's own duration ${idle.tunnel.endedAt - idle.tunnel.startedAt}`);
 
     // The busy tunnel (bytes backend → client only, every limit/3) outlives several limits.
@@ -312,7 +312,7 @@ async function idleCase(directive: string, limitMs: number): Promise<void> {
     const quiet = busyIn.closedAt - busyLastWrite;
     assert.ok(quiet >= limitMs - tolerance && quiet <= upper, `busy tunnel closed ${quiet} ms after its last byte`);
     assert.equal(busy.tunnel.closeReason, 'idle-timeout');
-    await eventually(() => backendClosed.busy !== undefined, 1000, 'the backend of the busy tunnel to close');
+    await eventually(() => backendClosed.busy !== undefined, 5000, 'the backend of the busy tunnel to close');
     await st.assertAllClosed();
   } finally {
     await st.close();
@@ -382,7 +382,7 @@ test('half-close from the client: FIN reaches the backend, backend → client ke
     assert.equal(sha256(clientIn.data()), sha256(downData), 'backend → client complete after the half-close');
     await clientIn.untilClose();
     await backendIn!.untilClose();
-    await eventually(() => r.tunnel.endedAt > 0, 2000, 'the tunnel to finish');
+    await eventually(() => r.tunnel.endedAt > 0, 5000, 'the tunnel to finish');
     assert.equal(r.tunnel.closeReason, 'closed');
     assert.equal(r.tunnel.bytesUp, upData.length);
     assert.equal(r.tunnel.bytesDown, downData.length);
@@ -424,7 +424,7 @@ test('half-close from the backend: FIN reaches the client, client → backend ke
     assert.equal(sha256(backendIn!.data()), sha256(upData), 'client → backend complete after the half-close');
     await clientIn.untilClose();
     await backendIn!.untilClose();
-    await eventually(() => r.tunnel.endedAt > 0, 2000, 'the tunnel to finish');
+    await eventually(() => r.tunnel.endedAt > 0, 5000, 'the tunnel to finish');
     assert.equal(r.tunnel.closeReason, 'closed');
     await st.assertAllClosed();
   } finally {
@@ -481,7 +481,7 @@ async function abruptCase(side: Side, how: Abrupt, peer: 'normal' | 'streaming')
     else victim.resetAndDestroy();
     await other.untilClose(1000);
     assert.ok(other.closedAt - at < 1000, `the ${side === 'client' ? 'backend' : 'client'} saw the close within a second`);
-    await eventually(() => st.g.gateway.tunnels.size === 0, 1000, 'the tunnel registry to empty');
+    await eventually(() => st.g.gateway.tunnels.size === 0, 5000, 'the tunnel registry to empty');
     if (how === 'resetAndDestroy') {
       assert.ok(r.tunnel.closeReason === `${side}-error` || r.tunnel.closeReason === `${side}-reset`, `close reason ${r.tunnel.closeReason}`);
     }

@@ -79,7 +79,7 @@ test("BALANCER_* from an election drive Socket.IO's rule: a cookie when the rout
     const s = new BalancerSession(registry, balancer, path, undefined, headers);
     const e = s.next();
     assert.ok(!('reason' in e));
-    s.done();
+    e.counters.release(); // the request ends
     return { env: new Map(s.env), cookie: applyHeaderRules(rule, [], s.env, headers, true) };
   };
 
@@ -127,8 +127,9 @@ test('BALANCER_ROUTE_CHANGED after a redirect= to another route; not set by a ba
   const registry = new BalancerRegistry();
   const env = (i: number, headers: string[]): Map<string, string> => {
     const s = new BalancerSession(registry, config.mainServer.routes[i]!.balancer!.balancer, '/', undefined, headers);
-    assert.ok(!('reason' in s.next()));
-    s.done();
+    const e = s.next();
+    assert.ok(!('reason' in e));
+    e.counters.release(); // the request ends
     return new Map(s.env);
   };
   const redirected = env(0, ['Cookie', 'ROUTEID=.a']);

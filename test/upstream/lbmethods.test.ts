@@ -71,11 +71,12 @@ describe('bytraffic', () => {
   test('the member with the fewest bytes per loadfactor; the first on a tie', () => {
     const cs = cands(member('A'), member('B', { loadFactor: 2 }), member('C'));
     assert.equal(byTraffic.pick(cs).member.backend.origin.host, 'A');
-    cs[0]!.state.bytes = 1000;
-    cs[1]!.state.bytes = 1500; // 750 per unit of loadfactor
-    cs[2]!.state.bytes = 800;
+    cs[0]!.state.counters.bytesUp = 1000;
+    cs[1]!.state.counters.bytesDown = 1500; // 750 per unit of loadfactor
+    cs[2]!.state.counters.bytesUp = 300;
+    cs[2]!.state.counters.bytesDown = 500;
     assert.equal(byTraffic.pick(cs).member.backend.origin.host, 'B');
-    cs[1]!.state.bytes = 1700; // 850
+    cs[1]!.state.counters.bytesUp = 200; // 850
     assert.equal(byTraffic.pick(cs).member.backend.origin.host, 'C');
   });
 });
@@ -83,9 +84,10 @@ describe('bytraffic', () => {
 describe('bybusyness', () => {
   test('prefers the member with fewer open tunnels', () => {
     const cs = cands(member('A'), member('B'), member('C'));
-    cs[0]!.state.busy = 5;
-    cs[1]!.state.busy = 2;
-    cs[2]!.state.busy = 3;
+    cs[0]!.state.counters.openTunnels = 5;
+    cs[1]!.state.counters.openTunnels = 1;
+    cs[1]!.state.counters.inFlight = 1;
+    cs[2]!.state.counters.inFlight = 3;
     assert.equal(byBusyness.pick(cs).member.backend.origin.host, 'B');
   });
 
@@ -117,7 +119,7 @@ describe('election order', () => {
   function pickName(reg: BalancerRegistry, b: Balancer, now = 1000): string {
     const e = elect(reg, b, now, all, true);
     if (e.kind !== 'member') return `none:${e.reason}`;
-    e.candidate.state.busy--; // as if the request ended
+    e.candidate.state.counters.release(); // as if the request ended
     return e.candidate.member.backend.origin.host;
   }
 

@@ -15,8 +15,8 @@ export const byBusyness: LbMethodImpl = {
       c.state.lbstatus += w;
       total += w;
       if (i === 0) continue;
-      const busy = c.state.busy;
-      if (busy < best.state.busy || (busy === best.state.busy && c.state.lbstatus > best.state.lbstatus)) best = c;
+      const busy = c.state.counters.busy;
+      if (busy < best.state.counters.busy || (busy === best.state.counters.busy && c.state.lbstatus > best.state.lbstatus)) best = c;
     }
     best.state.lbstatus -= total;
     return best;

@@ -25,14 +25,13 @@ function enabled(m: BalancerMember): boolean {
 }
 
 function atMax(c: Candidate): boolean {
-  const max = c.member.backend.max;
-  return max > 0 && c.state.busy >= max;
+  return c.state.counters.full(c.member.backend.max);
 }
 
 /**
  * Elects a member of `balancer` among those `eligible` lets through (the exchange leaves out the
  * members it tried already, and those that do not accept its Upgrade). `recover` allows
- * forcerecovery (the first attempt of a request only). Counts the election in the winner's state.
+ * forcerecovery (the first attempt of a request only). The winner's counters give the request a slot.
  */
 export function elect(
   registry: BalancerRegistry,
@@ -66,8 +65,7 @@ export function elect(
     if (pool.length === 0) pool = inSet.filter((c) => c.member.status.hotStandby && !c.member.status.spare);
     if (pool.length === 0) continue;
     const pick = lbMethod(balancer.method).pick(pool);
-    pick.state.elected++;
-    pick.state.busy++;
+    pick.state.counters.claim();
     return { kind: 'member', candidate: pick };
   }
 
@@ -138,9 +136,6 @@ export function electRoute(
     return undefined;
   };
   const candidate = lookup(route, 0);
-  if (candidate !== undefined) {
-    candidate.state.elected++;
-    candidate.state.busy++;
-  }
+  candidate?.state.counters.claim();
   return candidate !== undefined ? { candidate, found } : { found };
 }

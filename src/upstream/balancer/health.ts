@@ -6,16 +6,14 @@
 // Checks are kept by member key (as MemberState), so a reloaded config keeps their counters.
 // One member never has two checks at once: the next one is scheduled when the last has ended.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type * as net from 'node:net';
 import type { Balancer, BalancerMember, Config, HealthCheck } from '../../config/model';
+import { findHeadEnd, HeadError, headerValue, MAX_HEAD_BYTES, parseResponseHead, type ResponseHead } from '../../http/head';
+import { newWebSocketKey, webSocketAccept } from '../../http/websocket-key';
 import type { Logger } from '../../observe/log';
 import { connectOrigin } from '../origins';
-import type { BalancerRegistry } from './state';
-
-const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
-/** A check answer head larger than this fails the check. */
-const MAX_HEAD = 64 * 1024;
+import { configMembers, type BalancerRegistry } from './state';
 
 interface Check {
   balancer: Balancer;
@@ -41,15 +39,9 @@ export class HealthChecker {
   sync(config: Config): void {
     if (this.stopped) return;
     const wanted = new Map<string, { balancer: Balancer; member: BalancerMember; health: HealthCheck }>();
-    for (const vhost of [config.mainServer, ...config.virtualHosts]) {
-      for (const route of vhost.routes) {
-        const b = route.balancer?.balancer;
-        if (b === undefined) continue;
-        for (const member of b.members) {
-          // As Apache, stopped members are not checked.
-          if (member.health !== undefined && !member.status.stopped && !wanted.has(member.key)) wanted.set(member.key, { balancer: b, member, health: member.health });
-        }
-      }
+    for (const [key, { balancer, member }] of configMembers(config)) {
+      // As Apache, stopped members are not checked.
+      if (member.health !== undefined && !member.status.stopped) wanted.set(key, { balancer, member, health: member.health });
     }
     for (const [key, check] of this.checks) {
       if (wanted.has(key)) continue;
@@ -176,7 +168,7 @@ function converse(s: net.Socket, check: Check, finish: (why: string | undefined)
   let key = '';
   let head: string;
   if (health.method === 'WS') {
-    key = randomBytes(16).toString('base64');
+    key = newWebSocketKey();
     head =
       `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
       `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
@@ -197,10 +189,12 @@ function converse(s: net.Socket, check: Check, finish: (why: string | undefined)
   }
   let received = Buffer.alloc(0);
   const onData = (chunk: Buffer): void => {
+    const from = received.length;
     received = Buffer.concat([received, chunk]);
-    const end = received.indexOf('\r\n\r\n');
-    if (end < 0) {
-      if (received.length > MAX_HEAD) {
+    // The answer head is read as the proxy reads one: same limit, same parser.
+    const end = findHeadEnd(received, from);
+    if (end === -1) {
+      if (received.length > MAX_HEAD_BYTES) {
         finish('answer head too large');
         s.destroy();
       }
@@ -208,21 +202,23 @@ function converse(s: net.Socket, check: Check, finish: (why: string | undefined)
     }
     s.removeListener('data', onData);
     s.setTimeout(0);
-    const lines = received.subarray(0, end).toString('latin1').split('\r\n');
-    const status = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '');
-    const code = status ? Number(status[1]) : 0;
-    if (health.method !== 'WS') {
-      finish(code >= 200 && code < 400 ? undefined : status ? `status ${code}` : 'not an HTTP answer');
+    let res: ResponseHead;
+    try {
+      res = parseResponseHead(received, end);
+    } catch (e) {
+      if (!(e instanceof HeadError)) throw e;
+      finish(`not an HTTP answer: ${e.reason}`);
       s.destroy();
       return;
     }
-    const accept = lines
-      .slice(1)
-      .map((l) => /^sec-websocket-accept:\s*(.*?)\s*$/i.exec(l)?.[1])
-      .find((v) => v !== undefined);
-    const expected = createHash('sha1').update(key + WS_GUID).digest('base64');
-    if (code !== 101) finish(status ? `status ${code}, not 101` : 'not an HTTP answer');
-    else if (accept !== expected) finish('bad Sec-WebSocket-Accept');
+    const code = res.status;
+    if (health.method !== 'WS') {
+      finish(code >= 200 && code < 400 ? undefined : `status ${code}`);
+      s.destroy();
+      return;
+    }
+    if (code !== 101) finish(`status ${code}, not 101`);
+    else if (headerValue(res.headers, 'sec-websocket-accept') !== webSocketAccept(key)) finish('bad Sec-WebSocket-Accept');
     else finish(undefined);
     if (code !== 101) {
       s.destroy();

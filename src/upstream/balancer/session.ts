@@ -1,20 +1,23 @@
-// One request's dealings with a balancer: elect a member, fail over to another after a connect
-// failure (up to `maxattempts`), and hold the member busy until the exchange or its tunnel ends.
+// One request's dealings with a balancer: elect a member, and fail over to another after a connect
+// failure (up to `maxattempts`). The request's slot is in the member's counters: the election
+// takes it, and the Upstream moves it on failover and gives it back when the request ends.
 
 import type { Balancer, BalancerMember, UpgradePolicy } from '../../config/model';
 import { canonPath } from '../../routing/mapping';
 import { acceptedUpgrade } from '../../routing/router';
 import { elect, electRoute, retryAfter } from './elect';
 import { stickySession } from './sticky';
+import type { BackendCounters } from '../counters';
 import type { BalancerRegistry, Candidate } from './state';
 
-export type Elected = { readonly member: BalancerMember; readonly path: string } | { readonly reason: string; readonly retryAfterS?: number };
+export type Elected =
+  | { readonly member: BalancerMember; readonly path: string; /** The member's counters, where the election took the request's slot. */ readonly counters: BackendCounters }
+  | { readonly reason: string; readonly retryAfterS?: number };
 
 export class BalancerSession {
   private readonly tried = new Set<BalancerMember>();
   private current: Candidate | undefined;
   private failovers = 0;
-  private tunnelled = false;
   /** The sticky route the request names (stickysession=), if any. */
   readonly route: string | undefined;
   /** Whether the current member was elected by its route. */
@@ -80,7 +83,7 @@ export class BalancerSession {
     }
     const changed = this.stuck ? c.member.route !== this.route : this.balancer.stickySession !== undefined;
     if (changed) env.set('BALANCER_ROUTE_CHANGED', '1');
-    return { member: c.member, path: memberPath(c.member, this.path) };
+    return { member: c.member, path: memberPath(c.member, this.path), counters: c.state.counters };
   }
 
   /**
@@ -98,14 +101,13 @@ export class BalancerSession {
   }
 
   /**
-   * The elected member could not be reached: it goes into error state (unless `+I`) and is
-   * released. True when another member may be tried; else `retryAfterS` is set when no member
-   * is usable any more.
+   * The elected member could not be reached: it goes into error state (unless `+I`). True when
+   * another member may be tried; else `retryAfterS` is set when no member is usable any more.
    */
   failed(reason: string): { again: true } | { again: false; retryAfterS?: number } {
     const c = this.current;
     if (c === undefined) return { again: false };
-    this.release();
+    this.current = undefined;
     const now = Date.now();
     this.registry.markError(this.balancer, c, now, reason);
     // nofailover: a session stays on its member, or fails.
@@ -115,32 +117,6 @@ export class BalancerSession {
     }
     const ms = retryAfter(this.registry, this.balancer, now);
     return ms === undefined ? { again: false } : { again: false, retryAfterS: seconds(ms) };
-  }
-
-  /** The exchange became a tunnel: the member stays busy until the returned callback runs (with the tunnel's bytes). */
-  tunnel(): (bytes: number) => void {
-    const c = this.current;
-    this.tunnelled = true;
-    this.current = undefined;
-    let done = false;
-    return (bytes: number): void => {
-      if (done || c === undefined) return;
-      done = true;
-      c.state.busy--;
-      c.state.bytes += bytes;
-    };
-  }
-
-  /** The exchange is over (any outcome but a tunnel); idempotent. */
-  done(): void {
-    if (!this.tunnelled) this.release();
-  }
-
-  private release(): void {
-    const c = this.current;
-    if (c === undefined) return;
-    this.current = undefined;
-    c.state.busy--;
   }
 }
 

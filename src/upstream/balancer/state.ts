@@ -1,20 +1,18 @@
-// Run-time state of balancer members: election counters, busyness, traffic and error state.
+// Run-time state of balancer members: their counters (busyness, traffic, failures), the lb
+// methods' accumulator and the error state.
 //
 // State is keyed by `balancer://name|member url` (BalancerMember.key), not by a config object, so
 // a reloaded config finds the counters and error states of the previous one (as OriginRegistry).
 
-import type { Balancer, BalancerMember } from '../../config/model';
+import type { Balancer, BalancerMember, Config } from '../../config/model';
 import type { Logger } from '../../observe/log';
+import { BackendCounters } from '../counters';
 
 export class MemberState {
+  /** The member's one set of counters: requests and tunnels (busyness, `max=`), bytes (bytraffic), failures. */
+  readonly counters = new BackendCounters();
   /** The smooth weighted round robin accumulator (byrequests, and bybusyness ties), in loadfactor × 100 units. */
   lbstatus = 0;
-  /** Open tunnels plus requests in flight to this member. */
-  busy = 0;
-  /** Times elected. */
-  elected = 0;
-  /** Bytes both ways of the finished exchanges and tunnels (bytraffic). */
-  bytes = 0;
   /** When the error state ends (epoch ms); 0 when the member is not in error. */
   errorUntil = 0;
   /** Health checks failed `hcfails=` times in a row (Apache's C flag): no new requests until `hcpasses=` passes. */
@@ -66,10 +64,40 @@ export class BalancerRegistry {
     }
   }
 
+  /** The state of the member keyed `key`, if there is one (no state is made). */
+  peek(key: string): MemberState | undefined {
+    return this.states.get(key);
+  }
+
+  /**
+   * Drops the state of members `config` no longer has. One still in use (a request in flight, a
+   * tunnel open) is kept until a later prune finds it idle, so its counts are never split.
+   */
+  prune(config: Config): void {
+    const wanted = configMembers(config);
+    for (const [key, st] of this.states) {
+      if (!wanted.has(key) && st.counters.idle) this.states.delete(key);
+    }
+  }
+
   /** Takes `c` out of error state; `why` names the cause in the log line. */
   clearError(balancer: Balancer, c: Candidate, why: string): void {
     if (c.state.errorUntil === 0) return;
     c.state.errorUntil = 0;
     this.log?.info('balancer member leaves error state', { balancer: balancer.url, member: c.member.backend.url, why });
   }
+}
+
+/** Every balancer member `config` can send requests to (ProxyPass routes and RewriteRule [P] targets), by key, with its balancer. */
+export function configMembers(config: Config): Map<string, { readonly balancer: Balancer; readonly member: BalancerMember }> {
+  const found = new Map<string, { readonly balancer: Balancer; readonly member: BalancerMember }>();
+  for (const vhost of [config.mainServer, ...config.virtualHosts]) {
+    const routes = vhost.rewrite === undefined ? vhost.routes : [...vhost.routes, ...vhost.rewrite.rules.map((r) => r.route)];
+    for (const route of routes) {
+      const balancer = route.balancer?.balancer;
+      if (balancer === undefined) continue;
+      for (const member of balancer.members) if (!found.has(member.key)) found.set(member.key, { balancer, member });
+    }
+  }
+  return found;
 }
