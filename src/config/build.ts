@@ -36,7 +36,7 @@ import {
 import type { ConfigNode, ParseResult } from './parser';
 import { balancerRoute } from './balancer';
 import { assembleRewrite, effectiveRules, noteDanglingConditions } from './rewrite';
-import { checkHttpsListens, DEFAULT_BACKEND_TLS_PROFILE, FileCache, resolveBackendTls, resolveFrontTls } from './tls';
+import { decideListenProtocols, DEFAULT_BACKEND_TLS_PROFILE, FileCache, resolveBackendTls, resolveFrontTls } from './tls';
 
 function checkPlace(
   name: string,
@@ -270,11 +270,11 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     }
   }
 
-  checkHttpsListens(state.listens, mainServer, virtualHosts, notices);
+  const listen = decideListenProtocols(state.listens, mainServer, virtualHosts);
 
   return deepFreeze({
     files: parsed.files,
-    listen: state.listens,
+    listen,
     mainServer,
     virtualHosts,
     origins: asm.originList(),

@@ -162,7 +162,8 @@ function serverSpecs(): DirectiveSpec[] {
       handle: (node, ctx) => {
         const where = node.source;
         const addr = parseListenAddress(arg0(node), where);
-        const protocol = (node.args[1] ?? 'http').toLowerCase();
+        // Apache's default: https on port 443, http elsewhere. SSLEngine has the last word (tls.ts decideListenProtocols).
+        const protocol = (node.args[1] ?? (addr.port === 443 ? 'https' : 'http')).toLowerCase();
         if (protocol !== 'http' && protocol !== 'https') {
           throw ConfigError.at(where, `Listen: unsupported protocol "${node.args[1]}" (http or https)`);
         }
@@ -175,7 +176,7 @@ function serverSpecs(): DirectiveSpec[] {
             );
           }
         }
-        ctx.state.listens.push({ ...addr, protocol: protocol as 'http' | 'https', source: where });
+        ctx.state.listens.push({ ...addr, protocol: protocol as 'http' | 'https', source: where, written: node.args[1] !== undefined });
       },
     },
     {

@@ -7,7 +7,6 @@ import type {
   FrontProtocol,
   HealthCheck,
   LbMethod,
-  ListenAddress,
   MemberStatus,
   Millis,
   RouteMatch,
@@ -18,7 +17,7 @@ import type {
 } from './model';
 import type { HeaderRule } from './headers';
 import { newRewriteDraft, type RewriteDraft } from './rewrite';
-import type { TlsDraft } from './tls';
+import type { ListenDraft, TlsDraft } from './tls';
 import type { BackendUrl } from './values';
 
 /** Worker parameters as written on one line; unset fields fall back (see build.ts). */
@@ -146,7 +145,7 @@ export interface LocationDraft {
 
 export interface BuildState {
   readonly notices: Notices;
-  readonly listens: ListenAddress[];
+  readonly listens: ListenDraft[];
   readonly main: ServerDraft;
   readonly vhosts: ServerDraft[];
   /** Set by ServerRoot: relative certificate paths resolve against it. */

@@ -52,7 +52,8 @@ export function selectAlpn(
   servername: string | undefined,
   offered: readonly string[],
 ): string | undefined {
-  const vhost = selectVirtualHost(config, listen, localAddress, servername === '' ? undefined : servername);
+  const name = typeof servername === 'string' && servername !== '' ? servername : undefined;
+  const vhost = selectVirtualHost(config, listen, localAddress, name);
   const ours = vhost.settings.protocols.filter((p) => p !== 'h2c');
   if (vhost.settings.protocolsHonorOrder) return ours.find((p) => offered.includes(p));
   return offered.find((p) => (ours as readonly string[]).includes(p));
