@@ -5,6 +5,7 @@
 import type { Notices } from './errors';
 import type {
   FrontProtocol,
+  HeaderSection,
   HealthCheck,
   LbMethod,
   MemberStatus,
@@ -115,6 +116,7 @@ export interface SettingsDraft {
   protocols?: FrontProtocol[];
   protocolsHonorOrder?: boolean;
   h2WebSockets?: boolean;
+  traceEnable?: 'on' | 'off' | 'extended';
 }
 
 export interface ServerDraft {
@@ -135,12 +137,30 @@ export interface ServerDraft {
   readonly rewrite: RewriteDraft;
   /** `Header` lines (headers.ts), in config order. */
   readonly headerRules: HeaderRule[];
+  /** `RequestHeader` lines (headers.ts), in config order. */
+  readonly requestHeaderRules: HeaderRule[];
+  /** The Header/RequestHeader lines of this server's <Location>/<LocationMatch> sections, in config order. */
+  readonly headerSections: HeaderSection[];
+  /** DocumentRoot and SetHandler lines: accepted only where every path is proxied (build.ts). */
+  readonly localContent: LocalContentDraft[];
+}
+
+/** A directive that would make Apache serve something itself (a file, a handler's page). */
+export interface LocalContentDraft {
+  readonly name: string;
+  /** What wsgate does not do, for the error. */
+  readonly what: string;
+  readonly source: SourceRef;
+  /** The <Location> it sits in, if any. */
+  readonly location?: RouteMatch;
 }
 
 export interface LocationDraft {
   readonly match: RouteMatch;
   readonly source: SourceRef;
   route?: RouteDraft;
+  readonly headerRules: HeaderRule[];
+  readonly requestHeaderRules: HeaderRule[];
 }
 
 export interface BuildState {
@@ -183,5 +203,8 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     balancers: new Map(),
     rewrite: newRewriteDraft(),
     headerRules: [],
+    requestHeaderRules: [],
+    headerSections: [],
+    localContent: [],
   };
 }

@@ -10,7 +10,7 @@ import type * as net from 'node:net';
 import type { Config, ListenAddress, VirtualHost } from '../config/model';
 import type { GatewayContext } from '../proxy/context';
 import { H2Body, H2Exchange, respondH2Error } from '../proxy/h2exchange';
-import { Upstream } from '../proxy/upstream';
+import { headerScope, Upstream } from '../proxy/upstream';
 import { newWebSocketKey } from '../http/websocket-key';
 import type { RequestHead } from '../http/head';
 import { routeRequest } from '../routing/router';
@@ -33,6 +33,8 @@ interface SessionInfo {
   readonly listen: ListenAddress;
   readonly clientIp: string;
   readonly localAddress: string;
+  /** The connection's socket, for TLS variables (`%{VAR}s`); the session's own `socket` is a proxy object. */
+  readonly tls: unknown;
   /** Streams open now; the session is closed after KEEPALIVE_TIMEOUT_MS with none. */
   streams: number;
   idle: NodeJS.Timeout | undefined;
@@ -94,7 +96,7 @@ export class H2Front {
       socket.destroy();
       return;
     }
-    this.pending = { listen, clientIp: plainAddress(socket.remoteAddress), localAddress: socket.localAddress ?? '', streams: 0, idle: undefined };
+    this.pending = { listen, clientIp: plainAddress(socket.remoteAddress), localAddress: socket.localAddress ?? '', tls: socket, streams: 0, idle: undefined };
     // An h2 connection ends with GOAWAY, not half-closes: a FIN from the client closes it.
     socket.allowHalfOpen = false;
     // The factory's connection listener creates the session and emits 'session' synchronously.
@@ -206,7 +208,7 @@ export class H2Front {
       upgrade,
       versionMinor: 1,
     };
-    new H2Exchange(this.host, stream, info.clientIp, vhost, req, new Upstream(this.host, decision, fields), body, websocket).start();
+    new H2Exchange(this.host, stream, info.clientIp, vhost, req, new Upstream(this.host, decision, fields, headerScope(vhost, backendMethod, path, info.tls)), body, websocket).start();
   }
 
   private refuse(stream: http2.ServerHttp2Stream, info: SessionInfo, status: number, reason: string, method: string, path: string): void {

@@ -4,11 +4,23 @@
 // failover and the failure log line are the same whichever path a request takes.
 
 import type { Socket } from 'node:net';
+import type * as tls from 'node:tls';
 import type { Backend, Route, VirtualHost } from '../config/model';
 import { buildBackendRequest } from '../http/forward';
-import type { RequestHead } from '../http/head';
+import type { RequestHead, ResponseHead } from '../http/head';
 import type { RouteResult } from '../routing/router';
-import { EMPTY_ENV, type RequestEnv } from '../http/headers-directive';
+import {
+  applyHeaderRules,
+  EMPTY_ENV,
+  errorAnswerFields,
+  headerLines,
+  headerRulesFor,
+  nowUs,
+  relayedFields,
+  type FormatExtras,
+  type HeaderRules,
+  type RequestEnv,
+} from '../http/headers-directive';
 import { BalancerSession } from '../upstream/balancer/session';
 import { BackendTlsError, connectOrigin, type OriginState } from '../upstream/origins';
 import type { GatewayContext } from './context';
@@ -41,6 +53,23 @@ export interface UpstreamConnectUser extends UpstreamUser {
   upstreamConnected(socket: Socket): void;
 }
 
+/** What mod_headers' rules of one request see: the rules in effect, and the client's TLS connection. */
+export interface HeaderScope {
+  readonly rules: HeaderRules;
+  readonly tls: tls.TLSSocket | undefined;
+}
+
+/** The header scope of a request for `target` on `vhost`; `socket` is the client's connection (TLS or not). */
+export function headerScope(vhost: VirtualHost, method: string, target: string, socket: unknown): HeaderScope {
+  return { rules: headerRulesFor(vhost, method, target), tls: isTls(socket) ? socket : undefined };
+}
+
+function isTls(socket: unknown): socket is tls.TLSSocket {
+  return typeof socket === 'object' && socket !== null && (socket as { encrypted?: unknown }).encrypted === true;
+}
+
+const HTTPS_ENV: RequestEnv = new Map([['HTTPS', 'on']]);
+
 export class Upstream {
   // For a balancer route these are set by each election (begin, failover).
   backend!: Backend;
@@ -59,11 +88,16 @@ export class Upstream {
   /** The balancer `timeout=` wait in progress. */
   private waitTimer: NodeJS.Timeout | undefined;
 
+  /** For `%t`/`%D` and TLS variables in Header/RequestHeader values. */
+  private readonly extras: FormatExtras;
+
   constructor(
     private readonly ctx: GatewayContext,
     decision: Exclude<RouteResult, { kind: 'local' }>,
     headers: readonly string[],
+    private readonly scope: HeaderScope = { rules: { request: [], response: [] }, tls: undefined },
   ) {
+    this.extras = { tls: scope.tls, receivedUs: nowUs() };
     this.route = decision.route;
     this.upgradeValue = decision.mode === 'upgrade' ? decision.upgradeValue : undefined;
     if (decision.kind === 'balance') {
@@ -190,9 +224,27 @@ export class Upstream {
     if (this.lb?.balancer.failOnTimeout) this.lb.memberFailed(`${reason} (failontimeout=On)`);
   }
 
-  /** The request's environment for `Header` rules: the BALANCER_* variables after an election. */
+  /** The request's environment for `Header` rules: HTTPS on a TLS connection, the BALANCER_* variables after an election. */
   get env(): RequestEnv {
-    return this.lb?.env ?? EMPTY_ENV;
+    const lb = this.lb?.env;
+    if (this.scope.tls === undefined) return lb ?? EMPTY_ENV;
+    return lb === undefined || lb.size === 0 ? HTTPS_ENV : new Map([...HTTPS_ENV, ...lb]);
+  }
+
+  /** A relayed response head (final or 101) with the `Header` rules in effect applied. */
+  relayed(res: ResponseHead, requestFields: readonly string[]): ResponseHead {
+    const rules = this.scope.rules.response;
+    return rules.length === 0 ? res : { ...res, headers: relayedFields(rules, res.headers, this.env, requestFields, this.extras) };
+  }
+
+  /** The extra fields of an error answer wsgate makes for this request: Retry-After, then `Header always`. */
+  errorFields(retryAfterS: number | undefined, requestFields: readonly string[]): string[] {
+    return errorAnswerFields(this.scope.rules.response, retryAfterS, this.env, requestFields, this.extras);
+  }
+
+  /** errorFields as HTTP/1.1 header lines. */
+  errorHeaders(retryAfterS: number | undefined, requestFields: readonly string[]): string {
+    return headerLines(this.errorFields(retryAfterS, requestFields));
   }
 
   /**
@@ -202,7 +254,11 @@ export class Upstream {
   requestHead(vhost: VirtualHost, req: RequestHead, clientIp: string): Buffer {
     const settings = vhost.settings;
     const server = this.ctx.serverName(vhost);
-    return buildBackendRequest(req, {
+    // RequestHeader acts on the client's fields before mod_proxy's own (X-Forwarded-*, Host, Upgrade) are added.
+    const rules = this.scope.rules.request;
+    const env = this.scope.tls === undefined ? EMPTY_ENV : HTTPS_ENV;
+    const head = rules.length === 0 ? req : { ...req, headers: applyHeaderRules(rules, req.headers, env, undefined, true, this.extras) };
+    return buildBackendRequest(head, {
       method: req.method,
       path: this.path,
       host: settings.preserveHost ? (req.host ?? server) : this.backend.origin.hostHeader,
