@@ -60,6 +60,7 @@ export function accessSpecs(): DirectiveSpec[] {
 function refused(name: string, reason: string): DirectiveSpec {
   return {
     name,
+    group: 'refused',
     contexts: 'any',
     minArgs: 0,
     maxArgs: Infinity,
@@ -79,6 +80,7 @@ export function accessSections(): SectionSpec[] {
   });
   const limit = (name: string): SectionSpec => ({
     name,
+    group: 'refused',
     contexts: 'any',
     minArgs: 0,
     maxArgs: Infinity,

@@ -11,6 +11,7 @@ import {
   type ContextKind,
   type Ctx,
   type BalancerDraft,
+  type LocalContentDraft,
   type MemberDraft,
   type ProxySetDraft,
   type RouteDraft,
@@ -37,7 +38,7 @@ import type { ConfigNode, ParseResult } from './parser';
 import { buildAccess } from './access';
 import { balancerRoute } from './balancer';
 import { assembleRewrite, effectiveRules, noteDanglingConditions } from './rewrite';
-import { checkHttpsListens, DEFAULT_BACKEND_TLS_PROFILE, FileCache, resolveBackendTls, resolveFrontTls } from './tls';
+import { decideListenProtocols, DEFAULT_BACKEND_TLS_PROFILE, FileCache, resolveBackendTls, resolveFrontTls } from './tls';
 
 function checkPlace(
   name: string,
@@ -67,7 +68,7 @@ const walk: Walk = (nodes: readonly ConfigNode[], ctx: Ctx): void => {
         ctx.state.notices.once(
           `skipped:${node.key}`,
           node.source,
-          `<${node.name}> sections are skipped: their contents do not concern proxying`,
+          `<${node.name}> sections are skipped: they apply to files Apache serves itself, and proxied requests never enter them`,
         );
         continue;
       }
@@ -103,6 +104,7 @@ function resolveSettings(own: SettingsDraft, base: SettingsDraft | undefined): S
     protocols: pick('protocols') ?? DEFAULT_PROTOCOLS,
     protocolsHonorOrder: pick('protocolsHonorOrder') ?? true,
     h2WebSockets: pick('h2WebSockets') ?? false,
+    traceEnable: pick('traceEnable') ?? 'on',
   };
 }
 
@@ -194,6 +196,32 @@ function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
 
+/**
+ * DocumentRoot and SetHandler make Apache serve a file or a handler's page for the paths no
+ * ProxyPass takes; wsgate answers those 404. They are accepted only where that cannot happen: the
+ * server proxies every path (a ProxyPass for "/") and excludes none (`ProxyPass … !`).
+ */
+function checkLocalContent(state: BuildState, mainServer: VirtualHost, virtualHosts: readonly VirtualHost[]): void {
+  const check = (items: readonly LocalContentDraft[], server: VirtualHost): void => {
+    if (items.length === 0) return;
+    const all = server.routes.some((r) => !r.exclude && r.match.kind === 'prefix' && r.match.prefix === '/');
+    const excluded = server.routes.find((r) => r.exclude);
+    if (all && excluded === undefined) return;
+    const item = items[0]!;
+    const why = excluded !== undefined
+      ? `ProxyPass ! at ${excluded.source.file}:${excluded.source.line} leaves paths to be served locally`
+      : 'paths no ProxyPass takes would be served locally by Apache, and wsgate answers them 404';
+    throw ConfigError.at(item.source, `${item.name}: ${item.what}, and ${why}; proxy every path (ProxyPass / …) or remove the line`);
+  };
+  const mainReachable = state.listens.some((l) => !virtualHosts.some((vh) => vh.addresses.some((a) => (a.port === '*' || a.port === l.port))));
+  if (mainReachable) check(state.main.localContent, mainServer);
+  state.vhosts.forEach((vh, i) => {
+    const ownRoot = vh.localContent.some((c) => c.name === 'DocumentRoot');
+    const inherited = state.main.localContent.filter((c) => !(ownRoot && c.name === 'DocumentRoot'));
+    check([...vh.localContent, ...inherited], virtualHosts[i]!);
+  });
+}
+
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !(value instanceof RegExp) && !Object.isFrozen(value)) {
     Object.freeze(value);
@@ -234,6 +262,8 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     ...(mainRewrite !== undefined ? { rewrite: mainRewrite } : {}),
     ...(main.headerRules.length > 0 ? { headerRules: main.headerRules } : {}),
     ...optional('access', buildAccess(main.access, undefined)),
+    ...(main.requestHeaderRules.length > 0 ? { requestHeaderRules: main.requestHeaderRules } : {}),
+    ...(main.headerSections.length > 0 ? { headerSections: main.headerSections } : {}),
     source: main.source,
   };
 
@@ -267,6 +297,10 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
       ...(rewrite !== undefined ? { rewrite } : {}),
       ...(main.headerRules.length + vh.headerRules.length > 0 ? { headerRules: [...main.headerRules, ...vh.headerRules] } : {}),
       ...optional('access', buildAccess(main.access, vh.access)),
+      ...(main.requestHeaderRules.length + vh.requestHeaderRules.length > 0
+        ? { requestHeaderRules: [...main.requestHeaderRules, ...vh.requestHeaderRules] }
+        : {}),
+      ...(main.headerSections.length + vh.headerSections.length > 0 ? { headerSections: [...main.headerSections, ...vh.headerSections] } : {}),
       source: vh.source,
     };
   });
@@ -277,11 +311,12 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     }
   }
 
-  checkHttpsListens(state.listens, mainServer, virtualHosts, notices);
+  const listen = decideListenProtocols(state.listens, mainServer, virtualHosts);
+  checkLocalContent(state, mainServer, virtualHosts);
 
   return deepFreeze({
     files: parsed.files,
-    listen: state.listens,
+    listen,
     mainServer,
     virtualHosts,
     origins: asm.originList(),

@@ -5,9 +5,9 @@
 import type { Notices } from './errors';
 import type {
   FrontProtocol,
+  HeaderSection,
   HealthCheck,
   LbMethod,
-  ListenAddress,
   MemberStatus,
   Millis,
   RouteMatch,
@@ -19,7 +19,7 @@ import type {
 import type { HeaderRule } from './headers';
 import { newServerAccessDraft, type AuthzContainerDraft, type ServerAccessDraft } from './access';
 import { newRewriteDraft, type RewriteDraft } from './rewrite';
-import type { TlsDraft } from './tls';
+import type { ListenDraft, TlsDraft } from './tls';
 import type { BackendUrl } from './values';
 
 /** Worker parameters as written on one line; unset fields fall back (see build.ts). */
@@ -117,6 +117,7 @@ export interface SettingsDraft {
   protocols?: FrontProtocol[];
   protocolsHonorOrder?: boolean;
   h2WebSockets?: boolean;
+  traceEnable?: 'on' | 'off' | 'extended';
 }
 
 export interface ServerDraft {
@@ -139,17 +140,35 @@ export interface ServerDraft {
   readonly headerRules: HeaderRule[];
   /** Access control, SetEnvIf and SetEnv of this server and its sections (access.ts). */
   readonly access: ServerAccessDraft;
+  /** `RequestHeader` lines (headers.ts), in config order. */
+  readonly requestHeaderRules: HeaderRule[];
+  /** The Header/RequestHeader lines of this server's <Location>/<LocationMatch> sections, in config order. */
+  readonly headerSections: HeaderSection[];
+  /** DocumentRoot and SetHandler lines: accepted only where every path is proxied (build.ts). */
+  readonly localContent: LocalContentDraft[];
+}
+
+/** A directive that would make Apache serve something itself (a file, a handler's page). */
+export interface LocalContentDraft {
+  readonly name: string;
+  /** What wsgate does not do, for the error. */
+  readonly what: string;
+  readonly source: SourceRef;
+  /** The <Location> it sits in, if any. */
+  readonly location?: RouteMatch;
 }
 
 export interface LocationDraft {
   readonly match: RouteMatch;
   readonly source: SourceRef;
   route?: RouteDraft;
+  readonly headerRules: HeaderRule[];
+  readonly requestHeaderRules: HeaderRule[];
 }
 
 export interface BuildState {
   readonly notices: Notices;
-  readonly listens: ListenAddress[];
+  readonly listens: ListenDraft[];
   readonly main: ServerDraft;
   readonly vhosts: ServerDraft[];
   /** Set by ServerRoot: relative certificate paths resolve against it. */
@@ -190,5 +209,8 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     rewrite: newRewriteDraft(),
     headerRules: [],
     access: newServerAccessDraft(),
+    requestHeaderRules: [],
+    headerSections: [],
+    localContent: [],
   };
 }

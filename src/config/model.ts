@@ -151,6 +151,8 @@ export interface ServerSettings {
   readonly protocolsHonorOrder: boolean;
   /** `H2WebSockets` (default Off, as Apache): HTTP/2 connections offer RFC 8441 extended CONNECT for WebSockets. */
   readonly h2WebSockets: boolean;
+  /** `TraceEnable` (default On): with Off, a TRACE request is answered 501 and never proxied, as mod_proxy does. */
+  readonly traceEnable: 'on' | 'off' | 'extended';
 }
 
 /** A protocol the front may speak (`Protocols`): `h2` is HTTP/2 over TLS (ALPN), `h2c` HTTP/2 with prior knowledge on plain ports. */
@@ -189,7 +191,22 @@ export interface VirtualHost {
   readonly headerRules?: readonly HeaderRule[];
   /** Access control (Require, Auth*, Order/Allow/Deny, SetEnvIf…); absent when nothing in reach of this server has any. */
   readonly access?: AccessConfig;
+  /** `RequestHeader` rules for the backend request: the main server's, then this server's own; absent when there are none. */
+  readonly requestHeaderRules?: readonly HeaderRule[];
+  /**
+   * The Header/RequestHeader rules of <Location>/<LocationMatch> sections: the main server's, then
+   * this server's, in config order; each matching one applies after the server's rules, as Apache
+   * merges sections. Absent when there are none.
+   */
+  readonly headerSections?: readonly HeaderSection[];
   readonly source: SourceRef;
+}
+
+/** The Header/RequestHeader rules of one <Location> or <LocationMatch>. */
+export interface HeaderSection {
+  readonly match: RouteMatch;
+  readonly request: readonly HeaderRule[];
+  readonly response: readonly HeaderRule[];
 }
 
 export interface Config {

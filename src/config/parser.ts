@@ -12,8 +12,9 @@
 //   than 128 levels (Apache's bound). Only regular files are read (files.ts), and the whole load
 //   is bounded in files, bytes, directory entries and line length (limits.ts).
 // - `ServerRoot` (top level) takes effect at once for later Include lines.
-// - Sections whose contents wsgate never uses (<Directory>, <Files>, <IfVersion>, …) are kept as
-//   an empty node with `skipped: true`; their contents are not expanded or checked.
+// - `<IfVersion …>`: kept or skipped by comparing with APACHE_VERSION.
+// - Sections for files Apache serves itself (<Directory>, <Files>, …) are kept as an empty node
+//   with `skipped: true`; their contents are not expanded or checked.
 // Sections must be closed in the file that opened them, as in Apache.
 
 import * as fs from 'node:fs';
@@ -63,14 +64,20 @@ export interface ParseResult {
   readonly files: readonly string[];
 }
 
-/** Sections whose contents are skipped (they hold file-serving or access-control settings). */
-export const SKIPPED_SECTIONS: ReadonlySet<string> = new Set([
-  'directory',
-  'directorymatch',
-  'files',
-  'filesmatch',
-  'ifversion',
-]);
+/**
+ * Sections whose contents are skipped: they apply to files Apache serves itself, and a proxied
+ * request never enters them (mod_proxy maps it to storage before the directory and file walks).
+ */
+export const SKIPPED_SECTIONS: ReadonlySet<string> = new Set(['directory', 'directorymatch', 'files', 'filesmatch']);
+
+/** Conditional sections evaluated while reading (kept or skipped whole). */
+export const CONDITIONAL_SECTIONS: readonly string[] = ['IfModule', 'IfDefine', 'IfVersion'];
+
+/** Directives consumed while reading; they never reach the directive table. */
+export const READ_DIRECTIVES: readonly string[] = ['Define', 'UnDefine', 'Include', 'IncludeOptional'];
+
+/** The Apache version `<IfVersion>` compares against: the 2.4 line whose proxy behaviour wsgate follows. */
+export const APACHE_VERSION: readonly [number, number, number] = [2, 4, 62];
 
 interface Frame {
   /** `section`: a node in the tree; `cond`: a taken <IfModule>/<IfDefine>; `skip`: contents ignored. */
@@ -189,6 +196,10 @@ class Parser {
     const key = name.toLowerCase();
     const args = words.slice(1);
 
+    if (key === 'ifversion') {
+      stack.push({ kind: ifVersionHolds(args, name, where) ? 'cond' : 'skip', name, key, source: where, target, inSection });
+      return;
+    }
     if (key === 'ifmodule' || key === 'ifdefine') {
       const arg = args[0];
       if (args.length !== 1 || arg === undefined) {
@@ -292,6 +303,61 @@ class Parser {
 function atLine(where: SourceRef, err: unknown, prefix = ''): unknown {
   if (err instanceof LimitExceeded || err instanceof FileReadError) return ConfigError.at(where, prefix + err.message);
   return err;
+}
+
+/**
+ * `<IfVersion [[!]op] version>` as mod_version reads it: op is =, ==, <, <=, >, >= (version
+ * numbers; missing parts of the written version match any) or ~ (regex); `/regex/` alone is a
+ * regex too; `!` negates.
+ */
+function ifVersionHolds(args: readonly string[], name: string, where: SourceRef): boolean {
+  if (args.length < 1 || args.length > 2) throw ConfigError.at(where, `<${name}> takes 1 or 2 arguments ([[!]operator] version), got ${args.length}`);
+  let op = args.length === 2 ? (args[0] as string) : '=';
+  let version = args[args.length - 1] as string;
+  const negate = op.startsWith('!');
+  if (negate) op = op.slice(1);
+  const mine = APACHE_VERSION.join('.');
+  let holds: boolean;
+  if (op === '~' || (args.length === 1 && version.length > 1 && version.startsWith('/') && version.endsWith('/'))) {
+    if (version.startsWith('/') && version.endsWith('/') && version.length > 1) version = version.slice(1, -1);
+    let re: RegExp;
+    try {
+      re = new RegExp(version);
+    } catch {
+      throw ConfigError.at(where, `<${name}>: bad regular expression "${version}"`);
+    }
+    holds = re.test(mine);
+  } else {
+    const m = /^(\d+)(?:\.(\d+))?(?:\.(\d+))?$/.exec(version);
+    if (m === null) throw ConfigError.at(where, `<${name}>: bad version "${version}" (major[.minor[.patch]])`);
+    // Compare only the parts written: <IfVersion 2.4> is any 2.4.x.
+    let cmp = 0;
+    for (let i = 0; i < 3 && cmp === 0; i++) {
+      if (m[i + 1] === undefined) break;
+      cmp = Math.sign((APACHE_VERSION[i] as number) - Number(m[i + 1]));
+    }
+    switch (op) {
+      case '=':
+      case '==':
+        holds = cmp === 0;
+        break;
+      case '<':
+        holds = cmp < 0;
+        break;
+      case '<=':
+        holds = cmp <= 0;
+        break;
+      case '>':
+        holds = cmp > 0;
+        break;
+      case '>=':
+        holds = cmp >= 0;
+        break;
+      default:
+        throw ConfigError.at(where, `<${name}>: unknown operator "${op}" (=, ==, <, <=, >, >= or ~)`);
+    }
+  }
+  return holds !== negate;
 }
 
 function realPath(file: string): string {

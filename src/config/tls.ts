@@ -7,7 +7,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import type { ContextKind, Ctx } from './drafts';
-import { ConfigError, type Notices } from './errors';
+import { ConfigError } from './errors';
 import { FileReadError, readTextFile } from './files';
 import { DEFAULT_LIMITS } from './limits';
 import type { BackendTls, FrontTls, ListenAddress, SourceRef, TlsVersion, VirtualHost } from './model';
@@ -303,29 +303,45 @@ export function tlsServersFor(listen: ListenAddress, mainServer: VirtualHost, vi
   return list;
 }
 
-/** Every `Listen … https` needs a certificate; `SSLEngine on` on a port listened as http only is a notice. */
-export function checkHttpsListens(
-  listens: readonly ListenAddress[],
+/** A Listen line as read: `written` when its protocol argument was given (else it was inferred from the port). */
+export interface ListenDraft extends ListenAddress {
+  readonly written: boolean;
+}
+
+/**
+ * Whether each Listen speaks TLS, decided as mod_ssl does: by `SSLEngine` of the servers that own
+ * the port (the <VirtualHost>s whose addresses cover it, else the main server), not by the Listen
+ * line's protocol word. A port whose owners disagree is an error naming both; a port written (or,
+ * for 443, defaulted to) `https` with no owner speaking TLS is an error too, as serving plain HTTP
+ * where TLS was asked for would be silently wrong.
+ */
+export function decideListenProtocols(
+  listens: readonly ListenDraft[],
   mainServer: VirtualHost,
   virtualHosts: readonly VirtualHost[],
-  notices: Notices,
-): void {
-  for (const l of listens) {
-    if (l.protocol !== 'https') continue;
-    if (tlsServersFor(l, mainServer, virtualHosts).length === 0) {
+): ListenAddress[] {
+  return listens.map((l): ListenAddress => {
+    const covering = virtualHosts.filter((vh) => covers(vh, l));
+    const owners = covering.length > 0 ? covering : [mainServer];
+    const on = owners.find((vh) => vh.tls !== undefined);
+    const off = owners.find((vh) => vh.tls === undefined);
+    const port = `${l.host ?? '*'}:${l.port}`;
+    if (on !== undefined && off !== undefined) {
+      const onAt = `${on.tls!.source.file}:${on.tls!.source.line}`;
       throw ConfigError.at(
-        l.source,
-        `Listen ${l.host ?? '*'}:${l.port} https: no server for this port has "SSLEngine on" with a certificate (SSLCertificateFile)`,
+        off.source,
+        `Listen ${port}: this server has no "SSLEngine on" but another server on the same port has (${onAt}); a port speaks TLS for all ` +
+          `its virtual hosts or for none: add SSLEngine on and a certificate here, or put the two on different ports`,
       );
     }
-  }
-  for (const vh of virtualHosts) {
-    if (vh.tls === undefined) continue;
-    const plainOnly = vh.addresses.some(
-      (a) => a.port !== '*' && !listens.some((l) => l.port === a.port && l.protocol === 'https') && listens.some((l) => l.port === a.port),
-    );
-    if (plainOnly) {
-      notices.add(vh.tls.source, 'SSLEngine on: this <VirtualHost>\'s port is listened on as http only; write "Listen PORT https" to serve TLS there');
+    if (on !== undefined) return { ...(l.host !== undefined ? { host: l.host } : {}), port: l.port, protocol: 'https', source: l.source };
+    if (l.protocol === 'https') {
+      throw ConfigError.at(
+        l.source,
+        `Listen ${port} https: no server for this port has "SSLEngine on" with a certificate (SSLCertificateFile)` +
+          (l.written ? '' : `; port ${l.port} defaults to https as in Apache: write "Listen ${l.port} http" to serve plain HTTP there`),
+      );
     }
-  }
+    return { ...(l.host !== undefined ? { host: l.host } : {}), port: l.port, protocol: 'http', source: l.source };
+  });
 }

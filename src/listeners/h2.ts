@@ -10,7 +10,7 @@ import type * as net from 'node:net';
 import type { Config, ListenAddress, VirtualHost } from '../config/model';
 import type { GatewayContext } from '../proxy/context';
 import { H2Body, H2Exchange, respondH2Error } from '../proxy/h2exchange';
-import { Upstream } from '../proxy/upstream';
+import { headerScope, Upstream } from '../proxy/upstream';
 import { newWebSocketKey } from '../http/websocket-key';
 import type { RequestHead } from '../http/head';
 import { basicChallenge, decideRequest } from '../routing/router';
@@ -33,6 +33,8 @@ interface SessionInfo {
   readonly listen: ListenAddress;
   readonly clientIp: string;
   readonly localAddress: string;
+  /** The connection's socket, for TLS variables (`%{VAR}s`); the session's own `socket` is a proxy object. */
+  readonly tls: unknown;
   /** Streams open now; the session is closed after KEEPALIVE_TIMEOUT_MS with none. */
   streams: number;
   idle: NodeJS.Timeout | undefined;
@@ -52,7 +54,8 @@ export function selectAlpn(
   servername: string | undefined,
   offered: readonly string[],
 ): string | undefined {
-  const vhost = selectVirtualHost(config, listen, localAddress, servername === '' ? undefined : servername);
+  const name = typeof servername === 'string' && servername !== '' ? servername : undefined;
+  const vhost = selectVirtualHost(config, listen, localAddress, name);
   const ours = vhost.settings.protocols.filter((p) => p !== 'h2c');
   if (vhost.settings.protocolsHonorOrder) return ours.find((p) => offered.includes(p));
   return offered.find((p) => (ours as readonly string[]).includes(p));
@@ -93,7 +96,7 @@ export class H2Front {
       socket.destroy();
       return;
     }
-    this.pending = { listen, clientIp: plainAddress(socket.remoteAddress), localAddress: socket.localAddress ?? '', streams: 0, idle: undefined };
+    this.pending = { listen, clientIp: plainAddress(socket.remoteAddress), localAddress: socket.localAddress ?? '', tls: socket, streams: 0, idle: undefined };
     // An h2 connection ends with GOAWAY, not half-closes: a FIN from the client closes it.
     socket.allowHalfOpen = false;
     // The factory's connection listener creates the session and emits 'session' synchronously.
@@ -210,7 +213,7 @@ export class H2Front {
       upgrade,
       versionMinor: 1,
     };
-    new H2Exchange(this.host, stream, info.clientIp, vhost, req, new Upstream(this.host, decision, fields), body, websocket).start();
+    new H2Exchange(this.host, stream, info.clientIp, vhost, req, new Upstream(this.host, decision, fields, headerScope(vhost, backendMethod, path, info.tls)), body, websocket).start();
   }
 
   private refuse(

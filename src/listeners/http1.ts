@@ -7,7 +7,7 @@ import type { Config, ListenAddress, VirtualHost } from '../config/model';
 import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseRequestHead, type RequestHead } from '../http/head';
 import { Exchange, type ExchangeOwner } from '../proxy/exchange';
 import type { GatewayContext } from '../proxy/context';
-import { Upstream } from '../proxy/upstream';
+import { headerScope, Upstream } from '../proxy/upstream';
 import { basicChallenge, routeHead } from '../routing/router';
 import { plainAddress } from './address';
 
@@ -118,7 +118,7 @@ export class ClientConnection implements ExchangeOwner {
       if (keepAlive) this.exchangeDone(true, rest);
       return;
     }
-    this.exchange = new Exchange(this.host, this, vhost, req, new Upstream(this.host, decision, req.headers), rest);
+    this.exchange = new Exchange(this.host, this, vhost, req, new Upstream(this.host, decision, req.headers, headerScope(vhost, req.method, req.target, this.socket)), rest);
     this.exchange.start();
   }
 

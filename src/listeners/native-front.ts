@@ -12,7 +12,7 @@ import type { ListenAddress } from '../config/model';
 import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseRequestHead, type RequestHead } from '../http/head';
 import { NativeUpgrade, type NativeUpgradeHost } from '../proxy/native-upgrade';
 import type { GatewayContext } from '../proxy/context';
-import { Upstream } from '../proxy/upstream';
+import { headerScope, Upstream } from '../proxy/upstream';
 import { routeHead, type RouteResult } from '../routing/router';
 import { FrontEvent, nativeEngine, onFrontEvent, type NativeBinding } from '../tunnel/native';
 import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
@@ -114,7 +114,7 @@ export class NativeFront implements NativeUpgradeHost {
       return;
     }
     const rest = end < bytes.length ? bytes.subarray(end) : undefined;
-    const u = new NativeUpgrade(this, id, listen, clientIp, vhost, req, new Upstream(this.host, decision, req.headers), rest);
+    const u = new NativeUpgrade(this, id, listen, clientIp, vhost, req, new Upstream(this.host, decision, req.headers, headerScope(vhost, req.method, req.target, undefined)), rest);
     this.mine.add(u);
     upgrades.set(id, u);
     u.start();

@@ -67,8 +67,11 @@ export function createTlsServer(
     ...(alpn !== undefined
       ? {
           // Called with the TLSSocket as `this`, like SNICallback: its local address picks the vhost list.
-          ALPNCallback(this: unknown, { servername, protocols }: { servername: string; protocols: string[] }): string | undefined {
-            return alpn(servername, protocols, this instanceof net.Socket ? (this.localAddress ?? '') : (listen.host ?? ''));
+          // Without SNI (a client connecting by IP address) Node passes `servername: false`: the port's default server then
+          // chooses, as a request without Host would.
+          ALPNCallback(this: unknown, { servername, protocols }: { servername: string | false; protocols: string[] }): string | undefined {
+            const name = typeof servername === 'string' && servername !== '' ? servername : undefined;
+            return alpn(name, protocols, this instanceof net.Socket ? (this.localAddress ?? '') : (listen.host ?? ''));
           },
         }
       : {}),

@@ -6,7 +6,6 @@ import type { Socket } from 'node:net';
 import type { VirtualHost } from '../config/model';
 import { BodyError, BodyFramer, Framing, requestFraming, responseFraming } from '../http/body';
 import { buildClientResponse, buildInterimResponse, buildSwitchingResponse } from '../http/forward';
-import { errorAnswerHeaders, relayedHead } from '../http/headers-directive';
 import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
 import type { GatewayContext } from './context';
 import { Upstream, type Refusal } from './upstream';
@@ -271,7 +270,7 @@ export class Exchange {
     this.owner.detach();
     releaseBackend(backend);
     backend.pause();
-    client.write(buildSwitchingResponse(relayedHead(this.vhost, res, this.up.env, this.req.headers)));
+    client.write(buildSwitchingResponse(this.up.relayed(res, this.req.headers)));
     this.ctx.startTunnel(client, backend, this.vhost, this.up.route, this.up.backend, this.up.counters, this.extra, rest, onTunnelClosed);
   }
 
@@ -291,7 +290,7 @@ export class Exchange {
     this.keepBackend =
       !this.isUpgrade && res.versionMinor === 1 && this.resFramer.framing !== Framing.UntilClose && !res.connectionTokens.includes('close');
     const keepUpgrade = this.isUpgrade && res.upgrade !== undefined && this.allows(res.upgrade);
-    this.owner.socket.write(buildClientResponse(relayedHead(this.vhost, res, this.up.env, this.req.headers), this.keepClient, keepUpgrade));
+    this.owner.socket.write(buildClientResponse(this.up.relayed(res, this.req.headers), this.keepClient, keepUpgrade));
     this.phase = Phase.RelayingBody;
     if (this.resFramer.done) this.completeResponse(rest);
     else if (rest !== undefined) this.relayBody(rest, 0);
@@ -394,7 +393,7 @@ export class Exchange {
       this.backendSocket.destroy();
     }
     // The request body may not have been read: the connection cannot carry another request.
-    this.ctx.respondError(this.owner.socket, status, false, errorAnswerHeaders(this.vhost, retryAfterS, this.up.env, this.req.headers));
+    this.ctx.respondError(this.owner.socket, status, false, this.up.errorHeaders(retryAfterS, this.req.headers));
     this.owner.exchangeDone(false, undefined);
   }
 

@@ -13,7 +13,6 @@ import type { VirtualHost } from '../config/model';
 import { BodyError, BodyFramer, Framing, responseFraming } from '../http/body';
 import { errorBody } from '../http/forward';
 import { findHeadEnd, headerValue, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
-import { errorAnswerFields, relayedHead } from '../http/headers-directive';
 import { webSocketAccept } from '../http/websocket-key';
 import type { GatewayContext } from './context';
 import type { Refusal, Upstream } from './upstream';
@@ -280,7 +279,7 @@ export class H2Exchange {
       this.fail(502, `backend 101 with a wrong Sec-WebSocket-Accept "${accept.slice(0, 40)}"`);
       return;
     }
-    const headers = h2Headers(relayedHead(this.vhost, res, this.up.env, this.req.headers), 200, DROP_ON_200);
+    const headers = h2Headers(this.up.relayed(res, this.req.headers), 200, DROP_ON_200);
     if (headers === undefined) {
       this.fail(502, 'backend 101 head cannot be sent over HTTP/2');
       return;
@@ -319,7 +318,7 @@ export class H2Exchange {
     const framer = responseFraming(this.req.method, res.status, res.chunked, res.contentLength);
     this.resFramer = framer;
     this.keepBackend = this.upgradeValue === undefined && res.versionMinor === 1 && framer.framing !== Framing.UntilClose && !res.connectionTokens.includes('close');
-    const headers = h2Headers(relayedHead(this.vhost, res, this.up.env, this.req.headers), res.status, undefined);
+    const headers = h2Headers(this.up.relayed(res, this.req.headers), res.status, undefined);
     if (headers === undefined) {
       this.fail(502, 'backend response head cannot be sent over HTTP/2 (a single-value field repeated)');
       return;
@@ -426,7 +425,7 @@ export class H2Exchange {
     this.releaseStream();
     this.dropBackend(true);
     // Retry-After and `Header always` rules, as over HTTP/1.1.
-    respondH2Error(this.stream, status, undefined, errorAnswerFields(this.vhost, retryAfterS, this.up.env, this.req.headers));
+    respondH2Error(this.stream, status, undefined, this.up.errorFields(retryAfterS, this.req.headers));
   }
 
   /** Ends the exchange without an answer: the head was sent already. The stream is reset. */

@@ -10,7 +10,6 @@ import * as net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import type { ListenAddress, VirtualHost } from '../config/model';
 import { buildErrorResponse, buildSwitchingResponse } from '../http/forward';
-import { errorAnswerHeaders, relayedHead } from '../http/headers-directive';
 import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
 import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
 import { errnoName, type NativeBinding } from '../tunnel/native';
@@ -150,7 +149,7 @@ export class NativeUpgrade {
       this.fail(502, `backend switched to "${res.upgrade ?? ''}" but "${asked}" was asked`);
       return;
     }
-    const head = buildSwitchingResponse(relayedHead(this.vhost, res, this.up.env, this.req.headers));
+    const head = buildSwitchingResponse(this.up.relayed(res, this.req.headers));
     const toClient = end < answer.length ? Buffer.concat([head, answer.subarray(end)]) : head;
     // The answer head; what follows it is the tunnel's (counted there as early bytes).
     this.up.received(end);
@@ -198,7 +197,7 @@ export class NativeUpgrade {
     this.up.logFailure(status, reason, this.clientIp, this.req);
     this.finishHere();
     this.up.finish();
-    this.host.engine.frontRespond(this.id, buildErrorResponse(status, false, errorAnswerHeaders(this.vhost, retryAfterS, this.up.env, this.req.headers)));
+    this.host.engine.frontRespond(this.id, buildErrorResponse(status, false, this.up.errorHeaders(retryAfterS, this.req.headers)));
   }
 
   /** This object's part is over; the Upstream is finished by whoever takes it from here. */

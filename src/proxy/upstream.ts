@@ -4,11 +4,23 @@
 // failover and the failure log line are the same whichever path a request takes.
 
 import type { Socket } from 'node:net';
+import type * as tls from 'node:tls';
 import type { Backend, Route, VirtualHost } from '../config/model';
 import { buildBackendRequest } from '../http/forward';
-import type { RequestHead } from '../http/head';
+import type { RequestHead, ResponseHead } from '../http/head';
 import type { RouteResult } from '../routing/router';
-import { EMPTY_ENV, type RequestEnv } from '../http/headers-directive';
+import {
+  applyHeaderRules,
+  EMPTY_ENV,
+  errorAnswerFields,
+  headerLines,
+  headerRulesFor,
+  nowUs,
+  relayedFields,
+  type FormatExtras,
+  type HeaderRules,
+  type RequestEnv,
+} from '../http/headers-directive';
 import { BalancerSession } from '../upstream/balancer/session';
 import { connectFailureClass, type BackendCounters } from '../upstream/counters';
 import { BackendTlsError, connectOrigin, type OriginState } from '../upstream/origins';
@@ -42,6 +54,29 @@ export interface UpstreamConnectUser extends UpstreamUser {
   upstreamConnected(socket: Socket): void;
 }
 
+/** What mod_headers' rules of one request see: the rules in effect, and the client's TLS connection. */
+export interface HeaderScope {
+  readonly rules: HeaderRules;
+  readonly tls: tls.TLSSocket | undefined;
+}
+
+/** The header scope of a request for `target` on `vhost`; `socket` is the client's connection (TLS or not). */
+export function headerScope(vhost: VirtualHost, method: string, target: string, socket: unknown): HeaderScope {
+  return { rules: headerRulesFor(vhost, method, target), tls: isTls(socket) ? socket : undefined };
+}
+
+function isTls(socket: unknown): socket is tls.TLSSocket {
+  return typeof socket === 'object' && socket !== null && (socket as { encrypted?: unknown }).encrypted === true;
+}
+
+const HTTPS_ENV: RequestEnv = new Map([['HTTPS', 'on']]);
+
+/** SetEnvIf/SetEnv's variables with HTTPS=on added on a TLS connection (shared maps where nothing is added). */
+function requestEnvOf(set: ReadonlyMap<string, string> | undefined, tls: boolean): RequestEnv {
+  if (set === undefined || set.size === 0) return tls ? HTTPS_ENV : EMPTY_ENV;
+  return tls ? new Map([...set, ...HTTPS_ENV]) : set;
+}
+
 export class Upstream {
   // For a balancer route these are set by each election (begin, failover).
   backend!: Backend;
@@ -65,13 +100,18 @@ export class Upstream {
   /** The refusal in progress is a TLS failure (counted as such, not as a bad answer). */
   private tlsFailed = false;
 
+  /** For `%t`/`%D` and TLS variables in Header/RequestHeader values. */
+  private readonly extras: FormatExtras;
+
   constructor(
     private readonly ctx: GatewayContext,
     decision: Exclude<RouteResult, { kind: 'local' }>,
     headers: readonly string[],
+    private readonly scope: HeaderScope = { rules: { request: [], response: [] }, tls: undefined },
   ) {
+    this.extras = { tls: scope.tls, receivedUs: nowUs() };
     this.route = decision.route;
-    this.requestEnv = decision.env;
+    this.requestEnv = requestEnvOf(decision.env, scope.tls !== undefined);
     this.upgradeValue = decision.mode === 'upgrade' ? decision.upgradeValue : undefined;
     if (decision.kind === 'balance') {
       this.lb = new BalancerSession(ctx.balancers, decision.balancer, decision.path, this.upgradeValue, headers);
@@ -197,15 +237,30 @@ export class Upstream {
     if (this.lb?.balancer.failOnTimeout) this.lb.memberFailed(`${reason} (failontimeout=On)`);
   }
 
-  /** Variables SetEnvIf/SetEnv set for this request (src/access). */
-  private readonly requestEnv: ReadonlyMap<string, string> | undefined;
+  /** The variables known before an election: SetEnvIf/SetEnv's (src/access), and HTTPS on a TLS connection. */
+  private readonly requestEnv: RequestEnv;
 
-  /** The request's environment for `Header` rules: SetEnvIf/SetEnv's variables, then the BALANCER_* ones after an election. */
+  /** The request's environment for `Header` rules: requestEnv, then the BALANCER_* variables after an election. */
   get env(): RequestEnv {
-    const balancer = this.lb?.env;
-    if (this.requestEnv === undefined) return balancer ?? EMPTY_ENV;
-    if (balancer === undefined || balancer.size === 0) return this.requestEnv;
-    return new Map([...this.requestEnv, ...balancer]);
+    const lb = this.lb?.env;
+    if (lb === undefined || lb.size === 0) return this.requestEnv;
+    return this.requestEnv.size === 0 ? lb : new Map([...this.requestEnv, ...lb]);
+  }
+
+  /** A relayed response head (final or 101) with the `Header` rules in effect applied. */
+  relayed(res: ResponseHead, requestFields: readonly string[]): ResponseHead {
+    const rules = this.scope.rules.response;
+    return rules.length === 0 ? res : { ...res, headers: relayedFields(rules, res.headers, this.env, requestFields, this.extras) };
+  }
+
+  /** The extra fields of an error answer wsgate makes for this request: Retry-After, then `Header always`. */
+  errorFields(retryAfterS: number | undefined, requestFields: readonly string[]): string[] {
+    return errorAnswerFields(this.scope.rules.response, retryAfterS, this.env, requestFields, this.extras);
+  }
+
+  /** errorFields as HTTP/1.1 header lines. */
+  errorHeaders(retryAfterS: number | undefined, requestFields: readonly string[]): string {
+    return headerLines(this.errorFields(retryAfterS, requestFields));
   }
 
   /**
@@ -215,7 +270,10 @@ export class Upstream {
   requestHead(vhost: VirtualHost, req: RequestHead, clientIp: string): Buffer {
     const settings = vhost.settings;
     const server = this.ctx.serverName(vhost);
-    return buildBackendRequest(req, {
+    // RequestHeader acts on the client's fields before mod_proxy's own (X-Forwarded-*, Host, Upgrade) are added.
+    const rules = this.scope.rules.request;
+    const head = rules.length === 0 ? req : { ...req, headers: applyHeaderRules(rules, req.headers, this.requestEnv, undefined, true, this.extras) };
+    return buildBackendRequest(head, {
       method: req.method,
       path: this.path,
       host: settings.preserveHost ? (req.host ?? server) : this.backend.origin.hostHeader,

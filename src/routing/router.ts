@@ -22,9 +22,10 @@ export interface RequestFacts {
 /**
  * 400 bad request-target; 403 `nocanon` path or a query with controls or spaces; 404 nothing
  * proxies this path (no rule, `ProxyPass !`, a ws:// rule refused with fallback Off, `%2F`,
- * `OPTIONS *`); 500 the rule builds a URL with no `/` after the authority (`ws://h:1` + `x`).
+ * `OPTIONS *`); 500 the rule builds a URL with no `/` after the authority (`ws://h:1` + `x`); 501
+ * TRACE under `TraceEnable Off`.
  */
-export type LocalStatus = 400 | 401 | 403 | 404 | 500;
+export type LocalStatus = 400 | 401 | 403 | 404 | 500 | 501;
 
 export type RouteResult =
   | {
@@ -77,6 +78,8 @@ export function routeRequest(vhost: VirtualHost, req: RequestFacts): RouteResult
   if (typeof target === 'number') {
     return local(target, target === 400 ? 'invalid request-target' : 'path refused (encoded slash, NUL or OPTIONS *)');
   }
+  // mod_proxy's own check (proxy_handler): TraceEnable Off refuses TRACE before any backend is asked.
+  if (req.method === 'TRACE' && vhost.settings.traceEnable === 'off') return local(501, 'TRACE denied by TraceEnable Off');
   // mod_rewrite runs before ProxyPass (translate-name phase): a RewriteRule [P] that applies decides.
   if (vhost.rewrite !== undefined) {
     const rewritten = rewriteRequest(vhost.rewrite, vhost, { method: req.method, target, headers: req.headers, upgrade: req.upgrade });

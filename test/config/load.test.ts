@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { loadConfigText } from '../../src/config/load';
 import type { Backend, Config, Route, VirtualHost } from '../../src/config/model';
-import { lines, load, writeTree } from './helpers';
+import { expectError, lines, load, writeTree } from './helpers';
 
 function backendOf(route: Route | undefined): Backend {
   assert.ok(route, 'route exists');
@@ -136,6 +136,7 @@ test('a realistic Apache config loads into the expected model', () => {
     protocols: ['http/1.1'],
     protocolsHonorOrder: true,
     h2WebSockets: false,
+    traceEnable: 'on',
   });
   const ws = backendOf(ms.routes[2]);
   assert.deepEqual(ws.source, { file: main, line: 18 });
@@ -202,14 +203,14 @@ test('a realistic Apache config loads into the expected model', () => {
   assert.deepEqual(
     ignoredNotices.map((n) => n.replace(`${dir}/`, '')),
     [
-      'wsgate.conf:5: LoadModule is ignored: it does not concern proxying',
-      'wsgate.conf:8: ServerAdmin is ignored: it does not concern proxying',
-      'wsgate.conf:9: ErrorLog is ignored: it does not concern proxying',
-      'wsgate.conf:10: LogLevel is ignored: it does not concern proxying',
-      'etc/conf.d/10-chat.conf:12: CustomLog is ignored: it does not concern proxying',
+      'wsgate.conf:5: LoadModule is ignored: wsgate has its modules built in',
+      "wsgate.conf:8: ServerAdmin is ignored: it only appears in Apache's own error pages; wsgate's carry no signature",
+      'wsgate.conf:9: ErrorLog is ignored: wsgate writes its own log lines to stderr (docs/behaviour.md)',
+      'wsgate.conf:10: LogLevel is ignored: wsgate writes its own log lines to stderr (docs/behaviour.md)',
+      'etc/conf.d/10-chat.conf:12: CustomLog is ignored: wsgate writes its own log lines to stderr (docs/behaviour.md)',
     ],
   );
-  assert.ok(config.notices.some((n) => n === `${main}:23: <Directory> sections are skipped: their contents do not concern proxying`));
+  assert.ok(config.notices.some((n) => n === `${main}:23: <Directory> sections are skipped: they apply to files Apache serves itself, and proxied requests never enter them`));
   assert.ok(Object.isFrozen(config) && Object.isFrozen(config.mainServer.routes) && Object.isFrozen(ws.origin));
 });
 
@@ -299,6 +300,7 @@ test('durations take an ms suffix everywhere', () => {
     protocols: ['http/1.1'],
     protocolsHonorOrder: true,
     h2WebSockets: false,
+    traceEnable: 'on',
   });
 });
 
@@ -571,19 +573,23 @@ test('<VirtualHost> addresses, and a notice for a port no Listen covers', () => 
   ]);
 });
 
-test('notices: ProxyVia, ProxyPassReverse, skipped sections, once per name', () => {
+test('notices: ProxyPassReverse, skipped sections, once per name; <IfVersion> is evaluated', () => {
   const { config, dir } = load({
     'wsgate.conf': lines(
       'Listen 0',
       'ProxyVia Off',
-      'ProxyVia On',
+      '<IfVersion >= 2.4>',
       'ProxyPassReverse / http://h/',
+      '</IfVersion>',
       'ProxyPassReverse /b http://h/',
       'ProxyPassReverseCookiePath / /x',
       '<Files "*.php">',
       '  php_value anything',
       '</Files>',
-      '<IfVersion >= 2.4>',
+      '<IfVersion < 2.4>',
+      '  Whatever',
+      '</IfVersion>',
+      '<IfVersion !~ ^2\\.4>',
       '  Whatever',
       '</IfVersion>',
       'LoadModule a b',
@@ -591,13 +597,14 @@ test('notices: ProxyVia, ProxyPassReverse, skipped sections, once per name', () 
     ),
   });
   assert.deepEqual(config.notices.map((n) => n.replace(`${dir}/`, '')), [
-    'wsgate.conf:3: ProxyVia On is not implemented: Via headers are relayed unchanged',
     'wsgate.conf:4: ProxyPassReverse is not implemented: response headers are relayed unchanged',
-    'wsgate.conf:6: ProxyPassReverseCookiePath is not implemented: response headers are relayed unchanged',
-    'wsgate.conf:7: <Files> sections are skipped: their contents do not concern proxying',
-    'wsgate.conf:10: <IfVersion> sections are skipped: their contents do not concern proxying',
-    'wsgate.conf:13: LoadModule is ignored: it does not concern proxying',
+    'wsgate.conf:7: ProxyPassReverseCookiePath is not implemented: response headers are relayed unchanged',
+    "wsgate.conf:8: <Files> sections are skipped: they apply to files Apache serves itself, and proxied requests never enter them",
+    'wsgate.conf:17: LoadModule is ignored: wsgate has its modules built in',
   ]);
+  expectError({ 'wsgate.conf': lines('Listen 0', 'ProxyVia On') }, { line: 2, message: /ProxyVia On is not supported/ });
+  expectError({ 'wsgate.conf': lines('Listen 0', '<IfVersion >= 2.4>', 'Whatever', '</IfVersion>') }, { line: 3, message: /unknown directive "Whatever"/ });
+  expectError({ 'wsgate.conf': lines('Listen 0', '<IfVersion >= two>', '</IfVersion>') }, { line: 2, message: /bad version "two"/ });
 });
 
 test('directive and section names are case-insensitive', () => {

@@ -122,22 +122,35 @@ test('Header rules load in order (main server first in a <VirtualHost>)', () => 
   assert.deepEqual(vh[2]!.condition, { env: 'KEEP', negate: true });
 });
 
-test('Header forms outside the supported subset are refused at file:line', () => {
+test('Header and RequestHeader forms outside the supported subset are refused at file:line', () => {
   const cases: Array<[string[], number, RegExp]> = [
     [['Header echo ^X-'], 2, /Header echo is not supported/],
-    [['Header edit Set-Cookie a b'], 2, /Header edit is not supported/],
     [['Header note X n'], 2, /Header note is not supported/],
     [['Header frob X y'], 2, /unknown action "frob"/],
     [['Header set X'], 2, /Header set X needs a value/],
+    [['Header edit X a'], 2, /Header edit X needs a regular expression and a replacement/],
+    [['Header edit X "(" b'], 2, /bad regular expression/],
     [['Header set "Bad Name" y'], 2, /bad header name/],
-    [['Header set X "%{FOO}s"'], 2, /%\{FOO\}s is not supported/],
-    [['Header set X "%t"'], 2, /format %t is not supported/],
+    [['Header set X "%{FOO}s"'], 2, /%\{FOO\}s is not a TLS variable wsgate knows/],
+    [['Header set X "%q"'], 2, /format %q is not supported/],
+    [['Header set X "%{FOO}x"'], 2, /%\{FOO\}x is not supported/],
     [['Header set X "%{FOO"'], 2, /unterminated %\{/],
     [['Header set X y early'], 2, /"early" is not supported/],
     [['Header set X y "expr=%{REQUEST_STATUS} == 200"'], 2, /expr= conditions are not supported/],
     [['Header set X expr=%{REQUEST_URI}'], 2, /expr= values are not supported/],
     [['Header set X y env=A extra'], 2, /too many arguments/],
-    [['<Location /a/>', '  Header set X y', '</Location>'], 3, /Header is only supported at the top level or in a <VirtualHost>/],
+    [['<Proxy "http://h/">', '  Header set X y', '</Proxy>'], 3, /Header inside <Proxy> is not supported/],
+    [['RequestHeader set X y early'], 2, /RequestHeader: "early" is not supported/],
+    [['RequestHeader always set X y'], 2, /RequestHeader: unknown action "always"/],
+    [['RequestHeader echo ^X'], 2, /RequestHeader echo is not supported/],
+    [['RequestHeader note X y'], 2, /RequestHeader note is not supported/],
+    [['RequestHeader set Host h'], 2, /RequestHeader set Host: wsgate writes Host itself/],
+    [['RequestHeader set Sec-WebSocket-Key abc'], 2, /wsgate writes Sec-WebSocket-Key itself/],
+    [['RequestHeader unset Connection'], 2, /wsgate writes Connection itself/],
+    [['RequestHeader set Content-Length 3'], 2, /wsgate writes Content-Length itself/],
+    [['RequestHeader set X "%{SSL_SERVER_S_DN}s"'], 2, /not a TLS variable wsgate knows/],
+    [['RequestHeader set X y "expr=true"'], 2, /expr= conditions are not supported/],
+    [['<Proxy "http://h/">', '  RequestHeader set X y', '</Proxy>'], 3, /RequestHeader inside <Proxy> is not supported/],
   ];
   for (const [body, line, message] of cases) expectError({ 'wsgate.conf': lines(L, ...body) }, { line, message });
 });

@@ -101,6 +101,7 @@ export const defaultSettings: ServerSettings = {
   protocols: ['http/1.1'],
   protocolsHonorOrder: true,
   h2WebSockets: false,
+  traceEnable: 'on',
 };
 
 export interface VhostOptions {

@@ -1,0 +1,319 @@
+// Every directive and section name wsgate knows has a group decided on purpose (issue 10's rule):
+// `honoured` as Apache does, `notice` (changes nothing a client or backend can observe), or
+// `refused` (a FILE:LINE error saying what to do instead). A new name fails this test until its
+// line is added here. `honoured-elsewhere`: honoured by parallel work (access control, request
+// limits, RequestReadTimeout) and refused in this tree until it lands — flip to 'honoured' then.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { directiveGroups } from '../../src/config/directives';
+import { expectError, lines, load } from './helpers';
+
+type Expected = 'honoured' | 'notice' | 'refused' | 'honoured-elsewhere';
+
+const EXPECTED: ReadonlyArray<readonly [string, Expected]> = [
+  ['Define', 'honoured'],
+  ['UnDefine', 'honoured'],
+  ['Include', 'honoured'],
+  ['IncludeOptional', 'honoured'],
+  ['Listen', 'honoured'],
+  ['ServerName', 'honoured'],
+  ['ServerAlias', 'honoured'],
+  ['ServerRoot', 'honoured'],
+  ['Timeout', 'honoured'],
+  ['ProxyTimeout', 'honoured'],
+  ['ProxyPreserveHost', 'honoured'],
+  ['ProxyAddHeaders', 'honoured'],
+  ['ProxyWebsocketIdleTimeout', 'honoured'],
+  ['ProxyWebsocketFallbackToProxyHttp', 'honoured'],
+  ['ProxyWebsocketAsync', 'honoured'],
+  ['ProxyWebsocketAsyncDelay', 'honoured'],
+  ['ProxyPassInherit', 'honoured'],
+  ['TraceEnable', 'honoured'],
+  ['ProxyRequests', 'honoured'],
+  ['ProxyVia', 'honoured'],
+  // Not implemented yet and observable (Location of redirects): left a notice on purpose until it is honoured; see docs/directives.md.
+  ['ProxyPassReverse', 'notice'],
+  ['ProxyPassReverseCookieDomain', 'notice'],
+  ['ProxyPassReverseCookiePath', 'notice'],
+  ['ProxyPass', 'honoured'],
+  ['ProxyPassMatch', 'honoured'],
+  ['ProxySet', 'honoured'],
+  ['BalancerMember', 'honoured'],
+  ['RewriteEngine', 'honoured'],
+  ['RewriteOptions', 'honoured'],
+  ['RewriteCond', 'honoured'],
+  ['RewriteRule', 'honoured'],
+  ['RewriteMap', 'refused'],
+  ['RewriteBase', 'refused'],
+  ['Header', 'honoured'],
+  ['RequestHeader', 'honoured'],
+  ['ProxyHCExpr', 'refused'],
+  ['ProxyHCTemplate', 'refused'],
+  ['ProxyHCTPsize', 'refused'],
+  ['SSLEngine', 'honoured'],
+  ['SSLCertificateFile', 'honoured'],
+  ['SSLCertificateKeyFile', 'honoured'],
+  ['SSLCertificateChainFile', 'honoured'],
+  ['SSLProtocol', 'honoured'],
+  ['SSLCipherSuite', 'honoured'],
+  ['SSLHonorCipherOrder', 'honoured'],
+  ['SSLProxyEngine', 'honoured'],
+  ['SSLProxyVerify', 'honoured'],
+  ['SSLProxyCACertificateFile', 'honoured'],
+  ['SSLProxyCheckPeerName', 'honoured'],
+  ['SSLProxyCheckPeerExpire', 'honoured'],
+  ['SSLProxyCheckPeerCN', 'honoured'],
+  ['SSLProxyMachineCertificateFile', 'honoured'],
+  ['Protocols', 'honoured'],
+  ['ProtocolsHonorOrder', 'honoured'],
+  ['H2WebSockets', 'honoured'],
+  ['H2Direct', 'notice'],
+  ['H2Upgrade', 'notice'],
+  ['H2CopyFiles', 'notice'],
+  ['H2EarlyHints', 'notice'],
+  ['H2MaxDataFrameLen', 'notice'],
+  ['H2MaxSessionStreams', 'notice'],
+  ['H2MaxWorkerIdleSeconds', 'notice'],
+  ['H2MaxWorkers', 'notice'],
+  ['H2MinWorkers', 'notice'],
+  ['H2ModernTLSOnly', 'notice'],
+  ['H2OutputBuffering', 'notice'],
+  ['H2Padding', 'notice'],
+  ['H2Push', 'notice'],
+  ['H2PushDiarySize', 'notice'],
+  ['H2PushPriority', 'notice'],
+  ['H2PushResource', 'notice'],
+  ['H2SerializeHeaders', 'notice'],
+  ['H2StreamMaxMemSize', 'notice'],
+  ['H2StreamTimeout', 'notice'],
+  ['H2TLSCoolDownSecs', 'notice'],
+  ['H2TLSWarmUpSize', 'notice'],
+  ['H2WindowSize', 'notice'],
+  ['ServerAdmin', 'notice'],
+  ['User', 'notice'],
+  ['Group', 'notice'],
+  ['PidFile', 'notice'],
+  ['DefaultRuntimeDir', 'notice'],
+  ['Mutex', 'notice'],
+  ['ScoreBoardFile', 'notice'],
+  ['CoreDumpDirectory', 'notice'],
+  ['StartServers', 'notice'],
+  ['MinSpareServers', 'notice'],
+  ['MaxSpareServers', 'notice'],
+  ['MinSpareThreads', 'notice'],
+  ['MaxSpareThreads', 'notice'],
+  ['ThreadsPerChild', 'notice'],
+  ['MaxRequestWorkers', 'notice'],
+  ['MaxClients', 'notice'],
+  ['MaxConnectionsPerChild', 'notice'],
+  ['MaxRequestsPerChild', 'notice'],
+  ['ThreadLimit', 'notice'],
+  ['ServerLimit', 'notice'],
+  ['ThreadStackSize', 'notice'],
+  ['AsyncRequestWorkerFactor', 'notice'],
+  ['ListenBacklog', 'notice'],
+  ['GracefulShutdownTimeout', 'notice'],
+  ['AcceptFilter', 'notice'],
+  ['EnableSendfile', 'notice'],
+  ['EnableMMAP', 'notice'],
+  ['HostnameLookups', 'notice'],
+  ['UseCanonicalName', 'notice'],
+  ['ServerTokens', 'notice'],
+  ['ServerSignature', 'notice'],
+  ['KeepAlive', 'honoured'],
+  ['KeepAliveTimeout', 'notice'],
+  ['MaxKeepAliveRequests', 'notice'],
+  ['AllowEncodedSlashes', 'honoured'],
+  ['LimitRequestBody', 'honoured-elsewhere'],
+  ['LimitRequestFields', 'honoured-elsewhere'],
+  ['LimitRequestFieldSize', 'honoured-elsewhere'],
+  ['LimitRequestLine', 'honoured-elsewhere'],
+  ['RequestReadTimeout', 'honoured-elsewhere'],
+  ['FileETag', 'notice'],
+  ['ContentDigest', 'notice'],
+  ['AcceptPathInfo', 'notice'],
+  ['LoadModule', 'notice'],
+  ['LoadFile', 'notice'],
+  ['ErrorLog', 'notice'],
+  ['ErrorLogFormat', 'notice'],
+  ['CustomLog', 'notice'],
+  ['LogLevel', 'notice'],
+  ['LogFormat', 'notice'],
+  ['TransferLog', 'notice'],
+  ['DocumentRoot', 'notice'],
+  ['DirectoryIndex', 'notice'],
+  ['DirectorySlash', 'notice'],
+  ['Options', 'notice'],
+  ['AllowOverride', 'notice'],
+  ['AllowOverrideList', 'notice'],
+  ['AccessFileName', 'notice'],
+  ['AddType', 'notice'],
+  ['AddDefaultCharset', 'honoured'],
+  ['AddCharset', 'notice'],
+  ['AddEncoding', 'notice'],
+  ['AddLanguage', 'notice'],
+  ['AddHandler', 'notice'],
+  ['AddOutputFilter', 'notice'],
+  ['AddInputFilter', 'notice'],
+  ['AddOutputFilterByType', 'refused'],
+  ['SetOutputFilter', 'refused'],
+  ['SetInputFilter', 'refused'],
+  ['DefaultType', 'notice'],
+  ['TypesConfig', 'notice'],
+  ['MIMEMagicFile', 'notice'],
+  ['LanguagePriority', 'notice'],
+  ['ForceLanguagePriority', 'notice'],
+  ['IndexOptions', 'notice'],
+  ['IndexIgnore', 'notice'],
+  ['IndexOrderDefault', 'notice'],
+  ['AddIcon', 'notice'],
+  ['AddIconByType', 'notice'],
+  ['AddIconByEncoding', 'notice'],
+  ['AddAlt', 'notice'],
+  ['AddAltByType', 'notice'],
+  ['AddAltByEncoding', 'notice'],
+  ['AddDescription', 'notice'],
+  ['DefaultIcon', 'notice'],
+  ['ReadmeName', 'notice'],
+  ['HeaderName', 'notice'],
+  ['RemoveHandler', 'notice'],
+  ['RemoveType', 'notice'],
+  ['SetHandler', 'notice'],
+  ['ErrorDocument', 'refused'],
+  ['Alias', 'refused'],
+  ['AliasMatch', 'refused'],
+  ['ScriptAlias', 'refused'],
+  ['ScriptAliasMatch', 'refused'],
+  ['Require', 'honoured'],
+  ['Order', 'honoured'],
+  ['Allow', 'honoured'],
+  ['Deny', 'honoured'],
+  ['Satisfy', 'honoured'],
+  ['AuthType', 'honoured'],
+  ['AuthName', 'honoured'],
+  ['AuthUserFile', 'honoured'],
+  ['AuthGroupFile', 'honoured'],
+  ['AuthBasicProvider', 'honoured'],
+  ['SetEnv', 'honoured'],
+  ['UnsetEnv', 'honoured'],
+  ['SetEnvIf', 'honoured'],
+  ['SetEnvIfNoCase', 'honoured'],
+  ['BrowserMatch', 'honoured'],
+  ['BrowserMatchNoCase', 'honoured'],
+  ['AuthMerging', 'honoured'],
+  ['AuthzSendForbiddenOnFailure', 'honoured'],
+  ['SetEnvIfExpr', 'refused'],
+  ['AuthDigestProvider', 'refused'],
+  ['AuthDBMUserFile', 'refused'],
+  ['AuthDBMGroupFile', 'refused'],
+  ['AuthzDBMType', 'refused'],
+  ['AuthDBMType', 'refused'],
+  ['AuthBasicFake', 'refused'],
+  ['AuthBasicUseDigestAlgorithm', 'refused'],
+  ['AuthBasicAuthoritative', 'refused'],
+  ['AuthzUserAuthoritative', 'refused'],
+  ['AuthzGroupFileAuthoritative', 'refused'],
+  ['AuthzProviderAlias', 'refused'],
+  ['AuthnProviderAlias', 'refused'],
+  ['AuthFormProvider', 'refused'],
+  ['AuthLDAPURL', 'refused'],
+  ['AuthLDAPBindDN', 'refused'],
+  ['AuthLDAPBindPassword', 'refused'],
+  ['OIDCProviderMetadataURL', 'refused'],
+  ['OIDCRedirectURI', 'refused'],
+  ['OIDCClientID', 'refused'],
+  ['OIDCClientSecret', 'refused'],
+  ['OIDCCryptoPassphrase', 'refused'],
+  ['PassEnv', 'refused'],
+  ['ExtendedStatus', 'notice'],
+  ['ExpiresActive', 'honoured'],
+  ['ExpiresDefault', 'notice'],
+  ['ExpiresByType', 'notice'],
+  ['DeflateCompressionLevel', 'notice'],
+  ['ProxyStatus', 'notice'],
+  ['ProxyIOBufferSize', 'notice'],
+  ['ProxyReceiveBufferSize', 'notice'],
+  ['<IfModule>', 'honoured'],
+  ['<IfDefine>', 'honoured'],
+  ['<IfVersion>', 'honoured'],
+  ['<Directory>', 'notice'],
+  ['<DirectoryMatch>', 'notice'],
+  ['<Files>', 'notice'],
+  ['<FilesMatch>', 'notice'],
+  ['<VirtualHost>', 'honoured'],
+  ['<Limit>', 'refused'],
+  ['<LimitExcept>', 'refused'],
+  ['<RequireAll>', 'honoured'],
+  ['<RequireAny>', 'honoured'],
+  ['<RequireNone>', 'honoured'],
+  ['<Location>', 'honoured'],
+  ['<LocationMatch>', 'honoured'],
+  ['<Proxy>', 'honoured'],
+  ['<ProxyMatch>', 'honoured'],
+];
+
+test('every known name has the group decided for it, and no name is left undecided', () => {
+  const actual = directiveGroups();
+  const expected = new Map(EXPECTED.map(([n, g]) => [n, g === 'honoured-elsewhere' ? 'refused' : g]));
+  assert.equal(expected.size, EXPECTED.length, 'a name is listed twice');
+  const missing = [...actual.keys()].filter((n) => !expected.has(n));
+  assert.deepEqual(missing, [], `names without a decision in this table: ${missing.join(', ')}`);
+  const gone = [...expected.keys()].filter((n) => !actual.has(n));
+  assert.deepEqual(gone, [], `names listed here that wsgate no longer knows: ${gone.join(', ')}`);
+  for (const [name, group] of expected) assert.equal(actual.get(name), group, name);
+});
+
+test('a noticed name loads with one notice; a refused one is a FILE:LINE error', () => {
+  for (const [name, group] of EXPECTED) {
+    if (name.startsWith('<') || (group !== 'notice' && group !== 'refused' && group !== 'honoured-elsewhere')) continue;
+    // DocumentRoot and SetHandler are noticed only where every path is proxied.
+    const proxied = name === 'DocumentRoot' || name === 'SetHandler' ? 'ProxyPass / ws://h/' : '';
+    const text = lines('Listen 0', `${name} x`, proxied);
+    if (group === 'notice') {
+      const { config } = load({ 'wsgate.conf': text });
+      assert.equal(config.notices.filter((n) => n.includes(`: ${name} is ignored: `) || n.includes(`: ${name} is not implemented: `)).length, 1, name);
+    } else {
+      expectError({ 'wsgate.conf': text }, { line: 2, message: new RegExp(`^.*:2: ${name}`) });
+    }
+  }
+});
+
+test('refused sections are FILE:LINE errors; noticed ones are skipped with a notice', () => {
+  for (const [name, group] of EXPECTED) {
+    if (!name.startsWith('<')) continue;
+    const bare = name.slice(1, -1);
+    const text = lines('Listen 0', `<${bare} /x>`, `</${bare}>`);
+    if (group === 'refused' || group === 'honoured-elsewhere') expectError({ 'wsgate.conf': text }, { line: 2, message: new RegExp(`<${bare}>`) });
+    else if (group === 'notice') assert.ok(load({ 'wsgate.conf': text }).config.notices.some((n) => n.includes(`<${bare}> sections are skipped`)), name);
+  }
+});
+
+test('DocumentRoot and SetHandler are errors where a path would be served locally', () => {
+  expectError({ 'wsgate.conf': lines('Listen 0', 'DocumentRoot /var/www/html', 'ProxyPass /ws/ ws://h/') }, { line: 2, message: /DocumentRoot: wsgate serves no static files.*ProxyPass \/ …/ });
+  expectError(
+    { 'wsgate.conf': lines('Listen 0', 'DocumentRoot /var/www/html', 'ProxyPass /static !', 'ProxyPass / ws://h/') },
+    { line: 2, message: /ProxyPass ! at .*wsgate\.conf:3 leaves paths to be served locally/ },
+  );
+  expectError(
+    { 'wsgate.conf': lines('Listen 0', '<VirtualHost *:0>', '<Location /server-status>', 'SetHandler server-status', '</Location>', 'ProxyPass /ws/ ws://h/', '</VirtualHost>') },
+    { line: 4, message: /SetHandler: wsgate runs no Apache handler/ },
+  );
+  expectError({ 'wsgate.conf': lines('Listen 0', 'SetHandler "proxy:fcgi://127.0.0.1:9000"', 'ProxyPass / ws://h/') }, { line: 2, message: /proxy the path with ProxyPass/ });
+  // Debian's default-ssl.conf shape: DocumentRoot in a vhost that proxies everything.
+  const { config } = load({ 'wsgate.conf': lines('Listen 0', '<VirtualHost *:0>', 'DocumentRoot /var/www/html', 'ProxyPass / ws://h/', '</VirtualHost>') });
+  assert.ok(config.notices.some((n) => /DocumentRoot is ignored: every path it could apply to is proxied/.test(n)));
+});
+
+test('value-dependent names: the value that is wsgate behaviour is honoured, others refused', () => {
+  for (const [name, ok, bad] of [
+    ['KeepAlive', 'On', 'Off'],
+    ['AllowEncodedSlashes', 'Off', 'NoDecode'],
+    ['AddDefaultCharset', 'Off', 'UTF-8'],
+    ['ExpiresActive', 'Off', 'On'],
+    ['ProxyVia', 'Off', 'On'],
+  ] as const) {
+    assert.deepEqual(load({ 'wsgate.conf': lines('Listen 0', `${name} ${ok}`) }).config.notices, [], name);
+    expectError({ 'wsgate.conf': lines('Listen 0', `${name} ${bad}`) }, { line: 2, message: new RegExp(`${name} ${bad}`) });
+  }
+});
