@@ -35,6 +35,7 @@ import {
 } from './model';
 import type { ConfigNode, ParseResult } from './parser';
 import { balancerRoute } from './balancer';
+import { assembleReverse } from './reverse';
 import { assembleRewrite, effectiveRules, noteDanglingConditions } from './rewrite';
 import { checkHttpsListens, DEFAULT_BACKEND_TLS_PROFILE, FileCache, resolveBackendTls, resolveFrontTls } from './tls';
 
@@ -189,6 +190,10 @@ function portCovered(port: number | '*', state: BuildState): boolean {
   return port === '*' || state.listens.some((l) => l.port === port);
 }
 
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}
+
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !(value instanceof RegExp) && !Object.isFrozen(value)) {
     Object.freeze(value);
@@ -228,6 +233,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     ...(mainFrontTls !== undefined ? { tls: mainFrontTls } : {}),
     ...(mainRewrite !== undefined ? { rewrite: mainRewrite } : {}),
     ...(main.headerRules.length > 0 ? { headerRules: main.headerRules } : {}),
+    ...optional('reverse', assembleReverse(main, undefined, (name) => main.balancers.get(name))),
     source: main.source,
   };
 
@@ -260,6 +266,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
       ...(frontTls !== undefined ? { tls: frontTls } : {}),
       ...(rewrite !== undefined ? { rewrite } : {}),
       ...(main.headerRules.length + vh.headerRules.length > 0 ? { headerRules: [...main.headerRules, ...vh.headerRules] } : {}),
+      ...optional('reverse', assembleReverse(vh, main, balancers)),
       source: vh.source,
     };
   });

@@ -27,6 +27,7 @@ import {
 } from './values';
 import { applyBalancerParam, applyMemberParam, ensureBalancer, openBalancerSection, parseBalancerUrl } from './balancer';
 import { headerDirective } from './headers';
+import { proxyPassReverse, reverseCookie, serverNamePort, useCanonicalName } from './reverse';
 import { rewriteCond, rewriteEngine, rewriteOptions, rewriteRule } from './rewrite';
 import { applyWorkerParam, isBalancerUrl, parseProxyPass, parseTarget, proxyUrlMatcher } from './worker';
 
@@ -127,7 +128,7 @@ const IGNORED_NAMES = [
   'StartServers', 'MinSpareServers', 'MaxSpareServers', 'MinSpareThreads', 'MaxSpareThreads', 'ThreadsPerChild',
   'MaxRequestWorkers', 'MaxClients', 'MaxConnectionsPerChild', 'MaxRequestsPerChild', 'ThreadLimit', 'ServerLimit',
   'ThreadStackSize', 'AsyncRequestWorkerFactor', 'ListenBacklog', 'GracefulShutdownTimeout', 'EnableSendfile',
-  'EnableMMAP', 'HostnameLookups', 'UseCanonicalName', 'ServerTokens', 'ServerSignature', 'TraceEnable',
+  'EnableMMAP', 'HostnameLookups', 'ServerTokens', 'ServerSignature', 'TraceEnable',
   'KeepAlive', 'KeepAliveTimeout', 'MaxKeepAliveRequests', 'LimitRequestBody', 'LimitRequestFields',
   'LimitRequestFieldSize', 'LimitRequestLine', 'RequestReadTimeout',
   'FileETag', 'ContentDigest', 'AcceptFilter', 'AcceptPathInfo',
@@ -185,6 +186,7 @@ function serverSpecs(): DirectiveSpec[] {
       maxArgs: 1,
       handle: (node, ctx) => {
         ctx.server.serverName = parseServerName(arg0(node), node.source);
+        ctx.server.serverPort = serverNamePort(arg0(node));
       },
     },
     {
@@ -244,21 +246,10 @@ function serverSpecs(): DirectiveSpec[] {
         }
       },
     },
-    ...['ProxyPassReverse', 'ProxyPassReverseCookieDomain', 'ProxyPassReverseCookiePath'].map(
-      (name): DirectiveSpec => ({
-        name,
-        contexts: WITH_LOCATION,
-        minArgs: 1,
-        maxArgs: 3,
-        handle: (node, ctx) => {
-          ctx.state.notices.once(
-            `ignored:${name.toLowerCase()}`,
-            node.source,
-            `${name} is not implemented: response headers are relayed unchanged`,
-          );
-        },
-      }),
-    ),
+    { name: 'ProxyPassReverse', contexts: WITH_LOCATION, minArgs: 1, maxArgs: 3, handle: proxyPassReverse },
+    { name: 'ProxyPassReverseCookieDomain', contexts: WITH_LOCATION, minArgs: 2, maxArgs: 3, handle: reverseCookie('cookieDomain') },
+    { name: 'ProxyPassReverseCookiePath', contexts: WITH_LOCATION, minArgs: 2, maxArgs: 3, handle: reverseCookie('cookiePath') },
+    { name: 'UseCanonicalName', contexts: SERVER_VHOST, minArgs: 1, maxArgs: 1, handle: useCanonicalName },
     {
       name: 'ProxyPass',
       contexts: WITH_LOCATION,

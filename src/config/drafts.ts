@@ -18,6 +18,7 @@ import type {
 } from './model';
 import type { HeaderRule } from './headers';
 import { newRewriteDraft, type RewriteDraft } from './rewrite';
+import type { ReverseDraft } from './reverse';
 import type { TlsDraft } from './tls';
 import type { BackendUrl } from './values';
 
@@ -136,6 +137,12 @@ export interface ServerDraft {
   readonly rewrite: RewriteDraft;
   /** `Header` lines (headers.ts), in config order. */
   readonly headerRules: HeaderRule[];
+  /** ProxyPassReverse* lines (reverse.ts), in config order. */
+  readonly reverse: ReverseDraft[];
+  /** The port of `ServerName host:port`. */
+  serverPort?: number;
+  /** `UseCanonicalName`. */
+  canonicalName?: boolean;
 }
 
 export interface LocationDraft {
@@ -184,5 +191,6 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     balancers: new Map(),
     rewrite: newRewriteDraft(),
     headerRules: [],
+    reverse: [],
   };
 }

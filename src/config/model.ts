@@ -187,7 +187,38 @@ export interface VirtualHost {
   readonly rewrite?: RewriteConfig;
   /** `Header` rules for responses: the main server's, then this server's own; absent when there are none. */
   readonly headerRules?: readonly HeaderRule[];
+  /** ProxyPassReverse* rules and how the front's own URL is built; absent when the server has none. */
+  readonly reverse?: ReverseMap;
   readonly source: SourceRef;
+}
+
+/** Where a rule written in a `<Location>`/`<LocationMatch>` applies (Apache's location walk). */
+export type SectionMatch = RouteMatch;
+
+/** One ProxyPassReverse, ProxyPassReverseCookiePath or ProxyPassReverseCookieDomain line. */
+export interface ReverseAlias {
+  /** The section it was written in; undefined at server level (applies to every request of the server). */
+  readonly section?: SectionMatch;
+  /** What the client is shown (Apache's "fake": the front path, the public cookie path or domain). */
+  readonly front: string;
+  /** What the backend writes (Apache's "real": its URL, its cookie path or domain). */
+  readonly backend: string;
+  /** ProxyPassReverse to a defined `balancer://name/path`: each member's URL, as Apache names its workers. */
+  readonly members?: readonly string[];
+  /** With `members`: the balancer URL's path when it is more than `/`. */
+  readonly balancerPath?: string;
+}
+
+/** The reverse mapping of a server's answers (`ProxyPassReverse*`), rules in the order Apache merges them. */
+export interface ReverseMap {
+  readonly location: readonly ReverseAlias[];
+  readonly cookiePath: readonly ReverseAlias[];
+  readonly cookieDomain: readonly ReverseAlias[];
+  /** `UseCanonicalName On`: the front URL names the ServerName instead of the request's Host. */
+  readonly canonicalName: boolean;
+  /** ServerName's host and port (the server's, else the main server's): the front URL when Host says nothing. */
+  readonly serverName?: string;
+  readonly serverPort?: number;
 }
 
 export interface Config {

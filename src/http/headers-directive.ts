@@ -4,7 +4,8 @@
 
 import type { FormatPart, HeaderRule } from '../config/headers';
 import type { VirtualHost } from '../config/model';
-import type { ResponseHead } from './head';
+import type { RequestHead, ResponseHead } from './head';
+import { reverseMapHead } from './reverse-map';
 
 /**
  * The per-request environment (Apache's subprocess_env) the `env=` conditions and `%{VAR}e`
@@ -60,11 +61,17 @@ export function applyHeaderRules(
   return out;
 }
 
-/** A relayed response head (final or 101) with the server's `Header` rules applied; the head itself when it has none. */
-export function relayedHead(vhost: VirtualHost, res: ResponseHead, env: RequestEnv, requestFields: readonly string[]): ResponseHead {
+/**
+ * A relayed response head (final, 101 or a refused upgrade's) as the client gets it, on every
+ * front: the server's ProxyPassReverse* mapping first (mod_proxy does it while reading the
+ * backend's head), then its `Header` rules (mod_headers' output fixup); the head itself when it
+ * has neither. `secure`: the client's connection is TLS (the scheme of a mapped Location).
+ */
+export function relayedHead(vhost: VirtualHost, res: ResponseHead, env: RequestEnv, req: RequestHead, secure: boolean): ResponseHead {
+  const mapped = vhost.reverse === undefined ? res : reverseMapHead(vhost.reverse, res, { req, secure });
   const rules = vhost.headerRules;
-  if (rules === undefined) return res;
-  return { ...res, headers: applyHeaderRules(rules, res.headers, env, requestFields, true) };
+  if (rules === undefined) return mapped;
+  return { ...mapped, headers: applyHeaderRules(rules, mapped.headers, env, req.headers, true) };
 }
 
 /**

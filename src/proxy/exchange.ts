@@ -28,6 +28,11 @@ const enum Phase {
   Done,
 }
 
+/** The client's connection is TLS (a `TLSSocket`): mapped Locations name the front as https. */
+function isTls(socket: Socket): boolean {
+  return (socket as Socket & { encrypted?: boolean }).encrypted === true;
+}
+
 /** Most interim (1xx) responses relayed before the final one, as Apache's limit. */
 const MAX_INTERIM = 10;
 
@@ -268,7 +273,7 @@ export class Exchange {
     this.owner.detach();
     releaseBackend(backend);
     backend.pause();
-    client.write(buildSwitchingResponse(relayedHead(this.vhost, res, this.up.env, this.req.headers)));
+    client.write(buildSwitchingResponse(relayedHead(this.vhost, res, this.up.env, this.req, isTls(this.owner.socket))));
     this.ctx.startTunnel(client, backend, this.vhost, this.up.route, this.up.backend, this.up.state, this.extra, rest, onTunnelClosed);
   }
 
@@ -288,7 +293,7 @@ export class Exchange {
     this.keepBackend =
       !this.isUpgrade && res.versionMinor === 1 && this.resFramer.framing !== Framing.UntilClose && !res.connectionTokens.includes('close');
     const keepUpgrade = this.isUpgrade && res.upgrade !== undefined && this.allows(res.upgrade);
-    this.owner.socket.write(buildClientResponse(relayedHead(this.vhost, res, this.up.env, this.req.headers), this.keepClient, keepUpgrade));
+    this.owner.socket.write(buildClientResponse(relayedHead(this.vhost, res, this.up.env, this.req, isTls(this.owner.socket)), this.keepClient, keepUpgrade));
     this.phase = Phase.RelayingBody;
     if (this.resFramer.done) this.completeResponse(rest);
     else if (rest !== undefined) this.relayBody(rest, 0);

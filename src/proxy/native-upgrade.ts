@@ -145,7 +145,7 @@ export class NativeUpgrade {
       this.fail(502, `backend switched to "${res.upgrade ?? ''}" but "${asked}" was asked`);
       return;
     }
-    const head = buildSwitchingResponse(relayedHead(this.vhost, res, this.up.env, this.req.headers));
+    const head = buildSwitchingResponse(relayedHead(this.vhost, res, this.up.env, this.req, false));
     const toClient = end < answer.length ? Buffer.concat([head, answer.subarray(end)]) : head;
     this.finishHere();
     this.host.startNativeTunnel(this, toClient, answer.length - end);

@@ -572,7 +572,7 @@ test('<VirtualHost> addresses, and a notice for a port no Listen covers', () => 
   ]);
 });
 
-test('notices: ProxyVia, ProxyPassReverse, skipped sections, once per name', () => {
+test('notices: ProxyVia, skipped sections, once per name (ProxyPassReverse* are honoured: no notice)', () => {
   const { config, dir } = load({
     'wsgate.conf': lines(
       'Listen 0',
@@ -593,8 +593,6 @@ test('notices: ProxyVia, ProxyPassReverse, skipped sections, once per name', () 
   });
   assert.deepEqual(config.notices.map((n) => n.replace(`${dir}/`, '')), [
     'wsgate.conf:3: ProxyVia On is not implemented: Via headers are relayed unchanged',
-    'wsgate.conf:4: ProxyPassReverse is not implemented: response headers are relayed unchanged',
-    'wsgate.conf:6: ProxyPassReverseCookiePath is not implemented: response headers are relayed unchanged',
     'wsgate.conf:7: <Files> sections are skipped: their contents do not concern proxying',
     'wsgate.conf:10: <IfVersion> sections are skipped: their contents do not concern proxying',
     'wsgate.conf:13: LoadModule is ignored: it does not concern proxying',
