@@ -35,7 +35,8 @@ import {
 } from './model';
 import type { ConfigNode, ParseResult } from './parser';
 import { balancerRoute } from './balancer';
-import { assembleReverse } from './reverse';
+import { assembleRedirects } from './redirect';
+import { assembleReverse, frontName } from './reverse';
 import { assembleRewrite, effectiveRules, noteDanglingConditions } from './rewrite';
 import { checkHttpsListens, DEFAULT_BACKEND_TLS_PROFILE, FileCache, resolveBackendTls, resolveFrontTls } from './tls';
 
@@ -234,6 +235,8 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     ...(mainRewrite !== undefined ? { rewrite: mainRewrite } : {}),
     ...(main.headerRules.length > 0 ? { headerRules: main.headerRules } : {}),
     ...optional('reverse', assembleReverse(main, undefined, (name) => main.balancers.get(name))),
+    ...optional('redirects', assembleRedirects(main, undefined)),
+    frontName: frontName(main, undefined),
     source: main.source,
   };
 
@@ -267,6 +270,8 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
       ...(rewrite !== undefined ? { rewrite } : {}),
       ...(main.headerRules.length + vh.headerRules.length > 0 ? { headerRules: [...main.headerRules, ...vh.headerRules] } : {}),
       ...optional('reverse', assembleReverse(vh, main, balancers)),
+      ...optional('redirects', assembleRedirects(vh, main)),
+      frontName: frontName(vh, main),
       source: vh.source,
     };
   });

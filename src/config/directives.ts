@@ -27,6 +27,7 @@ import {
 } from './values';
 import { applyBalancerParam, applyMemberParam, ensureBalancer, openBalancerSection, parseBalancerUrl } from './balancer';
 import { headerDirective } from './headers';
+import { redirectDirective } from './redirect';
 import { proxyPassReverse, reverseCookie, serverNamePort, useCanonicalName } from './reverse';
 import { rewriteCond, rewriteEngine, rewriteOptions, rewriteRule } from './rewrite';
 import { applyWorkerParam, isBalancerUrl, parseProxyPass, parseTarget, proxyUrlMatcher } from './worker';
@@ -249,6 +250,10 @@ function serverSpecs(): DirectiveSpec[] {
     { name: 'ProxyPassReverse', contexts: WITH_LOCATION, minArgs: 1, maxArgs: 3, handle: proxyPassReverse },
     { name: 'ProxyPassReverseCookieDomain', contexts: WITH_LOCATION, minArgs: 2, maxArgs: 3, handle: reverseCookie('cookieDomain') },
     { name: 'ProxyPassReverseCookiePath', contexts: WITH_LOCATION, minArgs: 2, maxArgs: 3, handle: reverseCookie('cookiePath') },
+    { name: 'Redirect', contexts: WITH_LOCATION, minArgs: 1, maxArgs: 3, handle: redirectDirective(false) },
+    { name: 'RedirectMatch', contexts: WITH_LOCATION, minArgs: 2, maxArgs: 3, handle: redirectDirective(true) },
+    { name: 'RedirectPermanent', contexts: WITH_LOCATION, minArgs: 2, maxArgs: 2, handle: redirectDirective(false, 301) },
+    { name: 'RedirectTemp', contexts: WITH_LOCATION, minArgs: 2, maxArgs: 2, handle: redirectDirective(false, 302) },
     { name: 'UseCanonicalName', contexts: SERVER_VHOST, minArgs: 1, maxArgs: 1, handle: useCanonicalName },
     {
       name: 'ProxyPass',

@@ -18,6 +18,7 @@ import type {
 } from './model';
 import type { HeaderRule } from './headers';
 import { newRewriteDraft, type RewriteDraft } from './rewrite';
+import type { RedirectDraft } from './redirect';
 import type { ReverseDraft } from './reverse';
 import type { TlsDraft } from './tls';
 import type { BackendUrl } from './values';
@@ -139,6 +140,8 @@ export interface ServerDraft {
   readonly headerRules: HeaderRule[];
   /** ProxyPassReverse* lines (reverse.ts), in config order. */
   readonly reverse: ReverseDraft[];
+  /** Redirect* lines (redirect.ts), in config order. */
+  readonly redirects: RedirectDraft[];
   /** The port of `ServerName host:port`. */
   serverPort?: number;
   /** `UseCanonicalName`. */
@@ -192,5 +195,6 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     rewrite: newRewriteDraft(),
     headerRules: [],
     reverse: [],
+    redirects: [],
   };
 }

@@ -189,6 +189,10 @@ export interface VirtualHost {
   readonly headerRules?: readonly HeaderRule[];
   /** ProxyPassReverse* rules and how the front's own URL is built; absent when the server has none. */
   readonly reverse?: ReverseMap;
+  /** mod_alias redirects; absent when the server has none. */
+  readonly redirects?: Redirects;
+  /** How the server names itself in URLs it writes (absent: from Host, else the machine's name). */
+  readonly frontName?: FrontName;
   readonly source: SourceRef;
 }
 
@@ -214,11 +218,41 @@ export interface ReverseMap {
   readonly location: readonly ReverseAlias[];
   readonly cookiePath: readonly ReverseAlias[];
   readonly cookieDomain: readonly ReverseAlias[];
-  /** `UseCanonicalName On`: the front URL names the ServerName instead of the request's Host. */
+}
+
+/** How the server names itself in a URL it writes (a mapped or redirect Location). */
+export interface FrontName {
+  /** `UseCanonicalName On`: the ServerName instead of the request's Host. */
   readonly canonicalName: boolean;
-  /** ServerName's host and port (the server's, else the main server's): the front URL when Host says nothing. */
+  /** ServerName's host and port (the server's, else the main server's): used when Host says nothing. */
   readonly serverName?: string;
   readonly serverPort?: number;
+}
+
+/** A `Redirect`, `RedirectMatch`, `RedirectPermanent` or `RedirectTemp` line (mod_alias). */
+export interface RedirectRule {
+  /** `prefix`: URL-path matched as mod_alias does; `regex`: RedirectMatch; `all`: the one-URL form in a section. */
+  readonly match: { readonly kind: 'prefix'; readonly prefix: string } | { readonly kind: 'regex'; readonly regex: RegExp } | { readonly kind: 'all' };
+  /** 3xx with `url`, or another status (410 `gone`, …) without one. */
+  readonly status: number;
+  readonly url?: string;
+  readonly source: SourceRef;
+}
+
+/** The redirect lines of a `<Location>`/`<LocationMatch>` (mod_alias's per-directory ones). */
+export interface RedirectSection {
+  readonly section: SectionMatch;
+  /** The one-URL (or status-only) form: `Redirect [status] [URL]` in the section. */
+  readonly whole?: RedirectRule;
+  readonly rules: readonly RedirectRule[];
+}
+
+/** A server's mod_alias redirects. */
+export interface Redirects {
+  /** Server-level lines: the virtual host's, then the main server's (mod_alias's merge order). */
+  readonly server: readonly RedirectRule[];
+  /** Sections in config order (the main server's first). */
+  readonly sections: readonly RedirectSection[];
 }
 
 export interface Config {

@@ -5,7 +5,7 @@
 
 import type { BalancerDraft, Ctx } from './drafts';
 import { ConfigError } from './errors';
-import type { ReverseAlias, ReverseMap, SectionMatch, SourceRef } from './model';
+import type { FrontName, ReverseAlias, ReverseMap, SectionMatch, SourceRef } from './model';
 import type { DirectiveNode } from './parser';
 import { parseBalancerUrl } from './balancer';
 import { isBalancerUrl } from './worker';
@@ -119,12 +119,18 @@ export function assembleReverse(
   if (all.length === 0) return undefined;
   const ordered = [...all.filter((d) => d.section === undefined), ...all.filter((d) => d.section !== undefined)];
   const pick = (kind: ReverseKind): ReverseAlias[] => ordered.filter((d) => d.kind === kind).map((d) => alias(d, balancers));
-  const serverName = own.serverName ?? main?.serverName;
-  const serverPort = own.serverPort ?? main?.serverPort;
   return {
     location: pick('location'),
     cookiePath: pick('cookiePath'),
     cookieDomain: pick('cookieDomain'),
+  };
+}
+
+/** How a server names itself: its own ServerName/UseCanonicalName, else the main server's. */
+export function frontName(own: ReverseServer, main: ReverseServer | undefined): FrontName {
+  const serverName = own.serverName ?? main?.serverName;
+  const serverPort = own.serverPort ?? main?.serverPort;
+  return {
     canonicalName: own.canonicalName ?? main?.canonicalName ?? false,
     ...(serverName !== undefined ? { serverName } : {}),
     ...(serverPort !== undefined ? { serverPort } : {}),

@@ -121,7 +121,17 @@ export function buildInterimResponse(res: ResponseHead): Buffer {
 }
 
 const REASONS: Record<number, string> = {
+  300: 'Multiple Choices',
+  301: 'Moved Permanently',
+  302: 'Found',
+  303: 'See Other',
+  305: 'Use Proxy',
+  307: 'Temporary Redirect',
+  308: 'Permanent Redirect',
   400: 'Bad Request',
+  401: 'Unauthorized',
+  405: 'Method Not Allowed',
+  410: 'Gone',
   403: 'Forbidden',
   404: 'Not Found',
   413: 'Content Too Large',

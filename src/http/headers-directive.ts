@@ -68,7 +68,7 @@ export function applyHeaderRules(
  * has neither. `secure`: the client's connection is TLS (the scheme of a mapped Location).
  */
 export function relayedHead(vhost: VirtualHost, res: ResponseHead, env: RequestEnv, req: RequestHead, secure: boolean): ResponseHead {
-  const mapped = vhost.reverse === undefined ? res : reverseMapHead(vhost.reverse, res, { req, secure });
+  const mapped = vhost.reverse === undefined ? res : reverseMapHead(vhost.reverse, res, { req, secure, name: vhost.frontName });
   const rules = vhost.headerRules;
   if (rules === undefined) return mapped;
   return { ...mapped, headers: applyHeaderRules(rules, mapped.headers, env, req.headers, true) };

@@ -12,14 +12,16 @@
 //   `domain=` (without case); the whole attribute value is replaced.
 // The first matching rule applies; a rule written in a <Location> only for requests in it.
 
-import { hostname } from 'node:os';
-import type { ReverseAlias, ReverseMap, SectionMatch } from '../config/model';
+import type { FrontName, ReverseAlias, ReverseMap } from '../config/model';
+import { sectionApplies } from '../routing/section';
+import { frontUrl, isUrl } from './front-url';
 import { parseTarget } from '../routing/target';
 import type { RequestHead, ResponseHead } from './head';
 
 /** What of the request and its connection the front's URL is built from. */
 export interface FrontFacts {
   readonly req: RequestHead;
+  readonly name: FrontName | undefined;
   /** The client's connection is TLS: the front URL is https. */
   readonly secure: boolean;
 }
@@ -51,26 +53,15 @@ function requestPath(req: RequestHead): string | undefined {
   return typeof t === 'number' ? undefined : t.path;
 }
 
-function applies(section: SectionMatch | undefined, path: string | undefined): boolean {
-  if (section === undefined) return true;
-  if (path === undefined) return false;
-  if (section.kind === 'regex') return section.regex.test(path);
-  // Apache's location walk: a plain prefix, which must end at a `/` or at the end of the path
-  // unless the section's own path ends with `/`.
-  const p = section.prefix;
-  if (!path.startsWith(p)) return false;
-  return p.length === 0 || p.endsWith('/') || path.length === p.length || path.charCodeAt(p.length) === 0x2f;
-}
-
 function startsWithNoCase(s: string, prefix: string, at = 0): boolean {
   return s.length - at >= prefix.length && s.slice(at, at + prefix.length).toLowerCase() === prefix.toLowerCase();
 }
 
 export function mapLocation(map: ReverseMap, value: string, path: string | undefined, front: FrontFacts): string {
   for (const a of map.location) {
-    if (!applies(a.section, path)) continue;
+    if (!sectionApplies(a.section, path)) continue;
     const u = a.members !== undefined ? mapBalancer(a, value) : mapUrl(a, value);
-    if (u !== undefined) return isUrl(u) ? u : frontUrl(map, front) + u;
+    if (u !== undefined) return isUrl(u) ? u : frontUrl(front.name, front.req.host, front.secure) + u;
   }
   return value;
 }
@@ -103,37 +94,6 @@ function mapBalancer(a: ReverseAlias, value: string): string | undefined {
   return undefined;
 }
 
-/** Apache's ap_is_url: a scheme (letters, digits, `+-.`) and a colon. */
-function isUrl(u: string): boolean {
-  return /^[A-Za-z0-9+.-]+:/.test(u);
-}
-
-/** `http(s)://host[:port]` of the front as the client named it (UseCanonicalName Off) or as ServerName does (On). */
-function frontUrl(map: ReverseMap, front: FrontFacts): string {
-  const defaultPort = front.secure ? 443 : 80;
-  let host: string | undefined;
-  let port: number | undefined;
-  if (!map.canonicalName && front.req.host !== undefined) {
-    const parsed = splitHost(front.req.host);
-    if (parsed !== undefined) ({ host, port } = parsed);
-  }
-  if (host === undefined) host = map.serverName ?? hostname().toLowerCase();
-  port ??= map.serverPort ?? defaultPort;
-  const named = host.includes(':') ? `[${host}]` : host;
-  return `${front.secure ? 'https' : 'http'}://${named}${port === defaultPort ? '' : `:${port}`}`;
-}
-
-/** A Host value's name (lower-cased, IPv6 without brackets, a trailing dot dropped) and port. */
-function splitHost(value: string): { host: string; port: number | undefined } | undefined {
-  const m = /^(\[[0-9A-Fa-f:.]+\]|[^:[\]]+)(?::(\d*))?$/.exec(value.trim());
-  if (m === null) return undefined;
-  let host = m[1]!.toLowerCase();
-  if (host.startsWith('[')) host = host.slice(1, -1);
-  if (host.endsWith('.')) host = host.slice(0, -1);
-  const port = m[2] !== undefined && m[2] !== '' ? Number(m[2]) : undefined;
-  return { host, port: port !== undefined && port > 0 && port < 65536 ? port : undefined };
-}
-
 /** One Set-Cookie value with its `path=` and `domain=` mapped (the first matching rule of each). */
 export function mapCookie(map: ReverseMap, value: string, path: string | undefined): string {
   if (map.cookiePath.length === 0 && map.cookieDomain.length === 0) return value;
@@ -154,7 +114,7 @@ export function mapCookie(map: ReverseMap, value: string, path: string | undefin
       pathEnd = end;
       const v = value.slice(pathAt, end);
       for (const a of map.cookiePath) {
-        if (applies(a.section, path) && v.startsWith(a.backend)) {
+        if (sectionApplies(a.section, path) && v.startsWith(a.backend)) {
           newPath = a.front;
           break;
         }
@@ -164,7 +124,7 @@ export function mapCookie(map: ReverseMap, value: string, path: string | undefin
       domainEnd = end;
       const v = value.slice(domainAt, end);
       for (const a of map.cookieDomain) {
-        if (applies(a.section, path) && startsWithNoCase(v, a.backend)) {
+        if (sectionApplies(a.section, path) && startsWithNoCase(v, a.backend)) {
           newDomain = a.front;
           break;
         }

@@ -189,9 +189,17 @@ export class H2Front {
     // An extended CONNECT is the HTTP/2 form of an upgrade: routing (RewriteCond %{HTTP:Upgrade},
     // %{HTTP:Connection}) sees it as one, as Apache's mod_http2 does (h2_ws.c adds both fields).
     const routingFields = isConnect ? [...fields, 'Upgrade', 'websocket', 'Connection', 'Upgrade'] : fields;
-    const decision = routeRequest(vhost, { method: backendMethod, target: path, upgrade, headers: routingFields });
-    if (decision.kind === 'local') {
-      this.refuse(stream, info, decision.status, decision.reason, method, path);
+    const decision = routeRequest(vhost, {
+      method: backendMethod,
+      target: path,
+      upgrade,
+      headers: routingFields,
+      host: authority,
+      secure: info.listen.protocol === 'https',
+    });
+    if (decision.kind === 'local' || decision.kind === 'redirect') {
+      const location = decision.kind === 'redirect' && decision.location !== undefined ? ['Location', decision.location] : [];
+      this.refuse(stream, info, decision.status, decision.reason, method, path, location);
       return;
     }
     const req: RequestHead = {
@@ -208,9 +216,9 @@ export class H2Front {
     new H2Exchange(this.host, stream, info.clientIp, vhost, req, new Upstream(this.host, decision, fields), body, websocket).start();
   }
 
-  private refuse(stream: http2.ServerHttp2Stream, info: SessionInfo, status: number, reason: string, method: string, path: string): void {
+  private refuse(stream: http2.ServerHttp2Stream, info: SessionInfo, status: number, reason: string, method: string, path: string, fields: readonly string[] = []): void {
     this.host.log.info('request not proxied', { status, reason, client: info.clientIp, method, path, protocol: 'h2' });
-    respondH2Error(stream, status);
+    respondH2Error(stream, status, undefined, fields);
   }
 
   /** Closes every session now (shutdown): their streams, and the tunnels on them, close too. */

@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import type { Backend, Route, VirtualHost } from '../config/model';
 import { buildBackendRequest } from '../http/forward';
 import type { RequestHead } from '../http/head';
-import type { RouteResult } from '../routing/router';
+import type { ProxyDecision } from '../routing/router';
 import { EMPTY_ENV, type RequestEnv } from '../http/headers-directive';
 import { BalancerSession } from '../upstream/balancer/session';
 import { BackendTlsError, connectOrigin, type OriginState } from '../upstream/origins';
@@ -61,7 +61,7 @@ export class Upstream {
 
   constructor(
     private readonly ctx: GatewayContext,
-    decision: Exclude<RouteResult, { kind: 'local' }>,
+    decision: ProxyDecision,
     headers: readonly string[],
   ) {
     this.route = decision.route;

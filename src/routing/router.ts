@@ -4,6 +4,7 @@
 import type { Backend, Balancer, Config, ListenAddress, Route, UpgradePolicy, VirtualHost } from '../config/model';
 import type { RequestHead } from '../http/head';
 import { aliasMatch, canonPath, hasControlOrSpace, substitute } from './mapping';
+import { findRedirect } from './redirect';
 import { rewriteRequest } from './rewrite';
 import { parseTarget, type Target } from './target';
 import { selectVirtualHost } from './vhost';
@@ -16,6 +17,10 @@ export interface RequestFacts {
   upgrade?: string;
   /** The request's header fields [name0, value0, …], for RewriteCond %{HTTP:Name}. */
   headers: readonly string[];
+  /** `Host` (HTTP/1) or `:authority` (HTTP/2): how a redirect names the front. */
+  host?: string;
+  /** The client's connection is TLS: a redirect to a path names the front as https. */
+  secure?: boolean;
 }
 
 /**
@@ -48,7 +53,21 @@ export type RouteResult =
       mode: 'upgrade' | 'http';
       upgradeValue?: string;
     }
-  | { kind: 'local'; status: LocalStatus; reason: string };
+  | { kind: 'local'; status: LocalStatus; reason: string }
+  | {
+      /** mod_alias (`Redirect*`): answered by wsgate, nothing is proxied. */
+      kind: 'redirect';
+      /** 3xx with `location`, or the status a `Redirect gone` (410) or `Redirect 404 …` line gives. */
+      status: number;
+      location?: string;
+      reason: string;
+    };
+
+/** A decision that sends the request to a backend or a balancer. */
+export type ProxyDecision = Extract<RouteResult, { kind: 'proxy' | 'balance' }>;
+
+const NO_RULE = 'no ProxyPass rule matches';
+const EXCLUDED = 'excluded by ProxyPass !';
 
 type Match = number | RegExpExecArray;
 
@@ -57,6 +76,24 @@ export function routeRequest(vhost: VirtualHost, req: RequestFacts): RouteResult
   if (typeof target === 'number') {
     return local(target, target === 400 ? 'invalid request-target' : 'path refused (encoded slash, NUL or OPTIONS *)');
   }
+  const result = routeTarget(vhost, req, target);
+  return vhost.redirects === undefined ? result : redirected(vhost, req, target, result);
+}
+
+/** The decision after mod_alias's redirects had their say (routing/redirect.ts says when they apply). */
+function redirected(vhost: VirtualHost, req: RequestFacts, target: Target, result: RouteResult): RouteResult {
+  let proxied: boolean;
+  if (result.kind === 'proxy' || result.kind === 'balance') proxied = true;
+  else if (result.kind === 'local' && (result.reason === NO_RULE || result.reason === EXCLUDED)) proxied = false;
+  else return result;
+  const found = findRedirect(vhost.redirects!, target, proxied, { host: req.host, secure: req.secure === true, name: vhost.frontName });
+  if (found === undefined) return result;
+  if (found === 500) return local(500, 'redirect target is not a URL');
+  const where = `${found.rule.source.file}:${found.rule.source.line}`;
+  return { kind: 'redirect', status: found.status, ...(found.location !== undefined ? { location: found.location } : {}), reason: `redirected by ${where}` };
+}
+
+function routeTarget(vhost: VirtualHost, req: RequestFacts, target: Target): RouteResult {
   // mod_rewrite runs before ProxyPass (translate-name phase): a RewriteRule [P] that applies decides.
   if (vhost.rewrite !== undefined) {
     const rewritten = rewriteRequest(vhost.rewrite, vhost, { method: req.method, target, headers: req.headers, upgrade: req.upgrade });
@@ -92,7 +129,7 @@ export function routeRequest(vhost: VirtualHost, req: RequestFacts): RouteResult
   }
 
   // Every matching rule was a ws:// one that did not accept the request (or none matched).
-  if (skipped === undefined) return local(404, 'no ProxyPass rule matches');
+  if (skipped === undefined) return local(404, NO_RULE);
   if (!vhost.settings.websocketFallbackToProxyHttp) {
     return local(404, 'no Upgrade the ws:// rule allows, and ProxyWebsocketFallbackToProxyHttp is Off');
   }
@@ -107,7 +144,7 @@ function take(route: Route, m: Match, target: Target, upgrade: string | undefine
   const backend = route.backend;
   if (backend === undefined) {
     if (route.balancer !== undefined) return takeBalancer(route, route.balancer.balancer, m, target, upgrade);
-    return local(404, 'excluded by ProxyPass !');
+    return local(404, EXCLUDED);
   }
   const upgradeValue = acceptedUpgrade(backend.upgrade, upgrade);
   if (upgradeValue !== undefined) return proxy(route, m, target, 'upgrade', upgradeValue);
@@ -237,7 +274,8 @@ export function routeHead(
   localAddress: () => string,
   req: RequestHead,
 ): { vhost: VirtualHost; decision: RouteResult } {
+  const secure = listen.protocol === 'https';
   // The local address costs a getsockname(2): ask only when there are virtual hosts to choose from.
   const vhost = config.virtualHosts.length === 0 ? config.mainServer : selectVirtualHost(config, listen, localAddress(), req.host);
-  return { vhost, decision: routeRequest(vhost, { method: req.method, target: req.target, upgrade: req.upgrade, headers: req.headers }) };
+  return { vhost, decision: routeRequest(vhost, { method: req.method, target: req.target, upgrade: req.upgrade, headers: req.headers, host: req.host, secure }) };
 }

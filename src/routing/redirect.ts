@@ -1,0 +1,84 @@
+// Answers mod_alias redirects (config/redirect.ts) as Apache's request phases order them:
+// mod_rewrite and then ProxyPass translate a request first (mod_proxy's translate hook runs
+// before mod_alias's), so a server-level `Redirect` only applies to requests no ProxyPass or
+// RewriteRule [P] took (or that `ProxyPass … !` excluded); the lines of a `<Location>` are
+// mod_alias's per-directory ones, checked in the fixups phase, which every request passes,
+// proxied or not. Within that: a section's one-URL form first, then the server's lines (only for
+// unproxied requests), then the sections' lines (the innermost, i.e. last merged, section first).
+
+import type { FrontName, RedirectRule, Redirects } from '../config/model';
+import { frontUrl, isUrl } from '../http/front-url';
+import { aliasMatch, canonPath, substitute } from './mapping';
+import { sectionApplies } from './section';
+import type { Target } from './target';
+
+export interface RedirectAnswer {
+  readonly status: number;
+  /** The absolute `Location` (3xx only). */
+  readonly location?: string;
+  readonly rule: RedirectRule;
+}
+
+export interface FrontOf {
+  readonly host: string | undefined;
+  readonly secure: boolean;
+  readonly name: FrontName | undefined;
+}
+
+/** The redirect for a request, or undefined; `proxied`: ProxyPass or a RewriteRule [P] took it. */
+export function findRedirect(r: Redirects, target: Target, proxied: boolean, front: FrontOf): RedirectAnswer | 500 | undefined {
+  const path = target.path;
+  let whole: RedirectRule | undefined;
+  const inSections: RedirectRule[] = [];
+  for (let i = r.sections.length - 1; i >= 0; i--) {
+    const s = r.sections[i]!;
+    if (!sectionApplies(s.section, path)) continue;
+    whole ??= s.whole;
+    inSections.push(...s.rules);
+  }
+  if (whole !== undefined) return answer(whole, whole.url ?? '', target, front);
+  if (!proxied) {
+    for (const rule of r.server) {
+      const to = target1(rule, path);
+      if (to !== undefined) return answer(rule, to, target, front);
+    }
+  }
+  for (const rule of inSections) {
+    const to = target1(rule, path);
+    if (to !== undefined) return answer(rule, to, target, front);
+  }
+  return undefined;
+}
+
+/** Where a rule sends `path` (mod_alias's escaping applied), or undefined when it does not match. */
+function target1(rule: RedirectRule, path: string): string | undefined {
+  const m = rule.match;
+  if (m.kind === 'prefix') {
+    const n = aliasMatch(path, m.prefix);
+    if (n === 0) return undefined;
+    return (rule.url ?? '') + canonPath(path.slice(n));
+  }
+  if (m.kind === 'regex') {
+    const groups = m.regex.exec(path);
+    if (groups === null) return undefined;
+    if (rule.url === undefined) return '';
+    // The substituted URL is escaped except for its query and fragment.
+    const found = substitute(rule.url, groups);
+    const hash = found.indexOf('#');
+    const beforeHash = hash < 0 ? found : found.slice(0, hash);
+    const q = beforeHash.indexOf('?');
+    const main = q < 0 ? beforeHash : beforeHash.slice(0, q);
+    return canonPath(main) + (q < 0 ? '' : beforeHash.slice(q)) + (hash < 0 ? '' : found.slice(hash));
+  }
+  return rule.url ?? '';
+}
+
+function answer(rule: RedirectRule, to: string, target: Target, front: FrontOf): RedirectAnswer | 500 {
+  if (rule.status < 300 || rule.status > 399) return { status: rule.status, rule };
+  let location = to;
+  if (location.startsWith('/')) location = frontUrl(front.name, front.host, front.secure) + location;
+  else if (!isUrl(location)) return 500;
+  // The request's query goes along unless the target has its own.
+  if (target.query !== undefined && !location.includes('?')) location += '?' + target.query;
+  return { status: rule.status, location, rule };
+}
