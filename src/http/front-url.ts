@@ -7,6 +7,13 @@ import { hostname } from 'node:os';
 import type { FrontName } from '../config/model';
 
 export function frontUrl(name: FrontName | undefined, host: string | undefined, secure: boolean): string {
+  const { host: h, port } = frontHostPort(name, host, secure);
+  const named = h.includes(':') ? `[${h}]` : h;
+  return `${secure ? 'https' : 'http'}://${named}${port === (secure ? 443 : 80) ? '' : `:${port}`}`;
+}
+
+/** The front's host name (IPv6 without brackets) and port, as Apache's ap_get_server_name and ap_get_server_port. */
+export function frontHostPort(name: FrontName | undefined, host: string | undefined, secure: boolean): { host: string; port: number } {
   const defaultPort = secure ? 443 : 80;
   let h: string | undefined;
   let port: number | undefined;
@@ -16,8 +23,7 @@ export function frontUrl(name: FrontName | undefined, host: string | undefined, 
   }
   h ??= name?.serverName ?? hostname().toLowerCase();
   port ??= name?.serverPort ?? defaultPort;
-  const named = h.includes(':') ? `[${h}]` : h;
-  return `${secure ? 'https' : 'http'}://${named}${port === defaultPort ? '' : `:${port}`}`;
+  return { host: h, port };
 }
 
 /** A Host value's name (lower-cased, IPv6 without brackets, a trailing dot dropped) and port. */

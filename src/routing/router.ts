@@ -96,7 +96,15 @@ function redirected(vhost: VirtualHost, req: RequestFacts, target: Target, resul
 function routeTarget(vhost: VirtualHost, req: RequestFacts, target: Target): RouteResult {
   // mod_rewrite runs before ProxyPass (translate-name phase): a RewriteRule [P] that applies decides.
   if (vhost.rewrite !== undefined) {
-    const rewritten = rewriteRequest(vhost.rewrite, vhost, { method: req.method, target, headers: req.headers, upgrade: req.upgrade });
+    const rewritten = rewriteRequest(vhost.rewrite, vhost, {
+      method: req.method,
+      target,
+      headers: req.headers,
+      upgrade: req.upgrade,
+      host: req.host,
+      secure: req.secure === true,
+      frontName: vhost.frontName,
+    });
     if (rewritten !== undefined) return rewritten;
   }
   const path = target.path;
