@@ -37,7 +37,7 @@ import type { ConfigNode, ParseResult } from './parser';
 import { balancerRoute } from './balancer';
 import { assembleRedirects } from './redirect';
 import { assembleReverse, frontName } from './reverse';
-import { assembleRewrite, effectiveRules, noteDanglingConditions } from './rewrite';
+import { assembleRewrite, assembleSectionRewrites, effectiveRules, noteDanglingConditions } from './rewrite';
 import { checkHttpsListens, DEFAULT_BACKEND_TLS_PROFILE, FileCache, resolveBackendTls, resolveFrontTls } from './tls';
 
 function checkPlace(
@@ -222,6 +222,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     asm.route(r, mainSettings, main.proxySets, mainBackendTls, (name) => main.balancers.get(name)),
   );
   noteDanglingConditions(main.rewrite, notices);
+  for (const e of main.sectionRewrites) noteDanglingConditions(e.draft, notices);
   const mainRewrite = assembleRewrite(effectiveRules(main.rewrite, undefined), (r) =>
     asm.route(r, mainSettings, main.proxySets, mainBackendTls, (name) => main.balancers.get(name)),
   );
@@ -237,6 +238,12 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     ...optional('reverse', assembleReverse(main, undefined, (name) => main.balancers.get(name))),
     ...optional('redirects', assembleRedirects(main, undefined)),
     frontName: frontName(main, undefined),
+    ...optional(
+      'sectionRewrites',
+      assembleSectionRewrites(main.sectionRewrites, main.rewrite.engine ?? false, (r) =>
+        asm.route(r, mainSettings, main.proxySets, mainBackendTls, (name) => main.balancers.get(name)),
+      ),
+    ),
     source: main.source,
   };
 
@@ -259,6 +266,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     }
     const balancers = (name: string) => vh.balancers.get(name) ?? main.balancers.get(name);
     noteDanglingConditions(vh.rewrite, notices);
+    for (const e of vh.sectionRewrites) noteDanglingConditions(e.draft, notices);
     const rewrite = assembleRewrite(effectiveRules(vh.rewrite, main.rewrite), (r) => asm.route(r, settings, sets, backendTls, balancers));
     return {
       addresses: vh.addresses,
@@ -272,6 +280,14 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
       ...optional('reverse', assembleReverse(vh, main, balancers)),
       ...optional('redirects', assembleRedirects(vh, main)),
       frontName: frontName(vh, main),
+      ...optional(
+        'sectionRewrites',
+        assembleSectionRewrites(
+          [...main.sectionRewrites, ...vh.sectionRewrites],
+          vh.rewrite.engine ?? main.rewrite.engine ?? false,
+          (r) => asm.route(r, settings, sets, backendTls, balancers),
+        ),
+      ),
       source: vh.source,
     };
   });

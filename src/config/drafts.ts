@@ -17,7 +17,7 @@ import type {
   VirtualHostAddress,
 } from './model';
 import type { HeaderRule } from './headers';
-import { newRewriteDraft, type RewriteDraft } from './rewrite';
+import { newRewriteDraft, type RewriteDraft, type SectionRewriteDraft } from './rewrite';
 import type { RedirectDraft } from './redirect';
 import type { ReverseDraft } from './reverse';
 import type { TlsDraft } from './tls';
@@ -136,6 +136,8 @@ export interface ServerDraft {
   readonly balancers: Map<string, BalancerDraft>;
   /** RewriteEngine/RewriteCond/RewriteRule (rewrite.ts). */
   readonly rewrite: RewriteDraft;
+  /** The same, written in `<Location>`/`<LocationMatch>` sections, in config order. */
+  readonly sectionRewrites: SectionRewriteDraft[];
   /** `Header` lines (headers.ts), in config order. */
   readonly headerRules: HeaderRule[];
   /** ProxyPassReverse* lines (reverse.ts), in config order. */
@@ -193,6 +195,7 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     tls: {},
     balancers: new Map(),
     rewrite: newRewriteDraft(),
+    sectionRewrites: [],
     headerRules: [],
     reverse: [],
     redirects: [],

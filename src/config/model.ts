@@ -6,7 +6,7 @@
 // were started with.
 
 import type { HeaderRule } from './headers';
-import type { RewriteConfig } from './rewrite';
+import type { RewriteConfig, SectionRewrite } from './rewrite';
 
 /** Where a directive came from, for `file:line: message` errors and log lines. */
 export interface SourceRef {
@@ -185,6 +185,8 @@ export interface VirtualHost {
   readonly tls?: FrontTls;
   /** RewriteRule [P] rules tried before the routes (RewriteEngine On); absent when there are none. */
   readonly rewrite?: RewriteConfig;
+  /** RewriteRule lines of `<Location>`/`<LocationMatch>` sections, tried after the routes; absent when there are none. */
+  readonly sectionRewrites?: readonly SectionRewrite[];
   /** `Header` rules for responses: the main server's, then this server's own; absent when there are none. */
   readonly headerRules?: readonly HeaderRule[];
   /** ProxyPassReverse* rules and how the front's own URL is built; absent when the server has none. */

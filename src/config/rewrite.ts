@@ -4,9 +4,9 @@
 // else is refused at FILE:LINE, because a rule wsgate skipped would send requests elsewhere than
 // the author meant. The rules run per request in src/routing/rewrite.ts.
 
-import type { BalancerRefDraft, Ctx, RouteDraft, TargetDraft } from './drafts';
+import type { BalancerRefDraft, Ctx, LocationDraft, RouteDraft, TargetDraft } from './drafts';
 import { ConfigError, type Notices } from './errors';
-import type { Route, SourceRef } from './model';
+import type { Route, SectionMatch, SourceRef } from './model';
 import type { DirectiveNode } from './parser';
 import { parseBalancerUrl } from './balancer';
 import { parseOnOff } from './values';
@@ -75,6 +75,21 @@ export interface RewriteConfig {
   readonly rules: readonly RewriteRule[];
 }
 
+/** The rules of one `<Location>`/`<LocationMatch>`, tried after ProxyPass (mod_rewrite's fixup). */
+export interface SectionRewrite {
+  readonly section: SectionMatch;
+  /** A `<Location>`'s path with a trailing `/`: removed from the path the patterns see. */
+  readonly directory?: string;
+  /** RewriteEngine in the section, else the server's. */
+  readonly engine: boolean;
+  readonly rules: readonly RewriteRule[];
+}
+
+/** A `<Location>` path as mod_rewrite's per-directory prefix: with a trailing `/`. */
+export function sectionDirectory(prefix: string): string {
+  return prefix.endsWith('/') ? prefix : prefix + '/';
+}
+
 /** A rule as read, before its target is resolved (build.ts). */
 export interface RuleDraft {
   readonly pattern: RegExp;
@@ -109,21 +124,34 @@ export const SERVER_VARIABLES = new Set([
   'REQUEST_URI', 'QUERY_STRING', 'REQUEST_METHOD', 'HTTPS', 'REQUEST_SCHEME', 'SERVER_NAME', 'SERVER_PORT',
 ]);
 
-const CONTEXT_HINT = 'at the top level or in a <VirtualHost>';
+/** The rewrite lines of a `<Location>`/`<LocationMatch>` (mod_rewrite's per-directory context). */
+export interface SectionRewriteDraft {
+  readonly section: LocationDraft;
+  readonly draft: RewriteDraft;
+}
 
-function refuseOutsideServer(node: DirectiveNode, ctx: Ctx): void {
-  if (ctx.kind !== 'server' && ctx.kind !== 'vhost') {
-    throw ConfigError.at(node.source, `${node.name} is only supported ${CONTEXT_HINT} (per-directory rewriting in <Location>/<Proxy> is not supported)`);
+/** The draft the line belongs to: the server's, or its section's; `<Proxy>` is refused. */
+function draftOf(node: DirectiveNode, ctx: Ctx): RewriteDraft {
+  if (ctx.kind === 'server' || ctx.kind === 'vhost') return ctx.server.rewrite;
+  if (ctx.location === undefined) {
+    throw ConfigError.at(node.source, `${node.name} is not supported inside <Proxy>: put it at the top level, in a <VirtualHost> or in a <Location>`);
   }
+  let entry = ctx.server.sectionRewrites.find((e) => e.section === ctx.location);
+  if (entry === undefined) {
+    entry = { section: ctx.location, draft: newRewriteDraft() };
+    ctx.server.sectionRewrites.push(entry);
+  }
+  return entry.draft;
 }
 
 export function rewriteEngine(node: DirectiveNode, ctx: Ctx): void {
-  refuseOutsideServer(node, ctx);
-  ctx.server.rewrite.engine = parseOnOff(node.args[0] as string, 'RewriteEngine', node.source);
+  draftOf(node, ctx).engine = parseOnOff(node.args[0] as string, 'RewriteEngine', node.source);
 }
 
 export function rewriteOptions(node: DirectiveNode, ctx: Ctx): void {
-  refuseOutsideServer(node, ctx);
+  if (ctx.kind !== 'server' && ctx.kind !== 'vhost') {
+    throw ConfigError.at(node.source, 'RewriteOptions is only supported at the top level or in a <VirtualHost>: a section uses its own rules only');
+  }
   for (const option of node.args) {
     const o = option.toLowerCase();
     if (o === 'inherit') ctx.server.rewrite.inherit = 'after';
@@ -158,7 +186,7 @@ function checkReferences(text: string, directive: string, where: SourceRef): voi
 }
 
 export function rewriteCond(node: DirectiveNode, ctx: Ctx): void {
-  refuseOutsideServer(node, ctx);
+  const draft = draftOf(node, ctx);
   const where = node.source;
   const [test, rawPattern, flagWord] = node.args as [string, string, string | undefined];
   checkReferences(test, 'RewriteCond', where);
@@ -187,15 +215,15 @@ export function rewriteCond(node: DirectiveNode, ctx: Ctx): void {
       throw ConfigError.at(where, `RewriteCond: bad regular expression "${text}": ${(err as Error).message}`);
     }
   }
-  ctx.server.rewrite.pending.push({ test, pattern, negate, nocase, or, source: where });
+  draft.pending.push({ test, pattern, negate, nocase, or, source: where });
 }
 
 const REDIRECT_WORDS: Record<string, number> = { PERMANENT: 301, TEMP: 302, SEEOTHER: 303 };
 
 export function rewriteRule(node: DirectiveNode, ctx: Ctx): void {
-  refuseOutsideServer(node, ctx);
+  const draft = draftOf(node, ctx);
   const where = node.source;
-  const [rawPattern, substitution, flagWord] = node.args as [string, string, string | undefined];
+  const [rawPattern, written, flagWord] = node.args as [string, string, string | undefined];
   const flags = flagList(flagWord, 'RewriteRule', where);
   let proxy = false;
   let nocase = false;
@@ -238,24 +266,33 @@ export function rewriteRule(node: DirectiveNode, ctx: Ctx): void {
   } catch (err) {
     throw ConfigError.at(where, `RewriteRule: bad regular expression "${rawPattern}": ${(err as Error).message}`);
   }
-  checkReferences(substitution, 'RewriteRule', where);
-  const conditions = ctx.server.rewrite.pending;
-  ctx.server.rewrite.pending = [];
+  checkReferences(written, 'RewriteRule', where);
+  let substitution = written;
+  const relative = written !== '-' && !/^[A-Za-z][A-Za-z0-9+.-]*:/.test(written) && !written.startsWith('/') && !written.startsWith('%{');
+  if (relative && ctx.location !== undefined && redirect !== undefined) {
+    // In a section a relative target is below the section's path (mod_rewrite's per-directory prefix).
+    if (ctx.location.match.kind !== 'prefix') {
+      throw ConfigError.at(where, 'RewriteRule in <LocationMatch>: a relative substitution has no base; write an absolute path or URL');
+    }
+    substitution = sectionDirectory(ctx.location.match.prefix) + written;
+  }
+  const conditions = draft.pending;
+  draft.pending = [];
   const common = { pattern: regex, negate, conditions, substitution, source: where };
   const ruleFlags = (implied: boolean): RuleFlags => ({ last: last || implied, qsa, qsd, noescape });
   if (status !== undefined) {
     // [F] and [G] answer at once; the substitution is not used (usually "-").
-    ctx.server.rewrite.rules.push({ ...common, pathTemplate: '', action: { kind: 'status', status }, flags: ruleFlags(true) });
+    draft.rules.push({ ...common, pathTemplate: '', action: { kind: 'status', status }, flags: ruleFlags(true) });
     return;
   }
   if (!proxy) {
     const absolute = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(substitution);
     if (substitution === '-' && redirect === undefined) {
-      ctx.server.rewrite.rules.push({ ...common, pathTemplate: '', action: { kind: 'none' }, flags: ruleFlags(false) });
+      draft.rules.push({ ...common, pathTemplate: '', action: { kind: 'none' }, flags: ruleFlags(false) });
       return;
     }
     if (redirect !== undefined && substitution !== '-' && (absolute || substitution.startsWith('/') || /^%\{/.test(substitution))) {
-      ctx.server.rewrite.rules.push({ ...common, pathTemplate: '', action: { kind: 'redirect', status: redirect }, flags: ruleFlags(true) });
+      draft.rules.push({ ...common, pathTemplate: '', action: { kind: 'redirect', status: redirect }, flags: ruleFlags(true) });
       return;
     }
     if (absolute) {
@@ -275,7 +312,7 @@ export function rewriteRule(node: DirectiveNode, ctx: Ctx): void {
     fromLocation: false,
     source: where,
   };
-  ctx.server.rewrite.rules.push({
+  draft.rules.push({
     ...common,
     pathTemplate: parsed.pathTemplate,
     ...(parsed.queryTemplate !== undefined ? { queryTemplate: parsed.queryTemplate } : {}),
@@ -359,4 +396,28 @@ export function assembleRewrite(drafts: readonly RuleDraft[], route: (r: RouteDr
       source: d.source,
     })),
   };
+}
+
+/**
+ * The section rules of a server (the main server's sections first, as Apache merges them), with
+ * their targets resolved by `route`; undefined when there are none.
+ */
+export function assembleSectionRewrites(
+  sections: readonly SectionRewriteDraft[],
+  serverEngine: boolean,
+  route: (r: RouteDraft) => Route,
+): SectionRewrite[] | undefined {
+  const out: SectionRewrite[] = [];
+  for (const { section, draft } of sections) {
+    if (draft.rules.length === 0) continue;
+    const assembled = assembleRewrite(draft.rules, route)!;
+    const m = section.match;
+    out.push({
+      section: m,
+      ...(m.kind === 'prefix' ? { directory: sectionDirectory(m.prefix) } : {}),
+      engine: draft.engine ?? serverEngine,
+      rules: assembled.rules,
+    });
+  }
+  return out.length === 0 ? undefined : out;
 }

@@ -3,8 +3,8 @@
 // before mod_alias's), so a server-level `Redirect` only applies to requests no ProxyPass or
 // RewriteRule [P] took (or that `ProxyPass … !` excluded); the lines of a `<Location>` are
 // mod_alias's per-directory ones, checked in the fixups phase, which every request passes,
-// proxied or not. Within that: a section's one-URL form first, then the server's lines (only for
-// unproxied requests), then the sections' lines (the innermost, i.e. last merged, section first).
+// proxied or not (mod_rewrite's section rules run before them). A section's one-URL form comes
+// first in both phases; the sections' lines are tried innermost (last merged) section first.
 
 import type { FrontName, RedirectRule, Redirects } from '../config/model';
 import { frontUrl, isUrl } from '../http/front-url';
@@ -25,29 +25,39 @@ export interface FrontOf {
   readonly name: FrontName | undefined;
 }
 
-/** The redirect for a request, or undefined; `proxied`: ProxyPass or a RewriteRule [P] took it. */
-export function findRedirect(r: Redirects, target: Target, proxied: boolean, front: FrontOf): RedirectAnswer | 500 | undefined {
-  const path = target.path;
+/** mod_alias in the translate-name phase, for a request no ProxyPass took: a section's one-URL form, then the server's lines. */
+export function translateRedirect(r: Redirects, target: Target, front: FrontOf): RedirectAnswer | 500 | undefined {
+  const { whole } = inSections(r, target.path);
+  if (whole !== undefined) return answer(whole, whole.url ?? '', target, front);
+  for (const rule of r.server) {
+    const to = target1(rule, target.path);
+    if (to !== undefined) return answer(rule, to, target, front);
+  }
+  return undefined;
+}
+
+/** mod_alias in the fixups phase, for every request: a section's one-URL form, then the sections' lines. */
+export function fixupRedirect(r: Redirects, target: Target, front: FrontOf): RedirectAnswer | 500 | undefined {
+  const { whole, rules } = inSections(r, target.path);
+  if (whole !== undefined) return answer(whole, whole.url ?? '', target, front);
+  for (const rule of rules) {
+    const to = target1(rule, target.path);
+    if (to !== undefined) return answer(rule, to, target, front);
+  }
+  return undefined;
+}
+
+/** The one-URL form of the innermost matching section that has one, and the matching sections' lines, innermost first. */
+function inSections(r: Redirects, path: string): { whole: RedirectRule | undefined; rules: RedirectRule[] } {
   let whole: RedirectRule | undefined;
-  const inSections: RedirectRule[] = [];
+  const rules: RedirectRule[] = [];
   for (let i = r.sections.length - 1; i >= 0; i--) {
     const s = r.sections[i]!;
     if (!sectionApplies(s.section, path)) continue;
     whole ??= s.whole;
-    inSections.push(...s.rules);
+    rules.push(...s.rules);
   }
-  if (whole !== undefined) return answer(whole, whole.url ?? '', target, front);
-  if (!proxied) {
-    for (const rule of r.server) {
-      const to = target1(rule, path);
-      if (to !== undefined) return answer(rule, to, target, front);
-    }
-  }
-  for (const rule of inSections) {
-    const to = target1(rule, path);
-    if (to !== undefined) return answer(rule, to, target, front);
-  }
-  return undefined;
+  return { whole, rules };
 }
 
 /** Where a rule sends `path` (mod_alias's escaping applied), or undefined when it does not match. */

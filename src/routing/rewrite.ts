@@ -7,9 +7,10 @@
 
 import type { FrontName, VirtualHost } from '../config/model';
 import { frontHostPort, frontUrl, isUrl } from '../http/front-url';
-import type { RewriteCondition, RewriteConfig, RewriteRule } from '../config/rewrite';
+import type { RewriteCondition, RewriteConfig, RewriteRule, SectionRewrite } from '../config/rewrite';
 import { canonPath, hasControlOrSpace } from './mapping';
 import { acceptedUpgrade, type RouteResult } from './router';
+import { sectionApplies } from './section';
 import type { Target } from './target';
 
 export interface RewriteRequest {
@@ -28,10 +29,14 @@ export interface RewriteRequest {
 type Groups = readonly (string | undefined)[];
 const NONE: Groups = [];
 
-/** The decision of the first rule that decides, or undefined when none does (then ProxyPass decides). */
-export function rewriteRequest(rewrite: RewriteConfig, vhost: VirtualHost, req: RewriteRequest): RouteResult | undefined {
+/**
+ * The decision of the first rule that decides, or undefined when none does (then ProxyPass
+ * decides). `subject`: what the patterns see (the decoded path; below the section's path for a
+ * section's rules).
+ */
+export function rewriteRequest(rewrite: RewriteConfig, vhost: VirtualHost, req: RewriteRequest, subject = req.target.path): RouteResult | undefined {
   for (const rule of rewrite.rules) {
-    const m = rule.pattern.exec(req.target.path);
+    const m = rule.pattern.exec(subject);
     if (rule.negate ? m !== null : m === null) continue;
     const ruleGroups: Groups = m ?? NONE;
     const condGroups = conditionsHold(rule.conditions, ruleGroups, req);
@@ -236,4 +241,21 @@ function proxyTo(rule: RewriteRule, vhost: VirtualHost, req: RewriteRequest, rul
     return { kind: 'proxy', route, backend, path, mode, upgradeValue };
   }
   return { kind: 'balance', route, balancer: route.balancer!.balancer, path, mode, upgradeValue };
+}
+
+/**
+ * A request's `<Location>` rules (mod_rewrite's fixup, after ProxyPass): those of the last
+ * matching section that has rules, when its engine is on; patterns see the path below the
+ * section's path (`<Location /app/>`: `/app/x` → `x`), as in a per-directory context.
+ */
+export function sectionRewrite(sections: readonly SectionRewrite[], vhost: VirtualHost, req: RewriteRequest): RouteResult | undefined {
+  const path = req.target.path;
+  for (let i = sections.length - 1; i >= 0; i--) {
+    const s = sections[i]!;
+    if (!sectionApplies(s.section, path)) continue;
+    if (!s.engine) return undefined;
+    const subject = s.directory !== undefined && path.startsWith(s.directory) ? path.slice(s.directory.length) : path;
+    return rewriteRequest(s, vhost, req, subject);
+  }
+  return undefined;
 }

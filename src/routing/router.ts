@@ -4,8 +4,8 @@
 import type { Backend, Balancer, Config, ListenAddress, Route, UpgradePolicy, VirtualHost } from '../config/model';
 import type { RequestHead } from '../http/head';
 import { aliasMatch, canonPath, hasControlOrSpace, substitute } from './mapping';
-import { findRedirect } from './redirect';
-import { rewriteRequest } from './rewrite';
+import { fixupRedirect, translateRedirect, type RedirectAnswer } from './redirect';
+import { rewriteRequest, sectionRewrite } from './rewrite';
 import { parseTarget, type Target } from './target';
 import { selectVirtualHost } from './vhost';
 
@@ -77,17 +77,47 @@ export function routeRequest(vhost: VirtualHost, req: RequestFacts): RouteResult
     return local(target, target === 400 ? 'invalid request-target' : 'path refused (encoded slash, NUL or OPTIONS *)');
   }
   const result = routeTarget(vhost, req, target);
-  return vhost.redirects === undefined ? result : redirected(vhost, req, target, result);
+  return vhost.redirects === undefined && vhost.sectionRewrites === undefined ? result : afterTranslate(vhost, req, target, result);
 }
 
-/** The decision after mod_alias's redirects had their say (routing/redirect.ts says when they apply). */
-function redirected(vhost: VirtualHost, req: RequestFacts, target: Target, result: RouteResult): RouteResult {
+/**
+ * What follows mod_rewrite's and ProxyPass's translation, in Apache's order: mod_alias's
+ * translate-name (only for a request no rule took), then the fixups of the request's sections,
+ * mod_rewrite's before mod_alias's (routing/redirect.ts, routing/rewrite.ts sectionRewrite).
+ * A request already answered (400, 403, 500, a rewrite redirect) or proxied by a server-level
+ * RewriteRule [P] keeps its decision until the fixups.
+ */
+function afterTranslate(vhost: VirtualHost, req: RequestFacts, target: Target, result: RouteResult): RouteResult {
   let proxied: boolean;
   if (result.kind === 'proxy' || result.kind === 'balance') proxied = true;
   else if (result.kind === 'local' && (result.reason === NO_RULE || result.reason === EXCLUDED)) proxied = false;
   else return result;
-  const found = findRedirect(vhost.redirects!, target, proxied, { host: req.host, secure: req.secure === true, name: vhost.frontName });
-  if (found === undefined) return result;
+  const front = { host: req.host, secure: req.secure === true, name: vhost.frontName };
+  const redirects = vhost.redirects;
+  if (!proxied && redirects !== undefined) {
+    const found = translateRedirect(redirects, target, front);
+    if (found !== undefined) return redirectResult(found);
+  }
+  if (vhost.sectionRewrites !== undefined) {
+    const rewritten = sectionRewrite(vhost.sectionRewrites, vhost, {
+      method: req.method,
+      target,
+      headers: req.headers,
+      upgrade: req.upgrade,
+      host: req.host,
+      secure: req.secure === true,
+      frontName: vhost.frontName,
+    });
+    if (rewritten !== undefined) return rewritten;
+  }
+  if (redirects !== undefined) {
+    const found = fixupRedirect(redirects, target, front);
+    if (found !== undefined) return redirectResult(found);
+  }
+  return result;
+}
+
+function redirectResult(found: RedirectAnswer | 500): RouteResult {
   if (found === 500) return local(500, 'redirect target is not a URL');
   const where = `${found.rule.source.file}:${found.rule.source.line}`;
   return { kind: 'redirect', status: found.status, ...(found.location !== undefined ? { location: found.location } : {}), reason: `redirected by ${where}` };

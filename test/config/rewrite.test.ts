@@ -87,8 +87,9 @@ test('mod_rewrite forms outside the proxying subset are refused at file:line', (
     [['RewriteBase /'], 2, /per-directory rewriting is not supported/],
     [['RewriteOptions MergeBase'], 2, /RewriteOptions MergeBase is not supported/],
     [['RewriteEngine maybe'], 2, /RewriteEngine/],
-    [['<Location /a/>', '  RewriteRule ^/(.*) ws://h/$1 [P]', '</Location>'], 3, /only supported at the top level or in a <VirtualHost>/],
-    [['<Proxy ws://h/>', '  RewriteEngine On', '</Proxy>'], 3, /only supported at the top level or in a <VirtualHost>/],
+    [['<Location /a/>', '  RewriteOptions Inherit', '</Location>'], 3, /RewriteOptions is only supported at the top level or in a <VirtualHost>/],
+    [['<LocationMatch ^/a>', '  RewriteRule ^x y [R]', '</LocationMatch>'], 3, /relative substitution has no base/],
+    [['<Proxy ws://h/>', '  RewriteEngine On', '</Proxy>'], 3, /RewriteEngine is not supported inside <Proxy>/],
     [['RewriteEngine On', 'RewriteRule ^/(.*) balancer://nope/$1 [P]'], 3, /no balancer "balancer:\/\/nope" is defined/],
     [['RewriteEngine On', 'RewriteRule ^/(.*) wss://h/$1 [P]'], 3, /needs "SSLProxyEngine on"/],
   ];

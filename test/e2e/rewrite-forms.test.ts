@@ -1,7 +1,8 @@
 // RewriteRule forms beyond [P,L], each with the line an app publishes: Mattermost's variable right
 // after host:port with [P,QSA,L] and its [NC,OR] conditions, Nextcloud's `.well-known` [R=301,L]
 // redirects, the http→https pair (`RewriteCond %{HTTPS} off`), `-` with [L], [QSA] on a proxy
-// target, [NE], [F] and [G].
+// target, [NE], [F] and [G]; rules and conditions inside <Location> (per-directory: after
+// ProxyPass, patterns see the path below the section).
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -180,5 +181,48 @@ test('http→https: "RewriteCond %{HTTPS} off" + "RewriteRule ^ https://%{HTTP_H
   } finally {
     await g.stop();
     await b.stop();
+  }
+});
+
+test('rules and conditions inside <Location>: after ProxyPass, on the path below the section; RewriteEngine per section or server', BOUND, async () => {
+  const b = await app('b');
+  const w = await app('w');
+  const g = await startGateway(
+    [
+      'Listen 127.0.0.1:0',
+      `ProxyPass / http://127.0.0.1:${b.port}/`,
+      '<Location /app/>',
+      '  RewriteEngine On',
+      '  RewriteCond %{HTTP:Upgrade} =websocket [NC]',
+      `  RewriteRule ^socket(.*) ws://127.0.0.1:${w.port}/ws$1 [P,L]`,
+      '  RewriteRule ^old$ new [R=301,L]',
+      '  RewriteRule \\.php$ - [F]',
+      '</Location>',
+      '<Location /off/>',
+      '  RewriteRule ^ https://elsewhere.test/ [R]',
+      '</Location>',
+      '',
+    ].join('\n'),
+  );
+  try {
+    const old = await rawExchange(g.port, get('/app/old?k=v', 'front.test:8080'));
+    assert.equal(old.status, 301);
+    assert.equal(headerIn(old.head, 'location'), 'http://front.test:8080/app/new?k=v', 'a relative target is below the section');
+    assert.equal((await rawExchange(g.port, get('/app/x/index.php'))).status, 403);
+    const page = await rawExchange(g.port, get('/app/page'));
+    assert.equal(bodyOf(page.data), 'b /app/page', 'no rule decides: ProxyPass does');
+
+    const ws = await openWs(`ws://127.0.0.1:${g.port}/app/socket/room?id=7`);
+    const payload = randomBytes(20_000);
+    assert.equal(sha256((await echo(ws, payload)).data), sha256(payload));
+    await closeWs(ws);
+    assert.deepEqual(w.seen, ['WS /ws/room?id=7'], 'the section rule proxied the upgrade, not ProxyPass');
+
+    const off = await rawExchange(g.port, get('/off/x'));
+    assert.equal(bodyOf(off.data), 'b /off/x', 'no RewriteEngine On in the section or the server: its rules do nothing');
+  } finally {
+    await g.stop();
+    await b.stop();
+    await w.stop();
   }
 });
