@@ -92,6 +92,7 @@ const walk: Walk = (nodes: readonly ConfigNode[], ctx: Ctx): void => {
 function resolveSettings(own: SettingsDraft, base: SettingsDraft | undefined): ServerSettings {
   const pick = <K extends keyof SettingsDraft>(k: K): SettingsDraft[K] => own[k] ?? base?.[k];
   const timeoutMs = pick('timeoutMs') ?? DEFAULT_TIMEOUT_MS;
+  const via = pick('via');
   return {
     timeoutMs,
     proxyTimeoutMs: pick('proxyTimeoutMs') ?? timeoutMs,
@@ -104,6 +105,7 @@ function resolveSettings(own: SettingsDraft, base: SettingsDraft | undefined): S
     protocols: pick('protocols') ?? DEFAULT_PROTOCOLS,
     protocolsHonorOrder: pick('protocolsHonorOrder') ?? true,
     h2WebSockets: pick('h2WebSockets') ?? false,
+    ...(via !== undefined && via !== 'off' ? { via } : {}),
   };
 }
 
@@ -191,6 +193,10 @@ function portCovered(port: number | '*', state: BuildState): boolean {
   return port === '*' || state.listens.some((l) => l.port === port);
 }
 
+function nonEmpty<T>(list: T[]): T[] | undefined {
+  return list.length > 0 ? list : undefined;
+}
+
 function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
@@ -238,6 +244,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     ...optional('reverse', assembleReverse(main, undefined, (name) => main.balancers.get(name))),
     ...optional('redirects', assembleRedirects(main, undefined)),
     frontName: frontName(main, undefined),
+    ...optional('sectionPreserveHost', main.sectionPreserveHost.length > 0 ? main.sectionPreserveHost : undefined),
     ...optional(
       'sectionRewrites',
       assembleSectionRewrites(main.sectionRewrites, main.rewrite.engine ?? false, (r) =>
@@ -280,6 +287,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
       ...optional('reverse', assembleReverse(vh, main, balancers)),
       ...optional('redirects', assembleRedirects(vh, main)),
       frontName: frontName(vh, main),
+      ...optional('sectionPreserveHost', nonEmpty([...main.sectionPreserveHost, ...vh.sectionPreserveHost])),
       ...optional(
         'sectionRewrites',
         assembleSectionRewrites(

@@ -214,7 +214,18 @@ function serverSpecs(): DirectiveSpec[] {
     },
     setting('Timeout', 'timeoutMs', duration('Timeout', false)),
     setting('ProxyTimeout', 'proxyTimeoutMs', duration('ProxyTimeout', false)),
-    setting('ProxyPreserveHost', 'preserveHost', onOff('ProxyPreserveHost')),
+    {
+      // In a <Location> it applies to the requests in the section (Apache's per-directory setting).
+      name: 'ProxyPreserveHost',
+      contexts: WITH_LOCATION,
+      minArgs: 1,
+      maxArgs: 1,
+      handle: (node, ctx) => {
+        const value = parseOnOff(arg0(node), 'ProxyPreserveHost', node.source);
+        if (ctx.location !== undefined) ctx.server.sectionPreserveHost.push({ section: ctx.location.match, preserveHost: value });
+        else ctx.server.settings.preserveHost = value;
+      },
+    },
     setting('ProxyAddHeaders', 'addHeaders', onOff('ProxyAddHeaders')),
     setting('ProxyWebsocketIdleTimeout', 'websocketIdleTimeoutMs', duration('ProxyWebsocketIdleTimeout', true)),
     setting('ProxyWebsocketFallbackToProxyHttp', 'websocketFallbackToProxyHttp', onOff('ProxyWebsocketFallbackToProxyHttp')),
@@ -242,9 +253,7 @@ function serverSpecs(): DirectiveSpec[] {
         if (!['off', 'on', 'full', 'block'].includes(v)) {
           throw ConfigError.at(node.source, `ProxyVia must be Off, On, Full or Block, got "${arg0(node)}"`);
         }
-        if (v !== 'off') {
-          ctx.state.notices.once('ignored:proxyvia', node.source, `ProxyVia ${arg0(node)} is not implemented: Via headers are relayed unchanged`);
-        }
+        ctx.server.settings.via = v as NonNullable<SettingsDraft['via']>;
       },
     },
     { name: 'ProxyPassReverse', contexts: WITH_LOCATION, minArgs: 1, maxArgs: 3, handle: proxyPassReverse },

@@ -11,6 +11,7 @@ import type {
   MemberStatus,
   Millis,
   RouteMatch,
+  SectionPreserveHost,
   SourceRef,
   StickySession,
   UpgradePolicy,
@@ -118,6 +119,7 @@ export interface SettingsDraft {
   protocols?: FrontProtocol[];
   protocolsHonorOrder?: boolean;
   h2WebSockets?: boolean;
+  via?: 'off' | 'on' | 'full' | 'block';
 }
 
 export interface ServerDraft {
@@ -144,6 +146,8 @@ export interface ServerDraft {
   readonly reverse: ReverseDraft[];
   /** Redirect* lines (redirect.ts), in config order. */
   readonly redirects: RedirectDraft[];
+  /** `ProxyPreserveHost` lines in sections, in config order. */
+  readonly sectionPreserveHost: SectionPreserveHost[];
   /** The port of `ServerName host:port`. */
   serverPort?: number;
   /** `UseCanonicalName`. */
@@ -199,5 +203,6 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     headerRules: [],
     reverse: [],
     redirects: [],
+    sectionPreserveHost: [],
   };
 }

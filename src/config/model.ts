@@ -151,6 +151,8 @@ export interface ServerSettings {
   readonly protocolsHonorOrder: boolean;
   /** `H2WebSockets` (default Off, as Apache): HTTP/2 connections offer RFC 8441 extended CONNECT for WebSockets. */
   readonly h2WebSockets: boolean;
+  /** `ProxyVia` On, Full or Block; absent for Off (the default: Via headers pass unchanged). */
+  readonly via?: 'on' | 'full' | 'block';
 }
 
 /** A protocol the front may speak (`Protocols`): `h2` is HTTP/2 over TLS (ALPN), `h2c` HTTP/2 with prior knowledge on plain ports. */
@@ -191,6 +193,8 @@ export interface VirtualHost {
   readonly headerRules?: readonly HeaderRule[];
   /** ProxyPassReverse* rules and how the front's own URL is built; absent when the server has none. */
   readonly reverse?: ReverseMap;
+  /** `ProxyPreserveHost` in sections (the main server's first), overriding `settings.preserveHost` for requests in them; absent when none. */
+  readonly sectionPreserveHost?: readonly SectionPreserveHost[];
   /** mod_alias redirects; absent when the server has none. */
   readonly redirects?: Redirects;
   /** How the server names itself in URLs it writes (absent: from Host, else the machine's name). */
@@ -220,6 +224,12 @@ export interface ReverseMap {
   readonly location: readonly ReverseAlias[];
   readonly cookiePath: readonly ReverseAlias[];
   readonly cookieDomain: readonly ReverseAlias[];
+}
+
+/** A `ProxyPreserveHost` written in a `<Location>`/`<LocationMatch>`. */
+export interface SectionPreserveHost {
+  readonly section: SectionMatch;
+  readonly preserveHost: boolean;
 }
 
 /** How the server names itself in a URL it writes (a mapped or redirect Location). */

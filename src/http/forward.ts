@@ -25,6 +25,10 @@ export interface BackendRequestOptions {
   readonly upgrade: string | undefined;
   /** HTTP/1.0 clients are forwarded as HTTP/1.0 so the answer needs no chunked decoding. */
   readonly http10: boolean;
+  /** ProxyVia On/Full: this proxy's Via element, merged after the client's Via values. */
+  readonly via?: string;
+  /** ProxyVia Block: the client's Via fields are not forwarded. */
+  readonly blockVia?: boolean;
 }
 
 /** The request head for the backend, as one Buffer ready to write. */
@@ -34,10 +38,17 @@ export function buildBackendRequest(req: RequestHead, o: BackendRequestOptions):
   if (o.host !== undefined) head += `Host: ${o.host}\r\n`;
   const h = req.headers;
   let sawForwardedFor = false;
+  let sawVia = false;
   for (let i = 0; i < h.length; i += 2) {
     const name = h[i];
     const lower = name.toLowerCase();
     if (lower === 'host' || isHopByHop(lower, req.connectionTokens)) continue;
+    if (lower === 'via' && (o.blockVia === true || o.via !== undefined)) {
+      // Block drops them; On/Full merges every Via value into the first field, then adds ours (Apache merges the field).
+      if (o.blockVia !== true && !sawVia) head += `${name}: ${viaValues(h)}, ${o.via!}\r\n`;
+      sawVia = true;
+      continue;
+    }
     if (o.forwardedFor !== undefined && lower === 'x-forwarded-for' && !sawForwardedFor) {
       // Append to the client's own list, in place (Apache merges into the existing field).
       sawForwardedFor = true;
@@ -46,6 +57,7 @@ export function buildBackendRequest(req: RequestHead, o: BackendRequestOptions):
     }
     head += `${name}: ${h[i + 1]}\r\n`;
   }
+  if (o.via !== undefined && !sawVia) head += `Via: ${o.via}\r\n`;
   if (o.forwardedFor !== undefined) {
     if (!sawForwardedFor) head += `X-Forwarded-For: ${o.forwardedFor}\r\n`;
     if (req.host !== undefined) head += `X-Forwarded-Host: ${req.host}\r\n`;
@@ -57,6 +69,16 @@ export function buildBackendRequest(req: RequestHead, o: BackendRequestOptions):
     head += o.http10 ? 'Connection: close\r\n\r\n' : '\r\n';
   }
   return Buffer.from(head, 'latin1');
+}
+
+/** Every Via value of a request, joined as one list. */
+function viaValues(h: readonly string[]): string {
+  let out = '';
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i].toLowerCase() !== 'via') continue;
+    out = out === '' ? h[i + 1] : `${out}, ${h[i + 1]}`;
+  }
+  return out;
 }
 
 /**

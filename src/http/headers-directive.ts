@@ -6,6 +6,7 @@ import type { FormatPart, HeaderRule } from '../config/headers';
 import type { VirtualHost } from '../config/model';
 import type { RequestHead, ResponseHead } from './head';
 import { reverseMapHead } from './reverse-map';
+import { viaElement } from './via';
 
 /**
  * The per-request environment (Apache's subprocess_env) the `env=` conditions and `%{VAR}e`
@@ -64,11 +65,14 @@ export function applyHeaderRules(
 /**
  * A relayed response head (final, 101 or a refused upgrade's) as the client gets it, on every
  * front: the server's ProxyPassReverse* mapping first (mod_proxy does it while reading the
- * backend's head), then its `Header` rules (mod_headers' output fixup); the head itself when it
- * has neither. `secure`: the client's connection is TLS (the scheme of a mapped Location).
+ * backend's head) and ProxyVia's element, then its `Header` rules (mod_headers' output fixup);
+ * the head itself when it has none of them. `secure`: the client's connection is TLS (the scheme of a mapped Location).
  */
-export function relayedHead(vhost: VirtualHost, res: ResponseHead, env: RequestEnv, req: RequestHead, secure: boolean): ResponseHead {
-  const mapped = vhost.reverse === undefined ? res : reverseMapHead(vhost.reverse, res, { req, secure, name: vhost.frontName });
+export function relayedHead(vhost: VirtualHost, res: ResponseHead, env: RequestEnv, req: RequestHead, secure: boolean, h2 = false): ResponseHead {
+  let mapped = vhost.reverse === undefined ? res : reverseMapHead(vhost.reverse, res, { req, secure, name: vhost.frontName });
+  const via = viaElement(vhost, req, secure, h2);
+  // ProxyVia On/Full: our element follows the backend's Via fields, in a field of its own.
+  if (via !== undefined) mapped = { ...mapped, headers: [...mapped.headers, 'Via', via] };
   const rules = vhost.headerRules;
   if (rules === undefined) return mapped;
   return { ...mapped, headers: applyHeaderRules(rules, mapped.headers, env, req.headers, true) };

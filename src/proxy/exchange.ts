@@ -146,7 +146,7 @@ export class Exchange {
     // A socket taken from the keep-alive pool comes back paused (origins.ts unpool).
     if (this.reused) socket.resume();
 
-    const head = this.up.requestHead(this.vhost, this.req, this.owner.clientIp);
+    const head = this.up.requestHead(this.vhost, this.req, this.owner.clientIp, isTls(this.owner.socket));
     socket.write(head);
     this.phase = Phase.AwaitingHead;
     this.timer = setTimeout(onResponseTimeout, this.up.backend.responseTimeoutMs, this);

@@ -159,7 +159,7 @@ export class H2Exchange {
     socket.on('close', this.onBackendClose);
     socket.on('drain', this.onBackendDrain);
     if (this.reused) socket.resume();
-    socket.write(this.up.requestHead(this.vhost, this.req, this.clientIp));
+    socket.write(this.up.requestHead(this.vhost, this.req, this.clientIp, this.stream.session?.encrypted === true, true));
     this.phase = Phase.AwaitingHead;
     this.timer = setTimeout(onResponseTimeout, this.up.backend.responseTimeoutMs, this);
     const pending = this.pending;
@@ -272,7 +272,7 @@ export class H2Exchange {
       this.fail(502, `backend 101 with a wrong Sec-WebSocket-Accept "${accept.slice(0, 40)}"`);
       return;
     }
-    const headers = h2Headers(relayedHead(this.vhost, res, this.up.env, this.req, this.stream.session?.encrypted === true), 200, DROP_ON_200);
+    const headers = h2Headers(relayedHead(this.vhost, res, this.up.env, this.req, this.stream.session?.encrypted === true, true), 200, DROP_ON_200);
     if (headers === undefined) {
       this.fail(502, 'backend 101 head cannot be sent over HTTP/2');
       return;
@@ -311,7 +311,7 @@ export class H2Exchange {
     const framer = responseFraming(this.req.method, res.status, res.chunked, res.contentLength);
     this.resFramer = framer;
     this.keepBackend = this.upgradeValue === undefined && res.versionMinor === 1 && framer.framing !== Framing.UntilClose && !res.connectionTokens.includes('close');
-    const headers = h2Headers(relayedHead(this.vhost, res, this.up.env, this.req, this.stream.session?.encrypted === true), res.status, undefined);
+    const headers = h2Headers(relayedHead(this.vhost, res, this.up.env, this.req, this.stream.session?.encrypted === true, true), res.status, undefined);
     if (headers === undefined) {
       this.fail(502, 'backend response head cannot be sent over HTTP/2 (a single-value field repeated)');
       return;

@@ -6,8 +6,11 @@
 import type { Socket } from 'node:net';
 import type { Backend, Route, VirtualHost } from '../config/model';
 import { buildBackendRequest } from '../http/forward';
+import { viaElement } from '../http/via';
 import type { RequestHead } from '../http/head';
 import type { ProxyDecision } from '../routing/router';
+import { sectionApplies } from '../routing/section';
+import { parseTarget } from '../routing/target';
 import { EMPTY_ENV, type RequestEnv } from '../http/headers-directive';
 import { BalancerSession } from '../upstream/balancer/session';
 import { BackendTlsError, connectOrigin, type OriginState } from '../upstream/origins';
@@ -39,6 +42,18 @@ export interface UpstreamConnectUser extends UpstreamUser {
   /** The request ended meanwhile: a late connection is closed. */
   readonly upstreamOver: boolean;
   upstreamConnected(socket: Socket): void;
+}
+
+/** ProxyPreserveHost for this request: the last matching section that sets it, else the server's. */
+function preserveHost(vhost: VirtualHost, req: RequestHead): boolean {
+  const sections = vhost.sectionPreserveHost;
+  if (sections === undefined) return vhost.settings.preserveHost;
+  const t = parseTarget(req.method, req.target);
+  const path = typeof t === 'number' ? undefined : t.path;
+  for (let i = sections.length - 1; i >= 0; i--) {
+    if (sectionApplies(sections[i]!.section, path)) return sections[i]!.preserveHost;
+  }
+  return vhost.settings.preserveHost;
 }
 
 export class Upstream {
@@ -197,20 +212,24 @@ export class Upstream {
 
   /**
    * The request head for the chosen backend: its path, Host (ProxyPreserveHost), X-Forwarded-*
-   * (ProxyAddHeaders) and, for an upgrade, the Upgrade to ask for.
+   * (ProxyAddHeaders), Via (ProxyVia) and, for an upgrade, the Upgrade to ask for. `secure`: the
+   * client's connection is TLS; `h2`: it is HTTP/2 (the Via version).
    */
-  requestHead(vhost: VirtualHost, req: RequestHead, clientIp: string): Buffer {
+  requestHead(vhost: VirtualHost, req: RequestHead, clientIp: string, secure = false, h2 = false): Buffer {
     const settings = vhost.settings;
+    const via = viaElement(vhost, req, secure, h2);
     const server = this.ctx.serverName(vhost);
     return buildBackendRequest(req, {
       method: req.method,
       path: this.path,
-      host: settings.preserveHost ? (req.host ?? server) : this.backend.origin.hostHeader,
+      host: preserveHost(vhost, req) ? (req.host ?? server) : this.backend.origin.hostHeader,
       forwardedFor: settings.addHeaders ? clientIp : undefined,
       forwardedServer: server,
       upgrade: this.upgradeValue,
       // An HTTP/1.0 client's request goes as HTTP/1.0 (an upgrade needs 1.1).
       http10: req.versionMinor === 0 && this.upgradeValue === undefined,
+      ...(via !== undefined ? { via } : {}),
+      ...(settings.via === 'block' ? { blockVia: true } : {}),
     });
   }
 

@@ -572,7 +572,7 @@ test('<VirtualHost> addresses, and a notice for a port no Listen covers', () => 
   ]);
 });
 
-test('notices: ProxyVia, skipped sections, once per name (ProxyPassReverse* are honoured: no notice)', () => {
+test('notices: skipped sections, once per name (ProxyVia and ProxyPassReverse* are honoured: no notice)', () => {
   const { config, dir } = load({
     'wsgate.conf': lines(
       'Listen 0',
@@ -592,7 +592,6 @@ test('notices: ProxyVia, skipped sections, once per name (ProxyPassReverse* are 
     ),
   });
   assert.deepEqual(config.notices.map((n) => n.replace(`${dir}/`, '')), [
-    'wsgate.conf:3: ProxyVia On is not implemented: Via headers are relayed unchanged',
     'wsgate.conf:7: <Files> sections are skipped: their contents do not concern proxying',
     'wsgate.conf:10: <IfVersion> sections are skipped: their contents do not concern proxying',
     'wsgate.conf:13: LoadModule is ignored: it does not concern proxying',
