@@ -26,9 +26,13 @@ export function frontHostPort(name: FrontName | undefined, host: string | undefi
   return { host: h, port };
 }
 
-/** A Host value's name (lower-cased, IPv6 without brackets, a trailing dot dropped) and port. */
+/**
+ * A Host value's name (lower-cased, IPv6 without brackets, a trailing dot dropped) and port;
+ * undefined for a value that is not a host name (then the ServerName is used), so a client
+ * cannot put arbitrary text into a Location wsgate writes.
+ */
 function splitHost(value: string): { host: string; port: number | undefined } | undefined {
-  const m = /^(\[[0-9A-Fa-f:.]+\]|[^:[\]]+)(?::(\d*))?$/.exec(value.trim());
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d*))?$/.exec(value.trim());
   if (m === null) return undefined;
   let host = m[1]!.toLowerCase();
   if (host.startsWith('[')) host = host.slice(1, -1);

@@ -95,10 +95,10 @@ test('ServerAlias in the main server', () => {
   expectError({ 'wsgate.conf': lines(L, 'ServerAlias a.example') }, { line: 2, message: /ServerAlias is not allowed at the top level/ });
 });
 
-test('ProxyPreserveHost inside <Location>', () => {
+test('ProxyPreserveHost inside <Proxy> (allowed in <Location>, as Apache)', () => {
   expectError(
-    { 'wsgate.conf': lines(L, '<Location /a>', 'ProxyPreserveHost On', '</Location>') },
-    { line: 3, message: /ProxyPreserveHost is not allowed inside <Location>/ },
+    { 'wsgate.conf': lines(L, '<Proxy ws://h/>', 'ProxyPreserveHost On', '</Proxy>') },
+    { line: 3, message: /ProxyPreserveHost is not allowed inside <Proxy>/ },
   );
 });
 
