@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import * as tls from 'node:tls';
 import { before, test } from 'node:test';
 import { makeCerts, type CertFiles, type Certs } from '../helpers/certs';
 import { expectError } from '../config/helpers';
@@ -66,6 +67,48 @@ test('the port-80 virtual host: "Redirect permanent / https://example.com/" (pat
     await g.waitForLog(/request not proxied.*301.*redirected by .*wsgate\.conf:4/);
   } finally {
     await g.stop();
+  }
+});
+
+test('the usual pair: a port-80 virtual host redirecting to https, the TLS one proxying', BOUND, async () => {
+  const b = await backend();
+  const g = await startGateway(
+    [
+      'Listen 127.0.0.1:0',
+      'Listen 127.0.0.2:0 https',
+      '<VirtualHost 127.0.0.1:*>',
+      '    ServerName example.com',
+      '    Redirect permanent / https://example.com/',
+      '</VirtualHost>',
+      '<VirtualHost 127.0.0.2:*>',
+      '    ServerName example.com',
+      '    SSLEngine on',
+      `    SSLCertificateFile ${front.cert}`,
+      `    SSLCertificateKeyFile ${front.key}`,
+      `    ProxyPass / http://127.0.0.1:${b.port}/`,
+      `    ProxyPassReverse / http://127.0.0.1:${b.port}/`,
+      '</VirtualHost>',
+      '',
+    ].join('\n'),
+  );
+  try {
+    const r = await rawExchange(g.ports[0]!, get('/app/?tab=1'));
+    assert.equal(r.status, 301);
+    assert.equal(headerIn(r.head, 'location'), 'https://example.com/app/?tab=1');
+    const s = tls.connect({ port: g.ports[1]!, host: '127.0.0.2', ca: certs.ca.pem, servername: 'localhost' });
+    await once(s, 'secureConnect');
+    s.write(get('/app/?tab=1'));
+    const chunks: Buffer[] = [];
+    s.on('data', (d: Buffer) => chunks.push(d));
+    await once(s, 'end');
+    s.destroy();
+    const text = Buffer.concat(chunks).toString('latin1');
+    assert.match(text, /^HTTP\/1\.1 200 /);
+    assert.ok(text.endsWith('\r\n\r\nbackend'));
+    assert.deepEqual(b.seen, ['/app/?tab=1']);
+  } finally {
+    await g.stop();
+    await b.stop();
   }
 });
 
