@@ -8,7 +8,7 @@
 
 import type { FrontName, RedirectRule, Redirects } from '../config/model';
 import { frontUrl, isUrl } from '../http/front-url';
-import { aliasMatch, canonPath, substitute } from './mapping';
+import { aliasMatch, canonPath, hasControlOrSpace, substitute } from './mapping';
 import { sectionApplies } from './section';
 import type { Target } from './target';
 
@@ -90,5 +90,6 @@ function answer(rule: RedirectRule, to: string, target: Target, front: FrontOf):
   else if (!isUrl(location)) return 500;
   // The request's query goes along unless the target has its own.
   if (target.query !== undefined && !location.includes('?')) location += '?' + target.query;
+  if (hasControlOrSpace(location)) return 500;
   return { status: rule.status, location, rule };
 }

@@ -92,6 +92,8 @@ function redirectTo(rule: RewriteRule, status: number, req: RewriteRequest, rule
     if (start > 0) url = url.slice(0, start) + canonPath(url.slice(start));
   }
   if (query !== undefined) url += '?' + (rule.flags.noescape || query === req.target.query ? query : canonPath(query));
+  // With [NE] a decoded %0D%0A or space would reach the header as it is: answered 500 instead.
+  if (hasControlOrSpace(url)) return { kind: 'local', status: 500, reason: `RewriteRule redirect target holds control characters or spaces (${where(rule)})` };
   return { kind: 'redirect', status, location: url, reason: `redirected by RewriteRule (${where(rule)})` };
 }
 

@@ -118,7 +118,7 @@ function afterTranslate(vhost: VirtualHost, req: RequestFacts, target: Target, r
 }
 
 function redirectResult(found: RedirectAnswer | 500): RouteResult {
-  if (found === 500) return local(500, 'redirect target is not a URL');
+  if (found === 500) return local(500, 'redirect target is not a URL, or holds control characters or spaces');
   const where = `${found.rule.source.file}:${found.rule.source.line}`;
   return { kind: 'redirect', status: found.status, ...(found.location !== undefined ? { location: found.location } : {}), reason: `redirected by ${where}` };
 }

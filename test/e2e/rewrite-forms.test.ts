@@ -226,3 +226,31 @@ test('rules and conditions inside <Location>: after ProxyPass, on the path below
     await w.stop();
   }
 });
+
+test('certbot\'s redirect: "RewriteCond %{SERVER_NAME} =example.com" + "RewriteRule ^ https://%{SERVER_NAME}%{REQUEST_URI} [END,NE,R=permanent]"', BOUND, async () => {
+  const g = await startGateway(
+    [
+      'Listen 127.0.0.1:0',
+      '<VirtualHost *:*>',
+      '  ServerName example.com',
+      '  RewriteEngine on',
+      '  RewriteCond %{SERVER_NAME} =example.com',
+      '  RewriteRule ^ https://%{SERVER_NAME}%{REQUEST_URI} [END,NE,R=permanent]',
+      '</VirtualHost>',
+      '',
+    ].join('\n'),
+  );
+  try {
+    const r = await rawExchange(g.port, get('/account/?next=%2Fhome', 'example.com'));
+    assert.equal(r.status, 301);
+    assert.equal(headerIn(r.head, 'location'), 'https://example.com/account/?next=%2Fhome');
+    const other = await rawExchange(g.port, get('/x', 'www.example.com'));
+    assert.equal(other.status, 404, 'another name: the condition fails and nothing proxies /x');
+    // [NE] leaves the decoded path as it is: a CR LF in it must not become a header.
+    const evil = await rawExchange(g.port, get('/a%0d%0aSet-Cookie:%20x=1', 'example.com'));
+    assert.equal(evil.status, 500, 'answered 500, as Apache refuses a header value with controls');
+    assert.equal(headerIn(evil.head, 'set-cookie'), undefined);
+  } finally {
+    await g.stop();
+  }
+});
