@@ -244,7 +244,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     ...optional('reverse', assembleReverse(main, undefined, (name) => main.balancers.get(name))),
     ...optional('redirects', assembleRedirects(main, undefined)),
     frontName: frontName(main, undefined),
-    ...optional('sectionPreserveHost', main.sectionPreserveHost.length > 0 ? main.sectionPreserveHost : undefined),
+    ...optional('sectionPreserveHost', nonEmpty(main.sectionPreserveHost)),
     ...optional(
       'sectionRewrites',
       assembleSectionRewrites(main.sectionRewrites, main.rewrite.engine ?? false, (r) =>

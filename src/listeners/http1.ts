@@ -114,7 +114,7 @@ export class ClientConnection implements ExchangeOwner {
       // Without a body to skip, the connection can serve the next request.
       const keepAlive = req.versionMinor === 1 && !req.connectionTokens.includes('close') && !req.chunked && req.contentLength <= 0;
       const location = decision.kind === 'redirect' && decision.location !== undefined ? `Location: ${decision.location}\r\n` : '';
-      this.host.respondError(this.socket, decision.status, keepAlive, location);
+      this.host.respondError(this.socket, decision.status, keepAlive, location, req.method !== 'HEAD');
       if (keepAlive) this.exchangeDone(true, rest);
       return;
     }

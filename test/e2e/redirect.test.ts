@@ -65,6 +65,17 @@ test('the port-80 virtual host: "Redirect permanent / https://example.com/" (pat
     assert.equal(up.status, 301);
     assert.equal(headerIn(up.head, 'location'), 'https://example.com/ws');
     await g.waitForLog(/request not proxied.*301.*redirected by .*wsgate\.conf:4/);
+    // `curl -I`: a HEAD gets the same head without a body, so the next request on the connection reads cleanly.
+    const both = await rawExchange(
+      g.port,
+      'HEAD /h HTTP/1.1\r\nHost: example.com\r\n\r\nGET /g HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n',
+    );
+    const text = both.data.toString('latin1');
+    const second = text.indexOf('HTTP/1.1 301', 1);
+    assert.ok(second > 0, 'two answers');
+    assert.ok(text.slice(0, second).endsWith('\r\n\r\n'), 'nothing after the HEAD answer\'s head');
+    assert.equal(headerIn(text.slice(0, second), 'location'), 'https://example.com/h');
+    assert.equal(headerIn(text.slice(second), 'location'), 'https://example.com/g');
   } finally {
     await g.stop();
   }
