@@ -107,7 +107,7 @@ test('Nextcloud ".well-known" [R=301,L], "-" with [L], [QSA] and [NE], [F] and [
       'RewriteRule ^/anchor$ /page#section [R,NE,L]',
       'RewriteRule ^/escaped$ /page#section [R,L]',
       'RewriteRule ^/secret - [F]',
-      'RewriteRule ^/old-api - [G]',
+      'RewriteRule ^/old-api - [G,NC]',
       `RewriteRule ^/(.*) http://127.0.0.1:${b.port}/app/$1 [P]`,
       `ProxyPass /static http://127.0.0.1:${b.port}/files`,
       '',
@@ -135,6 +135,7 @@ test('Nextcloud ".well-known" [R=301,L], "-" with [L], [QSA] and [NE], [F] and [
 
     assert.equal((await rawExchange(g.port, get('/secret/x'))).status, 403);
     assert.equal((await rawExchange(g.port, get('/old-api/v1'))).status, 410);
+    assert.equal((await rawExchange(g.port, get('/OLD-API/v1'))).status, 410, '[NC] on the rule');
 
     const rest = await rawExchange(g.port, get('/x/y?z=1'));
     assert.equal(bodyOf(rest.data), 'b /app/x/y?z=1', 'a rule without [L] is still final with [P]');
