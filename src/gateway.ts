@@ -198,9 +198,9 @@ export class Gateway implements ConnectionHost, FrontHost {
     return vhost.serverName ?? this.config.mainServer.serverName ?? this.hostName;
   }
 
-  respondError(socket: net.Socket, status: number, keepAlive: boolean, extraHeaders = ''): void {
+  respondError(socket: net.Socket, status: number, keepAlive: boolean, extraHeaders = '', withBody = true): void {
     if (!socket.writable) return;
-    socket.write(buildErrorResponse(status, keepAlive, extraHeaders));
+    socket.write(buildErrorResponse(status, keepAlive, extraHeaders, withBody));
     if (!keepAlive) socket.destroySoon();
   }
 

@@ -37,7 +37,9 @@ import {
 import type { ConfigNode, ParseResult } from './parser';
 import { buildAccess } from './access';
 import { balancerRoute } from './balancer';
-import { assembleRewrite, effectiveRules, noteDanglingConditions } from './rewrite';
+import { assembleRedirects } from './redirect';
+import { assembleReverse, frontName } from './reverse';
+import { assembleRewrite, assembleSectionRewrites, effectiveRules, noteDanglingConditions } from './rewrite';
 import { decideListenProtocols, DEFAULT_BACKEND_TLS_PROFILE, FileCache, resolveBackendTls, resolveFrontTls } from './tls';
 
 function checkPlace(
@@ -92,6 +94,7 @@ const walk: Walk = (nodes: readonly ConfigNode[], ctx: Ctx): void => {
 function resolveSettings(own: SettingsDraft, base: SettingsDraft | undefined): ServerSettings {
   const pick = <K extends keyof SettingsDraft>(k: K): SettingsDraft[K] => own[k] ?? base?.[k];
   const timeoutMs = pick('timeoutMs') ?? DEFAULT_TIMEOUT_MS;
+  const via = pick('via');
   return {
     timeoutMs,
     proxyTimeoutMs: pick('proxyTimeoutMs') ?? timeoutMs,
@@ -105,6 +108,7 @@ function resolveSettings(own: SettingsDraft, base: SettingsDraft | undefined): S
     protocolsHonorOrder: pick('protocolsHonorOrder') ?? true,
     h2WebSockets: pick('h2WebSockets') ?? false,
     traceEnable: pick('traceEnable') ?? 'on',
+    ...(via !== undefined && via !== 'off' ? { via } : {}),
   };
 }
 
@@ -192,6 +196,10 @@ function portCovered(port: number | '*', state: BuildState): boolean {
   return port === '*' || state.listens.some((l) => l.port === port);
 }
 
+function nonEmpty<T>(list: T[]): T[] | undefined {
+  return list.length > 0 ? list : undefined;
+}
+
 function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
@@ -249,6 +257,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     asm.route(r, mainSettings, main.proxySets, mainBackendTls, (name) => main.balancers.get(name)),
   );
   noteDanglingConditions(main.rewrite, notices);
+  for (const e of main.sectionRewrites) noteDanglingConditions(e.draft, notices);
   const mainRewrite = assembleRewrite(effectiveRules(main.rewrite, undefined), (r) =>
     asm.route(r, mainSettings, main.proxySets, mainBackendTls, (name) => main.balancers.get(name)),
   );
@@ -264,6 +273,16 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     ...optional('access', buildAccess(main.access, undefined)),
     ...(main.requestHeaderRules.length > 0 ? { requestHeaderRules: main.requestHeaderRules } : {}),
     ...(main.headerSections.length > 0 ? { headerSections: main.headerSections } : {}),
+    ...optional('reverse', assembleReverse(main, undefined, (name) => main.balancers.get(name))),
+    ...optional('redirects', assembleRedirects(main, undefined)),
+    frontName: frontName(main, undefined),
+    ...optional('sectionPreserveHost', nonEmpty(main.sectionPreserveHost)),
+    ...optional(
+      'sectionRewrites',
+      assembleSectionRewrites(main.sectionRewrites, main.rewrite.engine ?? false, (r) =>
+        asm.route(r, mainSettings, main.proxySets, mainBackendTls, (name) => main.balancers.get(name)),
+      ),
+    ),
     source: main.source,
   };
 
@@ -286,6 +305,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     }
     const balancers = (name: string) => vh.balancers.get(name) ?? main.balancers.get(name);
     noteDanglingConditions(vh.rewrite, notices);
+    for (const e of vh.sectionRewrites) noteDanglingConditions(e.draft, notices);
     const rewrite = assembleRewrite(effectiveRules(vh.rewrite, main.rewrite), (r) => asm.route(r, settings, sets, backendTls, balancers));
     return {
       addresses: vh.addresses,
@@ -301,6 +321,18 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
         ? { requestHeaderRules: [...main.requestHeaderRules, ...vh.requestHeaderRules] }
         : {}),
       ...(main.headerSections.length + vh.headerSections.length > 0 ? { headerSections: [...main.headerSections, ...vh.headerSections] } : {}),
+      ...optional('reverse', assembleReverse(vh, main, balancers)),
+      ...optional('redirects', assembleRedirects(vh, main)),
+      frontName: frontName(vh, main),
+      ...optional('sectionPreserveHost', nonEmpty([...main.sectionPreserveHost, ...vh.sectionPreserveHost])),
+      ...optional(
+        'sectionRewrites',
+        assembleSectionRewrites(
+          [...main.sectionRewrites, ...vh.sectionRewrites],
+          vh.rewrite.engine ?? main.rewrite.engine ?? false,
+          (r) => asm.route(r, settings, sets, backendTls, balancers),
+        ),
+      ),
       source: vh.source,
     };
   });

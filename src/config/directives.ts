@@ -28,6 +28,8 @@ import {
 import { applyBalancerParam, applyMemberParam, ensureBalancer, openBalancerSection, parseBalancerUrl } from './balancer';
 import { headerDirective, requestHeaderDirective } from './headers';
 import { accessSections, accessSpecs } from './access-directives';
+import { redirectDirective } from './redirect';
+import { proxyPassReverse, reverseCookie, serverNamePort, useCanonicalName } from './reverse';
 import { rewriteCond, rewriteEngine, rewriteOptions, rewriteRule } from './rewrite';
 import { applyWorkerParam, isBalancerUrl, parseProxyPass, parseTarget, proxyUrlMatcher } from './worker';
 
@@ -220,7 +222,6 @@ function groupedSpecs(): DirectiveSpec[] {
     notice('EnableSendfile', PROCESS),
     notice('EnableMMAP', PROCESS),
     notice('HostnameLookups', 'it only changes what Apache logs'),
-    notice('UseCanonicalName', 'wsgate builds no self-referential URLs'),
     notice('ServerTokens', 'wsgate sends no Server header of its own (relayed answers keep the backend\'s)'),
     notice('ServerSignature', 'wsgate adds no signature to the answers it makes'),
     onlyValue('KeepAlive', 'On', 'wsgate keeps client connections alive'),
@@ -337,6 +338,7 @@ function serverSpecs(): DirectiveSpec[] {
       maxArgs: 1,
       handle: (node, ctx) => {
         ctx.server.serverName = parseServerName(arg0(node), node.source);
+        ctx.server.serverPort = serverNamePort(arg0(node));
       },
     },
     {
@@ -363,7 +365,18 @@ function serverSpecs(): DirectiveSpec[] {
     },
     setting('Timeout', 'timeoutMs', duration('Timeout', false)),
     setting('ProxyTimeout', 'proxyTimeoutMs', duration('ProxyTimeout', false)),
-    setting('ProxyPreserveHost', 'preserveHost', onOff('ProxyPreserveHost')),
+    {
+      // In a <Location> it applies to the requests in the section (Apache's per-directory setting).
+      name: 'ProxyPreserveHost',
+      contexts: WITH_LOCATION,
+      minArgs: 1,
+      maxArgs: 1,
+      handle: (node, ctx) => {
+        const value = parseOnOff(arg0(node), 'ProxyPreserveHost', node.source);
+        if (ctx.location !== undefined) ctx.server.sectionPreserveHost.push({ section: ctx.location.match, preserveHost: value });
+        else ctx.server.settings.preserveHost = value;
+      },
+    },
     setting('ProxyAddHeaders', 'addHeaders', onOff('ProxyAddHeaders')),
     setting('ProxyWebsocketIdleTimeout', 'websocketIdleTimeoutMs', duration('ProxyWebsocketIdleTimeout', true)),
     setting('ProxyWebsocketFallbackToProxyHttp', 'websocketFallbackToProxyHttp', onOff('ProxyWebsocketFallbackToProxyHttp')),
@@ -391,33 +404,22 @@ function serverSpecs(): DirectiveSpec[] {
       contexts: SERVER_VHOST,
       minArgs: 1,
       maxArgs: 1,
-      handle: (node) => {
+      handle: (node, ctx) => {
         const v = arg0(node).toLowerCase();
         if (!['off', 'on', 'full', 'block'].includes(v)) {
           throw ConfigError.at(node.source, `ProxyVia must be Off, On, Full or Block, got "${arg0(node)}"`);
         }
-        if (v !== 'off') {
-          throw ConfigError.at(node.source, `ProxyVia ${arg0(node)} is not supported: wsgate relays Via headers unchanged (write ProxyVia Off, or remove the line)`);
-        }
+        ctx.server.settings.via = v as NonNullable<SettingsDraft['via']>;
       },
     },
-    ...['ProxyPassReverse', 'ProxyPassReverseCookieDomain', 'ProxyPassReverseCookiePath'].map(
-      (name): DirectiveSpec => ({
-        name,
-        // Not yet implemented, and observable (Location headers of redirects): see docs/directives.md.
-        group: 'notice',
-        contexts: WITH_LOCATION,
-        minArgs: 1,
-        maxArgs: 3,
-        handle: (node, ctx) => {
-          ctx.state.notices.once(
-            `ignored:${name.toLowerCase()}`,
-            node.source,
-            `${name} is not implemented: response headers are relayed unchanged`,
-          );
-        },
-      }),
-    ),
+    { name: 'ProxyPassReverse', contexts: WITH_LOCATION, minArgs: 1, maxArgs: 3, handle: proxyPassReverse },
+    { name: 'ProxyPassReverseCookieDomain', contexts: WITH_LOCATION, minArgs: 2, maxArgs: 3, handle: reverseCookie('cookieDomain') },
+    { name: 'ProxyPassReverseCookiePath', contexts: WITH_LOCATION, minArgs: 2, maxArgs: 3, handle: reverseCookie('cookiePath') },
+    { name: 'Redirect', contexts: WITH_LOCATION, minArgs: 1, maxArgs: 3, handle: redirectDirective(false) },
+    { name: 'RedirectMatch', contexts: WITH_LOCATION, minArgs: 2, maxArgs: 3, handle: redirectDirective(true) },
+    { name: 'RedirectPermanent', contexts: WITH_LOCATION, minArgs: 2, maxArgs: 2, handle: redirectDirective(false, 301) },
+    { name: 'RedirectTemp', contexts: WITH_LOCATION, minArgs: 2, maxArgs: 2, handle: redirectDirective(false, 302) },
+    { name: 'UseCanonicalName', contexts: SERVER_VHOST, minArgs: 1, maxArgs: 1, handle: useCanonicalName },
     {
       name: 'ProxyPass',
       contexts: WITH_LOCATION,

@@ -11,6 +11,7 @@ import type {
   MemberStatus,
   Millis,
   RouteMatch,
+  SectionPreserveHost,
   SourceRef,
   StickySession,
   UpgradePolicy,
@@ -18,7 +19,9 @@ import type {
 } from './model';
 import type { HeaderRule } from './headers';
 import { newServerAccessDraft, type AuthzContainerDraft, type ServerAccessDraft } from './access';
-import { newRewriteDraft, type RewriteDraft } from './rewrite';
+import { newRewriteDraft, type RewriteDraft, type SectionRewriteDraft } from './rewrite';
+import type { RedirectDraft } from './redirect';
+import type { ReverseDraft } from './reverse';
 import type { ListenDraft, TlsDraft } from './tls';
 import type { BackendUrl } from './values';
 
@@ -118,6 +121,7 @@ export interface SettingsDraft {
   protocolsHonorOrder?: boolean;
   h2WebSockets?: boolean;
   traceEnable?: 'on' | 'off' | 'extended';
+  via?: 'off' | 'on' | 'full' | 'block';
 }
 
 export interface ServerDraft {
@@ -136,6 +140,8 @@ export interface ServerDraft {
   readonly balancers: Map<string, BalancerDraft>;
   /** RewriteEngine/RewriteCond/RewriteRule (rewrite.ts). */
   readonly rewrite: RewriteDraft;
+  /** The same, written in `<Location>`/`<LocationMatch>` sections, in config order. */
+  readonly sectionRewrites: SectionRewriteDraft[];
   /** `Header` lines (headers.ts), in config order. */
   readonly headerRules: HeaderRule[];
   /** Access control, SetEnvIf and SetEnv of this server and its sections (access.ts). */
@@ -146,6 +152,16 @@ export interface ServerDraft {
   readonly headerSections: HeaderSection[];
   /** DocumentRoot and SetHandler lines: accepted only where every path is proxied (build.ts). */
   readonly localContent: LocalContentDraft[];
+  /** ProxyPassReverse* lines (reverse.ts), in config order. */
+  readonly reverse: ReverseDraft[];
+  /** Redirect* lines (redirect.ts), in config order. */
+  readonly redirects: RedirectDraft[];
+  /** `ProxyPreserveHost` lines in sections, in config order. */
+  readonly sectionPreserveHost: SectionPreserveHost[];
+  /** The port of `ServerName host:port`. */
+  serverPort?: number;
+  /** `UseCanonicalName`. */
+  canonicalName?: boolean;
 }
 
 /** A directive that would make Apache serve something itself (a file, a handler's page). */
@@ -207,10 +223,14 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     tls: {},
     balancers: new Map(),
     rewrite: newRewriteDraft(),
+    sectionRewrites: [],
     headerRules: [],
     access: newServerAccessDraft(),
     requestHeaderRules: [],
     headerSections: [],
     localContent: [],
+    reverse: [],
+    redirects: [],
+    sectionPreserveHost: [],
   };
 }

@@ -6,7 +6,7 @@
 // were started with.
 
 import type { HeaderRule } from './headers';
-import type { RewriteConfig } from './rewrite';
+import type { RewriteConfig, SectionRewrite } from './rewrite';
 
 /** Where a directive came from, for `file:line: message` errors and log lines. */
 export interface SourceRef {
@@ -153,6 +153,8 @@ export interface ServerSettings {
   readonly h2WebSockets: boolean;
   /** `TraceEnable` (default On): with Off, a TRACE request is answered 501 and never proxied, as mod_proxy does. */
   readonly traceEnable: 'on' | 'off' | 'extended';
+  /** `ProxyVia` On, Full or Block; absent for Off (the default: Via headers pass unchanged). */
+  readonly via?: 'on' | 'full' | 'block';
 }
 
 /** A protocol the front may speak (`Protocols`): `h2` is HTTP/2 over TLS (ALPN), `h2c` HTTP/2 with prior knowledge on plain ports. */
@@ -187,6 +189,8 @@ export interface VirtualHost {
   readonly tls?: FrontTls;
   /** RewriteRule [P] rules tried before the routes (RewriteEngine On); absent when there are none. */
   readonly rewrite?: RewriteConfig;
+  /** RewriteRule lines of `<Location>`/`<LocationMatch>` sections, tried after the routes; absent when there are none. */
+  readonly sectionRewrites?: readonly SectionRewrite[];
   /** `Header` rules for responses: the main server's, then this server's own; absent when there are none. */
   readonly headerRules?: readonly HeaderRule[];
   /** Access control (Require, Auth*, Order/Allow/Deny, SetEnvIf…); absent when nothing in reach of this server has any. */
@@ -199,7 +203,80 @@ export interface VirtualHost {
    * merges sections. Absent when there are none.
    */
   readonly headerSections?: readonly HeaderSection[];
+  /** ProxyPassReverse* rules and how the front's own URL is built; absent when the server has none. */
+  readonly reverse?: ReverseMap;
+  /** `ProxyPreserveHost` in sections (the main server's first), overriding `settings.preserveHost` for requests in them; absent when none. */
+  readonly sectionPreserveHost?: readonly SectionPreserveHost[];
+  /** mod_alias redirects; absent when the server has none. */
+  readonly redirects?: Redirects;
+  /** How the server names itself in URLs it writes (absent: from Host, else the machine's name). */
+  readonly frontName?: FrontName;
   readonly source: SourceRef;
+}
+
+/** Where a rule written in a `<Location>`/`<LocationMatch>` applies (Apache's location walk). */
+export type SectionMatch = RouteMatch;
+
+/** One ProxyPassReverse, ProxyPassReverseCookiePath or ProxyPassReverseCookieDomain line. */
+export interface ReverseAlias {
+  /** The section it was written in; undefined at server level (applies to every request of the server). */
+  readonly section?: SectionMatch;
+  /** What the client is shown (Apache's "fake": the front path, the public cookie path or domain). */
+  readonly front: string;
+  /** What the backend writes (Apache's "real": its URL, its cookie path or domain). */
+  readonly backend: string;
+  /** ProxyPassReverse to a defined `balancer://name/path`: each member's URL, as Apache names its workers. */
+  readonly members?: readonly string[];
+  /** With `members`: the balancer URL's path when it is more than `/`. */
+  readonly balancerPath?: string;
+}
+
+/** The reverse mapping of a server's answers (`ProxyPassReverse*`), rules in the order Apache merges them. */
+export interface ReverseMap {
+  readonly location: readonly ReverseAlias[];
+  readonly cookiePath: readonly ReverseAlias[];
+  readonly cookieDomain: readonly ReverseAlias[];
+}
+
+/** A `ProxyPreserveHost` written in a `<Location>`/`<LocationMatch>`. */
+export interface SectionPreserveHost {
+  readonly section: SectionMatch;
+  readonly preserveHost: boolean;
+}
+
+/** How the server names itself in a URL it writes (a mapped or redirect Location). */
+export interface FrontName {
+  /** `UseCanonicalName On`: the ServerName instead of the request's Host. */
+  readonly canonicalName: boolean;
+  /** ServerName's host and port (the server's, else the main server's): used when Host says nothing. */
+  readonly serverName?: string;
+  readonly serverPort?: number;
+}
+
+/** A `Redirect`, `RedirectMatch`, `RedirectPermanent` or `RedirectTemp` line (mod_alias). */
+export interface RedirectRule {
+  /** `prefix`: URL-path matched as mod_alias does; `regex`: RedirectMatch; `all`: the one-URL form in a section. */
+  readonly match: { readonly kind: 'prefix'; readonly prefix: string } | { readonly kind: 'regex'; readonly regex: RegExp } | { readonly kind: 'all' };
+  /** 3xx with `url`, or another status (410 `gone`, …) without one. */
+  readonly status: number;
+  readonly url?: string;
+  readonly source: SourceRef;
+}
+
+/** The redirect lines of a `<Location>`/`<LocationMatch>` (mod_alias's per-directory ones). */
+export interface RedirectSection {
+  readonly section: SectionMatch;
+  /** The one-URL (or status-only) form: `Redirect [status] [URL]` in the section. */
+  readonly whole?: RedirectRule;
+  readonly rules: readonly RedirectRule[];
+}
+
+/** A server's mod_alias redirects. */
+export interface Redirects {
+  /** Server-level lines: the virtual host's, then the main server's (mod_alias's merge order). */
+  readonly server: readonly RedirectRule[];
+  /** Sections in config order (the main server's first). */
+  readonly sections: readonly RedirectSection[];
 }
 
 /** The Header/RequestHeader rules of one <Location> or <LocationMatch>. */

@@ -4,9 +4,9 @@
 // else is refused at FILE:LINE, because a rule wsgate skipped would send requests elsewhere than
 // the author meant. The rules run per request in src/routing/rewrite.ts.
 
-import type { BalancerRefDraft, Ctx, RouteDraft, TargetDraft } from './drafts';
+import type { BalancerRefDraft, Ctx, LocationDraft, RouteDraft, TargetDraft } from './drafts';
 import { ConfigError, type Notices } from './errors';
-import type { Route, SourceRef } from './model';
+import type { Route, SectionMatch, SourceRef } from './model';
 import type { DirectiveNode } from './parser';
 import { parseBalancerUrl } from './balancer';
 import { parseOnOff } from './values';
@@ -28,7 +28,30 @@ export interface RewriteCondition {
   readonly source: SourceRef;
 }
 
-/** One `RewriteRule Pattern Substitution [P…]` with the conditions written before it. */
+/** What a rule whose pattern and conditions hold does. */
+export type RewriteAction =
+  /** `[P]`: proxy to `route` with the substituted path and query. */
+  | { readonly kind: 'proxy' }
+  /** `[R=code]`, or an absolute URL: an external redirect to the substitution. */
+  | { readonly kind: 'redirect'; readonly status: number }
+  /** `-`: nothing is substituted (flags such as [L] still act). */
+  | { readonly kind: 'none' }
+  /** `[F]` (403) or `[G]` (410). */
+  | { readonly kind: 'status'; readonly status: 403 | 410 };
+
+/** Flags that change how a matching rule's result is built. */
+export interface RuleFlags {
+  /** `[L]`/`[END]`, or implied by [P], [R], [F], [G]: no later rule is tried. */
+  readonly last: boolean;
+  /** `[QSA]`: a query in the substitution is followed by the request's. */
+  readonly qsa: boolean;
+  /** `[QSD]`: the request's query is dropped. */
+  readonly qsd: boolean;
+  /** `[NE]`: the result is not escaped (a [P] target is sent as it is, like `nocanon`). */
+  readonly noescape: boolean;
+}
+
+/** One `RewriteRule Pattern Substitution [flags]` with the conditions written before it. */
 export interface RewriteRule {
   /** Matched against the decoded URL-path (`/socket.io/`), as in server context. */
   readonly pattern: RegExp;
@@ -38,14 +61,33 @@ export interface RewriteRule {
   readonly pathTemplate: string;
   /** The substitution's query (after `?`), or undefined: then the request's query is kept. */
   readonly queryTemplate?: string;
-  /** Where the rule proxies to: a route with its backend (or balancer) resolved like a ProxyPass target. */
-  readonly route: Route;
+  /** [P] rules: where the rule proxies to, a route with its backend (or balancer) resolved like a ProxyPass target. */
+  readonly route?: Route;
+  readonly action: RewriteAction;
+  readonly flags: RuleFlags;
+  /** Redirect rules: the whole substitution (scheme, host, path and query), expanded per request. */
+  readonly substitution: string;
   readonly source: SourceRef;
 }
 
 /** The rules in force for one server, in the order they are tried (absent when RewriteEngine is not On). */
 export interface RewriteConfig {
   readonly rules: readonly RewriteRule[];
+}
+
+/** The rules of one `<Location>`/`<LocationMatch>`, tried after ProxyPass (mod_rewrite's fixup). */
+export interface SectionRewrite {
+  readonly section: SectionMatch;
+  /** A `<Location>`'s path with a trailing `/`: removed from the path the patterns see. */
+  readonly directory?: string;
+  /** RewriteEngine in the section, else the server's. */
+  readonly engine: boolean;
+  readonly rules: readonly RewriteRule[];
+}
+
+/** A `<Location>` path as mod_rewrite's per-directory prefix: with a trailing `/`. */
+export function sectionDirectory(prefix: string): string {
+  return prefix.endsWith('/') ? prefix : prefix + '/';
 }
 
 /** A rule as read, before its target is resolved (build.ts). */
@@ -55,8 +97,11 @@ export interface RuleDraft {
   readonly conditions: readonly RewriteCondition[];
   readonly pathTemplate: string;
   readonly queryTemplate?: string;
-  /** The route to assemble: a `balancer://` reference or a ws/wss/http/https target. */
-  readonly route: RouteDraft;
+  /** [P] rules: the route to assemble, a `balancer://` reference or a ws/wss/http/https target. */
+  readonly route?: RouteDraft;
+  readonly action: RewriteAction;
+  readonly flags: RuleFlags;
+  readonly substitution: string;
   readonly source: SourceRef;
 }
 
@@ -76,24 +121,37 @@ export function newRewriteDraft(): RewriteDraft {
 /** Server variables a TestString may name; the values are computed per request (routing/rewrite.ts). */
 export const SERVER_VARIABLES = new Set([
   'HTTP_ACCEPT', 'HTTP_COOKIE', 'HTTP_FORWARDED', 'HTTP_HOST', 'HTTP_PROXY_CONNECTION', 'HTTP_REFERER', 'HTTP_USER_AGENT',
-  'REQUEST_URI', 'QUERY_STRING', 'REQUEST_METHOD',
+  'REQUEST_URI', 'QUERY_STRING', 'REQUEST_METHOD', 'HTTPS', 'REQUEST_SCHEME', 'SERVER_NAME', 'SERVER_PORT',
 ]);
 
-const CONTEXT_HINT = 'at the top level or in a <VirtualHost>';
+/** The rewrite lines of a `<Location>`/`<LocationMatch>` (mod_rewrite's per-directory context). */
+export interface SectionRewriteDraft {
+  readonly section: LocationDraft;
+  readonly draft: RewriteDraft;
+}
 
-function refuseOutsideServer(node: DirectiveNode, ctx: Ctx): void {
-  if (ctx.kind !== 'server' && ctx.kind !== 'vhost') {
-    throw ConfigError.at(node.source, `${node.name} is only supported ${CONTEXT_HINT} (per-directory rewriting in <Location>/<Proxy> is not supported)`);
+/** The draft the line belongs to: the server's, or its section's; `<Proxy>` is refused. */
+function draftOf(node: DirectiveNode, ctx: Ctx): RewriteDraft {
+  if (ctx.kind === 'server' || ctx.kind === 'vhost') return ctx.server.rewrite;
+  if (ctx.location === undefined) {
+    throw ConfigError.at(node.source, `${node.name} is not supported inside <Proxy>: put it at the top level, in a <VirtualHost> or in a <Location>`);
   }
+  let entry = ctx.server.sectionRewrites.find((e) => e.section === ctx.location);
+  if (entry === undefined) {
+    entry = { section: ctx.location, draft: newRewriteDraft() };
+    ctx.server.sectionRewrites.push(entry);
+  }
+  return entry.draft;
 }
 
 export function rewriteEngine(node: DirectiveNode, ctx: Ctx): void {
-  refuseOutsideServer(node, ctx);
-  ctx.server.rewrite.engine = parseOnOff(node.args[0] as string, 'RewriteEngine', node.source);
+  draftOf(node, ctx).engine = parseOnOff(node.args[0] as string, 'RewriteEngine', node.source);
 }
 
 export function rewriteOptions(node: DirectiveNode, ctx: Ctx): void {
-  refuseOutsideServer(node, ctx);
+  if (ctx.kind !== 'server' && ctx.kind !== 'vhost') {
+    throw ConfigError.at(node.source, 'RewriteOptions is only supported at the top level or in a <VirtualHost>: a section uses its own rules only');
+  }
   for (const option of node.args) {
     const o = option.toLowerCase();
     if (o === 'inherit') ctx.server.rewrite.inherit = 'after';
@@ -128,7 +186,7 @@ function checkReferences(text: string, directive: string, where: SourceRef): voi
 }
 
 export function rewriteCond(node: DirectiveNode, ctx: Ctx): void {
-  refuseOutsideServer(node, ctx);
+  const draft = draftOf(node, ctx);
   const where = node.source;
   const [test, rawPattern, flagWord] = node.args as [string, string, string | undefined];
   checkReferences(test, 'RewriteCond', where);
@@ -157,24 +215,49 @@ export function rewriteCond(node: DirectiveNode, ctx: Ctx): void {
       throw ConfigError.at(where, `RewriteCond: bad regular expression "${text}": ${(err as Error).message}`);
     }
   }
-  ctx.server.rewrite.pending.push({ test, pattern, negate, nocase, or, source: where });
+  draft.pending.push({ test, pattern, negate, nocase, or, source: where });
 }
 
+const REDIRECT_WORDS: Record<string, number> = { PERMANENT: 301, TEMP: 302, SEEOTHER: 303 };
+
 export function rewriteRule(node: DirectiveNode, ctx: Ctx): void {
-  refuseOutsideServer(node, ctx);
+  const draft = draftOf(node, ctx);
   const where = node.source;
-  const [rawPattern, substitution, flagWord] = node.args as [string, string, string | undefined];
+  const [rawPattern, written, flagWord] = node.args as [string, string, string | undefined];
   const flags = flagList(flagWord, 'RewriteRule', where);
   let proxy = false;
   let nocase = false;
+  let redirect: number | undefined;
+  let status: 403 | 410 | undefined;
+  let last = false;
+  let qsa = false;
+  let qsd = false;
+  let noescape = false;
   for (const flag of flags ?? []) {
-    if (flag === 'P' || flag === 'PROXY') proxy = true;
-    else if (flag === 'L' || flag === 'LAST') continue;
-    else if (flag === 'NC' || flag === 'NOCASE') nocase = true;
-    else throw ConfigError.at(where, `RewriteRule: flag [${flag}] is not supported (wsgate supports rules that proxy: [P], with L and NC)`);
+    const [name, value] = flag.split('=', 2) as [string, string | undefined];
+    if (name === 'P' || name === 'PROXY') proxy = true;
+    else if (name === 'L' || name === 'LAST' || name === 'END') last = true;
+    else if (name === 'NC' || name === 'NOCASE') nocase = true;
+    else if (name === 'QSA' || name === 'QSAPPEND') qsa = true;
+    else if (name === 'QSD' || name === 'QSDISCARD') qsd = true;
+    else if (name === 'NE' || name === 'NOESCAPE') noescape = true;
+    else if (name === 'F' || name === 'FORBIDDEN') status = 403;
+    else if (name === 'G' || name === 'GONE') status = 410;
+    else if (name === 'R' || name === 'REDIRECT') {
+      const code = value === undefined ? 302 : REDIRECT_WORDS[value] ?? (/^\d{3}$/.test(value) ? Number(value) : NaN);
+      if (!(code >= 300 && code <= 399)) {
+        throw ConfigError.at(where, `RewriteRule: [${flag}] is not supported (a redirect status 300–399, permanent, temp or seeother; [F] and [G] for 403 and 410)`);
+      }
+      redirect = code;
+    } else {
+      throw ConfigError.at(
+        where,
+        `RewriteRule: flag [${flag}] is not supported (supported: P, R[=code], L, END, NC, QSA, QSD, NE, F, G)`,
+      );
+    }
   }
-  if (!proxy) {
-    throw ConfigError.at(where, 'RewriteRule: only proxying rules ([P] flag, substitution a ws://, wss://, http://, https:// or balancer:// URL) are supported');
+  if ([proxy, redirect !== undefined, status !== undefined].filter(Boolean).length > 1) {
+    throw ConfigError.at(where, 'RewriteRule: [P], [R], [F] and [G] exclude one another');
   }
   const negate = rawPattern.startsWith('!');
   let regex: RegExp;
@@ -183,10 +266,44 @@ export function rewriteRule(node: DirectiveNode, ctx: Ctx): void {
   } catch (err) {
     throw ConfigError.at(where, `RewriteRule: bad regular expression "${rawPattern}": ${(err as Error).message}`);
   }
-  checkReferences(substitution, 'RewriteRule', where);
+  checkReferences(written, 'RewriteRule', where);
+  let substitution = written;
+  const relative = written !== '-' && !/^[A-Za-z][A-Za-z0-9+.-]*:/.test(written) && !written.startsWith('/') && !written.startsWith('%{');
+  if (relative && ctx.location !== undefined && redirect !== undefined) {
+    // In a section a relative target is below the section's path (mod_rewrite's per-directory prefix).
+    if (ctx.location.match.kind !== 'prefix') {
+      throw ConfigError.at(where, 'RewriteRule in <LocationMatch>: a relative substitution has no base; write an absolute path or URL');
+    }
+    substitution = sectionDirectory(ctx.location.match.prefix) + written;
+  }
+  const conditions = draft.pending;
+  draft.pending = [];
+  const common = { pattern: regex, negate, conditions, substitution, source: where };
+  const ruleFlags = (implied: boolean): RuleFlags => ({ last: last || implied, qsa, qsd, noescape });
+  if (status !== undefined) {
+    // [F] and [G] answer at once; the substitution is not used (usually "-").
+    draft.rules.push({ ...common, pathTemplate: '', action: { kind: 'status', status }, flags: ruleFlags(true) });
+    return;
+  }
+  if (!proxy) {
+    const absolute = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(substitution);
+    if (substitution === '-' && redirect === undefined) {
+      draft.rules.push({ ...common, pathTemplate: '', action: { kind: 'none' }, flags: ruleFlags(false) });
+      return;
+    }
+    if (redirect !== undefined && substitution !== '-' && (absolute || substitution.startsWith('/') || /^%\{/.test(substitution))) {
+      draft.rules.push({ ...common, pathTemplate: '', action: { kind: 'redirect', status: redirect }, flags: ruleFlags(true) });
+      return;
+    }
+    if (absolute) {
+      throw ConfigError.at(where, `RewriteRule: the substitution "${substitution}" is a URL: add [R] (or [R=301]) to redirect to it, or [P] to proxy to it`);
+    }
+    throw ConfigError.at(
+      where,
+      'RewriteRule: internal rewrites to a path are not supported; wsgate supports proxying rules ([P]), redirects ([R=code] to a URL or /path), "-" (no substitution), [F] and [G]',
+    );
+  }
   const parsed = proxyTarget(substitution, where, ctx.state.notices);
-  const conditions = ctx.server.rewrite.pending;
-  ctx.server.rewrite.pending = [];
   const route: RouteDraft = {
     match: { kind: 'regex', regex, pattern: rawPattern },
     exclude: false,
@@ -195,14 +312,13 @@ export function rewriteRule(node: DirectiveNode, ctx: Ctx): void {
     fromLocation: false,
     source: where,
   };
-  ctx.server.rewrite.rules.push({
-    pattern: regex,
-    negate,
-    conditions,
+  draft.rules.push({
+    ...common,
     pathTemplate: parsed.pathTemplate,
     ...(parsed.queryTemplate !== undefined ? { queryTemplate: parsed.queryTemplate } : {}),
     route,
-    source: where,
+    action: { kind: 'proxy' },
+    flags: ruleFlags(true),
   });
 }
 
@@ -212,7 +328,9 @@ function proxyTarget(
   where: SourceRef,
   notices: Notices,
 ): { target: { target: TargetDraft } | { balancer: BalancerRefDraft }; pathTemplate: string; queryTemplate?: string } {
-  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?$/.exec(substitution);
+  // The authority ends at the path, the query, or a variable or back-reference right after
+  // host:port (`ws://127.0.0.1:8065%{REQUEST_URI}`, Mattermost's form): that starts the path.
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/((?:[^/?#$%\\]|%(?![{0-9]))*)([^?#]*)(?:\?([^#]*))?$/.exec(substitution);
   if (m === null) {
     throw ConfigError.at(where, `RewriteRule [P]: the substitution must be a URL (scheme://host/path), got "${substitution}"`);
   }
@@ -220,8 +338,15 @@ function proxyTarget(
   const authority = m[2] as string;
   const pathTemplate = m[3] as string;
   const queryTemplate = m[4];
-  if (/[$%\\]/.test(authority) || /[$%]/.test(scheme)) {
-    throw ConfigError.at(where, `RewriteRule [P] ${substitution}: back-references and variables are only supported in the path and query, not the scheme or host`);
+  // A reference right after the authority is the path only when it cannot be part of the host: after
+  // `:port`, or %{REQUEST_URI} (always a path).
+  const glued = pathTemplate !== '' && pathTemplate[0] !== '/';
+  const hostEnds = /:\d+$/.test(authority) || /^%\{REQUEST_URI\}/i.test(pathTemplate);
+  if (/[$%\\]/.test(authority) || /[$%]/.test(scheme) || authority === '' || (glued && !hostEnds)) {
+    throw ConfigError.at(
+      where,
+      `RewriteRule [P] ${substitution}: back-references and variables are only supported after host:port (in the path and query), not in the scheme or host: wsgate resolves each backend when it loads the config`,
+    );
   }
   const base = `${scheme}://${authority}`;
   const q = queryTemplate !== undefined ? { queryTemplate } : {};
@@ -264,8 +389,35 @@ export function assembleRewrite(drafts: readonly RuleDraft[], route: (r: RouteDr
       conditions: d.conditions,
       pathTemplate: d.pathTemplate,
       ...(d.queryTemplate !== undefined ? { queryTemplate: d.queryTemplate } : {}),
-      route: route(d.route),
+      ...(d.route !== undefined ? { route: route(d.route) } : {}),
+      action: d.action,
+      flags: d.flags,
+      substitution: d.substitution,
       source: d.source,
     })),
   };
+}
+
+/**
+ * The section rules of a server (the main server's sections first, as Apache merges them), with
+ * their targets resolved by `route`; undefined when there are none.
+ */
+export function assembleSectionRewrites(
+  sections: readonly SectionRewriteDraft[],
+  serverEngine: boolean,
+  route: (r: RouteDraft) => Route,
+): SectionRewrite[] | undefined {
+  const out: SectionRewrite[] = [];
+  for (const { section, draft } of sections) {
+    if (draft.rules.length === 0) continue;
+    const assembled = assembleRewrite(draft.rules, route)!;
+    const m = section.match;
+    out.push({
+      section: m,
+      ...(m.kind === 'prefix' ? { directory: sectionDirectory(m.prefix) } : {}),
+      engine: draft.engine ?? serverEngine,
+      rules: assembled.rules,
+    });
+  }
+  return out.length === 0 ? undefined : out;
 }

@@ -9,7 +9,7 @@ import { parseBackendUrl, parseCount, parseDuration, parseOnOff, parseRegex, par
 
 /** Apache worker keys wsgate does not implement (yet): a clear error instead of "unknown". */
 const UNSUPPORTED_KEYS = new Set([
-  'acquire', 'addressttl', 'disablereuse', 'enablereuse', 'flushpackets', 'flushwait', 'iobuffersize',
+  'acquire', 'addressttl', 'disablereuse', 'enablereuse', 'iobuffersize',
   'min', 'smax', 'ttl', 'ping', 'receivebuffersize', 'responsefieldsize', 'secret', 'mapping',
 ]);
 /** Balancer keys (balancer.ts), and balancer-member keys. */
@@ -63,6 +63,17 @@ export function applyWorkerParam(
       params.upgrade = upgrade;
       return;
     }
+    case 'flushpackets':
+      // wsgate never holds back what a backend sent (no output buffering to flush): every value has Apache's `on` effect.
+      if (!['on', 'off', 'auto'].includes(value.toLowerCase())) {
+        throw ConfigError.at(where, `${directive} flushpackets= must be on, off or auto, got "${value}"`);
+      }
+      return;
+    case 'flushwait':
+      if (!/^\d+$/.test(value) || Number(value) > 1000) {
+        throw ConfigError.at(where, `${directive} flushwait= must be a number of milliseconds from 0 to 1000, got "${value}"`);
+      }
+      return;
     default:
       if (MEMBER_KEYS.has(key)) throw ConfigError.at(where, `${directive} ${key}= is only valid on a BalancerMember line`);
       if (BALANCER_KEYS.has(key)) {

@@ -194,12 +194,14 @@ export class H2Front {
     const routingFields = isConnect ? [...fields, 'Upgrade', 'websocket', 'Connection', 'Upgrade'] : fields;
     const decision = decideRequest(
       vhost,
-      { method: backendMethod, target: path, upgrade, headers: routingFields },
+      { method: backendMethod, target: path, upgrade, headers: routingFields, host: authority, secure: info.listen.protocol === 'https' },
       { clientIp: info.clientIp, localAddress: () => info.localAddress, protocol: 'HTTP/2.0' },
     );
-    if (decision.kind === 'local') {
-      const challenge = decision.realm !== undefined ? ['WWW-Authenticate', basicChallenge(decision.realm)] : [];
-      this.refuse(stream, info, decision.status, decision.reason, method, path, challenge);
+    if (decision.kind === 'local' || decision.kind === 'redirect') {
+      const fields: string[] = [];
+      if (decision.kind === 'redirect' && decision.location !== undefined) fields.push('Location', decision.location);
+      if (decision.kind === 'local' && decision.realm !== undefined) fields.push('WWW-Authenticate', basicChallenge(decision.realm));
+      this.refuse(stream, info, decision.status, decision.reason, method, path, fields);
       return;
     }
     const req: RequestHead = {
@@ -216,17 +218,9 @@ export class H2Front {
     new H2Exchange(this.host, stream, info.clientIp, vhost, req, new Upstream(this.host, decision, fields, headerScope(vhost, backendMethod, path, info.tls)), body, websocket).start();
   }
 
-  private refuse(
-    stream: http2.ServerHttp2Stream,
-    info: SessionInfo,
-    status: number,
-    reason: string,
-    method: string,
-    path: string,
-    extraFields: readonly string[] = [],
-  ): void {
+  private refuse(stream: http2.ServerHttp2Stream, info: SessionInfo, status: number, reason: string, method: string, path: string, fields: readonly string[] = []): void {
     this.host.log.info('request not proxied', { status, reason, client: info.clientIp, method, path, protocol: 'h2' });
-    respondH2Error(stream, status, undefined, extraFields);
+    respondH2Error(stream, status, undefined, fields);
   }
 
   /** Closes every session now (shutdown): their streams, and the tunnels on them, close too. */

@@ -103,7 +103,7 @@ export class ClientConnection implements ExchangeOwner {
 
   private handle(req: RequestHead, rest: Buffer | undefined): void {
     const { vhost, decision } = routeHead(this.host.config, this.listen, () => this.socket.localAddress ?? '', req, this.clientIp);
-    if (decision.kind === 'local') {
+    if (decision.kind === 'local' || decision.kind === 'redirect') {
       this.host.log.info('request not proxied', {
         status: decision.status,
         reason: decision.reason,
@@ -113,8 +113,9 @@ export class ClientConnection implements ExchangeOwner {
       });
       // Without a body to skip, the connection can serve the next request.
       const keepAlive = req.versionMinor === 1 && !req.connectionTokens.includes('close') && !req.chunked && req.contentLength <= 0;
-      const challenge = decision.realm !== undefined ? `WWW-Authenticate: ${basicChallenge(decision.realm)}\r\n` : '';
-      this.host.respondError(this.socket, decision.status, keepAlive, challenge);
+      let extra = decision.kind === 'redirect' && decision.location !== undefined ? `Location: ${decision.location}\r\n` : '';
+      if (decision.kind === 'local' && decision.realm !== undefined) extra += `WWW-Authenticate: ${basicChallenge(decision.realm)}\r\n`;
+      this.host.respondError(this.socket, decision.status, keepAlive, extra, req.method !== 'HEAD');
       if (keepAlive) this.exchangeDone(true, rest);
       return;
     }

@@ -13,7 +13,7 @@ import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseRequestHead, type RequestH
 import { NativeUpgrade, type NativeUpgradeHost } from '../proxy/native-upgrade';
 import type { GatewayContext } from '../proxy/context';
 import { headerScope, Upstream } from '../proxy/upstream';
-import { routeHead, type RouteResult } from '../routing/router';
+import { routeHead, type ProxyDecision } from '../routing/router';
 import { FrontEvent, nativeEngine, onFrontEvent, type NativeBinding } from '../tunnel/native';
 import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
 import type { ClientConnection, ConnectionHost } from './http1';
@@ -108,8 +108,8 @@ export class NativeFront implements NativeUpgradeHost {
       return;
     }
     const { vhost, decision } = routeHead(this.host.config, listen, () => this.engine.frontLocalAddress(id), req, clientIp);
-    // Local answers (refusals by access control too) are the HTTP/1 path's: it routes again and answers.
-    if (decision.kind === 'local' || decision.mode !== 'upgrade' || !plainTcp(decision)) {
+    // Local answers (refusals by access control, redirects) are the HTTP/1 path's: it routes again and answers.
+    if ((decision.kind !== 'proxy' && decision.kind !== 'balance') || decision.mode !== 'upgrade' || !plainTcp(decision)) {
       this.handOff(id, listen, bytes);
       return;
     }
@@ -182,7 +182,7 @@ function dispatchOne(type: FrontEvent, id: number, a: number, text: string | und
 }
 
 /** Whether every backend the route may use is plain TCP (TLS backends need Node's TLS). */
-function plainTcp(decision: Exclude<RouteResult, { kind: 'local' }>): boolean {
+function plainTcp(decision: ProxyDecision): boolean {
   if (decision.kind === 'proxy') return !decision.backend.origin.tls;
   return decision.balancer.members.every((m) => !m.backend.origin.tls);
 }

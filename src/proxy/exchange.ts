@@ -27,6 +27,11 @@ const enum Phase {
   Done,
 }
 
+/** The client's connection is TLS (a `TLSSocket`): mapped Locations name the front as https. */
+function isTls(socket: Socket): boolean {
+  return (socket as Socket & { encrypted?: boolean }).encrypted === true;
+}
+
 /** Most interim (1xx) responses relayed before the final one, as Apache's limit. */
 const MAX_INTERIM = 10;
 
@@ -140,7 +145,7 @@ export class Exchange {
     // A socket taken from the keep-alive pool comes back paused (origins.ts unpool).
     if (this.reused) socket.resume();
 
-    const head = this.up.requestHead(this.vhost, this.req, this.owner.clientIp);
+    const head = this.up.requestHead(this.vhost, this.req, this.owner.clientIp, isTls(this.owner.socket));
     this.up.sent(head.length);
     socket.write(head);
     this.phase = Phase.AwaitingHead;
@@ -270,7 +275,7 @@ export class Exchange {
     this.owner.detach();
     releaseBackend(backend);
     backend.pause();
-    client.write(buildSwitchingResponse(this.up.relayed(res, this.req.headers)));
+    client.write(buildSwitchingResponse(this.up.relayed(this.vhost, res, this.req)));
     this.ctx.startTunnel(client, backend, this.vhost, this.up.route, this.up.backend, this.up.counters, this.extra, rest, onTunnelClosed);
   }
 
@@ -290,7 +295,7 @@ export class Exchange {
     this.keepBackend =
       !this.isUpgrade && res.versionMinor === 1 && this.resFramer.framing !== Framing.UntilClose && !res.connectionTokens.includes('close');
     const keepUpgrade = this.isUpgrade && res.upgrade !== undefined && this.allows(res.upgrade);
-    this.owner.socket.write(buildClientResponse(this.up.relayed(res, this.req.headers), this.keepClient, keepUpgrade));
+    this.owner.socket.write(buildClientResponse(this.up.relayed(this.vhost, res, this.req), this.keepClient, keepUpgrade));
     this.phase = Phase.RelayingBody;
     if (this.resFramer.done) this.completeResponse(rest);
     else if (rest !== undefined) this.relayBody(rest, 0);

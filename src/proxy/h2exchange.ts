@@ -158,7 +158,7 @@ export class H2Exchange {
     socket.on('close', this.onBackendClose);
     socket.on('drain', this.onBackendDrain);
     if (this.reused) socket.resume();
-    const head = this.up.requestHead(this.vhost, this.req, this.clientIp);
+    const head = this.up.requestHead(this.vhost, this.req, this.clientIp, this.stream.session?.encrypted === true, true);
     this.up.sent(head.length);
     socket.write(head);
     this.phase = Phase.AwaitingHead;
@@ -279,7 +279,7 @@ export class H2Exchange {
       this.fail(502, `backend 101 with a wrong Sec-WebSocket-Accept "${accept.slice(0, 40)}"`);
       return;
     }
-    const headers = h2Headers(this.up.relayed(res, this.req.headers), 200, DROP_ON_200);
+    const headers = h2Headers(this.up.relayed(this.vhost, res, this.req, true), 200, DROP_ON_200);
     if (headers === undefined) {
       this.fail(502, 'backend 101 head cannot be sent over HTTP/2');
       return;
@@ -318,7 +318,7 @@ export class H2Exchange {
     const framer = responseFraming(this.req.method, res.status, res.chunked, res.contentLength);
     this.resFramer = framer;
     this.keepBackend = this.upgradeValue === undefined && res.versionMinor === 1 && framer.framing !== Framing.UntilClose && !res.connectionTokens.includes('close');
-    const headers = h2Headers(this.up.relayed(res, this.req.headers), res.status, undefined);
+    const headers = h2Headers(this.up.relayed(this.vhost, res, this.req, true), res.status, undefined);
     if (headers === undefined) {
       this.fail(502, 'backend response head cannot be sent over HTTP/2 (a single-value field repeated)');
       return;

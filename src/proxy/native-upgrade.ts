@@ -149,7 +149,7 @@ export class NativeUpgrade {
       this.fail(502, `backend switched to "${res.upgrade ?? ''}" but "${asked}" was asked`);
       return;
     }
-    const head = buildSwitchingResponse(this.up.relayed(res, this.req.headers));
+    const head = buildSwitchingResponse(this.up.relayed(this.vhost, res, this.req));
     const toClient = end < answer.length ? Buffer.concat([head, answer.subarray(end)]) : head;
     // The answer head; what follows it is the tunnel's (counted there as early bytes).
     this.up.received(end);

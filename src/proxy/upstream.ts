@@ -8,7 +8,11 @@ import type * as tls from 'node:tls';
 import type { Backend, Route, VirtualHost } from '../config/model';
 import { buildBackendRequest } from '../http/forward';
 import type { RequestHead, ResponseHead } from '../http/head';
-import type { RouteResult } from '../routing/router';
+import { proxiedAnswerHead } from '../http/reverse-map';
+import { viaElement } from '../http/via';
+import type { ProxyDecision } from '../routing/router';
+import { sectionApplies } from '../routing/section';
+import { parseTarget } from '../routing/target';
 import {
   applyHeaderRules,
   EMPTY_ENV,
@@ -77,6 +81,18 @@ function requestEnvOf(set: ReadonlyMap<string, string> | undefined, tls: boolean
   return tls ? new Map([...set, ...HTTPS_ENV]) : set;
 }
 
+/** ProxyPreserveHost for this request: the last matching section that sets it, else the server's. */
+function preserveHost(vhost: VirtualHost, req: RequestHead): boolean {
+  const sections = vhost.sectionPreserveHost;
+  if (sections === undefined) return vhost.settings.preserveHost;
+  const t = parseTarget(req.method, req.target);
+  const path = typeof t === 'number' ? undefined : t.path;
+  for (let i = sections.length - 1; i >= 0; i--) {
+    if (sectionApplies(sections[i]!.section, path)) return sections[i]!.preserveHost;
+  }
+  return vhost.settings.preserveHost;
+}
+
 export class Upstream {
   // For a balancer route these are set by each election (begin, failover).
   backend!: Backend;
@@ -105,7 +121,7 @@ export class Upstream {
 
   constructor(
     private readonly ctx: GatewayContext,
-    decision: Exclude<RouteResult, { kind: 'local' }>,
+    decision: ProxyDecision,
     headers: readonly string[],
     private readonly scope: HeaderScope = { rules: { request: [], response: [] }, tls: undefined },
   ) {
@@ -247,10 +263,15 @@ export class Upstream {
     return this.requestEnv.size === 0 ? lb : new Map([...this.requestEnv, ...lb]);
   }
 
-  /** A relayed response head (final or 101) with the `Header` rules in effect applied. */
-  relayed(res: ResponseHead, requestFields: readonly string[]): ResponseHead {
+  /**
+   * A relayed response head (final, 101 or a refused upgrade's) as the client gets it, on every
+   * front: ProxyPassReverse* and ProxyVia first (mod_proxy does them while reading the backend's
+   * head), then the `Header` rules in effect (mod_headers' output fixup).
+   */
+  relayed(vhost: VirtualHost, res: ResponseHead, req: RequestHead, h2 = false): ResponseHead {
+    const mapped = proxiedAnswerHead(vhost, res, req, this.scope.tls !== undefined, h2);
     const rules = this.scope.rules.response;
-    return rules.length === 0 ? res : { ...res, headers: relayedFields(rules, res.headers, this.env, requestFields, this.extras) };
+    return rules.length === 0 ? mapped : { ...mapped, headers: relayedFields(rules, mapped.headers, this.env, req.headers, this.extras) };
   }
 
   /** The extra fields of an error answer wsgate makes for this request: Retry-After, then `Header always`. */
@@ -265,10 +286,12 @@ export class Upstream {
 
   /**
    * The request head for the chosen backend: its path, Host (ProxyPreserveHost), X-Forwarded-*
-   * (ProxyAddHeaders) and, for an upgrade, the Upgrade to ask for.
+   * (ProxyAddHeaders), Via (ProxyVia) and, for an upgrade, the Upgrade to ask for. `secure`: the
+   * client's connection is TLS; `h2`: it is HTTP/2 (the Via version).
    */
-  requestHead(vhost: VirtualHost, req: RequestHead, clientIp: string): Buffer {
+  requestHead(vhost: VirtualHost, req: RequestHead, clientIp: string, secure = false, h2 = false): Buffer {
     const settings = vhost.settings;
+    const via = viaElement(vhost, req, secure, h2);
     const server = this.ctx.serverName(vhost);
     // RequestHeader acts on the client's fields before mod_proxy's own (X-Forwarded-*, Host, Upgrade) are added.
     const rules = this.scope.rules.request;
@@ -276,12 +299,14 @@ export class Upstream {
     return buildBackendRequest(head, {
       method: req.method,
       path: this.path,
-      host: settings.preserveHost ? (req.host ?? server) : this.backend.origin.hostHeader,
+      host: preserveHost(vhost, req) ? (req.host ?? server) : this.backend.origin.hostHeader,
       forwardedFor: settings.addHeaders ? clientIp : undefined,
       forwardedServer: server,
       upgrade: this.upgradeValue,
       // An HTTP/1.0 client's request goes as HTTP/1.0 (an upgrade needs 1.1).
       http10: req.versionMinor === 0 && this.upgradeValue === undefined,
+      ...(via !== undefined ? { via } : {}),
+      ...(settings.via === 'block' ? { blockVia: true } : {}),
     });
   }
 

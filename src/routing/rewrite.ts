@@ -1,13 +1,16 @@
-// RewriteRule [P] per request (config in src/config/rewrite.ts). As in Apache, mod_rewrite acts in
-// the translate-name phase, before ProxyPass is looked at: the first rule whose pattern matches
-// the decoded URL-path and whose conditions hold hands the request to its proxy URL ([P] implies
-// [L]); when no rule does, the ProxyPass routes decide. Conditions are evaluated as mod_rewrite's
+// RewriteRule per request (config in src/config/rewrite.ts). As in Apache, mod_rewrite acts in
+// the translate-name phase, before ProxyPass is looked at: rules are tried in order on the
+// decoded URL-path; one whose pattern and conditions hold proxies ([P]), redirects ([R]) or
+// answers 403/410 ([F]/[G]), which ends rewriting; a `-` rule changes nothing and ends it with
+// [L]. When no rule decides, the ProxyPass routes do. Conditions are evaluated as mod_rewrite's
 // apply_rewrite_rule does, including its [OR] chains.
 
-import type { VirtualHost } from '../config/model';
-import type { RewriteCondition, RewriteConfig, RewriteRule } from '../config/rewrite';
+import type { FrontName, VirtualHost } from '../config/model';
+import { frontHostPort, frontUrl, isUrl } from '../http/front-url';
+import type { RewriteCondition, RewriteConfig, RewriteRule, SectionRewrite } from '../config/rewrite';
 import { canonPath, hasControlOrSpace } from './mapping';
 import { acceptedUpgrade, type RouteResult } from './router';
+import { sectionApplies } from './section';
 import type { Target } from './target';
 
 export interface RewriteRequest {
@@ -16,22 +19,82 @@ export interface RewriteRequest {
   /** The request's header fields, [name0, value0, …]. */
   readonly headers: readonly string[];
   readonly upgrade: string | undefined;
+  /** `Host` (or `:authority`): %{SERVER_NAME}, %{SERVER_PORT} and the URL of a redirect to a path. */
+  readonly host?: string | undefined;
+  /** The client's connection is TLS (%{HTTPS}, %{REQUEST_SCHEME}). */
+  readonly secure?: boolean;
+  readonly frontName?: FrontName | undefined;
 }
 
 type Groups = readonly (string | undefined)[];
 const NONE: Groups = [];
 
-/** The decision of the first rule that applies, or undefined when none does (then ProxyPass decides). */
-export function rewriteRequest(rewrite: RewriteConfig, vhost: VirtualHost, req: RewriteRequest): RouteResult | undefined {
+/**
+ * The decision of the first rule that decides, or undefined when none does (then ProxyPass
+ * decides). `subject`: what the patterns see (the decoded path; below the section's path for a
+ * section's rules).
+ */
+export function rewriteRequest(rewrite: RewriteConfig, vhost: VirtualHost, req: RewriteRequest, subject = req.target.path): RouteResult | undefined {
   for (const rule of rewrite.rules) {
-    const m = rule.pattern.exec(req.target.path);
+    const m = rule.pattern.exec(subject);
     if (rule.negate ? m !== null : m === null) continue;
     const ruleGroups: Groups = m ?? NONE;
     const condGroups = conditionsHold(rule.conditions, ruleGroups, req);
     if (condGroups === undefined) continue;
-    return proxyTo(rule, vhost, req, ruleGroups, condGroups);
+    const action = rule.action;
+    switch (action.kind) {
+      case 'proxy':
+        return proxyTo(rule, vhost, req, ruleGroups, condGroups);
+      case 'redirect':
+        return redirectTo(rule, action.status, req, ruleGroups, condGroups);
+      case 'status':
+        if (action.status === 403) return { kind: 'local', status: 403, reason: `forbidden by RewriteRule [F] (${where(rule)})` };
+        return { kind: 'redirect', status: 410, reason: `gone by RewriteRule [G] (${where(rule)})` };
+      case 'none':
+        if (rule.flags.last) return undefined;
+    }
   }
   return undefined;
+}
+
+function where(rule: RewriteRule): string {
+  return `${rule.source.file}:${rule.source.line}`;
+}
+
+/** The query a rule leaves: the substitution's (with [QSA] the request's after it), else the request's; [QSD] drops it. */
+function ruleQuery(rule: RewriteRule, newQuery: string | undefined, original: string | undefined): string | undefined {
+  const kept = rule.flags.qsd ? undefined : original;
+  if (newQuery === undefined) return kept;
+  if (rule.flags.qsa && newQuery !== '' && kept !== undefined && kept !== '') return `${newQuery}&${kept}`;
+  return newQuery === '' ? undefined : newQuery;
+}
+
+/**
+ * `[R]`: the substitution, made absolute with the front's URL when it is a path, its path escaped
+ * and its query (the request's unless it has its own) escaped unless it is the request's, all
+ * left as they are with [NE] (mod_rewrite's redirect handling).
+ */
+function redirectTo(rule: RewriteRule, status: number, req: RewriteRequest, ruleGroups: Groups, condGroups: Groups): RouteResult {
+  let url = expand(rule.substitution, ruleGroups, condGroups, req);
+  if (url.startsWith('/')) url = frontUrl(req.frontName, req.host, req.secure === true) + url;
+  if (!isUrl(url)) return { kind: 'local', status: 500, reason: `RewriteRule redirect target "${url.slice(0, 80)}" is not a URL` };
+  const hash = url.indexOf('#');
+  const q = url.indexOf('?');
+  let newQuery: string | undefined;
+  if (q >= 0 && (hash < 0 || q < hash)) {
+    newQuery = url.slice(q + 1, hash < 0 ? undefined : hash);
+    url = url.slice(0, q) + (hash < 0 ? '' : url.slice(hash));
+  }
+  const query = ruleQuery(rule, newQuery, req.target.query);
+  if (!rule.flags.noescape) {
+    // Only what follows the authority is escaped.
+    const start = url.indexOf('/', url.indexOf('://') + 3);
+    if (start > 0) url = url.slice(0, start) + canonPath(url.slice(start));
+  }
+  if (query !== undefined) url += '?' + (rule.flags.noescape || query === req.target.query ? query : canonPath(query));
+  // With [NE] a decoded %0D%0A or space would reach the header as it is: answered 500 instead.
+  if (hasControlOrSpace(url)) return { kind: 'local', status: 500, reason: `RewriteRule redirect target holds control characters or spaces (${where(rule)})` };
+  return { kind: 'redirect', status, location: url, reason: `redirected by RewriteRule (${where(rule)})` };
 }
 
 /**
@@ -116,6 +179,14 @@ function variable(name: string, req: RewriteRequest): string {
       return req.target.query ?? '';
     case 'REQUEST_METHOD':
       return req.method;
+    case 'HTTPS':
+      return req.secure === true ? 'on' : 'off';
+    case 'REQUEST_SCHEME':
+      return req.secure === true ? 'https' : 'http';
+    case 'SERVER_NAME':
+      return frontHostPort(req.frontName, req.host, req.secure === true).host;
+    case 'SERVER_PORT':
+      return String(frontHostPort(req.frontName, req.host, req.secure === true).port);
     default:
       return '';
   }
@@ -133,12 +204,20 @@ function header(headers: readonly string[], lower: string): string {
 
 /** The rule's target with the substituted path; the mode as for a ProxyPass to the same URL. */
 function proxyTo(rule: RewriteRule, vhost: VirtualHost, req: RewriteRequest, ruleGroups: Groups, condGroups: Groups): RouteResult {
-  const route = rule.route;
+  const route = rule.route!;
   let path = expand(rule.pathTemplate, ruleGroups, condGroups, req);
   if (path === '') path = '/';
-  // A substitution with `?` sets the query (an empty one drops it); without, the request's is kept.
-  const query = rule.queryTemplate !== undefined ? expand(rule.queryTemplate, ruleGroups, condGroups, req) : req.target.query;
-  path = canonPath(path);
+  // A variable right after host:port must give a path (`ws://h:8065%{REQUEST_URI}`).
+  if (path.charCodeAt(0) !== 0x2f) return { kind: 'local', status: 500, reason: `RewriteRule [P] (${where(rule)}) maps to a URL with no '/' after the host` };
+  // A substitution with `?` sets the query (an empty one drops it; [QSA] appends the request's); without, the request's is kept.
+  const newQuery = rule.queryTemplate !== undefined ? expand(rule.queryTemplate, ruleGroups, condGroups, req) : undefined;
+  const query = ruleQuery(rule, newQuery, req.target.query);
+  // [NE] sends the path as it is, as `nocanon` does (no re-encoding): then it must hold no space or control.
+  if (rule.flags.noescape) {
+    if (hasControlOrSpace(path)) return { kind: 'local', status: 403, reason: 'RewriteRule [NE] path holds control characters or spaces' };
+  } else {
+    path = canonPath(path);
+  }
   if (query !== undefined && query !== '') {
     if (hasControlOrSpace(query)) return { kind: 'local', status: 403, reason: 'query holds control characters or spaces' };
     path += '?' + query;
@@ -164,4 +243,21 @@ function proxyTo(rule: RewriteRule, vhost: VirtualHost, req: RewriteRequest, rul
     return { kind: 'proxy', route, backend, path, mode, upgradeValue };
   }
   return { kind: 'balance', route, balancer: route.balancer!.balancer, path, mode, upgradeValue };
+}
+
+/**
+ * A request's `<Location>` rules (mod_rewrite's fixup, after ProxyPass): those of the last
+ * matching section that has rules, when its engine is on; patterns see the path below the
+ * section's path (`<Location /app/>`: `/app/x` → `x`), as in a per-directory context.
+ */
+export function sectionRewrite(sections: readonly SectionRewrite[], vhost: VirtualHost, req: RewriteRequest): RouteResult | undefined {
+  const path = req.target.path;
+  for (let i = sections.length - 1; i >= 0; i--) {
+    const s = sections[i]!;
+    if (!sectionApplies(s.section, path)) continue;
+    if (!s.engine) return undefined;
+    const subject = s.directory !== undefined && path.startsWith(s.directory) ? path.slice(s.directory.length) : path;
+    return rewriteRequest(s, vhost, req, subject);
+  }
+  return undefined;
 }

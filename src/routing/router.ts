@@ -5,7 +5,8 @@ import type { Backend, Balancer, Config, ListenAddress, Route, UpgradePolicy, Vi
 import type { RequestHead } from '../http/head';
 import { aliasMatch, canonPath, hasControlOrSpace, substitute } from './mapping';
 import { checkAccess } from '../access/evaluate';
-import { rewriteRequest } from './rewrite';
+import { fixupRedirect, translateRedirect, type RedirectAnswer } from './redirect';
+import { rewriteRequest, sectionRewrite } from './rewrite';
 import { parseTarget, type Target } from './target';
 import { selectVirtualHost } from './vhost';
 
@@ -17,6 +18,10 @@ export interface RequestFacts {
   upgrade?: string;
   /** The request's header fields [name0, value0, …], for RewriteCond %{HTTP:Name}. */
   headers: readonly string[];
+  /** `Host` (HTTP/1) or `:authority` (HTTP/2): how a redirect names the front. */
+  host?: string;
+  /** The client's connection is TLS: a redirect to a path names the front as https. */
+  secure?: boolean;
 }
 
 /**
@@ -59,6 +64,14 @@ export type RouteResult =
       reason: string;
       /** A 401 from access control: the realm for `WWW-Authenticate: Basic realm="…"`. */
       realm?: string;
+    }
+  | {
+      /** mod_alias (`Redirect*`): answered by wsgate, nothing is proxied. */
+      kind: 'redirect';
+      /** 3xx with `location`, or the status a `Redirect gone` (410) or `Redirect 404 …` line gives. */
+      status: number;
+      location?: string;
+      reason: string;
     };
 
 /** Who asks: what access control (src/access) needs besides the request head. */
@@ -71,6 +84,12 @@ export interface ClientFacts {
   protocol: string;
 }
 
+/** A decision that sends the request to a backend or a balancer. */
+export type ProxyDecision = Extract<RouteResult, { kind: 'proxy' | 'balance' }>;
+
+const NO_RULE = 'no ProxyPass rule matches';
+const EXCLUDED = 'excluded by ProxyPass !';
+
 type Match = number | RegExpExecArray;
 
 export function routeRequest(vhost: VirtualHost, req: RequestFacts): RouteResult {
@@ -80,9 +99,65 @@ export function routeRequest(vhost: VirtualHost, req: RequestFacts): RouteResult
   }
   // mod_proxy's own check (proxy_handler): TraceEnable Off refuses TRACE before any backend is asked.
   if (req.method === 'TRACE' && vhost.settings.traceEnable === 'off') return local(501, 'TRACE denied by TraceEnable Off');
+  const result = routeTarget(vhost, req, target);
+  return vhost.redirects === undefined && vhost.sectionRewrites === undefined ? result : afterTranslate(vhost, req, target, result);
+}
+
+/**
+ * What follows mod_rewrite's and ProxyPass's translation, in Apache's order: mod_alias's
+ * translate-name (only for a request no rule took), then the fixups of the request's sections,
+ * mod_rewrite's before mod_alias's (routing/redirect.ts, routing/rewrite.ts sectionRewrite).
+ * A request already answered (400, 403, 500, a rewrite redirect) or proxied by a server-level
+ * RewriteRule [P] keeps its decision until the fixups.
+ */
+function afterTranslate(vhost: VirtualHost, req: RequestFacts, target: Target, result: RouteResult): RouteResult {
+  let proxied: boolean;
+  if (result.kind === 'proxy' || result.kind === 'balance') proxied = true;
+  else if (result.kind === 'local' && (result.reason === NO_RULE || result.reason === EXCLUDED)) proxied = false;
+  else return result;
+  const front = { host: req.host, secure: req.secure === true, name: vhost.frontName };
+  const redirects = vhost.redirects;
+  if (!proxied && redirects !== undefined) {
+    const found = translateRedirect(redirects, target, front);
+    if (found !== undefined) return redirectResult(found);
+  }
+  if (vhost.sectionRewrites !== undefined) {
+    const rewritten = sectionRewrite(vhost.sectionRewrites, vhost, {
+      method: req.method,
+      target,
+      headers: req.headers,
+      upgrade: req.upgrade,
+      host: req.host,
+      secure: req.secure === true,
+      frontName: vhost.frontName,
+    });
+    if (rewritten !== undefined) return rewritten;
+  }
+  if (redirects !== undefined) {
+    const found = fixupRedirect(redirects, target, front);
+    if (found !== undefined) return redirectResult(found);
+  }
+  return result;
+}
+
+function redirectResult(found: RedirectAnswer | 500): RouteResult {
+  if (found === 500) return local(500, 'redirect target is not a URL, or holds control characters or spaces');
+  const where = `${found.rule.source.file}:${found.rule.source.line}`;
+  return { kind: 'redirect', status: found.status, ...(found.location !== undefined ? { location: found.location } : {}), reason: `redirected by ${where}` };
+}
+
+function routeTarget(vhost: VirtualHost, req: RequestFacts, target: Target): RouteResult {
   // mod_rewrite runs before ProxyPass (translate-name phase): a RewriteRule [P] that applies decides.
   if (vhost.rewrite !== undefined) {
-    const rewritten = rewriteRequest(vhost.rewrite, vhost, { method: req.method, target, headers: req.headers, upgrade: req.upgrade });
+    const rewritten = rewriteRequest(vhost.rewrite, vhost, {
+      method: req.method,
+      target,
+      headers: req.headers,
+      upgrade: req.upgrade,
+      host: req.host,
+      secure: req.secure === true,
+      frontName: vhost.frontName,
+    });
     if (rewritten !== undefined) return rewritten;
   }
   const path = target.path;
@@ -115,7 +190,7 @@ export function routeRequest(vhost: VirtualHost, req: RequestFacts): RouteResult
   }
 
   // Every matching rule was a ws:// one that did not accept the request (or none matched).
-  if (skipped === undefined) return local(404, 'no ProxyPass rule matches');
+  if (skipped === undefined) return local(404, NO_RULE);
   if (!vhost.settings.websocketFallbackToProxyHttp) {
     return local(404, 'no Upgrade the ws:// rule allows, and ProxyWebsocketFallbackToProxyHttp is Off');
   }
@@ -130,7 +205,7 @@ function take(route: Route, m: Match, target: Target, upgrade: string | undefine
   const backend = route.backend;
   if (backend === undefined) {
     if (route.balancer !== undefined) return takeBalancer(route, route.balancer.balancer, m, target, upgrade);
-    return local(404, 'excluded by ProxyPass !');
+    return local(404, EXCLUDED);
   }
   const upgradeValue = acceptedUpgrade(backend.upgrade, upgrade);
   if (upgradeValue !== undefined) return proxy(route, m, target, 'upgrade', upgradeValue);
@@ -280,7 +355,7 @@ export function decideRequest(vhost: VirtualHost, req: RequestFacts, client: Cli
     protocol: client.protocol,
     headers: req.headers,
   });
-  if (verdict.allowed) return verdict.env.size > 0 && decision.kind !== 'local' ? { ...decision, env: verdict.env } : decision;
+  if (verdict.allowed) return verdict.env.size > 0 && (decision.kind === 'proxy' || decision.kind === 'balance') ? { ...decision, env: verdict.env } : decision;
   return { kind: 'local', status: verdict.status, reason: verdict.reason, ...(verdict.realm !== undefined ? { realm: verdict.realm } : {}) };
 }
 
@@ -300,8 +375,9 @@ export function routeHead(
   req: RequestHead,
   clientIp: string,
 ): { vhost: VirtualHost; decision: RouteResult } {
+  const secure = listen.protocol === 'https';
   // The local address costs a getsockname(2): ask only when there are virtual hosts to choose from.
   const vhost = config.virtualHosts.length === 0 ? config.mainServer : selectVirtualHost(config, listen, localAddress(), req.host);
-  const facts = { method: req.method, target: req.target, upgrade: req.upgrade, headers: req.headers };
+  const facts = { method: req.method, target: req.target, upgrade: req.upgrade, headers: req.headers, host: req.host, secure };
   return { vhost, decision: decideRequest(vhost, facts, { clientIp, localAddress, protocol: `HTTP/1.${req.versionMinor}` }) };
 }

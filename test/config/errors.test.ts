@@ -95,10 +95,10 @@ test('ServerAlias in the main server', () => {
   expectError({ 'wsgate.conf': lines(L, 'ServerAlias a.example') }, { line: 2, message: /ServerAlias is not allowed at the top level/ });
 });
 
-test('ProxyPreserveHost inside <Location>', () => {
+test('ProxyPreserveHost inside <Proxy> (allowed in <Location>, as Apache)', () => {
   expectError(
-    { 'wsgate.conf': lines(L, '<Location /a>', 'ProxyPreserveHost On', '</Location>') },
-    { line: 3, message: /ProxyPreserveHost is not allowed inside <Location>/ },
+    { 'wsgate.conf': lines(L, '<Proxy ws://h/>', 'ProxyPreserveHost On', '</Proxy>') },
+    { line: 3, message: /ProxyPreserveHost is not allowed inside <Proxy>/ },
   );
 });
 
@@ -225,7 +225,7 @@ test('bad On/Off', () => {
 });
 
 test('mod_rewrite beyond RewriteRule [P], and TLS directives, are refused with a clear reason', () => {
-  expectError({ 'wsgate.conf': lines(L, 'RewriteEngine On', 'RewriteRule ^/(.*) /local/$1 [L]') }, { line: 3, message: /only proxying rules \(\[P\] flag/ });
+  expectError({ 'wsgate.conf': lines(L, 'RewriteEngine On', 'RewriteRule ^/(.*) /local/$1 [L]') }, { line: 3, message: /internal rewrites to a path are not supported/ });
   expectError({ 'wsgate.conf': lines(L, 'RewriteMap m txt:/x') }, { line: 2, message: /rewrite maps are not supported/ });
   expectError({ 'wsgate.conf': lines(L, 'SSLEngine on') }, { line: 2, message: /SSLEngine on needs SSLCertificateFile/ });
   expectError({ 'wsgate.conf': lines(L, 'SSLUseStapling on') }, { line: 2, message: /SSLUseStapling: this mod_ssl directive is not supported/ });

@@ -573,7 +573,7 @@ test('<VirtualHost> addresses, and a notice for a port no Listen covers', () => 
   ]);
 });
 
-test('notices: ProxyPassReverse, skipped sections, once per name; <IfVersion> is evaluated', () => {
+test('notices: skipped sections, once per name (ProxyVia and ProxyPassReverse* are honoured: no notice); <IfVersion> is evaluated', () => {
   const { config, dir } = load({
     'wsgate.conf': lines(
       'Listen 0',
@@ -597,12 +597,9 @@ test('notices: ProxyPassReverse, skipped sections, once per name; <IfVersion> is
     ),
   });
   assert.deepEqual(config.notices.map((n) => n.replace(`${dir}/`, '')), [
-    'wsgate.conf:4: ProxyPassReverse is not implemented: response headers are relayed unchanged',
-    'wsgate.conf:7: ProxyPassReverseCookiePath is not implemented: response headers are relayed unchanged',
     "wsgate.conf:8: <Files> sections are skipped: they apply to files Apache serves itself, and proxied requests never enter them",
     'wsgate.conf:17: LoadModule is ignored: wsgate has its modules built in',
   ]);
-  expectError({ 'wsgate.conf': lines('Listen 0', 'ProxyVia On') }, { line: 2, message: /ProxyVia On is not supported/ });
   expectError({ 'wsgate.conf': lines('Listen 0', '<IfVersion >= 2.4>', 'Whatever', '</IfVersion>') }, { line: 3, message: /unknown directive "Whatever"/ });
   expectError({ 'wsgate.conf': lines('Listen 0', '<IfVersion >= two>', '</IfVersion>') }, { line: 2, message: /bad version "two"/ });
 });

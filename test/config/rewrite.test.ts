@@ -36,11 +36,11 @@ test('RewriteRule [P] rules load with their conditions, targets and templates; R
       ['%{QUERY_STRING}', 'regex', true, false, false, 8],
     ],
   );
-  assert.equal(r1!.route.balancer!.balancer.name, 'ws');
+  assert.equal(r1!.route!.balancer!.balancer.name, 'ws');
   assert.equal(r1!.pathTemplate, '/$1');
   assert.equal(r1!.source.line, 9);
   assert.equal(r2!.conditions.length, 0, 'conditions belong to the next rule only');
-  assert.equal(r2!.route.backend!.url, 'http://127.0.0.1:2');
+  assert.equal(r2!.route!.backend!.url, 'http://127.0.0.1:2');
   assert.equal(r2!.pathTemplate, '/v1/$1');
   assert.equal(r2!.queryTemplate, 'x=%1');
   assert.ok(r2!.pattern.flags.includes('i'), '[NC] makes the pattern case-insensitive');
@@ -64,14 +64,16 @@ test('a RewriteCond with no RewriteRule after it gets a notice', () => {
 
 test('mod_rewrite forms outside the proxying subset are refused at file:line', () => {
   const cases: Array<[string[], number, RegExp]> = [
-    [['RewriteRule ^/(.*) /local/$1 [L]'], 2, /only proxying rules \(\[P\] flag/],
-    [['RewriteRule ^/(.*) /local/$1'], 2, /only proxying rules/],
-    [['RewriteRule ^/(.*) ws://h/$1 [P,QSA]'], 2, /flag \[QSA\] is not supported/],
-    [['RewriteRule ^/(.*) ws://h/$1 [R=301]'], 2, /flag \[R=301\] is not supported/],
+    [['RewriteRule ^/(.*) /local/$1 [L]'], 2, /internal rewrites to a path are not supported/],
+    [['RewriteRule ^/(.*) /local/$1'], 2, /internal rewrites to a path are not supported/],
+    [['RewriteRule ^/(.*) ws://h/$1 [P,CO=a:b]'], 2, /flag \[CO=A:B\] is not supported/],
+    [['RewriteRule ^/(.*) http://h/$1'], 2, /is a URL: add \[R\]/],
+    [['RewriteRule ^/(.*) http://h/$1 [R=404]'], 2, /\[R=404\] is not supported/],
+    [['RewriteRule ^/(.*) http://h/$1 [R,P]'], 2, /exclude one another/],
     [['RewriteRule ^/(.*) ws://h/$1 P,L'], 2, /flags must be written \[FLAG,…\]/],
     [['RewriteRule ^/(.*) /x [P]'], 2, /substitution must be a URL/],
     [['RewriteRule ^/(.*) ftp://h/$1 [P]'], 2, /unsupported scheme "ftp"/],
-    [['RewriteRule ^/(\\w+)/(.*) ws://$1/$2 [P]'], 2, /only supported in the path and query, not the scheme or host/],
+    [['RewriteRule ^/(\\w+)/(.*) ws://$1/$2 [P]'], 2, /only supported after host:port \(in the path and query\), not in the scheme or host/],
     [['RewriteRule ^/(.*) ws://h/%{REMOTE_ADDR} [P]'], 2, /%\{REMOTE_ADDR\} is not supported/],
     [['RewriteRule ^/(.*) ws://h/%{HTTP_HOST [P]'], 2, /unterminated %\{/],
     [['RewriteRule ^/(( ws://h/ [P]'], 2, /bad regular expression/],
@@ -85,8 +87,9 @@ test('mod_rewrite forms outside the proxying subset are refused at file:line', (
     [['RewriteBase /'], 2, /per-directory rewriting is not supported/],
     [['RewriteOptions MergeBase'], 2, /RewriteOptions MergeBase is not supported/],
     [['RewriteEngine maybe'], 2, /RewriteEngine/],
-    [['<Location /a/>', '  RewriteRule ^/(.*) ws://h/$1 [P]', '</Location>'], 3, /only supported at the top level or in a <VirtualHost>/],
-    [['<Proxy ws://h/>', '  RewriteEngine On', '</Proxy>'], 3, /only supported at the top level or in a <VirtualHost>/],
+    [['<Location /a/>', '  RewriteOptions Inherit', '</Location>'], 3, /RewriteOptions is only supported at the top level or in a <VirtualHost>/],
+    [['<LocationMatch ^/a>', '  RewriteRule ^x y [R]', '</LocationMatch>'], 3, /relative substitution has no base/],
+    [['<Proxy ws://h/>', '  RewriteEngine On', '</Proxy>'], 3, /RewriteEngine is not supported inside <Proxy>/],
     [['RewriteEngine On', 'RewriteRule ^/(.*) balancer://nope/$1 [P]'], 3, /no balancer "balancer:\/\/nope" is defined/],
     [['RewriteEngine On', 'RewriteRule ^/(.*) wss://h/$1 [P]'], 3, /needs "SSLProxyEngine on"/],
   ];

@@ -19,6 +19,7 @@ function go(vh: VirtualHost, target: string, headers: string[] = [], method = 'G
 /** Where a decision sends the request: `backend-url path mode` or `balancer://name path mode`, or the local status. */
 function where(r: RouteResult): string {
   if (r.kind === 'local') return String(r.status);
+  if (r.kind === 'redirect') return `${r.status} ${r.location ?? ''}`;
   const to = r.kind === 'proxy' ? r.route.backend!.url : r.balancer.url;
   return `${to} ${r.path} ${r.mode} line${r.route.source.line}`;
 }

@@ -86,7 +86,7 @@ describe('§2.4 an upgrade request on an http:// rule', () => {
 
 describe('§2.5/§2.6 upgrade= values', () => {
   const on = (upgrade: string, scheme = 'http') => vhost([pass('/', `${scheme}://b/`, { upgrade })]);
-  const value = (r: ReturnType<typeof go>) => (r.kind === 'proxy' && r.mode === 'upgrade' ? r.upgradeValue : `${r.kind}:${r.kind === 'local' ? r.status : r.mode}`);
+  const value = (r: ReturnType<typeof go>) => (r.kind === 'proxy' && r.mode === 'upgrade' ? r.upgradeValue : `${r.kind}:${r.kind === 'local' || r.kind === 'redirect' ? r.status : r.mode}`);
 
   test('default ws://: WebSocket in any case, forwarded with the client spelling', () => {
     const vh = vhost([pass('/', 'ws://b/')]);

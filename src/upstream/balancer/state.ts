@@ -4,7 +4,7 @@
 // State is keyed by `balancer://name|member url` (BalancerMember.key), not by a config object, so
 // a reloaded config finds the counters and error states of the previous one (as OriginRegistry).
 
-import type { Balancer, BalancerMember, Config } from '../../config/model';
+import type { Balancer, BalancerMember, Config, Route } from '../../config/model';
 import type { Logger } from '../../observe/log';
 import { BackendCounters } from '../counters';
 
@@ -92,9 +92,12 @@ export class BalancerRegistry {
 export function configMembers(config: Config): Map<string, { readonly balancer: Balancer; readonly member: BalancerMember }> {
   const found = new Map<string, { readonly balancer: Balancer; readonly member: BalancerMember }>();
   for (const vhost of [config.mainServer, ...config.virtualHosts]) {
-    const routes = vhost.rewrite === undefined ? vhost.routes : [...vhost.routes, ...vhost.rewrite.rules.map((r) => r.route)];
+    const routes: (Route | undefined)[] = [...vhost.routes];
+    // RewriteRule [P] targets, at server level and in sections (`-` and redirect rules have no route).
+    if (vhost.rewrite !== undefined) for (const r of vhost.rewrite.rules) routes.push(r.route);
+    for (const section of vhost.sectionRewrites ?? []) for (const r of section.rules) routes.push(r.route);
     for (const route of routes) {
-      const balancer = route.balancer?.balancer;
+      const balancer = route?.balancer?.balancer;
       if (balancer === undefined) continue;
       for (const member of balancer.members) if (!found.has(member.key)) found.set(member.key, { balancer, member });
     }
