@@ -20,6 +20,7 @@ import { tlsSpecs } from './tls';
 import {
   parseDuration,
   parseListenAddress,
+  parseCount,
   parseOnOff,
   parseRegex,
   parseServerName,
@@ -83,6 +84,16 @@ function setting<K extends keyof SettingsDraft>(
   };
 }
 
+/** Most a request line or a header field line may be set to: a head is held in memory while it is read. */
+const MAX_LINE_LIMIT = 1024 * 1024;
+
+/** LimitRequestLine / LimitRequestFieldSize: bytes, 1 to MAX_LINE_LIMIT (Apache's 0 would refuse every request). */
+const lineLimit = (name: string) => (v: string, node: DirectiveNode): number => {
+  const n = parseCount(v, name, node.source);
+  if (n < 1 || n > MAX_LINE_LIMIT) throw ConfigError.at(node.source, `${name} must be between 1 and ${MAX_LINE_LIMIT} bytes, got ${v}`);
+  return n;
+};
+
 const onOff = (name: string) => (v: string, node: DirectiveNode) => parseOnOff(v, name, node.source);
 const duration = (name: string, allowZero: boolean) => (v: string, node: DirectiveNode) =>
   parseDuration(v, name, node.source, allowZero);
@@ -128,8 +139,7 @@ const IGNORED_NAMES = [
   'MaxRequestWorkers', 'MaxClients', 'MaxConnectionsPerChild', 'MaxRequestsPerChild', 'ThreadLimit', 'ServerLimit',
   'ThreadStackSize', 'AsyncRequestWorkerFactor', 'ListenBacklog', 'GracefulShutdownTimeout', 'EnableSendfile',
   'EnableMMAP', 'HostnameLookups', 'UseCanonicalName', 'ServerTokens', 'ServerSignature', 'TraceEnable',
-  'KeepAlive', 'KeepAliveTimeout', 'MaxKeepAliveRequests', 'LimitRequestBody', 'LimitRequestFields',
-  'LimitRequestFieldSize', 'LimitRequestLine', 'RequestReadTimeout',
+  'KeepAlive', 'KeepAliveTimeout', 'MaxKeepAliveRequests', 'RequestReadTimeout',
   'FileETag', 'ContentDigest', 'AcceptFilter', 'AcceptPathInfo',
   // modules and logs
   'LoadModule', 'LoadFile', 'ErrorLog', 'ErrorLogFormat', 'CustomLog', 'LogLevel', 'LogFormat', 'TransferLog',
@@ -218,6 +228,26 @@ function serverSpecs(): DirectiveSpec[] {
     setting('ProxyWebsocketAsync', 'websocketAsync', onOff('ProxyWebsocketAsync')),
     setting('ProxyWebsocketAsyncDelay', 'websocketAsyncDelayMs', duration('ProxyWebsocketAsyncDelay', true)),
     setting('ProxyPassInherit', 'passInherit', onOff('ProxyPassInherit')),
+    setting('LimitRequestLine', 'limitRequestLine', lineLimit('LimitRequestLine')),
+    setting('LimitRequestFieldSize', 'limitRequestFieldSize', lineLimit('LimitRequestFieldSize')),
+    setting('LimitRequestFields', 'limitRequestFields', (v, node) => parseCount(v, 'LimitRequestFields', node.source)),
+    {
+      // Apache also takes it per directory (<Location>, <Directory>, .htaccess); wsgate has no
+      // per-directory settings, and a limit it would not apply must not look applied.
+      name: 'LimitRequestBody',
+      contexts: 'any',
+      minArgs: 1,
+      maxArgs: 1,
+      handle: (node, ctx) => {
+        if (ctx.kind !== 'server' && ctx.kind !== 'vhost') {
+          throw ConfigError.at(
+            node.source,
+            `LimitRequestBody inside ${CONTEXT_NAMES[ctx.kind]} is not supported (no per-directory limits): set it at the top level or in the <VirtualHost>`,
+          );
+        }
+        ctx.server.settings.limitRequestBody = parseCount(arg0(node), 'LimitRequestBody', node.source);
+      },
+    },
     {
       name: 'ProxyRequests',
       contexts: SERVER_VHOST,

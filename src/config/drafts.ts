@@ -116,6 +116,10 @@ export interface SettingsDraft {
   protocols?: FrontProtocol[];
   protocolsHonorOrder?: boolean;
   h2WebSockets?: boolean;
+  limitRequestLine?: number;
+  limitRequestFieldSize?: number;
+  limitRequestFields?: number;
+  limitRequestBody?: number;
 }
 
 export interface ServerDraft {

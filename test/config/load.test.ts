@@ -136,6 +136,10 @@ test('a realistic Apache config loads into the expected model', () => {
     protocols: ['http/1.1'],
     protocolsHonorOrder: true,
     h2WebSockets: false,
+    limitRequestLine: 8190,
+    limitRequestFieldSize: 8190,
+    limitRequestFields: 100,
+    limitRequestBody: 1073741824,
   });
   const ws = backendOf(ms.routes[2]);
   assert.deepEqual(ws.source, { file: main, line: 18 });
@@ -300,6 +304,10 @@ test('durations take an ms suffix everywhere', () => {
     protocols: ['http/1.1'],
     protocolsHonorOrder: true,
     h2WebSockets: false,
+    limitRequestLine: 8190,
+    limitRequestFieldSize: 8190,
+    limitRequestFields: 100,
+    limitRequestBody: 1073741824,
   });
 });
 

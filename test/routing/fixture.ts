@@ -101,6 +101,10 @@ export const defaultSettings: ServerSettings = {
   protocols: ['http/1.1'],
   protocolsHonorOrder: true,
   h2WebSockets: false,
+  limitRequestLine: 8190,
+  limitRequestFieldSize: 8190,
+  limitRequestFields: 100,
+  limitRequestBody: 1073741824,
 };
 
 export interface VhostOptions {
