@@ -73,9 +73,9 @@ function collect(s: net.Socket, until?: (text: string) => boolean): Promise<Answ
 }
 
 /** Sends `payload` on a new connection through `front` and reads until the peer closes. */
-async function exchange(front: Front, port: number, payload: string | Buffer): Promise<Answer> {
+async function exchange(front: Front, port: number, payload: string | Buffer, until?: (text: string) => boolean): Promise<Answer> {
   const s = await connect(front, port);
-  const answer = collect(s);
+  const answer = collect(s, until);
   s.write(typeof payload === 'string' ? Buffer.from(payload, 'latin1') : payload);
   return answer;
 }
@@ -184,7 +184,7 @@ describe('one rule for answer heads: over 16 KiB is 502 on every path (issue 15 
       const backend = await bigSwitchBackend();
       const g = await gatewayOn(front, `ProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"`);
       try {
-        const res = await exchange(front, g.port, `GET /ws/x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+        const res = await exchange(front, g.port, `GET /ws/x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`, (t) => t.includes('\r\n\r\n'));
         assert.equal(res.status, 502, res.data.slice(0, 200));
         await g.waitForLog(/status=502 reason="backend response head too large"/);
       } finally {
