@@ -623,3 +623,13 @@ test('loadConfigText resolves Includes against the directory of fileName', () =>
   assert.deepEqual(config.files, [path.join(dir, 'virtual.conf'), path.join(dir, 'inc/x.conf')]);
   assert.deepEqual(describe(config.mainServer.routes), ['/x ws://h/']);
 });
+
+test('LimitRequest*: a <VirtualHost> inherits the main server values it does not set', () => {
+  const { config } = load({
+    'wsgate.conf': 'Listen 0\nLimitRequestLine 4094\nLimitRequestBody 0\n<VirtualHost *:0>\n  LimitRequestFields 20\n</VirtualHost>\n',
+  });
+  const s = config.virtualHosts[0].settings;
+  assert.deepEqual([s.limitRequestLine, s.limitRequestFieldSize, s.limitRequestFields, s.limitRequestBody], [4094, 8190, 20, 0]);
+  const m = config.mainServer.settings;
+  assert.deepEqual([m.limitRequestLine, m.limitRequestFieldSize, m.limitRequestFields, m.limitRequestBody], [4094, 8190, 100, 0]);
+});
