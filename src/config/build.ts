@@ -23,6 +23,10 @@ import { ConfigError, Notices } from './errors';
 import {
   DEFAULT_PROTOCOLS,
   DEFAULT_RETRY_MS,
+  DEFAULT_LIMIT_REQUEST_BODY,
+  DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
+  DEFAULT_LIMIT_REQUEST_FIELDS,
+  DEFAULT_LIMIT_REQUEST_LINE,
   DEFAULT_TIMEOUT_MS,
   type Backend,
   type BackendTls,
@@ -109,6 +113,10 @@ function resolveSettings(own: SettingsDraft, base: SettingsDraft | undefined): S
     h2WebSockets: pick('h2WebSockets') ?? false,
     traceEnable: pick('traceEnable') ?? 'on',
     ...(via !== undefined && via !== 'off' ? { via } : {}),
+    limitRequestLine: pick('limitRequestLine') ?? DEFAULT_LIMIT_REQUEST_LINE,
+    limitRequestFieldSize: pick('limitRequestFieldSize') ?? DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
+    limitRequestFields: pick('limitRequestFields') ?? DEFAULT_LIMIT_REQUEST_FIELDS,
+    limitRequestBody: pick('limitRequestBody') ?? DEFAULT_LIMIT_REQUEST_BODY,
   };
 }
 

@@ -20,6 +20,7 @@ import { tlsSpecs } from './tls';
 import {
   parseDuration,
   parseListenAddress,
+  parseCount,
   parseOnOff,
   parseRegex,
   parseServerName,
@@ -89,6 +90,16 @@ function setting<K extends keyof SettingsDraft>(
     },
   };
 }
+
+/** Most a request line or a header field line may be set to: a head is held in memory while it is read. */
+const MAX_LINE_LIMIT = 1024 * 1024;
+
+/** LimitRequestLine / LimitRequestFieldSize: bytes, 1 to MAX_LINE_LIMIT (Apache's 0 would refuse every request). */
+const lineLimit = (name: string) => (v: string, node: DirectiveNode): number => {
+  const n = parseCount(v, name, node.source);
+  if (n < 1 || n > MAX_LINE_LIMIT) throw ConfigError.at(node.source, `${name} must be between 1 and ${MAX_LINE_LIMIT} bytes, got ${v}`);
+  return n;
+};
 
 const onOff = (name: string) => (v: string, node: DirectiveNode) => parseOnOff(v, name, node.source);
 const duration = (name: string, allowZero: boolean) => (v: string, node: DirectiveNode) =>
@@ -228,10 +239,6 @@ function groupedSpecs(): DirectiveSpec[] {
     notice('KeepAliveTimeout', "wsgate closes an idle client connection after 5 s, Apache's default"),
     notice('MaxKeepAliveRequests', 'wsgate does not count the requests of a connection'),
     onlyValue('AllowEncodedSlashes', 'Off', 'wsgate answers 404 to a path with an encoded slash (%2F), as Apache by default'),
-    refused('LimitRequestBody', PENDING),
-    refused('LimitRequestFields', PENDING),
-    refused('LimitRequestFieldSize', PENDING),
-    refused('LimitRequestLine', PENDING),
     refused('RequestReadTimeout', PENDING),
     notice('FileETag', FILES),
     notice('ContentDigest', FILES),
@@ -388,6 +395,26 @@ function serverSpecs(): DirectiveSpec[] {
       if (t !== 'on' && t !== 'off' && t !== 'extended') throw ConfigError.at(node.source, `TraceEnable must be On, Off or extended, got "${v}"`);
       return t;
     }),
+    setting('LimitRequestLine', 'limitRequestLine', lineLimit('LimitRequestLine')),
+    setting('LimitRequestFieldSize', 'limitRequestFieldSize', lineLimit('LimitRequestFieldSize')),
+    setting('LimitRequestFields', 'limitRequestFields', (v, node) => parseCount(v, 'LimitRequestFields', node.source)),
+    {
+      // Apache also takes it per directory (<Location>, <Directory>, .htaccess); wsgate has no
+      // per-directory settings, and a limit it would not apply must not look applied.
+      name: 'LimitRequestBody',
+      contexts: 'any',
+      minArgs: 1,
+      maxArgs: 1,
+      handle: (node, ctx) => {
+        if (ctx.kind !== 'server' && ctx.kind !== 'vhost') {
+          throw ConfigError.at(
+            node.source,
+            `LimitRequestBody inside ${CONTEXT_NAMES[ctx.kind]} is not supported (no per-directory limits): set it at the top level or in the <VirtualHost>`,
+          );
+        }
+        ctx.server.settings.limitRequestBody = parseCount(arg0(node), 'LimitRequestBody', node.source);
+      },
+    },
     {
       name: 'ProxyRequests',
       contexts: SERVER_VHOST,

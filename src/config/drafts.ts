@@ -122,6 +122,10 @@ export interface SettingsDraft {
   h2WebSockets?: boolean;
   traceEnable?: 'on' | 'off' | 'extended';
   via?: 'off' | 'on' | 'full' | 'block';
+  limitRequestLine?: number;
+  limitRequestFieldSize?: number;
+  limitRequestFields?: number;
+  limitRequestBody?: number;
 }
 
 export interface ServerDraft {

@@ -155,7 +155,24 @@ export interface ServerSettings {
   readonly traceEnable: 'on' | 'off' | 'extended';
   /** `ProxyVia` On, Full or Block; absent for Off (the default: Via headers pass unchanged). */
   readonly via?: 'on' | 'full' | 'block';
+  /**
+   * `LimitRequestLine` (default 8190): longest request line (414). As in Apache, the request
+   * limits of a connection are those of the server its address selects (the first <VirtualHost>
+   * for it), not of the name-based one.
+   */
+  readonly limitRequestLine: number;
+  /** `LimitRequestFieldSize` (default 8190): longest header field line (400; 431 over HTTP/2). */
+  readonly limitRequestFieldSize: number;
+  /** `LimitRequestFields` (default 100, 0 = none): most header fields (400; 431 over HTTP/2). */
+  readonly limitRequestFields: number;
+  /** `LimitRequestBody` (default 1 GiB as Apache 2.4.54+, 0 = none): largest request body (413); the request's own server applies. */
+  readonly limitRequestBody: number;
 }
+
+export const DEFAULT_LIMIT_REQUEST_LINE = 8190;
+export const DEFAULT_LIMIT_REQUEST_FIELD_SIZE = 8190;
+export const DEFAULT_LIMIT_REQUEST_FIELDS = 100;
+export const DEFAULT_LIMIT_REQUEST_BODY = 1024 * 1024 * 1024;
 
 /** A protocol the front may speak (`Protocols`): `h2` is HTTP/2 over TLS (ALPN), `h2c` HTTP/2 with prior knowledge on plain ports. */
 export type FrontProtocol = 'h2' | 'h2c' | 'http/1.1';

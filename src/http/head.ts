@@ -6,10 +6,41 @@
 // and case; and the handshake is the hot path of connection churn. Heads are small and parsed
 // once, as latin1 strings; bodies are never parsed here (see body.ts).
 
-/** Largest request or response head accepted (all lines and CRLFs). Larger → 431 / 502. */
+import { isIPv6 } from 'node:net';
+
+/**
+ * Largest response head accepted from a backend (all lines and CRLFs), complete or not: larger →
+ * 502 on every path. Also the least a request head may be (see requestHeadCap).
+ */
 export const MAX_HEAD_BYTES = 16 * 1024;
-/** Most header fields in one head (Apache's LimitRequestFields). */
+/** Most header fields in a backend's head. */
 export const MAX_HEADER_FIELDS = 100;
+
+/**
+ * Apache's request limits (LimitRequestLine, LimitRequestFieldSize, LimitRequestFields), taken
+ * from the server the connection's address selects, as Apache does before it knows the Host.
+ */
+export interface RequestLimits {
+  /** Longest request line, without its CRLF → 414. */
+  readonly line: number;
+  /** Longest header field line (`Name: value`, without CRLF), also after merging a repeated name → 400. */
+  readonly fieldSize: number;
+  /** Most header fields; 0 = no limit → 400. */
+  readonly fields: number;
+}
+
+/** Apache's compiled-in defaults (DEFAULT_LIMIT_REQUEST_LINE, _FIELDSIZE, _FIELDS). */
+export const DEFAULT_LIMITS: RequestLimits = { line: 8190, fieldSize: 8190, fields: 100 };
+
+/**
+ * The most bytes a request head may take, request line and fields together (431 beyond): 16 KiB,
+ * or room for one request line and one field at their limits when those are raised. Apache has
+ * no such bound (only per line and per count); wsgate keeps one so that a half-read head never
+ * holds much memory.
+ */
+export function requestHeadCap(limits: RequestLimits): number {
+  return Math.max(MAX_HEAD_BYTES, limits.line + limits.fieldSize + 6);
+}
 
 /** What every parsed head says about framing and connection management. */
 export interface HeadFacts {
@@ -63,6 +94,11 @@ for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL
   TOKEN[c.charCodeAt(0)] = 1;
 }
 
+/** Whether byte `c` may appear in a token (a header name, a method). */
+export function isTokenChar(c: number): boolean {
+  return c < 128 && TOKEN[c] === 1;
+}
+
 function isToken(s: string): boolean {
   if (s.length === 0) return false;
   for (let i = 0; i < s.length; i++) {
@@ -72,13 +108,30 @@ function isToken(s: string): boolean {
   return true;
 }
 
-/** Field values may hold visible characters, spaces, tabs and obs-text, never CR, LF or NUL. */
-function isFieldValue(s: string): boolean {
+/** Field values may hold visible characters, spaces, tabs and obs-text, never CR, LF, NUL or another control. */
+export function isFieldValue(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if ((c < 0x20 && c !== 0x09) || c === 0x7f) return false;
   }
   return true;
+}
+
+/**
+ * `s` without the optional whitespace around a field value: SP and HTAB only (RFC 9110 §5.6.3).
+ * String.trim() would also strip VT, FF and NBSP, which a backend keeps: the value wsgate acts on
+ * (a Content-Length, a Transfer-Encoding) must be the one it forwards.
+ */
+export function trimOws(s: string): string {
+  let start = 0;
+  let end = s.length;
+  while (start < end && isOws(s.charCodeAt(start))) start++;
+  while (end > start && isOws(s.charCodeAt(end - 1))) end--;
+  return start === 0 && end === s.length ? s : s.slice(start, end);
+}
+
+function isOws(c: number): boolean {
+  return c === 0x20 || c === 0x09;
 }
 
 function parseVersion(v: string, status: number): number {
@@ -88,9 +141,15 @@ function parseVersion(v: string, status: number): number {
   throw new HeadError(status, 'malformed protocol version');
 }
 
-function parseFields(lines: string[], status: number): HeadFacts & { host: string | undefined } {
+function parseFields(lines: string[], status: number, limits: RequestLimits | undefined): HeadFacts & { host: string | undefined } {
   // lines = [start line, field…, '', ''] (the head ends with CRLFCRLF).
-  if (lines.length - 3 > MAX_HEADER_FIELDS) throw new HeadError(status === 400 ? 431 : status, 'too many header fields');
+  if (limits === undefined) {
+    if (lines.length - 3 > MAX_HEADER_FIELDS) throw new HeadError(status, 'too many header fields');
+  } else {
+    // Apache answers 400 for these (ap_get_mime_headers_core), not 431.
+    if (limits.fields > 0 && lines.length - 3 > limits.fields) throw new HeadError(400, 'too many header fields (LimitRequestFields)');
+    checkFieldSizes(lines, limits.fieldSize);
+  }
   const headers: string[] = [];
   let connectionTokens: string[] = [];
   let contentLength = -1;
@@ -109,7 +168,7 @@ function parseFields(lines: string[], status: number): HeadFacts & { host: strin
       // Also rejects obs-fold (a line starting with whitespace) and whitespace before the colon.
       throw new HeadError(status, `malformed header name "${name.slice(0, 40)}"`);
     }
-    const value = line.slice(colon + 1).trim();
+    const value = trimOws(line.slice(colon + 1));
     if (!isFieldValue(value)) throw new HeadError(status, `invalid character in header ${name}`);
     headers.push(name, value);
     switch (name.length) {
@@ -125,13 +184,14 @@ function parseFields(lines: string[], status: number): HeadFacts & { host: strin
       case 10:
         if (name.toLowerCase() === 'connection') {
           for (const t of value.split(',')) {
-            const tok = t.trim().toLowerCase();
+            const tok = trimOws(t).toLowerCase();
             if (tok) connectionTokens.push(tok);
           }
         }
         break;
       case 14:
         if (name.toLowerCase() === 'content-length') {
+          // Digits only: no sign, no inner spaces, no list (Apache's ap_parse_strict_length).
           if (!/^\d{1,15}$/.test(value)) throw new HeadError(status, 'invalid Content-Length');
           const n = Number(value);
           if (contentLength !== -1 && contentLength !== n) throw new HeadError(status, 'conflicting Content-Length headers');
@@ -148,7 +208,7 @@ function parseFields(lines: string[], status: number): HeadFacts & { host: strin
   let chunked = false;
   if (transferEncoding !== undefined) {
     const codings = transferEncoding.toLowerCase().split(',');
-    chunked = codings[codings.length - 1].trim() === 'chunked';
+    chunked = trimOws(codings[codings.length - 1]) === 'chunked';
     // Both framings at once is the classic request-smuggling shape: refuse it outright.
     if (contentLength !== -1) throw new HeadError(status, 'both Transfer-Encoding and Content-Length');
   }
@@ -160,12 +220,42 @@ function parseFields(lines: string[], status: number): HeadFacts & { host: strin
 const EMPTY: string[] = [];
 
 /**
- * Parses a request head (`buf[0..end)` including its blank line). Throws HeadError with 400
- * (malformed), 431 (too many fields), 501 (unknown transfer coding) or 505 (HTTP version).
+ * LimitRequestFieldSize on each field line as sent, then on each name whose repeated fields
+ * Apache would merge into one (`Name: v1, v2`): both are 400 there.
  */
-export function parseRequestHead(buf: Buffer, end: number): RequestHead {
+function checkFieldSizes(lines: string[], fieldSize: number): void {
+  const last = lines.length - 2;
+  let total = 0;
+  for (let i = 1; i < last; i++) {
+    const n = lines[i].length;
+    if (n > fieldSize) throw new HeadError(400, `request header field exceeds LimitRequestFieldSize (${fieldSize})`);
+    total += n;
+  }
+  // No name can be merged past the limit when all fields together are within it.
+  if (total <= fieldSize) return;
+  const merged = new Map<string, number>();
+  for (let i = 1; i < last; i++) {
+    const line = lines[i];
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue; // parseFields says what is wrong with it
+    const name = line.slice(0, colon).toLowerCase();
+    const valueLen = trimOws(line.slice(colon + 1)).length;
+    const prev = merged.get(name);
+    const len = prev === undefined ? colon + 2 + valueLen : prev + 2 + valueLen;
+    if (len > fieldSize) throw new HeadError(400, `request header field exceeds LimitRequestFieldSize (${fieldSize}) after merging ${line.slice(0, Math.min(colon, 40))}`);
+    merged.set(name, len);
+  }
+}
+
+/**
+ * Parses a request head (`buf[0..end)` including its blank line). Throws HeadError with 400
+ * (malformed, a field or too many fields over the limits, a bad Host), 414 (request line over
+ * LimitRequestLine), 501 (unknown transfer coding) or 505 (HTTP version).
+ */
+export function parseRequestHead(buf: Buffer, end: number, limits: RequestLimits = DEFAULT_LIMITS): RequestHead {
   const lines = buf.toString('latin1', 0, end).split('\r\n');
   const requestLine = lines[0];
+  if (requestLine.length > limits.line) throw new HeadError(414, `request line exceeds LimitRequestLine (${limits.line})`);
   const sp1 = requestLine.indexOf(' ');
   const sp2 = requestLine.lastIndexOf(' ');
   if (sp1 <= 0 || sp2 === sp1) throw new HeadError(400, 'malformed request line');
@@ -174,11 +264,12 @@ export function parseRequestHead(buf: Buffer, end: number): RequestHead {
   if (!isToken(method)) throw new HeadError(400, 'malformed method');
   if (target.length === 0 || !isTargetChars(target)) throw new HeadError(400, 'malformed request target');
   const versionMinor = parseVersion(requestLine.slice(sp2 + 1), 400);
-  const facts = parseFields(lines, 400);
+  const facts = parseFields(lines, 400, limits);
   if (facts.chunked === false && facts.contentLength === -1 && hasTransferEncoding(facts.headers)) {
     throw new HeadError(501, 'unsupported Transfer-Encoding');
   }
   if (versionMinor === 1 && facts.host === undefined) throw new HeadError(400, 'HTTP/1.1 request without Host');
+  if (facts.host !== undefined && !isValidHost(facts.host)) throw new HeadError(400, `malformed Host "${facts.host.slice(0, 80)}"`);
   return {
     method,
     target,
@@ -199,8 +290,10 @@ export function parseResponseHead(buf: Buffer, end: number): ResponseHead {
   // "HTTP/1.1 101 Switching Protocols": the reason phrase may be empty or hold spaces.
   const m = /^(HTTP\/\d\.\d) (\d{3})(?: (.*))?$/.exec(statusLine);
   if (m === null) throw new HeadError(502, 'malformed status line from backend');
+  // The reason phrase is relayed to the client: no controls in it (RFC 9112 §4).
+  if (m[3] !== undefined && !isFieldValue(m[3])) throw new HeadError(502, 'invalid character in the status line from backend');
   const versionMinor = parseVersion(m[1], 502);
-  const facts = parseFields(lines, 502);
+  const facts = parseFields(lines, 502, undefined);
   return {
     status: Number(m[2]),
     reason: m[3] ?? '',
@@ -236,3 +329,128 @@ export function headerValue(headers: readonly string[], lowerName: string): stri
   }
   return undefined;
 }
+
+/**
+ * Whether a Host value (or an HTTP/2 `:authority`) is one Apache takes, with its default
+ * `HttpProtocolOptions Strict` (server/vhost.c fix_hostname): empty; or a name of letters,
+ * digits, `-`, `_` and single dots whose last label starts with a letter (one trailing dot
+ * allowed); or a dotted IPv4 address of four parts without leading zeros; or a bracketed IPv6
+ * literal — each optionally followed by `:port` (1–65535). Anything else (`a/b@c`, `a b`,
+ * `x:`, a bare number, `a..b`) is 400.
+ */
+export function isValidHost(value: string): boolean {
+  if (value.length === 0) return true;
+  let host = value;
+  // A trailing `:digits` is a port, as apr_parse_addr_port reads it.
+  let i = value.length;
+  while (i > 0 && isDigit(value.charCodeAt(i - 1))) i--;
+  if (i < value.length && i > 0 && value.charCodeAt(i - 1) === 0x3a) {
+    const port = Number(value.slice(i));
+    if (port < 1 || port > 65535) return false;
+    host = value.slice(0, i - 1);
+    if (host.length === 0) return false;
+  } else if (i === 0) {
+    return false; // purely numeric
+  }
+  if (host.charCodeAt(0) === 0x5b) {
+    if (host.charCodeAt(host.length - 1) !== 0x5d) return false;
+    const literal = host.slice(1, -1);
+    return isIpv6Literal(literal) && isIPv6(literal);
+  }
+  if (host.endsWith('.')) host = host.slice(0, -1);
+  if (host.length === 0) return false;
+  let dotted = true;
+  let dots = 0;
+  for (let k = 0; k < host.length; k++) {
+    const c = host.charCodeAt(k);
+    if (c === 0x2e) {
+      if (host.charCodeAt(k + 1) === 0x2e) return false;
+      dots++;
+    } else if (isDigit(c)) {
+      // digits are fine in names and addresses
+    } else if ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x7a) {
+      dotted = false;
+    } else if (c === 0x2d || c === 0x5f) {
+      dotted = false;
+    } else {
+      return false;
+    }
+  }
+  if (dotted) {
+    if (dots !== 3 || host.charCodeAt(0) === 0x2e) return false;
+    for (const part of host.split('.')) if (part.length > 1 && part.charCodeAt(0) === 0x30) return false;
+    return true;
+  }
+  // The top-level label must start with a letter (RFC 1123 §2.1).
+  const lastDot = host.lastIndexOf('.');
+  if (lastDot === -1) return true;
+  const c = host.charCodeAt(lastDot + 1) | 0x20;
+  return c >= 0x61 && c <= 0x7a;
+}
+
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+/** Hex digits, colons (at most one `::`) and the dots of an embedded IPv4 address. */
+function isIpv6Literal(s: string): boolean {
+  if (s.length < 2) return false;
+  let doubleColon = false;
+  for (let k = 0; k < s.length; k++) {
+    const c = s.charCodeAt(k);
+    if (isDigit(c) || ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x66)) continue;
+    if (c === 0x3a) {
+      if (s.charCodeAt(k + 1) === 0x3a) {
+        if (doubleColon) return false;
+        doubleColon = true;
+      } else if (s.charCodeAt(k + 1) === 0x2e) {
+        return false;
+      }
+      continue;
+    }
+    if (c === 0x2e) {
+      const next = s.charCodeAt(k + 1);
+      if (next === 0x2e || next === 0x3a) return false;
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+/**
+ * Checks the part of a request head read so far, while it is incomplete, so that a line over its
+ * limit is answered as soon as it is (as Apache reads line by line), not when the head is whole.
+ * Resumes where the previous call stopped.
+ */
+export class PartialHeadCheck {
+  private lineStart = 0;
+  private lineNo = 0;
+
+  reset(): void {
+    this.lineStart = 0;
+    this.lineNo = 0;
+  }
+
+  /** Throws the HeadError a complete head would get for what `buf` holds so far. */
+  check(buf: Buffer, limits: RequestLimits): void {
+    for (;;) {
+      const eol = buf.indexOf(CRLF, this.lineStart);
+      // A CR at the very end is the start of the line's CRLF, not part of it.
+      const stop = eol !== -1 ? eol : buf.length > 0 && buf[buf.length - 1] === 0x0d ? buf.length - 1 : buf.length;
+      const len = stop - this.lineStart;
+      if (this.lineNo === 0) {
+        if (len > limits.line) throw new HeadError(414, `request line exceeds LimitRequestLine (${limits.line})`);
+      } else if (len > limits.fieldSize) {
+        throw new HeadError(400, `request header field exceeds LimitRequestFieldSize (${limits.fieldSize})`);
+      } else if (limits.fields > 0 && this.lineNo > limits.fields && len > 0) {
+        throw new HeadError(400, 'too many header fields (LimitRequestFields)');
+      }
+      if (eol === -1) return;
+      this.lineStart = eol + 2;
+      this.lineNo++;
+    }
+  }
+}
+
+const CRLF = Buffer.from('\r\n', 'latin1');

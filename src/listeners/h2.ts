@@ -12,11 +12,12 @@ import type { GatewayContext } from '../proxy/context';
 import { H2Body, H2Exchange, respondH2Error } from '../proxy/h2exchange';
 import { headerScope, Upstream } from '../proxy/upstream';
 import { newWebSocketKey } from '../http/websocket-key';
-import type { RequestHead } from '../http/head';
+import { isValidHost, requestHeadCap, type RequestHead, type RequestLimits } from '../http/head';
 import { basicChallenge, decideRequest } from '../routing/router';
 import { selectVirtualHost } from '../routing/vhost';
 import { KEEPALIVE_TIMEOUT_MS } from './http1';
 import { plainAddress } from './address';
+import { headLimits, limitsOf } from './limits';
 
 const { NGHTTP2_PROTOCOL_ERROR } = http2.constants;
 
@@ -63,16 +64,26 @@ export function selectAlpn(
 
 export class H2Front {
   readonly sessions = new Set<http2.ServerHttp2Session>();
-  private readonly factories: Record<'plain' | 'websockets', http2.Http2Server>;
+  /** Made at the first connection, from the config then in force (Node fixes a session's header bounds when it starts). */
+  private factories: Record<'plain' | 'websockets', http2.Http2Server> | undefined;
   private stopping = false;
 
-  constructor(private readonly host: H2Host) {
-    this.factories = { plain: this.factory(false), websockets: this.factory(true) };
-  }
+  constructor(private readonly host: H2Host) {}
 
   private factory(websockets: boolean): http2.Http2Server {
+    // Node resets a stream whose header list passes these (ENHANCE_YOUR_CALM), before wsgate sees it;
+    // below them, the LimitRequest* checks of route() answer 414/431 as mod_http2 does. They are set
+    // from the largest limits any server has, with room for mod_http2's 100 extra fields.
+    let pairs = 0;
+    let bytes = 65535;
+    for (const vh of [this.host.config.mainServer, ...this.host.config.virtualHosts]) {
+      const l = limitsOf(vh.settings);
+      pairs = Math.max(pairs, l.fields === 0 ? 65535 : l.fields + 100 + 8);
+      bytes = Math.max(bytes, requestHeadCap(l) * 2);
+    }
     const server = http2.createServer({
-      settings: { enableConnectProtocol: websockets, maxConcurrentStreams: MAX_CONCURRENT_STREAMS },
+      maxHeaderListPairs: pairs,
+      settings: { enableConnectProtocol: websockets, maxConcurrentStreams: MAX_CONCURRENT_STREAMS, maxHeaderListSize: bytes },
     });
     server.on('session', (session) => this.onSession(session as Session));
     server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) =>
@@ -100,7 +111,8 @@ export class H2Front {
     // An h2 connection ends with GOAWAY, not half-closes: a FIN from the client closes it.
     socket.allowHalfOpen = false;
     // The factory's connection listener creates the session and emits 'session' synchronously.
-    (vhost.settings.h2WebSockets ? this.factories.websockets : this.factories.plain).emit('connection', socket);
+    const f = (this.factories ??= { plain: this.factory(false), websockets: this.factory(true) });
+    (vhost.settings.h2WebSockets ? f.websockets : f.plain).emit('connection', socket);
     this.pending = undefined;
   }
 
@@ -173,7 +185,16 @@ export class H2Front {
       stream.close(NGHTTP2_PROTOCOL_ERROR);
       return;
     }
+    if (authority !== undefined && !isValidHost(authority)) {
+      this.refuse(stream, info, 400, `malformed :authority "${authority.slice(0, 80)}"`, method, path);
+      return;
+    }
     const config = this.host.config;
+    const limited = checkLimits(rawHeaders, headLimits(config, info.listen, () => info.localAddress));
+    if (limited !== undefined) {
+      this.refuse(stream, info, limited.status, limited.reason, method, path);
+      return;
+    }
     const vhost = selectVirtualHost(config, info.listen, info.localAddress, authority);
     if (isConnect && protocol!.toLowerCase() !== 'websocket') {
       this.refuse(stream, info, 501, `extended CONNECT for protocol "${protocol}" is not supported`, method, path);
@@ -186,6 +207,17 @@ export class H2Front {
     const websocket = isConnect ? { key: newWebSocketKey() } : undefined;
     const backendMethod = isConnect ? 'GET' : method;
     const contentLength = headerString(headers['content-length']);
+    if (isConnect && contentLength !== undefined) {
+      // RFC 9110 §9.3.6: a CONNECT has no content; its DATA are the tunnel's. Forwarding the field
+      // would make the backend read the first bytes of the WebSocket as a request body.
+      this.refuse(stream, info, 400, 'content-length on an extended CONNECT', method, path);
+      return;
+    }
+    const maxBody = vhost.settings.limitRequestBody;
+    if (maxBody > 0 && contentLength !== undefined && Number(contentLength) > maxBody) {
+      this.refuse(stream, info, 413, `request body of ${contentLength} bytes exceeds LimitRequestBody (${maxBody})`, method, path);
+      return;
+    }
     const body = isConnect || stream.endAfterHeaders ? H2Body.None : contentLength !== undefined ? H2Body.Length : H2Body.Chunked;
     const fields = backendHeaders(rawHeaders, websocket?.key, body === H2Body.Chunked);
     const upgrade = isConnect ? 'websocket' : undefined;
@@ -253,6 +285,34 @@ function backendHeaders(raw: readonly string[], wsKey: string | undefined, chunk
   if (wsKey !== undefined) out.push('sec-websocket-key', wsKey, 'sec-websocket-version', '13');
   if (chunked) out.push('transfer-encoding', 'chunked');
   return out;
+}
+
+/**
+ * LimitRequestLine, LimitRequestFieldSize and LimitRequestFields on an HTTP/2 header list, as
+ * mod_http2 applies them: a pseudo-header longer than the request-line limit is 414; a field
+ * longer than the field limit once merged with its repeats (`name: v1, v2`; cookies with `; `),
+ * or more distinct fields than the count limit, is 431.
+ */
+function checkLimits(raw: readonly string[], limits: RequestLimits): { status: number; reason: string } | undefined {
+  let merged: Map<string, number> | undefined;
+  let fields = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    const vlen = raw[i + 1].length;
+    if (name.charCodeAt(0) === 0x3a) {
+      if (vlen > limits.line) return { status: 414, reason: `${name} exceeds LimitRequestLine (${limits.line})` };
+      continue;
+    }
+    merged ??= new Map();
+    const prev = merged.get(name);
+    const len = prev === undefined ? name.length + 2 + vlen : prev + 2 + vlen;
+    if (len > limits.fieldSize) return { status: 431, reason: `request header field ${name.slice(0, 40)} exceeds LimitRequestFieldSize (${limits.fieldSize})` };
+    if (prev === undefined && limits.fields > 0 && ++fields > limits.fields) {
+      return { status: 431, reason: `more than ${limits.fields} request header fields (LimitRequestFields)` };
+    }
+    merged.set(name, len);
+  }
+  return undefined;
 }
 
 function headerString(v: string | string[] | undefined): string | undefined {

@@ -4,12 +4,13 @@
 
 import type { Socket } from 'node:net';
 import type { Config, ListenAddress, VirtualHost } from '../config/model';
-import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseRequestHead, type RequestHead } from '../http/head';
+import { findHeadEnd, HeadError, parseRequestHead, PartialHeadCheck, requestHeadCap, type RequestHead, type RequestLimits } from '../http/head';
 import { Exchange, type ExchangeOwner } from '../proxy/exchange';
 import type { GatewayContext } from '../proxy/context';
 import { headerScope, Upstream } from '../proxy/upstream';
 import { basicChallenge, routeHead } from '../routing/router';
 import { plainAddress } from './address';
+import { headLimits } from './limits';
 
 /** Between requests, an idle keep-alive connection is closed after this long (Apache's KeepAliveTimeout default). */
 export const KEEPALIVE_TIMEOUT_MS = 5_000;
@@ -44,6 +45,9 @@ export class ClientConnection implements ExchangeOwner {
   private closed = false;
   /** A request was read: the connection can no longer turn into HTTP/2 (the preface must come first). */
   private servedAny = false;
+  /** The limits the head being read is held to (chosen when it starts), and the check of its lines so far. */
+  private limits: RequestLimits | undefined;
+  private readonly partial = new PartialHeadCheck();
 
   constructor(
     private readonly host: ConnectionHost,
@@ -76,18 +80,27 @@ export class ClientConnection implements ExchangeOwner {
   private readHead(newBytes: number): void {
     const buf = this.buf;
     if (buf === undefined) return;
+    const limits = (this.limits ??= headLimits(this.host.config, this.listen, this.localAddress));
     const end = findHeadEnd(buf, buf.length - newBytes);
-    if (end === -1) {
-      if (buf.length > MAX_HEAD_BYTES) this.reject(431, 'request head too large');
+    const cap = requestHeadCap(limits);
+    if (end === -1 || end > cap) {
+      // A line over its own limit is answered as such (414, 400) as soon as it is seen; a head
+      // whose lines are each within their limits but that is too large as a whole is 431.
+      try {
+        this.partial.check(end === -1 ? buf : buf.subarray(0, end), limits);
+      } catch (e) {
+        if (!(e instanceof HeadError)) throw e;
+        this.reject(e.status, e.reason);
+        return;
+      }
+      if (end !== -1 || buf.length > cap) this.reject(431, 'request head too large');
       return;
     }
-    if (end > MAX_HEAD_BYTES) {
-      this.reject(431, 'request head too large');
-      return;
-    }
+    this.limits = undefined;
+    this.partial.reset();
     let req: RequestHead;
     try {
-      req = parseRequestHead(buf, end);
+      req = parseRequestHead(buf, end, limits);
     } catch (e) {
       if (!(e instanceof HeadError)) throw e;
       // `PRI * HTTP/2.0` is HTTP/2 with prior knowledge (h2c), not a bad HTTP/1 version, when the server speaks it.
@@ -100,6 +113,8 @@ export class ClientConnection implements ExchangeOwner {
     this.socket.setTimeout(0);
     this.handle(req, end < buf.length ? buf.subarray(end) : undefined);
   }
+
+  private readonly localAddress = (): string => this.socket.localAddress ?? '';
 
   private handle(req: RequestHead, rest: Buffer | undefined): void {
     const { vhost, decision } = routeHead(this.host.config, this.listen, () => this.socket.localAddress ?? '', req, this.clientIp);
@@ -117,6 +132,12 @@ export class ClientConnection implements ExchangeOwner {
       if (decision.kind === 'local' && decision.realm !== undefined) extra += `WWW-Authenticate: ${basicChallenge(decision.realm)}\r\n`;
       this.host.respondError(this.socket, decision.status, keepAlive, extra, req.method !== 'HEAD');
       if (keepAlive) this.exchangeDone(true, rest);
+      return;
+    }
+    const maxBody = vhost.settings.limitRequestBody;
+    if (maxBody > 0 && req.contentLength > maxBody) {
+      // Known from the head: refused before any backend is contacted (a chunked body is counted as it comes).
+      this.reject(413, `request body of ${req.contentLength} bytes exceeds LimitRequestBody (${maxBody})`);
       return;
     }
     this.exchange = new Exchange(this.host, this, vhost, req, new Upstream(this.host, decision, req.headers, headerScope(vhost, req.method, req.target, this.socket)), rest);

@@ -9,7 +9,7 @@
 
 import * as net from 'node:net';
 import type { ListenAddress } from '../config/model';
-import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseRequestHead, type RequestHead } from '../http/head';
+import { findHeadEnd, HeadError, parseRequestHead, requestHeadCap, type RequestHead } from '../http/head';
 import { NativeUpgrade, type NativeUpgradeHost } from '../proxy/native-upgrade';
 import type { GatewayContext } from '../proxy/context';
 import { headerScope, Upstream } from '../proxy/upstream';
@@ -17,6 +17,7 @@ import { routeHead, type ProxyDecision } from '../routing/router';
 import { FrontEvent, nativeEngine, onFrontEvent, type NativeBinding } from '../tunnel/native';
 import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
 import type { ClientConnection, ConnectionHost } from './http1';
+import { headLimits } from './limits';
 
 /** What the front needs from the gateway. */
 export interface FrontHost extends ConnectionHost {
@@ -93,10 +94,13 @@ export class NativeFront implements NativeUpgradeHost {
 
   /** @internal A head arrived on one of this front's ports. */
   onHead(id: number, listen: ListenAddress, clientIp: string, bytes: Buffer): void {
-    const end = findHeadEnd(bytes);    let req: RequestHead | undefined;
-    if (end !== -1 && end <= MAX_HEAD_BYTES) {
+    const end = findHeadEnd(bytes);
+    let req: RequestHead | undefined;
+    // The same limits as the HTTP/1 path, which answers (and finishes reading) what fails here.
+    const limits = end === -1 ? undefined : headLimits(this.host.config, listen, () => this.engine.frontLocalAddress(id));
+    if (limits !== undefined && end <= requestHeadCap(limits)) {
       try {
-        req = parseRequestHead(bytes, end);
+        req = parseRequestHead(bytes, end, limits);
       } catch (e) {
         if (!(e instanceof HeadError)) throw e;
       }

@@ -9,6 +9,7 @@ import { buildClientResponse, buildInterimResponse, buildSwitchingResponse } fro
 import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
 import type { GatewayContext } from './context';
 import { Upstream, type Refusal } from './upstream';
+import { bodyLimitsOf } from '../listeners/limits';
 
 /** The client side of an exchange: the HTTP/1.1 connection that sent the request. */
 export interface ExchangeOwner {
@@ -67,7 +68,7 @@ export class Exchange {
   ) {
     this.up = up;
     this.upgradeValue = up.upgradeValue;
-    this.reqFramer = requestFraming(req.chunked, req.contentLength);
+    this.reqFramer = requestFraming(req.chunked, req.contentLength, bodyLimitsOf(vhost.settings));
     this.pending = rest !== undefined && rest.length > 0 ? rest : undefined;
   }
 
@@ -168,7 +169,9 @@ export class Exchange {
       try {
         used = this.reqFramer.consume(chunk, 0, chunk.length);
       } catch (e) {
-        this.abort(`malformed request body: ${(e as BodyError).message}`, 400);
+        if (!(e instanceof BodyError)) throw e;
+        // Nothing of the bad bytes has reached the backend; its connection is closed, never pooled.
+        this.abort(e.status === 400 ? `malformed request body: ${e.message}` : e.message, e.status);
         return;
       }
       if (used > 0) {
@@ -220,11 +223,12 @@ export class Exchange {
     const prevLen = this.resBuf === undefined ? 0 : this.resBuf.length;
     const buf = this.resBuf === undefined ? chunk : Buffer.concat([this.resBuf, chunk]);
     const end = findHeadEnd(buf, prevLen);
+    // The same bound whether the head came in pieces or at once (the native front's is the same).
+    if (end > MAX_HEAD_BYTES || (end === -1 && buf.length > MAX_HEAD_BYTES)) {
+      this.fail(502, 'backend response head too large');
+      return;
+    }
     if (end === -1) {
-      if (buf.length > MAX_HEAD_BYTES) {
-        this.fail(502, 'backend response head too large');
-        return;
-      }
       this.resBuf = buf;
       return;
     }

@@ -64,6 +64,8 @@ export class H2Exchange {
   /** The request (head and whole body) has been written to the backend. */
   private requestSent = false;
   private resBuf: Buffer | undefined;
+  /** Request body bytes received from the client so far (LimitRequestBody). */
+  private received = 0;
   private resFramer: BodyFramer | undefined;
   private keepBackend = false;
   private interim = 0;
@@ -172,6 +174,15 @@ export class H2Exchange {
   }
 
   private onClientData(chunk: Buffer): void {
+    const max = this.vhost.settings.limitRequestBody;
+    this.received += chunk.length;
+    if (max > 0 && this.received > max) {
+      // Only a body of unknown length gets here (a content-length over the limit is refused up front).
+      const reason = `request body exceeds LimitRequestBody (${max})`;
+      if (this.phase === Phase.RelayingBody) this.abort(reason);
+      else this.fail(413, reason);
+      return;
+    }
     if (this.backendSocket === undefined) {
       this.pending.push(chunk);
       this.stream.pause();
@@ -228,9 +239,13 @@ export class H2Exchange {
     const prevLen = this.resBuf === undefined ? 0 : this.resBuf.length;
     const buf = this.resBuf === undefined ? chunk : Buffer.concat([this.resBuf, chunk]);
     const end = findHeadEnd(buf, prevLen);
+    // The same bound whether the head came in pieces or at once, as over HTTP/1.1.
+    if (end > MAX_HEAD_BYTES || (end === -1 && buf.length > MAX_HEAD_BYTES)) {
+      this.fail(502, 'backend response head too large');
+      return;
+    }
     if (end === -1) {
-      if (buf.length > MAX_HEAD_BYTES) this.fail(502, 'backend response head too large');
-      else this.resBuf = buf;
+      this.resBuf = buf;
       return;
     }
     this.resBuf = undefined;

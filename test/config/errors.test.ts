@@ -256,3 +256,17 @@ test('bad <VirtualHost> address, ServerName and Location path', () => {
 test('parameters after "!"', () => {
   expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ! timeout=1') }, { line: 2, message: /takes no parameters/ });
 });
+
+test('LimitRequest*: bad values and contexts', () => {
+  expectError({ 'wsgate.conf': lines(L, 'LimitRequestLine 0') }, { line: 2, message: /LimitRequestLine must be between 1 and 1048576 bytes, got 0/ });
+  expectError({ 'wsgate.conf': lines(L, 'LimitRequestFieldSize 8k') }, { line: 2, message: /LimitRequestFieldSize: "8k" is not a whole number/ });
+  expectError({ 'wsgate.conf': lines(L, 'LimitRequestFields -1') }, { line: 2, message: /LimitRequestFields: "-1" is not a whole number/ });
+  expectError(
+    { 'wsgate.conf': lines(L, '<Location /up>', '  LimitRequestBody 100', '</Location>') },
+    { line: 3, message: /LimitRequestBody inside <Location> is not supported \(no per-directory limits\)/ },
+  );
+  expectError(
+    { 'wsgate.conf': lines(L, '<Location /up>', '  LimitRequestLine 100', '</Location>') },
+    { line: 3, message: /LimitRequestLine is not allowed inside <Location>; allowed in: server config, <VirtualHost>/ },
+  );
+});

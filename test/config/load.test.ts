@@ -137,6 +137,10 @@ test('a realistic Apache config loads into the expected model', () => {
     protocolsHonorOrder: true,
     h2WebSockets: false,
     traceEnable: 'on',
+    limitRequestLine: 8190,
+    limitRequestFieldSize: 8190,
+    limitRequestFields: 100,
+    limitRequestBody: 1073741824,
   });
   const ws = backendOf(ms.routes[2]);
   assert.deepEqual(ws.source, { file: main, line: 18 });
@@ -301,6 +305,10 @@ test('durations take an ms suffix everywhere', () => {
     protocolsHonorOrder: true,
     h2WebSockets: false,
     traceEnable: 'on',
+    limitRequestLine: 8190,
+    limitRequestFieldSize: 8190,
+    limitRequestFields: 100,
+    limitRequestBody: 1073741824,
   });
 });
 
@@ -617,4 +625,14 @@ test('loadConfigText resolves Includes against the directory of fileName', () =>
   const config = loadConfigText(lines('Listen 0', 'Include inc/x.conf'), path.join(dir, 'virtual.conf'), { env: {} });
   assert.deepEqual(config.files, [path.join(dir, 'virtual.conf'), path.join(dir, 'inc/x.conf')]);
   assert.deepEqual(describe(config.mainServer.routes), ['/x ws://h/']);
+});
+
+test('LimitRequest*: a <VirtualHost> inherits the main server values it does not set', () => {
+  const { config } = load({
+    'wsgate.conf': 'Listen 0\nLimitRequestLine 4094\nLimitRequestBody 0\n<VirtualHost *:0>\n  LimitRequestFields 20\n</VirtualHost>\n',
+  });
+  const s = config.virtualHosts[0].settings;
+  assert.deepEqual([s.limitRequestLine, s.limitRequestFieldSize, s.limitRequestFields, s.limitRequestBody], [4094, 8190, 20, 0]);
+  const m = config.mainServer.settings;
+  assert.deepEqual([m.limitRequestLine, m.limitRequestFieldSize, m.limitRequestFields, m.limitRequestBody], [4094, 8190, 100, 0]);
 });

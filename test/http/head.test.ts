@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { findHeadEnd, HeadError, parseRequestHead, parseResponseHead } from '../../src/http/head';
+import {
+  DEFAULT_LIMITS,
+  findHeadEnd,
+  HeadError,
+  isValidHost,
+  parseRequestHead,
+  parseResponseHead,
+  PartialHeadCheck,
+  requestHeadCap,
+  trimOws,
+} from '../../src/http/head';
 
 function req(text: string) {
   const buf = Buffer.from(text, 'latin1');
@@ -55,7 +65,83 @@ test('malformed requests get 400, 431, 501 or 505', () => {
   rejects('GET / FOO/1.1\r\nHost: x\r\n\r\n', 400);
   rejects('GET /a b HTTP/1.1\r\nHost: x\r\n\r\n', 400);
   const many = Array.from({ length: 101 }, (_, i) => `X-${i}: v\r\n`).join('');
-  rejects(`GET / HTTP/1.1\r\nHost: x\r\n${many}\r\n`, 431);
+  // Apache answers 400 for too many fields (LimitRequestFields), not 431.
+  rejects(`GET / HTTP/1.1\r\nHost: x\r\n${many}\r\n`, 400);
+});
+
+test('only SP and HTAB are optional whitespace around a value; VT, FF and NBSP are kept (and controls refused)', () => {
+  assert.equal(trimOws(' \t a b \t'), 'a b');
+  assert.equal(trimOws('\xa0a\xa0'), '\xa0a\xa0');
+  // NBSP is obs-text: kept in the value, so it is not a Content-Length or a chunked coding.
+  rejects('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \xa05\r\n\r\n', 400);
+  rejects('POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\xa0\r\n\r\n', 501);
+  rejects('GET / HTTP/1.1\r\nHost: x\r\nX-A: \x0bv\r\n\r\n', 400);
+  rejects('GET / HTTP/1.1\r\nHost: x\r\nX-A: v\x0c\r\n\r\n', 400);
+  rejects('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n', 400);
+  rejects('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5 5\r\n\r\n', 400);
+  assert.deepEqual(req('GET / HTTP/1.1\r\nHost: x\r\nX-A: \t v \r\n\r\n').headers, ['Host', 'x', 'X-A', 'v']);
+});
+
+test('Host values as Apache takes them (strict fix_hostname)', () => {
+  for (const ok of ['', 'a', 'a.example', 'A.Example.:8080', 'x_y-z.example', '127.0.0.1', '127.0.0.1:80', '[::1]', '[::1]:8443', '[::ffff:1.2.3.4]', 'a.b.c.d.example']) {
+    assert.equal(isValidHost(ok), true, ok);
+  }
+  for (const bad of ['a/b@c', 'a@c', 'a b', 'a\\b', 'a..b', 'a:', ':80', 'a:0', 'a:65536', '1234', '1.2.3', '01.2.3.4', 'a.1b', '[::1', '[zz]', '[fe80::1%1]', 'a:b:80', 'a,b', 'é.example']) {
+    assert.equal(isValidHost(bad), false, bad);
+  }
+  rejects('GET / HTTP/1.1\r\nHost: a/b@c\r\n\r\n', 400);
+  rejects('GET / HTTP/1.0\r\nHost: a b\r\n\r\n', 400);
+});
+
+test('LimitRequestLine, LimitRequestFieldSize and LimitRequestFields, at and over the limit', () => {
+  const limits = { line: 20, fieldSize: 10, fields: 2 };
+  const parse = (t: string) => {
+    const b = Buffer.from(t, 'latin1');
+    return parseRequestHead(b, findHeadEnd(b), limits);
+  };
+  const status = (t: string) => {
+    try {
+      parse(t);
+      return 0;
+    } catch (e) {
+      return (e as HeadError).status;
+    }
+  };
+  assert.equal(status(`GET /${'a'.repeat(6)} HTTP/1.1\r\nHost: x\r\n\r\n`), 0); // 20 bytes
+  assert.equal(status(`GET /${'a'.repeat(7)} HTTP/1.1\r\nHost: x\r\n\r\n`), 414);
+  assert.equal(status('GET / HTTP/1.1\r\nHost: x\r\nX: 1234567\r\n\r\n'), 0); // 10 bytes
+  assert.equal(status('GET / HTTP/1.1\r\nHost: x\r\nX: 12345678\r\n\r\n'), 400);
+  // Repeats are merged as Apache does ("X: 1234, 56" is 11 bytes).
+  assert.equal(status('GET / HTTP/1.1\r\nHost: x\r\nX: 1234\r\nx: 56\r\n\r\n'.replace('Host: x\r\n', '')), 400);
+  assert.equal(status('GET / HTTP/1.0\r\nX: 1234\r\nx: 5\r\n\r\n'), 0);
+  assert.equal(status('GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\n\r\n'), 0); // 2 fields
+  assert.equal(status('GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n'), 400);
+  assert.equal(requestHeadCap(DEFAULT_LIMITS), 16386);
+  assert.equal(requestHeadCap(limits), 16384);
+});
+
+test('an incomplete head is refused as soon as a line is over its limit', () => {
+  const limits = { line: 20, fieldSize: 10, fields: 2 };
+  const status = (t: string) => {
+    const c = new PartialHeadCheck();
+    try {
+      // Byte by byte, as a trickling client sends it.
+      for (let i = 1; i <= t.length; i++) c.check(Buffer.from(t.slice(0, i), 'latin1'), limits);
+      return 0;
+    } catch (e) {
+      return (e as HeadError).status;
+    }
+  };
+  assert.equal(status(`GET /${'a'.repeat(6)} HTTP/1.1\r`), 0);
+  assert.equal(status(`GET /${'a'.repeat(30)}`), 414);
+  assert.equal(status('GET / HTTP/1.1\r\nX: 1234567\r\n'), 0);
+  assert.equal(status('GET / HTTP/1.1\r\nX: 12345678'), 400);
+  assert.equal(status('GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC'), 400);
+});
+
+test('a reason phrase with a control character is a malformed answer (502)', () => {
+  const bad = Buffer.from('HTTP/1.1 200 O\x00K\r\nContent-Length: 0\r\n\r\n', 'latin1');
+  assert.throws(() => parseResponseHead(bad, findHeadEnd(bad)), (e: unknown) => e instanceof HeadError && e.status === 502);
 });
 
 test('HTTP/1.0 without Host is accepted', () => {

@@ -102,6 +102,10 @@ export const defaultSettings: ServerSettings = {
   protocolsHonorOrder: true,
   h2WebSockets: false,
   traceEnable: 'on',
+  limitRequestLine: 8190,
+  limitRequestFieldSize: 8190,
+  limitRequestFields: 100,
+  limitRequestBody: 1073741824,
 };
 
 export interface VhostOptions {
