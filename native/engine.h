@@ -42,6 +42,9 @@ struct Side : Watched {
   bool shut_wr = false;   // we forwarded the other side's FIN to this socket
   bool readable = false;  // an input edge came that has not been read to the end yet
   bool fin_seen = false;  // EPOLLRDHUP: the FIN is in; once the data is read, that is the EOF
+  // EPOLLERR or EPOLLHUP came: the socket failed or hung up. Edge-triggered, that is said once, so
+  // a short read no longer means "empty, wait for the next edge": reads go on to the error or EOF.
+  bool hup_seen = false;
   std::vector<char> pending;  // unsent bytes for this socket
   size_t pending_off = 0;
   Tunnel* tunnel = nullptr;

@@ -209,10 +209,11 @@ HeadRead ReadHeadBytes(Engine* e, Handshake* h, Side& side, int* err) {
     }
     if (n == 0) return HeadRead::kEof;
     if (FindHeadEnd(h->in, before) != nullptr || h->in.size() > kMaxHead) {
-      side.readable = size_t(n) == kReadSize || side.fin_seen;
+      side.readable = size_t(n) == kReadSize || side.fin_seen || side.hup_seen;
       return HeadRead::kComplete;
     }
-    if (size_t(n) < kReadSize && !side.fin_seen) {
+    // After EPOLLERR/EPOLLHUP no new edge comes: read on to the error or the EOF.
+    if (size_t(n) < kReadSize && !side.fin_seen && !side.hup_seen) {
       side.readable = false;  // the rest raises a new edge
       return HeadRead::kWait;
     }
@@ -439,6 +440,7 @@ void HandleFrontEvent(Engine* e, Watched* w, uint32_t ev) {
       // Input that is not read now (a decision is pending) is read by the tunnel later.
       if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = true;
       if ((ev & (EPOLLRDHUP | EPOLLHUP)) && !(ev & EPOLLERR)) s->fin_seen = true;
+      if (ev & (EPOLLERR | EPOLLHUP)) s->hup_seen = true;
       if (w->kind == Kind::kHandshakeClient) OnClientEvent(e, h, ev);
       else OnBackendEvent(e, h, ev);
       return;
@@ -617,7 +619,7 @@ napi_value FrontConnectJs(napi_env env, napi_callback_info info) {
         // A fresh socket (a failover or the next address may come after a failed one).
         Side& b = h->t->side[1];
         b.fd = fd;
-        b.readable = b.fin_seen = b.read_eof = b.shut_wr = false;
+        b.readable = b.fin_seen = b.hup_seen = b.read_eof = b.shut_wr = false;
         // Edge-triggered from here to the end of the tunnel: connected (EPOLLOUT), then the
         // answer (EPOLLIN), then tunnel traffic, with no epoll_ctl in between.
         RegisterSide(e, &h->t->side[1]);

@@ -121,6 +121,15 @@ void ForwardFin(Side* dst) {
 
 void Pump(Engine* e, Side* src);
 
+// A side that failed or hung up while its bytes cannot be read (the other side is full): if the
+// socket holds an error (a reset), nothing more will come from it and nothing can be delivered
+// to it, so the tunnel ends now rather than when the other side drains — which may be never.
+void FailIfBroken(Engine* e, Side* s) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) FailIo(e, s->tunnel, s->index, err);
+}
+
 // Writes `dst`'s pending bytes. Returns false if the tunnel was finished.
 bool FlushPending(Engine* e, Side* dst, Side* src) {
   Tunnel* t = dst->tunnel;
@@ -174,7 +183,8 @@ void Pump(Engine* e, Side* src) {
     t->bytes[src->index] += uint64_t(n);
     // A short read emptied the socket: anything arriving later raises a new edge. If the FIN
     // had been seen (EPOLLRDHUP), this was the last of the data: no read is needed to learn it.
-    bool drained = size_t(n) < kReadSize;
+    // After EPOLLERR/EPOLLHUP no edge will come: the next read returns the error (or EOF).
+    bool drained = size_t(n) < kReadSize && !src->hup_seen;
     if (drained) src->readable = false;
     size_t off = 0;
     int err = WriteSome(dst->fd, e->buf, size_t(n), &off);
@@ -187,6 +197,7 @@ void Pump(Engine* e, Side* src) {
       dst->pending.assign(e->buf + off, e->buf + n);
       dst->pending_off = 0;
       if (drained && src->fin_seen) src->readable = true;  // the EOF is still to be read
+      if (src->hup_seen) FailIfBroken(e, src);
       return;
     }
     if (drained) {
@@ -207,6 +218,7 @@ void HandleEvent(Engine* e, Side* s, uint32_t ev) {
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = true;
   // (Not with EPOLLERR: a reset is read as the error it is.)
   if ((ev & (EPOLLRDHUP | EPOLLHUP)) && !(ev & EPOLLERR)) s->fin_seen = true;
+  if (ev & (EPOLLERR | EPOLLHUP)) s->hup_seen = true;
   if (!s->pending.empty() && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
     // A failed write ends the tunnel with the socket's error.
     if (!FlushPending(e, s, other) || t->closed) return;
@@ -214,6 +226,7 @@ void HandleEvent(Engine* e, Side* s, uint32_t ev) {
   if (!s->readable) return;
   if (!s->read_eof) {
     if (other->pending.empty()) Pump(e, s);  // else: resumed when `other` drains
+    else if (s->hup_seen) FailIfBroken(e, s);
   } else if (s->pending.empty() && (ev & (EPOLLHUP | EPOLLERR))) {
     // Done reading and nothing to write, yet the socket hung up or failed: its peer is gone, so
     // nothing more can be delivered to it.
