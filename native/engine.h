@@ -18,6 +18,10 @@
 namespace wsgate {
 
 constexpr size_t kReadSize = 64 * 1024;
+// Connections reading their first head (accepted, head incomplete) may be a quarter of the
+// descriptor limit, and at least this many: past that, the oldest is closed for each new one.
+constexpr size_t kMinUnreadHeads = 64;
+size_t MaxUnreadHeads();
 
 // What an epoll entry's data.ptr points at; every watched struct starts with its kind.
 enum class Kind : uint8_t { kTunnelSide, kListener, kHandshakeClient, kHandshakeBackend };
@@ -102,6 +106,11 @@ struct Engine {
   std::vector<Handshake*> handshake_graveyard;
   std::vector<Side*> ready;  // sides that stopped at their read cap (tunnel.cc Pump)
   std::unordered_map<uint32_t, Handshake*> handshakes;
+  // Connections reading their first head, oldest first (front.cc), and how many may be.
+  Handshake* oldest_reading = nullptr;
+  Handshake* newest_reading = nullptr;
+  size_t reading = 0;
+  size_t max_reading = 0;
   std::unordered_map<uint32_t, Listener*> listeners;
   uint32_t next_handshake_id = 1;
   // Inside OnPoll/OnTick: queued events are reported at its end. Outside (a JS call from a timer

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -238,6 +239,13 @@ void HandleEvent(Engine* e, Side* s, uint32_t ev) {
 }
 
 }  // namespace
+
+size_t MaxUnreadHeads() {
+  struct rlimit rl;
+  size_t soft = 1024;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) soft = size_t(rl.rlim_cur);
+  return soft / 4 > kMinUnreadHeads ? soft / 4 : kMinUnreadHeads;
+}
 
 int64_t NowMs() {
   struct timespec ts;
@@ -461,6 +469,7 @@ napi_value Start(napi_env env, napi_callback_info info) {
   if (argc < 2 || napi_get_uv_event_loop(env, &loop) != napi_ok) return Throw(env, "start(onClose, onFront)");
   Engine* e = new Engine();
   e->env = env;
+  e->max_reading = MaxUnreadHeads();
   e->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (e->epfd < 0) {
     delete e;
@@ -607,6 +616,11 @@ napi_value Init(napi_env env, napi_value exports) {
       {"frontLocalAddress", nullptr, FrontLocalAddressJs, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  napi_value limits, v;
+  napi_create_object(env, &limits);
+  napi_create_double(env, double(MaxUnreadHeads()), &v);
+  napi_set_named_property(env, limits, "maxUnreadHeads", v);
+  napi_set_named_property(env, exports, "limits", limits);
   return exports;
 }
 

@@ -19,6 +19,7 @@ import {
   type WorkerParams,
 } from './drafts';
 import { ConfigError, Notices } from './errors';
+import { DEFAULT_REQUEST_READ_TIMEOUTS } from './reqtimeout';
 import {
   DEFAULT_PROTOCOLS,
   DEFAULT_RETRY_MS,
@@ -102,6 +103,7 @@ function resolveSettings(own: SettingsDraft, base: SettingsDraft | undefined): S
     protocols: pick('protocols') ?? DEFAULT_PROTOCOLS,
     protocolsHonorOrder: pick('protocolsHonorOrder') ?? true,
     h2WebSockets: pick('h2WebSockets') ?? false,
+    requestReadTimeouts: pick('requestReadTimeouts') ?? DEFAULT_REQUEST_READ_TIMEOUTS,
   };
 }
 

@@ -27,6 +27,7 @@ import {
 } from './values';
 import { applyBalancerParam, applyMemberParam, ensureBalancer, openBalancerSection, parseBalancerUrl } from './balancer';
 import { headerDirective } from './headers';
+import { requestReadTimeout } from './reqtimeout';
 import { rewriteCond, rewriteEngine, rewriteOptions, rewriteRule } from './rewrite';
 import { applyWorkerParam, isBalancerUrl, parseProxyPass, parseTarget, proxyUrlMatcher } from './worker';
 
@@ -129,7 +130,7 @@ const IGNORED_NAMES = [
   'ThreadStackSize', 'AsyncRequestWorkerFactor', 'ListenBacklog', 'GracefulShutdownTimeout', 'EnableSendfile',
   'EnableMMAP', 'HostnameLookups', 'UseCanonicalName', 'ServerTokens', 'ServerSignature', 'TraceEnable',
   'KeepAlive', 'KeepAliveTimeout', 'MaxKeepAliveRequests', 'LimitRequestBody', 'LimitRequestFields',
-  'LimitRequestFieldSize', 'LimitRequestLine', 'RequestReadTimeout',
+  'LimitRequestFieldSize', 'LimitRequestLine',
   'FileETag', 'ContentDigest', 'AcceptFilter', 'AcceptPathInfo',
   // modules and logs
   'LoadModule', 'LoadFile', 'ErrorLog', 'ErrorLogFormat', 'CustomLog', 'LogLevel', 'LogFormat', 'TransferLog',
@@ -211,6 +212,7 @@ function serverSpecs(): DirectiveSpec[] {
     },
     setting('Timeout', 'timeoutMs', duration('Timeout', false)),
     setting('ProxyTimeout', 'proxyTimeoutMs', duration('ProxyTimeout', false)),
+    { name: 'RequestReadTimeout', contexts: SERVER_VHOST, minArgs: 1, maxArgs: 3, handle: requestReadTimeout },
     setting('ProxyPreserveHost', 'preserveHost', onOff('ProxyPreserveHost')),
     setting('ProxyAddHeaders', 'addHeaders', onOff('ProxyAddHeaders')),
     setting('ProxyWebsocketIdleTimeout', 'websocketIdleTimeoutMs', duration('ProxyWebsocketIdleTimeout', true)),

@@ -9,6 +9,7 @@ import type {
   LbMethod,
   ListenAddress,
   MemberStatus,
+  RequestReadTimeouts,
   Millis,
   RouteMatch,
   SourceRef,
@@ -116,6 +117,7 @@ export interface SettingsDraft {
   protocols?: FrontProtocol[];
   protocolsHonorOrder?: boolean;
   h2WebSockets?: boolean;
+  requestReadTimeouts?: RequestReadTimeouts;
 }
 
 export interface ServerDraft {

@@ -151,6 +151,25 @@ export interface ServerSettings {
   readonly protocolsHonorOrder: boolean;
   /** `H2WebSockets` (default Off, as Apache): HTTP/2 connections offer RFC 8441 extended CONNECT for WebSockets. */
   readonly h2WebSockets: boolean;
+  /** `RequestReadTimeout` (main server only; Apache's defaults, see config/reqtimeout.ts). */
+  readonly requestReadTimeouts: RequestReadTimeouts;
+}
+
+/** One stage of `RequestReadTimeout`: `timeoutMs` 0 turns it off, `maxTimeoutMs` 0 is no cap, `minRate` 0 no extension. */
+export interface ReadStage {
+  readonly timeoutMs: Millis;
+  readonly maxTimeoutMs: Millis;
+  /** Bytes per second: each MinRate bytes received add 1 s, up to the maximum. */
+  readonly minRate: number;
+}
+
+export interface RequestReadTimeouts {
+  /** The TLS handshake of a front connection. */
+  readonly handshake: ReadStage;
+  /** A request head (the first HEADERS of an HTTP/2 connection). */
+  readonly header: ReadStage;
+  /** A request body. */
+  readonly body: ReadStage;
 }
 
 /** A protocol the front may speak (`Protocols`): `h2` is HTTP/2 over TLS (ALPN), `h2c` HTTP/2 with prior knowledge on plain ports. */

@@ -15,7 +15,20 @@ export interface NativeBinding {
   bytes(id: number, out: Float64Array): boolean;
 
   // The native front (native/front.cc): handshakes by id.
-  frontListen(listenerId: number, fd: number, headTimeoutMs: number, keepaliveSeconds: number): void;
+  /**
+   * Accepts on `fd`: a head's bytes may be `silenceMs` apart (Timeout); the whole head gets
+   * `headerMs` from accept, extended by 1 s per `headerMinRate` bytes up to `headerMaxMs` (0: no
+   * cap), RequestReadTimeout's header stage (`headerMs` 0: off).
+   */
+  frontListen(
+    listenerId: number,
+    fd: number,
+    silenceMs: number,
+    keepaliveSeconds: number,
+    headerMs: number,
+    headerMaxMs: number,
+    headerMinRate: number,
+  ): void;
   frontUnlisten(listenerId: number): void;
   /** [clientFd, backendFd or -1]; the caller owns them. Undefined when the handshake had ended. */
   frontHandoff(id: number): [number, number] | undefined;
@@ -25,6 +38,7 @@ export interface NativeBinding {
   frontRespond(id: number, response: Buffer): boolean;
   frontAbort(id: number): boolean;
   frontLocalAddress(id: number): string;
+  readonly limits: { readonly maxUnreadHeads: number };
 }
 
 /** The native front's event types (native/front.cc). */
@@ -36,6 +50,7 @@ export const enum FrontEvent {
   AnswerTimeout = 5,
   ClientGone = 6,
   HeadTimeout = 7,
+  HeadEvicted = 8,
 }
 
 /** Hears the front's events: (type, handshake id, a number, the client address, bytes). */

@@ -5,6 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { loadConfigText } from '../../src/config/load';
+import { DEFAULT_REQUEST_READ_TIMEOUTS } from '../../src/config/reqtimeout';
 import type { Backend, Config, Route, VirtualHost } from '../../src/config/model';
 import { lines, load, writeTree } from './helpers';
 
@@ -136,6 +137,7 @@ test('a realistic Apache config loads into the expected model', () => {
     protocols: ['http/1.1'],
     protocolsHonorOrder: true,
     h2WebSockets: false,
+    requestReadTimeouts: DEFAULT_REQUEST_READ_TIMEOUTS,
   });
   const ws = backendOf(ms.routes[2]);
   assert.deepEqual(ws.source, { file: main, line: 18 });
@@ -300,6 +302,7 @@ test('durations take an ms suffix everywhere', () => {
     protocols: ['http/1.1'],
     protocolsHonorOrder: true,
     h2WebSockets: false,
+    requestReadTimeouts: DEFAULT_REQUEST_READ_TIMEOUTS,
   });
 });
 
