@@ -97,7 +97,7 @@ struct Engine {
   uv_poll_t poll;
   uv_timer_t tick;  // once a second: FIN timeouts, request-head timeouts, paused listeners
   std::unordered_map<uint32_t, Tunnel*> tunnels;
-  std::vector<Tunnel*> fin_wait;  // tunnels with a FIN deadline
+  std::vector<Tunnel*> fin_wait;   // tunnels with a FIN deadline
   std::vector<CloseEvent> events;  // closes not yet reported to JavaScript
   std::vector<FrontEvent> front_events;
   // Finished records are freed after the current batch of epoll events: later events of the
@@ -153,6 +153,12 @@ napi_value FrontEstablishJs(napi_env env, napi_callback_info info);
 napi_value FrontRespondJs(napi_env env, napi_callback_info info);
 napi_value FrontAbortJs(napi_env env, napi_callback_info info);
 napi_value FrontLocalAddressJs(napi_env env, napi_callback_info info);
+
+// The contract with TypeScript: each number JavaScript relies on is defined once, here in C++,
+// and exported as `contract` ({events, reasons, limits}); src/tunnel/native.ts checks it at load.
+void SetNumber(napi_env env, napi_value obj, const char* name, double value);
+// front.cc: its event numbers and limits.
+void ExportFrontContract(napi_env env, napi_value events, napi_value limits);
 
 napi_value Throw(napi_env env, const char* msg);
 bool GetUint32(napi_env env, napi_value v, uint32_t* out);

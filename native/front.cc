@@ -9,8 +9,8 @@
 // path. A handshake that becomes a tunnel never creates a net.Socket: that machinery, not
 // wsgate's own logic, was most of the CPU per handshake (docs/performance.md).
 //
-// Events for JavaScript (queued, reported once per loop turn by Report in tunnel.cc); the numbers
-// match FRONT_EVENT in src/tunnel/native.ts:
+// Events for JavaScript (queued, reported once per loop turn by Report in tunnel.cc), exported as
+// contract.events and checked by src/tunnel/native.ts at load:
 //   1 head          a = listener id, text = client address, bytes = everything read so far
 //                   (a complete head and maybe more, or what came before EOF or the size limit)
 //   2 connect-failed a = errno (ETIMEDOUT when the connect timeout passed)
@@ -139,8 +139,10 @@ void QueueBytes(Engine* e, int32_t type, Handshake* h, int32_t a) {
 void LinkReading(Engine* e, Handshake* h) {
   h->older = e->newest_reading;
   h->newer = nullptr;
-  if (e->newest_reading != nullptr) e->newest_reading->newer = h;
-  else e->oldest_reading = h;
+  if (e->newest_reading != nullptr)
+    e->newest_reading->newer = h;
+  else
+    e->oldest_reading = h;
   e->newest_reading = h;
   e->reading++;
 }
@@ -148,10 +150,14 @@ void LinkReading(Engine* e, Handshake* h) {
 // Called whenever a handshake leaves Stage::kReadingHead.
 void UnlinkReading(Engine* e, Handshake* h) {
   if (h->stage != Stage::kReadingHead) return;
-  if (h->older != nullptr) h->older->newer = h->newer;
-  else e->oldest_reading = h->newer;
-  if (h->newer != nullptr) h->newer->older = h->older;
-  else e->newest_reading = h->older;
+  if (h->older != nullptr)
+    h->older->newer = h->newer;
+  else
+    e->oldest_reading = h->newer;
+  if (h->newer != nullptr)
+    h->newer->older = h->older;
+  else
+    e->newest_reading = h->older;
   h->older = h->newer = nullptr;
   e->reading--;
 }
@@ -295,8 +301,10 @@ void ReadHead(Engine* e, Handshake* h) {
 }
 
 void AnswerTimerOrStop(Engine* e, Handshake* h) {
-  if (h->answer_timeout_ms > 0) StartTimer(e, h, h->answer_timeout_ms);
-  else StopTimer(h);
+  if (h->answer_timeout_ms > 0)
+    StartTimer(e, h, h->answer_timeout_ms);
+  else
+    StopTimer(h);
 }
 
 void FlushHead(Engine* e, Handshake* h) {
@@ -415,7 +423,8 @@ void Accept(Engine* e, Listener* l) {
       inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, h->peer, sizeof h->peer);
     } else if (ss.ss_family == AF_INET6) {
       inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, h->peer, sizeof h->peer);
-      if (strncmp(h->peer, "::ffff:", 7) == 0 && strchr(h->peer + 7, '.') != nullptr) memmove(h->peer, h->peer + 7, strlen(h->peer + 7) + 1);
+      if (strncmp(h->peer, "::ffff:", 7) == 0 && strchr(h->peer + 7, '.') != nullptr)
+        memmove(h->peer, h->peer + 7, strlen(h->peer + 7) + 1);
     }
     RegisterSide(e, &h->t->side[0]);
     e->handshakes[h->id] = h;
@@ -510,8 +519,10 @@ void HandleFrontEvent(Engine* e, Watched* w, uint32_t ev) {
       if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = true;
       if ((ev & (EPOLLRDHUP | EPOLLHUP)) && !(ev & EPOLLERR)) s->fin_seen = true;
       if (ev & (EPOLLERR | EPOLLHUP)) s->hup_seen = true;
-      if (w->kind == Kind::kHandshakeClient) OnClientEvent(e, h, ev);
-      else OnBackendEvent(e, h, ev);
+      if (w->kind == Kind::kHandshakeClient)
+        OnClientEvent(e, h, ev);
+      else
+        OnBackendEvent(e, h, ev);
       return;
     }
     default:
@@ -540,8 +551,23 @@ void FrontTick(Engine* e, int64_t now) {
   }
 }
 
+void ExportFrontContract(napi_env env, napi_value events, napi_value limits) {
+  SetNumber(env, events, "head", kHead);
+  SetNumber(env, events, "connectFailed", kConnectFailed);
+  SetNumber(env, events, "answer", kAnswer);
+  SetNumber(env, events, "backendLost", kBackendLost);
+  SetNumber(env, events, "answerTimeout", kAnswerTimeout);
+  SetNumber(env, events, "clientGone", kClientGone);
+  SetNumber(env, events, "headTimeout", kHeadTimeout);
+  SetNumber(env, events, "headEvicted", kHeadEvicted);
+  SetNumber(env, limits, "maxHead", double(kMaxHead));
+  SetNumber(env, limits, "respondTimeoutMs", double(kRespondTimeoutMs));
+  SetNumber(env, limits, "acceptBatch", kAcceptBatch);
+}
+
 void FreeHandshakes(Engine* e) {
-  for (Handshake* h : e->handshake_graveyard) delete h;
+  for (Handshake* h : e->handshake_graveyard)
+    delete h;
   e->handshake_graveyard.clear();
 }
 
@@ -603,7 +629,8 @@ napi_value FrontUnlistenJs(napi_env env, napi_callback_info info) {
     for (auto& h : e->handshakes) {
       if (h.second->listener == id && h.second->stage == Stage::kReadingHead) unread.push_back(h.second);
     }
-    for (Handshake* h : unread) Drop(e, h);
+    for (Handshake* h : unread)
+      Drop(e, h);
     ReportSoon(e);  // frees them
     if (e->listeners.empty()) uv_unref(reinterpret_cast<uv_handle_t*>(&e->poll));
   }
@@ -777,8 +804,10 @@ napi_value FrontLocalAddressJs(napi_env env, napi_callback_info info) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     if (getsockname(h->cfd(), reinterpret_cast<struct sockaddr*>(&ss), &len) == 0) {
-      if (ss.ss_family == AF_INET) inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, ip, sizeof ip);
-      else if (ss.ss_family == AF_INET6) inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, ip, sizeof ip);
+      if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, ip, sizeof ip);
+      else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, ip, sizeof ip);
     }
   }
   napi_create_string_latin1(env, ip, NAPI_AUTO_LENGTH, &result);

@@ -34,7 +34,7 @@ Engine* g_engine = nullptr;
 
 namespace {
 
-// Why a tunnel ended; the numbers match NATIVE_REASONS in src/tunnel/native.ts.
+// Why a tunnel ended; exported by name (contract.reasons), checked by src/tunnel/native.ts.
 enum Reason : int32_t {
   kClosed = 0,
   kClientError = 1,
@@ -52,7 +52,6 @@ constexpr int kMaxEvents = 256;
 constexpr int kMaxReadsPerPump = 16;
 
 void OnTick(uv_timer_t* handle);
-
 
 void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
   if (t->closed) return;
@@ -87,9 +86,15 @@ void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
   e->graveyard.push_back(t);
 }
 
-int32_t ResetReason(int index) { return index == 0 ? kClientReset : kBackendReset; }
-int32_t ErrorReason(int index) { return index == 0 ? kClientError : kBackendError; }
-bool IsReset(int err) { return err == ECONNRESET || err == EPIPE || err == ECONNABORTED; }
+int32_t ResetReason(int index) {
+  return index == 0 ? kClientReset : kBackendReset;
+}
+int32_t ErrorReason(int index) {
+  return index == 0 ? kClientError : kBackendError;
+}
+bool IsReset(int err) {
+  return err == ECONNRESET || err == EPIPE || err == ECONNABORTED;
+}
 
 void FailIo(Engine* e, Tunnel* t, int index, int err) {
   Finish(e, t, IsReset(err) ? ResetReason(index) : ErrorReason(index), err);
@@ -173,8 +178,10 @@ void Pump(Engine* e, Side* src) {
       n = read(src->fd, e->buf, kReadSize);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) src->readable = false;
-      else FailIo(e, t, src->index, errno);
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        src->readable = false;
+      else
+        FailIo(e, t, src->index, errno);
       return;
     }
     if (n == 0) {
@@ -226,8 +233,10 @@ void HandleEvent(Engine* e, Side* s, uint32_t ev) {
   }
   if (!s->readable) return;
   if (!s->read_eof) {
-    if (other->pending.empty()) Pump(e, s);  // else: resumed when `other` drains
-    else if (s->hup_seen) FailIfBroken(e, s);
+    if (other->pending.empty())
+      Pump(e, s);  // else: resumed when `other` drains
+    else if (s->hup_seen)
+      FailIfBroken(e, s);
   } else if (s->pending.empty() && (ev & (EPOLLHUP | EPOLLERR))) {
     // Done reading and nothing to write, yet the socket hung up or failed: its peer is gone, so
     // nothing more can be delivered to it.
@@ -280,7 +289,9 @@ void KeepAlive(int fd, int keepalive_s) {
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &keepalive_s, sizeof keepalive_s);
 }
 
-void ReportSoon(Engine* e) { uv_timer_start(&e->tick, OnTick, 0, 1000); }
+void ReportSoon(Engine* e) {
+  uv_timer_start(&e->tick, OnTick, 0, 1000);
+}
 
 void RegisterSide(Engine* e, Side* s) {
   struct epoll_event ev;
@@ -323,7 +334,8 @@ void RunTunnel(Engine* e, Tunnel* t) {
 // Reports closed tunnels (one call with [id, reason, errno, up, down, …]) and the front's
 // events (one call with [type, id, a, text, bytes, …]) to JavaScript.
 void Report(Engine* e) {
-  for (Tunnel* t : e->graveyard) delete t;
+  for (Tunnel* t : e->graveyard)
+    delete t;
   e->graveyard.clear();
   FreeHandshakes(e);
   if (e->events.empty() && e->front_events.empty()) return;
@@ -345,11 +357,15 @@ void Report(Engine* e) {
       napi_set_element(env, arr, k++, v);
       napi_create_int32(env, ev.a, &v);
       napi_set_element(env, arr, k++, v);
-      if (ev.text.empty()) napi_get_undefined(env, &v);
-      else napi_create_string_latin1(env, ev.text.data(), ev.text.size(), &v);
+      if (ev.text.empty())
+        napi_get_undefined(env, &v);
+      else
+        napi_create_string_latin1(env, ev.text.data(), ev.text.size(), &v);
       napi_set_element(env, arr, k++, v);
-      if (ev.bytes.empty()) napi_get_undefined(env, &v);
-      else napi_create_buffer_copy(env, ev.bytes.size(), ev.bytes.data(), nullptr, &v);
+      if (ev.bytes.empty())
+        napi_get_undefined(env, &v);
+      else
+        napi_create_buffer_copy(env, ev.bytes.size(), ev.bytes.data(), nullptr, &v);
       napi_set_element(env, arr, k++, v);
     }
     napi_get_reference_value(env, e->on_front, &cb);
@@ -378,7 +394,8 @@ void Report(Engine* e) {
   }
   napi_close_handle_scope(env, scope);
   // JavaScript may have finished tunnels or handshakes synchronously; free them now.
-  for (Tunnel* t : e->graveyard) delete t;
+  for (Tunnel* t : e->graveyard)
+    delete t;
   e->graveyard.clear();
   FreeHandshakes(e);
 }
@@ -395,8 +412,10 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
   } while (n < 0 && errno == EINTR);
   for (int i = 0; i < n; i++) {
     Watched* w = static_cast<Watched*>(evs[i].data.ptr);
-    if (w->kind == Kind::kTunnelSide) HandleEvent(e, static_cast<Side*>(w), evs[i].events);
-    else HandleFrontEvent(e, w, evs[i].events);
+    if (w->kind == Kind::kTunnelSide)
+      HandleEvent(e, static_cast<Side*>(w), evs[i].events);
+    else
+      HandleFrontEvent(e, w, evs[i].events);
   }
   Report(e);
   e->in_callback = false;
@@ -444,7 +463,15 @@ napi_value Throw(napi_env env, const char* msg) {
   return nullptr;
 }
 
-bool GetUint32(napi_env env, napi_value v, uint32_t* out) { return napi_get_value_uint32(env, v, out) == napi_ok; }
+void SetNumber(napi_env env, napi_value obj, const char* name, double value) {
+  napi_value v;
+  napi_create_double(env, value, &v);
+  napi_set_named_property(env, obj, name, v);
+}
+
+bool GetUint32(napi_env env, napi_value v, uint32_t* out) {
+  return napi_get_value_uint32(env, v, out) == napi_ok;
+}
 
 bool CopyBuffer(napi_env env, napi_value v, std::vector<char>* out) {
   napi_valuetype t;
@@ -616,11 +643,27 @@ napi_value Init(napi_env env, napi_value exports) {
       {"frontLocalAddress", nullptr, FrontLocalAddressJs, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
-  napi_value limits, v;
+  napi_value contract, events, reasons, limits, v;
+  napi_create_object(env, &contract);
+  napi_create_object(env, &events);
   napi_create_object(env, &limits);
-  napi_create_double(env, double(MaxUnreadHeads()), &v);
-  napi_set_named_property(env, limits, "maxUnreadHeads", v);
-  napi_set_named_property(env, exports, "limits", limits);
+  // Close reasons by number: reasons[kClientReset] === 'client-reset'.
+  static const char* const kReasonNames[] = {"closed",        "client-error", "backend-error", "client-reset",
+                                             "backend-reset", "shutdown",     "fin-timeout"};
+  static_assert(sizeof kReasonNames / sizeof kReasonNames[0] == kFinTimeout + 1, "one name per Reason");
+  napi_create_array_with_length(env, kFinTimeout + 1, &reasons);
+  for (uint32_t i = 0; i <= uint32_t(kFinTimeout); i++) {
+    napi_create_string_utf8(env, kReasonNames[i], NAPI_AUTO_LENGTH, &v);
+    napi_set_element(env, reasons, i, v);
+  }
+  SetNumber(env, limits, "finTimeoutMs", double(kFinTimeoutMs));
+  SetNumber(env, limits, "readSize", double(kReadSize));
+  SetNumber(env, limits, "maxUnreadHeads", double(MaxUnreadHeads()));
+  ExportFrontContract(env, events, limits);
+  napi_set_named_property(env, contract, "events", events);
+  napi_set_named_property(env, contract, "reasons", reasons);
+  napi_set_named_property(env, contract, "limits", limits);
+  napi_set_named_property(env, exports, "contract", contract);
   return exports;
 }
 

@@ -17,7 +17,7 @@ let cap: number | undefined;
 /** How many connections may be reading their first head at once (per accepting side: Node, engine). */
 export function maxUnreadHeads(): number {
   if (cap !== undefined) return cap;
-  const fromEngine = nativeEngine()?.limits.maxUnreadHeads;
+  const fromEngine = nativeEngine()?.contract.limits.maxUnreadHeads;
   cap = fromEngine ?? Math.max(MIN_UNREAD, Math.floor(softFdLimit() / 4));
   return cap;
 }
