@@ -18,6 +18,10 @@
 namespace wsgate {
 
 constexpr size_t kReadSize = 64 * 1024;
+// Connections reading their first head (accepted, head incomplete) may be a quarter of the
+// descriptor limit, and at least this many: past that, the oldest is closed for each new one.
+constexpr size_t kMinUnreadHeads = 64;
+size_t MaxUnreadHeads();
 
 // What an epoll entry's data.ptr points at; every watched struct starts with its kind.
 enum class Kind : uint8_t { kTunnelSide, kListener, kHandshakeClient, kHandshakeBackend };
@@ -42,6 +46,9 @@ struct Side : Watched {
   bool shut_wr = false;   // we forwarded the other side's FIN to this socket
   bool readable = false;  // an input edge came that has not been read to the end yet
   bool fin_seen = false;  // EPOLLRDHUP: the FIN is in; once the data is read, that is the EOF
+  // EPOLLERR or EPOLLHUP came: the socket failed or hung up. Edge-triggered, that is said once, so
+  // a short read no longer means "empty, wait for the next edge": reads go on to the error or EOF.
+  bool hup_seen = false;
   std::vector<char> pending;  // unsent bytes for this socket
   size_t pending_off = 0;
   Tunnel* tunnel = nullptr;
@@ -90,7 +97,7 @@ struct Engine {
   uv_poll_t poll;
   uv_timer_t tick;  // once a second: FIN timeouts, request-head timeouts, paused listeners
   std::unordered_map<uint32_t, Tunnel*> tunnels;
-  std::vector<Tunnel*> fin_wait;  // tunnels with a FIN deadline
+  std::vector<Tunnel*> fin_wait;   // tunnels with a FIN deadline
   std::vector<CloseEvent> events;  // closes not yet reported to JavaScript
   std::vector<FrontEvent> front_events;
   // Finished records are freed after the current batch of epoll events: later events of the
@@ -99,6 +106,11 @@ struct Engine {
   std::vector<Handshake*> handshake_graveyard;
   std::vector<Side*> ready;  // sides that stopped at their read cap (tunnel.cc Pump)
   std::unordered_map<uint32_t, Handshake*> handshakes;
+  // Connections reading their first head, oldest first (front.cc), and how many may be.
+  Handshake* oldest_reading = nullptr;
+  Handshake* newest_reading = nullptr;
+  size_t reading = 0;
+  size_t max_reading = 0;
   std::unordered_map<uint32_t, Listener*> listeners;
   uint32_t next_handshake_id = 1;
   // Inside OnPoll/OnTick: queued events are reported at its end. Outside (a JS call from a timer
@@ -141,6 +153,12 @@ napi_value FrontEstablishJs(napi_env env, napi_callback_info info);
 napi_value FrontRespondJs(napi_env env, napi_callback_info info);
 napi_value FrontAbortJs(napi_env env, napi_callback_info info);
 napi_value FrontLocalAddressJs(napi_env env, napi_callback_info info);
+
+// The contract with TypeScript: each number JavaScript relies on is defined once, here in C++,
+// and exported as `contract` ({events, reasons, limits}); src/tunnel/native.ts checks it at load.
+void SetNumber(napi_env env, napi_value obj, const char* name, double value);
+// front.cc: its event numbers and limits.
+void ExportFrontContract(napi_env env, napi_value events, napi_value limits);
 
 napi_value Throw(napi_env env, const char* msg);
 bool GetUint32(napi_env env, napi_value v, uint32_t* out);

@@ -9,8 +9,8 @@
 // path. A handshake that becomes a tunnel never creates a net.Socket: that machinery, not
 // wsgate's own logic, was most of the CPU per handshake (docs/performance.md).
 //
-// Events for JavaScript (queued, reported once per loop turn by Report in tunnel.cc); the numbers
-// match FRONT_EVENT in src/tunnel/native.ts:
+// Events for JavaScript (queued, reported once per loop turn by Report in tunnel.cc), exported as
+// contract.events and checked by src/tunnel/native.ts at load:
 //   1 head          a = listener id, text = client address, bytes = everything read so far
 //                   (a complete head and maybe more, or what came before EOF or the size limit)
 //   2 connect-failed a = errno (ETIMEDOUT when the connect timeout passed)
@@ -18,8 +18,10 @@
 //   4 backend-lost  a = errno (0: closed), bytes = the part of an answer that arrived
 //   5 answer-timeout
 //   6 client-gone   a = errno (the client reset or failed while the backend was being asked)
-//   7 head-timeout  a = listener id, text = the client's address if part of a head had arrived
-//                   (the connection is already closed)
+//   7 head-timeout  a = listener id, text = the client's address, bytes = the part of a head that
+//                   arrived (none: nothing came); JavaScript answers (408) or aborts
+//   8 head-evicted  a = listener id: the oldest connection still reading its head was closed to
+//                   make room for a new one (the connection is already closed)
 
 #include "engine.h"
 
@@ -45,6 +47,7 @@ enum FrontEventType : int32_t {
   kAnswerTimeout = 5,
   kClientGone = 6,
   kHeadTimeout = 7,
+  kHeadEvicted = 8,
 };
 
 // A head may be this long (src/http/head.ts MAX_HEAD_BYTES); past it JS answers 431 or 502.
@@ -56,11 +59,21 @@ constexpr uint64_t kRespondTimeoutMs = 10000;
 
 }  // namespace
 
+// How long a request head may take: `silence_ms` (Timeout) between bytes, and RequestReadTimeout's
+// header stage for the whole head: `header_ms` from accept, extended by 1 s per `min_rate` bytes
+// up to `header_max_ms` (0: no cap); `header_ms` 0 turns the stage off.
+struct HeadLimits {
+  int64_t silence_ms = 0;
+  int64_t header_ms = 0;
+  int64_t header_max_ms = 0;
+  int64_t min_rate = 0;
+};
+
 struct Listener : Watched {
   Listener() : Watched(Kind::kListener) {}
   uint32_t id = 0;
   int fd = -1;
-  int64_t head_timeout_ms = 0;
+  HeadLimits limits;
   bool paused = false;  // out of file descriptors: accepting again at the next tick
 };
 
@@ -97,8 +110,14 @@ struct Handshake {
   std::vector<char> in;   // the request head being read, then the backend's answer
   std::vector<char> out;  // the head for the backend, or a response for the client
   size_t out_off = 0;
-  int64_t head_deadline = 0;
-  int64_t head_timeout_ms = 0;
+  int64_t head_deadline = 0;  // silence: the last byte + Timeout
+  int64_t accepted_at = 0;
+  uint64_t head_bytes = 0;
+  HeadLimits limits;
+  // The list of connections reading their head, oldest first (see Accept: the oldest goes first
+  // when there are too many).
+  Handshake* older = nullptr;
+  Handshake* newer = nullptr;
   uint32_t answer_timeout_ms = 0;
   uv_timer_t* timer = nullptr;
   char peer[INET6_ADDRSTRLEN] = {0};
@@ -115,6 +134,45 @@ void QueueBytes(Engine* e, int32_t type, Handshake* h, int32_t a) {
   e->front_events.push_back(FrontEvent{type, h->id, a, std::string(), std::move(h->in)});
   h->in.clear();
   Queued(e);
+}
+
+void LinkReading(Engine* e, Handshake* h) {
+  h->older = e->newest_reading;
+  h->newer = nullptr;
+  if (e->newest_reading != nullptr)
+    e->newest_reading->newer = h;
+  else
+    e->oldest_reading = h;
+  e->newest_reading = h;
+  e->reading++;
+}
+
+// Called whenever a handshake leaves Stage::kReadingHead.
+void UnlinkReading(Engine* e, Handshake* h) {
+  if (h->stage != Stage::kReadingHead) return;
+  if (h->older != nullptr)
+    h->older->newer = h->newer;
+  else
+    e->oldest_reading = h->newer;
+  if (h->newer != nullptr)
+    h->newer->older = h->older;
+  else
+    e->newest_reading = h->older;
+  h->older = h->newer = nullptr;
+  e->reading--;
+}
+
+// When the head must be complete: the silence limit, and the header stage's deadline as the
+// bytes received so far have extended it.
+int64_t HeadDeadline(const Handshake* h) {
+  int64_t at = h->head_deadline;
+  const HeadLimits& l = h->limits;
+  if (l.header_ms > 0) {
+    int64_t stage = h->accepted_at + l.header_ms + (l.min_rate > 0 ? int64_t(h->head_bytes * 1000 / uint64_t(l.min_rate)) : 0);
+    if (l.header_max_ms > 0 && stage > h->accepted_at + l.header_max_ms) stage = h->accepted_at + l.header_max_ms;
+    if (stage < at) at = stage;
+  }
+  return at;
 }
 
 void StopTimer(Handshake* h) {
@@ -144,6 +202,7 @@ void CloseFd(Engine* e, int* fd) {
 
 // Forgets a handshake; its fds must be closed or given away first. Freed after the batch.
 void Forget(Engine* e, Handshake* h) {
+  UnlinkReading(e, h);
   h->stage = Stage::kDone;
   if (h->timer != nullptr) {
     h->timer->data = nullptr;
@@ -209,10 +268,11 @@ HeadRead ReadHeadBytes(Engine* e, Handshake* h, Side& side, int* err) {
     }
     if (n == 0) return HeadRead::kEof;
     if (FindHeadEnd(h->in, before) != nullptr || h->in.size() > kMaxHead) {
-      side.readable = size_t(n) == kReadSize || side.fin_seen;
+      side.readable = size_t(n) == kReadSize || side.fin_seen || side.hup_seen;
       return HeadRead::kComplete;
     }
-    if (size_t(n) < kReadSize && !side.fin_seen) {
+    // After EPOLLERR/EPOLLHUP no new edge comes: read on to the error or the EOF.
+    if (size_t(n) < kReadSize && !side.fin_seen && !side.hup_seen) {
       side.readable = false;  // the rest raises a new edge
       return HeadRead::kWait;
     }
@@ -224,21 +284,27 @@ void ReadHead(Engine* e, Handshake* h) {
   int err = 0;
   HeadRead r = ReadHeadBytes(e, h, h->t->side[0], &err);
   // Timeout is a limit on silence, as on Node's path: every byte read restarts it.
-  if (h->in.size() > had) h->head_deadline = NowMs() + h->head_timeout_ms;
+  if (h->in.size() > had) {
+    h->head_deadline = NowMs() + h->limits.silence_ms;
+    h->head_bytes += h->in.size() - had;
+  }
   if (r == HeadRead::kWait) return;
   if (r == HeadRead::kError || (r == HeadRead::kEof && h->in.empty())) {
     Drop(e, h);  // reset, or closed, before a request: nothing to answer or log
     return;
   }
   // A head, or something JavaScript must answer (EOF mid-head: 400; too large: 431).
+  UnlinkReading(e, h);
   h->stage = Stage::kDeciding;
   e->front_events.push_back(FrontEvent{kHead, h->id, int32_t(h->listener), std::string(h->peer), std::move(h->in)});
   h->in.clear();
 }
 
 void AnswerTimerOrStop(Engine* e, Handshake* h) {
-  if (h->answer_timeout_ms > 0) StartTimer(e, h, h->answer_timeout_ms);
-  else StopTimer(h);
+  if (h->answer_timeout_ms > 0)
+    StartTimer(e, h, h->answer_timeout_ms);
+  else
+    StopTimer(h);
 }
 
 void FlushHead(Engine* e, Handshake* h) {
@@ -333,19 +399,32 @@ void Accept(Engine* e, Listener* l) {
       }
       return;
     }
+    // Too many connections reading their head: the oldest goes. A client sending a head at any
+    // sensible rate is done within milliseconds, so the oldest are the slowest (a trickle meant
+    // to hold descriptors), and a flood of them cannot keep new clients out.
+    if (e->reading >= e->max_reading && e->oldest_reading != nullptr) {
+      Handshake* old = e->oldest_reading;
+      uint32_t old_id = old->id;
+      int32_t old_listener = int32_t(old->listener);
+      Drop(e, old);
+      e->front_events.push_back(FrontEvent{kHeadEvicted, old_id, old_listener, std::string(), std::vector<char>()});
+    }
     // No-delay and TCP keepalive come from the listening socket (Linux copies them).
     Handshake* h = new Handshake(new Tunnel());
     h->id = e->next_handshake_id++;
     if (e->next_handshake_id == 0) e->next_handshake_id = 1;
     h->listener = l->id;
     h->cfd() = fd;
-    h->head_timeout_ms = l->head_timeout_ms;
-    h->head_deadline = NowMs() + l->head_timeout_ms;
+    h->limits = l->limits;
+    h->accepted_at = NowMs();
+    h->head_deadline = h->accepted_at + l->limits.silence_ms;
+    LinkReading(e, h);
     if (ss.ss_family == AF_INET) {
       inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, h->peer, sizeof h->peer);
     } else if (ss.ss_family == AF_INET6) {
       inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, h->peer, sizeof h->peer);
-      if (strncmp(h->peer, "::ffff:", 7) == 0 && strchr(h->peer + 7, '.') != nullptr) memmove(h->peer, h->peer + 7, strlen(h->peer + 7) + 1);
+      if (strncmp(h->peer, "::ffff:", 7) == 0 && strchr(h->peer + 7, '.') != nullptr)
+        memmove(h->peer, h->peer + 7, strlen(h->peer + 7) + 1);
     }
     RegisterSide(e, &h->t->side[0]);
     e->handshakes[h->id] = h;
@@ -439,8 +518,11 @@ void HandleFrontEvent(Engine* e, Watched* w, uint32_t ev) {
       // Input that is not read now (a decision is pending) is read by the tunnel later.
       if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = true;
       if ((ev & (EPOLLRDHUP | EPOLLHUP)) && !(ev & EPOLLERR)) s->fin_seen = true;
-      if (w->kind == Kind::kHandshakeClient) OnClientEvent(e, h, ev);
-      else OnBackendEvent(e, h, ev);
+      if (ev & (EPOLLERR | EPOLLHUP)) s->hup_seen = true;
+      if (w->kind == Kind::kHandshakeClient)
+        OnClientEvent(e, h, ev);
+      else
+        OnBackendEvent(e, h, ev);
       return;
     }
     default:
@@ -457,36 +539,51 @@ void FrontTick(Engine* e, int64_t now) {
     }
   }
   std::vector<Handshake*> late;
-  for (auto& it : e->handshakes) {
-    Handshake* h = it.second;
-    if (h->stage == Stage::kReadingHead && h->head_deadline <= now) late.push_back(h);
+  for (Handshake* h = e->oldest_reading; h != nullptr; h = h->newer) {
+    if (HeadDeadline(h) <= now) late.push_back(h);
   }
+  // JavaScript answers what arrived (408 once a request line is in) or closes the connection.
   for (Handshake* h : late) {
-    uint32_t id = h->id;
-    int32_t listener = int32_t(h->listener);
-    // The client's address only if part of a head had arrived: that is worth a log line.
-    std::string peer(h->in.empty() ? "" : h->peer);
-    Drop(e, h);
-    e->front_events.push_back(FrontEvent{kHeadTimeout, id, listener, std::move(peer), std::vector<char>()});
+    UnlinkReading(e, h);
+    h->stage = Stage::kDeciding;
+    e->front_events.push_back(FrontEvent{kHeadTimeout, h->id, int32_t(h->listener), std::string(h->peer), std::move(h->in)});
+    h->in.clear();
   }
+}
+
+void ExportFrontContract(napi_env env, napi_value events, napi_value limits) {
+  SetNumber(env, events, "head", kHead);
+  SetNumber(env, events, "connectFailed", kConnectFailed);
+  SetNumber(env, events, "answer", kAnswer);
+  SetNumber(env, events, "backendLost", kBackendLost);
+  SetNumber(env, events, "answerTimeout", kAnswerTimeout);
+  SetNumber(env, events, "clientGone", kClientGone);
+  SetNumber(env, events, "headTimeout", kHeadTimeout);
+  SetNumber(env, events, "headEvicted", kHeadEvicted);
+  SetNumber(env, limits, "maxHead", double(kMaxHead));
+  SetNumber(env, limits, "respondTimeoutMs", double(kRespondTimeoutMs));
+  SetNumber(env, limits, "acceptBatch", kAcceptBatch);
 }
 
 void FreeHandshakes(Engine* e) {
-  for (Handshake* h : e->handshake_graveyard) delete h;
+  for (Handshake* h : e->handshake_graveyard)
+    delete h;
   e->handshake_graveyard.clear();
 }
 
-// frontListen(id, fd, headTimeoutMs, keepaliveSeconds): accepts on a duplicate of a bound,
-// listening socket. No-delay and TCP keepalive are set on it once: accepted sockets inherit them.
+// frontListen(id, fd, silenceMs, keepaliveSeconds, headerMs, headerMaxMs, headerMinRate): accepts
+// on a duplicate of a bound, listening socket (HeadLimits says what the numbers mean). No-delay
+// and TCP keepalive are set on it once: accepted sockets inherit them.
 napi_value FrontListenJs(napi_env env, napi_callback_info info) {
   Engine* e = g_engine;
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 7;
+  napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  uint32_t id, fd, timeout, keepalive_s;
-  if (e == nullptr || argc < 4 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &fd) || !GetUint32(env, argv[2], &timeout) ||
-      !GetUint32(env, argv[3], &keepalive_s)) {
-    return Throw(env, "frontListen(id, fd, headTimeoutMs, keepaliveSeconds)");
+  uint32_t id, fd, timeout, keepalive_s, header_ms, header_max_ms, min_rate;
+  if (e == nullptr || argc < 7 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &fd) || !GetUint32(env, argv[2], &timeout) ||
+      !GetUint32(env, argv[3], &keepalive_s) || !GetUint32(env, argv[4], &header_ms) || !GetUint32(env, argv[5], &header_max_ms) ||
+      !GetUint32(env, argv[6], &min_rate)) {
+    return Throw(env, "frontListen(id, fd, silenceMs, keepaliveSeconds, headerMs, headerMaxMs, headerMinRate)");
   }
   int d = fcntl(int(fd), F_DUPFD_CLOEXEC, 0);
   if (d < 0) return Throw(env, strerror(errno));
@@ -497,7 +594,10 @@ napi_value FrontListenJs(napi_env env, napi_callback_info info) {
   Listener* l = new Listener();
   l->id = id;
   l->fd = d;
-  l->head_timeout_ms = timeout;
+  l->limits.silence_ms = timeout;
+  l->limits.header_ms = header_ms;
+  l->limits.header_max_ms = header_max_ms;
+  l->limits.min_rate = min_rate;
   struct epoll_event ev;
   ev.events = EPOLLIN;
   ev.data.ptr = static_cast<Watched*>(l);
@@ -529,7 +629,8 @@ napi_value FrontUnlistenJs(napi_env env, napi_callback_info info) {
     for (auto& h : e->handshakes) {
       if (h.second->listener == id && h.second->stage == Stage::kReadingHead) unread.push_back(h.second);
     }
-    for (Handshake* h : unread) Drop(e, h);
+    for (Handshake* h : unread)
+      Drop(e, h);
     ReportSoon(e);  // frees them
     if (e->listeners.empty()) uv_unref(reinterpret_cast<uv_handle_t*>(&e->poll));
   }
@@ -617,7 +718,7 @@ napi_value FrontConnectJs(napi_env env, napi_callback_info info) {
         // A fresh socket (a failover or the next address may come after a failed one).
         Side& b = h->t->side[1];
         b.fd = fd;
-        b.readable = b.fin_seen = b.read_eof = b.shut_wr = false;
+        b.readable = b.fin_seen = b.hup_seen = b.read_eof = b.shut_wr = false;
         // Edge-triggered from here to the end of the tunnel: connected (EPOLLOUT), then the
         // answer (EPOLLIN), then tunnel traffic, with no epoll_ctl in between.
         RegisterSide(e, &h->t->side[1]);
@@ -703,8 +804,10 @@ napi_value FrontLocalAddressJs(napi_env env, napi_callback_info info) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     if (getsockname(h->cfd(), reinterpret_cast<struct sockaddr*>(&ss), &len) == 0) {
-      if (ss.ss_family == AF_INET) inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, ip, sizeof ip);
-      else if (ss.ss_family == AF_INET6) inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, ip, sizeof ip);
+      if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, ip, sizeof ip);
+      else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, ip, sizeof ip);
     }
   }
   napi_create_string_latin1(env, ip, NAPI_AUTO_LENGTH, &result);

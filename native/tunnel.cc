@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,7 +34,7 @@ Engine* g_engine = nullptr;
 
 namespace {
 
-// Why a tunnel ended; the numbers match NATIVE_REASONS in src/tunnel/native.ts.
+// Why a tunnel ended; exported by name (contract.reasons), checked by src/tunnel/native.ts.
 enum Reason : int32_t {
   kClosed = 0,
   kClientError = 1,
@@ -51,7 +52,6 @@ constexpr int kMaxEvents = 256;
 constexpr int kMaxReadsPerPump = 16;
 
 void OnTick(uv_timer_t* handle);
-
 
 void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
   if (t->closed) return;
@@ -86,9 +86,15 @@ void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
   e->graveyard.push_back(t);
 }
 
-int32_t ResetReason(int index) { return index == 0 ? kClientReset : kBackendReset; }
-int32_t ErrorReason(int index) { return index == 0 ? kClientError : kBackendError; }
-bool IsReset(int err) { return err == ECONNRESET || err == EPIPE || err == ECONNABORTED; }
+int32_t ResetReason(int index) {
+  return index == 0 ? kClientReset : kBackendReset;
+}
+int32_t ErrorReason(int index) {
+  return index == 0 ? kClientError : kBackendError;
+}
+bool IsReset(int err) {
+  return err == ECONNRESET || err == EPIPE || err == ECONNABORTED;
+}
 
 void FailIo(Engine* e, Tunnel* t, int index, int err) {
   Finish(e, t, IsReset(err) ? ResetReason(index) : ErrorReason(index), err);
@@ -120,6 +126,15 @@ void ForwardFin(Side* dst) {
 }
 
 void Pump(Engine* e, Side* src);
+
+// A side that failed or hung up while its bytes cannot be read (the other side is full): if the
+// socket holds an error (a reset), nothing more will come from it and nothing can be delivered
+// to it, so the tunnel ends now rather than when the other side drains — which may be never.
+void FailIfBroken(Engine* e, Side* s) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) FailIo(e, s->tunnel, s->index, err);
+}
 
 // Writes `dst`'s pending bytes. Returns false if the tunnel was finished.
 bool FlushPending(Engine* e, Side* dst, Side* src) {
@@ -163,8 +178,10 @@ void Pump(Engine* e, Side* src) {
       n = read(src->fd, e->buf, kReadSize);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) src->readable = false;
-      else FailIo(e, t, src->index, errno);
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        src->readable = false;
+      else
+        FailIo(e, t, src->index, errno);
       return;
     }
     if (n == 0) {
@@ -174,7 +191,8 @@ void Pump(Engine* e, Side* src) {
     t->bytes[src->index] += uint64_t(n);
     // A short read emptied the socket: anything arriving later raises a new edge. If the FIN
     // had been seen (EPOLLRDHUP), this was the last of the data: no read is needed to learn it.
-    bool drained = size_t(n) < kReadSize;
+    // After EPOLLERR/EPOLLHUP no edge will come: the next read returns the error (or EOF).
+    bool drained = size_t(n) < kReadSize && !src->hup_seen;
     if (drained) src->readable = false;
     size_t off = 0;
     int err = WriteSome(dst->fd, e->buf, size_t(n), &off);
@@ -187,6 +205,7 @@ void Pump(Engine* e, Side* src) {
       dst->pending.assign(e->buf + off, e->buf + n);
       dst->pending_off = 0;
       if (drained && src->fin_seen) src->readable = true;  // the EOF is still to be read
+      if (src->hup_seen) FailIfBroken(e, src);
       return;
     }
     if (drained) {
@@ -207,13 +226,17 @@ void HandleEvent(Engine* e, Side* s, uint32_t ev) {
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = true;
   // (Not with EPOLLERR: a reset is read as the error it is.)
   if ((ev & (EPOLLRDHUP | EPOLLHUP)) && !(ev & EPOLLERR)) s->fin_seen = true;
+  if (ev & (EPOLLERR | EPOLLHUP)) s->hup_seen = true;
   if (!s->pending.empty() && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
     // A failed write ends the tunnel with the socket's error.
     if (!FlushPending(e, s, other) || t->closed) return;
   }
   if (!s->readable) return;
   if (!s->read_eof) {
-    if (other->pending.empty()) Pump(e, s);  // else: resumed when `other` drains
+    if (other->pending.empty())
+      Pump(e, s);  // else: resumed when `other` drains
+    else if (s->hup_seen)
+      FailIfBroken(e, s);
   } else if (s->pending.empty() && (ev & (EPOLLHUP | EPOLLERR))) {
     // Done reading and nothing to write, yet the socket hung up or failed: its peer is gone, so
     // nothing more can be delivered to it.
@@ -225,6 +248,13 @@ void HandleEvent(Engine* e, Side* s, uint32_t ev) {
 }
 
 }  // namespace
+
+size_t MaxUnreadHeads() {
+  struct rlimit rl;
+  size_t soft = 1024;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) soft = size_t(rl.rlim_cur);
+  return soft / 4 > kMinUnreadHeads ? soft / 4 : kMinUnreadHeads;
+}
 
 int64_t NowMs() {
   struct timespec ts;
@@ -259,7 +289,9 @@ void KeepAlive(int fd, int keepalive_s) {
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &keepalive_s, sizeof keepalive_s);
 }
 
-void ReportSoon(Engine* e) { uv_timer_start(&e->tick, OnTick, 0, 1000); }
+void ReportSoon(Engine* e) {
+  uv_timer_start(&e->tick, OnTick, 0, 1000);
+}
 
 void RegisterSide(Engine* e, Side* s) {
   struct epoll_event ev;
@@ -302,7 +334,8 @@ void RunTunnel(Engine* e, Tunnel* t) {
 // Reports closed tunnels (one call with [id, reason, errno, up, down, …]) and the front's
 // events (one call with [type, id, a, text, bytes, …]) to JavaScript.
 void Report(Engine* e) {
-  for (Tunnel* t : e->graveyard) delete t;
+  for (Tunnel* t : e->graveyard)
+    delete t;
   e->graveyard.clear();
   FreeHandshakes(e);
   if (e->events.empty() && e->front_events.empty()) return;
@@ -324,11 +357,15 @@ void Report(Engine* e) {
       napi_set_element(env, arr, k++, v);
       napi_create_int32(env, ev.a, &v);
       napi_set_element(env, arr, k++, v);
-      if (ev.text.empty()) napi_get_undefined(env, &v);
-      else napi_create_string_latin1(env, ev.text.data(), ev.text.size(), &v);
+      if (ev.text.empty())
+        napi_get_undefined(env, &v);
+      else
+        napi_create_string_latin1(env, ev.text.data(), ev.text.size(), &v);
       napi_set_element(env, arr, k++, v);
-      if (ev.bytes.empty()) napi_get_undefined(env, &v);
-      else napi_create_buffer_copy(env, ev.bytes.size(), ev.bytes.data(), nullptr, &v);
+      if (ev.bytes.empty())
+        napi_get_undefined(env, &v);
+      else
+        napi_create_buffer_copy(env, ev.bytes.size(), ev.bytes.data(), nullptr, &v);
       napi_set_element(env, arr, k++, v);
     }
     napi_get_reference_value(env, e->on_front, &cb);
@@ -357,7 +394,8 @@ void Report(Engine* e) {
   }
   napi_close_handle_scope(env, scope);
   // JavaScript may have finished tunnels or handshakes synchronously; free them now.
-  for (Tunnel* t : e->graveyard) delete t;
+  for (Tunnel* t : e->graveyard)
+    delete t;
   e->graveyard.clear();
   FreeHandshakes(e);
 }
@@ -374,8 +412,10 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
   } while (n < 0 && errno == EINTR);
   for (int i = 0; i < n; i++) {
     Watched* w = static_cast<Watched*>(evs[i].data.ptr);
-    if (w->kind == Kind::kTunnelSide) HandleEvent(e, static_cast<Side*>(w), evs[i].events);
-    else HandleFrontEvent(e, w, evs[i].events);
+    if (w->kind == Kind::kTunnelSide)
+      HandleEvent(e, static_cast<Side*>(w), evs[i].events);
+    else
+      HandleFrontEvent(e, w, evs[i].events);
   }
   Report(e);
   e->in_callback = false;
@@ -423,7 +463,15 @@ napi_value Throw(napi_env env, const char* msg) {
   return nullptr;
 }
 
-bool GetUint32(napi_env env, napi_value v, uint32_t* out) { return napi_get_value_uint32(env, v, out) == napi_ok; }
+void SetNumber(napi_env env, napi_value obj, const char* name, double value) {
+  napi_value v;
+  napi_create_double(env, value, &v);
+  napi_set_named_property(env, obj, name, v);
+}
+
+bool GetUint32(napi_env env, napi_value v, uint32_t* out) {
+  return napi_get_value_uint32(env, v, out) == napi_ok;
+}
 
 bool CopyBuffer(napi_env env, napi_value v, std::vector<char>* out) {
   napi_valuetype t;
@@ -448,6 +496,7 @@ napi_value Start(napi_env env, napi_callback_info info) {
   if (argc < 2 || napi_get_uv_event_loop(env, &loop) != napi_ok) return Throw(env, "start(onClose, onFront)");
   Engine* e = new Engine();
   e->env = env;
+  e->max_reading = MaxUnreadHeads();
   e->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (e->epfd < 0) {
     delete e;
@@ -594,6 +643,27 @@ napi_value Init(napi_env env, napi_value exports) {
       {"frontLocalAddress", nullptr, FrontLocalAddressJs, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  napi_value contract, events, reasons, limits, v;
+  napi_create_object(env, &contract);
+  napi_create_object(env, &events);
+  napi_create_object(env, &limits);
+  // Close reasons by number: reasons[kClientReset] === 'client-reset'.
+  static const char* const kReasonNames[] = {"closed",        "client-error", "backend-error", "client-reset",
+                                             "backend-reset", "shutdown",     "fin-timeout"};
+  static_assert(sizeof kReasonNames / sizeof kReasonNames[0] == kFinTimeout + 1, "one name per Reason");
+  napi_create_array_with_length(env, kFinTimeout + 1, &reasons);
+  for (uint32_t i = 0; i <= uint32_t(kFinTimeout); i++) {
+    napi_create_string_utf8(env, kReasonNames[i], NAPI_AUTO_LENGTH, &v);
+    napi_set_element(env, reasons, i, v);
+  }
+  SetNumber(env, limits, "finTimeoutMs", double(kFinTimeoutMs));
+  SetNumber(env, limits, "readSize", double(kReadSize));
+  SetNumber(env, limits, "maxUnreadHeads", double(MaxUnreadHeads()));
+  ExportFrontContract(env, events, limits);
+  napi_set_named_property(env, contract, "events", events);
+  napi_set_named_property(env, contract, "reasons", reasons);
+  napi_set_named_property(env, contract, "limits", limits);
+  napi_set_named_property(env, exports, "contract", contract);
   return exports;
 }
 

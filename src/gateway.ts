@@ -112,7 +112,7 @@ export class Gateway implements ConnectionHost, FrontHost {
         const address = server.address() as net.AddressInfo;
         // Plain-TCP ports: the native engine accepts on the socket from now on, and Node's
         // handle is closed in this same tick, before it could accept anything.
-        const frontId = listen.protocol === 'https' ? undefined : this.front?.listen(server, listen, this.config.mainServer.settings.timeoutMs);
+        const frontId = listen.protocol === 'https' ? undefined : this.front?.listen(server, listen, this.config.mainServer.settings);
         if (frontId !== undefined) server.close();
         this.servers.push({ listen, address, server: frontId === undefined ? server : undefined, frontId });
       }

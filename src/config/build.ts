@@ -20,6 +20,7 @@ import {
   type WorkerParams,
 } from './drafts';
 import { ConfigError, Notices } from './errors';
+import { DEFAULT_REQUEST_READ_TIMEOUTS } from './reqtimeout';
 import {
   DEFAULT_PROTOCOLS,
   DEFAULT_RETRY_MS,
@@ -117,6 +118,7 @@ function resolveSettings(own: SettingsDraft, base: SettingsDraft | undefined): S
     limitRequestFieldSize: pick('limitRequestFieldSize') ?? DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
     limitRequestFields: pick('limitRequestFields') ?? DEFAULT_LIMIT_REQUEST_FIELDS,
     limitRequestBody: pick('limitRequestBody') ?? DEFAULT_LIMIT_REQUEST_BODY,
+    requestReadTimeouts: pick('requestReadTimeouts') ?? DEFAULT_REQUEST_READ_TIMEOUTS,
   };
 }
 

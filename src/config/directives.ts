@@ -31,6 +31,7 @@ import { headerDirective, requestHeaderDirective } from './headers';
 import { accessSections, accessSpecs } from './access-directives';
 import { redirectDirective } from './redirect';
 import { proxyPassReverse, reverseCookie, serverNamePort, useCanonicalName } from './reverse';
+import { requestReadTimeout } from './reqtimeout';
 import { rewriteCond, rewriteEngine, rewriteOptions, rewriteRule } from './rewrite';
 import { applyWorkerParam, isBalancerUrl, parseProxyPass, parseTarget, proxyUrlMatcher } from './worker';
 
@@ -198,8 +199,6 @@ const PROCESS = "Apache's process and MPM tuning; wsgate runs one event loop per
 const LOGS = 'wsgate writes its own log lines to stderr (docs/behaviour.md)';
 const FILES = 'it applies to files Apache serves itself; wsgate serves none, and proxied requests never use it';
 const STATUS_PAGE = "it only details Apache's server-status page, which wsgate does not serve";
-/** Names another branch of work honours; refused here until it lands, so none is dropped silently. */
-const PENDING = 'not supported yet: request limits are refused rather than ignored (remove the line, or enforce it in front of wsgate)';
 
 /** The directives that are noticed or refused, one line each; see DirectiveGroup. */
 function groupedSpecs(): DirectiveSpec[] {
@@ -239,7 +238,6 @@ function groupedSpecs(): DirectiveSpec[] {
     notice('KeepAliveTimeout', "wsgate closes an idle client connection after 5 s, Apache's default"),
     notice('MaxKeepAliveRequests', 'wsgate does not count the requests of a connection'),
     onlyValue('AllowEncodedSlashes', 'Off', 'wsgate answers 404 to a path with an encoded slash (%2F), as Apache by default'),
-    refused('RequestReadTimeout', PENDING),
     notice('FileETag', FILES),
     notice('ContentDigest', FILES),
     notice('AcceptPathInfo', FILES),
@@ -372,6 +370,7 @@ function serverSpecs(): DirectiveSpec[] {
     },
     setting('Timeout', 'timeoutMs', duration('Timeout', false)),
     setting('ProxyTimeout', 'proxyTimeoutMs', duration('ProxyTimeout', false)),
+    { name: 'RequestReadTimeout', contexts: SERVER_VHOST, minArgs: 1, maxArgs: 3, handle: requestReadTimeout },
     {
       // In a <Location> it applies to the requests in the section (Apache's per-directory setting).
       name: 'ProxyPreserveHost',

@@ -9,6 +9,7 @@ import type {
   HealthCheck,
   LbMethod,
   MemberStatus,
+  RequestReadTimeouts,
   Millis,
   RouteMatch,
   SectionPreserveHost,
@@ -126,6 +127,7 @@ export interface SettingsDraft {
   limitRequestFieldSize?: number;
   limitRequestFields?: number;
   limitRequestBody?: number;
+  requestReadTimeouts?: RequestReadTimeouts;
 }
 
 export interface ServerDraft {

@@ -167,6 +167,25 @@ export interface ServerSettings {
   readonly limitRequestFields: number;
   /** `LimitRequestBody` (default 1 GiB as Apache 2.4.54+, 0 = none): largest request body (413); the request's own server applies. */
   readonly limitRequestBody: number;
+  /** `RequestReadTimeout` (main server only; Apache's defaults, see config/reqtimeout.ts). */
+  readonly requestReadTimeouts: RequestReadTimeouts;
+}
+
+/** One stage of `RequestReadTimeout`: `timeoutMs` 0 turns it off, `maxTimeoutMs` 0 is no cap, `minRate` 0 no extension. */
+export interface ReadStage {
+  readonly timeoutMs: Millis;
+  readonly maxTimeoutMs: Millis;
+  /** Bytes per second: each MinRate bytes received add 1 s, up to the maximum. */
+  readonly minRate: number;
+}
+
+export interface RequestReadTimeouts {
+  /** The TLS handshake of a front connection. */
+  readonly handshake: ReadStage;
+  /** A request head (the first HEADERS of an HTTP/2 connection). */
+  readonly header: ReadStage;
+  /** A request body. */
+  readonly body: ReadStage;
 }
 
 export const DEFAULT_LIMIT_REQUEST_LINE = 8190;

@@ -156,6 +156,7 @@ const REASONS: Record<number, string> = {
   410: 'Gone',
   403: 'Forbidden',
   404: 'Not Found',
+  408: 'Request Timeout',
   413: 'Content Too Large',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',

@@ -18,6 +18,7 @@ import { selectVirtualHost } from '../routing/vhost';
 import { KEEPALIVE_TIMEOUT_MS } from './http1';
 import { plainAddress } from './address';
 import { headLimits, limitsOf } from './limits';
+import { stageDeadline } from '../config/reqtimeout';
 
 const { NGHTTP2_PROTOCOL_ERROR } = http2.constants;
 
@@ -39,6 +40,12 @@ interface SessionInfo {
   /** Streams open now; the session is closed after KEEPALIVE_TIMEOUT_MS with none. */
   streams: number;
   idle: NodeJS.Timeout | undefined;
+  /** RequestReadTimeout's header stage for the connection's first HEADERS: when it started, the socket's byte count then, its timer. */
+  readonly host: H2Host;
+  readonly socket: net.Socket;
+  readonly acceptedAt: number;
+  readonly startBytes: number;
+  firstHead: NodeJS.Timeout | undefined;
 }
 
 const kInfo = Symbol('wsgate.h2info');
@@ -107,7 +114,19 @@ export class H2Front {
       socket.destroy();
       return;
     }
-    this.pending = { listen, clientIp: plainAddress(socket.remoteAddress), localAddress: socket.localAddress ?? '', tls: socket, streams: 0, idle: undefined };
+    this.pending = {
+      listen,
+      clientIp: plainAddress(socket.remoteAddress),
+      localAddress: socket.localAddress ?? '',
+      tls: socket,
+      streams: 0,
+      idle: undefined,
+      host: this.host,
+      socket,
+      acceptedAt: Date.now(),
+      startBytes: socket.bytesRead,
+      firstHead: undefined,
+    };
     // An h2 connection ends with GOAWAY, not half-closes: a FIN from the client closes it.
     socket.allowHalfOpen = false;
     // The factory's connection listener creates the session and emits 'session' synchronously.
@@ -129,9 +148,12 @@ export class H2Front {
     session.on('close', () => {
       this.sessions.delete(session);
       if (info.idle !== undefined) clearTimeout(info.idle);
+      if (info.firstHead !== undefined) clearTimeout(info.firstHead);
     });
     session.on('error', () => {}); // reported through the factory's 'sessionError'
     this.armIdle(session, info);
+    const header = this.host.config.mainServer.settings.requestReadTimeouts.header;
+    if (header.timeoutMs > 0) armFirstHead(session, info, header.timeoutMs);
   }
 
   /** Closes a session that has had no stream for KEEPALIVE_TIMEOUT_MS (GOAWAY, then close), as Apache's KeepAliveTimeout. */
@@ -153,6 +175,10 @@ export class H2Front {
       return;
     }
     info.streams++;
+    if (info.firstHead !== undefined) {
+      clearTimeout(info.firstHead);
+      info.firstHead = undefined;
+    }
     if (info.idle !== undefined) {
       clearTimeout(info.idle);
       info.idle = undefined;
@@ -313,6 +339,32 @@ function checkLimits(raw: readonly string[], limits: RequestLimits): { status: n
     merged.set(name, len);
   }
   return undefined;
+}
+
+function armFirstHead(session: Session, info: SessionInfo, ms: number): void {
+  info.firstHead = setTimeout(firstHeadTimer, ms, session);
+  info.firstHead.unref();
+}
+
+/**
+ * The first request of an HTTP/2 connection must come within RequestReadTimeout's header stage
+ * (the bytes received meanwhile extend it at MinRate, as for an HTTP/1 head): past it the
+ * connection is closed, with one log line.
+ */
+function firstHeadTimer(session: Session): void {
+  const info = session[kInfo];
+  if (info === undefined || session.destroyed) return;
+  info.firstHead = undefined;
+  if (info.streams > 0) return;
+  const stage = info.host.config.mainServer.settings.requestReadTimeouts.header;
+  const now = Date.now();
+  const deadline = stageDeadline(stage, info.acceptedAt, info.socket.bytesRead - info.startBytes);
+  if (deadline > now) {
+    armFirstHead(session, info, Math.ceil(deadline - now));
+    return;
+  }
+  info.host.log.warn('request head timed out', { client: info.clientIp, protocol: 'h2' });
+  session.destroy();
 }
 
 function headerString(v: string | string[] | undefined): string | undefined {

@@ -9,6 +9,8 @@ import { Exchange, type ExchangeOwner } from '../proxy/exchange';
 import type { GatewayContext } from '../proxy/context';
 import { headerScope, Upstream } from '../proxy/upstream';
 import { basicChallenge, routeHead } from '../routing/router';
+import { stageDeadline } from '../config/reqtimeout';
+import { EvictionLog, maxUnreadHeads } from './unread';
 import { plainAddress } from './address';
 import { headLimits } from './limits';
 
@@ -16,6 +18,10 @@ import { headLimits } from './limits';
 export const KEEPALIVE_TIMEOUT_MS = 5_000;
 
 const kConn = Symbol('wsgate.conn');
+
+/** Connections Node accepted that have not finished their first head, oldest first (see unread.ts). */
+const unread = new Set<ClientConnection>();
+const evictions = new EvictionLog();
 type ConnSocket = Socket & { [kConn]?: ClientConnection };
 
 export interface ConnectionHost extends GatewayContext {
@@ -48,6 +54,10 @@ export class ClientConnection implements ExchangeOwner {
   /** The limits the head being read is held to (chosen when it starts), and the check of its lines so far. */
   private limits: RequestLimits | undefined;
   private readonly partial = new PartialHeadCheck();
+  /** RequestReadTimeout's header stage: when it started (0: not running), and the socket's byte count then. */
+  private headStartedAt = 0;
+  private headStartBytes = 0;
+  private headTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -63,8 +73,76 @@ export class ClientConnection implements ExchangeOwner {
     s.on('close', connOnClose);
     s.on('drain', connOnDrain);
     s.on('timeout', connOnTimeout);
-    // The first head must arrive within the server's Timeout.
+    // While a head arrives, Timeout bounds the silence (each byte restarts it) and
+    // RequestReadTimeout's header stage the whole head.
     socket.setTimeout(host.config.mainServer.settings.timeoutMs);
+    this.startHeadStage();
+    if (unread.size >= maxUnreadHeads()) {
+      const oldest = unread.values().next().value as ClientConnection;
+      unread.delete(oldest);
+      oldest.onGone('evicted');
+      evictions.evicted(host.log);
+    }
+    unread.add(this);
+  }
+
+  /** Starts the header stage: on a new connection, and at the first byte of a keep-alive request. */
+  private startHeadStage(): void {
+    const stage = this.host.config.mainServer.settings.requestReadTimeouts.header;
+    if (stage.timeoutMs === 0) return;
+    this.headStartedAt = Date.now();
+    this.headStartBytes = this.socket.bytesRead;
+    this.armHeadTimer(stage.timeoutMs);
+  }
+
+  /** One timer per head, re-armed only when it fires before a deadline that bytes have moved. */
+  private armHeadTimer(ms: number): void {
+    if (this.headTimer !== undefined) clearTimeout(this.headTimer);
+    this.headTimer = setTimeout(connOnHeadTimer, ms, this);
+    this.headTimer.unref();
+  }
+
+  private stopHeadStage(): void {
+    unread.delete(this);
+    this.headStartedAt = 0;
+    if (this.headTimer !== undefined) {
+      clearTimeout(this.headTimer);
+      this.headTimer = undefined;
+    }
+  }
+
+  /** @internal The header stage's timer: the bytes received meanwhile may have moved the deadline (MinRate). */
+  onHeadTimer(): void {
+    this.headTimer = undefined;
+    if (this.headStartedAt === 0 || this.exchange !== undefined || this.closed || this.detached) return;
+    const stage = this.host.config.mainServer.settings.requestReadTimeouts.header;
+    const now = Date.now();
+    const deadline = stageDeadline(stage, this.headStartedAt, this.socket.bytesRead - this.headStartBytes);
+    if (deadline > now) {
+      this.armHeadTimer(Math.ceil(deadline - now));
+      return;
+    }
+    this.headTimedOut();
+  }
+
+  /**
+   * A head took too long (RequestReadTimeout) or went silent (Timeout). As Apache: a request line
+   * already in → 408 and close; less than that → closed without an answer. One log line, none for
+   * a connection that sent nothing (an idle keep-alive one, a port scan).
+   */
+  private headTimedOut(): void {
+    this.stopHeadStage();
+    const buf = this.buf;
+    if (buf !== undefined && buf.includes(0x0a)) {
+      this.host.log.warn('request head timed out', { status: 408, client: this.clientIp });
+      this.buf = undefined;
+      this.socket.pause();
+      this.host.respondError(this.socket, 408, false);
+      this.socket.destroySoon();
+      return;
+    }
+    if (buf !== undefined && buf.length > 0) this.host.log.warn('request head timed out', { client: this.clientIp });
+    this.onGone('timeout');
   }
 
   /** @internal */
@@ -73,6 +151,7 @@ export class ClientConnection implements ExchangeOwner {
       this.exchange.onClientData(chunk);
       return;
     }
+    if (this.headStartedAt === 0 && this.buf === undefined) this.startHeadStage();
     this.buf = this.buf === undefined ? chunk : Buffer.concat([this.buf, chunk]);
     this.readHead(chunk.length);
   }
@@ -110,6 +189,7 @@ export class ClientConnection implements ExchangeOwner {
     }
     this.buf = undefined;
     this.servedAny = true;
+    this.stopHeadStage();
     this.socket.setTimeout(0);
     this.handle(req, end < buf.length ? buf.subarray(end) : undefined);
   }
@@ -155,6 +235,7 @@ export class ClientConnection implements ExchangeOwner {
    * answered something other than a 101 to take (see Exchange.resumeAtAnswer).
    */
   resumeUpgrade(vhost: VirtualHost, req: RequestHead, up: Upstream, rest: Buffer | undefined, backend: Socket, answer: Buffer): void {
+    this.stopHeadStage();
     this.socket.setTimeout(0);
     this.exchange = new Exchange(this.host, this, vhost, req, up, rest);
     this.exchange.resumeAtAnswer(backend, answer);
@@ -168,9 +249,11 @@ export class ClientConnection implements ExchangeOwner {
       this.socket.destroySoon();
       return;
     }
+    // The next head's stage starts with its first byte (Apache: KeepAliveTimeout until then).
     this.socket.setTimeout(KEEPALIVE_TIMEOUT_MS);
     this.socket.resume();
     if (leftover !== undefined && leftover.length > 0) {
+      this.startHeadStage();
       this.buf = leftover;
       this.readHead(leftover.length);
     }
@@ -187,6 +270,7 @@ export class ClientConnection implements ExchangeOwner {
     s.removeListener('drain', connOnDrain);
     s.removeListener('timeout', connOnTimeout);
     s.setTimeout(0);
+    this.stopHeadStage();
     this.host.connectionClosed(this);
   }
 
@@ -216,6 +300,7 @@ export class ClientConnection implements ExchangeOwner {
   onGone(detail: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.stopHeadStage();
     this.exchange?.onClientGone(detail);
     this.exchange = undefined;
     this.socket.destroy();
@@ -230,10 +315,7 @@ export class ClientConnection implements ExchangeOwner {
   /** @internal */
   onTimeout(): void {
     if (this.exchange !== undefined) return;
-    if (this.buf !== undefined && this.buf.length > 0) {
-      this.host.log.warn('request head timed out', { client: this.clientIp });
-    }
-    this.onGone('timeout');
+    this.headTimedOut();
   }
 
   /** Closes the connection now (shutdown). */
@@ -259,4 +341,7 @@ function connOnDrain(this: ConnSocket): void {
 }
 function connOnTimeout(this: ConnSocket): void {
   this[kConn]?.onTimeout();
+}
+function connOnHeadTimer(conn: ClientConnection): void {
+  conn.onHeadTimer();
 }

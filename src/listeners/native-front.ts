@@ -8,7 +8,8 @@
 //    far, so it behaves exactly as if Node had accepted it.
 
 import * as net from 'node:net';
-import type { ListenAddress } from '../config/model';
+import type { ListenAddress, ServerSettings } from '../config/model';
+import { buildErrorResponse } from '../http/forward';
 import { findHeadEnd, HeadError, parseRequestHead, requestHeadCap, type RequestHead } from '../http/head';
 import { NativeUpgrade, type NativeUpgradeHost } from '../proxy/native-upgrade';
 import type { GatewayContext } from '../proxy/context';
@@ -18,6 +19,7 @@ import { FrontEvent, nativeEngine, onFrontEvent, type NativeBinding } from '../t
 import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
 import type { ClientConnection, ConnectionHost } from './http1';
 import { headLimits } from './limits';
+import { EvictionLog } from './unread';
 
 /** What the front needs from the gateway. */
 export interface FrontHost extends ConnectionHost {
@@ -32,6 +34,7 @@ export interface FrontHost extends ConnectionHost {
 const listeners = new Map<number, { front: NativeFront; listen: ListenAddress }>();
 const upgrades = new Map<number, NativeUpgrade>();
 let nextListenerId = 1;
+const evictions = new EvictionLog();
 onFrontEvent(dispatch);
 
 export class NativeFront implements NativeUpgradeHost {
@@ -52,11 +55,12 @@ export class NativeFront implements NativeUpgradeHost {
    * of its socket, and the caller closes the server (its handle) right after, in the same tick.
    * Returns the id to stop it with.
    */
-  listen(server: net.Server, listen: ListenAddress, headTimeoutMs: number): number | undefined {
+  listen(server: net.Server, listen: ListenAddress, settings: ServerSettings): number | undefined {
     const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
     if (typeof fd !== 'number' || fd < 0) return undefined;
     const id = nextListenerId++;
-    this.engine.frontListen(id, fd, headTimeoutMs, TCP_KEEPALIVE_DELAY_MS / 1000);
+    const header = settings.requestReadTimeouts.header;
+    this.engine.frontListen(id, fd, settings.timeoutMs, TCP_KEEPALIVE_DELAY_MS / 1000, header.timeoutMs, header.maxTimeoutMs, header.minRate);
     listeners.set(id, { front: this, listen });
     return id;
   }
@@ -124,9 +128,24 @@ export class NativeFront implements NativeUpgradeHost {
     u.start();
   }
 
+  /**
+   * @internal A head took too long (RequestReadTimeout's header stage) or went silent (Timeout),
+   * as on the HTTP/1 path: a request line already in → 408 and close; less → closed without an
+   * answer; one log line, none for a connection that sent nothing.
+   */
+  headTimedOut(id: number, clientIp: string, partial: Buffer | undefined): void {
+    if (partial !== undefined && partial.includes(0x0a)) {
+      this.host.log.warn('request head timed out', { status: 408, client: clientIp });
+      this.engine.frontRespond(id, buildErrorResponse(408, false));
+      return;
+    }
+    if (partial !== undefined && partial.length > 0) this.host.log.warn('request head timed out', { client: clientIp });
+    this.engine.frontAbort(id);
+  }
+
   /** @internal */
-  headTimedOut(clientIp: string): void {
-    this.host.log.warn('request head timed out', { client: clientIp });
+  headEvicted(): void {
+    evictions.evicted(this.host.log);
   }
 
   /** The connection goes to the HTTP/1 path, with what was read from it. */
@@ -159,9 +178,14 @@ function dispatchOne(type: FrontEvent, id: number, a: number, text: string | und
       else l.front.onHead(id, l.listen, text ?? '', bytes!);
       return;
     }
-    case FrontEvent.HeadTimeout:
-      // Logged only when part of a head had arrived (text is then the client's address).
-      if (text !== undefined) listeners.get(a)?.front.headTimedOut(text);
+    case FrontEvent.HeadTimeout: {
+      const l = listeners.get(a);
+      if (l === undefined) nativeEngine()!.frontAbort(id);
+      else l.front.headTimedOut(id, text ?? '', bytes);
+      return;
+    }
+    case FrontEvent.HeadEvicted:
+      listeners.get(a)?.front.headEvicted();
       return;
   }
   const u = upgrades.get(id);

@@ -5,13 +5,64 @@
 
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import type { Config, FrontTls, ListenAddress } from '../config/model';
+import type { Config, FrontTls, ListenAddress, ReadStage } from '../config/model';
+import { stageDeadline } from '../config/reqtimeout';
 import { tlsServersFor } from '../config/tls';
 import type { Logger } from '../observe/log';
 import { selectVirtualHost } from '../routing/vhost';
 import { plainAddress } from './address';
 
 const contexts = new WeakMap<FrontTls, tls.SecureContext>();
+
+/**
+ * RequestReadTimeout's handshake stage on a raw client socket: the TLS handshake must finish by
+ * the stage's deadline, which the bytes received extend at MinRate. One timer per connection,
+ * re-armed only when it fires before a deadline that bytes have moved.
+ */
+interface HandshakeStage {
+  readonly stage: ReadStage;
+  readonly startedAt: number;
+  readonly log: Logger;
+  timer: NodeJS.Timeout | undefined;
+}
+const kStage = Symbol('wsgate.handshakeStage');
+type StagedSocket = net.Socket & { [kStage]?: HandshakeStage };
+
+function startHandshakeStage(raw: StagedSocket, stage: ReadStage, log: Logger): void {
+  const st: HandshakeStage = { stage, startedAt: Date.now(), log, timer: undefined };
+  raw[kStage] = st;
+  st.timer = setTimeout(handshakeTimer, stage.timeoutMs, raw);
+  st.timer.unref();
+  raw.once('close', rawOnClose);
+}
+
+function stopHandshakeStage(raw: StagedSocket): void {
+  const st = raw[kStage];
+  if (st === undefined) return;
+  raw[kStage] = undefined;
+  if (st.timer !== undefined) clearTimeout(st.timer);
+  raw.removeListener('close', rawOnClose);
+}
+
+function rawOnClose(this: StagedSocket): void {
+  stopHandshakeStage(this);
+}
+
+function handshakeTimer(raw: StagedSocket): void {
+  const st = raw[kStage];
+  if (st === undefined) return;
+  st.timer = undefined;
+  const now = Date.now();
+  const deadline = stageDeadline(st.stage, st.startedAt, raw.bytesRead);
+  if (deadline > now) {
+    st.timer = setTimeout(handshakeTimer, Math.ceil(deadline - now), raw);
+    st.timer.unref();
+    return;
+  }
+  stopHandshakeStage(raw);
+  st.log.info('TLS handshake with client timed out', { client: plainAddress(raw.remoteAddress), local: `${raw.localAddress ?? ''}:${raw.localPort ?? ''}` });
+  raw.destroy();
+}
 
 function contextOptions(t: FrontTls): tls.SecureContextOptions {
   return {
@@ -85,6 +136,8 @@ export function createTlsServer(
     },
   });
   server.on('secureConnection', (socket: tls.TLSSocket) => {
+    const raw = (socket as unknown as { _parent?: net.Socket })._parent;
+    if (raw !== undefined) stopHandshakeStage(raw as StagedSocket);
     // Read by the stream at 'end' time: from now on a client's half-close is relayed, not answered with our own end.
     socket.allowHalfOpen = true;
     onSecure(socket);
@@ -94,6 +147,8 @@ export function createTlsServer(
   server.prependListener('connection', (raw: net.Socket) => {
     void raw.remoteAddress;
     void raw.localAddress;
+    const stage = config().mainServer.settings.requestReadTimeouts.handshake;
+    if (stage.timeoutMs > 0) startHandshakeStage(raw as StagedSocket, stage, log);
   });
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
     // The TCP socket under the TLSSocket (Node's `_parent`) holds the cached addresses.

@@ -6,6 +6,7 @@
 
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
+import { MAX_HEAD_BYTES } from '../http/head';
 
 export interface NativeBinding {
   start(onClose: (events: number[]) => void, onFront: (events: unknown[]) => void): void;
@@ -15,7 +16,20 @@ export interface NativeBinding {
   bytes(id: number, out: Float64Array): boolean;
 
   // The native front (native/front.cc): handshakes by id.
-  frontListen(listenerId: number, fd: number, headTimeoutMs: number, keepaliveSeconds: number): void;
+  /**
+   * Accepts on `fd`: a head's bytes may be `silenceMs` apart (Timeout); the whole head gets
+   * `headerMs` from accept, extended by 1 s per `headerMinRate` bytes up to `headerMaxMs` (0: no
+   * cap), RequestReadTimeout's header stage (`headerMs` 0: off).
+   */
+  frontListen(
+    listenerId: number,
+    fd: number,
+    silenceMs: number,
+    keepaliveSeconds: number,
+    headerMs: number,
+    headerMaxMs: number,
+    headerMinRate: number,
+  ): void;
   frontUnlisten(listenerId: number): void;
   /** [clientFd, backendFd or -1]; the caller owns them. Undefined when the handshake had ended. */
   frontHandoff(id: number): [number, number] | undefined;
@@ -25,6 +39,21 @@ export interface NativeBinding {
   frontRespond(id: number, response: Buffer): boolean;
   frontAbort(id: number): boolean;
   frontLocalAddress(id: number): string;
+  /** The numbers the engine and this side share, defined once in C++ (see checkContract). */
+  readonly contract: NativeContract;
+}
+
+export interface NativeContract {
+  readonly events: Readonly<Record<string, number>>;
+  readonly reasons: readonly string[];
+  readonly limits: {
+    readonly finTimeoutMs: number;
+    readonly readSize: number;
+    readonly maxUnreadHeads: number;
+    readonly maxHead: number;
+    readonly respondTimeoutMs: number;
+    readonly acceptBatch: number;
+  };
 }
 
 /** The native front's event types (native/front.cc). */
@@ -36,6 +65,7 @@ export const enum FrontEvent {
   AnswerTimeout = 5,
   ClientGone = 6,
   HeadTimeout = 7,
+  HeadEvicted = 8,
 }
 
 /** Hears the front's events: (type, handshake id, a number, the client address, bytes). */
@@ -43,6 +73,42 @@ export type FrontEventHandler = (type: FrontEvent, id: number, a: number, text: 
 
 /** Close reasons as numbered by the native engine. */
 export const NATIVE_REASONS = ['closed', 'client-error', 'backend-error', 'client-reset', 'backend-reset', 'shutdown', 'fin-timeout'] as const;
+
+/** Both FINs in, a tunnel gets this long to flush before it is destroyed: the same in both engines. */
+export const FIN_TIMEOUT_MS = 30_000;
+
+/** What this side compiles in (FrontEvent is a const enum, inlined): the engine must agree. */
+const EXPECTED_EVENTS: Readonly<Record<string, number>> = {
+  head: FrontEvent.Head,
+  connectFailed: FrontEvent.ConnectFailed,
+  answer: FrontEvent.Answer,
+  backendLost: FrontEvent.BackendLost,
+  answerTimeout: FrontEvent.AnswerTimeout,
+  clientGone: FrontEvent.ClientGone,
+  headTimeout: FrontEvent.HeadTimeout,
+  headEvicted: FrontEvent.HeadEvicted,
+};
+
+/**
+ * The differences between the engine's contract and what this side relies on (empty: they
+ * agree). `maxHead` is the head limit of http/head.ts plus the blank line's 4 bytes.
+ */
+export function contractDrift(c: NativeContract | undefined, maxHeadBytes: number): string[] {
+  if (c === undefined) return ['the addon exports no contract'];
+  const drift: string[] = [];
+  for (const [name, n] of Object.entries(EXPECTED_EVENTS)) {
+    if (c.events[name] !== n) drift.push(`front event "${name}" is ${c.events[name]} in C++, ${n} in TypeScript`);
+  }
+  for (const name of Object.keys(c.events)) {
+    if (!(name in EXPECTED_EVENTS)) drift.push(`front event "${name}" (${c.events[name]}) is unknown to TypeScript`);
+  }
+  if (c.reasons.length !== NATIVE_REASONS.length || c.reasons.some((r, i) => r !== NATIVE_REASONS[i])) {
+    drift.push(`close reasons are [${c.reasons.join(', ')}] in C++, [${NATIVE_REASONS.join(', ')}] in TypeScript`);
+  }
+  if (c.limits.maxHead !== maxHeadBytes + 4) drift.push(`the head limit is ${c.limits.maxHead} in C++, ${maxHeadBytes} + 4 in TypeScript`);
+  if (c.limits.finTimeoutMs !== FIN_TIMEOUT_MS) drift.push(`the FIN timeout is ${c.limits.finTimeoutMs} ms in C++, ${FIN_TIMEOUT_MS} in TypeScript`);
+  return drift;
+}
 
 export type NativeCloseHandler = (id: number, reason: number, errno: number, up: number, down: number) => void;
 
@@ -53,6 +119,7 @@ let frontHandler: FrontEventHandler | undefined;
 
 function load(): NativeBinding | undefined {
   if (binding !== undefined || loadError !== undefined) return binding;
+  let checked: NativeBinding;
   if (process.env.WSGATE_NATIVE === '0') {
     loadError = 'disabled by WSGATE_NATIVE=0';
     return undefined;
@@ -60,11 +127,19 @@ function load(): NativeBinding | undefined {
   try {
     // dist/src/tunnel → the package root's build/Release.
     const b = require(path.join(__dirname, '..', '..', '..', 'build', 'Release', 'wsgate_tunnel.node')) as NativeBinding;
-    b.start(dispatch, dispatchFront);
-    binding = b;
+    checked = b;
   } catch (e) {
     loadError = (e as Error).message;
+    return undefined;
   }
+  // An addon that disagrees with this code would misread every event: that is a build to fix,
+  // not a reason to fall back quietly to the JavaScript engine.
+  const drift = contractDrift(checked.contract, MAX_HEAD_BYTES);
+  if (drift.length > 0) {
+    throw new Error(`wsgate: the native engine (build/Release/wsgate_tunnel.node) does not match this code: ${drift.join('; ')}. Rebuild it (npm ci) or bring native/ and src/tunnel/native.ts back in step.`);
+  }
+  checked.start(dispatch, dispatchFront);
+  binding = checked;
   return binding;
 }
 

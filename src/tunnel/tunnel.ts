@@ -9,7 +9,7 @@
 // backend's counters then, so those are live on both engines.
 
 import type { Socket } from 'node:net';
-import { errnoName, NATIVE_REASONS, nativeEngine, onNativeClose } from './native';
+import { errnoName, FIN_TIMEOUT_MS, NATIVE_REASONS, nativeEngine, onNativeClose } from './native';
 
 /** Why a tunnel ended; also what the access log and counters will report. */
 export type CloseReason =
@@ -54,8 +54,6 @@ type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
 const NATIVE_POLL_MS = 1000;
 /** The idle timer ticks this many times per idle period: a tunnel closes between 1× and 1.25× the limit. */
 const IDLE_TICKS = 4;
-/** Once both FINs are forwarded, the sockets get this long to flush before they are destroyed. */
-const FIN_TIMEOUT_MS = 30_000;
 /** TCP keepalive probes start after this much silence, to find peers that vanished. */
 export const TCP_KEEPALIVE_DELAY_MS = 60_000;
 

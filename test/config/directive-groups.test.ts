@@ -1,15 +1,14 @@
-// Every directive and section name wsgate knows has a group decided on purpose (issue 10's rule):
+// Every directive and section name wsgate knows has a group decided on purpose (honour or refuse):
 // `honoured` as Apache does, `notice` (changes nothing a client or backend can observe), or
 // `refused` (a FILE:LINE error saying what to do instead). A new name fails this test until its
-// line is added here. `honoured-elsewhere`: honoured by parallel work (access control, request
-// limits, RequestReadTimeout) and refused in this tree until it lands — flip to 'honoured' then.
+// line is added here.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { directiveGroups } from '../../src/config/directives';
 import { expectError, lines, load } from './helpers';
 
-type Expected = 'honoured' | 'notice' | 'refused' | 'honoured-elsewhere';
+type Expected = 'honoured' | 'notice' | 'refused';
 
 const EXPECTED: ReadonlyArray<readonly [string, Expected]> = [
   ['Define', 'honoured'],
@@ -132,7 +131,7 @@ const EXPECTED: ReadonlyArray<readonly [string, Expected]> = [
   ['LimitRequestFields', 'honoured'],
   ['LimitRequestFieldSize', 'honoured'],
   ['LimitRequestLine', 'honoured'],
-  ['RequestReadTimeout', 'honoured-elsewhere'],
+  ['RequestReadTimeout', 'honoured'],
   ['FileETag', 'notice'],
   ['ContentDigest', 'notice'],
   ['AcceptPathInfo', 'notice'],
@@ -258,7 +257,7 @@ const EXPECTED: ReadonlyArray<readonly [string, Expected]> = [
 
 test('every known name has the group decided for it, and no name is left undecided', () => {
   const actual = directiveGroups();
-  const expected = new Map(EXPECTED.map(([n, g]) => [n, g === 'honoured-elsewhere' ? 'refused' : g]));
+  const expected = new Map(EXPECTED);
   assert.equal(expected.size, EXPECTED.length, 'a name is listed twice');
   const missing = [...actual.keys()].filter((n) => !expected.has(n));
   assert.deepEqual(missing, [], `names without a decision in this table: ${missing.join(', ')}`);
@@ -269,7 +268,7 @@ test('every known name has the group decided for it, and no name is left undecid
 
 test('a noticed name loads with one notice; a refused one is a FILE:LINE error', () => {
   for (const [name, group] of EXPECTED) {
-    if (name.startsWith('<') || (group !== 'notice' && group !== 'refused' && group !== 'honoured-elsewhere')) continue;
+    if (name.startsWith('<') || (group !== 'notice' && group !== 'refused')) continue;
     // DocumentRoot and SetHandler are noticed only where every path is proxied.
     const proxied = name === 'DocumentRoot' || name === 'SetHandler' ? 'ProxyPass / ws://h/' : '';
     const text = lines('Listen 0', `${name} x`, proxied);
@@ -287,7 +286,7 @@ test('refused sections are FILE:LINE errors; noticed ones are skipped with a not
     if (!name.startsWith('<')) continue;
     const bare = name.slice(1, -1);
     const text = lines('Listen 0', `<${bare} /x>`, `</${bare}>`);
-    if (group === 'refused' || group === 'honoured-elsewhere') expectError({ 'wsgate.conf': text }, { line: 2, message: new RegExp(`<${bare}>`) });
+    if (group === 'refused') expectError({ 'wsgate.conf': text }, { line: 2, message: new RegExp(`<${bare}>`) });
     else if (group === 'notice') assert.ok(load({ 'wsgate.conf': text }).config.notices.some((n) => n.includes(`<${bare}> sections are skipped`)), name);
   }
 });

@@ -5,6 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { loadConfigText } from '../../src/config/load';
+import { DEFAULT_REQUEST_READ_TIMEOUTS } from '../../src/config/reqtimeout';
 import type { Backend, Config, Route, VirtualHost } from '../../src/config/model';
 import { expectError, lines, load, writeTree } from './helpers';
 
@@ -141,6 +142,7 @@ test('a realistic Apache config loads into the expected model', () => {
     limitRequestFieldSize: 8190,
     limitRequestFields: 100,
     limitRequestBody: 1073741824,
+    requestReadTimeouts: DEFAULT_REQUEST_READ_TIMEOUTS,
   });
   const ws = backendOf(ms.routes[2]);
   assert.deepEqual(ws.source, { file: main, line: 18 });
@@ -309,6 +311,7 @@ test('durations take an ms suffix everywhere', () => {
     limitRequestFieldSize: 8190,
     limitRequestFields: 100,
     limitRequestBody: 1073741824,
+    requestReadTimeouts: DEFAULT_REQUEST_READ_TIMEOUTS,
   });
 });
 

@@ -8,7 +8,7 @@ import * as http from 'node:http';
 import type * as net from 'node:net';
 import { test } from 'node:test';
 import { Collector, rawUpgrade, upgradeHead } from '../helpers/datapath';
-import { closed, connectRaw, readUntil } from '../helpers/edges';
+import { closed, connectRaw, readToClose, readUntil } from '../helpers/edges';
 import {
   assertNoOpenSockets,
   closeWs,
@@ -130,14 +130,15 @@ test('the client resets while the backend has not answered: the handshake ends, 
   }
 });
 
-test('Timeout bounds the first head: a partial head is dropped with a log line, a silent connection without one', { skip, timeout: 30_000 }, async () => {
+test('Timeout bounds the first head: a partial head gets 408 with a log line, a silent connection is dropped without one', { skip, timeout: 30_000 }, async () => {
   const g = await startGateway(`Listen 127.0.0.1:0\nTimeout 1\nProxyPass "/ws/" "ws://127.0.0.1:9/"\n`);
   try {
     const partial = await connectRaw(g.port);
     partial.write('GET /ws/x HTTP/1.1\r\nHost: a\r\n');
     const silent = await connectRaw(g.port);
-    await Promise.all([closed(partial), closed(silent)]);
-    await g.waitForLog(/warn request head timed out client=127\.0\.0\.1/);
+    const [answer] = await Promise.all([readToClose(partial), readToClose(silent)]);
+    assert.match(answer.toString('latin1'), /^HTTP\/1\.1 408 /, 'the request line was in: 408, as Apache');
+    await g.waitForLog(/warn request head timed out status=408 client=127\.0\.0\.1/);
     // The engine closes a connection before its event reaches JavaScript: wait for the count.
     await assertNoOpenSockets(g);
     assert.equal(g.logs.filter((l) => l.includes('request head timed out')).length, 1, 'one line, for the partial head only');
@@ -213,7 +214,7 @@ test('two gateways in one process: each front gets its own handshakes and log li
     // A head timeout on the second is logged by the second only.
     const partial = await connectRaw(g2.port);
     partial.write('GET /e/x HTTP/1.1\r\n');
-    await closed(partial);
+    await readToClose(partial);
     await g2.waitForLog(/request head timed out/);
     assert.equal(g1.logs.some((l) => l.includes('request head timed out')), false);
     await assertNoOpenSockets(g1);

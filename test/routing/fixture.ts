@@ -1,6 +1,7 @@
 // Hand-built config model objects for the routing tests (the loader is tested on its own).
 
 import assert from 'node:assert/strict';
+import { DEFAULT_REQUEST_READ_TIMEOUTS } from '../../src/config/reqtimeout';
 import type {
   Backend,
   BackendScheme,
@@ -98,6 +99,7 @@ export const defaultSettings: ServerSettings = {
   websocketFallbackToProxyHttp: true,
   websocketAsync: false,
   websocketAsyncDelayMs: 0,
+  requestReadTimeouts: DEFAULT_REQUEST_READ_TIMEOUTS,
   protocols: ['http/1.1'],
   protocolsHonorOrder: true,
   h2WebSockets: false,
