@@ -158,9 +158,9 @@ export function desCrypt(password: Buffer, setting: string): string | undefined 
   for (let n = 0; n < 25; n++) {
     for (let round = 0; round < 16; round++) {
       // The expansion E: S-box k (from 0) reads 6 bits of the half-block starting one bit before
-      // bit 4k, wrapping around; rotating right by one makes each a plain 6-bit window.
+      // bit 4k, wrapping around. Rotated right by one, window k starts 26 - 4k bits up from the
+      // least significant end (the last one wraps around to the top two bits).
       const r = (right >>> 1) | (right << 31);
-      // Window k is bits 26 - 4k up from the least significant; the last one wraps around.
       let high = (((r >>> 26) & 0x3f) << 18) | (((r >>> 22) & 0x3f) << 12) | (((r >>> 18) & 0x3f) << 6) | ((r >>> 14) & 0x3f);
       let low = (((r >>> 10) & 0x3f) << 18) | (((r >>> 6) & 0x3f) << 12) | (((r >>> 2) & 0x3f) << 6) | (((r << 2) | (r >>> 30)) & 0x3f);
       const t = (high ^ low) & swap;
@@ -173,7 +173,8 @@ export function desCrypt(password: Buffer, setting: string): string | undefined 
       left = right;
       right = next;
     }
-    // DES ends by swapping the halves; the next encryption's IP undoes its FP, so only that stays.
+    // Each encryption ends with its halves swapped, then FP; the next one's IP undoes FP, so
+    // between encryptions only the swap remains, and FP is applied once, after the last.
     const t = left;
     left = right;
     right = t;
