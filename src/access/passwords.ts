@@ -1,17 +1,18 @@
 // Password hashes as Apache's `htpasswd` writes them, checked the way Apache on Linux checks them
 // (apr_password_validate): bcrypt `$2y$` (-B), `$apr1$` MD5 (-m, the default), `{SHA}` (-s),
-// and the glibc crypt() formats `$1$` MD5, `$5$` SHA-256 (-2) and `$6$` SHA-512 (-5).
-// Traditional DES crypt (-d) and plaintext (-p) are refused when the file is read (see
-// passwordFormat): Node has no DES, and Apache on Linux never accepts a plaintext entry (it
-// hands it to crypt(), which does not return it unchanged).
+// the system crypt() formats `$1$` MD5, `$5$` SHA-256 (-2) and `$6$` SHA-512 (-5), and
+// traditional DES crypt (-d, see des-crypt.ts). Plaintext (-p) is refused when the file is read
+// (see passwordFormat): Apache on Linux never accepts a plaintext entry (it hands it to crypt(),
+// which does not return it unchanged).
 //
 // Every comparison of a computed hash with the stored one is constant-time. Successful checks
 // are remembered (see VerifyCache) because bcrypt is slow by design and runs on the event loop.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import bcrypt from 'bcryptjs';
+import { desCrypt } from './des-crypt';
 
-export type PasswordFormat = 'bcrypt' | 'apr1' | 'md5crypt' | 'sha1' | 'sha256crypt' | 'sha512crypt';
+export type PasswordFormat = 'bcrypt' | 'apr1' | 'md5crypt' | 'sha1' | 'sha256crypt' | 'sha512crypt' | 'descrypt';
 
 /** The format of a stored hash, or a sentence saying why it cannot be used. */
 export function passwordFormat(hash: string): PasswordFormat | { refused: string } {
@@ -21,9 +22,8 @@ export function passwordFormat(hash: string): PasswordFormat | { refused: string
   if (/^\{SHA\}[A-Za-z0-9+/]{27}=$/.test(hash)) return 'sha1';
   if (/^\$5\$(rounds=\d+\$)?[^$]{0,16}\$[./0-9A-Za-z]{43}$/.test(hash)) return 'sha256crypt';
   if (/^\$6\$(rounds=\d+\$)?[^$]{0,16}\$[./0-9A-Za-z]{86}$/.test(hash)) return 'sha512crypt';
-  if (/^[./0-9A-Za-z]{13}$/.test(hash)) {
-    return { refused: 'a traditional DES crypt hash (htpasswd -d), which wsgate does not check; re-hash it with htpasswd -B' };
-  }
+  // Two salt characters and 11 of hash, all in crypt's alphabet (crypt() fails on any other salt).
+  if (/^[./0-9A-Za-z]{13}$/.test(hash)) return 'descrypt';
   return {
     refused:
       'not a hash Apache checks on Linux (plaintext, htpasswd -p, is accepted only on Windows and NetWare, and other forms are unknown); hash it with htpasswd -B',
@@ -54,6 +54,10 @@ export function checkPassword(password: string, hash: string, format: PasswordFo
       break;
     case 'sha512crypt':
       computed = shaCrypt(pw, hash, 'sha512');
+      break;
+    case 'descrypt':
+      // Undefined only for a salt passwordFormat does not accept: then nothing matches, as with crypt().
+      computed = desCrypt(pw, hash) ?? '';
       break;
   }
   return sameText(computed, hash);

@@ -34,13 +34,15 @@ function ask(config: Config, p: string, opts: Partial<AccessRequest> & { auth?: 
 const status = (r: AccessResult): number => (r.allowed ? 200 : r.status);
 
 test('every htpasswd format Apache checks on Linux verifies the right password and refuses a wrong one', () => {
-  const cases: [string[], string][] = [[['-B'], 'bcrypt'], [['-B', '-C', '6'], 'bcrypt'], [['-m'], 'apr1'], [['-s'], 'sha1'], [['-2'], 'sha256crypt'], [['-5'], 'sha512crypt'], [['-5', '-r', '1200'], 'sha512crypt'], [['-2', '-r', '7000'], 'sha256crypt']];
+  const cases: [string[], string][] = [[['-B'], 'bcrypt'], [['-B', '-C', '6'], 'bcrypt'], [['-m'], 'apr1'], [['-s'], 'sha1'], [['-2'], 'sha256crypt'], [['-5'], 'sha512crypt'], [['-5', '-r', '1200'], 'sha512crypt'], [['-2', '-r', '7000'], 'sha256crypt'], [['-d'], 'descrypt']];
   for (const [flags, format] of cases) {
     for (const pw of ['s3cret', 'pässwörd with spaces', 'x'.repeat(40)]) {
       const h = hash(flags, pw);
       assert.equal(passwordFormat(h), format, `${flags.join(' ')}: ${h}`);
       assert.equal(checkPassword(pw, h, format as never), true, `${flags.join(' ')} right`);
-      assert.equal(checkPassword(pw + '!', h, format as never), false, `${flags.join(' ')} wrong`);
+      // DES crypt reads 8 bytes only, so its wrong password differs in the first one.
+      assert.equal(checkPassword('!' + pw, h, format as never), false, `${flags.join(' ')} wrong`);
+      if (format !== 'descrypt') assert.equal(checkPassword(pw + '!', h, format as never), false, `${flags.join(' ')} wrong`);
     }
   }
   // glibc's own $1$ MD5 crypt (openssl writes it) shares the algorithm with $apr1$.
@@ -50,15 +52,33 @@ test('every htpasswd format Apache checks on Linux verifies the right password a
   assert.equal(checkPassword('hellO', md5, 'md5crypt'), false);
 });
 
-test('DES crypt (-d) and plaintext (-p) entries are FILE:LINE errors at the AuthUserFile line naming the file line', () => {
-  for (const [flag, msg] of [['-d', /line 2 \(user "u"\): a traditional DES crypt hash .*htpasswd -B/], ['-p', /line 2 \(user "u"\): not a hash Apache checks on Linux .*htpasswd -B/]] as const) {
-    const good = `ok:${hash(['-B'], 'a')}`;
+test('plaintext (-p) entries, and DES-length ones with a salt crypt() rejects, are FILE:LINE errors at the AuthUserFile line naming the file line', () => {
+  const msg = /line 2 \(user "u"\): not a hash Apache checks on Linux .*htpasswd -B/;
+  const good = `ok:${hash(['-B'], 'a')}`;
+  const des = hash(['-d'], 'secret');
+  // The system crypt() fails ("*0") for a salt outside ./0-9A-Za-z, so such an entry never matches in Apache.
+  assert.equal(execFileSync('perl', ['-e', 'print crypt($ARGV[0], $ARGV[1])', 'secret', '!' + des.slice(1)]).toString(), '*0');
+  for (const entry of [hash(['-p'], 'secret'), '!' + des.slice(1), des.slice(0, 1) + ' ' + des.slice(2)]) {
     expectError(
-      { 'wsgate.conf': lines('Listen 8080', '<Location /a>', 'AuthType Basic', 'AuthUserFile pw', 'Require valid-user', '</Location>'), pw: `${good}\nu:${hash([flag], 'secret')}\n` },
+      { 'wsgate.conf': lines('Listen 8080', '<Location /a>', 'AuthType Basic', 'AuthUserFile pw', 'Require valid-user', '</Location>'), pw: `${good}\nu:${entry}\n` },
       { line: 4, message: msg },
     );
   }
   expectError({ 'wsgate.conf': lines('Listen 8080', '<Location /a>', 'AuthUserFile nothere', '</Location>') }, { line: 3, message: /AuthUserFile: cannot read .*nothere.*ENOENT/ });
+});
+
+test('a DES crypt (-d) entry loads and decides Basic auth as crypt() does: 8 characters count, later ones do not', () => {
+  const dir = writeTree({ pw: `alice:${hash(['-d'], 'longpassword')}\nbob:${hash(['-d'], 'b')}\n` });
+  const { config } = load({
+    'wsgate.conf': lines('Listen 8080', '<Location /a>', 'AuthType Basic', 'AuthName "r"', `AuthUserFile "${path.join(dir, 'pw')}"`, 'Require valid-user', '</Location>'),
+  });
+  assert.equal(status(ask(config, '/a/x', { auth: basic('alice', 'longpassword') })), 200);
+  assert.equal(status(ask(config, '/a/x', { auth: basic('alice', 'longpass') })), 200, 'crypt() reads the first 8 characters');
+  assert.equal(status(ask(config, '/a/x', { auth: basic('alice', 'longpasXword') })), 401);
+  assert.equal(status(ask(config, '/a/x', { auth: basic('alice', 'longpas') })), 401);
+  assert.equal(status(ask(config, '/a/x', { auth: basic('bob', 'b') })), 200);
+  assert.equal(status(ask(config, '/a/x', { auth: basic('bob', 'B') })), 401);
+  assert.equal(status(ask(config, '/a/x', { auth: basic('bob', '') })), 401);
 });
 
 test('the verification cache remembers successes only', () => {

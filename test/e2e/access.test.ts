@@ -26,6 +26,8 @@ const USERS: Record<string, [string, string]> = {
   sha1: ['-s', 's-secret'],
   sha256: ['-2', '2-secret'],
   sha512: ['-5', '5-secret'],
+  // Traditional DES crypt reads 8 characters; the client sends all of them.
+  des: ['-d', 'd-secret-and-more'],
 };
 
 const basic = (user: string, password: string): string => 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');
