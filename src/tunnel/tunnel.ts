@@ -41,8 +41,13 @@ type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
 
 /** The idle timer ticks this many times per idle period: a tunnel closes between 1× and 1.25× the limit. */
 const IDLE_TICKS = 4;
-/** Once both FINs are forwarded, the sockets get this long to flush before they are destroyed. */
-const FIN_TIMEOUT_MS = 30_000;
+/**
+ * Once both FINs are forwarded, the sockets get this long to flush before they are destroyed
+ * (reason `fin-timeout`): a peer that stopped reading cannot hold a finished tunnel. The one value
+ * for the JavaScript pump, whichever front the tunnel came from (HTTP/1.1, TLS, an RFC 8441
+ * stream); the native engine applies the same bound (kFinTimeoutMs in native/tunnel.cc).
+ */
+export const FIN_TIMEOUT_MS = 30_000;
 /** TCP keepalive probes start after this much silence, to find peers that vanished. */
 export const TCP_KEEPALIVE_DELAY_MS = 60_000;
 
@@ -285,9 +290,12 @@ export class Tunnel {
   sideClosed(fromClient: boolean): void {
     if (fromClient) this.clientClosed = true;
     else this.backendClosed = true;
-    const ended = fromClient ? this.clientEnded : this.backendEnded;
-    if (!ended && this.closeReason === undefined) {
-      // Closed without a FIN we saw: a reset or a destroy. The other side cannot continue.
+    if (this.closeReason === undefined) {
+      // A side closes cleanly only after both FINs (we end its writing side once the other side's
+      // FIN came). Closed before that, without a FIN we saw, or after its FIN but before the other
+      // side's bytes could reach it (an HTTP/2 stream whose session went away, its client no
+      // longer reading): a reset. What the other side still sends has nowhere to go, and a
+      // side paused by backpressure would never read its peer's FIN: end it now.
       this.closeReason = fromClient ? 'client-reset' : 'backend-reset';
     }
     if (this.closeReason !== undefined && this.closeReason !== 'closed') {

@@ -3,7 +3,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -268,4 +268,17 @@ export async function eventually(cond: () => boolean, timeoutMs = 5000, what = '
 /** Asserts that wsgate holds no connection or tunnel (after clients and backends closed). */
 export async function assertNoOpenSockets(g: RunningGateway): Promise<void> {
   await eventually(() => g.gateway.tunnels.size === 0 && g.gateway.openConnections() === 0, 5000, 'wsgate to close every socket');
+}
+
+/** File descriptors this process has open now (entries of /proc/self/fd: sockets, files, epoll, pipes). */
+export function openFds(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/**
+ * Resolves once the process has at most `baseline` descriptors open (polled; the test process runs
+ * wsgate, its backends and its clients, so every socket any of them leaks shows here).
+ */
+export async function fdsBackTo(baseline: number, timeoutMs: number, what: string): Promise<void> {
+  await eventually(() => openFds() <= baseline, timeoutMs, `${what} (open fds ${openFds()}, baseline ${baseline})`);
 }
