@@ -14,9 +14,11 @@ import { WebSocket } from 'ws';
 import { makeCerts, type CertFiles, type Certs } from '../helpers/certs';
 import { FrameType, h2Connect, h2WebSocket, RawH2, wsClose, wsEcho } from '../helpers/h2';
 import { FIN_TIMEOUT_MS } from '../../src/tunnel/tunnel';
-import { eventually, fdsBackTo, openFds, readRequestHead, startEchoBackend, startGateway, startRawBackend, type RunningGateway } from '../helpers/harness';
+import { webSocketAccept } from '../../src/http/websocket-key';
+import { H2_CLOSE_GRACE_MS, H2_PING_TIMEOUT_MS, H2_PROBE_AFTER_MS } from '../../src/listeners/h2';
+import { eventually, fdsBackTo, headerIn, openFds, readRequestHead, startEchoBackend, startGateway, startRawBackend, type RunningGateway } from '../helpers/harness';
 
-const BOUND = { timeout: 90_000 };
+const BOUND = { timeout: 120_000 };
 /** How long the gateway may take to give everything back once the client has done its part. */
 const RELEASE_MS = 15_000;
 
@@ -68,89 +70,143 @@ function breakConnection(c: RawH2, how: Breakage): void {
   else c.data(1, Buffer.from('late'));
 }
 
-const CONNECTIONS = 10;
+/** Connections per variant (4 variants per front, all at once: one fd baseline, one wait). */
+const PER_VARIANT = 5;
+/** A session nghttp2 stopped reading is found by the silence probe: silence, PING, no ACK, then the close. */
+const PROBE_BOUND_MS = H2_PROBE_AFTER_MS + H2_PING_TIMEOUT_MS + H2_CLOSE_GRACE_MS + 10_000;
 
-/** Resolves when every client socket has closed (the server's FIN came); fails after RELEASE_MS. */
-async function allClosed(conns: RawH2[]): Promise<void> {
+/** Resolves when every client socket has closed (the server's FIN came); fails after `timeoutMs`. */
+async function allClosed(conns: RawH2[], timeoutMs: number): Promise<void> {
   let n = 0;
   for (const c of conns) void c.closed.then(() => n++);
-  await eventually(() => n === conns.length, RELEASE_MS, 'the gateway to close every client connection');
+  await eventually(() => n === conns.length, timeoutMs, `the gateway to close every client connection (${n} of ${conns.length} closed)`);
 }
 
 describe('an HTTP/2 connection error with a stream open closes the session, its streams and their backends', () => {
   for (const kind of ['h2', 'h2c'] as const) {
-    for (const how of ['data-on-stream-0', 'data-on-half-closed-stream'] as const) {
-      test(`${kind}: a plain request waiting for its backend, then ${how}, then FIN`, BOUND, async () => {
-        // A backend that reads the request and never answers: the stream stays open.
-        const b = await startRawBackend((s) => {
-          void readRequestHead(s).catch(() => {});
-        });
-        const g = await startGateway(`${frontConfig(kind)}ProxyPass / http://127.0.0.1:${b.port}/\n`);
-        try {
-          const baseline = openFds();
-          const conns: RawH2[] = [];
-          for (let i = 0; i < CONNECTIONS; i++) {
-            const c = await openRaw(g, kind);
+    test(`${kind}: plain requests waiting for their backend and RFC 8441 tunnels, broken by DATA on stream 0 or on their half-closed stream, then FIN`, BOUND, async () => {
+      // A backend that reads the request and never answers: the request's stream stays open.
+      const slow = await startRawBackend((s) => {
+        void readRequestHead(s).then(() => s.resume(), () => {});
+        s.on('end', () => s.destroy());
+      });
+      // A `ws` backend for tunnels broken by DATA on stream 0.
+      const ws = await startEchoBackend('ws');
+      const wsOpen = new Set<WebSocket>();
+      ws.wss.on('connection', (w) => {
+        wsOpen.add(w);
+        w.on('close', () => wsOpen.delete(w));
+      });
+      // For tunnels the client half-closes first (END_STREAM), then breaks with DATA on that
+      // stream: a backend that goes on sending after the client's FIN (a `ws` server would close
+      // at once), a few bytes every 100 ms, so that it learns when wsgate closes its side.
+      let tickFins = 0;
+      const ticking = await startRawBackend((s) => {
+        void readRequestHead(s).then(({ head }) => {
+          s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${webSocketAccept(headerIn(head, 'sec-websocket-key') ?? '')}\r\n\r\n`);
+          s.resume();
+          const tick = setInterval(() => s.write('tick'), 100);
+          s.on('end', () => tickFins++);
+          s.on('close', () => clearInterval(tick));
+          s.on('error', () => s.destroy());
+        }, () => {});
+      });
+      const g = await startGateway(
+        `${frontConfig(kind)}ProxyPass /slow/ http://127.0.0.1:${slow.port}/\nProxyPass /ws/ ws://127.0.0.1:${ws.port}/\nProxyPass /tick/ ws://127.0.0.1:${ticking.port}/\n`,
+      );
+      try {
+        const baseline = openFds();
+        const conns: RawH2[] = [];
+        const breakages: Breakage[] = [];
+        for (const how of ['data-on-stream-0', 'data-on-half-closed-stream'] as const) {
+          for (let i = 0; i < PER_VARIANT; i++) {
             // END_STREAM: a GET, so stream 1 is half-closed (remote) at the server.
-            c.headers(1, requestFields(kind, `/slow/${i}`), true);
-            conns.push(c);
-          }
-          await eventually(() => b.sockets.size === CONNECTIONS, 10_000, 'every request at the backend');
-          for (const c of conns) {
-            breakConnection(c, how);
-            await c.waitFrame((f) => f.type === FrameType.Goaway, 'GOAWAY');
-            c.socket.end();
-          }
-          // The gateway closes each connection (the client's socket sees the server's FIN), the
-          // backend sees its request's connection closed, and no descriptor stays behind.
-          await allClosed(conns);
-          await eventually(() => b.sockets.size === 0, RELEASE_MS, 'the backend connections to close');
-          await eventually(() => g.gateway.openConnections() === 0, RELEASE_MS, 'every session to close');
-          await fdsBackTo(baseline, RELEASE_MS, 'the descriptors to be given back');
-        } finally {
-          await g.stop();
-          await b.close();
-        }
-      });
-
-      test(`${kind}: an RFC 8441 WebSocket tunnel, then ${how}, then FIN`, BOUND, async () => {
-        const backend = await startEchoBackend('ws');
-        const backendOpen = new Set<WebSocket>();
-        backend.wss.on('connection', (ws) => {
-          backendOpen.add(ws);
-          ws.on('close', () => backendOpen.delete(ws));
-        });
-        const g = await startGateway(`${frontConfig(kind)}ProxyPass /ws/ ws://127.0.0.1:${backend.port}/\n`);
-        try {
-          const baseline = openFds();
-          const conns: RawH2[] = [];
-          for (let i = 0; i < CONNECTIONS; i++) {
             const c = await openRaw(g, kind);
-            // An extended CONNECT has no END_STREAM; send one with an empty DATA frame when the
-            // breakage needs the stream half-closed.
-            c.headers(1, connectFields(kind, `/ws/${i}`), false);
-            const h = await c.waitFrame((f) => f.type === FrameType.Headers && f.streamId === 1, 'the 200 for the CONNECT');
-            assert.equal(h.flags & 0x1, 0, 'the tunnel stream stays open');
-            if (how === 'data-on-half-closed-stream') c.data(1, Buffer.alloc(0), true);
+            c.headers(1, requestFields(kind, `/slow/${how}/${i}`), true);
             conns.push(c);
+            breakages.push(how);
+            const t = await openRaw(g, kind);
+            t.headers(1, connectFields(kind, how === 'data-on-stream-0' ? `/ws/${i}` : `/tick/${i}`), false);
+            const h = await t.waitFrame((f) => f.type === FrameType.Headers && f.streamId === 1, 'the 200 for the CONNECT');
+            assert.equal(h.flags & 0x1, 0, 'the tunnel stream stays open');
+            // The client's half-close: an empty DATA frame with END_STREAM (its FIN reaches the backend).
+            if (how === 'data-on-half-closed-stream') t.data(1, Buffer.alloc(0), true);
+            conns.push(t);
+            breakages.push(how);
           }
-          await eventually(() => backendOpen.size === CONNECTIONS && g.gateway.tunnels.size === CONNECTIONS, 10_000, 'every tunnel open');
-          for (const c of conns) {
-            breakConnection(c, how);
-            await c.waitFrame((f) => f.type === FrameType.Goaway, 'GOAWAY');
-            c.socket.end();
-          }
-          await allClosed(conns);
-          await eventually(() => g.gateway.tunnels.size === 0, RELEASE_MS, 'every tunnel to end');
-          await eventually(() => backendOpen.size === 0, RELEASE_MS, 'the backend WebSockets to close');
-          await eventually(() => g.gateway.openConnections() === 0, RELEASE_MS, 'every session to close');
-          await fdsBackTo(baseline, RELEASE_MS, 'the descriptors to be given back');
-        } finally {
-          await g.stop();
-          await backend.close();
         }
+        const n = 2 * PER_VARIANT;
+        await eventually(
+          () => slow.sockets.size === n && wsOpen.size === PER_VARIANT && tickFins === PER_VARIANT && g.gateway.tunnels.size === n,
+          10_000,
+          'every request at its backend, every tunnel open, every half-close at the backend',
+        );
+        for (let i = 0; i < conns.length; i++) {
+          breakConnection(conns[i], breakages[i]);
+          await conns[i].waitFrame((f) => f.type === FrameType.Goaway, 'GOAWAY');
+          conns[i].socket.end();
+        }
+        // The gateway closes each connection (the client's socket sees the server's FIN), every
+        // backend sees its connection closed, and no descriptor stays behind.
+        await allClosed(conns, PROBE_BOUND_MS);
+        await eventually(() => slow.sockets.size === 0 && wsOpen.size === 0 && ticking.sockets.size === 0, RELEASE_MS, 'every backend connection to close');
+        await eventually(() => g.gateway.tunnels.size === 0 && g.gateway.openConnections() === 0, RELEASE_MS, 'every tunnel and session to end');
+        await fdsBackTo(baseline, RELEASE_MS, 'the descriptors to be given back');
+        await g.waitForLog(/HTTP\/2 session closed .*reason="no PING ACK within/);
+      } finally {
+        await g.stop();
+        await ws.close();
+        await slow.close();
+        await ticking.close();
+      }
+    });
+  }
+});
+
+describe('a session the client ends with GOAWAY, FIN or a reset ends its streams at once', () => {
+  for (const kind of ['h2', 'h2c'] as const) {
+    test(`${kind}: GOAWAY(PROTOCOL_ERROR), a FIN and an abrupt close (a TCP reset on h2c), each with a tunnel and a request open`, BOUND, async () => {
+      const slow = await startRawBackend((s) => {
+        void readRequestHead(s).then(() => s.resume(), () => {});
+        s.on('end', () => s.destroy());
       });
-    }
+      const ws = await startEchoBackend('ws');
+      const wsOpen = new Set<WebSocket>();
+      ws.wss.on('connection', (w) => {
+        wsOpen.add(w);
+        w.on('close', () => wsOpen.delete(w));
+      });
+      const g = await startGateway(`${frontConfig(kind)}ProxyPass /slow/ http://127.0.0.1:${slow.port}/\nProxyPass /ws/ ws://127.0.0.1:${ws.port}/\n`);
+      try {
+        const baseline = openFds();
+        const conns: RawH2[] = [];
+        for (let i = 0; i < 3; i++) {
+          const c = await openRaw(g, kind);
+          c.headers(1, connectFields(kind, `/ws/${i}`), false);
+          await c.waitFrame((f) => f.type === FrameType.Headers && f.streamId === 1, 'the 200 for the CONNECT');
+          c.headers(3, requestFields(kind, `/slow/${i}`), true);
+          conns.push(c);
+        }
+        await eventually(() => slow.sockets.size === 3 && wsOpen.size === 3 && g.gateway.tunnels.size === 3, 10_000, 'every tunnel and request open');
+        const started = Date.now();
+        conns[0].goaway(http2.constants.NGHTTP2_PROTOCOL_ERROR);
+        conns[1].socket.end();
+        // A TCP reset (a TLS socket cannot send one from Node: it is closed without close_notify).
+        if (kind === 'h2c') conns[2].socket.resetAndDestroy();
+        else conns[2].socket.destroy();
+        // Node sees each of these: no silence probe is needed, so all is over well before one would run.
+        const fast = H2_PROBE_AFTER_MS - 2_000;
+        await eventually(() => slow.sockets.size === 0 && wsOpen.size === 0, fast, 'every backend connection to close');
+        await eventually(() => g.gateway.tunnels.size === 0 && g.gateway.openConnections() === 0, fast, 'every tunnel and session to end');
+        await allClosed(conns, fast);
+        await fdsBackTo(baseline, fast, 'the descriptors to be given back');
+        assert.ok(Date.now() - started < H2_PROBE_AFTER_MS, 'ended without the silence probe');
+      } finally {
+        await g.stop();
+        await ws.close();
+        await slow.close();
+      }
+    });
   }
 });
 

@@ -180,6 +180,13 @@ export class RawH2 {
     this.socket.write(h2Frame(FrameType.Data, endStream ? 0x1 : 0, streamId, payload));
   }
 
+  /** A GOAWAY from the client: no stream accepted (last stream 0), with `code`. */
+  goaway(code: number): void {
+    const payload = Buffer.alloc(8);
+    payload.writeUInt32BE(code, 4);
+    this.socket.write(h2Frame(FrameType.Goaway, 0, 0, payload));
+  }
+
   /** Resolves with the first frame (already received or to come) that `match` accepts; rejects after `timeoutMs`. */
   waitFrame(match: (f: ReceivedFrame) => boolean, what: string, timeoutMs = 10_000): Promise<ReceivedFrame> {
     const seen = this.frames.find(match);
