@@ -135,9 +135,16 @@ describe('an HTTP/2 connection error with a stream open closes the session, its 
             breakages.push(how);
           }
         }
+        // A healthy client with an idle tunnel, open the whole time: the probe asks it a PING,
+        // which it answers, and its session and tunnel survive.
+        const healthy = await h2Connect2(kind, g);
+        let pings = 0;
+        healthy.on('ping', () => pings++);
+        const idle = await h2WebSocket(healthy, '/ws/healthy');
+        assert.equal(idle.status, 200);
         const n = 2 * PER_VARIANT;
         await eventually(
-          () => slow.sockets.size === n && wsOpen.size === PER_VARIANT && tickFins === PER_VARIANT && g.gateway.tunnels.size === n,
+          () => slow.sockets.size === n && wsOpen.size === PER_VARIANT + 1 && tickFins === PER_VARIANT && g.gateway.tunnels.size === n + 1,
           10_000,
           'every request at its backend, every tunnel open, every half-close at the backend',
         );
@@ -149,10 +156,17 @@ describe('an HTTP/2 connection error with a stream open closes the session, its 
         // The gateway closes each connection (the client's socket sees the server's FIN), every
         // backend sees its connection closed, and no descriptor stays behind.
         await allClosed(conns, PROBE_BOUND_MS);
-        await eventually(() => slow.sockets.size === 0 && wsOpen.size === 0 && ticking.sockets.size === 0, RELEASE_MS, 'every backend connection to close');
-        await eventually(() => g.gateway.tunnels.size === 0 && g.gateway.openConnections() === 0, RELEASE_MS, 'every tunnel and session to end');
-        await fdsBackTo(baseline, RELEASE_MS, 'the descriptors to be given back');
+        await eventually(() => slow.sockets.size === 0 && wsOpen.size === 1 && ticking.sockets.size === 0, RELEASE_MS, 'every backend connection to close');
+        await eventually(() => g.gateway.tunnels.size === 1 && g.gateway.openConnections() === 1, RELEASE_MS, 'every broken tunnel and session to end');
         await g.waitForLog(/HTTP\/2 session closed .*reason="no PING ACK within/);
+        // The healthy session was silent for longer than the probe's delay: it was asked, it answered.
+        await eventually(() => pings >= 1, PROBE_BOUND_MS, 'a PING to the healthy client');
+        assert.equal(healthy.closed || healthy.destroyed, false);
+        assert.equal((await wsEcho(idle.ws!, 'still here')).data.toString(), 'still here');
+        await wsClose(idle.ws!);
+        healthy.close();
+        await eventually(() => g.gateway.tunnels.size === 0 && g.gateway.openConnections() === 0 && wsOpen.size === 0, RELEASE_MS, 'every tunnel and session to end');
+        await fdsBackTo(baseline, RELEASE_MS, 'the descriptors to be given back');
       } finally {
         await g.stop();
         await ws.close();
