@@ -14,9 +14,10 @@ import { WebSocket } from 'ws';
 import { makeCerts, type CertFiles, type Certs } from '../helpers/certs';
 import { FrameType, h2Connect, h2WebSocket, RawH2, wsClose, wsEcho } from '../helpers/h2';
 import { FIN_TIMEOUT_MS } from '../../src/tunnel/tunnel';
+import { nativeEngine } from '../../src/tunnel/native';
 import { webSocketAccept } from '../../src/http/websocket-key';
 import { H2_CLOSE_GRACE_MS, H2_PING_TIMEOUT_MS, H2_PROBE_AFTER_MS } from '../../src/listeners/h2';
-import { eventually, fdsBackTo, headerIn, openFds, readRequestHead, startEchoBackend, startGateway, startRawBackend, type RunningGateway } from '../helpers/harness';
+import { eventually, fdsBackTo, fdTargets, headerIn, readRequestHead, startEchoBackend, startGateway, startRawBackend, type RunningGateway } from '../helpers/harness';
 
 const BOUND = { timeout: 120_000 };
 /** How long the gateway may take to give everything back once the client has done its part. */
@@ -26,6 +27,8 @@ let certs: Certs;
 let front: CertFiles;
 
 before(() => {
+  // The native engine opens its epoll descriptor once, at first use: open it before any baseline.
+  nativeEngine();
   certs = makeCerts();
   front = certs.issue('front', ['127.0.0.1', 'localhost']);
 });
@@ -115,7 +118,7 @@ describe('an HTTP/2 connection error with a stream open closes the session, its 
         `${frontConfig(kind)}ProxyPass /slow/ http://127.0.0.1:${slow.port}/\nProxyPass /ws/ ws://127.0.0.1:${ws.port}/\nProxyPass /tick/ ws://127.0.0.1:${ticking.port}/\n`,
       );
       try {
-        const baseline = openFds();
+        const baseline = fdTargets();
         const conns: RawH2[] = [];
         const breakages: Breakage[] = [];
         for (const how of ['data-on-stream-0', 'data-on-half-closed-stream'] as const) {
@@ -192,7 +195,7 @@ describe('a session the client ends with GOAWAY, FIN or a reset ends its streams
       });
       const g = await startGateway(`${frontConfig(kind)}ProxyPass /slow/ http://127.0.0.1:${slow.port}/\nProxyPass /ws/ ws://127.0.0.1:${ws.port}/\n`);
       try {
-        const baseline = openFds();
+        const baseline = fdTargets();
         const conns: RawH2[] = [];
         for (let i = 0; i < 3; i++) {
           const c = await openRaw(g, kind);
@@ -246,7 +249,7 @@ describe('an RFC 8441 tunnel whose client stopped reading and then vanished', ()
       });
       const g = await startGateway(`${frontConfig(kind)}ProxyPass /ws/ ws://127.0.0.1:${backend.port}/ max=1\n`);
       try {
-        const baseline = openFds();
+        const baseline = fdTargets();
         const { session, socket } = await connectOwningSocket(kind, g);
         const stream = session.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':path': '/ws/flood', 'sec-websocket-version': '13' });
         stream.on('error', () => {});
