@@ -290,12 +290,14 @@ export class Tunnel {
   sideClosed(fromClient: boolean): void {
     if (fromClient) this.clientClosed = true;
     else this.backendClosed = true;
-    if (this.closeReason === undefined) {
-      // A side closes cleanly only after both FINs (we end its writing side once the other side's
-      // FIN came). Closed before that, without a FIN we saw, or after its FIN but before the other
-      // side's bytes could reach it (an HTTP/2 stream whose session went away, its client no
-      // longer reading): a reset. What the other side still sends has nowhere to go, and a
-      // side paused by backpressure would never read its peer's FIN: end it now.
+    const self = fromClient ? this.client! : this.backend!;
+    const other = fromClient ? this.backend! : this.client!;
+    const ended = fromClient ? this.clientEnded : this.backendEnded;
+    // Closed without a FIN we saw (a reset or a destroy), or after its FIN but with bytes still
+    // owed to it or the other side paused waiting for it to drain (an HTTP/2 stream whose client
+    // stopped reading, then whose session went away): nothing will drain any more, and a paused
+    // side would never read its peer's FIN. The other side cannot continue.
+    if (this.closeReason === undefined && (!ended || self.writableLength > 0 || other.isPaused())) {
       this.closeReason = fromClient ? 'client-reset' : 'backend-reset';
     }
     if (this.closeReason !== undefined && this.closeReason !== 'closed') {
