@@ -19,7 +19,7 @@ import { selectVirtualHost } from '../routing/vhost';
 import { KEEPALIVE_TIMEOUT_MS } from './http1';
 import { plainAddress } from './address';
 
-const { NGHTTP2_PROTOCOL_ERROR } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
 
 /** Streams a client may open at once on one connection (mod_http2's H2MaxSessionStreams default). */
 export const MAX_CONCURRENT_STREAMS = 100;
@@ -328,8 +328,13 @@ function probeExpired(session: Session): void {
   const info = session[kInfo]!;
   info.probe = undefined;
   if (session.destroyed) return;
-  info.log.info('HTTP/2 session closed', { client: info.clientIp, reason: `no PING ACK within ${H2_PING_TIMEOUT_MS} ms`, streams: info.streams });
-  session.destroy();
+  const reason = `no PING ACK within ${H2_PING_TIMEOUT_MS} ms`;
+  info.log.info('HTTP/2 session closed', { client: info.clientIp, reason, streams: info.streams });
+  // With an error, so that each stream closes with an error code: a tunnel whose client had
+  // half-closed then sees a reset, not the end of a clean close.
+  const err = new Error(reason) as NodeJS.ErrnoException;
+  err.code = 'PING_TIMEOUT';
+  session.destroy(err, NGHTTP2_CANCEL);
   armCut(info);
 }
 
