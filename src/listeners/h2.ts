@@ -9,6 +9,7 @@ import * as http2 from 'node:http2';
 import type * as net from 'node:net';
 import type { Config, ListenAddress, VirtualHost } from '../config/model';
 import type { GatewayContext } from '../proxy/context';
+import type { Logger } from '../observe/log';
 import { H2Body, H2Exchange, respondH2Error } from '../proxy/h2exchange';
 import { headerScope, Upstream } from '../proxy/upstream';
 import { newWebSocketKey } from '../http/websocket-key';
@@ -20,10 +21,22 @@ import { plainAddress } from './address';
 import { headLimits, limitsOf } from './limits';
 import { stageDeadline } from '../config/reqtimeout';
 
-const { NGHTTP2_PROTOCOL_ERROR } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
 
 /** Streams a client may open at once on one connection (mod_http2's H2MaxSessionStreams default). */
 export const MAX_CONCURRENT_STREAMS = 100;
+
+/**
+ * A session silent this long (no frame read or written, streams open or not) is sent a PING.
+ * nghttp2 stops reading a connection once it has sent GOAWAY for a connection error, and Node
+ * reports nothing of it: the client's FIN is never read and the streams never close. Only a
+ * question the peer must answer tells a dead session from a quiet one.
+ */
+export const H2_PROBE_AFTER_MS = 10_000;
+/** No PING ACK this long after the PING: the session is destroyed, every stream with it. */
+export const H2_PING_TIMEOUT_MS = 10_000;
+/** A session being closed (GOAWAY sent, or destroyed) whose socket is still open this long after is cut. */
+export const H2_CLOSE_GRACE_MS = 5_000;
 
 export interface H2Host extends GatewayContext {
   /** The config in force now; read once per stream. */
@@ -35,14 +48,20 @@ interface SessionInfo {
   readonly listen: ListenAddress;
   readonly clientIp: string;
   readonly localAddress: string;
-  /** The connection's socket, for TLS variables (`%{VAR}s`); the session's own `socket` is a proxy object. */
+  /** The connection under the session (Node hides it behind the session). */
+  readonly socket: net.Socket;
+  /** The same socket, for TLS variables (`%{VAR}s`). */
   readonly tls: unknown;
+  readonly log: Logger;
   /** Streams open now; the session is closed after KEEPALIVE_TIMEOUT_MS with none. */
   streams: number;
   idle: NodeJS.Timeout | undefined;
+  /** Runs while a PING waits for its ACK. */
+  probe: NodeJS.Timeout | undefined;
+  /** Runs once the session is being closed: cuts its socket if it is still open then. */
+  cut: NodeJS.Timeout | undefined;
   /** RequestReadTimeout's header stage for the connection's first HEADERS: when it started, the socket's byte count then, its timer. */
   readonly host: H2Host;
-  readonly socket: net.Socket;
   readonly acceptedAt: number;
   readonly startBytes: number;
   firstHead: NodeJS.Timeout | undefined;
@@ -118,11 +137,14 @@ export class H2Front {
       listen,
       clientIp: plainAddress(socket.remoteAddress),
       localAddress: socket.localAddress ?? '',
+      socket,
       tls: socket,
+      log: this.host.log,
       streams: 0,
       idle: undefined,
+      probe: undefined,
+      cut: undefined,
       host: this.host,
-      socket,
       acceptedAt: Date.now(),
       startBytes: socket.bytesRead,
       firstHead: undefined,
@@ -147,10 +169,11 @@ export class H2Front {
     this.sessions.add(session);
     session.on('close', () => {
       this.sessions.delete(session);
-      if (info.idle !== undefined) clearTimeout(info.idle);
-      if (info.firstHead !== undefined) clearTimeout(info.firstHead);
+      clearTimers(info);
     });
     session.on('error', () => {}); // reported through the factory's 'sessionError'
+    session.on('timeout', sessionOnSilence);
+    session.setTimeout(H2_PROBE_AFTER_MS);
     this.armIdle(session, info);
     const header = this.host.config.mainServer.settings.requestReadTimeouts.header;
     if (header.timeoutMs > 0) armFirstHead(session, info, header.timeoutMs);
@@ -159,10 +182,7 @@ export class H2Front {
   /** Closes a session that has had no stream for KEEPALIVE_TIMEOUT_MS (GOAWAY, then close), as Apache's KeepAliveTimeout. */
   private armIdle(session: Session, info: SessionInfo): void {
     if (info.idle !== undefined) clearTimeout(info.idle);
-    info.idle = setTimeout(() => {
-      info.idle = undefined;
-      if (info.streams === 0 && !session.closed) session.close();
-    }, KEEPALIVE_TIMEOUT_MS);
+    info.idle = setTimeout(closeIdle, KEEPALIVE_TIMEOUT_MS, session);
     info.idle.unref();
   }
 
@@ -284,7 +304,11 @@ export class H2Front {
   /** Closes every session now (shutdown): their streams, and the tunnels on them, close too. */
   closeAll(): void {
     this.stopping = true;
-    for (const s of [...this.sessions]) s.destroy();
+    for (const s of [...this.sessions]) {
+      s.destroy();
+      const info = (s as Session)[kInfo];
+      if (info !== undefined) armCut(info);
+    }
   }
 }
 
@@ -373,4 +397,73 @@ function headerString(v: string | string[] | undefined): string | undefined {
 
 function streamOnError(): void {
   // A reset or failed stream: whoever owns it (exchange, tunnel) sees 'close' and ends its part.
+}
+
+function closeIdle(session: Session): void {
+  const info = session[kInfo]!;
+  info.idle = undefined;
+  if (info.streams !== 0 || session.closed || session.destroyed) return;
+  session.close();
+  armCut(info);
+}
+
+/**
+ * The session has been silent for H2_PROBE_AFTER_MS. An open one is asked a PING; one already
+ * closing cannot be (Node sends no PING after GOAWAY), and it has had its chance to finish.
+ */
+function sessionOnSilence(this: Session): void {
+  const info = this[kInfo];
+  if (info === undefined || this.destroyed || info.probe !== undefined) return;
+  if (this.closed) {
+    armCut(info);
+    return;
+  }
+  info.probe = setTimeout(probeExpired, H2_PING_TIMEOUT_MS, this);
+  info.probe.unref();
+  try {
+    this.ping(probeAnswered.bind(this));
+  } catch {
+    // Destroyed meanwhile: its 'close' clears the probe.
+  }
+}
+
+function probeAnswered(this: Session, err: Error | null): void {
+  const info = this[kInfo];
+  if (info === undefined || err !== null || this.destroyed) return;
+  if (info.probe !== undefined) clearTimeout(info.probe);
+  info.probe = undefined;
+  // Node's session timer fires once per silence: arm it again for the next one.
+  this.setTimeout(H2_PROBE_AFTER_MS);
+}
+
+/** No ACK: the peer is gone or nghttp2 stopped reading (a connection error). Every stream ends with the session. */
+function probeExpired(session: Session): void {
+  const info = session[kInfo]!;
+  info.probe = undefined;
+  if (session.destroyed) return;
+  const reason = `no PING ACK within ${H2_PING_TIMEOUT_MS} ms`;
+  info.log.info('HTTP/2 session closed', { client: info.clientIp, reason, streams: info.streams });
+  // With an error, so that each stream closes with an error code: a tunnel whose client had
+  // half-closed then sees a reset, not the end of a clean close.
+  const err = new Error(reason) as NodeJS.ErrnoException;
+  err.code = 'PING_TIMEOUT';
+  session.destroy(err, NGHTTP2_CANCEL);
+  armCut(info);
+}
+
+function armCut(info: SessionInfo): void {
+  if (info.cut !== undefined) return;
+  info.cut = setTimeout(cutSocket, H2_CLOSE_GRACE_MS, info);
+  info.cut.unref();
+}
+
+/** The session is over but its socket stayed open (a peer that neither reads nor closes): Node's 'close' on the socket destroys what is left. */
+function cutSocket(info: SessionInfo): void {
+  info.cut = undefined;
+  info.socket.destroy();
+}
+
+function clearTimers(info: SessionInfo): void {
+  for (const t of [info.idle, info.probe, info.cut, info.firstHead]) if (t !== undefined) clearTimeout(t);
+  info.idle = info.probe = info.cut = info.firstHead = undefined;
 }

@@ -322,9 +322,15 @@ export class Tunnel {
   sideClosed(fromClient: boolean): void {
     if (fromClient) this.clientClosed = true;
     else this.backendClosed = true;
+    const self = fromClient ? this.client! : this.backend!;
     const ended = fromClient ? this.clientEnded : this.backendEnded;
-    if (!ended && this.closeReason === undefined) {
-      // Closed without a FIN we saw: a reset or a destroy. The other side cannot continue.
+    // Closed without a FIN we saw (a reset or a destroy); or, an HTTP/2 stream, closed after its
+    // END_STREAM but with an error code: its session went away (the client vanished, a connection
+    // error), so nothing will drain any more, and the other side, perhaps paused waiting for it,
+    // would never read its own peer's FIN. The other side cannot continue. (A stream that closes
+    // with NO_ERROR once the client is done is how a WebSocket over h2 ends: a clean close.)
+    const rstCode = (self as Socket & { rstCode?: number }).rstCode;
+    if (this.closeReason === undefined && (!ended || (rstCode !== undefined && rstCode !== 0))) {
       this.closeReason = fromClient ? 'client-reset' : 'backend-reset';
     }
     if (this.closeReason !== undefined && this.closeReason !== 'closed') {

@@ -1,9 +1,10 @@
 // HTTP/2 clients for the tests: Node's http2 client (plain requests, RFC 8441 extended CONNECT
-// with a `ws` WebSocket running on the stream), and a raw frame writer for requests Node's client
-// refuses to send (missing pseudo-headers).
+// with a `ws` WebSocket running on the stream), and a raw frame writer (RawH2) for what Node's
+// client refuses to send (missing pseudo-headers, DATA on stream 0 or on a closed stream).
 
 import { once } from 'node:events';
 import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { WebSocket } from 'ws';
 
@@ -95,7 +96,19 @@ export async function wsClose(ws: WebSocket): Promise<void> {
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
-function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
+/** Frame types (RFC 9113 §6). */
+export const enum FrameType {
+  Data = 0x0,
+  Headers = 0x1,
+  RstStream = 0x3,
+  Settings = 0x4,
+  Ping = 0x6,
+  Goaway = 0x7,
+  WindowUpdate = 0x8,
+}
+
+/** One frame as written on the wire: 9-byte header, then `payload`. */
+export function h2Frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
   const h = Buffer.alloc(9);
   h.writeUIntBE(payload.length, 0, 3);
   h[3] = type;
@@ -110,6 +123,105 @@ function hpackLiteral(name: string, value: string): Buffer {
   return Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name, 'latin1'), Buffer.from([value.length]), Buffer.from(value, 'latin1')]);
 }
 
+export interface ReceivedFrame {
+  type: number;
+  flags: number;
+  streamId: number;
+  payload: Buffer;
+}
+
+/**
+ * A hand-driven HTTP/2 client connection (TLS with ALPN h2, or h2c with prior knowledge): it
+ * writes exactly the frames it is told to, including ones Node's client refuses to send (DATA on
+ * stream 0, on a closed stream), acknowledges the server's SETTINGS, and records every frame.
+ * Header blocks are unindexed literals, so no HPACK state is needed on our side; the server's
+ * header blocks are not decoded.
+ */
+export class RawH2 {
+  readonly frames: ReceivedFrame[] = [];
+  /** Resolves when the socket has closed (the server's FIN read, or destroyed). */
+  readonly closed: Promise<void>;
+  private buf = Buffer.alloc(0);
+  private readonly waiters: { match: (f: ReceivedFrame) => boolean; resolve: (f: ReceivedFrame) => void }[] = [];
+
+  private constructor(readonly socket: net.Socket) {
+    socket.on('error', () => {});
+    socket.on('data', (c: Buffer) => this.onData(c));
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+  }
+
+  /** Connects, sends the preface and an empty SETTINGS. `ca` given: TLS with ALPN h2; else plain (h2c). */
+  static async open(port: number, ca?: string): Promise<RawH2> {
+    let socket: net.Socket;
+    if (ca !== undefined) {
+      const t = tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost', ALPNProtocols: ['h2'] });
+      t.on('error', () => {});
+      await once(t, 'secureConnect');
+      if (t.alpnProtocol !== 'h2') throw new Error(`ALPN chose ${String(t.alpnProtocol)}`);
+      socket = t;
+    } else {
+      socket = net.connect({ host: '127.0.0.1', port });
+      socket.on('error', () => {});
+      await once(socket, 'connect');
+    }
+    const c = new RawH2(socket);
+    socket.write(Buffer.concat([PREFACE, h2Frame(FrameType.Settings, 0, 0)]));
+    return c;
+  }
+
+  /** A HEADERS frame (END_HEADERS, and END_STREAM if `endStream`) carrying exactly `fields`. */
+  headers(streamId: number, fields: [string, string][], endStream: boolean): void {
+    const block = Buffer.concat(fields.map(([n, v]) => hpackLiteral(n, v)));
+    this.socket.write(h2Frame(FrameType.Headers, 0x4 | (endStream ? 0x1 : 0), streamId, block));
+  }
+
+  /** A DATA frame on any stream, 0 included. */
+  data(streamId: number, payload: Buffer, endStream = false): void {
+    this.socket.write(h2Frame(FrameType.Data, endStream ? 0x1 : 0, streamId, payload));
+  }
+
+  /** A GOAWAY from the client: no stream accepted (last stream 0), with `code`. */
+  goaway(code: number): void {
+    const payload = Buffer.alloc(8);
+    payload.writeUInt32BE(code, 4);
+    this.socket.write(h2Frame(FrameType.Goaway, 0, 0, payload));
+  }
+
+  /** Resolves with the first frame (already received or to come) that `match` accepts; rejects after `timeoutMs`. */
+  waitFrame(match: (f: ReceivedFrame) => boolean, what: string, timeoutMs = 10_000): Promise<ReceivedFrame> {
+    const seen = this.frames.find(match);
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`RawH2: no ${what} within ${timeoutMs} ms`)), timeoutMs);
+      this.waiters.push({
+        match,
+        resolve: (f) => {
+          clearTimeout(timer);
+          resolve(f);
+        },
+      });
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    this.buf = Buffer.concat([this.buf, chunk]);
+    while (this.buf.length >= 9) {
+      const len = this.buf.readUIntBE(0, 3);
+      if (this.buf.length < 9 + len) break;
+      const f: ReceivedFrame = { type: this.buf[3], flags: this.buf[4], streamId: this.buf.readUInt32BE(5) & 0x7fffffff, payload: this.buf.subarray(9, 9 + len) };
+      this.buf = this.buf.subarray(9 + len);
+      if (f.type === FrameType.Settings && (f.flags & 0x1) === 0 && !this.socket.destroyed) this.socket.write(h2Frame(FrameType.Settings, 0x1, 0));
+      this.frames.push(f);
+      for (let i = this.waiters.length - 1; i >= 0; i--) {
+        if (this.waiters[i].match(f)) {
+          this.waiters[i].resolve(f);
+          this.waiters.splice(i, 1);
+        }
+      }
+    }
+  }
+}
+
 /**
  * Sends one HEADERS frame with exactly `fields` (pseudo-headers included, as given) on stream 1
  * of a fresh TLS h2 connection, and resolves with what the server did to that stream: the
@@ -117,59 +229,30 @@ function hpackLiteral(name: string, value: string): Buffer {
  * response is only checked for having HEADERS).
  */
 export async function rawH2Stream(port: number, ca: string, fields: [string, string][]): Promise<{ rstCode?: number; gotHeaders: boolean; settings: Map<number, number> }> {
-  const socket = tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost', ALPNProtocols: ['h2'] });
-  socket.on('error', () => {});
-  await once(socket, 'secureConnect');
-  if (socket.alpnProtocol !== 'h2') throw new Error(`ALPN chose ${String(socket.alpnProtocol)}`);
-  socket.write(Buffer.concat([PREFACE, frame(0x4, 0, 0, Buffer.alloc(0))]));
-  const block = Buffer.concat(fields.map(([n, v]) => hpackLiteral(n, v)));
-  // END_HEADERS (0x4) | END_STREAM (0x1)
-  socket.write(frame(0x1, 0x5, 1, block));
+  const c = await RawH2.open(port, ca);
+  c.headers(1, fields, true);
   const settings = new Map<number, number>();
-  let buf = Buffer.alloc(0);
   let gotHeaders = false;
-  return await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error('rawH2Stream: no answer for stream 1 within 10 s'));
-    }, 10_000);
-    const done = (r: { rstCode?: number; gotHeaders: boolean; settings: Map<number, number> }): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(r);
-    };
-    socket.on('data', (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      while (buf.length >= 9) {
-        const len = buf.readUIntBE(0, 3);
-        if (buf.length < 9 + len) break;
-        const type = buf[3];
-        const flags = buf[4];
-        const id = buf.readUInt32BE(5) & 0x7fffffff;
-        const payload = buf.subarray(9, 9 + len);
-        buf = buf.subarray(9 + len);
-        if (type === 0x4 && (flags & 0x1) === 0) {
-          for (let i = 0; i + 6 <= payload.length; i += 6) settings.set(payload.readUInt16BE(i), payload.readUInt32BE(i + 2));
-          socket.write(frame(0x4, 0x1, 0, Buffer.alloc(0)));
-        } else if (type === 0x3 && id === 1) {
-          done({ rstCode: payload.readUInt32BE(0), gotHeaders, settings });
-          return;
-        } else if (type === 0x1 && id === 1) {
-          gotHeaders = true;
-          if (flags & 0x1) {
-            done({ gotHeaders, settings });
-            return;
-          }
-        } else if (type === 0x0 && id === 1 && flags & 0x1) {
-          done({ gotHeaders, settings });
-          return;
-        } else if (type === 0x7) {
-          // GOAWAY: the server treated it as a connection error.
-          done({ rstCode: payload.readUInt32BE(4), gotHeaders, settings });
-          return;
-        }
-      }
-    });
-    socket.on('close', () => done({ gotHeaders, settings }));
-  });
+  const outcome = await Promise.race([
+    c.waitFrame(
+      (f) =>
+        (f.type === FrameType.RstStream && f.streamId === 1) ||
+        (f.type === FrameType.Headers && f.streamId === 1 && (f.flags & 0x1) !== 0) ||
+        (f.type === FrameType.Data && f.streamId === 1 && (f.flags & 0x1) !== 0) ||
+        // GOAWAY: the server treated it as a connection error.
+        f.type === FrameType.Goaway,
+      'answer for stream 1',
+    ),
+    c.closed.then(() => undefined),
+  ]);
+  c.socket.destroy();
+  for (const f of c.frames) {
+    if (f.type === FrameType.Settings && (f.flags & 0x1) === 0) {
+      for (let i = 0; i + 6 <= f.payload.length; i += 6) settings.set(f.payload.readUInt16BE(i), f.payload.readUInt32BE(i + 2));
+    }
+    if (f.type === FrameType.Headers && f.streamId === 1) gotHeaders = true;
+  }
+  if (outcome?.type === FrameType.RstStream) return { rstCode: outcome.payload.readUInt32BE(0), gotHeaders, settings };
+  if (outcome?.type === FrameType.Goaway) return { rstCode: outcome.payload.readUInt32BE(4), gotHeaders, settings };
+  return { gotHeaders, settings };
 }

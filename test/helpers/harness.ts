@@ -3,7 +3,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -268,4 +268,38 @@ export async function eventually(cond: () => boolean, timeoutMs = 5000, what = '
 /** Asserts that wsgate holds no connection or tunnel (after clients and backends closed). */
 export async function assertNoOpenSockets(g: RunningGateway): Promise<void> {
   await eventually(() => g.gateway.tunnels.size === 0 && g.gateway.openConnections() === 0, 5000, 'wsgate to close every socket');
+}
+
+/** File descriptors this process has open now (entries of /proc/self/fd: sockets, files, epoll, pipes). */
+export function openFds(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** What each open descriptor is (`fd → target`, as /proc/self/fd shows it), for a leak's report. */
+export function fdTargets(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target = '?';
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      // closed between the listing and the read (the listing's own descriptor): still counted, as openFds() counts it
+    }
+    out.set(fd, target);
+  }
+  return out;
+}
+
+/**
+ * Resolves once the process has at most `baseline.size` descriptors open (polled; the test process
+ * runs wsgate, its backends and its clients, so every socket any of them leaks shows here). Fails
+ * after `timeoutMs`, naming the descriptors that were not there at the baseline.
+ */
+export async function fdsBackTo(baseline: Map<string, string>, timeoutMs: number, what: string): Promise<void> {
+  try {
+    await eventually(() => openFds() <= baseline.size, timeoutMs, what);
+  } catch (e) {
+    const extra = [...fdTargets()].filter(([fd, target]) => baseline.get(fd) !== target).map(([fd, target]) => `${fd}→${target}`);
+    throw new Error(`${(e as Error).message}: ${openFds()} open, ${baseline.size} at the baseline; new: ${extra.join(' ')}`);
+  }
 }
