@@ -35,7 +35,16 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, only: null, scenarios: null, keepTmp: false, idleTunnels: null, nice: null, retry: true, render: null };
+  const o: Options = {
+    quick: false,
+    only: null,
+    scenarios: null,
+    keepTmp: false,
+    idleTunnels: null,
+    nice: null,
+    retry: true,
+    render: null,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = (): string => {
@@ -44,8 +53,16 @@ function parseArgs(argv: string[]): Options {
       return v;
     };
     if (a === '--quick') o.quick = true;
-    else if (a.startsWith('--only')) o.only = val().split(',').map((s) => s.trim()).filter(Boolean);
-    else if (a.startsWith('--scenarios')) o.scenarios = val().split(',').map((s) => s.trim()).filter(Boolean);
+    else if (a.startsWith('--only'))
+      o.only = val()
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+    else if (a.startsWith('--scenarios'))
+      o.scenarios = val()
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
     else if (a.startsWith('--tunnels')) o.idleTunnels = Number(val());
     else if (a === '--keep-tmp') o.keepTmp = true;
     else if (a.startsWith('--nice')) o.nice = Number(val());
@@ -125,7 +142,11 @@ function descendantsOf(pid: number): number[] {
   const queue = [pid];
   while (queue.length) {
     const p = queue.shift() as number;
-    for (const [c, pp] of parent) if (pp === p) { out.push(c); queue.push(c); }
+    for (const [c, pp] of parent)
+      if (pp === p) {
+        out.push(c);
+        queue.push(c);
+      }
   }
   return out;
 }
@@ -143,23 +164,42 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 async function stopProc(p: Proc, graceMs = 3000): Promise<void> {
   if (!p.exited && p.pid > 0) {
-    try { process.kill(p.pid, 'SIGTERM'); } catch { /* already gone */ }
+    try {
+      process.kill(p.pid, 'SIGTERM');
+    } catch {
+      /* already gone */
+    }
     const t0 = Date.now();
     while (!p.exited && Date.now() - t0 < graceMs) await sleep(20);
     if (!p.exited) {
-      try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
       const t1 = Date.now();
       while (!p.exited && Date.now() - t1 < 2000) await sleep(20);
     }
   }
-  for (const d of p.descendants) if (alive(d)) { try { process.kill(d, 'SIGKILL'); } catch { /* gone */ } }
+  for (const d of p.descendants)
+    if (alive(d)) {
+      try {
+        process.kill(d, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
   live.delete(p);
 }
 
 function killAllSync(): void {
   for (const p of live) {
     for (const pid of [p.pid, ...p.descendants]) {
-      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
     }
   }
   live.clear();
@@ -296,8 +336,13 @@ const TARGETS: Target[] = [
     name: 'pipe',
     unavailable: () => null,
     start: (ctx) =>
-      startProc('pipe', PROXY_CPU, nodeBin, [path.join(__dirname, 'pipe-proxy.js'), '--listen', String(ctx.port), '--target', String(ctx.backendPort)],
-        path.join(ctx.tmp, `pipe-${ctx.tag}.log`)),
+      startProc(
+        'pipe',
+        PROXY_CPU,
+        nodeBin,
+        [path.join(__dirname, 'pipe-proxy.js'), '--listen', String(ctx.port), '--target', String(ctx.backendPort)],
+        path.join(ctx.tmp, `pipe-${ctx.tag}.log`),
+      ),
     version: () => `node ${process.version} net + stream.pipe()`,
   },
   {
@@ -311,9 +356,13 @@ const TARGETS: Target[] = [
       }
     },
     start: (ctx) =>
-      startProc('http-proxy', PROXY_CPU, nodeBin,
+      startProc(
+        'http-proxy',
+        PROXY_CPU,
+        nodeBin,
         [path.join(__dirname, 'http-proxy-server.js'), '--listen', String(ctx.port), '--target', String(ctx.backendPort)],
-        path.join(ctx.tmp, `http-proxy-${ctx.tag}.log`)),
+        path.join(ctx.tmp, `http-proxy-${ctx.tag}.log`),
+      ),
     version: () => {
       try {
         return `http-proxy ${JSON.parse(fs.readFileSync(require.resolve('http-proxy/package.json'), 'utf8')).version} on node ${process.version}`;
@@ -363,8 +412,13 @@ http {
 }
 `;
       fs.writeFileSync(path.join(dir, 'nginx.conf'), conf);
-      return startProc('nginx', PROXY_CPU, nginxBin as string, ['-p', dir, '-e', `${dir}/error.log`, '-c', path.join(dir, 'nginx.conf')],
-        path.join(dir, 'stderr.log'));
+      return startProc(
+        'nginx',
+        PROXY_CPU,
+        nginxBin as string,
+        ['-p', dir, '-e', `${dir}/error.log`, '-c', path.join(dir, 'nginx.conf')],
+        path.join(dir, 'stderr.log'),
+      );
     },
     version: () => (nginxBin ? cmdOut(nginxBin, ['-v']).replace(/^nginx version: /, '') : ''),
   },
@@ -393,7 +447,13 @@ backend be
   server s1 ${HOST}:${ctx.backendPort}
 `;
       fs.writeFileSync(path.join(dir, 'haproxy.cfg'), conf);
-      return startProc('haproxy', PROXY_CPU, haproxyBin as string, ['-db', '-f', path.join(dir, 'haproxy.cfg')], path.join(dir, 'stderr.log'));
+      return startProc(
+        'haproxy',
+        PROXY_CPU,
+        haproxyBin as string,
+        ['-db', '-f', path.join(dir, 'haproxy.cfg')],
+        path.join(dir, 'stderr.log'),
+      );
     },
     version: () => (haproxyBin ? (cmdOut(haproxyBin, ['-v']).split('\n')[0] ?? '').replace(/^HAProxy version /, '') : ''),
   },
@@ -416,22 +476,71 @@ function scenarios(o: Options): Scenario[] {
   const timing = (w: number, d: number, r: number): string[] => ['--warmup', String(w), '--duration', String(d), '--reps', String(r)];
   const tunnels = o.idleTunnels ?? (q ? 1000 : 9950);
   const list: Scenario[] = [
-    { id: 'echo64', mode: 'echo', args: ['--conns', '100', '--inflight', '16', '--size', '64', ...timing(warm, dur, reps)], limit: warm + dur * reps + 40 },
-    { id: 'echo16k', mode: 'echo', args: ['--conns', '50', '--inflight', '4', '--size', '16384', ...timing(warm, dur, reps)], limit: warm + dur * reps + 40 },
+    {
+      id: 'echo64',
+      mode: 'echo',
+      args: ['--conns', '100', '--inflight', '16', '--size', '64', ...timing(warm, dur, reps)],
+      limit: warm + dur * reps + 40,
+    },
+    {
+      id: 'echo16k',
+      mode: 'echo',
+      args: ['--conns', '50', '--inflight', '4', '--size', '16384', ...timing(warm, dur, reps)],
+      limit: warm + dur * reps + 40,
+    },
     { id: 'handshake', mode: 'handshake', args: ['--concurrency', '64', ...timing(warm, dur, reps)], limit: warm + dur * reps + 40 },
     { id: 'idle', mode: 'idle', args: ['--conns', String(tunnels), '--settle', q ? '0.5' : '3'], limit: 180 },
-    { id: 'rate', mode: 'rate', args: ['--conns', '100', '--rate', '100', '--size', '64', ...timing(warm, q ? 1 : 3, reps)], limit: warm + (q ? 1 : 3) * reps + 40 },
+    {
+      id: 'rate',
+      mode: 'rate',
+      args: ['--conns', '100', '--rate', '100', '--size', '64', ...timing(warm, q ? 1 : 3, reps)],
+      limit: warm + (q ? 1 : 3) * reps + 40,
+    },
   ];
   return o.scenarios ? list.filter((s) => o.scenarios?.includes(s.id)) : list;
 }
 
 // ------------------------------------------------------------------ load generator
-interface PS { cpu_us: number; sched_us: number; wait_us?: number; minflt: number; majflt: number; rss_kb_start: number; rss_kb_end: number; procs: number }
-interface Lat { count: number; mean_us: number; p50_us: number; p90_us: number; p99_us: number; p999_us: number; max_us: number }
-interface Core { user: number; sys: number; irq: number; idle: number; steal: number }
+interface PS {
+  cpu_us: number;
+  sched_us: number;
+  wait_us?: number;
+  minflt: number;
+  majflt: number;
+  rss_kb_start: number;
+  rss_kb_end: number;
+  procs: number;
+}
+interface Lat {
+  count: number;
+  mean_us: number;
+  p50_us: number;
+  p90_us: number;
+  p99_us: number;
+  p999_us: number;
+  max_us: number;
+}
+interface Core {
+  user: number;
+  sys: number;
+  irq: number;
+  idle: number;
+  steal: number;
+}
 interface Win {
-  seconds: number; echoes: number; bytes: number; handshakes: number; errors: number; proxy: PS; backend: PS;
-  loadgen_cpu_us: number; ksoftirqd_us?: number[]; others_cpu_us?: number; cores: Core[]; lat: Lat; hist?: [number, number][];
+  seconds: number;
+  echoes: number;
+  bytes: number;
+  handshakes: number;
+  errors: number;
+  proxy: PS;
+  backend: PS;
+  loadgen_cpu_us: number;
+  ksoftirqd_us?: number[];
+  others_cpu_us?: number;
+  cores: Core[];
+  lat: Lat;
+  hist?: [number, number][];
 }
 interface LoadgenResult {
   mode: string;
@@ -458,8 +567,18 @@ function runLoadgen(sc: Scenario, port: number, watch: number, aux: number): Pro
     p.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
     p.child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
     const timer = setTimeout(() => {
-      try { process.kill(p.pid, 'SIGTERM'); } catch { /* gone */ }
-      setTimeout(() => { try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ } }, 5000);
+      try {
+        process.kill(p.pid, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
+      setTimeout(() => {
+        try {
+          process.kill(p.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }, 5000);
     }, sc.limit * 1000);
     p.child.on('close', (code) => {
       clearTimeout(timer);
@@ -496,7 +615,13 @@ function derive(sc: Scenario, r: LoadgenResult, isDirect: boolean): Figure {
     const before = r.rss_kb_before ?? 0;
     const after = r.rss_kb_after ?? 0;
     if (r.live === 0) return { ok: false, note: errs ?? 'no tunnel came up', extra: {} };
-    const extra: Record<string, number | string> = { tunnels: r.live, open_seconds: r.open_seconds, rss_kb_before: before, rss_kb_after: after, errors: r.errors };
+    const extra: Record<string, number | string> = {
+      tunnels: r.live,
+      open_seconds: r.open_seconds,
+      rss_kb_before: before,
+      rss_kb_after: after,
+      errors: r.errors,
+    };
     if (isDirect) return { ok: true, note: errs, extra };
     return { ok: r.live > 0, note: errs, value: (after - before) / r.live, extra };
   }
@@ -590,7 +715,10 @@ const FIGS: { id: string; label: string; unit: string; target: string }[] = [
   { id: 'rate', label: 'round-trip p99 100×100/s', unit: 'ms', target: '≤1' },
 ];
 
-type Results = Record<string, { version: string; status: string; figures: Record<string, Figure>; raw: Record<string, LoadgenResult | { error: string }> }>;
+type Results = Record<
+  string,
+  { version: string; status: string; figures: Record<string, Figure>; raw: Record<string, LoadgenResult | { error: string }> }
+>;
 
 function fmt(v: number | undefined, digits = 3): string {
   if (v === undefined || !Number.isFinite(v)) return '–';
@@ -619,7 +747,12 @@ function buildTable(res: Results, names: string[]): string[][] {
     // a proxy below 90 % of its core was not saturated: its CPU per unit includes idle wake-ups
     const unsaturated = x.value !== undefined && typeof x.extra.proxy_busy === 'number' && x.extra.proxy_busy < 0.9;
     if (!headline) return f(x);
-    return f(x) + (x.extra.errors ? ' ERR' : '') + (contended ? ' *' : '') + (unsaturated && (id === 'echo64' || id === 'echo16k' || id === 'handshake') ? ' †' : '');
+    return (
+      f(x) +
+      (x.extra.errors ? ' ERR' : '') +
+      (contended ? ' *' : '') +
+      (unsaturated && (id === 'echo64' || id === 'echo16k' || id === 'handshake') ? ' †' : '')
+    );
   };
   for (const F of FIGS) {
     if (!names.some((n) => res[n]?.figures[F.id])) continue;
@@ -628,17 +761,23 @@ function buildTable(res: Results, names: string[]): string[][] {
       `${F.label} (${F.unit})`,
       F.target,
       ...names.map((n) =>
-        cell(n, F.id, (x) => {
-          if (x.value === undefined) {
-            if (F.id === 'echo64' || F.id === 'echo16k' || F.id === 'handshake')
-              return `lg ${fmt(x.extra.loadgen_us as number)} + be ${fmt(x.extra.backend_us as number)}`;
-            return '–';
-          }
-          let s = fmt(x.value);
-          if (x.min !== undefined && x.max !== undefined && x.max - x.min > 0.0005 * x.value && F.id !== 'rate') s += ` [${fmt(x.min)}–${fmt(x.max)}]`;
-          if (ngx && n !== 'nginx' && n !== 'direct') s += ` ${(x.value / ngx).toFixed(2)}×ngx`;
-          return s;
-        }, true),
+        cell(
+          n,
+          F.id,
+          (x) => {
+            if (x.value === undefined) {
+              if (F.id === 'echo64' || F.id === 'echo16k' || F.id === 'handshake')
+                return `lg ${fmt(x.extra.loadgen_us as number)} + be ${fmt(x.extra.backend_us as number)}`;
+              return '–';
+            }
+            let s = fmt(x.value);
+            if (x.min !== undefined && x.max !== undefined && x.max - x.min > 0.0005 * x.value && F.id !== 'rate')
+              s += ` [${fmt(x.min)}–${fmt(x.max)}]`;
+            if (ngx && n !== 'nginx' && n !== 'direct') s += ` ${(x.value / ngx).toFixed(2)}×ngx`;
+            return s;
+          },
+          true,
+        ),
       ),
     ]);
     if (F.id === 'echo64' || F.id === 'echo16k' || F.id === 'handshake') {
@@ -660,10 +799,13 @@ function buildTable(res: Results, names: string[]): string[][] {
         ...names.map((n) => cell(n, F.id, (x) => `${pct(x.extra.proxy_busy)} / ${pct(x.extra.core0_busy)} / ${pct(x.extra.core1_busy)}`)),
       ]);
       if (F.id !== 'handshake')
-        rows.push(['  proxy page faults / echo', '', ...names.map((n) => cell(n, F.id, (x) => (x.extra.minflt !== undefined ? fmt(x.extra.minflt as number, 2) : '–')))]);
+        rows.push([
+          '  proxy page faults / echo',
+          '',
+          ...names.map((n) => cell(n, F.id, (x) => (x.extra.minflt !== undefined ? fmt(x.extra.minflt as number, 2) : '–'))),
+        ]);
     }
-    if (F.id === 'idle')
-      rows.push(['  tunnels held', '', ...names.map((n) => cell(n, F.id, (x) => String(x.extra.tunnels)))]);
+    if (F.id === 'idle') rows.push(['  tunnels held', '', ...names.map((n) => cell(n, F.id, (x) => String(x.extra.tunnels)))]);
     if (F.id === 'rate')
       rows.push([
         '  p50 / p99.9 (ms)',
@@ -676,7 +818,11 @@ function buildTable(res: Results, names: string[]): string[][] {
 
 function renderTable(rows: string[][]): string {
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]): string => r.map((c, i) => (c ?? '').padEnd(w[i])).join(' | ').trimEnd();
+  const line = (r: string[]): string =>
+    r
+      .map((c, i) => (c ?? '').padEnd(w[i]))
+      .join(' | ')
+      .trimEnd();
   return [line(rows[0]), w.map((x) => '-'.repeat(x)).join('-|-'), ...rows.slice(1).map(line)].join('\n');
 }
 
@@ -690,7 +836,12 @@ function markdownTable(rows: string[][]): string {
 
 // ------------------------------------------------------------------ one scenario on one target
 /** Starts a fresh backend and proxy, runs the load generator once, stops both. */
-async function runOnce(t: Target, sc: Scenario, tmp: string, tag: string): Promise<{ figure: Figure; raw: LoadgenResult | { error: string }; startFailed: boolean }> {
+async function runOnce(
+  t: Target,
+  sc: Scenario,
+  tmp: string,
+  tag: string,
+): Promise<{ figure: Figure; raw: LoadgenResult | { error: string }; startFailed: boolean }> {
   let backend: Proc | null = null;
   let proxy: Proc | null = null;
   let startFailed = false;
@@ -703,7 +854,10 @@ async function runOnce(t: Target, sc: Scenario, tmp: string, tag: string): Promi
       b.child.stdout?.on('data', (d: Buffer) => {
         s += d.toString();
         const m = /listening (\d+)/.exec(s);
-        if (m) { clearTimeout(to); resolve(Number(m[1])); }
+        if (m) {
+          clearTimeout(to);
+          resolve(Number(m[1]));
+        }
       });
       b.child.on('exit', () => reject(new Error('echo backend exited')));
     });
@@ -795,7 +949,9 @@ async function main(): Promise<void> {
   if (opts.only) for (const n of opts.only) if (!TARGETS.some((t) => t.name === n)) throw new Error(`unknown target ${n}`);
   const scs = scenarios(opts);
   const results: Results = {};
-  process.stdout.write(`wsgate bench${opts.quick ? ' --quick' : ''}: ${targets.map((t) => t.name).join(', ')}; scenarios ${scs.map((s) => s.id).join(', ')}\n`);
+  process.stdout.write(
+    `wsgate bench${opts.quick ? ' --quick' : ''}: ${targets.map((t) => t.name).join(', ')}; scenarios ${scs.map((s) => s.id).join(', ')}\n`,
+  );
 
   for (const t of targets) {
     const why = t.unavailable();
@@ -833,7 +989,9 @@ async function main(): Promise<void> {
         );
         const again = attempt === 0 && opts.retry && f.ok && c(f) > 0.1 && (Date.now() - t0) / 1000 < budgetS;
         if (!again) break;
-        process.stdout.write(`  ${t.name.padEnd(10)} ${sc.id.padEnd(9)} rerun: other processes took ${Math.round(c(f) * 100)}% of a core\n`);
+        process.stdout.write(
+          `  ${t.name.padEnd(10)} ${sc.id.padEnd(9)} rerun: other processes took ${Math.round(c(f) * 100)}% of a core\n`,
+        );
       }
     }
     if (Object.values(results[t.name].figures).every((f) => !f.ok)) results[t.name].status = 'failed';
@@ -851,7 +1009,9 @@ async function main(): Promise<void> {
     elapsed_seconds: elapsed,
     machine: machine(),
     method: {
-      pinning: hasTaskset ? `proxy on CPU ${PROXY_CPU}; load generator, echo backend and driver on CPU ${LOAD_CPU}` : 'none (taskset missing)',
+      pinning: hasTaskset
+        ? `proxy on CPU ${PROXY_CPU}; load generator, echo backend and driver on CPU ${LOAD_CPU}`
+        : 'none (taskset missing)',
       cpu: 'utime+stime+cutime+cstime of the proxy process tree from /proc/PID/stat, delta over each measured window, divided by the work done in it; median over windows',
       memory: '(sum of VmRSS of the proxy tree with N idle tunnels − before opening them) / N, in KiB',
       latency: 'round-trip of 64 B messages, 100 connections × 100 msg/s, open loop, p99 over all windows',
@@ -864,7 +1024,9 @@ async function main(): Promise<void> {
   fs.writeFileSync(file, JSON.stringify(json, null, 2));
   process.stdout.write(`\n${table}\n\n`);
   process.stdout.write('cells: median over windows [min–max], ×ngx = ratio to nginx in this run; rate × = ratio to direct;\n');
-  process.stdout.write('direct shows the load side\'s own CPU per echo (lg = loadgen, be = backend); ERR = verification errors (see JSON);\n');
+  process.stdout.write(
+    "direct shows the load side's own CPU per echo (lg = loadgen, be = backend); ERR = verification errors (see JSON);\n",
+  );
   process.stdout.write('* = other processes took > 10 % of a core during the kept windows (shared machine): rerun for clean figures.\n');
   process.stdout.write('† = the proxy used < 90 % of its core (not saturated): its CPU per unit includes idle wake-up cost.\n');
   for (const t of targets) {
@@ -873,7 +1035,9 @@ async function main(): Promise<void> {
       if (f.note) process.stdout.write(`  ${t.name}/${id}: ${f.note.slice(0, 300)}\n`);
       const c = f.extra.contention;
       if (typeof c === 'number' && c > 0.1)
-        process.stdout.write(`  ${t.name}/${id}: other processes used ${Math.round(c * 100)}% of a core in the kept windows (${f.extra.windows_used}); contended, rerun for clean figures\n`);
+        process.stdout.write(
+          `  ${t.name}/${id}: other processes used ${Math.round(c * 100)}% of a core in the kept windows (${f.extra.windows_used}); contended, rerun for clean figures\n`,
+        );
     }
     if (r.status.startsWith('skipped')) process.stdout.write(`  ${t.name}: ${r.status}\n`);
   }

@@ -11,7 +11,7 @@
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { WebSocketServer, type RawData } from 'ws';
 
 const HOST = '127.0.0.1';
 const TICK_MS = 5_000;
@@ -33,7 +33,7 @@ wss.on('connection', (ws, req) => {
 
 const ticker = setInterval(() => {
   const tick = JSON.stringify({ serverTime: new Date().toISOString() });
-  wss.clients.forEach((ws: WebSocket) => ws.send(tick));
+  for (const ws of wss.clients) ws.send(tick);
 }, TICK_MS);
 
 // ws re-emits the HTTP server's errors (such as EADDRINUSE from listen) on the WebSocketServer.
@@ -54,7 +54,7 @@ server.listen(port, HOST, () => {
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
     clearInterval(ticker);
-    wss.clients.forEach((ws: WebSocket) => ws.close(1001, 'backend shutting down'));
+    for (const ws of wss.clients) ws.close(1001, 'backend shutting down');
     server.close(() => process.exit(0));
     server.closeAllConnections();
     // A client that never answers the close handshake must not keep us alive.

@@ -69,12 +69,7 @@ async function main(): Promise<void> {
  * line. The child gets its own process group, so a Ctrl-C in the terminal reaches only us and
  * we stop the children ourselves (and never mistake their Ctrl-C exit for a crash).
  */
-function startChild(
-  name: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  onLine: (line: string) => void = () => {},
-): ChildProcess {
+function startChild(name: string, args: string[], env: NodeJS.ProcessEnv, onLine: (line: string) => void = () => {}): ChildProcess {
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env,

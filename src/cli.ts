@@ -68,13 +68,11 @@ function parseArgs(argv: string[]): CliArgs | string {
       case '-v':
       case '--version':
         process.stdout.write(`wsgate ${version()}\n`);
-        process.exit(0);
-      // eslint-disable-next-line no-fallthrough
+        return process.exit(0);
       case '-h':
       case '--help':
         process.stdout.write(USAGE);
-        process.exit(0);
-      // eslint-disable-next-line no-fallthrough
+        return process.exit(0);
       default:
         if (a.startsWith('--config=')) args.configFile = a.slice('--config='.length);
         else return `unknown option ${a}`;

@@ -216,7 +216,17 @@ export class Gateway implements ConnectionHost, FrontHost {
     onClosed?: () => void,
     via?: TunnelVia,
   ): void {
-    const tunnel = this.newTunnel(client, backend, via?.clientIp ?? client.remoteAddress ?? '', vhost, route, target, counters, onClosed, via?.protocol);
+    const tunnel = this.newTunnel(
+      client,
+      backend,
+      via?.clientIp ?? client.remoteAddress ?? '',
+      vhost,
+      route,
+      target,
+      counters,
+      onClosed,
+      via?.protocol,
+    );
     tunnel.start(clientEarly, backendEarly);
     if (this.stopping) tunnel.close('shutdown');
   }
@@ -276,7 +286,8 @@ export class Gateway implements ConnectionHost, FrontHost {
         down: t.bytesDown,
         ms: t.endedAt - t.startedAt,
       };
-      if (t.closeReason === 'idle-timeout' || t.closeReason === 'closed' || t.closeReason === 'shutdown') this.log.debug('tunnel closed', fields);
+      if (t.closeReason === 'idle-timeout' || t.closeReason === 'closed' || t.closeReason === 'shutdown')
+        this.log.debug('tunnel closed', fields);
       else this.log.info('tunnel closed', fields);
     }
   }

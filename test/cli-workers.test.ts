@@ -70,7 +70,10 @@ test('wsgate -w 2: two workers serve one port; SIGTERM to the primary stops them
     for (const pid of workers) assert.equal(alive(pid), false, `worker ${pid} stopped`);
     const refused = await new Promise<boolean>((resolve) => {
       const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => (s.destroy(), resolve(false)));
+      s.once('connect', () => {
+        s.destroy();
+        resolve(false);
+      });
       s.once('error', () => resolve(true));
     });
     assert.equal(refused, true, 'the port is closed');
@@ -85,7 +88,9 @@ test('wsgate -w 2: two workers serve one port; SIGTERM to the primary stops them
 
 // SIGUSR1 would start Node's inspector in whichever process gets it, and SIGHUP would kill it:
 // the primary and each worker hold both, with one line each, and go on serving.
-test('wsgate -w 2: SIGUSR1 and SIGHUP to the primary and to each worker: one line each, no inspector, still serving', { timeout: 60_000 }, async () => {
+test('wsgate -w 2: SIGUSR1 and SIGHUP to the primary and to each worker: one line each, no inspector, still serving', {
+  timeout: 60_000,
+}, async () => {
   const backend = await startEchoBackend('ws');
   const dir = mkdtempSync(path.join(tmpdir(), 'wsgate-workers-'));
   const file = path.join(dir, 'wsgate.conf');

@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
 import { deadPort, ResponseReader, connectRaw } from './helpers/edges';
 import { closeWs, echo, eventually, openWs, randomBytes, sha256, startEchoBackend } from './helpers/harness';
 import { listeningPorts } from './helpers/procfs';
@@ -162,7 +162,10 @@ test('-t -f good.conf prints "Syntax OK" and exits 0', { timeout: 30_000 }, asyn
       '',
     ].join('\n'),
   );
-  for (const args of [['-t', '-f', file], ['--check', `--config=${file}`]]) {
+  for (const args of [
+    ['-t', '-f', file],
+    ['--check', `--config=${file}`],
+  ]) {
     const r = await runCli(args);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'Syntax OK\n');
@@ -198,7 +201,12 @@ test('-t on hostile files: deep Include chain, doubling Defines, /dev/zero, a FI
   const cases = [
     { main: 'c0.conf', file: 'c128.conf', line: 1, msg: /Include "c129\.conf": Include nesting deeper than 128 levels/ },
     { main: 'double.conf', file: 'double.conf', line: 22, msg: /line longer than 1 MiB once \$\{A\} is expanded/ },
-    { main: 'zero.conf', file: 'zero.conf', line: 2, msg: /Include "\/dev\/zero": cannot read \/dev\/zero: a character device, not a regular file/ },
+    {
+      main: 'zero.conf',
+      file: 'zero.conf',
+      line: 2,
+      msg: /Include "\/dev\/zero": cannot read \/dev\/zero: a character device, not a regular file/,
+    },
     { main: 'fifo.conf', file: 'fifo.conf', line: 3, msg: /Include "pipe": cannot read .*pipe: a FIFO \(named pipe\), not a regular file/ },
     { main: 'pipe', file: 'pipe', line: 0, msg: /cannot read the config file: a FIFO/ },
     // What stops this one depends on the machine; that it stops, at the Include line or in a file it read, does not.
@@ -226,7 +234,9 @@ test('-t on hostile files: deep Include chain, doubling Defines, /dev/zero, a FI
 
 // Not a mistake in the file but a bug in wsgate (here: a stack made small enough that a legal
 // 128-level Include chain overflows it) is one line that says so; the stack only with -l debug.
-test('-t: an internal error while loading is one "internal error" line, exit 70; -l debug adds the stack', { timeout: 60_000 }, async () => {
+test('-t: an internal error while loading is one "internal error" line, exit 70; -l debug adds the stack', {
+  timeout: 60_000,
+}, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'wsgate-cli-internal-'));
   for (let i = 0; i < 128; i++) writeFileSync(path.join(dir, `c${i}.conf`), `Include c${i + 1}.conf\n`);
   writeFileSync(path.join(dir, 'c128.conf'), 'Listen 127.0.0.1:0\n');

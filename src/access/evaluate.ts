@@ -181,7 +181,13 @@ function evaluate(
   return result;
 }
 
-function test(node: AuthzNode, req: AccessRequest, env: Map<string, string>, user: string | undefined, groups: GroupFile | undefined): Authz {
+function test(
+  node: AuthzNode,
+  req: AccessRequest,
+  env: Map<string, string>,
+  user: string | undefined,
+  groups: GroupFile | undefined,
+): Authz {
   const t = node.test!;
   switch (t.kind) {
     case 'all':
@@ -288,7 +294,12 @@ function applyEnvRule(rule: EnvRule, req: AccessRequest, env: Map<string, string
   if (m === null) return;
   for (const act of rule.actions) {
     if (act.value === undefined) envDelete(env, act.name);
-    else envSet(env, act.name, act.value.replace(/\$(\d)/g, (_, d: string) => m[Number(d)] ?? ''));
+    else
+      envSet(
+        env,
+        act.name,
+        act.value.replace(/\$(\d)/g, (_, d: string) => m[Number(d)] ?? ''),
+      );
   }
 }
 

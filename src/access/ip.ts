@@ -22,7 +22,8 @@ export function parseIpNet(text: string): IpNet | string {
     return network(6, bytes, bits);
   }
   // IPv4, maybe partial: one to four decimal octets.
-  if (!/^\d{1,3}(\.\d{1,3}){0,3}\.?$/.test(addr)) return `"${text}" is not an IP address or network (host names are not supported: use addresses)`;
+  if (!/^\d{1,3}(\.\d{1,3}){0,3}\.?$/.test(addr))
+    return `"${text}" is not an IP address or network (host names are not supported: use addresses)`;
   const octets = addr.replace(/\.$/, '').split('.').map(Number);
   if (octets.some((o) => o > 255)) return `"${text}" is not an IP address`;
   let bits = octets.length * 8;
@@ -33,12 +34,12 @@ export function parseIpNet(text: string): IpNet | string {
       const m = ipBytes(mask);
       if (m === undefined || m.length !== 4) return `"${text}": the mask must be /bits or a dotted netmask`;
       const value = ((m[0] << 24) | (m[1] << 16) | (m[2] << 8) | m[3]) >>> 0;
-      bits = 32 - Math.log2(((~value) >>> 0) + 1);
+      bits = 32 - Math.log2((~value >>> 0) + 1);
       if (!Number.isInteger(bits)) return `"${text}": ${mask} is not a contiguous netmask`;
     }
   }
   const bytes = Buffer.alloc(4);
-  octets.forEach((o, i) => (bytes[i] = o));
+  for (let i = 0; i < octets.length; i++) bytes[i] = octets[i];
   return network(4, bytes, bits);
 }
 
@@ -81,7 +82,7 @@ export function ipBytes(address: string): Buffer | undefined {
     groups = [...(head === '' ? [] : head.split(':')), ...tail];
   }
   const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  for (let i = 0; i < groups.length; i++) out.writeUInt16BE(parseInt(groups[i], 16), i * 2);
   return out;
 }
 

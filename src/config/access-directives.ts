@@ -8,7 +8,13 @@ import * as a from './access';
 const DIR: readonly ContextKind[] = ['location', 'locationmatch', 'proxy'];
 const ALL: readonly ContextKind[] = ['server', 'vhost', 'location', 'locationmatch', 'proxy'];
 
-function spec(name: string, contexts: readonly ContextKind[], minArgs: number, maxArgs: number, handle: DirectiveSpec['handle']): DirectiveSpec {
+function spec(
+  name: string,
+  contexts: readonly ContextKind[],
+  minArgs: number,
+  maxArgs: number,
+  handle: DirectiveSpec['handle'],
+): DirectiveSpec {
   return { name, contexts, minArgs, maxArgs, handle };
 }
 
@@ -49,11 +55,26 @@ export function accessSpecs(): DirectiveSpec[] {
     refused('AuthLDAPURL', 'LDAP is not supported: use AuthUserFile/AuthGroupFile'),
     refused('AuthLDAPBindDN', 'LDAP is not supported: use AuthUserFile/AuthGroupFile'),
     refused('AuthLDAPBindPassword', 'LDAP is not supported: use AuthUserFile/AuthGroupFile'),
-    refused('OIDCProviderMetadataURL', 'OpenID Connect (mod_auth_openidc) is not supported: put an authenticating proxy in front, or use AuthType Basic'),
-    refused('OIDCRedirectURI', 'OpenID Connect (mod_auth_openidc) is not supported: put an authenticating proxy in front, or use AuthType Basic'),
-    refused('OIDCClientID', 'OpenID Connect (mod_auth_openidc) is not supported: put an authenticating proxy in front, or use AuthType Basic'),
-    refused('OIDCClientSecret', 'OpenID Connect (mod_auth_openidc) is not supported: put an authenticating proxy in front, or use AuthType Basic'),
-    refused('OIDCCryptoPassphrase', 'OpenID Connect (mod_auth_openidc) is not supported: put an authenticating proxy in front, or use AuthType Basic'),
+    refused(
+      'OIDCProviderMetadataURL',
+      'OpenID Connect (mod_auth_openidc) is not supported: put an authenticating proxy in front, or use AuthType Basic',
+    ),
+    refused(
+      'OIDCRedirectURI',
+      'OpenID Connect (mod_auth_openidc) is not supported: put an authenticating proxy in front, or use AuthType Basic',
+    ),
+    refused(
+      'OIDCClientID',
+      'OpenID Connect (mod_auth_openidc) is not supported: put an authenticating proxy in front, or use AuthType Basic',
+    ),
+    refused(
+      'OIDCClientSecret',
+      'OpenID Connect (mod_auth_openidc) is not supported: put an authenticating proxy in front, or use AuthType Basic',
+    ),
+    refused(
+      'OIDCCryptoPassphrase',
+      'OpenID Connect (mod_auth_openidc) is not supported: put an authenticating proxy in front, or use AuthType Basic',
+    ),
   ];
 }
 

@@ -83,9 +83,11 @@ function draftOf(ctx: Ctx, where: SourceRef): AccessDraft {
   if (ctx.location !== undefined) {
     const m = ctx.location.match;
     // A wildcard <Location> is an fnmatch over the whole path (wildcards stop at '/').
-    scope = { kind: 'location', match: m.kind === 'prefix' && hasWildcard(m.prefix) ? { kind: 'regex', regex: fnmatchRegExp(m.prefix), pattern: m.prefix } : m };
-  }
-  else if (ctx.proxy !== undefined) {
+    scope = {
+      kind: 'location',
+      match: m.kind === 'prefix' && hasWildcard(m.prefix) ? { kind: 'regex', regex: fnmatchRegExp(m.prefix), pattern: m.prefix } : m,
+    };
+  } else if (ctx.proxy !== undefined) {
     const p = ctx.proxy;
     scope = { kind: 'proxy', describe: p.describe, matches: p.balancer !== undefined ? proxyUrlMatcher(p.describe) : p.matches };
   } else scope = { kind: 'server' };
@@ -187,7 +189,11 @@ function parseTest(provider: string, word: string, args: string[], where: Source
   }
   const refused = REFUSED_PROVIDERS[provider];
   if (refused !== undefined) throw ConfigError.at(where, `Require ${word} ${refused}`);
-  if (provider.startsWith('ldap-')) throw ConfigError.at(where, `Require ${word}: LDAP is not supported (use AuthUserFile/AuthGroupFile with Require user|valid-user|group)`);
+  if (provider.startsWith('ldap-'))
+    throw ConfigError.at(
+      where,
+      `Require ${word}: LDAP is not supported (use AuthUserFile/AuthGroupFile with Require user|valid-user|group)`,
+    );
   throw ConfigError.at(
     where,
     `Require: unknown authorization provider "${word}" (wsgate supports all, ip, local, method, env, user, valid-user and group; OpenID Connect, SAML and other modules are not supported)`,
@@ -209,7 +215,10 @@ export function openRequireSection(
   const parent = ctx.authz ?? (d.require ??= { op: 'or', negate: false, children: [], source: where });
   const section: AuthzContainerDraft = { op: kind === 'all' ? 'and' : 'or', negate: kind === 'none', name, children: [], source: where };
   if (section.negate && parent.op === 'or') {
-    throw ConfigError.at(where, `negative ${name} directive has no effect in ${parent.name ?? '<RequireAny>'} directive (as Apache: put it inside <RequireAll>)`);
+    throw ConfigError.at(
+      where,
+      `negative ${name} directive has no effect in ${parent.name ?? '<RequireAny>'} directive (as Apache: put it inside <RequireAll>)`,
+    );
   }
   walk(node.children, { ...ctx, authz: section });
   if (section.children.length === 0) throw ConfigError.at(where, `${name} directive contains no authorization directives`);
@@ -257,7 +266,7 @@ function compatOf(node: DirectiveNode, ctx: Ctx): NonNullable<AccessDraft['compa
 export function orderDirective(node: DirectiveNode, ctx: Ctx): void {
   const v = (node.args[0] as string).toLowerCase();
   if (v !== 'deny,allow' && v !== 'allow,deny' && v !== 'mutual-failure') {
-    throw ConfigError.at(node.source, "unknown order: Order takes Deny,Allow, Allow,Deny or Mutual-failure (one word, no spaces)");
+    throw ConfigError.at(node.source, 'unknown order: Order takes Deny,Allow, Allow,Deny or Mutual-failure (one word, no spaces)');
   }
   compatOf(node, ctx).order = v;
 }
@@ -280,7 +289,10 @@ export function allowDeny(node: DirectiveNode, ctx: Ctx): void {
     }
     const n = parseIpNet(h);
     if (typeof n === 'string') {
-      throw ConfigError.at(where, `${node.name} from ${h}: host names and domains need DNS lookups, which wsgate does not do; use IP addresses or networks`);
+      throw ConfigError.at(
+        where,
+        `${node.name} from ${h}: host names and domains need DNS lookups, which wsgate does not do; use IP addresses or networks`,
+      );
     }
     list.push({ kind: 'ip', net: n });
   }
@@ -288,7 +300,7 @@ export function allowDeny(node: DirectiveNode, ctx: Ctx): void {
 
 export function satisfy(node: DirectiveNode, ctx: Ctx): void {
   const v = (node.args[0] as string).toLowerCase();
-  if (v !== 'any' && v !== 'all') throw ConfigError.at(node.source, 'Satisfy either \'any\' or \'all\'');
+  if (v !== 'any' && v !== 'all') throw ConfigError.at(node.source, "Satisfy either 'any' or 'all'");
   compatOf(node, ctx).satisfyAny = v === 'any';
 }
 
@@ -299,8 +311,13 @@ export function authType(node: DirectiveNode, ctx: Ctx): void {
   const d = dirDraft(node, ctx);
   if (v === 'basic') d.basic = true;
   else if (v === 'none') d.basic = false;
-  else if (v === 'digest') throw ConfigError.at(node.source, 'AuthType Digest is not supported: use AuthType Basic (over TLS) with AuthUserFile');
-  else throw ConfigError.at(node.source, `AuthType ${node.args[0]} is not supported (Basic or None; form, OpenID Connect, Kerberos and others are not)`);
+  else if (v === 'digest')
+    throw ConfigError.at(node.source, 'AuthType Digest is not supported: use AuthType Basic (over TLS) with AuthUserFile');
+  else
+    throw ConfigError.at(
+      node.source,
+      `AuthType ${node.args[0]} is not supported (Basic or None; form, OpenID Connect, Kerberos and others are not)`,
+    );
 }
 
 export function authName(node: DirectiveNode, ctx: Ctx): void {
@@ -314,7 +331,10 @@ export function authBasicProvider(node: DirectiveNode, ctx: Ctx): void {
   dirDraft(node, ctx);
   for (const p of node.args) {
     if (p.toLowerCase() !== 'file') {
-      throw ConfigError.at(node.source, `AuthBasicProvider ${p} is not supported: wsgate checks passwords with the file provider (AuthUserFile) only`);
+      throw ConfigError.at(
+        node.source,
+        `AuthBasicProvider ${p} is not supported: wsgate checks passwords with the file provider (AuthUserFile) only`,
+      );
     }
   }
 }
@@ -351,7 +371,8 @@ export function authUserFile(node: DirectiveNode, ctx: Ctx): void {
       const rest = line.slice(colon + 1);
       const hash = rest.split(':')[0] as string;
       const format = passwordFormat(hash);
-      if (typeof format !== 'string') throw ConfigError.at(where, `AuthUserFile ${file}: line ${i + 1} (user "${user}"): ${format.refused}`);
+      if (typeof format !== 'string')
+        throw ConfigError.at(where, `AuthUserFile ${file}: line ${i + 1} (user "${user}"): ${format.refused}`);
       // As Apache's file provider: the first line for a user is the one used.
       if (!users.has(user)) users.set(user, { hash, format });
     });
@@ -398,16 +419,34 @@ const SPECIAL: Record<string, 'remote-addr' | 'server-addr' | 'request-method' |
  * so setting one is an error rather than a silent difference.
  */
 const PROXY_ENV = new Set([
-  'proxy-nokeepalive', 'force-proxy-request-1.0', 'proxy-sendchunked', 'proxy-sendchunks', 'proxy-sendcl',
-  'proxy-interim-response', 'proxy-initial-not-pooled', 'proxy-sendextracrlf', 'proxy-source-address',
-  'proxy-chain-auth', 'proxy-fcgi-pathinfo', 'proxy-scgi-pathinfo', 'no-proxy', 'proxy-error-override',
-  'nokeepalive', 'downgrade-1.0', 'force-response-1.0', 'redirect-carefully', 'ssl-unclean-shutdown',
+  'proxy-nokeepalive',
+  'force-proxy-request-1.0',
+  'proxy-sendchunked',
+  'proxy-sendchunks',
+  'proxy-sendcl',
+  'proxy-interim-response',
+  'proxy-initial-not-pooled',
+  'proxy-sendextracrlf',
+  'proxy-source-address',
+  'proxy-chain-auth',
+  'proxy-fcgi-pathinfo',
+  'proxy-scgi-pathinfo',
+  'no-proxy',
+  'proxy-error-override',
+  'nokeepalive',
+  'downgrade-1.0',
+  'force-response-1.0',
+  'redirect-carefully',
+  'ssl-unclean-shutdown',
 ]);
 
 function checkEnvName(name: string, directive: string, where: SourceRef): void {
   if (name === '') throw ConfigError.at(where, `${directive}: empty variable name`);
   if (PROXY_ENV.has(name.toLowerCase())) {
-    throw ConfigError.at(where, `${directive}: the "${name}" variable changes how Apache talks to clients or backends, which wsgate does not implement; remove it`);
+    throw ConfigError.at(
+      where,
+      `${directive}: the "${name}" variable changes how Apache talks to clients or backends, which wsgate does not implement; remove it`,
+    );
   }
 }
 
@@ -474,7 +513,9 @@ function layer(d: AccessDraft): AccessLayer {
     ...(require !== undefined ? { require } : {}),
     ...(d.merging !== undefined ? { merging: d.merging } : {}),
     ...(d.forbiddenOnFailure !== undefined ? { forbiddenOnFailure: d.forbiddenOnFailure } : {}),
-    ...(c !== undefined ? { compat: { order: c.order ?? 'deny,allow', allow: c.allow, deny: c.deny, satisfyAny: c.satisfyAny ?? false } } : {}),
+    ...(c !== undefined
+      ? { compat: { order: c.order ?? 'deny,allow', allow: c.allow, deny: c.deny, satisfyAny: c.satisfyAny ?? false } }
+      : {}),
     ...(d.basic !== undefined ? { basic: d.basic } : {}),
     ...(d.realm !== undefined ? { realm: d.realm } : {}),
     ...(d.userFile !== undefined ? { userFile: d.userFile } : {}),

@@ -49,7 +49,11 @@ export function applyBalancerParam(params: BalancerParams, word: string, directi
   switch (key) {
     case 'lbmethod': {
       const v = value.toLowerCase();
-      if (v === 'heartbeat') throw ConfigError.at(where, `${directive} lbmethod=heartbeat is not supported (it needs mod_heartmonitor); use byrequests, bytraffic or bybusyness`);
+      if (v === 'heartbeat')
+        throw ConfigError.at(
+          where,
+          `${directive} lbmethod=heartbeat is not supported (it needs mod_heartmonitor); use byrequests, bytraffic or bybusyness`,
+        );
       if (!(METHODS as readonly string[]).includes(v)) {
         throw ConfigError.at(where, `${directive}: unknown lbmethod "${value}" (byrequests, bytraffic or bybusyness)`);
       }
@@ -89,7 +93,10 @@ export function applyBalancerParam(params: BalancerParams, word: string, directi
     case 'timeout':
       params.timeoutMs = parseDuration(value, `${directive} timeout=`, where, true);
       if (params.timeoutMs > MAX_BALANCER_WAIT_MS) {
-        throw ConfigError.at(where, `${directive} timeout= is how long a request waits for a free member: at most ${MAX_BALANCER_WAIT_MS / 1000} s, got "${value}"`);
+        throw ConfigError.at(
+          where,
+          `${directive} timeout= is how long a request waits for a free member: at most ${MAX_BALANCER_WAIT_MS / 1000} s, got "${value}"`,
+        );
       }
       return;
     case 'failontimeout':
@@ -102,9 +109,13 @@ export function applyBalancerParam(params: BalancerParams, word: string, directi
       notices.once(`balancer-manager:${key}`, where, `${directive} ${key}= is ignored: it only concerns Apache's balancer-manager`);
       return;
     case 'upgrade':
-      throw ConfigError.at(where, `${directive}: upgrade= is not a balancer parameter (Apache rejects it too): put upgrade= on each BalancerMember`);
+      throw ConfigError.at(
+        where,
+        `${directive}: upgrade= is not a balancer parameter (Apache rejects it too): put upgrade= on each BalancerMember`,
+      );
     default:
-      if (MEMBER_KEYS.has(key)) throw ConfigError.at(where, `${directive}: ${key}= is a member parameter: put it on the BalancerMember line`);
+      if (MEMBER_KEYS.has(key))
+        throw ConfigError.at(where, `${directive}: ${key}= is a member parameter: put it on the BalancerMember line`);
       throw ConfigError.at(
         where,
         `${directive}: unknown balancer parameter "${key}" (worker parameters such as retry= or connectiontimeout= go on each BalancerMember)`,
@@ -134,7 +145,8 @@ export function applyMemberParam(params: MemberParams, word: string, where: Sour
   switch (key) {
     case 'loadfactor': {
       const n = /^\d+(\.\d{1,2})?$/.test(value) ? Number(value) : NaN;
-      if (!(n >= 1 && n <= 100)) throw ConfigError.at(where, `BalancerMember loadfactor= must be a number from 1 to 100 (up to 2 decimals), got "${value}"`);
+      if (!(n >= 1 && n <= 100))
+        throw ConfigError.at(where, `BalancerMember loadfactor= must be a number from 1 to 100 (up to 2 decimals), got "${value}"`);
       params.loadFactor = n;
       return true;
     }
@@ -146,7 +158,8 @@ export function applyMemberParam(params: MemberParams, word: string, where: Sour
     }
     case 'route':
     case 'redirect':
-      if (!/^[\x21-\x7e]{1,64}$/.test(value)) throw ConfigError.at(where, `BalancerMember ${key}= must be 1 to 64 visible characters, got "${value}"`);
+      if (!/^[\x21-\x7e]{1,64}$/.test(value))
+        throw ConfigError.at(where, `BalancerMember ${key}= must be 1 to 64 visible characters, got "${value}"`);
       params[key] = value;
       return true;
     case 'status': {

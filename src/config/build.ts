@@ -163,8 +163,12 @@ class Assembler {
     if (r.balancer) {
       // Each member is assembled as a ProxyPass backend of its own (ProxySet, defaults, origins).
       const memberBackend = (m: MemberDraft): Backend =>
-        this.route({ match: r.match, exclude: false, target: m.target, regex: false, fromLocation: false, source: m.source }, settings, proxySets, tlsClient)
-          .backend!;
+        this.route(
+          { match: r.match, exclude: false, target: m.target, regex: false, fromLocation: false, source: m.source },
+          settings,
+          proxySets,
+          tlsClient,
+        ).backend!;
       return balancerRoute(r, r.balancer, balancers?.(r.balancer.name), memberBackend);
     }
     const t = r.target;
@@ -226,12 +230,15 @@ function checkLocalContent(state: BuildState, mainServer: VirtualHost, virtualHo
     const excluded = server.routes.find((r) => r.exclude);
     if (all && excluded === undefined) return;
     const item = items[0]!;
-    const why = excluded !== undefined
-      ? `ProxyPass ! at ${excluded.source.file}:${excluded.source.line} leaves paths to be served locally`
-      : 'paths no ProxyPass takes would be served locally by Apache, and wsgate answers them 404';
+    const why =
+      excluded !== undefined
+        ? `ProxyPass ! at ${excluded.source.file}:${excluded.source.line} leaves paths to be served locally`
+        : 'paths no ProxyPass takes would be served locally by Apache, and wsgate answers them 404';
     throw ConfigError.at(item.source, `${item.name}: ${item.what}, and ${why}; proxy every path (ProxyPass / …) or remove the line`);
   };
-  const mainReachable = state.listens.some((l) => !virtualHosts.some((vh) => vh.addresses.some((a) => (a.port === '*' || a.port === l.port))));
+  const mainReachable = state.listens.some(
+    (l) => !virtualHosts.some((vh) => vh.addresses.some((a) => a.port === '*' || a.port === l.port)),
+  );
   if (mainReachable) check(state.main.localContent, mainServer);
   state.vhosts.forEach((vh, i) => {
     const ownRoot = vh.localContent.some((c) => c.name === 'DocumentRoot');
@@ -283,7 +290,10 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     ...optional('access', buildAccess(main.access, undefined)),
     ...(main.requestHeaderRules.length > 0 ? { requestHeaderRules: main.requestHeaderRules } : {}),
     ...(main.headerSections.length > 0 ? { headerSections: main.headerSections } : {}),
-    ...optional('reverse', assembleReverse(main, undefined, (name) => main.balancers.get(name))),
+    ...optional(
+      'reverse',
+      assembleReverse(main, undefined, (name) => main.balancers.get(name)),
+    ),
     ...optional('redirects', assembleRedirects(main, undefined)),
     frontName: frontName(main, undefined),
     ...optional('sectionPreserveHost', nonEmpty(main.sectionPreserveHost)),
@@ -301,12 +311,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     const backendTls = resolveBackendTls(vh.tls, main.tls, files);
     const frontTls = resolveFrontTls(vh.tls, main.tls, files, vh.source);
     const inherit = vh.settings.passInherit ?? main.settings.passInherit ?? true;
-    const drafts = [
-      ...main.locationRoutes,
-      ...vh.locationRoutes,
-      ...(inherit ? main.serverRoutes : []),
-      ...vh.serverRoutes,
-    ];
+    const drafts = [...main.locationRoutes, ...vh.locationRoutes, ...(inherit ? main.serverRoutes : []), ...vh.serverRoutes];
     const sets = [...main.proxySets, ...vh.proxySets];
     for (const a of vh.addresses) {
       if (!portCovered(a.port, state)) {
@@ -330,17 +335,17 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
       ...(main.requestHeaderRules.length + vh.requestHeaderRules.length > 0
         ? { requestHeaderRules: [...main.requestHeaderRules, ...vh.requestHeaderRules] }
         : {}),
-      ...(main.headerSections.length + vh.headerSections.length > 0 ? { headerSections: [...main.headerSections, ...vh.headerSections] } : {}),
+      ...(main.headerSections.length + vh.headerSections.length > 0
+        ? { headerSections: [...main.headerSections, ...vh.headerSections] }
+        : {}),
       ...optional('reverse', assembleReverse(vh, main, balancers)),
       ...optional('redirects', assembleRedirects(vh, main)),
       frontName: frontName(vh, main),
       ...optional('sectionPreserveHost', nonEmpty([...main.sectionPreserveHost, ...vh.sectionPreserveHost])),
       ...optional(
         'sectionRewrites',
-        assembleSectionRewrites(
-          [...main.sectionRewrites, ...vh.sectionRewrites],
-          vh.rewrite.engine ?? main.rewrite.engine ?? false,
-          (r) => asm.route(r, settings, sets, backendTls, balancers),
+        assembleSectionRewrites([...main.sectionRewrites, ...vh.sectionRewrites], vh.rewrite.engine ?? main.rewrite.engine ?? false, (r) =>
+          asm.route(r, settings, sets, backendTls, balancers),
         ),
       ),
       source: vh.source,

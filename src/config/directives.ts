@@ -17,15 +17,7 @@ import { ConfigError } from './errors';
 import { CONDITIONAL_SECTIONS, READ_DIRECTIVES, SKIPPED_SECTIONS, type ConfigNode, type DirectiveNode, type SectionNode } from './parser';
 import { http2Specs } from './http2';
 import { tlsSpecs } from './tls';
-import {
-  parseDuration,
-  parseListenAddress,
-  parseCount,
-  parseOnOff,
-  parseRegex,
-  parseServerName,
-  parseVhostAddress,
-} from './values';
+import { parseDuration, parseListenAddress, parseCount, parseOnOff, parseRegex, parseServerName, parseVhostAddress } from './values';
 import { applyBalancerParam, applyMemberParam, ensureBalancer, openBalancerSection, parseBalancerUrl } from './balancer';
 import { headerDirective, requestHeaderDirective } from './headers';
 import { accessSections, accessSpecs } from './access-directives';
@@ -96,15 +88,16 @@ function setting<K extends keyof SettingsDraft>(
 const MAX_LINE_LIMIT = 1024 * 1024;
 
 /** LimitRequestLine / LimitRequestFieldSize: bytes, 1 to MAX_LINE_LIMIT (Apache's 0 would refuse every request). */
-const lineLimit = (name: string) => (v: string, node: DirectiveNode): number => {
-  const n = parseCount(v, name, node.source);
-  if (n < 1 || n > MAX_LINE_LIMIT) throw ConfigError.at(node.source, `${name} must be between 1 and ${MAX_LINE_LIMIT} bytes, got ${v}`);
-  return n;
-};
+const lineLimit =
+  (name: string) =>
+  (v: string, node: DirectiveNode): number => {
+    const n = parseCount(v, name, node.source);
+    if (n < 1 || n > MAX_LINE_LIMIT) throw ConfigError.at(node.source, `${name} must be between 1 and ${MAX_LINE_LIMIT} bytes, got ${v}`);
+    return n;
+  };
 
 const onOff = (name: string) => (v: string, node: DirectiveNode) => parseOnOff(v, name, node.source);
-const duration = (name: string, allowZero: boolean) => (v: string, node: DirectiveNode) =>
-  parseDuration(v, name, node.source, allowZero);
+const duration = (name: string, allowZero: boolean) => (v: string, node: DirectiveNode) => parseDuration(v, name, node.source, allowZero);
 
 /**
  * How wsgate treats a directive, by the rule that a directive which decides who gets in, whether a
@@ -182,16 +175,36 @@ function onlyWhereProxied(name: string, what: string): DirectiveSpec {
         throw ConfigError.at(node.source, 'SetHandler proxy:…: not supported: proxy the path with ProxyPass');
       }
       ctx.server.localContent.push({ name, what, source: node.source, location: ctx.location?.match });
-      ctx.state.notices.once(`ignored:${name.toLowerCase()}`, node.source, `${name} is ignored: every path it could apply to is proxied (wsgate serves no files)`);
+      ctx.state.notices.once(
+        `ignored:${name.toLowerCase()}`,
+        node.source,
+        `${name} is ignored: every path it could apply to is proxied (wsgate serves no files)`,
+      );
     },
   };
 }
 
 /** mod_http2 directives that tune Apache's own HTTP/2 engine (workers, buffers, push): accepted, no effect. */
 const H2_TUNING = [
-  'H2CopyFiles', 'H2EarlyHints', 'H2MaxDataFrameLen', 'H2MaxSessionStreams', 'H2MaxWorkerIdleSeconds', 'H2MaxWorkers',
-  'H2MinWorkers', 'H2ModernTLSOnly', 'H2OutputBuffering', 'H2Padding', 'H2Push', 'H2PushDiarySize', 'H2PushPriority',
-  'H2PushResource', 'H2SerializeHeaders', 'H2StreamMaxMemSize', 'H2StreamTimeout', 'H2TLSCoolDownSecs', 'H2TLSWarmUpSize',
+  'H2CopyFiles',
+  'H2EarlyHints',
+  'H2MaxDataFrameLen',
+  'H2MaxSessionStreams',
+  'H2MaxWorkerIdleSeconds',
+  'H2MaxWorkers',
+  'H2MinWorkers',
+  'H2ModernTLSOnly',
+  'H2OutputBuffering',
+  'H2Padding',
+  'H2Push',
+  'H2PushDiarySize',
+  'H2PushPriority',
+  'H2PushResource',
+  'H2SerializeHeaders',
+  'H2StreamMaxMemSize',
+  'H2StreamTimeout',
+  'H2TLSCoolDownSecs',
+  'H2TLSWarmUpSize',
   'H2WindowSize',
 ];
 
@@ -232,7 +245,7 @@ function groupedSpecs(): DirectiveSpec[] {
     notice('EnableSendfile', PROCESS),
     notice('EnableMMAP', PROCESS),
     notice('HostnameLookups', 'it only changes what Apache logs'),
-    notice('ServerTokens', 'wsgate sends no Server header of its own (relayed answers keep the backend\'s)'),
+    notice('ServerTokens', "wsgate sends no Server header of its own (relayed answers keep the backend's)"),
     notice('ServerSignature', 'wsgate adds no signature to the answers it makes'),
     onlyValue('KeepAlive', 'On', 'wsgate keeps client connections alive'),
     notice('KeepAliveTimeout', "wsgate closes an idle client connection after 5 s, Apache's default"),
@@ -266,8 +279,14 @@ function groupedSpecs(): DirectiveSpec[] {
     notice('AddHandler', FILES),
     notice('AddOutputFilter', FILES),
     notice('AddInputFilter', FILES),
-    refused('AddOutputFilterByType', 'output filters (compression, substitution) are not supported: answers are relayed as the backend sends them'),
-    refused('SetOutputFilter', 'output filters (compression, substitution) are not supported: answers are relayed as the backend sends them'),
+    refused(
+      'AddOutputFilterByType',
+      'output filters (compression, substitution) are not supported: answers are relayed as the backend sends them',
+    ),
+    refused(
+      'SetOutputFilter',
+      'output filters (compression, substitution) are not supported: answers are relayed as the backend sends them',
+    ),
     refused('SetInputFilter', 'input filters are not supported: request bodies are relayed as the client sends them'),
     notice('DefaultType', FILES),
     notice('TypesConfig', FILES),
@@ -391,7 +410,8 @@ function serverSpecs(): DirectiveSpec[] {
     setting('ProxyPassInherit', 'passInherit', onOff('ProxyPassInherit')),
     setting('TraceEnable', 'traceEnable', (v, node) => {
       const t = v.toLowerCase();
-      if (t !== 'on' && t !== 'off' && t !== 'extended') throw ConfigError.at(node.source, `TraceEnable must be On, Off or extended, got "${v}"`);
+      if (t !== 'on' && t !== 'off' && t !== 'extended')
+        throw ConfigError.at(node.source, `TraceEnable must be On, Off or extended, got "${v}"`);
       return t;
     }),
     setting('LimitRequestLine', 'limitRequestLine', lineLimit('LimitRequestLine')),
@@ -480,7 +500,10 @@ function serverSpecs(): DirectiveSpec[] {
     { name: 'RewriteCond', contexts: 'any', minArgs: 2, maxArgs: 3, handle: rewriteCond },
     { name: 'RewriteRule', contexts: 'any', minArgs: 2, maxArgs: 3, handle: rewriteRule },
     refused('RewriteMap', 'rewrite maps are not supported (wsgate supports RewriteCond and RewriteRule [P])'),
-    refused('RewriteBase', 'per-directory rewriting is not supported (wsgate supports RewriteRule [P] at the top level or in a <VirtualHost>)'),
+    refused(
+      'RewriteBase',
+      'per-directory rewriting is not supported (wsgate supports RewriteRule [P] at the top level or in a <VirtualHost>)',
+    ),
     { name: 'Header', contexts: 'any', minArgs: 2, maxArgs: 6, handle: headerDirective },
     { name: 'RequestHeader', contexts: 'any', minArgs: 2, maxArgs: 5, handle: requestHeaderDirective },
     refused('ProxyHCExpr', 'health-check expressions are not supported: a check passes on a 2xx or 3xx status'),
@@ -514,7 +537,10 @@ function balancerMember(node: DirectiveNode, ctx: Ctx): void {
     balancer = ensureBalancer(ctx.server, url.name, where);
     args = args.slice(1);
   } else if (balancer === undefined) {
-    throw ConfigError.at(where, 'BalancerMember is only valid inside <Proxy "balancer://name"> (or as BalancerMember balancer://name url …)');
+    throw ConfigError.at(
+      where,
+      'BalancerMember is only valid inside <Proxy "balancer://name"> (or as BalancerMember balancer://name url …)',
+    );
   }
   const raw = args[0];
   if (raw === undefined) throw ConfigError.at(where, 'BalancerMember needs a member URL: BalancerMember url [key=value…]');
@@ -525,7 +551,10 @@ function balancerMember(node: DirectiveNode, ctx: Ctx): void {
   if (target.nocanon) throw ConfigError.at(where, 'BalancerMember: nocanon goes on the ProxyPass line, not on a member');
   for (const other of balancer.members) {
     if (other.target.raw.toLowerCase() === raw.toLowerCase()) {
-      throw ConfigError.at(where, `BalancerMember ${raw} is already a member of balancer://${balancer.name} (${other.source.file}:${other.source.line})`);
+      throw ConfigError.at(
+        where,
+        `BalancerMember ${raw} is already a member of balancer://${balancer.name} (${other.source.file}:${other.source.line})`,
+      );
     }
   }
   balancer.members.push({ target, member, source: where });
@@ -544,7 +573,7 @@ function proxySet(node: DirectiveNode, ctx: Ctx): void {
     ({ describe, matches } = ctx.proxy);
     words = node.args;
     if (words.some((w) => !w.includes('='))) {
-      throw ConfigError.at(where, 'ProxySet inside <Proxy> takes only key=value parameters (the URL is the <Proxy>\'s)');
+      throw ConfigError.at(where, "ProxySet inside <Proxy> takes only key=value parameters (the URL is the <Proxy>'s)");
     }
   } else {
     const url = arg0(node);
@@ -582,9 +611,7 @@ function sectionSpecs(): SectionSpec[] {
         pattern = node.args[1] as string;
       }
       const loc: LocationDraft = {
-        match: regex
-          ? { kind: 'regex', regex: parseRegex(pattern, `<${name}>`, where), pattern }
-          : { kind: 'prefix', prefix: pattern },
+        match: regex ? { kind: 'regex', regex: parseRegex(pattern, `<${name}>`, where), pattern } : { kind: 'prefix', prefix: pattern },
         source: where,
         headerRules: [],
         requestHeaderRules: [],
@@ -641,20 +668,15 @@ function sectionSpecs(): SectionSpec[] {
   ];
 }
 
-export const DIRECTIVES: ReadonlyMap<string, DirectiveSpec> = new Map(
-  serverSpecs().map((s) => [s.name.toLowerCase(), s] as const),
-);
+export const DIRECTIVES: ReadonlyMap<string, DirectiveSpec> = new Map(serverSpecs().map((s) => [s.name.toLowerCase(), s] as const));
 
-export const SECTIONS: ReadonlyMap<string, SectionSpec> = new Map(
-  sectionSpecs().map((s) => [s.name.toLowerCase(), s] as const),
-);
+export const SECTIONS: ReadonlyMap<string, SectionSpec> = new Map(sectionSpecs().map((s) => [s.name.toLowerCase(), s] as const));
 
 /** Families refused by prefix, checked before "unknown directive". */
 export function refusedFamily(key: string): string | undefined {
   if (key.startsWith('ssl')) return 'this mod_ssl directive is not supported (see docs/directives.md for the supported SSL* directives)';
   return undefined;
 }
-
 
 /**
  * The group of every directive and section name wsgate knows (sections as `<Name>`), including

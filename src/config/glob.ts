@@ -112,7 +112,9 @@ function readDir(dir: string, budget: LoadBudget): Entry[] {
 /** Every file under `dir`, recursively, in Apache's order; `depth` counts directory levels. */
 function filesUnder(dir: string, out: string[], depth: number, budget: LoadBudget): void {
   if (depth > budget.limits.dirDepth) {
-    throw new LimitExceeded(`${dir} is more than ${budget.limits.dirDepth} directories deep below the included one (a symbolic link loop?)`);
+    throw new LimitExceeded(
+      `${dir} is more than ${budget.limits.dirDepth} directories deep below the included one (a symbolic link loop?)`,
+    );
   }
   for (const entry of readDir(dir, budget)) {
     const full = path.join(dir, entry.name);
@@ -121,9 +123,7 @@ function filesUnder(dir: string, out: string[], depth: number, budget: LoadBudge
   }
 }
 
-export type ExpandResult =
-  | { readonly ok: true; readonly files: readonly string[] }
-  | { readonly ok: false; readonly reason: string };
+export type ExpandResult = { readonly ok: true; readonly files: readonly string[] } | { readonly ok: false; readonly reason: string };
 
 /**
  * Expands an absolute Include path into the files to read, in order. `ok: false` explains why
@@ -133,7 +133,10 @@ export type ExpandResult =
  */
 export function expandInclude(absPattern: string, budget: LoadBudget = new LoadBudget()): ExpandResult {
   const root = path.parse(absPattern).root;
-  const parts = absPattern.slice(root.length).split(/[/\\]+/).filter((p) => p !== '');
+  const parts = absPattern
+    .slice(root.length)
+    .split(/[/\\]+/)
+    .filter((p) => p !== '');
   if (!parts.some(hasWildcard)) {
     if (!exists(absPattern)) return { ok: false, reason: `"${absPattern}" does not exist` };
     if (isDirectory(absPattern)) {
@@ -174,9 +177,7 @@ export function expandInclude(absPattern: string, budget: LoadBudget = new LoadB
       const upTo = path.join(root, ...parts.slice(0, i + 1));
       return {
         ok: false,
-        reason: hasWildcard(part)
-          ? `no file or directory matches the wildcard "${upTo}"`
-          : `"${upTo}" does not exist`,
+        reason: hasWildcard(part) ? `no file or directory matches the wildcard "${upTo}"` : `"${upTo}" does not exist`,
       };
     }
     bases = next;

@@ -42,8 +42,17 @@ export const SSL_VARIABLES: ReadonlySet<string> = new Set([
  * whose answer (Sec-WebSocket-Accept) wsgate checks on HTTP/2, where it makes the handshake itself.
  */
 const PROTECTED_REQUEST_FIELDS = new Set([
-  'host', 'connection', 'upgrade', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'content-length',
-  'sec-websocket-key', 'sec-websocket-version',
+  'host',
+  'connection',
+  'upgrade',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'content-length',
+  'sec-websocket-key',
+  'sec-websocket-version',
 ]);
 
 export interface HeaderRule {
@@ -83,7 +92,8 @@ export function parseHeaderRule(node: DirectiveNode, directive: HeaderDirective 
   }
   const actionWord = args.shift();
   const actions = 'add|set|append|merge|setifempty|unset|edit|edit*';
-  if (actionWord === undefined) throw ConfigError.at(where, `${d} needs an action and a header name: ${d} ${actions} Name [value] [env=VAR]`);
+  if (actionWord === undefined)
+    throw ConfigError.at(where, `${d} needs an action and a header name: ${d} ${actions} Name [value] [env=VAR]`);
   const action = actionWord.toLowerCase();
   if (UNSUPPORTED_ACTIONS.has(action) || (d === 'RequestHeader' && action === 'echo')) {
     throw ConfigError.at(where, `${d} ${actionWord} is not supported (add, set, append, merge, setifempty, unset, edit and edit* are)`);
@@ -105,14 +115,16 @@ export function parseHeaderRule(node: DirectiveNode, directive: HeaderDirective 
   if (action === 'edit' || action === 'edit*') {
     const pattern = args.shift();
     valueText = args.shift();
-    if (pattern === undefined || valueText === undefined) throw ConfigError.at(where, `${d} ${actionWord} ${name} needs a regular expression and a replacement`);
+    if (pattern === undefined || valueText === undefined)
+      throw ConfigError.at(where, `${d} ${actionWord} ${name} needs a regular expression and a replacement`);
     const re = parseRegex(pattern, `${d} ${actionWord}`, where);
     regex = action === 'edit*' ? new RegExp(re.source, re.flags + 'g') : re;
   } else if (action !== 'unset') {
     valueText = args.shift();
     if (valueText === undefined) throw ConfigError.at(where, `${d} ${actionWord} ${name} needs a value`);
   }
-  if (valueText !== undefined && /^expr=/i.test(valueText)) throw ConfigError.at(where, `${d}: expr= values are not supported (use %{VAR}e, %{Name}i and %{VAR}s)`);
+  if (valueText !== undefined && /^expr=/i.test(valueText))
+    throw ConfigError.at(where, `${d}: expr= values are not supported (use %{VAR}e, %{Name}i and %{VAR}s)`);
   let condition: HeaderRule['condition'];
   const clause = args.shift();
   if (clause !== undefined) {
@@ -172,7 +184,10 @@ export function parseFormat(text: string, where: SourceRef, d: HeaderDirective =
       else if (kind === 's') {
         const upper = name.toUpperCase();
         if (!SSL_VARIABLES.has(upper) && !upper.startsWith('SSL_CLIENT_')) {
-          throw ConfigError.at(where, `${d}: %{${name}}s is not a TLS variable wsgate knows (${[...SSL_VARIABLES].join(', ')}, SSL_CLIENT_*)`);
+          throw ConfigError.at(
+            where,
+            `${d}: %{${name}}s is not a TLS variable wsgate knows (${[...SSL_VARIABLES].join(', ')}, SSL_CLIENT_*)`,
+          );
         }
         parts.push(...flush(), { kind: 'ssl', name: upper });
       } else throw ConfigError.at(where, `${d}: %{${name}}${kind ?? ''} is not supported (${supported})`);

@@ -85,10 +85,7 @@ export function expandVars(text: string, lookup: VarLookup, where: SourceRef, ma
 
 function tooLong(where: SourceRef, maxChars: number, name?: string): ConfigError {
   const what = name === undefined ? '${VAR}s are' : `\${${name}} is`;
-  return ConfigError.at(
-    where,
-    `line longer than ${sizeText(maxChars)} once ${what} expanded (a value that Define lines keep doubling?)`,
-  );
+  return ConfigError.at(where, `line longer than ${sizeText(maxChars)} once ${what} expanded (a value that Define lines keep doubling?)`);
 }
 
 function isBlank(ch: string): boolean {

@@ -80,7 +80,9 @@ export class LoadBudget {
   line(chars: number): void {
     this.chars += chars;
     if (this.chars > this.limits.totalChars) {
-      throw new LimitExceeded(`the config grows beyond ${sizeText(this.limits.totalChars)} of text once Includes and \${VAR}s are expanded`);
+      throw new LimitExceeded(
+        `the config grows beyond ${sizeText(this.limits.totalChars)} of text once Includes and \${VAR}s are expanded`,
+      );
     }
   }
 }

@@ -292,7 +292,10 @@ export interface FrontName {
 /** A `Redirect`, `RedirectMatch`, `RedirectPermanent` or `RedirectTemp` line (mod_alias). */
 export interface RedirectRule {
   /** `prefix`: URL-path matched as mod_alias does; `regex`: RedirectMatch; `all`: the one-URL form in a section. */
-  readonly match: { readonly kind: 'prefix'; readonly prefix: string } | { readonly kind: 'regex'; readonly regex: RegExp } | { readonly kind: 'all' };
+  readonly match:
+    | { readonly kind: 'prefix'; readonly prefix: string }
+    | { readonly kind: 'regex'; readonly regex: RegExp }
+    | { readonly kind: 'all' };
   /** 3xx with `url`, or another status (410 `gone`, …) without one. */
   readonly status: number;
   readonly url?: string;

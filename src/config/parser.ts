@@ -151,10 +151,7 @@ class Parser {
 
     const open = stack[stack.length - 1];
     if (open) {
-      throw ConfigError.at(
-        open.source,
-        `<${open.name}> is never closed: no </${open.name}> before the end of ${file}`,
-      );
+      throw ConfigError.at(open.source, `<${open.name}> is never closed: no </${open.name}> before the end of ${file}`);
     }
     this.reading.pop();
   }
@@ -174,10 +171,7 @@ class Parser {
     const top = stack.pop();
     if (!top) throw ConfigError.at(where, `</${name}> without a matching <${name}>`);
     if (top.key !== name.toLowerCase()) {
-      throw ConfigError.at(
-        where,
-        `</${name}> does not close <${top.name}> (opened at ${top.source.file}:${top.source.line})`,
-      );
+      throw ConfigError.at(where, `</${name}> does not close <${top.name}> (opened at ${top.source.file}:${top.source.line})`);
     }
   }
 
@@ -311,7 +305,8 @@ function atLine(where: SourceRef, err: unknown, prefix = ''): unknown {
  * regex too; `!` negates.
  */
 function ifVersionHolds(args: readonly string[], name: string, where: SourceRef): boolean {
-  if (args.length < 1 || args.length > 2) throw ConfigError.at(where, `<${name}> takes 1 or 2 arguments ([[!]operator] version), got ${args.length}`);
+  if (args.length < 1 || args.length > 2)
+    throw ConfigError.at(where, `<${name}> takes 1 or 2 arguments ([[!]operator] version), got ${args.length}`);
   let op = args.length === 2 ? (args[0] as string) : '=';
   let version = args[args.length - 1] as string;
   const negate = op.startsWith('!');

@@ -40,14 +40,23 @@ export function redirectDirective(regex: boolean, fixed?: number) {
       }
     }
     if (arg3 !== undefined && grok === 0) {
-      throw ConfigError.at(where, `${node.name}: invalid first argument (of three): a status (permanent, temp, seeother, gone or a number) was expected`);
+      throw ConfigError.at(
+        where,
+        `${node.name}: invalid first argument (of three): a status (permanent, temp, seeother, gone or a number) was expected`,
+      );
     }
     const section = ctx.location;
-    if (section !== undefined && ((grok > 0 && arg2 !== undefined && arg3 === undefined) || (grok === 0 && arg2 === undefined) || (grok < 0 && arg2 === undefined))) {
+    if (
+      section !== undefined &&
+      ((grok > 0 && arg2 !== undefined && arg3 === undefined) || (grok === 0 && arg2 === undefined) || (grok < 0 && arg2 === undefined))
+    ) {
       // The one-URL form of a section: every request in it is redirected there.
       const url = grok === 0 ? arg1 : grok > 0 ? arg2 : undefined;
-      if (url !== undefined && url.includes('%{')) {
-        throw ConfigError.at(where, `${node.name}: an expression target (%{…}) is not supported; write the URL out, or use RewriteRule … [R]`);
+      if (url?.includes('%{')) {
+        throw ConfigError.at(
+          where,
+          `${node.name}: an expression target (%{…}) is not supported; write the URL out, or use RewriteRule … [R]`,
+        );
       }
       if (url !== undefined && !/^[A-Za-z0-9+.-]+:/.test(url) && !url.startsWith('/')) {
         throw ConfigError.at(where, `${node.name}: "${url}" is not a URL or an absolute path`);

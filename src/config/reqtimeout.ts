@@ -29,7 +29,8 @@ function seconds(text: string, what: string, node: DirectiveNode): number {
 /** One `stage=timeout[-maxtimeout][,MinRate=rate]` word. */
 function parseStage(word: string, node: DirectiveNode): [(typeof STAGES)[number], ReadStage] {
   const eq = word.indexOf('=');
-  if (eq <= 0) throw ConfigError.at(node.source, `RequestReadTimeout: "${word}" is not in the form key=value (handshake=, header= or body=)`);
+  if (eq <= 0)
+    throw ConfigError.at(node.source, `RequestReadTimeout: "${word}" is not in the form key=value (handshake=, header= or body=)`);
   const key = word.slice(0, eq).toLowerCase() as (typeof STAGES)[number];
   if (!STAGES.includes(key)) {
     throw ConfigError.at(node.source, `RequestReadTimeout: unknown parameter "${word.slice(0, eq)}" (handshake, header or body)`);

@@ -47,7 +47,10 @@ export function proxyPassReverse(node: DirectiveNode, ctx: Ctx): void {
   }
   if (ctx.location !== undefined && ctx.location.match.kind === 'prefix') {
     if (a.length > 1 && a[1]!.toLowerCase() !== 'interpolate') {
-      throw ConfigError.at(node.source, 'ProxyPassReverse cannot have a path when written in a <Location> (the section\'s path is used): ProxyPassReverse url');
+      throw ConfigError.at(
+        node.source,
+        "ProxyPassReverse cannot have a path when written in a <Location> (the section's path is used): ProxyPassReverse url",
+      );
     }
     if (a.length > 2) throw ConfigError.at(node.source, 'ProxyPassReverse inside <Location> takes 1 argument: ProxyPassReverse url');
     refuseInterpolate(node, a[1]);
@@ -87,7 +90,8 @@ export function useCanonicalName(node: DirectiveNode, ctx: Ctx): void {
   const v = (node.args[0] ?? '').toLowerCase();
   if (v === 'on') ctx.server.canonicalName = true;
   else if (v === 'off') ctx.server.canonicalName = false;
-  else if (v === 'dns') throw ConfigError.at(node.source, 'UseCanonicalName DNS is not supported: use On (the ServerName) or Off (the request\'s Host)');
+  else if (v === 'dns')
+    throw ConfigError.at(node.source, "UseCanonicalName DNS is not supported: use On (the ServerName) or Off (the request's Host)");
   else throw ConfigError.at(node.source, `UseCanonicalName must be On, Off or DNS, got "${node.args[0] ?? ''}"`);
 }
 
@@ -147,6 +151,8 @@ function alias(d: ReverseDraft, balancers: (name: string) => BalancerDraft | und
   const slash = d.backend.indexOf('/', 'balancer://'.length);
   const path = slash < 0 ? '' : d.backend.slice(slash);
   // Apache names a worker by its URL with the scheme and host lower-cased and a default port left out.
-  const members = b.members.map((m) => `${m.target.url.scheme}://${m.target.url.hostHeader.toLowerCase()}${m.target.url.pathWasEmpty ? '' : m.target.url.path}`);
+  const members = b.members.map(
+    (m) => `${m.target.url.scheme}://${m.target.url.hostHeader.toLowerCase()}${m.target.url.pathWasEmpty ? '' : m.target.url.path}`,
+  );
   return { ...base, members, ...(path.length > 1 ? { balancerPath: path } : {}) };
 }

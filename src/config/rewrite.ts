@@ -120,8 +120,20 @@ export function newRewriteDraft(): RewriteDraft {
 
 /** Server variables a TestString may name; the values are computed per request (routing/rewrite.ts). */
 export const SERVER_VARIABLES = new Set([
-  'HTTP_ACCEPT', 'HTTP_COOKIE', 'HTTP_FORWARDED', 'HTTP_HOST', 'HTTP_PROXY_CONNECTION', 'HTTP_REFERER', 'HTTP_USER_AGENT',
-  'REQUEST_URI', 'QUERY_STRING', 'REQUEST_METHOD', 'HTTPS', 'REQUEST_SCHEME', 'SERVER_NAME', 'SERVER_PORT',
+  'HTTP_ACCEPT',
+  'HTTP_COOKIE',
+  'HTTP_FORWARDED',
+  'HTTP_HOST',
+  'HTTP_PROXY_CONNECTION',
+  'HTTP_REFERER',
+  'HTTP_USER_AGENT',
+  'REQUEST_URI',
+  'QUERY_STRING',
+  'REQUEST_METHOD',
+  'HTTPS',
+  'REQUEST_SCHEME',
+  'SERVER_NAME',
+  'SERVER_PORT',
 ]);
 
 /** The rewrite lines of a `<Location>`/`<LocationMatch>` (mod_rewrite's per-directory context). */
@@ -134,7 +146,10 @@ export interface SectionRewriteDraft {
 function draftOf(node: DirectiveNode, ctx: Ctx): RewriteDraft {
   if (ctx.kind === 'server' || ctx.kind === 'vhost') return ctx.server.rewrite;
   if (ctx.location === undefined) {
-    throw ConfigError.at(node.source, `${node.name} is not supported inside <Proxy>: put it at the top level, in a <VirtualHost> or in a <Location>`);
+    throw ConfigError.at(
+      node.source,
+      `${node.name} is not supported inside <Proxy>: put it at the top level, in a <VirtualHost> or in a <Location>`,
+    );
   }
   let entry = ctx.server.sectionRewrites.find((e) => e.section === ctx.location);
   if (entry === undefined) {
@@ -150,7 +165,10 @@ export function rewriteEngine(node: DirectiveNode, ctx: Ctx): void {
 
 export function rewriteOptions(node: DirectiveNode, ctx: Ctx): void {
   if (ctx.kind !== 'server' && ctx.kind !== 'vhost') {
-    throw ConfigError.at(node.source, 'RewriteOptions is only supported at the top level or in a <VirtualHost>: a section uses its own rules only');
+    throw ConfigError.at(
+      node.source,
+      'RewriteOptions is only supported at the top level or in a <VirtualHost>: a section uses its own rules only',
+    );
   }
   for (const option of node.args) {
     const o = option.toLowerCase();
@@ -163,7 +181,8 @@ export function rewriteOptions(node: DirectiveNode, ctx: Ctx): void {
 /** `[A,B,…]` → the flag words, upper-cased; undefined when `word` is not a flag list. */
 function flagList(word: string | undefined, directive: string, where: SourceRef): string[] | undefined {
   if (word === undefined) return undefined;
-  if (!word.startsWith('[') || !word.endsWith(']')) throw ConfigError.at(where, `${directive}: flags must be written [FLAG,…], got "${word}"`);
+  if (!word.startsWith('[') || !word.endsWith(']'))
+    throw ConfigError.at(where, `${directive}: flags must be written [FLAG,…], got "${word}"`);
   return word
     .slice(1, -1)
     .split(',')
@@ -244,16 +263,16 @@ export function rewriteRule(node: DirectiveNode, ctx: Ctx): void {
     else if (name === 'F' || name === 'FORBIDDEN') status = 403;
     else if (name === 'G' || name === 'GONE') status = 410;
     else if (name === 'R' || name === 'REDIRECT') {
-      const code = value === undefined ? 302 : REDIRECT_WORDS[value] ?? (/^\d{3}$/.test(value) ? Number(value) : NaN);
+      const code = value === undefined ? 302 : (REDIRECT_WORDS[value] ?? (/^\d{3}$/.test(value) ? Number(value) : NaN));
       if (!(code >= 300 && code <= 399)) {
-        throw ConfigError.at(where, `RewriteRule: [${flag}] is not supported (a redirect status 300–399, permanent, temp or seeother; [F] and [G] for 403 and 410)`);
+        throw ConfigError.at(
+          where,
+          `RewriteRule: [${flag}] is not supported (a redirect status 300–399, permanent, temp or seeother; [F] and [G] for 403 and 410)`,
+        );
       }
       redirect = code;
     } else {
-      throw ConfigError.at(
-        where,
-        `RewriteRule: flag [${flag}] is not supported (supported: P, R[=code], L, END, NC, QSA, QSD, NE, F, G)`,
-      );
+      throw ConfigError.at(where, `RewriteRule: flag [${flag}] is not supported (supported: P, R[=code], L, END, NC, QSA, QSD, NE, F, G)`);
     }
   }
   if ([proxy, redirect !== undefined, status !== undefined].filter(Boolean).length > 1) {
@@ -296,7 +315,10 @@ export function rewriteRule(node: DirectiveNode, ctx: Ctx): void {
       return;
     }
     if (absolute) {
-      throw ConfigError.at(where, `RewriteRule: the substitution "${substitution}" is a URL: add [R] (or [R=301]) to redirect to it, or [P] to proxy to it`);
+      throw ConfigError.at(
+        where,
+        `RewriteRule: the substitution "${substitution}" is a URL: add [R] (or [R=301]) to redirect to it, or [P] to proxy to it`,
+      );
     }
     throw ConfigError.at(
       where,
@@ -383,18 +405,20 @@ export function effectiveRules(own: RewriteDraft, main: RewriteDraft | undefined
 export function assembleRewrite(drafts: readonly RuleDraft[], route: (r: RouteDraft) => Route): RewriteConfig | undefined {
   if (drafts.length === 0) return undefined;
   return {
-    rules: drafts.map((d): RewriteRule => ({
-      pattern: d.pattern,
-      negate: d.negate,
-      conditions: d.conditions,
-      pathTemplate: d.pathTemplate,
-      ...(d.queryTemplate !== undefined ? { queryTemplate: d.queryTemplate } : {}),
-      ...(d.route !== undefined ? { route: route(d.route) } : {}),
-      action: d.action,
-      flags: d.flags,
-      substitution: d.substitution,
-      source: d.source,
-    })),
+    rules: drafts.map(
+      (d): RewriteRule => ({
+        pattern: d.pattern,
+        negate: d.negate,
+        conditions: d.conditions,
+        pathTemplate: d.pathTemplate,
+        ...(d.queryTemplate !== undefined ? { queryTemplate: d.queryTemplate } : {}),
+        ...(d.route !== undefined ? { route: route(d.route) } : {}),
+        action: d.action,
+        flags: d.flags,
+        substitution: d.substitution,
+        source: d.source,
+      }),
+    ),
   };
 }
 

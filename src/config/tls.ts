@@ -56,7 +56,11 @@ function filePath(node: DirectiveNode, ctx: Ctx): FileRef {
   return { directive: node.name, path: path.resolve(base, raw), source: node.source };
 }
 
-function one<K extends keyof TlsDraft>(name: string, field: K, parse: (node: DirectiveNode, ctx: Ctx) => NonNullable<TlsDraft[K]>): TlsDirectiveSpec {
+function one<K extends keyof TlsDraft>(
+  name: string,
+  field: K,
+  parse: (node: DirectiveNode, ctx: Ctx) => NonNullable<TlsDraft[K]>,
+): TlsDirectiveSpec {
   return {
     name,
     contexts: SERVER_VHOST,
@@ -68,7 +72,10 @@ function one<K extends keyof TlsDraft>(name: string, field: K, parse: (node: Dir
   };
 }
 
-const onOff = (name: string) => (node: DirectiveNode): boolean => parseOnOff(node.args[0] as string, name, node.source);
+const onOff =
+  (name: string) =>
+  (node: DirectiveNode): boolean =>
+    parseOnOff(node.args[0] as string, name, node.source);
 
 /**
  * `SSLProtocol` as mod_ssl reads it: words applied left to right; `+X` adds, `-X` removes, a bare
@@ -87,9 +94,15 @@ export function parseSslProtocol(args: readonly string[], where: SourceRef): { m
       if (v === undefined) {
         if (name === 'sslv3' || name === 'sslv2') {
           if (sign === '-') continue;
-          throw ConfigError.at(where, `SSLProtocol: ${word.replace(/^[+-]/, '')} is not supported (insecure; Node.js offers TLSv1 to TLSv1.3)`);
+          throw ConfigError.at(
+            where,
+            `SSLProtocol: ${word.replace(/^[+-]/, '')} is not supported (insecure; Node.js offers TLSv1 to TLSv1.3)`,
+          );
         }
-        throw ConfigError.at(where, `SSLProtocol: unknown protocol "${word}" (expected all, TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3, each optionally prefixed by + or -)`);
+        throw ConfigError.at(
+          where,
+          `SSLProtocol: unknown protocol "${word}" (expected all, TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3, each optionally prefixed by + or -)`,
+        );
       }
       these = [v];
     }
@@ -104,7 +117,10 @@ export function parseSslProtocol(args: readonly string[], where: SourceRef): { m
   const hi = on.lastIndexOf(true);
   if (lo < 0) throw ConfigError.at(where, `SSLProtocol "${args.join(' ')}" leaves no protocol enabled`);
   if (on.slice(lo, hi + 1).includes(false)) {
-    throw ConfigError.at(where, `SSLProtocol "${args.join(' ')}" is not a contiguous range of versions (Node.js takes a minimum and a maximum)`);
+    throw ConfigError.at(
+      where,
+      `SSLProtocol "${args.join(' ')}" is not a contiguous range of versions (Node.js takes a minimum and a maximum)`,
+    );
   }
   return { min: VERSIONS[lo] as TlsVersion, max: VERSIONS[hi] as TlsVersion };
 }
@@ -113,7 +129,8 @@ export function tlsSpecs(): TlsDirectiveSpec[] {
   return [
     one('SSLEngine', 'engine', (node) => {
       const v = (node.args[0] as string).toLowerCase();
-      if (v === 'optional') throw ConfigError.at(node.source, 'SSLEngine optional (RFC 2817 upgrade to TLS) is not supported: use On or Off');
+      if (v === 'optional')
+        throw ConfigError.at(node.source, 'SSLEngine optional (RFC 2817 upgrade to TLS) is not supported: use On or Off');
       return { on: parseOnOff(node.args[0] as string, 'SSLEngine', node.source), source: node.source };
     }),
     one('SSLCertificateFile', 'certFile', filePath),
@@ -146,7 +163,10 @@ export function tlsSpecs(): TlsDirectiveSpec[] {
       if (v === 'none') return false;
       if (v === 'require') return true;
       if (v === 'optional' || v === 'optional_no_ca') {
-        ctx.state.notices.add(node.source, `SSLProxyVerify ${node.args[0]}: treated as require (wsgate never talks to a backend it cannot verify unless verification is off)`);
+        ctx.state.notices.add(
+          node.source,
+          `SSLProxyVerify ${node.args[0]}: treated as require (wsgate never talks to a backend it cannot verify unless verification is off)`,
+        );
         return true;
       }
       throw ConfigError.at(node.source, `SSLProxyVerify must be none or require, got "${node.args[0]}"`);
@@ -198,7 +218,8 @@ function certificates(ref: FileRef, text: string): string[] {
 function privateKey(ref: FileRef, text: string): string {
   const m = PEM_KEY.exec(text);
   if (!m) throw ConfigError.at(ref.source, `${ref.directive}: "${ref.path}" holds no PEM private key`);
-  if (m[0].includes('ENCRYPTED')) throw ConfigError.at(ref.source, `${ref.directive}: "${ref.path}": encrypted private keys are not supported (no passphrase dialog)`);
+  if (m[0].includes('ENCRYPTED'))
+    throw ConfigError.at(ref.source, `${ref.directive}: "${ref.path}": encrypted private keys are not supported (no passphrase dialog)`);
   try {
     createPrivateKey(m[0]);
   } catch (err) {
@@ -221,18 +242,29 @@ function picker(own: TlsDraft, base: TlsDraft | undefined): Pick {
 }
 
 /** The front TLS settings of a server (its own values over the main server's), or undefined without `SSLEngine on`. */
-export function resolveFrontTls(own: TlsDraft, base: TlsDraft | undefined, files: FileCache, serverSource: SourceRef): FrontTls | undefined {
+export function resolveFrontTls(
+  own: TlsDraft,
+  base: TlsDraft | undefined,
+  files: FileCache,
+  serverSource: SourceRef,
+): FrontTls | undefined {
   const pick = picker(own, base);
   const engine = pick('engine');
   if (engine === undefined || !engine.on) return undefined;
   const certFile = pick('certFile');
   if (certFile === undefined) {
-    throw ConfigError.at(own.engine?.source ?? serverSource, 'SSLEngine on needs SSLCertificateFile (and SSLCertificateKeyFile unless the key is in the same file)');
+    throw ConfigError.at(
+      own.engine?.source ?? serverSource,
+      'SSLEngine on needs SSLCertificateFile (and SSLCertificateKeyFile unless the key is in the same file)',
+    );
   }
   const certText = files.read(certFile);
   const certs = certificates(certFile, certText);
   const keyFile = pick('keyFile');
-  const key = keyFile === undefined ? privateKey({ ...certFile, directive: 'SSLCertificateFile (no SSLCertificateKeyFile)' }, certText) : privateKey(keyFile, files.read(keyFile));
+  const key =
+    keyFile === undefined
+      ? privateKey({ ...certFile, directive: 'SSLCertificateFile (no SSLCertificateKeyFile)' }, certText)
+      : privateKey(keyFile, files.read(keyFile));
   checkPair(keyFile ?? certFile, certs[0] as string, key);
   const chainFile = pick('chainFile');
   const chain = chainFile === undefined ? [] : certificates(chainFile, files.read(chainFile));

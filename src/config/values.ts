@@ -12,10 +12,7 @@ import type { BackendScheme, Millis, SourceRef, UpgradePolicy } from './model';
 export function parseDuration(value: string, what: string, where: SourceRef, allowZero: boolean): Millis {
   const m = /^(\d+(?:\.\d+)?|\.\d+)(ms|s)?$/i.exec(value.trim());
   if (!m) {
-    throw ConfigError.at(
-      where,
-      `${what}: "${value}" is not a duration (a number of seconds, or milliseconds with "ms", e.g. 30 or 500ms)`,
-    );
+    throw ConfigError.at(where, `${what}: "${value}" is not a duration (a number of seconds, or milliseconds with "ms", e.g. 30 or 500ms)`);
   }
   const n = Number(m[1]);
   const ms = Math.round(m[2]?.toLowerCase() === 'ms' ? n : n * 1000);
@@ -80,10 +77,7 @@ export function parseBackendUrl(raw: string, where: SourceRef, regex: boolean): 
   const special = SCHEME_ERRORS[scheme];
   if (special) throw ConfigError.at(where, `${special} ("${raw}")`);
   if (scheme !== 'ws' && scheme !== 'wss' && scheme !== 'http' && scheme !== 'https') {
-    throw ConfigError.at(
-      where,
-      `unsupported backend scheme "${scheme}" in "${raw}": wsgate proxies ws://, wss://, http:// and https://`,
-    );
+    throw ConfigError.at(where, `unsupported backend scheme "${scheme}" in "${raw}": wsgate proxies ws://, wss://, http:// and https://`);
   }
   if (!rest.startsWith('//')) throw ConfigError.at(where, `bad backend URL "${raw}": expected ${scheme}://host`);
   const afterSlashes = rest.slice(2);

@@ -9,27 +9,51 @@ import { parseBackendUrl, parseCount, parseDuration, parseOnOff, parseRegex, par
 
 /** Apache worker keys wsgate does not implement (yet): a clear error instead of "unknown". */
 const UNSUPPORTED_KEYS = new Set([
-  'acquire', 'addressttl', 'disablereuse', 'enablereuse', 'iobuffersize',
-  'min', 'smax', 'ttl', 'ping', 'receivebuffersize', 'responsefieldsize', 'secret', 'mapping',
+  'acquire',
+  'addressttl',
+  'disablereuse',
+  'enablereuse',
+  'iobuffersize',
+  'min',
+  'smax',
+  'ttl',
+  'ping',
+  'receivebuffersize',
+  'responsefieldsize',
+  'secret',
+  'mapping',
 ]);
 /** Balancer keys (balancer.ts), and balancer-member keys. */
 const BALANCER_KEYS = new Set([
-  'lbmethod', 'stickysession', 'stickysessionsep', 'scolonpathdelim', 'nofailover', 'maxattempts',
-  'failonstatus', 'failontimeout', 'forcerecovery', 'growth', 'nonce',
+  'lbmethod',
+  'stickysession',
+  'stickysessionsep',
+  'scolonpathdelim',
+  'nofailover',
+  'maxattempts',
+  'failonstatus',
+  'failontimeout',
+  'forcerecovery',
+  'growth',
+  'nonce',
 ]);
 const MEMBER_KEYS = new Set([
-  'lbset', 'loadfactor', 'route', 'redirect', 'status',
-  'hcmethod', 'hcinterval', 'hcpasses', 'hcfails', 'hcuri', 'hcexpr', 'hctemplate',
+  'lbset',
+  'loadfactor',
+  'route',
+  'redirect',
+  'status',
+  'hcmethod',
+  'hcinterval',
+  'hcpasses',
+  'hcfails',
+  'hcuri',
+  'hcexpr',
+  'hctemplate',
 ]);
 
 /** Applies one `key=value` to `params`. `directive` names the line in messages. */
-export function applyWorkerParam(
-  params: WorkerParams,
-  word: string,
-  directive: string,
-  where: SourceRef,
-  notices: Notices,
-): void {
+export function applyWorkerParam(params: WorkerParams, word: string, directive: string, where: SourceRef, notices: Notices): void {
   const eq = word.indexOf('=');
   if (eq <= 0) throw ConfigError.at(where, `${directive}: bad parameter "${word}": expected key=value`);
   const key = word.slice(0, eq).toLowerCase();
@@ -77,7 +101,10 @@ export function applyWorkerParam(
     default:
       if (MEMBER_KEYS.has(key)) throw ConfigError.at(where, `${directive} ${key}= is only valid on a BalancerMember line`);
       if (BALANCER_KEYS.has(key)) {
-        throw ConfigError.at(where, `${directive} ${key}= is a balancer parameter: use it with a balancer://name target or in <Proxy balancer://name>`);
+        throw ConfigError.at(
+          where,
+          `${directive} ${key}= is a balancer parameter: use it with a balancer://name target or in <Proxy balancer://name>`,
+        );
       }
       if (UNSUPPORTED_KEYS.has(key)) throw ConfigError.at(where, `${directive} ${key}= is not supported yet`);
       throw ConfigError.at(where, `${directive}: unknown parameter "${key}"`);
@@ -165,7 +192,10 @@ export function parseProxyPass(args: readonly string[], regex: boolean, ctx: Ctx
     }
     const first = args[0] as string;
     if (first.startsWith('/')) {
-      throw ConfigError.at(where, `${directive} inside <Location> takes no path (the path is the <Location>'s): ${directive} url [key=value…]`);
+      throw ConfigError.at(
+        where,
+        `${directive} inside <Location> takes no path (the path is the <Location>'s): ${directive} url [key=value…]`,
+      );
     }
     match = loc.match;
     useRegex = match.kind === 'regex';

@@ -40,7 +40,10 @@ const enum ChunkState {
 
 /** A body that cannot be relayed: `status` is what the client gets if no answer was sent yet. */
 export class BodyError extends Error {
-  constructor(message: string, readonly status = 400) {
+  constructor(
+    message: string,
+    readonly status = 400,
+  ) {
     super(message);
   }
 }
@@ -204,7 +207,8 @@ export class BodyFramer {
           if (c === 0x0d) {
             this.state = ChunkState.EndLf;
           } else if (isTokenChar(c)) {
-            if (this.limits.trailerFields > 0 && ++this.trailers > this.limits.trailerFields) throw new BodyError('too many trailer fields');
+            if (this.limits.trailerFields > 0 && ++this.trailers > this.limits.trailerFields)
+              throw new BodyError('too many trailer fields');
             this.state = ChunkState.TrailerName;
           } else {
             // A bare LF (a second message hidden after the body), obs-fold, a missing name.

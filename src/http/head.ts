@@ -72,7 +72,10 @@ export interface ResponseHead extends HeadFacts {
 
 /** A head that cannot be accepted, with the status to answer and the reason to log. */
 export class HeadError extends Error {
-  constructor(readonly status: number, readonly reason: string) {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+  ) {
     super(reason);
   }
 }
@@ -242,7 +245,11 @@ function checkFieldSizes(lines: string[], fieldSize: number): void {
     const valueLen = trimOws(line.slice(colon + 1)).length;
     const prev = merged.get(name);
     const len = prev === undefined ? colon + 2 + valueLen : prev + 2 + valueLen;
-    if (len > fieldSize) throw new HeadError(400, `request header field exceeds LimitRequestFieldSize (${fieldSize}) after merging ${line.slice(0, Math.min(colon, 40))}`);
+    if (len > fieldSize)
+      throw new HeadError(
+        400,
+        `request header field exceeds LimitRequestFieldSize (${fieldSize}) after merging ${line.slice(0, Math.min(colon, 40))}`,
+      );
     merged.set(name, len);
   }
 }

@@ -139,7 +139,13 @@ function substitute(replacement: string, m: unknown[]): string {
 }
 
 /** A relayed response head's fields (final or 101) with `rules` applied; the fields themselves when there are none. */
-export function relayedFields(rules: readonly HeaderRule[], fields: string[], env: RequestEnv, requestFields: readonly string[], extras: FormatExtras): string[] {
+export function relayedFields(
+  rules: readonly HeaderRule[],
+  fields: string[],
+  env: RequestEnv,
+  requestFields: readonly string[],
+  extras: FormatExtras,
+): string[] {
   return rules.length === 0 ? fields : applyHeaderRules(rules, fields, env, requestFields, true, extras);
 }
 

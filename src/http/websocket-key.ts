@@ -12,5 +12,7 @@ export function newWebSocketKey(): string {
 
 /** The `Sec-WebSocket-Accept` a server must answer to `key`. */
 export function webSocketAccept(key: string): string {
-  return createHash('sha1').update(key + GUID).digest('base64');
+  return createHash('sha1')
+    .update(key + GUID)
+    .digest('base64');
 }

@@ -227,7 +227,12 @@ export class H2Front {
     }
     if (path === undefined || (isConnect && (headers[':scheme'] === undefined || authority === undefined))) {
       // RFC 8441 §4 / RFC 9113 §8.3: a malformed request is a stream error (nghttp2 usually catches it first).
-      this.host.log.info('bad HTTP/2 request', { status: 'RST PROTOCOL_ERROR', reason: 'missing pseudo-header', client: info.clientIp, method });
+      this.host.log.info('bad HTTP/2 request', {
+        status: 'RST PROTOCOL_ERROR',
+        reason: 'missing pseudo-header',
+        client: info.clientIp,
+        method,
+      });
       stream.close(NGHTTP2_PROTOCOL_ERROR);
       return;
     }
@@ -236,7 +241,10 @@ export class H2Front {
       return;
     }
     const config = this.host.config;
-    const limited = checkLimits(rawHeaders, headLimits(config, info.listen, () => info.localAddress));
+    const limited = checkLimits(
+      rawHeaders,
+      headLimits(config, info.listen, () => info.localAddress),
+    );
     if (limited !== undefined) {
       this.refuse(stream, info, limited.status, limited.reason, method, path);
       return;
@@ -293,10 +301,27 @@ export class H2Front {
       upgrade,
       versionMinor: 1,
     };
-    new H2Exchange(this.host, stream, info.clientIp, vhost, req, new Upstream(this.host, decision, fields, headerScope(vhost, backendMethod, path, info.tls)), body, websocket).start();
+    new H2Exchange(
+      this.host,
+      stream,
+      info.clientIp,
+      vhost,
+      req,
+      new Upstream(this.host, decision, fields, headerScope(vhost, backendMethod, path, info.tls)),
+      body,
+      websocket,
+    ).start();
   }
 
-  private refuse(stream: http2.ServerHttp2Stream, info: SessionInfo, status: number, reason: string, method: string, path: string, fields: readonly string[] = []): void {
+  private refuse(
+    stream: http2.ServerHttp2Stream,
+    info: SessionInfo,
+    status: number,
+    reason: string,
+    method: string,
+    path: string,
+    fields: readonly string[] = [],
+  ): void {
     this.host.log.info('request not proxied', { status, reason, client: info.clientIp, method, path, protocol: 'h2' });
     respondH2Error(stream, status, undefined, fields);
   }
@@ -356,7 +381,8 @@ function checkLimits(raw: readonly string[], limits: RequestLimits): { status: n
     merged ??= new Map();
     const prev = merged.get(name);
     const len = prev === undefined ? name.length + 2 + vlen : prev + 2 + vlen;
-    if (len > limits.fieldSize) return { status: 431, reason: `request header field ${name.slice(0, 40)} exceeds LimitRequestFieldSize (${limits.fieldSize})` };
+    if (len > limits.fieldSize)
+      return { status: 431, reason: `request header field ${name.slice(0, 40)} exceeds LimitRequestFieldSize (${limits.fieldSize})` };
     if (prev === undefined && limits.fields > 0 && ++fields > limits.fields) {
       return { status: 431, reason: `more than ${limits.fields} request header fields (LimitRequestFields)` };
     }

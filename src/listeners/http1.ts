@@ -4,7 +4,15 @@
 
 import type { Socket } from 'node:net';
 import type { Config, ListenAddress, VirtualHost } from '../config/model';
-import { findHeadEnd, HeadError, parseRequestHead, PartialHeadCheck, requestHeadCap, type RequestHead, type RequestLimits } from '../http/head';
+import {
+  findHeadEnd,
+  HeadError,
+  parseRequestHead,
+  PartialHeadCheck,
+  requestHeadCap,
+  type RequestHead,
+  type RequestLimits,
+} from '../http/head';
 import { Exchange, type ExchangeOwner } from '../proxy/exchange';
 import type { GatewayContext } from '../proxy/context';
 import { headerScope, Upstream } from '../proxy/upstream';
@@ -133,7 +141,7 @@ export class ClientConnection implements ExchangeOwner {
   private headTimedOut(): void {
     this.stopHeadStage();
     const buf = this.buf;
-    if (buf !== undefined && buf.includes(0x0a)) {
+    if (buf?.includes(0x0a)) {
       this.host.log.warn('request head timed out', { status: 408, client: this.clientIp });
       this.buf = undefined;
       this.socket.pause();
@@ -183,7 +191,8 @@ export class ClientConnection implements ExchangeOwner {
     } catch (e) {
       if (!(e instanceof HeadError)) throw e;
       // `PRI * HTTP/2.0` is HTTP/2 with prior knowledge (h2c), not a bad HTTP/1 version, when the server speaks it.
-      if (e.status === 505 && !this.servedAny && isH2Preface(buf) && this.host.takePriorKnowledgeH2?.(this, this.listen, buf) === true) return;
+      if (e.status === 505 && !this.servedAny && isH2Preface(buf) && this.host.takePriorKnowledgeH2?.(this, this.listen, buf) === true)
+        return;
       this.reject(e.status, e.reason);
       return;
     }
@@ -220,7 +229,14 @@ export class ClientConnection implements ExchangeOwner {
       this.reject(413, `request body of ${req.contentLength} bytes exceeds LimitRequestBody (${maxBody})`);
       return;
     }
-    this.exchange = new Exchange(this.host, this, vhost, req, new Upstream(this.host, decision, req.headers, headerScope(vhost, req.method, req.target, this.socket)), rest);
+    this.exchange = new Exchange(
+      this.host,
+      this,
+      vhost,
+      req,
+      new Upstream(this.host, decision, req.headers, headerScope(vhost, req.method, req.target, this.socket)),
+      rest,
+    );
     this.exchange.start();
   }
 

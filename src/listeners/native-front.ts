@@ -60,7 +60,15 @@ export class NativeFront implements NativeUpgradeHost {
     if (typeof fd !== 'number' || fd < 0) return undefined;
     const id = nextListenerId++;
     const header = settings.requestReadTimeouts.header;
-    this.engine.frontListen(id, fd, settings.timeoutMs, TCP_KEEPALIVE_DELAY_MS / 1000, header.timeoutMs, header.maxTimeoutMs, header.minRate);
+    this.engine.frontListen(
+      id,
+      fd,
+      settings.timeoutMs,
+      TCP_KEEPALIVE_DELAY_MS / 1000,
+      header.timeoutMs,
+      header.maxTimeoutMs,
+      header.minRate,
+    );
     listeners.set(id, { front: this, listen });
     return id;
   }
@@ -122,7 +130,16 @@ export class NativeFront implements NativeUpgradeHost {
       return;
     }
     const rest = end < bytes.length ? bytes.subarray(end) : undefined;
-    const u = new NativeUpgrade(this, id, listen, clientIp, vhost, req, new Upstream(this.host, decision, req.headers, headerScope(vhost, req.method, req.target, undefined)), rest);
+    const u = new NativeUpgrade(
+      this,
+      id,
+      listen,
+      clientIp,
+      vhost,
+      req,
+      new Upstream(this.host, decision, req.headers, headerScope(vhost, req.method, req.target, undefined)),
+      rest,
+    );
     this.mine.add(u);
     upgrades.set(id, u);
     u.start();
@@ -134,7 +151,7 @@ export class NativeFront implements NativeUpgradeHost {
    * answer; one log line, none for a connection that sent nothing.
    */
   headTimedOut(id: number, clientIp: string, partial: Buffer | undefined): void {
-    if (partial !== undefined && partial.includes(0x0a)) {
+    if (partial?.includes(0x0a)) {
       this.host.log.warn('request head timed out', { status: 408, client: clientIp });
       this.engine.frontRespond(id, buildErrorResponse(408, false));
       return;
@@ -174,7 +191,8 @@ function dispatchOne(type: FrontEvent, id: number, a: number, text: string | und
   switch (type) {
     case FrontEvent.Head: {
       const l = listeners.get(a);
-      if (l === undefined) nativeEngine()!.frontAbort(id); // its port was closed meanwhile
+      if (l === undefined)
+        nativeEngine()!.frontAbort(id); // its port was closed meanwhile
       else l.front.onHead(id, l.listen, text ?? '', bytes!);
       return;
     }

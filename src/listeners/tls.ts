@@ -60,7 +60,10 @@ function handshakeTimer(raw: StagedSocket): void {
     return;
   }
   stopHandshakeStage(raw);
-  st.log.info('TLS handshake with client timed out', { client: plainAddress(raw.remoteAddress), local: `${raw.localAddress ?? ''}:${raw.localPort ?? ''}` });
+  st.log.info('TLS handshake with client timed out', {
+    client: plainAddress(raw.remoteAddress),
+    local: `${raw.localAddress ?? ''}:${raw.localPort ?? ''}`,
+  });
   raw.destroy();
 }
 
@@ -85,7 +88,12 @@ function contextFor(t: FrontTls): tls.SecureContext {
 }
 
 /** The certificate served for `servername` (undefined without SNI) on `listen`, under `config`. */
-export function frontTlsFor(config: Config, listen: ListenAddress, localAddress: string, servername: string | undefined): FrontTls | undefined {
+export function frontTlsFor(
+  config: Config,
+  listen: ListenAddress,
+  localAddress: string,
+  servername: string | undefined,
+): FrontTls | undefined {
   if (servername !== undefined && servername !== '') {
     const vh = selectVirtualHost(config, listen, localAddress, servername);
     if (vh.tls !== undefined) return vh.tls;

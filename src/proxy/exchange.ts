@@ -4,11 +4,11 @@
 
 import type { Socket } from 'node:net';
 import type { VirtualHost } from '../config/model';
-import { BodyError, BodyFramer, Framing, requestFraming, responseFraming } from '../http/body';
+import { BodyError, type BodyFramer, Framing, requestFraming, responseFraming } from '../http/body';
 import { buildClientResponse, buildInterimResponse, buildSwitchingResponse } from '../http/forward';
-import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
+import { findHeadEnd, type HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
 import type { GatewayContext } from './context';
-import { Upstream, type Refusal } from './upstream';
+import type { Upstream, Refusal } from './upstream';
 import { bodyLimitsOf } from '../listeners/limits';
 
 /** The client side of an exchange: the HTTP/1.1 connection that sent the request. */

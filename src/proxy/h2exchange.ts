@@ -10,9 +10,17 @@
 import * as http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { VirtualHost } from '../config/model';
-import { BodyError, BodyFramer, Framing, responseFraming } from '../http/body';
+import { type BodyError, type BodyFramer, Framing, responseFraming } from '../http/body';
 import { errorBody } from '../http/forward';
-import { findHeadEnd, headerValue, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
+import {
+  findHeadEnd,
+  headerValue,
+  type HeadError,
+  MAX_HEAD_BYTES,
+  parseResponseHead,
+  type RequestHead,
+  type ResponseHead,
+} from '../http/head';
 import { webSocketAccept } from '../http/websocket-key';
 import type { GatewayContext } from './context';
 import type { Refusal, Upstream } from './upstream';
@@ -38,7 +46,16 @@ export interface H2WebSocket {
  * Fields that are connection-specific in HTTP/2 (RFC 9113 §8.2.2) and so never copied from an
  * HTTP/1.1 answer; Node refuses to send them anyway.
  */
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'http2-settings']);
+const CONNECTION_SPECIFIC = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'http2-settings',
+]);
 
 const enum Phase {
   Connecting,
@@ -80,7 +97,8 @@ export class H2Exchange {
   private readonly onGone = (): void => this.onClientGone();
   private readonly onBackendData = (chunk: Buffer): void => this.backendData(chunk);
   private readonly onBackendEnd = (): void => this.backendEnd();
-  private readonly onBackendError = (err: Error): void => this.backendLost(`backend error: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+  private readonly onBackendError = (err: Error): void =>
+    this.backendLost(`backend error: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
   private readonly onBackendClose = (): void => this.backendLost('backend connection closed');
   private readonly onBackendDrain = (): void => {
     // A WebSocket's stream stays paused until the tunnel takes it.
@@ -320,10 +338,21 @@ export class H2Exchange {
     // A client's RST_STREAM shows as 'aborted', then as an 'end' (Node ends both sides itself): destroy at once so the
     // tunnel sees a reset (and resets the backend) instead of a FIN.
     stream.once('aborted', destroyAborted);
-    this.ctx.startTunnel(stream as unknown as Socket, backend, this.vhost, this.up.route, this.up.backend, this.up.counters, undefined, rest, onTunnelClosed, {
-      clientIp: this.clientIp,
-      protocol: 'h2',
-    });
+    this.ctx.startTunnel(
+      stream as unknown as Socket,
+      backend,
+      this.vhost,
+      this.up.route,
+      this.up.backend,
+      this.up.counters,
+      undefined,
+      rest,
+      onTunnelClosed,
+      {
+        clientIp: this.clientIp,
+        protocol: 'h2',
+      },
+    );
   }
 
   private onFinalResponse(res: ResponseHead, rest: Buffer | undefined): void {
@@ -332,7 +361,11 @@ export class H2Exchange {
     this.up.answered(res.status);
     const framer = responseFraming(this.req.method, res.status, res.chunked, res.contentLength);
     this.resFramer = framer;
-    this.keepBackend = this.upgradeValue === undefined && res.versionMinor === 1 && framer.framing !== Framing.UntilClose && !res.connectionTokens.includes('close');
+    this.keepBackend =
+      this.upgradeValue === undefined &&
+      res.versionMinor === 1 &&
+      framer.framing !== Framing.UntilClose &&
+      !res.connectionTokens.includes('close');
     const headers = h2Headers(this.up.relayed(this.vhost, res, this.req, true), res.status, undefined);
     if (headers === undefined) {
       this.fail(502, 'backend response head cannot be sent over HTTP/2 (a single-value field repeated)');
@@ -446,7 +479,14 @@ export class H2Exchange {
   /** Ends the exchange without an answer: the head was sent already. The stream is reset. */
   private abort(reason: string): void {
     if (this.phase === Phase.Done) return;
-    this.ctx.log.warn('proxy request aborted', { reason, client: this.clientIp, method: this.req.method, path: this.req.target, backend: this.up.backend.url, protocol: 'h2' });
+    this.ctx.log.warn('proxy request aborted', {
+      reason,
+      client: this.clientIp,
+      method: this.req.method,
+      path: this.req.target,
+      backend: this.up.backend.url,
+      protocol: 'h2',
+    });
     this.finish();
     this.releaseStream();
     this.dropBackend(true);
@@ -517,10 +557,39 @@ function h2Headers(res: ResponseHead, status: number, drop: Set<string> | undefi
 }
 
 /** Fields Node sends only once (its ERR_HTTP2_HEADER_SINGLE_VALUE list, those a backend may send). */
-const SINGLE_VALUE = ['content-length', 'content-type', 'content-location', 'content-md5', 'content-range', 'etag', 'expires', 'last-modified', 'location', 'retry-after', 'age', 'authorization', 'from', 'max-forwards', 'referer', 'user-agent', 'content-disposition', 'server', 'if-modified-since', 'if-unmodified-since', 'if-range', 'proxy-authorization', 'range'];
+const SINGLE_VALUE = [
+  'content-length',
+  'content-type',
+  'content-location',
+  'content-md5',
+  'content-range',
+  'etag',
+  'expires',
+  'last-modified',
+  'location',
+  'retry-after',
+  'age',
+  'authorization',
+  'from',
+  'max-forwards',
+  'referer',
+  'user-agent',
+  'content-disposition',
+  'server',
+  'if-modified-since',
+  'if-unmodified-since',
+  'if-range',
+  'proxy-authorization',
+  'range',
+];
 
 /** A status answered by wsgate itself on a stream (the same text body as over HTTP/1.1). */
-export function respondH2Error(stream: http2.ServerHttp2Stream, status: number, retryAfterS?: number, extraFields: readonly string[] = []): void {
+export function respondH2Error(
+  stream: http2.ServerHttp2Stream,
+  status: number,
+  retryAfterS?: number,
+  extraFields: readonly string[] = [],
+): void {
   if (stream.destroyed || stream.closed || stream.headersSent) {
     closeStream(stream, NGHTTP2_INTERNAL_ERROR);
     return;
@@ -536,7 +605,10 @@ export function respondH2Error(stream: http2.ServerHttp2Stream, status: number, 
     const name = extraFields[i].toLowerCase();
     if (CONNECTION_SPECIFIC.has(name)) continue;
     const prev = headers[name];
-    headers[name] = prev === undefined || SINGLE_VALUE.includes(name) ? extraFields[i + 1] : [...(Array.isArray(prev) ? prev : [String(prev)]), extraFields[i + 1]];
+    headers[name] =
+      prev === undefined || SINGLE_VALUE.includes(name)
+        ? extraFields[i + 1]
+        : [...(Array.isArray(prev) ? prev : [String(prev)]), extraFields[i + 1]];
   }
   try {
     stream.respond(headers);
@@ -576,12 +648,11 @@ function destroyAborted(this: http2.ServerHttp2Stream): void {
 
 /** Destroys a stream nghttp2 has closed whose sides are both ended; checks at growing intervals (at most 1 s apart) until then. */
 function watchStreamClose(this: http2.ServerHttp2Stream): void {
-  const stream = this;
   let delayMs = 2;
   const check = (): void => {
-    if (stream.destroyed) return;
-    if (stream.closed && stream.writableEnded && stream.readableEnded) {
-      stream.destroy();
+    if (this.destroyed) return;
+    if (this.closed && this.writableEnded && this.readableEnded) {
+      this.destroy();
       return;
     }
     delayMs = Math.min(delayMs * 2, 1000);

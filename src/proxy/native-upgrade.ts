@@ -77,7 +77,10 @@ export class NativeUpgrade {
     dns.lookup(origin.host, { all: true }, (err, addresses) => {
       if (this.done) return;
       if (err !== null || addresses.length === 0) {
-        this.connectFailed(`backend unreachable: ${err?.code ?? 'ENOTFOUND'} ${err?.message ?? `no address for ${origin.host}`}`.trim(), err?.code);
+        this.connectFailed(
+          `backend unreachable: ${err?.code ?? 'ENOTFOUND'} ${err?.message ?? `no address for ${origin.host}`}`.trim(),
+          err?.code,
+        );
         return;
       }
       this.moreAddresses = addresses.slice(1).map((a) => a.address);

@@ -242,7 +242,7 @@ export class Upstream {
 
   /** The member's final status: one listed in the balancer's `failonstatus=` puts it in error state (the answer is still relayed). */
   answered(status: number): void {
-    if (this.lb !== undefined && this.lb.balancer.failOnStatus.includes(status)) {
+    if (this.lb?.balancer.failOnStatus.includes(status)) {
       this.lb.memberFailed(`answered ${status}, listed in failonstatus=`);
     }
   }
@@ -295,7 +295,8 @@ export class Upstream {
     const server = this.ctx.serverName(vhost);
     // RequestHeader acts on the client's fields before mod_proxy's own (X-Forwarded-*, Host, Upgrade) are added.
     const rules = this.scope.rules.request;
-    const head = rules.length === 0 ? req : { ...req, headers: applyHeaderRules(rules, req.headers, this.requestEnv, undefined, true, this.extras) };
+    const head =
+      rules.length === 0 ? req : { ...req, headers: applyHeaderRules(rules, req.headers, this.requestEnv, undefined, true, this.extras) };
     return buildBackendRequest(head, {
       method: req.method,
       path: this.path,

@@ -34,7 +34,12 @@ const NONE: Groups = [];
  * decides). `subject`: what the patterns see (the decoded path; below the section's path for a
  * section's rules).
  */
-export function rewriteRequest(rewrite: RewriteConfig, vhost: VirtualHost, req: RewriteRequest, subject = req.target.path): RouteResult | undefined {
+export function rewriteRequest(
+  rewrite: RewriteConfig,
+  vhost: VirtualHost,
+  req: RewriteRequest,
+  subject = req.target.path,
+): RouteResult | undefined {
   for (const rule of rewrite.rules) {
     const m = rule.pattern.exec(subject);
     if (rule.negate ? m !== null : m === null) continue;
@@ -93,7 +98,8 @@ function redirectTo(rule: RewriteRule, status: number, req: RewriteRequest, rule
   }
   if (query !== undefined) url += '?' + (rule.flags.noescape || query === req.target.query ? query : canonPath(query));
   // With [NE] a decoded %0D%0A or space would reach the header as it is: answered 500 instead.
-  if (hasControlOrSpace(url)) return { kind: 'local', status: 500, reason: `RewriteRule redirect target holds control characters or spaces (${where(rule)})` };
+  if (hasControlOrSpace(url))
+    return { kind: 'local', status: 500, reason: `RewriteRule redirect target holds control characters or spaces (${where(rule)})` };
   return { kind: 'redirect', status, location: url, reason: `redirected by RewriteRule (${where(rule)})` };
 }
 
@@ -208,7 +214,8 @@ function proxyTo(rule: RewriteRule, vhost: VirtualHost, req: RewriteRequest, rul
   let path = expand(rule.pathTemplate, ruleGroups, condGroups, req);
   if (path === '') path = '/';
   // A variable right after host:port must give a path (`ws://h:8065%{REQUEST_URI}`).
-  if (path.charCodeAt(0) !== 0x2f) return { kind: 'local', status: 500, reason: `RewriteRule [P] (${where(rule)}) maps to a URL with no '/' after the host` };
+  if (path.charCodeAt(0) !== 0x2f)
+    return { kind: 'local', status: 500, reason: `RewriteRule [P] (${where(rule)}) maps to a URL with no '/' after the host` };
   // A substitution with `?` sets the query (an empty one drops it; [QSA] appends the request's); without, the request's is kept.
   const newQuery = rule.queryTemplate !== undefined ? expand(rule.queryTemplate, ruleGroups, condGroups, req) : undefined;
   const query = ruleQuery(rule, newQuery, req.target.query);

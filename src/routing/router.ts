@@ -143,7 +143,12 @@ function afterTranslate(vhost: VirtualHost, req: RequestFacts, target: Target, r
 function redirectResult(found: RedirectAnswer | 500): RouteResult {
   if (found === 500) return local(500, 'redirect target is not a URL, or holds control characters or spaces');
   const where = `${found.rule.source.file}:${found.rule.source.line}`;
-  return { kind: 'redirect', status: found.status, ...(found.location !== undefined ? { location: found.location } : {}), reason: `redirected by ${where}` };
+  return {
+    kind: 'redirect',
+    status: found.status,
+    ...(found.location !== undefined ? { location: found.location } : {}),
+    reason: `redirected by ${where}`,
+  };
 }
 
 function routeTarget(vhost: VirtualHost, req: RequestFacts, target: Target): RouteResult {
@@ -355,8 +360,16 @@ export function decideRequest(vhost: VirtualHost, req: RequestFacts, client: Cli
     protocol: client.protocol,
     headers: req.headers,
   });
-  if (verdict.allowed) return verdict.env.size > 0 && (decision.kind === 'proxy' || decision.kind === 'balance') ? { ...decision, env: verdict.env } : decision;
-  return { kind: 'local', status: verdict.status, reason: verdict.reason, ...(verdict.realm !== undefined ? { realm: verdict.realm } : {}) };
+  if (verdict.allowed)
+    return verdict.env.size > 0 && (decision.kind === 'proxy' || decision.kind === 'balance')
+      ? { ...decision, env: verdict.env }
+      : decision;
+  return {
+    kind: 'local',
+    status: verdict.status,
+    reason: verdict.reason,
+    ...(verdict.realm !== undefined ? { realm: verdict.realm } : {}),
+  };
 }
 
 /** The `WWW-Authenticate` value for a 401's realm (quotes and backslashes escaped). */

@@ -72,7 +72,15 @@ export const enum FrontEvent {
 export type FrontEventHandler = (type: FrontEvent, id: number, a: number, text: string | undefined, bytes: Buffer | undefined) => void;
 
 /** Close reasons as numbered by the native engine. */
-export const NATIVE_REASONS = ['closed', 'client-error', 'backend-error', 'client-reset', 'backend-reset', 'shutdown', 'fin-timeout'] as const;
+export const NATIVE_REASONS = [
+  'closed',
+  'client-error',
+  'backend-error',
+  'client-reset',
+  'backend-reset',
+  'shutdown',
+  'fin-timeout',
+] as const;
 
 /** Both FINs in, a tunnel gets this long to flush before it is destroyed: the same in both engines. */
 export const FIN_TIMEOUT_MS = 30_000;
@@ -106,7 +114,8 @@ export function contractDrift(c: NativeContract | undefined, maxHeadBytes: numbe
     drift.push(`close reasons are [${c.reasons.join(', ')}] in C++, [${NATIVE_REASONS.join(', ')}] in TypeScript`);
   }
   if (c.limits.maxHead !== maxHeadBytes + 4) drift.push(`the head limit is ${c.limits.maxHead} in C++, ${maxHeadBytes} + 4 in TypeScript`);
-  if (c.limits.finTimeoutMs !== FIN_TIMEOUT_MS) drift.push(`the FIN timeout is ${c.limits.finTimeoutMs} ms in C++, ${FIN_TIMEOUT_MS} in TypeScript`);
+  if (c.limits.finTimeoutMs !== FIN_TIMEOUT_MS)
+    drift.push(`the FIN timeout is ${c.limits.finTimeoutMs} ms in C++, ${FIN_TIMEOUT_MS} in TypeScript`);
   return drift;
 }
 
@@ -136,7 +145,9 @@ function load(): NativeBinding | undefined {
   // not a reason to fall back quietly to the JavaScript engine.
   const drift = contractDrift(checked.contract, MAX_HEAD_BYTES);
   if (drift.length > 0) {
-    throw new Error(`wsgate: the native engine (build/Release/wsgate_tunnel.node) does not match this code: ${drift.join('; ')}. Rebuild it (npm ci) or bring native/ and src/tunnel/native.ts back in step.`);
+    throw new Error(
+      `wsgate: the native engine (build/Release/wsgate_tunnel.node) does not match this code: ${drift.join('; ')}. Rebuild it (npm ci) or bring native/ and src/tunnel/native.ts back in step.`,
+    );
   }
   checked.start(dispatch, dispatchFront);
   binding = checked;
@@ -152,7 +163,13 @@ function dispatchFront(events: unknown[]): void {
   const h = frontHandler;
   if (h === undefined) return;
   for (let i = 0; i < events.length; i += 5) {
-    h(events[i] as FrontEvent, events[i + 1] as number, events[i + 2] as number, events[i + 3] as string | undefined, events[i + 4] as Buffer | undefined);
+    h(
+      events[i] as FrontEvent,
+      events[i + 1] as number,
+      events[i + 2] as number,
+      events[i + 3] as string | undefined,
+      events[i + 4] as Buffer | undefined,
+    );
   }
 }
 

@@ -465,10 +465,10 @@ function backendOnData(this: TunnelSocket, chunk: Buffer): void {
   this[kTunnel]?.forwardDown(chunk);
 }
 function clientOnDrain(this: TunnelSocket): void {
-  this[kTunnel]?.backend!.resume();
+  this[kTunnel]?.backend?.resume();
 }
 function backendOnDrain(this: TunnelSocket): void {
-  this[kTunnel]?.client!.resume();
+  this[kTunnel]?.client?.resume();
 }
 function clientOnEnd(this: TunnelSocket): void {
   this[kTunnel]?.sideEnded(true);

@@ -186,7 +186,10 @@ function verifyPeer(socket: tls.TLSSocket, t: BackendTls, host: string): string 
   if (!t.verify || t.checkPeerExpire || socket.authorized) return undefined;
   const why = String(socket.authorizationError ?? 'unknown');
   if (!EXPIRY_ERRORS.has(why)) return why;
-  const trusted = [...tls.rootCertificates, ...(t.ca !== undefined ? (t.ca.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) : [])];
+  const trusted = [
+    ...tls.rootCertificates,
+    ...(t.ca !== undefined ? (t.ca.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) : []),
+  ];
   let cert = socket.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined;
   const seen = new Set<string>();
   for (let depth = 0; cert !== undefined && cert.raw !== undefined && depth < 10; depth++) {
@@ -198,7 +201,9 @@ function verifyPeer(socket: tls.TLSSocket, t: BackendTls, host: string): string 
       if (x.checkIssued(ca) && x.verify(ca.publicKey)) {
         // Node checks the name only when OpenSSL found nothing wrong: do it here.
         const nameErr = t.checkPeerName ? tls.checkServerIdentity(host, socket.getPeerCertificate()) : undefined;
-        return nameErr === undefined ? undefined : `${(nameErr as NodeJS.ErrnoException).code ?? 'ERR_TLS_CERT_ALTNAME_INVALID'} ${nameErr.message}`;
+        return nameErr === undefined
+          ? undefined
+          : `${(nameErr as NodeJS.ErrnoException).code ?? 'ERR_TLS_CERT_ALTNAME_INVALID'} ${nameErr.message}`;
       }
     }
     const up = cert.issuerCertificate;

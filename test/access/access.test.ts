@@ -15,7 +15,12 @@ import { expectError, lines, load, writeTree } from '../config/helpers';
 const basic = (user: string, password: string): string => 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');
 
 function hash(flags: string[], password: string): string {
-  return execFileSync('htpasswd', ['-nb', ...flags, 'u', password]).toString().trim().split(':').slice(1).join(':');
+  return execFileSync('htpasswd', ['-nb', ...flags, 'u', password])
+    .toString()
+    .trim()
+    .split(':')
+    .slice(1)
+    .join(':');
 }
 
 function ask(config: Config, p: string, opts: Partial<AccessRequest> & { auth?: string } = {}): AccessResult {
@@ -34,7 +39,17 @@ function ask(config: Config, p: string, opts: Partial<AccessRequest> & { auth?: 
 const status = (r: AccessResult): number => (r.allowed ? 200 : r.status);
 
 test('every htpasswd format Apache checks on Linux verifies the right password and refuses a wrong one', () => {
-  const cases: [string[], string][] = [[['-B'], 'bcrypt'], [['-B', '-C', '6'], 'bcrypt'], [['-m'], 'apr1'], [['-s'], 'sha1'], [['-2'], 'sha256crypt'], [['-5'], 'sha512crypt'], [['-5', '-r', '1200'], 'sha512crypt'], [['-2', '-r', '7000'], 'sha256crypt'], [['-d'], 'descrypt']];
+  const cases: [string[], string][] = [
+    [['-B'], 'bcrypt'],
+    [['-B', '-C', '6'], 'bcrypt'],
+    [['-m'], 'apr1'],
+    [['-s'], 'sha1'],
+    [['-2'], 'sha256crypt'],
+    [['-5'], 'sha512crypt'],
+    [['-5', '-r', '1200'], 'sha512crypt'],
+    [['-2', '-r', '7000'], 'sha256crypt'],
+    [['-d'], 'descrypt'],
+  ];
   for (const [flags, format] of cases) {
     for (const pw of ['s3cret', 'pässwörd with spaces', 'x'.repeat(40)]) {
       const h = hash(flags, pw);
@@ -60,17 +75,31 @@ test('plaintext (-p) entries, and DES-length ones with a salt crypt() rejects, a
   assert.equal(execFileSync('perl', ['-e', 'print crypt($ARGV[0], $ARGV[1])', 'secret', '!' + des.slice(1)]).toString(), '*0');
   for (const entry of [hash(['-p'], 'secret'), '!' + des.slice(1), des.slice(0, 1) + ' ' + des.slice(2)]) {
     expectError(
-      { 'wsgate.conf': lines('Listen 8080', '<Location /a>', 'AuthType Basic', 'AuthUserFile pw', 'Require valid-user', '</Location>'), pw: `${good}\nu:${entry}\n` },
+      {
+        'wsgate.conf': lines('Listen 8080', '<Location /a>', 'AuthType Basic', 'AuthUserFile pw', 'Require valid-user', '</Location>'),
+        pw: `${good}\nu:${entry}\n`,
+      },
       { line: 4, message: msg },
     );
   }
-  expectError({ 'wsgate.conf': lines('Listen 8080', '<Location /a>', 'AuthUserFile nothere', '</Location>') }, { line: 3, message: /AuthUserFile: cannot read .*nothere.*ENOENT/ });
+  expectError(
+    { 'wsgate.conf': lines('Listen 8080', '<Location /a>', 'AuthUserFile nothere', '</Location>') },
+    { line: 3, message: /AuthUserFile: cannot read .*nothere.*ENOENT/ },
+  );
 });
 
 test('a DES crypt (-d) entry loads and decides Basic auth as crypt() does: 8 characters count, later ones do not', () => {
   const dir = writeTree({ pw: `alice:${hash(['-d'], 'longpassword')}\nbob:${hash(['-d'], 'b')}\n` });
   const { config } = load({
-    'wsgate.conf': lines('Listen 8080', '<Location /a>', 'AuthType Basic', 'AuthName "r"', `AuthUserFile "${path.join(dir, 'pw')}"`, 'Require valid-user', '</Location>'),
+    'wsgate.conf': lines(
+      'Listen 8080',
+      '<Location /a>',
+      'AuthType Basic',
+      'AuthName "r"',
+      `AuthUserFile "${path.join(dir, 'pw')}"`,
+      'Require valid-user',
+      '</Location>',
+    ),
   });
   assert.equal(status(ask(config, '/a/x', { auth: basic('alice', 'longpassword') })), 200);
   assert.equal(status(ask(config, '/a/x', { auth: basic('alice', 'longpass') })), 200, 'crypt() reads the first 8 characters');
@@ -110,7 +139,8 @@ test('IP forms: full, partial, CIDR, netmask, IPv6; bad ones and host names refu
   assert.equal(t('2001:db8::/32', '2001:db9::5'), false);
   assert.equal(t('::1', '::1'), true);
   assert.equal(t('10.0.0.0/8', '::1'), false);
-  for (const bad of ['example.com', '10.0.0.300', '10.0.0.0/33', '10.1/8', '10.0.0.0/255.0.255.0', '2001:db8::/200']) assert.equal(typeof parseIpNet(bad), 'string', bad);
+  for (const bad of ['example.com', '10.0.0.300', '10.0.0.0/33', '10.1/8', '10.0.0.0/255.0.255.0', '2001:db8::/200'])
+    assert.equal(typeof parseIpNet(bad), 'string', bad);
 });
 
 test('Require forms: ip, local, method, env (SetEnvIf, BrowserMatchNoCase), not inside RequireAll, RequireNone', () => {
@@ -245,7 +275,11 @@ test('Order/Allow/Deny with env=, Satisfy Any and All combined with Require, Aut
   assert.equal(status(ask(config, '/any', { clientIp: '10.1.1.1' })), 200, 'Satisfy Any: the address is enough');
   assert.equal(status(ask(config, '/any', { clientIp: '192.0.2.1' })), 401);
   assert.equal(status(ask(config, '/any', { clientIp: '192.0.2.1', auth: basic('alice', 'a') })), 200);
-  assert.equal(status(ask(config, '/all', { clientIp: '192.0.2.1', auth: basic('alice', 'a') })), 403, 'Satisfy All: the address must pass too');
+  assert.equal(
+    status(ask(config, '/all', { clientIp: '192.0.2.1', auth: basic('alice', 'a') })),
+    403,
+    'Satisfy All: the address must pass too',
+  );
   assert.equal(status(ask(config, '/all', { clientIp: '10.1.1.1' })), 401);
   assert.equal(status(ask(config, '/all', { clientIp: '10.1.1.1', auth: basic('alice', 'a') })), 200);
   assert.equal(status(ask(config, '/forbid', { auth: basic('alice', 'a') })), 403);
@@ -253,9 +287,15 @@ test('Order/Allow/Deny with env=, Satisfy Any and All combined with Require, Aut
 
 test('what Apache refuses or wsgate does not support is a FILE:LINE error', () => {
   const loc = (...body: string[]) => ({ 'wsgate.conf': lines('Listen 8080', '<Location /a>', ...body, '</Location>') });
-  expectError({ 'wsgate.conf': lines('Listen 8080', 'Require all granted') }, { line: 2, message: /Require is not allowed at the top level/ });
+  expectError(
+    { 'wsgate.conf': lines('Listen 8080', 'Require all granted') },
+    { line: 2, message: /Require is not allowed at the top level/ },
+  );
   expectError(loc('Require not ip 10.1'), { line: 3, message: /negative Require directive has no effect in <RequireAny>/ });
-  expectError(loc('<RequireAll>', 'Require not ip 10.1', '</RequireAll>'), { line: 3, message: /<RequireAll> contains only negative authorization directives/ });
+  expectError(loc('<RequireAll>', 'Require not ip 10.1', '</RequireAll>'), {
+    line: 3,
+    message: /<RequireAll> contains only negative authorization directives/,
+  });
   expectError(loc('<RequireAny>', '</RequireAny>'), { line: 3, message: /contains no authorization directives/ });
   expectError(loc('Require host example.com'), { line: 3, message: /DNS.*Require ip/ });
   expectError(loc('Require expr "%{REMOTE_ADDR} == \'1\'"'), { line: 3, message: /expressions are not supported/ });

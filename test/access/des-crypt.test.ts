@@ -34,7 +34,8 @@ function htpasswdDes(password: Buffer): string {
 /** The system crypt() of each [password, salt], in one perl run. */
 function systemCrypt(pairs: [Buffer, string][]): string[] {
   const input = pairs.map(([pw, salt]) => `${pw.toString('hex')} ${salt}\n`).join('');
-  const script = 'while (<STDIN>) { chomp; my ($h, $s) = split / /, $_, 2; my $r = crypt(pack("H*", $h), $s); print((defined $r ? $r : "undef"), "\\n") }';
+  const script =
+    'while (<STDIN>) { chomp; my ($h, $s) = split / /, $_, 2; my $r = crypt(pack("H*", $h), $s); print((defined $r ? $r : "undef"), "\\n") }';
   return execFileSync('perl', ['-e', script], { input }).toString('latin1').split('\n').slice(0, pairs.length);
 }
 
@@ -60,7 +61,9 @@ test('matches htpasswd -d for random passwords (0-12 bytes, non-ASCII too) under
 });
 
 test('matches the system crypt() under every one of the 4096 salts, for chosen and random passwords', () => {
-  const chosen = ['', 'a', 'password', 'passwordXYZ', 'pässwörd', '\u00ff\u00ff\u00ff\u00ff\u00ff\u00ff\u00ff\u00ff', ' ~:!"#$%'].map((s) => Buffer.from(s, s.startsWith('\u00ff') ? 'latin1' : 'utf8'));
+  const chosen = ['', 'a', 'password', 'passwordXYZ', 'pässwörd', '\u00ff\u00ff\u00ff\u00ff\u00ff\u00ff\u00ff\u00ff', ' ~:!"#$%'].map((s) =>
+    Buffer.from(s, s.startsWith('\u00ff') ? 'latin1' : 'utf8'),
+  );
   const pairs: [Buffer, string][] = [];
   for (let i = 0; i < 4096; i++) {
     const salt = ALPHABET[i & 63]! + ALPHABET[i >> 6]!;
@@ -74,7 +77,7 @@ test('matches the system crypt() under every one of the 4096 salts, for chosen a
   });
 });
 
-test('as crypt(): bytes after the 8th and each byte\'s high bit are ignored; the key ends at a NUL', () => {
+test("as crypt(): bytes after the 8th and each byte's high bit are ignored; the key ends at a NUL", () => {
   const pairs: [Buffer, string][] = [
     [Buffer.from('password'), 'ab'],
     [Buffer.from('passwordANYTHING'), 'ab'],
@@ -84,7 +87,7 @@ test('as crypt(): bytes after the 8th and each byte\'s high bit are ignored; the
   const expected = systemCrypt(pairs);
   assert.equal(expected[0], 'abJnggxhB/yWI');
   assert.equal(expected[1], expected[0]);
-  pairs.forEach(([pw, salt], i) => assert.equal(desCrypt(pw, salt), expected[i], show(pw, salt)));
+  for (const [i, [pw, salt]] of pairs.entries()) assert.equal(desCrypt(pw, salt), expected[i], show(pw, salt));
   // 'á' is 0xe1: its low 7 bits are 'a' (0x61), so the third password is the first.
   assert.equal(expected[2], expected[0]);
   assert.notEqual(expected[3], expected[0]);

@@ -41,7 +41,16 @@ test('a balancer with members, member params, ProxySet inside and outside, and a
   assert.equal(b.members.length, 3);
   const [m1, m2, m3] = b.members;
   assert.deepEqual(
-    [m1!.loadFactor, m1!.lbset, m1!.route, m1!.backend.retryMs, m1!.backend.max, m1!.backend.connectTimeoutMs, m1!.backend.responseTimeoutMs, m1!.backend.keepalive],
+    [
+      m1!.loadFactor,
+      m1!.lbset,
+      m1!.route,
+      m1!.backend.retryMs,
+      m1!.backend.max,
+      m1!.backend.connectTimeoutMs,
+      m1!.backend.responseTimeoutMs,
+      m1!.backend.keepalive,
+    ],
     [2.5, 1, 'a', 5000, 10, 2000, 7000, true],
   );
   assert.equal(m1!.backend.path, '/app');
@@ -49,7 +58,15 @@ test('a balancer with members, member params, ProxySet inside and outside, and a
   assert.deepEqual(m2!.backend.upgrade, { kind: 'tokens', tokens: ['websocket'] });
   assert.equal(m2!.status.hotStandby, true);
   assert.equal(m2!.backend.responseTimeoutMs, 3000);
-  assert.deepEqual(m3!.status, { disabled: false, stopped: true, hotStandby: false, drain: true, ignoreErrors: true, inError: true, spare: false });
+  assert.deepEqual(m3!.status, {
+    disabled: false,
+    stopped: true,
+    hotStandby: false,
+    drain: true,
+    ignoreErrors: true,
+    inError: true,
+    spare: false,
+  });
   assert.equal(m3!.loadFactor, 1);
   assert.equal(m3!.lbset, 0);
   assert.deepEqual(m3!.backend.upgrade, { kind: 'tokens', tokens: ['websocket'] });
@@ -83,15 +100,26 @@ test('defaults: byrequests, maxattempts members-1, forcerecovery On, retry 60 s;
   // The <VirtualHost> defines its own balancer://p; it takes precedence over the main server's.
   const vhRoutes = config.virtualHosts[0]!.routes;
   const own = vhRoutes.find((r) => r.match.kind === 'prefix' && r.match.prefix === '/v/');
-  assert.deepEqual(own!.balancer!.balancer.members.map((m) => m.backend.url), ['ws://vh:1']);
+  assert.deepEqual(
+    own!.balancer!.balancer.members.map((m) => m.backend.url),
+    ['ws://vh:1'],
+  );
 });
 
 test('balancer config errors at file:line', () => {
   const cases: Array<[string[], number, RegExp]> = [
     [['<Proxy balancer://p>', 'BalancerMember ws://a:1', 'ProxySet lbmethod=fastest', '</Proxy>'], 4, /unknown lbmethod "fastest"/],
     [['<Proxy balancer://p>', 'BalancerMember ws://a:1', 'ProxySet lbmethod=heartbeat', '</Proxy>'], 4, /heartbeat is not supported/],
-    [['<Proxy balancer://p>', 'BalancerMember ws://a:1', '</Proxy>', 'ProxyPass /x balancer://p/ upgrade=websocket'], 5, /upgrade= is not a balancer parameter.*BalancerMember/],
-    [['<Proxy balancer://p>', 'BalancerMember ws://a:1', '</Proxy>', 'ProxyPass /x balancer://p/ retry=5'], 5, /unknown balancer parameter "retry"/],
+    [
+      ['<Proxy balancer://p>', 'BalancerMember ws://a:1', '</Proxy>', 'ProxyPass /x balancer://p/ upgrade=websocket'],
+      5,
+      /upgrade= is not a balancer parameter.*BalancerMember/,
+    ],
+    [
+      ['<Proxy balancer://p>', 'BalancerMember ws://a:1', '</Proxy>', 'ProxyPass /x balancer://p/ retry=5'],
+      5,
+      /unknown balancer parameter "retry"/,
+    ],
     [['BalancerMember ws://a:1'], 2, /BalancerMember is only valid inside <Proxy "balancer:\/\/name">/],
     [['<Proxy ws://a:1>', 'BalancerMember ws://a:1', '</Proxy>'], 3, /BalancerMember is only valid inside/],
     [['ProxyPass /x balancer://nope/'], 2, /no balancer "balancer:\/\/nope" is defined/],
@@ -101,7 +129,11 @@ test('balancer config errors at file:line', () => {
     [['<Proxy balancer://p>', 'BalancerMember ws://a:1 lbset=100', '</Proxy>'], 3, /lbset= must be a whole number from 0 to 99/],
     [['<Proxy balancer://p>', 'BalancerMember ws://a:1 status=+X', '</Proxy>'], 3, /flag "X"/],
     [['<Proxy balancer://p>', 'BalancerMember ws://a:1 status=+C', '</Proxy>'], 3, /C is set by health checks only/],
-    [['<Proxy balancer://p>', 'BalancerMember ws://a:1', 'ProxySet timeout=301', '</Proxy>'], 4, /timeout= is how long a request waits for a free member: at most 300 s/],
+    [
+      ['<Proxy balancer://p>', 'BalancerMember ws://a:1', 'ProxySet timeout=301', '</Proxy>'],
+      4,
+      /timeout= is how long a request waits for a free member: at most 300 s/,
+    ],
     [['<Proxy balancer://p>', 'BalancerMember ws://a:1', 'ProxySet failontimeout=maybe', '</Proxy>'], 4, /failontimeout=/],
     [['<Proxy balancer://p>', 'BalancerMember ws://a:1', 'BalancerMember WS://A:1', '</Proxy>'], 4, /already a member/],
     [['<Proxy balancer://p>', 'BalancerMember balancer://q', '</Proxy>'], 3, /name one balancer/],
@@ -133,6 +165,12 @@ test('stickiness and failure parameters load: failonstatus, failontimeout, timeo
   assert.deepEqual(b.failOnStatus, [500, 503]);
   assert.equal(b.failOnTimeout, true);
   assert.equal(b.timeoutMs, 2000);
-  assert.deepEqual(b.members.map((m) => m.status.spare), [false, true]);
-  assert.ok(!config.notices.some((n) => /stickysession|failonstatus|timeout/.test(n)), `implemented: no notice (${config.notices.join(' | ')})`);
+  assert.deepEqual(
+    b.members.map((m) => m.status.spare),
+    [false, true],
+  );
+  assert.ok(
+    !config.notices.some((n) => /stickysession|failonstatus|timeout/.test(n)),
+    `implemented: no notice (${config.notices.join(' | ')})`,
+  );
 });

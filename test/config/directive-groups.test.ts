@@ -274,7 +274,11 @@ test('a noticed name loads with one notice; a refused one is a FILE:LINE error',
     const text = lines('Listen 0', `${name} x`, proxied);
     if (group === 'notice') {
       const { config } = load({ 'wsgate.conf': text });
-      assert.equal(config.notices.filter((n) => n.includes(`: ${name} is ignored: `) || n.includes(`: ${name} is not implemented: `)).length, 1, name);
+      assert.equal(
+        config.notices.filter((n) => n.includes(`: ${name} is ignored: `) || n.includes(`: ${name} is not implemented: `)).length,
+        1,
+        name,
+      );
     } else {
       expectError({ 'wsgate.conf': text }, { line: 2, message: new RegExp(`^.*:2: ${name}`) });
     }
@@ -287,23 +291,45 @@ test('refused sections are FILE:LINE errors; noticed ones are skipped with a not
     const bare = name.slice(1, -1);
     const text = lines('Listen 0', `<${bare} /x>`, `</${bare}>`);
     if (group === 'refused') expectError({ 'wsgate.conf': text }, { line: 2, message: new RegExp(`<${bare}>`) });
-    else if (group === 'notice') assert.ok(load({ 'wsgate.conf': text }).config.notices.some((n) => n.includes(`<${bare}> sections are skipped`)), name);
+    else if (group === 'notice')
+      assert.ok(
+        load({ 'wsgate.conf': text }).config.notices.some((n) => n.includes(`<${bare}> sections are skipped`)),
+        name,
+      );
   }
 });
 
 test('DocumentRoot and SetHandler are errors where a path would be served locally', () => {
-  expectError({ 'wsgate.conf': lines('Listen 0', 'DocumentRoot /var/www/html', 'ProxyPass /ws/ ws://h/') }, { line: 2, message: /DocumentRoot: wsgate serves no static files.*ProxyPass \/ …/ });
+  expectError(
+    { 'wsgate.conf': lines('Listen 0', 'DocumentRoot /var/www/html', 'ProxyPass /ws/ ws://h/') },
+    { line: 2, message: /DocumentRoot: wsgate serves no static files.*ProxyPass \/ …/ },
+  );
   expectError(
     { 'wsgate.conf': lines('Listen 0', 'DocumentRoot /var/www/html', 'ProxyPass /static !', 'ProxyPass / ws://h/') },
     { line: 2, message: /ProxyPass ! at .*wsgate\.conf:3 leaves paths to be served locally/ },
   );
   expectError(
-    { 'wsgate.conf': lines('Listen 0', '<VirtualHost *:0>', '<Location /server-status>', 'SetHandler server-status', '</Location>', 'ProxyPass /ws/ ws://h/', '</VirtualHost>') },
+    {
+      'wsgate.conf': lines(
+        'Listen 0',
+        '<VirtualHost *:0>',
+        '<Location /server-status>',
+        'SetHandler server-status',
+        '</Location>',
+        'ProxyPass /ws/ ws://h/',
+        '</VirtualHost>',
+      ),
+    },
     { line: 4, message: /SetHandler: wsgate runs no Apache handler/ },
   );
-  expectError({ 'wsgate.conf': lines('Listen 0', 'SetHandler "proxy:fcgi://127.0.0.1:9000"', 'ProxyPass / ws://h/') }, { line: 2, message: /proxy the path with ProxyPass/ });
+  expectError(
+    { 'wsgate.conf': lines('Listen 0', 'SetHandler "proxy:fcgi://127.0.0.1:9000"', 'ProxyPass / ws://h/') },
+    { line: 2, message: /proxy the path with ProxyPass/ },
+  );
   // Debian's default-ssl.conf shape: DocumentRoot in a vhost that proxies everything.
-  const { config } = load({ 'wsgate.conf': lines('Listen 0', '<VirtualHost *:0>', 'DocumentRoot /var/www/html', 'ProxyPass / ws://h/', '</VirtualHost>') });
+  const { config } = load({
+    'wsgate.conf': lines('Listen 0', '<VirtualHost *:0>', 'DocumentRoot /var/www/html', 'ProxyPass / ws://h/', '</VirtualHost>'),
+  });
   assert.ok(config.notices.some((n) => /DocumentRoot is ignored: every path it could apply to is proxied/.test(n)));
 });
 

@@ -42,10 +42,7 @@ test('ProxyPass inside <LocationMatch>', () => {
 });
 
 test('ProxyPass with a path inside <Location>', () => {
-  expectError(
-    { 'wsgate.conf': lines(L, '<Location /a>', '  ProxyPass /a ws://h/', '</Location>') },
-    { line: 3, message: /takes no path/ },
-  );
+  expectError({ 'wsgate.conf': lines(L, '<Location /a>', '  ProxyPass /a ws://h/', '</Location>') }, { line: 3, message: /takes no path/ });
 });
 
 test('two ProxyPass lines in one <Location>', () => {
@@ -107,7 +104,10 @@ test('wrong number of arguments', () => {
   expectError({ 'wsgate.conf': lines(L, 'Timeout') }, { line: 2, message: /Timeout takes 1 argument, got 0/ });
   expectError({ 'wsgate.conf': lines('Listen 1 http extra') }, { line: 1, message: /Listen takes 1 to 2 arguments, got 3/ });
   expectError({ 'wsgate.conf': lines(L, 'Define') }, { line: 2, message: /Define takes 1 or 2 arguments/ });
-  expectError({ 'wsgate.conf': lines(L, '<VirtualHost>', '</VirtualHost>') }, { line: 2, message: /<VirtualHost> takes at least 1 argument, got 0/ });
+  expectError(
+    { 'wsgate.conf': lines(L, '<VirtualHost>', '</VirtualHost>') },
+    { line: 2, message: /<VirtualHost> takes at least 1 argument, got 0/ },
+  );
   expectError({ 'wsgate.conf': lines(L, '<IfModule a b>', '</IfModule>') }, { line: 2, message: /<IfModule> takes 1 argument, got 2/ });
 });
 
@@ -174,8 +174,14 @@ test('Include loops', () => {
 test('unknown ProxyPass key, and known Apache keys not supported', () => {
   expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ws://h/ bogus=1') }, { line: 2, message: /unknown parameter "bogus"/ });
   expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ws://h/ acquire=5') }, { line: 2, message: /acquire= is not supported yet/ });
-  expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ws://h/ lbmethod=byrequests') }, { line: 2, message: /lbmethod= is a balancer parameter/ });
-  expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ws://h/ loadfactor=2') }, { line: 2, message: /loadfactor= is only valid on a BalancerMember line/ });
+  expectError(
+    { 'wsgate.conf': lines(L, 'ProxyPass /a ws://h/ lbmethod=byrequests') },
+    { line: 2, message: /lbmethod= is a balancer parameter/ },
+  );
+  expectError(
+    { 'wsgate.conf': lines(L, 'ProxyPass /a ws://h/ loadfactor=2') },
+    { line: 2, message: /loadfactor= is only valid on a BalancerMember line/ },
+  );
   expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ws://h/ junk') }, { line: 2, message: /bad parameter "junk": expected key=value/ });
 });
 
@@ -225,10 +231,16 @@ test('bad On/Off', () => {
 });
 
 test('mod_rewrite beyond RewriteRule [P], and TLS directives, are refused with a clear reason', () => {
-  expectError({ 'wsgate.conf': lines(L, 'RewriteEngine On', 'RewriteRule ^/(.*) /local/$1 [L]') }, { line: 3, message: /internal rewrites to a path are not supported/ });
+  expectError(
+    { 'wsgate.conf': lines(L, 'RewriteEngine On', 'RewriteRule ^/(.*) /local/$1 [L]') },
+    { line: 3, message: /internal rewrites to a path are not supported/ },
+  );
   expectError({ 'wsgate.conf': lines(L, 'RewriteMap m txt:/x') }, { line: 2, message: /rewrite maps are not supported/ });
   expectError({ 'wsgate.conf': lines(L, 'SSLEngine on') }, { line: 2, message: /SSLEngine on needs SSLCertificateFile/ });
-  expectError({ 'wsgate.conf': lines(L, 'SSLUseStapling on') }, { line: 2, message: /SSLUseStapling: this mod_ssl directive is not supported/ });
+  expectError(
+    { 'wsgate.conf': lines(L, 'SSLUseStapling on') },
+    { line: 2, message: /SSLUseStapling: this mod_ssl directive is not supported/ },
+  );
 });
 
 test('ProxyRequests On: forward proxy not supported', () => {
@@ -240,7 +252,10 @@ test('unterminated quote', () => {
 });
 
 test('ProxySet mistakes', () => {
-  expectError({ 'wsgate.conf': lines(L, '<Proxy ws://h/*>', 'ProxySet ws://h/ timeout=1', '</Proxy>') }, { line: 3, message: /only key=value/ });
+  expectError(
+    { 'wsgate.conf': lines(L, '<Proxy ws://h/*>', 'ProxySet ws://h/ timeout=1', '</Proxy>') },
+    { line: 3, message: /only key=value/ },
+  );
   expectError({ 'wsgate.conf': lines(L, 'ProxySet ws://h/') }, { line: 2, message: /at least one key=value/ });
   expectError({ 'wsgate.conf': lines(L, 'ProxySet ws://h/ nocanon=1') }, { line: 2, message: /unknown parameter "nocanon"/ });
 });
@@ -258,8 +273,14 @@ test('parameters after "!"', () => {
 });
 
 test('LimitRequest*: bad values and contexts', () => {
-  expectError({ 'wsgate.conf': lines(L, 'LimitRequestLine 0') }, { line: 2, message: /LimitRequestLine must be between 1 and 1048576 bytes, got 0/ });
-  expectError({ 'wsgate.conf': lines(L, 'LimitRequestFieldSize 8k') }, { line: 2, message: /LimitRequestFieldSize: "8k" is not a whole number/ });
+  expectError(
+    { 'wsgate.conf': lines(L, 'LimitRequestLine 0') },
+    { line: 2, message: /LimitRequestLine must be between 1 and 1048576 bytes, got 0/ },
+  );
+  expectError(
+    { 'wsgate.conf': lines(L, 'LimitRequestFieldSize 8k') },
+    { line: 2, message: /LimitRequestFieldSize: "8k" is not a whole number/ },
+  );
   expectError({ 'wsgate.conf': lines(L, 'LimitRequestFields -1') }, { line: 2, message: /LimitRequestFields: "-1" is not a whole number/ });
   expectError(
     { 'wsgate.conf': lines(L, '<Location /up>', '  LimitRequestBody 100', '</Location>') },

@@ -28,11 +28,20 @@ test('hc* keys load into the member model with Apache defaults', () => {
 });
 
 const member = (params: string): Record<string, string> => ({
-  'wsgate.conf': lines(L, '<Proxy balancer://pool>', `  BalancerMember ws://127.0.0.1:9001 ${params}`, '</Proxy>', 'ProxyPass / balancer://pool/'),
+  'wsgate.conf': lines(
+    L,
+    '<Proxy balancer://pool>',
+    `  BalancerMember ws://127.0.0.1:9001 ${params}`,
+    '</Proxy>',
+    'ProxyPass / balancer://pool/',
+  ),
 });
 
 test('bad hc* values are errors at their line', () => {
-  expectError(member('hcmethod=PING'), { line: 3, message: /hcmethod=PING: unknown method \(TCP, GET, HEAD, OPTIONS, GET11, HEAD11, OPTIONS11, WS\)/ });
+  expectError(member('hcmethod=PING'), {
+    line: 3,
+    message: /hcmethod=PING: unknown method \(TCP, GET, HEAD, OPTIONS, GET11, HEAD11, OPTIONS11, WS\)/,
+  });
   expectError(member('hcmethod=GET hcinterval=soon'), { line: 3, message: /hcinterval=: "soon" is not a duration/ });
   expectError(member('hcmethod=GET hcinterval=0'), { line: 3, message: /hcinterval=: must be greater than 0/ });
   expectError(member('hcmethod=GET hcfails=0'), { line: 3, message: /hcfails= must be at least 1/ });
@@ -42,11 +51,20 @@ test('bad hc* values are errors at their line', () => {
 });
 
 test('ProxyHCExpr, ProxyHCTemplate and ProxyHCTPsize are refused at their line', () => {
-  expectError({ 'wsgate.conf': lines(L, 'ProxyHCExpr ok {%{REQUEST_STATUS} =~ /^[234]/}') }, { line: 2, message: /health-check expressions are not supported/ });
-  expectError({ 'wsgate.conf': lines(L, '', 'ProxyHCTemplate t hcmethod=GET') }, { line: 3, message: /health-check templates are not supported/ });
+  expectError(
+    { 'wsgate.conf': lines(L, 'ProxyHCExpr ok {%{REQUEST_STATUS} =~ /^[234]/}') },
+    { line: 2, message: /health-check expressions are not supported/ },
+  );
+  expectError(
+    { 'wsgate.conf': lines(L, '', 'ProxyHCTemplate t hcmethod=GET') },
+    { line: 3, message: /health-check templates are not supported/ },
+  );
   expectError({ 'wsgate.conf': lines(L, 'ProxyHCTPsize 4') }, { line: 2, message: /not supported: wsgate needs no thread pool/ });
 });
 
 test('hc* keys on a plain ProxyPass say they belong on a BalancerMember', () => {
-  expectError({ 'wsgate.conf': lines(L, 'ProxyPass / ws://127.0.0.1:9001/ hcmethod=GET') }, { line: 2, message: /hcmethod= is only valid on a BalancerMember line/ });
+  expectError(
+    { 'wsgate.conf': lines(L, 'ProxyPass / ws://127.0.0.1:9001/ hcmethod=GET') },
+    { line: 2, message: /hcmethod= is only valid on a BalancerMember line/ },
+  );
 });

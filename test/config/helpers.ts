@@ -19,11 +19,7 @@ export function writeTree(files: Record<string, string>): string {
 }
 
 /** Loads `main` (default `wsgate.conf`) from a tree; returns the config and the dir. */
-export function load(
-  files: Record<string, string>,
-  main = 'wsgate.conf',
-  env: NodeJS.ProcessEnv = {},
-): { config: Config; dir: string } {
+export function load(files: Record<string, string>, main = 'wsgate.conf', env: NodeJS.ProcessEnv = {}): { config: Config; dir: string } {
   const dir = writeTree(files);
   return { config: loadConfigFile(path.join(dir, main), { env }), dir };
 }

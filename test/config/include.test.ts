@@ -80,7 +80,10 @@ test('absolute Include paths, includes inside <VirtualHost>, and a file included
     config.virtualHosts[0]?.routes.map((r) => r.source.file),
     [path.join(dir, 'common.conf'), path.join(dir, 'common.conf')],
   );
-  assert.deepEqual(config.files.map((f) => path.relative(dir, f)), ['wsgate.conf', 'common.conf']);
+  assert.deepEqual(
+    config.files.map((f) => path.relative(dir, f)),
+    ['wsgate.conf', 'common.conf'],
+  );
   const abs = load({ 'wsgate.conf': lines('Listen 0', `Include ${path.join(dir, 'common.conf')}`) });
   assert.deepEqual(prefixes(abs.config), ['/common']);
 });

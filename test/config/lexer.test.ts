@@ -29,7 +29,10 @@ test('tokenize: blanks, quotes and backslashes as Apache', () => {
   assert.deepEqual(tokenize('"" a', where), ['', 'a']);
   assert.deepEqual(tokenize('"a"b', where), ['a', 'b']);
   assert.deepEqual(tokenize('key="a b"', where), ['key="a', 'b"']);
-  assert.throws(() => tokenize('"open', where), (e: unknown) => e instanceof ConfigError && e.message.startsWith('f.conf:7: missing closing "'));
+  assert.throws(
+    () => tokenize('"open', where),
+    (e: unknown) => e instanceof ConfigError && e.message.startsWith('f.conf:7: missing closing "'),
+  );
 });
 
 test('expandVars: Define values, then env, undefined is an error', () => {

@@ -120,11 +120,7 @@ test('a realistic Apache config loads into the expected model', () => {
   const ms = config.mainServer;
   assert.deepEqual(ms.addresses, []);
   assert.equal(ms.serverName, undefined);
-  assert.deepEqual(describe(ms.routes), [
-    'L /status/ http://127.0.0.1:9100/',
-    '/health !',
-    '/ws/ ws://127.0.0.1:9000/ws/',
-  ]);
+  assert.deepEqual(describe(ms.routes), ['L /status/ http://127.0.0.1:9100/', '/health !', '/ws/ ws://127.0.0.1:9000/ws/']);
   assert.deepEqual(ms.settings, {
     timeoutMs: 30_000,
     proxyTimeoutMs: 20_000,
@@ -216,7 +212,13 @@ test('a realistic Apache config loads into the expected model', () => {
       'etc/conf.d/10-chat.conf:12: CustomLog is ignored: wsgate writes its own log lines to stderr (docs/behaviour.md)',
     ],
   );
-  assert.ok(config.notices.some((n) => n === `${main}:23: <Directory> sections are skipped: they apply to files Apache serves itself, and proxied requests never enter them`));
+  assert.ok(
+    config.notices.some(
+      (n) =>
+        n ===
+        `${main}:23: <Directory> sections are skipped: they apply to files Apache serves itself, and proxied requests never enter them`,
+    ),
+  );
   assert.ok(Object.isFrozen(config) && Object.isFrozen(config.mainServer.routes) && Object.isFrozen(ws.origin));
 });
 
@@ -251,15 +253,39 @@ test('every ProxyPass key', () => {
 });
 
 test('timeouts: connectiontimeout → timeout → ProxyTimeout → Timeout → 60 s', () => {
-  const routes = (text: string): Backend[] =>
-    load({ 'wsgate.conf': text }).config.mainServer.routes.map(backendOf);
-  const pp = ['ProxyPass /a ws://h/', 'ProxyPass /b ws://h/ timeout=5', 'ProxyPass /c ws://h/ connectiontimeout=1', 'ProxyPass /d ws://h/ connectiontimeout=250ms timeout=3'];
+  const routes = (text: string): Backend[] => load({ 'wsgate.conf': text }).config.mainServer.routes.map(backendOf);
+  const pp = [
+    'ProxyPass /a ws://h/',
+    'ProxyPass /b ws://h/ timeout=5',
+    'ProxyPass /c ws://h/ connectiontimeout=1',
+    'ProxyPass /d ws://h/ connectiontimeout=250ms timeout=3',
+  ];
   const timeouts = (bs: Backend[]) => bs.map((b) => [b.connectTimeoutMs, b.responseTimeoutMs]);
-  assert.deepEqual(timeouts(routes(lines('Listen 0', ...pp))), [[60_000, 60_000], [5_000, 5_000], [1_000, 60_000], [250, 3_000]]);
-  assert.deepEqual(timeouts(routes(lines('Listen 0', 'Timeout 10', ...pp))), [[10_000, 10_000], [5_000, 5_000], [1_000, 10_000], [250, 3_000]]);
-  assert.deepEqual(timeouts(routes(lines('Listen 0', 'Timeout 10', 'ProxyTimeout 20', ...pp))), [[20_000, 20_000], [5_000, 5_000], [1_000, 20_000], [250, 3_000]]);
+  assert.deepEqual(timeouts(routes(lines('Listen 0', ...pp))), [
+    [60_000, 60_000],
+    [5_000, 5_000],
+    [1_000, 60_000],
+    [250, 3_000],
+  ]);
+  assert.deepEqual(timeouts(routes(lines('Listen 0', 'Timeout 10', ...pp))), [
+    [10_000, 10_000],
+    [5_000, 5_000],
+    [1_000, 10_000],
+    [250, 3_000],
+  ]);
+  assert.deepEqual(timeouts(routes(lines('Listen 0', 'Timeout 10', 'ProxyTimeout 20', ...pp))), [
+    [20_000, 20_000],
+    [5_000, 5_000],
+    [1_000, 20_000],
+    [250, 3_000],
+  ]);
   // A main-server Timeout written after the ProxyPass still applies (settings are resolved last).
-  assert.deepEqual(timeouts(routes(lines('Listen 0', ...pp, 'Timeout 2'))), [[2_000, 2_000], [5_000, 5_000], [1_000, 2_000], [250, 3_000]]);
+  assert.deepEqual(timeouts(routes(lines('Listen 0', ...pp, 'Timeout 2'))), [
+    [2_000, 2_000],
+    [5_000, 5_000],
+    [1_000, 2_000],
+    [250, 3_000],
+  ]);
 });
 
 test('timeouts of inherited routes follow the virtual host that uses them', () => {
@@ -346,7 +372,10 @@ test('upgrade= parsing', () => {
     ],
   );
   const testing = config.notices.filter((n) => n.includes('for testing only'));
-  assert.deepEqual(testing.map((n) => n.split(': ')[0]?.split(':').pop()), ['6', '7', '8']);
+  assert.deepEqual(
+    testing.map((n) => n.split(': ')[0]?.split(':').pop()),
+    ['6', '7', '8'],
+  );
 });
 
 test('quoted arguments, escapes, comments and continuation', () => {
@@ -368,7 +397,14 @@ test('quoted arguments, escapes, comments and continuation', () => {
     ),
   });
   const routes = config.mainServer.routes;
-  assert.deepEqual(describe(routes), ['~^/a b/(.*)$ ws://h/x/$1', '/q"uote ws://h/', "/it's ws://h/", '/a#b ws://h/', '/c ws://h/c/', '/re\\.x ws://h/']);
+  assert.deepEqual(describe(routes), [
+    '~^/a b/(.*)$ ws://h/x/$1',
+    '/q"uote ws://h/',
+    "/it's ws://h/",
+    '/a#b ws://h/',
+    '/c ws://h/c/',
+    '/re\\.x ws://h/',
+  ]);
   assert.deepEqual(routes[4]?.source.line, 9);
   assert.equal(backendOf(routes[4]).responseTimeoutMs, 3_000);
   assert.equal(backendOf(routes[5]).max, 3);
@@ -461,7 +497,9 @@ test('a URL without a path: pathWasEmpty, and a notice when the local path ends 
   assert.equal(a1?.pathWasEmpty, false);
   assert.deepEqual(
     config.notices.map((n) => n.replace(`${dir}/`, '')),
-    ['wsgate.conf:2: ProxyPass "/a3/" "ws://h:1": the URL has no path while the local path ends in "/"; Apache maps /a3/rest to ws://h:1rest (glued onto the host); write "ws://h:1/" if you meant a path'],
+    [
+      'wsgate.conf:2: ProxyPass "/a3/" "ws://h:1": the URL has no path while the local path ends in "/"; Apache maps /a3/rest to ws://h:1rest (glued onto the host); write "ws://h:1/" if you meant a path',
+    ],
   );
 });
 
@@ -528,13 +566,7 @@ test('ProxySet at server level and inside <Proxy wildcard>; ProxyPass keys win',
 
 test('ProxySet inside a <VirtualHost> applies to that host only', () => {
   const { config } = load({
-    'wsgate.conf': lines(
-      'Listen 0',
-      'ProxyPass /a ws://h/',
-      '<VirtualHost *:0>',
-      '  ProxySet ws://h/ max=3',
-      '</VirtualHost>',
-    ),
+    'wsgate.conf': lines('Listen 0', 'ProxyPass /a ws://h/', '<VirtualHost *:0>', '  ProxySet ws://h/ max=3', '</VirtualHost>'),
   });
   assert.equal(backendOf(config.mainServer.routes[0]).max, 0);
   assert.equal(backendOf(vhost(config, 0).routes[0]).max, 3);
@@ -579,9 +611,10 @@ test('<VirtualHost> addresses, and a notice for a port no Listen covers', () => 
     { host: '*', port: '*' },
   ]);
   assert.deepEqual(config.listen[1]?.host, '::1');
-  assert.deepEqual(config.notices.map((n) => n.replace(`${dir}/`, '')), [
-    'wsgate.conf:5: <VirtualHost> port 8080 matches no Listen directive: nothing will reach this address',
-  ]);
+  assert.deepEqual(
+    config.notices.map((n) => n.replace(`${dir}/`, '')),
+    ['wsgate.conf:5: <VirtualHost> port 8080 matches no Listen directive: nothing will reach this address'],
+  );
 });
 
 test('notices: skipped sections, once per name (ProxyVia and ProxyPassReverse* are honoured: no notice); <IfVersion> is evaluated', () => {
@@ -607,11 +640,17 @@ test('notices: skipped sections, once per name (ProxyVia and ProxyPassReverse* a
       'LoadModule c d',
     ),
   });
-  assert.deepEqual(config.notices.map((n) => n.replace(`${dir}/`, '')), [
-    "wsgate.conf:8: <Files> sections are skipped: they apply to files Apache serves itself, and proxied requests never enter them",
-    'wsgate.conf:17: LoadModule is ignored: wsgate has its modules built in',
-  ]);
-  expectError({ 'wsgate.conf': lines('Listen 0', '<IfVersion >= 2.4>', 'Whatever', '</IfVersion>') }, { line: 3, message: /unknown directive "Whatever"/ });
+  assert.deepEqual(
+    config.notices.map((n) => n.replace(`${dir}/`, '')),
+    [
+      'wsgate.conf:8: <Files> sections are skipped: they apply to files Apache serves itself, and proxied requests never enter them',
+      'wsgate.conf:17: LoadModule is ignored: wsgate has its modules built in',
+    ],
+  );
+  expectError(
+    { 'wsgate.conf': lines('Listen 0', '<IfVersion >= 2.4>', 'Whatever', '</IfVersion>') },
+    { line: 3, message: /unknown directive "Whatever"/ },
+  );
   expectError({ 'wsgate.conf': lines('Listen 0', '<IfVersion >= two>', '</IfVersion>') }, { line: 2, message: /bad version "two"/ });
 });
 

@@ -49,7 +49,15 @@ test('RewriteRule [P] rules load with their conditions, targets and templates; R
 
 test('a <VirtualHost> inherits RewriteEngine but not the rules, unless RewriteOptions Inherit / InheritBefore', () => {
   const conf = (option: string): string =>
-    lines(L, 'RewriteEngine On', 'RewriteRule ^/main ws://127.0.0.1:1/ [P]', '<VirtualHost *:0>', option, '  RewriteRule ^/own ws://127.0.0.1:2/ [P]', '</VirtualHost>');
+    lines(
+      L,
+      'RewriteEngine On',
+      'RewriteRule ^/main ws://127.0.0.1:1/ [P]',
+      '<VirtualHost *:0>',
+      option,
+      '  RewriteRule ^/own ws://127.0.0.1:2/ [P]',
+      '</VirtualHost>',
+    );
   const sources = (option: string): string[] =>
     load({ 'wsgate.conf': conf(option) }).config.virtualHosts[0]!.rewrite!.rules.map((r) => r.pattern.source);
   assert.deepEqual(sources(''), ['^\\/own']);
@@ -59,7 +67,10 @@ test('a <VirtualHost> inherits RewriteEngine but not the rules, unless RewriteOp
 
 test('a RewriteCond with no RewriteRule after it gets a notice', () => {
   const { config } = load({ 'wsgate.conf': lines(L, 'RewriteEngine On', 'RewriteCond %{HTTP_HOST} ^a') });
-  assert.ok(config.notices.some((n) => /:3: RewriteCond is not followed by a RewriteRule/.test(n)), config.notices.join(' | '));
+  assert.ok(
+    config.notices.some((n) => /:3: RewriteCond is not followed by a RewriteRule/.test(n)),
+    config.notices.join(' | '),
+  );
 });
 
 test('mod_rewrite forms outside the proxying subset are refused at file:line', () => {
@@ -73,7 +84,11 @@ test('mod_rewrite forms outside the proxying subset are refused at file:line', (
     [['RewriteRule ^/(.*) ws://h/$1 P,L'], 2, /flags must be written \[FLAG,…\]/],
     [['RewriteRule ^/(.*) /x [P]'], 2, /substitution must be a URL/],
     [['RewriteRule ^/(.*) ftp://h/$1 [P]'], 2, /unsupported scheme "ftp"/],
-    [['RewriteRule ^/(\\w+)/(.*) ws://$1/$2 [P]'], 2, /only supported after host:port \(in the path and query\), not in the scheme or host/],
+    [
+      ['RewriteRule ^/(\\w+)/(.*) ws://$1/$2 [P]'],
+      2,
+      /only supported after host:port \(in the path and query\), not in the scheme or host/,
+    ],
     [['RewriteRule ^/(.*) ws://h/%{REMOTE_ADDR} [P]'], 2, /%\{REMOTE_ADDR\} is not supported/],
     [['RewriteRule ^/(.*) ws://h/%{HTTP_HOST [P]'], 2, /unterminated %\{/],
     [['RewriteRule ^/(( ws://h/ [P]'], 2, /bad regular expression/],
@@ -87,7 +102,11 @@ test('mod_rewrite forms outside the proxying subset are refused at file:line', (
     [['RewriteBase /'], 2, /per-directory rewriting is not supported/],
     [['RewriteOptions MergeBase'], 2, /RewriteOptions MergeBase is not supported/],
     [['RewriteEngine maybe'], 2, /RewriteEngine/],
-    [['<Location /a/>', '  RewriteOptions Inherit', '</Location>'], 3, /RewriteOptions is only supported at the top level or in a <VirtualHost>/],
+    [
+      ['<Location /a/>', '  RewriteOptions Inherit', '</Location>'],
+      3,
+      /RewriteOptions is only supported at the top level or in a <VirtualHost>/,
+    ],
     [['<LocationMatch ^/a>', '  RewriteRule ^x y [R]', '</LocationMatch>'], 3, /relative substitution has no base/],
     [['<Proxy ws://h/>', '  RewriteEngine On', '</Proxy>'], 3, /RewriteEngine is not supported inside <Proxy>/],
     [['RewriteEngine On', 'RewriteRule ^/(.*) balancer://nope/$1 [P]'], 3, /no balancer "balancer:\/\/nope" is defined/],
@@ -121,7 +140,10 @@ test('Header rules load in order (main server first in a <VirtualHost>)', () => 
     { kind: 'text', text: '; path=/' },
   ]);
   const vh = config.virtualHosts[0]!.headerRules!;
-  assert.deepEqual(vh.map((r) => r.action), ['add', 'set', 'unset']);
+  assert.deepEqual(
+    vh.map((r) => r.action),
+    ['add', 'set', 'unset'],
+  );
   assert.deepEqual(vh[2]!.condition, { env: 'KEEP', negate: true });
 });
 

@@ -15,7 +15,18 @@ import { after, before, describe, test } from 'node:test';
 import { WS_KEY, wsAccept } from '../helpers/edges';
 import { makeCerts, type Certs } from '../helpers/certs';
 import { h2Request, h2WebSocket, wsClose, wsEcho } from '../helpers/h2';
-import { closeWs, echo, headerIn, openWs, randomBytes, sha256, startEchoBackend, startGateway, type EchoBackend, type RunningGateway } from '../helpers/harness';
+import {
+  closeWs,
+  echo,
+  headerIn,
+  openWs,
+  randomBytes,
+  sha256,
+  startEchoBackend,
+  startGateway,
+  type EchoBackend,
+  type RunningGateway,
+} from '../helpers/harness';
 
 const BOUND = { timeout: 60_000 };
 
@@ -112,7 +123,11 @@ interface Answer {
 }
 
 /** One HTTP/1.1 request (an upgrade with `upgrade`) from `from`, on a fresh connection; resolves at the end of the head. */
-async function ask(port: string | number, target: string, opts: { from?: string; auth?: string; upgrade?: boolean; extra?: string } = {}): Promise<Answer> {
+async function ask(
+  port: string | number,
+  target: string,
+  opts: { from?: string; auth?: string; upgrade?: boolean; extra?: string } = {},
+): Promise<Answer> {
   const socket = net.connect({ port: Number(port), host: '127.0.0.1', localAddress: opts.from ?? '127.0.0.1' });
   socket.on('error', () => {});
   await once(socket, 'connect');
@@ -143,42 +158,53 @@ async function noBackend(during: () => Promise<void>): Promise<void> {
 }
 
 describe('HTTP/1.1 front (native front unless WSGATE_NATIVE_FRONT=0)', () => {
-  test('no credentials: 401 with the realm for an upgrade and a plain request; wrong ones: 401; one log line without the password', BOUND, async () => {
-    await noBackend(async () => {
-      for (const upgrade of [true, false]) {
-        const r = await ask(plain.port, '/basic/x', { upgrade });
-        assert.equal(r.status, 401, r.head);
-        assert.equal(headerIn(r.head, 'www-authenticate'), 'Basic realm="admin area"');
-        const wrong = await ask(plain.port, '/basic/x', { upgrade, auth: basic('bcrypt', 'nope-secret') });
-        assert.equal(wrong.status, 401);
-        const unknown = await ask(plain.port, '/basic/x', { upgrade, auth: basic('nobody', 'b-secret') });
-        assert.equal(unknown.status, 401);
-        const garbage = await ask(plain.port, '/basic/x', { upgrade, auth: 'Basic !!!' });
-        assert.equal(garbage.status, 401);
+  test(
+    'no credentials: 401 with the realm for an upgrade and a plain request; wrong ones: 401; one log line without the password',
+    BOUND,
+    async () => {
+      await noBackend(async () => {
+        for (const upgrade of [true, false]) {
+          const r = await ask(plain.port, '/basic/x', { upgrade });
+          assert.equal(r.status, 401, r.head);
+          assert.equal(headerIn(r.head, 'www-authenticate'), 'Basic realm="admin area"');
+          const wrong = await ask(plain.port, '/basic/x', { upgrade, auth: basic('bcrypt', 'nope-secret') });
+          assert.equal(wrong.status, 401);
+          const unknown = await ask(plain.port, '/basic/x', { upgrade, auth: basic('nobody', 'b-secret') });
+          assert.equal(unknown.status, 401);
+          const garbage = await ask(plain.port, '/basic/x', { upgrade, auth: 'Basic !!!' });
+          assert.equal(garbage.status, 401);
+        }
+      });
+      const line = await plain.waitForLog(/password mismatch/);
+      assert.match(line, /"status":401|status=401/);
+      for (const l of plain.logs) {
+        assert.ok(
+          !l.includes('nope-secret') && !l.includes(basic('bcrypt', 'nope-secret').slice(6)),
+          'no password or Authorization value in the logs',
+        );
       }
-    });
-    const line = await plain.waitForLog(/password mismatch/);
-    assert.match(line, /"status":401|status=401/);
-    for (const l of plain.logs) {
-      assert.ok(!l.includes('nope-secret') && !l.includes(basic('bcrypt', 'nope-secret').slice(6)), 'no password or Authorization value in the logs');
-    }
-  });
+    },
+  );
 
-  test('right credentials go through, for every htpasswd format: a WebSocket echoes (hash-checked) and a plain request is proxied', BOUND, async () => {
-    for (const [user, [, password]] of Object.entries(USERS)) {
-      const ws = await openWs(`ws://127.0.0.1:${plain.port}/basic/ws`, undefined, { headers: { Authorization: basic(user, password) } });
-      const payload = randomBytes(64 * 1024);
-      const back = await echo(ws, payload);
-      assert.equal(sha256(back.data), sha256(payload), `${user}: echo`);
-      await closeWs(ws);
-      const r = await ask(plain.port, '/basic/page', { auth: basic(user, password) });
-      assert.equal(r.status, 200, `${user}: ${r.head}`);
-      const up = await ask(plain.port, '/basic/raw', { auth: basic(user, password), upgrade: true });
-      assert.equal(up.status, 101);
-      assert.equal(headerIn(up.head, 'sec-websocket-accept'), wsAccept(WS_KEY));
-    }
-    assert.ok(backend.upgrades.some((u) => u.url === '/basic/ws'));
-  });
+  test(
+    'right credentials go through, for every htpasswd format: a WebSocket echoes (hash-checked) and a plain request is proxied',
+    BOUND,
+    async () => {
+      for (const [user, [, password]] of Object.entries(USERS)) {
+        const ws = await openWs(`ws://127.0.0.1:${plain.port}/basic/ws`, undefined, { headers: { Authorization: basic(user, password) } });
+        const payload = randomBytes(64 * 1024);
+        const back = await echo(ws, payload);
+        assert.equal(sha256(back.data), sha256(payload), `${user}: echo`);
+        await closeWs(ws);
+        const r = await ask(plain.port, '/basic/page', { auth: basic(user, password) });
+        assert.equal(r.status, 200, `${user}: ${r.head}`);
+        const up = await ask(plain.port, '/basic/raw', { auth: basic(user, password), upgrade: true });
+        assert.equal(up.status, 101);
+        assert.equal(headerIn(up.head, 'sec-websocket-accept'), wsAccept(WS_KEY));
+      }
+      assert.ok(backend.upgrades.some((u) => u.url === '/basic/ws'));
+    },
+  );
 
   test('Require group: a member goes through, an authenticated non-member gets 401', BOUND, async () => {
     assert.equal((await ask(plain.port, '/group/', { auth: basic('md5', 'm-secret') })).status, 200);
@@ -189,20 +215,24 @@ describe('HTTP/1.1 front (native front unless WSGATE_NATIVE_FRONT=0)', () => {
     });
   });
 
-  test('Require ip, <RequireAll> with Require not ip, and Order/Allow/Deny decide by the client address (127.0.0.1 in, 127.0.0.2 out)', BOUND, async () => {
-    for (const where of ['/ip/', '/notip/', '/compat/']) {
-      assert.equal((await ask(plain.port, where, { from: '127.0.0.1' })).status, 200, where);
-      assert.equal((await ask(plain.port, where, { from: '127.0.0.1', upgrade: true })).status, 101, where);
-      await noBackend(async () => {
-        assert.equal((await ask(plain.port, where, { from: '127.0.0.2' })).status, 403, where);
-        const up = await ask(plain.port, where, { from: '127.0.0.2', upgrade: true });
-        assert.equal(up.status, 403, where);
-        assert.equal(headerIn(up.head, 'www-authenticate'), undefined);
-      });
-    }
-    // No rule: anyone.
-    assert.equal((await ask(plain.port, '/open/', { from: '127.0.0.2' })).status, 200);
-  });
+  test(
+    'Require ip, <RequireAll> with Require not ip, and Order/Allow/Deny decide by the client address (127.0.0.1 in, 127.0.0.2 out)',
+    BOUND,
+    async () => {
+      for (const where of ['/ip/', '/notip/', '/compat/']) {
+        assert.equal((await ask(plain.port, where, { from: '127.0.0.1' })).status, 200, where);
+        assert.equal((await ask(plain.port, where, { from: '127.0.0.1', upgrade: true })).status, 101, where);
+        await noBackend(async () => {
+          assert.equal((await ask(plain.port, where, { from: '127.0.0.2' })).status, 403, where);
+          const up = await ask(plain.port, where, { from: '127.0.0.2', upgrade: true });
+          assert.equal(up.status, 403, where);
+          assert.equal(headerIn(up.head, 'www-authenticate'), undefined);
+        });
+      }
+      // No rule: anyone.
+      assert.equal((await ask(plain.port, '/open/', { from: '127.0.0.2' })).status, 200);
+    },
+  );
 
   test('Require env with SetEnvIf on a request header; SetEnv reaches Header env= on the answer', BOUND, async () => {
     await noBackend(async () => {
@@ -219,40 +249,48 @@ describe('HTTP/1.1 front (native front unless WSGATE_NATIVE_FRONT=0)', () => {
 
 describe('HTTP/2 front (TLS, ALPN h2, RFC 8441 WebSockets)', () => {
   async function session(from = '127.0.0.1'): Promise<http2.ClientHttp2Session> {
-    const s = http2.connect(`https://127.0.0.1:${tls.port}`, { ca: certs.ca.pem, servername: 'localhost', localAddress: from } as http2.SecureClientSessionOptions);
+    const s = http2.connect(`https://127.0.0.1:${tls.port}`, {
+      ca: certs.ca.pem,
+      servername: 'localhost',
+      localAddress: from,
+    } as http2.SecureClientSessionOptions);
     s.on('error', () => {});
     await once(s, 'remoteSettings');
     return s;
   }
 
-  test('no or wrong credentials: 401 with the realm on a plain request and an extended CONNECT; the right ones echo for every format', BOUND, async () => {
-    const s = await session();
-    try {
-      await noBackend(async () => {
-        for (const auth of [undefined, basic('sha512', 'wrong')]) {
-          const extra = auth === undefined ? {} : { authorization: auth };
-          const r = await h2Request(s, { ':method': 'GET', ':path': '/basic/x', ...extra });
-          assert.equal(r.status, 401);
-          assert.equal(r.headers['www-authenticate'], 'Basic realm="admin area"');
-          const w = await h2WebSocket(s, '/basic/ws', extra);
-          assert.equal(w.status, 401);
-          assert.equal(w.headers['www-authenticate'], 'Basic realm="admin area"');
+  test(
+    'no or wrong credentials: 401 with the realm on a plain request and an extended CONNECT; the right ones echo for every format',
+    BOUND,
+    async () => {
+      const s = await session();
+      try {
+        await noBackend(async () => {
+          for (const auth of [undefined, basic('sha512', 'wrong')]) {
+            const extra = auth === undefined ? {} : { authorization: auth };
+            const r = await h2Request(s, { ':method': 'GET', ':path': '/basic/x', ...extra });
+            assert.equal(r.status, 401);
+            assert.equal(r.headers['www-authenticate'], 'Basic realm="admin area"');
+            const w = await h2WebSocket(s, '/basic/ws', extra);
+            assert.equal(w.status, 401);
+            assert.equal(w.headers['www-authenticate'], 'Basic realm="admin area"');
+          }
+        });
+        for (const [user, [, password]] of Object.entries(USERS)) {
+          const r = await h2Request(s, { ':method': 'GET', ':path': '/basic/page', authorization: basic(user, password) });
+          assert.equal(r.status, 200, user);
+          const w = await h2WebSocket(s, '/basic/ws', { authorization: basic(user, password) });
+          assert.equal(w.status, 200, user);
+          const payload = randomBytes(32 * 1024);
+          const back = await wsEcho(w.ws!, payload);
+          assert.equal(sha256(back.data), sha256(payload));
+          await wsClose(w.ws!);
         }
-      });
-      for (const [user, [, password]] of Object.entries(USERS)) {
-        const r = await h2Request(s, { ':method': 'GET', ':path': '/basic/page', authorization: basic(user, password) });
-        assert.equal(r.status, 200, user);
-        const w = await h2WebSocket(s, '/basic/ws', { authorization: basic(user, password) });
-        assert.equal(w.status, 200, user);
-        const payload = randomBytes(32 * 1024);
-        const back = await wsEcho(w.ws!, payload);
-        assert.equal(sha256(back.data), sha256(payload));
-        await wsClose(w.ws!);
+      } finally {
+        s.close();
       }
-    } finally {
-      s.close();
-    }
-  });
+    },
+  );
 
   test('Require ip, <RequireAll> with Require not ip, Order/Allow/Deny and Require env by client address over h2', BOUND, async () => {
     const one = await session('127.0.0.1');

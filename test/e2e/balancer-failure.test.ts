@@ -102,7 +102,11 @@ test('failonstatus=: the listed status is relayed to the client and its member g
     async (g) => {
       const first = await get(g.port, '/lb/a');
       assert.deepEqual(first, { status: 503, body: 'backend:bad' }, "the member's own 503 is relayed");
-      await g.waitForLog(new RegExp(`balancer member in error state balancer=balancer://pool member=http://127\\.0\\.0\\.1:${bad.port} retry_ms=60000 reason="answered 503, listed in failonstatus="`));
+      await g.waitForLog(
+        new RegExp(
+          `balancer member in error state balancer=balancer://pool member=http://127\\.0\\.0\\.1:${bad.port} retry_ms=60000 reason="answered 503, listed in failonstatus="`,
+        ),
+      );
       for (let i = 0; i < 6; i++) assert.deepEqual(await get(g.port, `/lb/${i}`), { status: 200, body: 'backend:good' });
       await session(`ws://127.0.0.1:${g.port}/lb/ws`);
       assert.deepEqual([bad.requests, bad.upgrades, good.requests, good.upgrades], [1, 0, 6, 1]);
@@ -110,7 +114,9 @@ test('failonstatus=: the listed status is relayed to the client and its member g
   );
 });
 
-test('failontimeout=On: a member that does not answer within its timeout goes into error state (504 to that client)', { timeout: 60_000 }, async () => {
+test('failontimeout=On: a member that does not answer within its timeout goes into error state (504 to that client)', {
+  timeout: 60_000,
+}, async () => {
   const silent = await new Backend('silent', 200, true).start();
   const good = await new Backend('good').start();
   await withGateway(
@@ -144,7 +150,9 @@ test('hot spare (status=+R): idle while the normal members are usable, stands in
   );
 });
 
-test('balancer timeout=: a request waits for a member at max= to free up, and gets 503 when none does in time', { timeout: 60_000 }, async () => {
+test('balancer timeout=: a request waits for a member at max= to free up, and gets 503 when none does in time', {
+  timeout: 60_000,
+}, async () => {
   const a = await new Backend('a').start();
   await withGateway(
     `<Proxy "balancer://pool">\n  BalancerMember ws://127.0.0.1:${a.port} max=1\n  ProxySet timeout=20\n</Proxy>\nProxyPass "/lb/" "balancer://pool/"\n` +
@@ -154,7 +162,9 @@ test('balancer timeout=: a request waits for a member at max= to free up, and ge
       const held = await openWs(`ws://127.0.0.1:${g.port}/lb/held`);
       // The second session waits (no 503) until the first one's tunnel closes.
       const waiting = session(`ws://127.0.0.1:${g.port}/lb/waiting`);
-      await g.waitForLog(/info balancer wait for a usable member balancer=balancer:\/\/pool timeout_ms=20000 reason="max= reached on every member of balancer:\/\/pool"/);
+      await g.waitForLog(
+        /info balancer wait for a usable member balancer=balancer:\/\/pool timeout_ms=20000 reason="max= reached on every member of balancer:\/\/pool"/,
+      );
       assert.equal(a.upgrades, 1, 'the waiting request has not reached the member');
       await closeWs(held);
       await waiting;

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import * as http from 'node:http';
-import * as net from 'node:net';
+import type * as net from 'node:net';
 import { test } from 'node:test';
 import { WebSocketServer } from 'ws';
 import { assertClosedWith, deadPort, upgradeRequest } from '../helpers/edges';
@@ -135,49 +135,61 @@ test('byrequests: loadfactor 3:1 gives about 3:1 over 200 connections', { timeou
 test('bybusyness: new tunnels go to the member with fewer open ones', { timeout: 60_000 }, async () => {
   const ms = await members(['a', 'b']);
   const [a, b] = ms as [Member, Member];
-  await withGateway(`<Proxy "balancer://pool">\n${lines(ms)}\n  ProxySet lbmethod=bybusyness\n</Proxy>\nProxyPass "/lb/" "balancer://pool/"`, ms, async (g) => {
-    const url = `ws://127.0.0.1:${g.port}/lb/x`;
-    const held = [];
-    for (let i = 0; i < 4; i++) held.push(await openWs(url));
-    await eventually(() => a.open === 2 && b.open === 2, 5000, 'two held tunnels on each member');
-    // a's tunnels end (closed by the backend); b keeps its two.
-    a.closeClients();
-    await eventually(() => g.gateway.tunnels.size === 2, 5000, 'a\'s tunnels to close');
-    for (let i = 0; i < 2; i++) held.push(await openWs(url));
-    await eventually(() => a.open === 2, 5000, 'the new tunnels on a');
-    assert.equal(a.upgrades, 4, 'both new tunnels went to the idle member');
-    assert.equal(b.upgrades, 2);
-    for (const ws of held) await closeWs(ws);
-  });
+  await withGateway(
+    `<Proxy "balancer://pool">\n${lines(ms)}\n  ProxySet lbmethod=bybusyness\n</Proxy>\nProxyPass "/lb/" "balancer://pool/"`,
+    ms,
+    async (g) => {
+      const url = `ws://127.0.0.1:${g.port}/lb/x`;
+      const held = [];
+      for (let i = 0; i < 4; i++) held.push(await openWs(url));
+      await eventually(() => a.open === 2 && b.open === 2, 5000, 'two held tunnels on each member');
+      // a's tunnels end (closed by the backend); b keeps its two.
+      a.closeClients();
+      await eventually(() => g.gateway.tunnels.size === 2, 5000, "a's tunnels to close");
+      for (let i = 0; i < 2; i++) held.push(await openWs(url));
+      await eventually(() => a.open === 2, 5000, 'the new tunnels on a');
+      assert.equal(a.upgrades, 4, 'both new tunnels went to the idle member');
+      assert.equal(b.upgrades, 2);
+      for (const ws of held) await closeWs(ws);
+    },
+  );
 });
 
 test('a member killed mid-run: no client sees an error; after retry=1 it is used again', { timeout: 90_000 }, async () => {
   const ms = await members(['a', 'b', 'c']);
   const [, b] = ms as [Member, Member, Member];
-  await withGateway(`<Proxy "balancer://pool">\n${lines(ms, () => 'retry=1')}\n</Proxy>\nProxyPass "/lb/" "balancer://pool/"`, ms, async (g) => {
-    const url = `ws://127.0.0.1:${g.port}/lb/x`;
-    for (let i = 0; i < 9; i++) await session(url);
-    assert.deepEqual(
-      ms.map((m) => m.upgrades),
-      [3, 3, 3],
-    );
-    await b.stop();
-    // Every session still gets its 101 and its echo; b takes none of them.
-    for (let i = 0; i < 30; i++) await session(url);
-    assert.equal(b.upgrades, 3);
-    assert.equal(ms[0]!.upgrades + ms[2]!.upgrades, 36);
-    await g.waitForLog(new RegExp(`warn balancer member in error state balancer=balancer://pool member=ws://127\\.0\\.0\\.1:${b.port}/b retry_ms=1000 reason="backend unreachable: ECONNREFUSED`));
-    await g.waitForLog(/info balancer failover balancer=balancer:\/\/pool from=ws:\/\/127\.0\.0\.1:\d+\/b /);
-    // b comes back on its port: once its retry has passed, it is elected again.
-    await b.start();
-    const deadline = Date.now() + 20_000;
-    while (b.upgrades === 3) {
-      assert.ok(Date.now() < deadline, 'b used again within 20 s');
-      await session(url);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    await g.waitForLog(/info balancer member leaves error state balancer=balancer:\/\/pool member=\S+\/b why="retry elapsed"/);
-  });
+  await withGateway(
+    `<Proxy "balancer://pool">\n${lines(ms, () => 'retry=1')}\n</Proxy>\nProxyPass "/lb/" "balancer://pool/"`,
+    ms,
+    async (g) => {
+      const url = `ws://127.0.0.1:${g.port}/lb/x`;
+      for (let i = 0; i < 9; i++) await session(url);
+      assert.deepEqual(
+        ms.map((m) => m.upgrades),
+        [3, 3, 3],
+      );
+      await b.stop();
+      // Every session still gets its 101 and its echo; b takes none of them.
+      for (let i = 0; i < 30; i++) await session(url);
+      assert.equal(b.upgrades, 3);
+      assert.equal(ms[0]!.upgrades + ms[2]!.upgrades, 36);
+      await g.waitForLog(
+        new RegExp(
+          `warn balancer member in error state balancer=balancer://pool member=ws://127\\.0\\.0\\.1:${b.port}/b retry_ms=1000 reason="backend unreachable: ECONNREFUSED`,
+        ),
+      );
+      await g.waitForLog(/info balancer failover balancer=balancer:\/\/pool from=ws:\/\/127\.0\.0\.1:\d+\/b /);
+      // b comes back on its port: once its retry has passed, it is elected again.
+      await b.start();
+      const deadline = Date.now() + 20_000;
+      while (b.upgrades === 3) {
+        assert.ok(Date.now() < deadline, 'b used again within 20 s');
+        await session(url);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await g.waitForLog(/info balancer member leaves error state balancer=balancer:\/\/pool member=\S+\/b why="retry elapsed"/);
+    },
+  );
 });
 
 test('all members down: 503 with Retry-After; forcerecovery tries them again on the next request', { timeout: 30_000 }, async () => {
@@ -193,12 +205,16 @@ test('all members down: 503 with Retry-After; forcerecovery tries them again on 
         assert.ok(after >= 1 && after <= 30, `Retry-After: ${headerIn(res.head, 'retry-after')}`);
       }
       await g.waitForLog(/balancer member leaves error state .*why="forcerecovery: every member was in error"/);
-      await g.waitForLog(/warn proxy request failed status=503 reason="backend unreachable: ECONNREFUSED.* backend=ws:\/\/127\.0\.0\.1:\d+ /);
+      await g.waitForLog(
+        /warn proxy request failed status=503 reason="backend unreachable: ECONNREFUSED.* backend=ws:\/\/127\.0\.0\.1:\d+ /,
+      );
     },
   );
 });
 
-test('forcerecovery=Off: while every member is in error, 503 at once with the seconds left in Retry-After', { timeout: 30_000 }, async () => {
+test('forcerecovery=Off: while every member is in error, 503 at once with the seconds left in Retry-After', {
+  timeout: 30_000,
+}, async () => {
   const p1 = await deadPort();
   await withGateway(
     `<Proxy "balancer://pool">\n  BalancerMember ws://127.0.0.1:${p1} retry=20\n  ProxySet forcerecovery=Off\n</Proxy>\nProxyPass "/lb/" "balancer://pool/"`,
@@ -209,7 +225,9 @@ test('forcerecovery=Off: while every member is in error, 503 at once with the se
       assertClosedWith(res, 503);
       const after = Number(headerIn(res.head, 'retry-after'));
       assert.ok(after >= 15 && after <= 20, `Retry-After: ${after}`);
-      await g.waitForLog(/status=503 reason="no usable member of balancer:\/\/pool \(in error state\)" .*path=\/lb\/y backend=balancer:\/\/pool /);
+      await g.waitForLog(
+        /status=503 reason="no usable member of balancer:\/\/pool \(in error state\)" .*path=\/lb\/y backend=balancer:\/\/pool /,
+      );
     },
   );
 });
@@ -236,22 +254,32 @@ test('hot standby (status=+H) is used only when every other member is down', { t
 
 test('max= reached on every member: 503', { timeout: 30_000 }, async () => {
   const ms = await members(['a']);
-  await withGateway(`<Proxy "balancer://pool">\n${lines(ms, () => 'max=1')}\n</Proxy>\nProxyPass "/lb/" "balancer://pool/"`, ms, async (g) => {
-    const ws = await openWs(`ws://127.0.0.1:${g.port}/lb/x`);
-    const res = await rawExchange(g.port, upgradeRequest('/lb/y'));
-    assertClosedWith(res, 503);
-    assert.equal(headerIn(res.head, 'retry-after'), undefined);
-    await g.waitForLog(/status=503 reason="max= reached on every member of balancer:\/\/pool"/);
-    await closeWs(ws);
-    await eventually(() => g.gateway.tunnels.size === 0, 5000, 'the tunnel to close');
-    await session(`ws://127.0.0.1:${g.port}/lb/z`);
-  });
+  await withGateway(
+    `<Proxy "balancer://pool">\n${lines(ms, () => 'max=1')}\n</Proxy>\nProxyPass "/lb/" "balancer://pool/"`,
+    ms,
+    async (g) => {
+      const ws = await openWs(`ws://127.0.0.1:${g.port}/lb/x`);
+      const res = await rawExchange(g.port, upgradeRequest('/lb/y'));
+      assertClosedWith(res, 503);
+      assert.equal(headerIn(res.head, 'retry-after'), undefined);
+      await g.waitForLog(/status=503 reason="max= reached on every member of balancer:\/\/pool"/);
+      await closeWs(ws);
+      await eventually(() => g.gateway.tunnels.size === 0, 5000, 'the tunnel to close');
+      await session(`ws://127.0.0.1:${g.port}/lb/z`);
+    },
+  );
 });
 
 test('balancer config errors stop the gateway before it listens, at file:line', async () => {
   const cases: Array<[string, RegExp]> = [
-    ['<Proxy balancer://p>\nBalancerMember ws://127.0.0.1:1\nProxySet lbmethod=roundrobin\n</Proxy>', /wsgate\.conf:4: ProxySet: unknown lbmethod "roundrobin"/],
-    ['<Proxy balancer://p>\nBalancerMember ws://127.0.0.1:1\n</Proxy>\nProxyPass /x balancer://p/ upgrade=websocket', /wsgate\.conf:5: ProxyPass: upgrade= is not a balancer parameter/],
+    [
+      '<Proxy balancer://p>\nBalancerMember ws://127.0.0.1:1\nProxySet lbmethod=roundrobin\n</Proxy>',
+      /wsgate\.conf:4: ProxySet: unknown lbmethod "roundrobin"/,
+    ],
+    [
+      '<Proxy balancer://p>\nBalancerMember ws://127.0.0.1:1\n</Proxy>\nProxyPass /x balancer://p/ upgrade=websocket',
+      /wsgate\.conf:5: ProxyPass: upgrade= is not a balancer parameter/,
+    ],
     ['BalancerMember ws://127.0.0.1:1', /wsgate\.conf:2: BalancerMember is only valid inside <Proxy "balancer:\/\/name">/],
     ['ProxyPass /x balancer://nope/', /wsgate\.conf:2: ProxyPass: no balancer "balancer:\/\/nope" is defined/],
   ];
@@ -260,7 +288,9 @@ test('balancer config errors stop the gateway before it listens, at file:line', 
   }
 });
 
-test('stickysession: the cookie or URL parameter route keeps a client on its member; unknown or dotless routes are balanced', { timeout: 60_000 }, async () => {
+test('stickysession: the cookie or URL parameter route keeps a client on its member; unknown or dotless routes are balanced', {
+  timeout: 60_000,
+}, async () => {
   const ms = await members(['a', 'b']);
   const [a, b] = ms as [Member, Member];
   await withGateway(

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate, createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import * as http from 'node:http';
+import type * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -19,7 +19,8 @@ import { randomBytes, sha256, startEchoBackend, startGateway } from '../helpers/
 import type { TunnelRecord } from '../../src/gateway';
 
 const CHROMIUM = '/usr/bin/chromium';
-const skip = !existsSync(CHROMIUM) && !process.env.CI ? `${CHROMIUM} is not installed (apt-get install -y chromium; .ci/run does it)` : false;
+const skip =
+  !existsSync(CHROMIUM) && !process.env.CI ? `${CHROMIUM} is not installed (apt-get install -y chromium; .ci/run does it)` : false;
 
 let certs: Certs;
 let front: CertFiles;
@@ -45,7 +46,9 @@ function spkiHash(certPem: string): string {
   return createHash('sha256').update(der).digest('base64');
 }
 
-async function runBrowser(h2WebSockets: 'on' | 'off'): Promise<{ protocol: string; record: TunnelRecord; echoed: string; sent: string; pageProtocol: string }> {
+async function runBrowser(
+  h2WebSockets: 'on' | 'off',
+): Promise<{ protocol: string; record: TunnelRecord; echoed: string; sent: string; pageProtocol: string }> {
   const backend = await startEchoBackend('browser');
   // The backend serves the page for every plain request.
   backend.server.removeAllListeners('request');
@@ -98,7 +101,9 @@ async function runBrowser(h2WebSockets: 'on' | 'off'): Promise<{ protocol: strin
 }
 
 describe('a real browser (chromium) through wsgate', { skip }, () => {
-  test('H2WebSockets on: the page loads over h2 and its WebSocket runs on the same HTTP/2 connection (RFC 8441)', { timeout: 120_000 }, async () => {
+  test('H2WebSockets on: the page loads over h2 and its WebSocket runs on the same HTTP/2 connection (RFC 8441)', {
+    timeout: 120_000,
+  }, async () => {
     const r = await runBrowser('on');
     assert.equal(r.pageProtocol, 'h2');
     assert.equal(sha256(r.echoed), sha256(r.sent));

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import * as http from 'node:http';
-import * as net from 'node:net';
+import type * as net from 'node:net';
 import { test } from 'node:test';
 import { nativeEngine } from '../../src/tunnel/native';
 import type { BackendCounters } from '../../src/upstream/counters';
@@ -60,7 +60,9 @@ function memberCounters(g: RunningGateway, balancer: string, port: number): Back
   return st.counters;
 }
 
-test('bytraffic over two plain-HTTP members: a large answer from one sends the next requests to the other; equal answers alternate', { timeout: 60_000 }, async () => {
+test('bytraffic over two plain-HTTP members: a large answer from one sends the next requests to the other; equal answers alternate', {
+  timeout: 60_000,
+}, async () => {
   const a = await httpMember('A');
   const b = await httpMember('B');
   const g = await startGateway(
@@ -139,7 +141,11 @@ test('the byte counts of an open tunnel move while it runs, both ways, and the t
     await eventually(() => counters.bytesUp - upBefore === N, 10_000, `bytesUp to grow by ${N} (is ${counters.bytesUp - upBefore})`);
     backendSocket!.write(down);
     await clientSide.untilBytes(M, 30_000);
-    await eventually(() => counters.bytesDown - downBefore === M, 10_000, `bytesDown to grow by ${M} (is ${counters.bytesDown - downBefore})`);
+    await eventually(
+      () => counters.bytesDown - downBefore === M,
+      10_000,
+      `bytesDown to grow by ${M} (is ${counters.bytesDown - downBefore})`,
+    );
     assert.equal(g.gateway.tunnels.size, 1, 'the tunnel is still open');
     assert.equal(counters.openTunnels, 1);
     assert.equal(backendSide!.digest(), sha256(up));
@@ -148,7 +154,11 @@ test('the byte counts of an open tunnel move while it runs, both ways, and the t
     // Both ends go away (the tunnel forwards a FIN as a half-close, and waits for the other).
     client.socket.destroy();
     backendSocket!.destroy();
-    await eventually(() => g.gateway.tunnels.size === 0 && counters.openTunnels === 0, 5000, `the tunnel to close (tunnels ${g.gateway.tunnels.size}, open ${counters.openTunnels})`);
+    await eventually(
+      () => g.gateway.tunnels.size === 0 && counters.openTunnels === 0,
+      5000,
+      `the tunnel to close (tunnels ${g.gateway.tunnels.size}, open ${counters.openTunnels})`,
+    );
     // Counted once: the close adds nothing that was counted already.
     assert.equal(counters.bytesUp - upBefore, N);
     assert.equal(counters.bytesDown - downBefore, M);
@@ -174,10 +184,12 @@ test('failures are counted by class: refused, bad answer, timeout; nothing stays
   );
   const status = async (path: string): Promise<number> =>
     new Promise((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port: g.port, path, agent: false }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      }).on('error', reject);
+      http
+        .get({ host: '127.0.0.1', port: g.port, path, agent: false }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        })
+        .on('error', reject);
     });
   try {
     assert.equal(await status('/dead/'), 503);

@@ -57,7 +57,7 @@ async function withGateway(lines: string, body: (g: RunningGateway, echoBackend:
   }
 }
 
-const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 test('503 when the backend refuses the connection (upgrade and plain HTTP)', { timeout: 30_000 }, async () => {
   const port = await deadPort();
@@ -171,29 +171,37 @@ const BAD_ANSWERS: Record<string, { reply: string | null; log: RegExp; request: 
   },
 };
 
-test('502 for a bad 101 (wrong Upgrade, no Upgrade, 101 when none asked, malformed status line, close without answer)', { timeout: 30_000 }, async () => {
+test('502 for a bad 101 (wrong Upgrade, no Upgrade, 101 when none asked, malformed status line, close without answer)', {
+  timeout: 30_000,
+}, async () => {
   const backend = await startRawBackend((s) => {
-    readRequestHead(s).then(({ head }) => {
-      const path = head.split(' ')[1];
-      const a = BAD_ANSWERS[path];
-      s.resume();
-      s.once('end', () => s.end());
-      if (a === undefined || a.reply === null) s.end();
-      else s.write(a.reply, 'latin1');
-    }, () => {});
+    readRequestHead(s).then(
+      ({ head }) => {
+        const path = head.split(' ')[1];
+        const a = BAD_ANSWERS[path];
+        s.resume();
+        s.once('end', () => s.end());
+        if (a === undefined || a.reply === null) s.end();
+        else s.write(a.reply, 'latin1');
+      },
+      () => {},
+    );
   });
   try {
-    await withGateway(`ProxyPass "/bad/unasked" "http://127.0.0.1:${backend.port}/unasked"\nProxyPass "/bad/" "ws://127.0.0.1:${backend.port}/"`, async (g) => {
-      for (const [path, a] of Object.entries(BAD_ANSWERS)) {
-        const res = await rawExchange(g.port, a.request);
-        // Nothing of the backend's answer reaches the client: exactly wsgate's 502 page.
-        assertClosedWith(res, 502);
-        assert.ok(!res.data.includes('101'), `${path}: the 101 leaked: ${res.data.toString('latin1')}`);
-        const line = await g.waitForLog(a.log);
-        assert.match(line, new RegExp(` path=${escape('/bad' + path)} `), line);
-      }
-      await eventually(() => backend.sockets.size === 0, 5000, 'backend sockets to close');
-    });
+    await withGateway(
+      `ProxyPass "/bad/unasked" "http://127.0.0.1:${backend.port}/unasked"\nProxyPass "/bad/" "ws://127.0.0.1:${backend.port}/"`,
+      async (g) => {
+        for (const [path, a] of Object.entries(BAD_ANSWERS)) {
+          const res = await rawExchange(g.port, a.request);
+          // Nothing of the backend's answer reaches the client: exactly wsgate's 502 page.
+          assertClosedWith(res, 502);
+          assert.ok(!res.data.includes('101'), `${path}: the 101 leaked: ${res.data.toString('latin1')}`);
+          const line = await g.waitForLog(a.log);
+          assert.match(line, new RegExp(` path=${escapeRe('/bad' + path)} `), line);
+        }
+        await eventually(() => backend.sockets.size === 0, 5000, 'backend sockets to close');
+      },
+    );
   } finally {
     await backend.close();
   }
@@ -207,8 +215,18 @@ const tooManyFields = (n: number): string => {
 
 for (const c of [
   { name: 'bad request line', req: 'GET /echo/x\r\nHost: a\r\n\r\n', status: 400, reason: 'malformed request line' },
-  { name: 'bad header name', req: 'GET /echo/x HTTP/1.1\r\nHost: a\r\nBad Name: 1\r\n\r\n', status: 400, reason: 'malformed header name \\"Bad Name\\"' },
-  { name: 'space before colon', req: 'GET /echo/x HTTP/1.1\r\nHost: a\r\nX-A : 1\r\n\r\n', status: 400, reason: 'malformed header name \\"X-A \\"' },
+  {
+    name: 'bad header name',
+    req: 'GET /echo/x HTTP/1.1\r\nHost: a\r\nBad Name: 1\r\n\r\n',
+    status: 400,
+    reason: 'malformed header name \\"Bad Name\\"',
+  },
+  {
+    name: 'space before colon',
+    req: 'GET /echo/x HTTP/1.1\r\nHost: a\r\nX-A : 1\r\n\r\n',
+    status: 400,
+    reason: 'malformed header name \\"X-A \\"',
+  },
   { name: 'obs-fold', req: 'GET /echo/x HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n  folded\r\n\r\n', status: 400, reason: 'malformed header' },
   {
     name: 'Content-Length with Transfer-Encoding',
@@ -217,12 +235,37 @@ for (const c of [
     reason: 'both Transfer-Encoding and Content-Length',
   },
   { name: 'two Host headers', req: 'GET /echo/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', status: 400, reason: 'more than one Host header' },
-  { name: 'HTTP/1.1 without Host', req: 'GET /echo/x HTTP/1.1\r\nAccept: */*\r\n\r\n', status: 400, reason: 'HTTP/1.1 request without Host' },
-  { name: 'an upgrade with a malformed header', req: upgradeRequest('/echo/x', 'Bad\x01Name: 1\r\n'), status: 400, reason: 'malformed header name' },
-  { name: 'HTTP/2.0 in the request line', req: 'GET /echo/x HTTP/2.0\r\nHost: a\r\n\r\n', status: 505, reason: 'unsupported protocol version HTTP/2.0' },
+  {
+    name: 'HTTP/1.1 without Host',
+    req: 'GET /echo/x HTTP/1.1\r\nAccept: */*\r\n\r\n',
+    status: 400,
+    reason: 'HTTP/1.1 request without Host',
+  },
+  {
+    name: 'an upgrade with a malformed header',
+    req: upgradeRequest('/echo/x', 'Bad\x01Name: 1\r\n'),
+    status: 400,
+    reason: 'malformed header name',
+  },
+  {
+    name: 'HTTP/2.0 in the request line',
+    req: 'GET /echo/x HTTP/2.0\r\nHost: a\r\n\r\n',
+    status: 505,
+    reason: 'unsupported protocol version HTTP/2.0',
+  },
   // One field over LimitRequestFieldSize is Apache's 400; a head over the cap made of fields within it is 431.
-  { name: 'a field over 8190 bytes (complete)', req: `GET /echo/x HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(17 * 1024)}\r\n\r\n`, status: 400, reason: 'request header field exceeds LimitRequestFieldSize (8190)' },
-  { name: 'a field over 8190 bytes (never ending)', req: `GET /echo/x HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(17 * 1024)}`, status: 400, reason: 'request header field exceeds LimitRequestFieldSize (8190)' },
+  {
+    name: 'a field over 8190 bytes (complete)',
+    req: `GET /echo/x HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(17 * 1024)}\r\n\r\n`,
+    status: 400,
+    reason: 'request header field exceeds LimitRequestFieldSize (8190)',
+  },
+  {
+    name: 'a field over 8190 bytes (never ending)',
+    req: `GET /echo/x HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(17 * 1024)}`,
+    status: 400,
+    reason: 'request header field exceeds LimitRequestFieldSize (8190)',
+  },
   {
     name: 'an oversize head (> 16 KiB of fields within their limit, complete)',
     req: `GET /echo/x HTTP/1.1\r\nHost: a\r\nX-A: ${'a'.repeat(6000)}\r\nX-B: ${'b'.repeat(6000)}\r\nX-C: ${'c'.repeat(6000)}\r\n\r\n`,
@@ -241,7 +284,7 @@ for (const c of [
     await withGateway('', async (g, backend) => {
       const res = await rawExchange(g.port, c.req);
       assertClosedWith(res, c.status);
-      const line = await g.waitForLog(new RegExp(`warn bad request status=${c.status} reason="${escape(c.reason)}`));
+      const line = await g.waitForLog(new RegExp(`warn bad request status=${c.status} reason="${escapeRe(c.reason)}`));
       assert.match(line, /client=127\.0\.0\.1/);
       assert.equal(backend.upgrades.length + backend.requests.length, 0, 'nothing reached the backend');
     });
@@ -252,10 +295,16 @@ test('100 header fields are accepted (Apache LimitRequestFields 100)', { timeout
   const backend = await startEchoBackend('fields');
   const g = await startGateway(`Listen 127.0.0.1:0\nProxyPass "/echo/" "http://127.0.0.1:${backend.port}/"\n`);
   try {
-    const res = await rawExchange(g.port, tooManyFields(100).replace('Host: a\r\n', 'Host: a\r\nConnection: close\r\n').replace('X-F1: 1\r\n', ''));
+    const res = await rawExchange(
+      g.port,
+      tooManyFields(100).replace('Host: a\r\n', 'Host: a\r\nConnection: close\r\n').replace('X-F1: 1\r\n', ''),
+    );
     assert.equal(res.status, 200, res.head);
     assert.equal(backend.requests.length, 1);
-    assert.equal(backend.requests[0].rawHeaders.filter((_, i) => i % 2 === 0 && /^X-F\d+$/.test(backend.requests[0].rawHeaders[i])).length, 98);
+    assert.equal(
+      backend.requests[0].rawHeaders.filter((_, i) => i % 2 === 0 && /^X-F\d+$/.test(backend.requests[0].rawHeaders[i])).length,
+      98,
+    );
   } finally {
     await g.stop();
     await backend.close();
@@ -283,7 +332,9 @@ test('400 for a malformed chunked body on a proxied POST; the backend connection
   }
 });
 
-test('max=1: a second concurrent tunnel gets 503 while the first is open, and is allowed after it closes', { timeout: 30_000 }, async () => {
+test('max=1: a second concurrent tunnel gets 503 while the first is open, and is allowed after it closes', {
+  timeout: 30_000,
+}, async () => {
   const echoBackend = await startEchoBackend('limited');
   try {
     await withGateway(`ProxyPass "/one/" "ws://127.0.0.1:${echoBackend.port}/" max=1`, async (g) => {
@@ -356,17 +407,26 @@ test('a client FIN during the handshake is bounded by timeout= (504) when the ba
 test('a client FIN during the handshake reaches the backend once the tunnel starts (half-close)', { timeout: 30_000 }, async () => {
   let backendSawEnd = false;
   const backend = await startRawBackend((s) => {
-    readRequestHead(s).then(({ head }) => {
-      const key = /\r\nSec-WebSocket-Key: (\S+)/i.exec(head)?.[1] ?? '';
-      s.once('end', () => {
-        backendSawEnd = true;
-        // The other direction still flows after the client's FIN: a text frame "bye", then our FIN.
-        s.end(Buffer.from([0x81, 0x03, 0x62, 0x79, 0x65]));
-      });
-      s.resume();
-      // Answer only after the client's FIN has reached wsgate.
-      setTimeout(() => s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(key)}\r\n\r\n`), 200);
-    }, () => {});
+    readRequestHead(s).then(
+      ({ head }) => {
+        const key = /\r\nSec-WebSocket-Key: (\S+)/i.exec(head)?.[1] ?? '';
+        s.once('end', () => {
+          backendSawEnd = true;
+          // The other direction still flows after the client's FIN: a text frame "bye", then our FIN.
+          s.end(Buffer.from([0x81, 0x03, 0x62, 0x79, 0x65]));
+        });
+        s.resume();
+        // Answer only after the client's FIN has reached wsgate.
+        setTimeout(
+          () =>
+            s.write(
+              `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(key)}\r\n\r\n`,
+            ),
+          200,
+        );
+      },
+      () => {},
+    );
   });
   try {
     await withGateway(`ProxyPass "/hc/" "ws://127.0.0.1:${backend.port}/"`, async (g) => {
@@ -406,13 +466,18 @@ test('garbage from the client after the 101 ends the tunnel cleanly (backend clo
 
 test('garbage from the backend after the 101 ends the tunnel cleanly (client errors out)', { timeout: 30_000 }, async () => {
   const backend = await startRawBackend((s) => {
-    readRequestHead(s).then(({ head }) => {
-      const key = /\r\nSec-WebSocket-Key: (\S+)/i.exec(head)?.[1] ?? '';
-      s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(key)}\r\n\r\n`);
-      s.write(Buffer.from([0x83, 0x03, 0x01, 0x02, 0x03])); // reserved opcode 3
-      s.resume();
-      s.on('end', () => s.end());
-    }, () => {});
+    readRequestHead(s).then(
+      ({ head }) => {
+        const key = /\r\nSec-WebSocket-Key: (\S+)/i.exec(head)?.[1] ?? '';
+        s.write(
+          `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(key)}\r\n\r\n`,
+        );
+        s.write(Buffer.from([0x83, 0x03, 0x01, 0x02, 0x03])); // reserved opcode 3
+        s.resume();
+        s.on('end', () => s.end());
+      },
+      () => {},
+    );
   });
   try {
     await withGateway(`ProxyPass "/rawws/" "ws://127.0.0.1:${backend.port}/"`, async (g) => {
@@ -428,15 +493,14 @@ test('garbage from the backend after the 101 ends the tunnel cleanly (client err
   }
 });
 
-test(
-  '503 with Retry-After when no balancer member is usable',
-  { timeout: 30_000 },
-  async () => {
-    const port = await deadPort();
-    await withGateway(`<Proxy "balancer://pool">\n  BalancerMember "ws://127.0.0.1:${port}/"\n</Proxy>\nProxyPass "/pool/" "balancer://pool/"`, async (g) => {
+test('503 with Retry-After when no balancer member is usable', { timeout: 30_000 }, async () => {
+  const port = await deadPort();
+  await withGateway(
+    `<Proxy "balancer://pool">\n  BalancerMember "ws://127.0.0.1:${port}/"\n</Proxy>\nProxyPass "/pool/" "balancer://pool/"`,
+    async (g) => {
       const res = await rawExchange(g.port, upgradeRequest('/pool/x'));
       assertClosedWith(res, 503);
       assert.ok(headerIn(res.head, 'retry-after') !== undefined, 'Retry-After');
-    });
-  },
-);
+    },
+  );
+});

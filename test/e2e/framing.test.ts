@@ -13,7 +13,15 @@ import * as tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { makeCerts, type CertFiles, type Certs } from '../helpers/certs';
 import { h2Connect, h2Request, h2WebSocket } from '../helpers/h2';
-import { eventually, headerIn, readRequestHead, startEchoBackend, startGateway, startRawBackend, type RunningGateway } from '../helpers/harness';
+import {
+  eventually,
+  headerIn,
+  readRequestHead,
+  startEchoBackend,
+  startGateway,
+  startRawBackend,
+  type RunningGateway,
+} from '../helpers/harness';
 
 const BOUND = { timeout: 60_000 };
 type Front = 'native' | 'node' | 'tls';
@@ -30,7 +38,9 @@ before(() => {
 /** A gateway whose first Listen is served by `front`, with `body` after it. */
 async function gatewayOn(front: Front, body: string): Promise<RunningGateway> {
   if (front === 'tls') {
-    return startGateway(`Listen 127.0.0.1:0 https\nSSLEngine on\nSSLCertificateFile ${frontCert.cert}\nSSLCertificateKeyFile ${frontCert.key}\n${body}\n`);
+    return startGateway(
+      `Listen 127.0.0.1:0 https\nSSLEngine on\nSSLCertificateFile ${frontCert.cert}\nSSLCertificateKeyFile ${frontCert.key}\n${body}\n`,
+    );
   }
   if (front === 'native') return startGateway(`Listen 127.0.0.1:0\n${body}\n`);
   process.env.WSGATE_NATIVE_FRONT = '0';
@@ -42,7 +52,8 @@ async function gatewayOn(front: Front, body: string): Promise<RunningGateway> {
 }
 
 async function connect(front: Front, port: number): Promise<net.Socket> {
-  const s = front === 'tls' ? tls.connect({ host: '127.0.0.1', port, ca: certs.ca.pem, servername: 'localhost' }) : net.connect(port, '127.0.0.1');
+  const s =
+    front === 'tls' ? tls.connect({ host: '127.0.0.1', port, ca: certs.ca.pem, servername: 'localhost' }) : net.connect(port, '127.0.0.1');
   s.on('error', () => {});
   await once(s, front === 'tls' ? 'secureConnect' : 'connect');
   return s;
@@ -66,7 +77,7 @@ function collect(s: net.Socket, until?: (text: string) => boolean): Promise<Answ
     };
     s.on('data', (c: Buffer) => {
       data += c.toString('latin1');
-      if (until !== undefined && until(data)) finish(false);
+      if (until?.(data)) finish(false);
     });
     s.once('close', () => finish(true));
   });
@@ -134,15 +145,20 @@ describe('request smuggling through chunked trailers (issue 15 item 1)', () => {
       conns++;
       s.on('end', () => s.end());
       const serve = (): void => {
-        readRequestHead(s).then(({ head }) => {
-          if (head.startsWith('GET /bad')) {
-            s.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled');
-          } else {
-            s.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood');
-          }
-          serve();
-          s.resume();
-        }, () => {});
+        readRequestHead(s).then(
+          ({ head }) => {
+            if (head.startsWith('GET /bad')) {
+              s.write(
+                'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled',
+              );
+            } else {
+              s.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood');
+            }
+            serve();
+            s.resume();
+          },
+          () => {},
+        );
       };
       serve();
     });
@@ -166,15 +182,23 @@ describe('request smuggling through chunked trailers (issue 15 item 1)', () => {
 });
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
-const acceptFor = (key: string): string => createHash('sha1').update(key + GUID).digest('base64');
+const acceptFor = (key: string): string =>
+  createHash('sha1')
+    .update(key + GUID)
+    .digest('base64');
 
 /** A backend answering every upgrade with a 101 whose head is ~19 KB, in one write. */
 async function bigSwitchBackend(): Promise<{ port: number; close(): Promise<void> }> {
   return startRawBackend((s) => {
-    readRequestHead(s).then(({ head }) => {
-      const key = headerIn(head, 'sec-websocket-key') ?? '';
-      s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Big: ${'b'.repeat(19 * 1024)}\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n\r\n`);
-    }, () => {});
+    readRequestHead(s).then(
+      ({ head }) => {
+        const key = headerIn(head, 'sec-websocket-key') ?? '';
+        s.write(
+          `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Big: ${'b'.repeat(19 * 1024)}\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n\r\n`,
+        );
+      },
+      () => {},
+    );
   });
 }
 
@@ -184,7 +208,12 @@ describe('one rule for answer heads: over 16 KiB is 502 on every path (issue 15 
       const backend = await bigSwitchBackend();
       const g = await gatewayOn(front, `ProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"`);
       try {
-        const res = await exchange(front, g.port, `GET /ws/x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`, (t) => t.includes('\r\n\r\n'));
+        const res = await exchange(
+          front,
+          g.port,
+          `GET /ws/x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+          (t) => t.includes('\r\n\r\n'),
+        );
         assert.equal(res.status, 502, res.data.slice(0, 200));
         await g.waitForLog(/status=502 reason="backend response head too large"/);
       } finally {
@@ -255,7 +284,10 @@ describe('optional whitespace and Host on HTTP/1.1 (issue 15 item 8)', () => {
   for (const front of ['native', 'node'] as const) {
     test(`${front}: VT, FF and NBSP around values are not whitespace; a bad Host is 400`, BOUND, async () => {
       const backend = await startEchoBackend('ows');
-      const g = await gatewayOn(front, `ProxyPass "/" "http://127.0.0.1:${backend.port}/"\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"`);
+      const g = await gatewayOn(
+        front,
+        `ProxyPass "/" "http://127.0.0.1:${backend.port}/"\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"`,
+      );
       try {
         for (const [req, status] of [
           ['GET /p HTTP/1.1\r\nHost: a\r\nX-A: \x0bv\r\n\r\n', 400],
@@ -267,7 +299,10 @@ describe('optional whitespace and Host on HTTP/1.1 (issue 15 item 8)', () => {
           ['GET /p HTTP/1.1\r\nHost: a b\r\n\r\n', 400],
           ['GET /p HTTP/1.1\r\nHost: 1234\r\n\r\n', 400],
           ['GET /p HTTP/1.1\r\nHost: a.example:0\r\n\r\n', 400],
-          ['GET /ws/x HTTP/1.1\r\nHost: a/b@c\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n', 400],
+          [
+            'GET /ws/x HTTP/1.1\r\nHost: a/b@c\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+            400,
+          ],
         ] as const) {
           const res = await exchange(front, g.port, req);
           assert.equal(res.status, status, JSON.stringify(req));
@@ -276,7 +311,13 @@ describe('optional whitespace and Host on HTTP/1.1 (issue 15 item 8)', () => {
         assert.equal(backend.requests.length + backend.upgrades.length, 0, 'nothing reached the backend');
         const ok = await exchange(front, g.port, 'GET /p HTTP/1.1\r\nHost: A.Example.:8080\r\nX-A: \t v \t\r\nConnection: close\r\n\r\n');
         assert.equal(ok.status, 200);
-        assert.deepEqual(backend.requests[0].rawHeaders.slice(backend.requests[0].rawHeaders.indexOf('X-A'), backend.requests[0].rawHeaders.indexOf('X-A') + 2), ['X-A', 'v']);
+        assert.deepEqual(
+          backend.requests[0].rawHeaders.slice(
+            backend.requests[0].rawHeaders.indexOf('X-A'),
+            backend.requests[0].rawHeaders.indexOf('X-A') + 2,
+          ),
+          ['X-A', 'v'],
+        );
       } finally {
         await g.stop();
         await backend.close();
@@ -309,10 +350,19 @@ describe('LimitRequestLine, LimitRequestFieldSize, LimitRequestFields, LimitRequ
           [`GET /p HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\nConnection: close\r\n\r\n`, 400],
           ['POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789', 200],
           ['POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\nConnection: close\r\n\r\n0123456789a', 413],
-          ['POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n01234\r\n5\r\n56789\r\n0\r\n\r\n', 200],
-          ['POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n01234\r\n6\r\n56789a\r\n0\r\n\r\n', 413],
+          [
+            'POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n01234\r\n5\r\n56789\r\n0\r\n\r\n',
+            200,
+          ],
+          [
+            'POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n01234\r\n6\r\n56789a\r\n0\r\n\r\n',
+            413,
+          ],
           // A chunk-size line is a line too (LimitRequestFieldSize).
-          [`POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1;${'e'.repeat(60)}\r\nx\r\n0\r\n\r\n`, 400],
+          [
+            `POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1;${'e'.repeat(60)}\r\nx\r\n0\r\n\r\n`,
+            400,
+          ],
         ];
         for (const [req, status] of cases) {
           const res = await exchange(front, g.port, req);
@@ -340,49 +390,69 @@ describe('LimitRequestLine, LimitRequestFieldSize, LimitRequestFields, LimitRequ
     });
   }
 
-  test('defaults: a field of 8190 bytes passes, 8191 is 400; 100 fields pass, 101 are 400; a head over 16 KiB of small fields is 431', BOUND, async () => {
-    const backend = await startEchoBackend('defaults');
-    const g = await gatewayOn('native', `ProxyPass "/" "http://127.0.0.1:${backend.port}/"`);
-    try {
-      assert.equal((await exchange('native', g.port, `GET /p HTTP/1.1\r\nHost: a\r\n${fieldOf(8190)}\r\nConnection: close\r\n\r\n`)).status, 200);
-      assert.equal((await exchange('native', g.port, `GET /p HTTP/1.1\r\nHost: a\r\n${fieldOf(8191)}\r\nConnection: close\r\n\r\n`)).status, 400);
-      const fields = (n: number): string => Array.from({ length: n }, (_, i) => `X-${i}: v\r\n`).join('');
-      assert.equal((await exchange('native', g.port, `GET /p HTTP/1.1\r\nHost: a\r\nConnection: close\r\n${fields(98)}\r\n`)).status, 200);
-      assert.equal((await exchange('native', g.port, `GET /p HTTP/1.1\r\nHost: a\r\nConnection: close\r\n${fields(99)}\r\n`)).status, 400);
-      const wide = Array.from({ length: 3 }, (_, i) => `X-${i}: ${'w'.repeat(6000)}\r\n`).join('');
-      assert.equal((await exchange('native', g.port, `GET /p HTTP/1.1\r\nHost: a\r\n${wide}\r\n`)).status, 431);
-    } finally {
-      await g.stop();
-      await backend.close();
-    }
-  });
+  test(
+    'defaults: a field of 8190 bytes passes, 8191 is 400; 100 fields pass, 101 are 400; a head over 16 KiB of small fields is 431',
+    BOUND,
+    async () => {
+      const backend = await startEchoBackend('defaults');
+      const g = await gatewayOn('native', `ProxyPass "/" "http://127.0.0.1:${backend.port}/"`);
+      try {
+        assert.equal(
+          (await exchange('native', g.port, `GET /p HTTP/1.1\r\nHost: a\r\n${fieldOf(8190)}\r\nConnection: close\r\n\r\n`)).status,
+          200,
+        );
+        assert.equal(
+          (await exchange('native', g.port, `GET /p HTTP/1.1\r\nHost: a\r\n${fieldOf(8191)}\r\nConnection: close\r\n\r\n`)).status,
+          400,
+        );
+        const fields = (n: number): string => Array.from({ length: n }, (_, i) => `X-${i}: v\r\n`).join('');
+        assert.equal(
+          (await exchange('native', g.port, `GET /p HTTP/1.1\r\nHost: a\r\nConnection: close\r\n${fields(98)}\r\n`)).status,
+          200,
+        );
+        assert.equal(
+          (await exchange('native', g.port, `GET /p HTTP/1.1\r\nHost: a\r\nConnection: close\r\n${fields(99)}\r\n`)).status,
+          400,
+        );
+        const wide = Array.from({ length: 3 }, (_, i) => `X-${i}: ${'w'.repeat(6000)}\r\n`).join('');
+        assert.equal((await exchange('native', g.port, `GET /p HTTP/1.1\r\nHost: a\r\n${wide}\r\n`)).status, 431);
+      } finally {
+        await g.stop();
+        await backend.close();
+      }
+    },
+  );
 
-  test('h2: a pseudo-header over LimitRequestLine is 414, a field over LimitRequestFieldSize or too many fields 431, a body over LimitRequestBody 413', BOUND, async () => {
-    const backend = await startEchoBackend('h2-limits');
-    const g = await gatewayOn('tls', `Protocols h2 http/1.1\n${LIMITS}\nProxyPass "/" "http://127.0.0.1:${backend.port}/"`);
-    const session = await h2Connect(g.port, certs.ca.pem);
-    const req = (headers: http2.OutgoingHttpHeaders, body: Buffer[] = []) =>
-      h2Request(session, { ':method': body.length > 0 ? 'POST' : 'GET', ':authority': 'a', ...headers }, body).then((r) => r.status);
-    try {
-      assert.equal(await req({ ':path': `/${'a'.repeat(99)}` }), 200);
-      assert.equal(await req({ ':path': `/${'a'.repeat(100)}` }), 414);
-      // "x-f: " + value: 50 bytes pass, 51 do not.
-      assert.equal(await req({ ':path': '/p', 'x-f': 'f'.repeat(45) }), 200);
-      assert.equal(await req({ ':path': '/p', 'x-f': 'f'.repeat(46) }), 431);
-      assert.equal(await req({ ':path': '/p', 'x-a': '1', 'x-b': '2', 'x-c': '3' }), 200);
-      assert.equal(await req({ ':path': '/p', 'x-a': '1', 'x-b': '2', 'x-c': '3', 'x-d': '4' }), 431);
-      assert.equal(await req({ ':path': '/p', 'content-length': '10' }, [Buffer.from('0123456789')]), 200);
-      assert.equal(await req({ ':path': '/p', 'content-length': '11' }, [Buffer.from('0123456789a')]), 413);
-      assert.equal(await req({ ':path': '/p' }, [Buffer.from('01234'), Buffer.from('56789')]), 200);
-      assert.equal(await req({ ':path': '/p' }, [Buffer.from('01234'), Buffer.from('56789a')]), 413);
-      // 5 within the limits, and the streamed body found too large at its second DATA frame.
-      assert.equal(backend.requests.length, 6);
-    } finally {
-      session.close();
-      await g.stop();
-      await backend.close();
-    }
-  });
+  test(
+    'h2: a pseudo-header over LimitRequestLine is 414, a field over LimitRequestFieldSize or too many fields 431, a body over LimitRequestBody 413',
+    BOUND,
+    async () => {
+      const backend = await startEchoBackend('h2-limits');
+      const g = await gatewayOn('tls', `Protocols h2 http/1.1\n${LIMITS}\nProxyPass "/" "http://127.0.0.1:${backend.port}/"`);
+      const session = await h2Connect(g.port, certs.ca.pem);
+      const req = (headers: http2.OutgoingHttpHeaders, body: Buffer[] = []) =>
+        h2Request(session, { ':method': body.length > 0 ? 'POST' : 'GET', ':authority': 'a', ...headers }, body).then((r) => r.status);
+      try {
+        assert.equal(await req({ ':path': `/${'a'.repeat(99)}` }), 200);
+        assert.equal(await req({ ':path': `/${'a'.repeat(100)}` }), 414);
+        // "x-f: " + value: 50 bytes pass, 51 do not.
+        assert.equal(await req({ ':path': '/p', 'x-f': 'f'.repeat(45) }), 200);
+        assert.equal(await req({ ':path': '/p', 'x-f': 'f'.repeat(46) }), 431);
+        assert.equal(await req({ ':path': '/p', 'x-a': '1', 'x-b': '2', 'x-c': '3' }), 200);
+        assert.equal(await req({ ':path': '/p', 'x-a': '1', 'x-b': '2', 'x-c': '3', 'x-d': '4' }), 431);
+        assert.equal(await req({ ':path': '/p', 'content-length': '10' }, [Buffer.from('0123456789')]), 200);
+        assert.equal(await req({ ':path': '/p', 'content-length': '11' }, [Buffer.from('0123456789a')]), 413);
+        assert.equal(await req({ ':path': '/p' }, [Buffer.from('01234'), Buffer.from('56789')]), 200);
+        assert.equal(await req({ ':path': '/p' }, [Buffer.from('01234'), Buffer.from('56789a')]), 413);
+        // 5 within the limits, and the streamed body found too large at its second DATA frame.
+        assert.equal(backend.requests.length, 6);
+      } finally {
+        session.close();
+        await g.stop();
+        await backend.close();
+      }
+    },
+  );
 });
 
 after(() => {

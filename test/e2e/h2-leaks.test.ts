@@ -17,7 +17,17 @@ import { FIN_TIMEOUT_MS } from '../../src/tunnel/native';
 import { nativeEngine } from '../../src/tunnel/native';
 import { webSocketAccept } from '../../src/http/websocket-key';
 import { H2_CLOSE_GRACE_MS, H2_PING_TIMEOUT_MS, H2_PROBE_AFTER_MS } from '../../src/listeners/h2';
-import { eventually, fdsBackTo, fdTargets, headerIn, readRequestHead, startEchoBackend, startGateway, startRawBackend, type RunningGateway } from '../helpers/harness';
+import {
+  eventually,
+  fdsBackTo,
+  fdTargets,
+  headerIn,
+  readRequestHead,
+  startEchoBackend,
+  startGateway,
+  startRawBackend,
+  type RunningGateway,
+} from '../helpers/harness';
 
 const BOUND = { timeout: 120_000 };
 /** How long the gateway may take to give everything back once the client has done its part. */
@@ -87,143 +97,185 @@ async function allClosed(conns: RawH2[], timeoutMs: number): Promise<void> {
 
 describe('an HTTP/2 connection error with a stream open closes the session, its streams and their backends', () => {
   for (const kind of ['h2', 'h2c'] as const) {
-    test(`${kind}: plain requests waiting for their backend and RFC 8441 tunnels, broken by DATA on stream 0 or on their half-closed stream, then FIN`, BOUND, async () => {
-      // A backend that reads the request and never answers: the request's stream stays open.
-      const slow = await startRawBackend((s) => {
-        void readRequestHead(s).then(() => s.resume(), () => {});
-        s.on('end', () => s.destroy());
-      });
-      // A `ws` backend for tunnels broken by DATA on stream 0.
-      const ws = await startEchoBackend('ws');
-      const wsOpen = new Set<WebSocket>();
-      ws.wss.on('connection', (w) => {
-        wsOpen.add(w);
-        w.on('close', () => wsOpen.delete(w));
-      });
-      // For tunnels the client half-closes first (END_STREAM), then breaks with DATA on that
-      // stream: a backend that goes on sending after the client's FIN (a `ws` server would close
-      // at once), a few bytes every 100 ms, so that it learns when wsgate closes its side.
-      let tickFins = 0;
-      const ticking = await startRawBackend((s) => {
-        void readRequestHead(s).then(({ head }) => {
-          s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${webSocketAccept(headerIn(head, 'sec-websocket-key') ?? '')}\r\n\r\n`);
-          s.resume();
-          const tick = setInterval(() => s.write('tick'), 100);
-          s.on('end', () => tickFins++);
-          s.on('close', () => clearInterval(tick));
-          s.on('error', () => s.destroy());
-        }, () => {});
-      });
-      const g = await startGateway(
-        `${frontConfig(kind)}ProxyPass /slow/ http://127.0.0.1:${slow.port}/\nProxyPass /ws/ ws://127.0.0.1:${ws.port}/\nProxyPass /tick/ ws://127.0.0.1:${ticking.port}/\n`,
-      );
-      try {
-        const baseline = fdTargets();
-        const conns: RawH2[] = [];
-        const breakages: Breakage[] = [];
-        for (const how of ['data-on-stream-0', 'data-on-half-closed-stream'] as const) {
-          for (let i = 0; i < PER_VARIANT; i++) {
-            // END_STREAM: a GET, so stream 1 is half-closed (remote) at the server.
-            const c = await openRaw(g, kind);
-            c.headers(1, requestFields(kind, `/slow/${how}/${i}`), true);
-            conns.push(c);
-            breakages.push(how);
-            const t = await openRaw(g, kind);
-            t.headers(1, connectFields(kind, how === 'data-on-stream-0' ? `/ws/${i}` : `/tick/${i}`), false);
-            const h = await t.waitFrame((f) => f.type === FrameType.Headers && f.streamId === 1, 'the 200 for the CONNECT');
-            assert.equal(h.flags & 0x1, 0, 'the tunnel stream stays open');
-            // The client's half-close: an empty DATA frame with END_STREAM (its FIN reaches the backend).
-            if (how === 'data-on-half-closed-stream') t.data(1, Buffer.alloc(0), true);
-            conns.push(t);
-            breakages.push(how);
-          }
-        }
-        // A healthy client with an idle tunnel, open the whole time: the probe asks it a PING,
-        // which it answers, and its session and tunnel survive.
-        const healthy = await h2Connect2(kind, g);
-        let pings = 0;
-        healthy.on('ping', () => pings++);
-        const idle = await h2WebSocket(healthy, '/ws/healthy');
-        assert.equal(idle.status, 200);
-        const n = 2 * PER_VARIANT;
-        await eventually(
-          () => slow.sockets.size === n && wsOpen.size === PER_VARIANT + 1 && tickFins === PER_VARIANT && g.gateway.tunnels.size === n + 1,
-          10_000,
-          'every request at its backend, every tunnel open, every half-close at the backend',
+    test(
+      `${kind}: plain requests waiting for their backend and RFC 8441 tunnels, broken by DATA on stream 0 or on their half-closed stream, then FIN`,
+      BOUND,
+      async () => {
+        // A backend that reads the request and never answers: the request's stream stays open.
+        const slow = await startRawBackend((s) => {
+          void readRequestHead(s).then(
+            () => s.resume(),
+            () => {},
+          );
+          s.on('end', () => s.destroy());
+        });
+        // A `ws` backend for tunnels broken by DATA on stream 0.
+        const ws = await startEchoBackend('ws');
+        const wsOpen = new Set<WebSocket>();
+        ws.wss.on('connection', (w) => {
+          wsOpen.add(w);
+          w.on('close', () => wsOpen.delete(w));
+        });
+        // For tunnels the client half-closes first (END_STREAM), then breaks with DATA on that
+        // stream: a backend that goes on sending after the client's FIN (a `ws` server would close
+        // at once), a few bytes every 100 ms, so that it learns when wsgate closes its side.
+        let tickFins = 0;
+        const ticking = await startRawBackend((s) => {
+          void readRequestHead(s).then(
+            ({ head }) => {
+              s.write(
+                `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${webSocketAccept(headerIn(head, 'sec-websocket-key') ?? '')}\r\n\r\n`,
+              );
+              s.resume();
+              const tick = setInterval(() => s.write('tick'), 100);
+              s.on('end', () => tickFins++);
+              s.on('close', () => clearInterval(tick));
+              s.on('error', () => s.destroy());
+            },
+            () => {},
+          );
+        });
+        const g = await startGateway(
+          `${frontConfig(kind)}ProxyPass /slow/ http://127.0.0.1:${slow.port}/\nProxyPass /ws/ ws://127.0.0.1:${ws.port}/\nProxyPass /tick/ ws://127.0.0.1:${ticking.port}/\n`,
         );
-        for (let i = 0; i < conns.length; i++) {
-          breakConnection(conns[i], breakages[i]);
-          await conns[i].waitFrame((f) => f.type === FrameType.Goaway, 'GOAWAY');
-          conns[i].socket.end();
+        try {
+          const baseline = fdTargets();
+          const conns: RawH2[] = [];
+          const breakages: Breakage[] = [];
+          for (const how of ['data-on-stream-0', 'data-on-half-closed-stream'] as const) {
+            for (let i = 0; i < PER_VARIANT; i++) {
+              // END_STREAM: a GET, so stream 1 is half-closed (remote) at the server.
+              const c = await openRaw(g, kind);
+              c.headers(1, requestFields(kind, `/slow/${how}/${i}`), true);
+              conns.push(c);
+              breakages.push(how);
+              const t = await openRaw(g, kind);
+              t.headers(1, connectFields(kind, how === 'data-on-stream-0' ? `/ws/${i}` : `/tick/${i}`), false);
+              const h = await t.waitFrame((f) => f.type === FrameType.Headers && f.streamId === 1, 'the 200 for the CONNECT');
+              assert.equal(h.flags & 0x1, 0, 'the tunnel stream stays open');
+              // The client's half-close: an empty DATA frame with END_STREAM (its FIN reaches the backend).
+              if (how === 'data-on-half-closed-stream') t.data(1, Buffer.alloc(0), true);
+              conns.push(t);
+              breakages.push(how);
+            }
+          }
+          // A healthy client with an idle tunnel, open the whole time: the probe asks it a PING,
+          // which it answers, and its session and tunnel survive.
+          const healthy = await h2Connect2(kind, g);
+          let pings = 0;
+          healthy.on('ping', () => pings++);
+          const idle = await h2WebSocket(healthy, '/ws/healthy');
+          assert.equal(idle.status, 200);
+          const n = 2 * PER_VARIANT;
+          await eventually(
+            () =>
+              slow.sockets.size === n && wsOpen.size === PER_VARIANT + 1 && tickFins === PER_VARIANT && g.gateway.tunnels.size === n + 1,
+            10_000,
+            'every request at its backend, every tunnel open, every half-close at the backend',
+          );
+          for (let i = 0; i < conns.length; i++) {
+            breakConnection(conns[i], breakages[i]);
+            await conns[i].waitFrame((f) => f.type === FrameType.Goaway, 'GOAWAY');
+            conns[i].socket.end();
+          }
+          // The gateway closes each connection (the client's socket sees the server's FIN), every
+          // backend sees its connection closed, and no descriptor stays behind.
+          await allClosed(conns, PROBE_BOUND_MS);
+          await eventually(
+            () => slow.sockets.size === 0 && wsOpen.size === 1 && ticking.sockets.size === 0,
+            RELEASE_MS,
+            'every backend connection to close',
+          );
+          await eventually(
+            () => g.gateway.tunnels.size === 1 && g.gateway.openConnections() === 1,
+            RELEASE_MS,
+            'every broken tunnel and session to end',
+          );
+          await g.waitForLog(/HTTP\/2 session closed .*reason="no PING ACK within/);
+          // The healthy session was silent for longer than the probe's delay: it was asked, it answered.
+          await eventually(() => pings >= 1, PROBE_BOUND_MS, 'a PING to the healthy client');
+          assert.equal(healthy.closed || healthy.destroyed, false);
+          assert.equal((await wsEcho(idle.ws!, 'still here')).data.toString(), 'still here');
+          await wsClose(idle.ws!);
+          healthy.close();
+          await eventually(
+            () => g.gateway.tunnels.size === 0 && g.gateway.openConnections() === 0 && wsOpen.size === 0,
+            RELEASE_MS,
+            'every tunnel and session to end',
+          );
+          await fdsBackTo(baseline, RELEASE_MS, 'the descriptors to be given back');
+        } finally {
+          await g.stop();
+          await ws.close();
+          await slow.close();
+          await ticking.close();
         }
-        // The gateway closes each connection (the client's socket sees the server's FIN), every
-        // backend sees its connection closed, and no descriptor stays behind.
-        await allClosed(conns, PROBE_BOUND_MS);
-        await eventually(() => slow.sockets.size === 0 && wsOpen.size === 1 && ticking.sockets.size === 0, RELEASE_MS, 'every backend connection to close');
-        await eventually(() => g.gateway.tunnels.size === 1 && g.gateway.openConnections() === 1, RELEASE_MS, 'every broken tunnel and session to end');
-        await g.waitForLog(/HTTP\/2 session closed .*reason="no PING ACK within/);
-        // The healthy session was silent for longer than the probe's delay: it was asked, it answered.
-        await eventually(() => pings >= 1, PROBE_BOUND_MS, 'a PING to the healthy client');
-        assert.equal(healthy.closed || healthy.destroyed, false);
-        assert.equal((await wsEcho(idle.ws!, 'still here')).data.toString(), 'still here');
-        await wsClose(idle.ws!);
-        healthy.close();
-        await eventually(() => g.gateway.tunnels.size === 0 && g.gateway.openConnections() === 0 && wsOpen.size === 0, RELEASE_MS, 'every tunnel and session to end');
-        await fdsBackTo(baseline, RELEASE_MS, 'the descriptors to be given back');
-      } finally {
-        await g.stop();
-        await ws.close();
-        await slow.close();
-        await ticking.close();
-      }
-    });
+      },
+    );
   }
 });
 
 describe('a session the client ends with GOAWAY, FIN or a reset ends its streams at once', () => {
   for (const kind of ['h2', 'h2c'] as const) {
-    test(`${kind}: GOAWAY(PROTOCOL_ERROR), a FIN and an abrupt close (a TCP reset on h2c), each with a tunnel and a request open`, BOUND, async () => {
-      const slow = await startRawBackend((s) => {
-        void readRequestHead(s).then(() => s.resume(), () => {});
-        s.on('end', () => s.destroy());
-      });
-      const ws = await startEchoBackend('ws');
-      const wsOpen = new Set<WebSocket>();
-      ws.wss.on('connection', (w) => {
-        wsOpen.add(w);
-        w.on('close', () => wsOpen.delete(w));
-      });
-      const g = await startGateway(`${frontConfig(kind)}ProxyPass /slow/ http://127.0.0.1:${slow.port}/\nProxyPass /ws/ ws://127.0.0.1:${ws.port}/\n`);
-      try {
-        const baseline = fdTargets();
-        const conns: RawH2[] = [];
-        for (let i = 0; i < 3; i++) {
-          const c = await openRaw(g, kind);
-          c.headers(1, connectFields(kind, `/ws/${i}`), false);
-          await c.waitFrame((f) => f.type === FrameType.Headers && f.streamId === 1, 'the 200 for the CONNECT');
-          c.headers(3, requestFields(kind, `/slow/${i}`), true);
-          conns.push(c);
+    test(
+      `${kind}: GOAWAY(PROTOCOL_ERROR), a FIN and an abrupt close (a TCP reset on h2c), each with a tunnel and a request open`,
+      BOUND,
+      async () => {
+        const slow = await startRawBackend((s) => {
+          void readRequestHead(s).then(
+            () => s.resume(),
+            () => {},
+          );
+          s.on('end', () => s.destroy());
+        });
+        const ws = await startEchoBackend('ws');
+        const wsOpen = new Set<WebSocket>();
+        ws.wss.on('connection', (w) => {
+          wsOpen.add(w);
+          w.on('close', () => wsOpen.delete(w));
+        });
+        const g = await startGateway(
+          `${frontConfig(kind)}ProxyPass /slow/ http://127.0.0.1:${slow.port}/\nProxyPass /ws/ ws://127.0.0.1:${ws.port}/\n`,
+        );
+        try {
+          const baseline = fdTargets();
+          const conns: RawH2[] = [];
+          for (let i = 0; i < 3; i++) {
+            const c = await openRaw(g, kind);
+            c.headers(1, connectFields(kind, `/ws/${i}`), false);
+            await c.waitFrame((f) => f.type === FrameType.Headers && f.streamId === 1, 'the 200 for the CONNECT');
+            c.headers(3, requestFields(kind, `/slow/${i}`), true);
+            conns.push(c);
+          }
+          await eventually(
+            () => slow.sockets.size === 3 && wsOpen.size === 3 && g.gateway.tunnels.size === 3,
+            10_000,
+            'every tunnel and request open',
+          );
+          const started = Date.now();
+          conns[0].goaway(http2.constants.NGHTTP2_PROTOCOL_ERROR);
+          conns[1].socket.end();
+          // A TCP reset (a TLS socket cannot send one from Node: it is closed without close_notify).
+          if (kind === 'h2c') conns[2].socket.resetAndDestroy();
+          else conns[2].socket.destroy();
+          // Node sees each of these: no silence probe is needed, so all is over well before one would run.
+          const fast = H2_PROBE_AFTER_MS - 2_000;
+          await eventually(() => slow.sockets.size === 0 && wsOpen.size === 0, fast, 'every backend connection to close');
+          await eventually(
+            () => g.gateway.tunnels.size === 0 && g.gateway.openConnections() === 0,
+            fast,
+            'every tunnel and session to end',
+          );
+          await allClosed(conns, fast);
+          await fdsBackTo(baseline, fast, 'the descriptors to be given back');
+          assert.ok(Date.now() - started < H2_PROBE_AFTER_MS, 'ended without the silence probe');
+        } finally {
+          await g.stop();
+          await ws.close();
+          await slow.close();
         }
-        await eventually(() => slow.sockets.size === 3 && wsOpen.size === 3 && g.gateway.tunnels.size === 3, 10_000, 'every tunnel and request open');
-        const started = Date.now();
-        conns[0].goaway(http2.constants.NGHTTP2_PROTOCOL_ERROR);
-        conns[1].socket.end();
-        // A TCP reset (a TLS socket cannot send one from Node: it is closed without close_notify).
-        if (kind === 'h2c') conns[2].socket.resetAndDestroy();
-        else conns[2].socket.destroy();
-        // Node sees each of these: no silence probe is needed, so all is over well before one would run.
-        const fast = H2_PROBE_AFTER_MS - 2_000;
-        await eventually(() => slow.sockets.size === 0 && wsOpen.size === 0, fast, 'every backend connection to close');
-        await eventually(() => g.gateway.tunnels.size === 0 && g.gateway.openConnections() === 0, fast, 'every tunnel and session to end');
-        await allClosed(conns, fast);
-        await fdsBackTo(baseline, fast, 'the descriptors to be given back');
-        assert.ok(Date.now() - started < H2_PROBE_AFTER_MS, 'ended without the silence probe');
-      } finally {
-        await g.stop();
-        await ws.close();
-        await slow.close();
-      }
-    });
+      },
+    );
   }
 });
 
@@ -251,14 +303,23 @@ describe('an RFC 8441 tunnel whose client stopped reading and then vanished', ()
       try {
         const baseline = fdTargets();
         const { session, socket } = await connectOwningSocket(kind, g);
-        const stream = session.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':path': '/ws/flood', 'sec-websocket-version': '13' });
+        const stream = session.request({
+          ':method': 'CONNECT',
+          ':protocol': 'websocket',
+          ':path': '/ws/flood',
+          'sec-websocket-version': '13',
+        });
         stream.on('error', () => {});
         const [h] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
         assert.equal(h[':status'], 200);
         // The client reads nothing: its stream window fills, wsgate stops reading the backend,
         // and the backend's own buffer fills.
         stream.pause();
-        await eventually(() => [...backendOpen].some((ws) => ws.bufferedAmount >= 4 * 1024 * 1024), 20_000, 'the backend to be blocked by backpressure');
+        await eventually(
+          () => [...backendOpen].some((ws) => ws.bufferedAmount >= 4 * 1024 * 1024),
+          20_000,
+          'the backend to be blocked by backpressure',
+        );
         // With the slot held, another WebSocket is refused.
         const probe = await h2Connect2(kind, g);
         const refused = await h2WebSocket(probe, '/ws/other');
@@ -270,7 +331,10 @@ describe('an RFC 8441 tunnel whose client stopped reading and then vanished', ()
         // The stream closed without its side drained: the tunnel ends, the backend sees its
         // connection closed well within the FIN timeout.
         await eventually(() => backendOpen.size === 0, FIN_TIMEOUT_MS, 'the backend connection to close');
-        assert.ok(backendClosedAt[0] - vanishedAt < FIN_TIMEOUT_MS, `the backend closed ${backendClosedAt[0] - vanishedAt} ms after the client vanished`);
+        assert.ok(
+          backendClosedAt[0] - vanishedAt < FIN_TIMEOUT_MS,
+          `the backend closed ${backendClosedAt[0] - vanishedAt} ms after the client vanished`,
+        );
         await eventually(() => g.gateway.tunnels.size === 0, RELEASE_MS, 'the tunnel to end');
         await g.waitForLog(/tunnel closed .*reason=client-(reset|error).*protocol=h2/);
         // The max=1 slot is free: a new WebSocket works.

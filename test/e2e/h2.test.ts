@@ -46,16 +46,24 @@ function tlsFront(extra = 'Protocols h2 http/1.1\nH2WebSockets on'): string {
 }
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
-const acceptFor = (key: string): string => createHash('sha1').update(key + GUID).digest('base64');
+const acceptFor = (key: string): string =>
+  createHash('sha1')
+    .update(key + GUID)
+    .digest('base64');
 
 /** A raw backend answering each upgrade with `answer(key)` (the whole response, head and body). */
-async function answeringBackend(answer: (key: string) => string): Promise<Awaited<ReturnType<typeof startRawBackend>> & { heads: string[] }> {
+async function answeringBackend(
+  answer: (key: string) => string,
+): Promise<Awaited<ReturnType<typeof startRawBackend>> & { heads: string[] }> {
   const heads: string[] = [];
   const b = await startRawBackend((s) => {
-    void readRequestHead(s).then(({ head }) => {
-      heads.push(head);
-      s.end(Buffer.from(answer(headerIn(head, 'sec-websocket-key') ?? ''), 'latin1'));
-    }, () => {});
+    void readRequestHead(s).then(
+      ({ head }) => {
+        heads.push(head);
+        s.end(Buffer.from(answer(headerIn(head, 'sec-websocket-key') ?? ''), 'latin1'));
+      },
+      () => {},
+    );
   });
   return Object.assign(b, { heads });
 }
@@ -76,43 +84,47 @@ describe('WebSockets over HTTP/2 (RFC 8441)', () => {
     await backend.close();
   });
 
-  test('the server advertises SETTINGS_ENABLE_CONNECT_PROTOCOL; text and binary echo; the backend got an RFC 6455 upgrade; the tunnel is registered as h2', BOUND, async () => {
-    assert.equal(session.remoteSettings.enableConnectProtocol, true);
-    const r = await h2WebSocket(session, '/ws/chat?room=1', { 'sec-websocket-protocol': 'other, chat', origin: 'https://localhost' });
-    assert.equal(r.status, 200);
-    assert.equal(r.headers['sec-websocket-protocol'], 'chat');
-    assert.equal(r.headers['sec-websocket-accept'], undefined);
-    const ws = r.ws!;
-    const text = await wsEcho(ws, 'hello over h2');
-    assert.equal(text.data.toString(), 'hello over h2');
-    assert.equal(text.isBinary, false);
-    const bin = randomBytes(70_000);
-    const back = await wsEcho(ws, bin);
-    assert.equal(back.isBinary, true);
-    assert.equal(sha256(back.data), sha256(bin));
+  test(
+    'the server advertises SETTINGS_ENABLE_CONNECT_PROTOCOL; text and binary echo; the backend got an RFC 6455 upgrade; the tunnel is registered as h2',
+    BOUND,
+    async () => {
+      assert.equal(session.remoteSettings.enableConnectProtocol, true);
+      const r = await h2WebSocket(session, '/ws/chat?room=1', { 'sec-websocket-protocol': 'other, chat', origin: 'https://localhost' });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['sec-websocket-protocol'], 'chat');
+      assert.equal(r.headers['sec-websocket-accept'], undefined);
+      const ws = r.ws!;
+      const text = await wsEcho(ws, 'hello over h2');
+      assert.equal(text.data.toString(), 'hello over h2');
+      assert.equal(text.isBinary, false);
+      const bin = randomBytes(70_000);
+      const back = await wsEcho(ws, bin);
+      assert.equal(back.isBinary, true);
+      assert.equal(sha256(back.data), sha256(bin));
 
-    const recs = [...g.gateway.tunnels.values()];
-    assert.equal(recs.length, 1);
-    assert.equal(recs[0].protocol, 'h2');
-    assert.equal(recs[0].clientIp, '127.0.0.1');
-    const seen = backend.upgrades.at(-1)!;
-    assert.equal(seen.method, 'GET');
-    assert.equal(seen.url, '/chat?room=1');
-    const h = (n: string): string | undefined => {
-      const i = seen.rawHeaders.findIndex((x, j) => j % 2 === 0 && x.toLowerCase() === n);
-      return i === -1 ? undefined : seen.rawHeaders[i + 1];
-    };
-    assert.equal(h('sec-websocket-version'), '13');
-    assert.match(h('sec-websocket-key') ?? '', /^[A-Za-z0-9+/]{22}==$/);
-    assert.equal(h('upgrade'), 'websocket');
-    assert.equal(h('sec-websocket-protocol'), 'other, chat');
-    assert.equal(h('origin'), 'https://localhost');
-    assert.equal(h('x-forwarded-for'), '127.0.0.1');
-    assert.equal(h(':protocol'), undefined);
-    await wsClose(ws);
-    await eventually(() => g.gateway.tunnels.size === 0, 5000, 'the h2 tunnel to close');
-    await g.waitForLog(/tunnel closed .*reason=closed.*protocol=h2/);
-  });
+      const recs = [...g.gateway.tunnels.values()];
+      assert.equal(recs.length, 1);
+      assert.equal(recs[0].protocol, 'h2');
+      assert.equal(recs[0].clientIp, '127.0.0.1');
+      const seen = backend.upgrades.at(-1)!;
+      assert.equal(seen.method, 'GET');
+      assert.equal(seen.url, '/chat?room=1');
+      const h = (n: string): string | undefined => {
+        const i = seen.rawHeaders.findIndex((x, j) => j % 2 === 0 && x.toLowerCase() === n);
+        return i === -1 ? undefined : seen.rawHeaders[i + 1];
+      };
+      assert.equal(h('sec-websocket-version'), '13');
+      assert.match(h('sec-websocket-key') ?? '', /^[A-Za-z0-9+/]{22}==$/);
+      assert.equal(h('upgrade'), 'websocket');
+      assert.equal(h('sec-websocket-protocol'), 'other, chat');
+      assert.equal(h('origin'), 'https://localhost');
+      assert.equal(h('x-forwarded-for'), '127.0.0.1');
+      assert.equal(h(':protocol'), undefined);
+      await wsClose(ws);
+      await eventually(() => g.gateway.tunnels.size === 0, 5000, 'the h2 tunnel to close');
+      await g.waitForLog(/tunnel closed .*reason=closed.*protocol=h2/);
+    },
+  );
 
   test('a 16 MiB message passes both ways unchanged (flow control and backpressure on the stream)', BOUND, async () => {
     const r = await h2WebSocket(session, '/ws/big');
@@ -131,7 +143,7 @@ describe('WebSockets over HTTP/2 (RFC 8441)', () => {
     await eventually(() => [...g.gateway.tunnels.values()].filter((t) => t.protocol === 'h2').length === n, 10_000, `${n} h2 tunnels`);
     const payloads = opened.map((_, i) => Buffer.concat([Buffer.from(`stream-${i}:`), randomBytes(1000 + i * 97)]));
     const echoes = await Promise.all(opened.map((r, i) => wsEcho(r.ws!, payloads[i])));
-    echoes.forEach((e, i) => assert.equal(sha256(e.data), sha256(payloads[i]), `stream ${i}`));
+    for (const [i, e] of echoes.entries()) assert.equal(sha256(e.data), sha256(payloads[i]), `stream ${i}`);
     await Promise.all(opened.map((r) => wsClose(r.ws!)));
     await eventually(() => g.gateway.tunnels.size === 0, 10_000, 'every tunnel to close');
     const counters = [...g.gateway.origins.all()].find((o) => o.origin.port === backend.port)!.counters;
@@ -159,7 +171,8 @@ describe('RFC 8441 error mappings', () => {
   const cases: { name: string; answer: (key: string) => string; status: number; log: RegExp; body?: string }[] = [
     {
       name: 'a 101 with a wrong Sec-WebSocket-Accept → 502',
-      answer: () => `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor('not the key')}\r\n\r\n`,
+      answer: () =>
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor('not the key')}\r\n\r\n`,
       status: 502,
       log: /proxy request failed status=502 reason="?backend 101 with a wrong Sec-WebSocket-Accept/,
     },
@@ -211,7 +224,10 @@ describe('RFC 8441 error mappings', () => {
   test('a good Accept with early bytes after the 101 reaches the client first', BOUND, async () => {
     try {
       // 0x81 0x02 'hi': an unmasked text frame sent with the 101.
-      await setup((key) => `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n\r\n\x81\x02hi`);
+      await setup(
+        (key) =>
+          `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n\r\n\x81\x02hi`,
+      );
       const r = await h2WebSocket(session!, '/ws/x');
       assert.equal(r.status, 200);
       const [msg] = (await once(r.ws!, 'message')) as [Buffer];
@@ -251,7 +267,11 @@ describe('RFC 8441 error mappings', () => {
         [':authority', 'localhost'],
       ];
       for (const missing of [':path', ':scheme', ':authority']) {
-        const r = await rawH2Stream(g!.port, certs.ca.pem, full.filter(([n]) => n !== missing));
+        const r = await rawH2Stream(
+          g!.port,
+          certs.ca.pem,
+          full.filter(([n]) => n !== missing),
+        );
         assert.equal(r.rstCode, http2.constants.NGHTTP2_PROTOCOL_ERROR, `without ${missing}`);
         assert.equal(r.gotHeaders, false, `without ${missing}: no response`);
       }
@@ -263,50 +283,69 @@ describe('RFC 8441 error mappings', () => {
 });
 
 describe('tunnels over HTTP/2: half-close, reset, idle limit, shutdown, balancer', () => {
-  test("the client's END_STREAM reaches the backend as a FIN, the backend's FIN as END_STREAM; the tunnel closes cleanly", BOUND, async () => {
-    const b = await startRawBackend((s) => {
-      void readRequestHead(s).then(({ head }) => {
-        s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(headerIn(head, 'sec-websocket-key') ?? '')}\r\n\r\n`);
-        const got: Buffer[] = [];
-        s.on('data', (c: Buffer) => got.push(c));
-        s.resume();
-        s.on('end', () => {
-          // After the client's FIN: answer with what was received (hashed), then our own FIN.
-          s.end(`got ${sha256(Buffer.concat(got))}`);
+  test(
+    "the client's END_STREAM reaches the backend as a FIN, the backend's FIN as END_STREAM; the tunnel closes cleanly",
+    BOUND,
+    async () => {
+      const b = await startRawBackend((s) => {
+        void readRequestHead(s).then(
+          ({ head }) => {
+            s.write(
+              `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(headerIn(head, 'sec-websocket-key') ?? '')}\r\n\r\n`,
+            );
+            const got: Buffer[] = [];
+            s.on('data', (c: Buffer) => got.push(c));
+            s.resume();
+            s.on('end', () => {
+              // After the client's FIN: answer with what was received (hashed), then our own FIN.
+              s.end(`got ${sha256(Buffer.concat(got))}`);
+            });
+          },
+          () => {},
+        );
+      });
+      const g = await startGateway(`${tlsFront()}\nProxyPass /ws/ ws://127.0.0.1:${b.port}/\n`);
+      const session = await h2Connect(g.port, certs.ca.pem);
+      try {
+        const stream = session.request({
+          ':method': 'CONNECT',
+          ':protocol': 'websocket',
+          ':path': '/ws/raw',
+          'sec-websocket-version': '13',
         });
-      }, () => {});
-    });
-    const g = await startGateway(`${tlsFront()}\nProxyPass /ws/ ws://127.0.0.1:${b.port}/\n`);
-    const session = await h2Connect(g.port, certs.ca.pem);
-    try {
-      const stream = session.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':path': '/ws/raw', 'sec-websocket-version': '13' });
-      const [h] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
-      assert.equal(h[':status'], 200);
-      const sent = randomBytes(300_000);
-      const parts: Buffer[] = [];
-      stream.on('data', (c: Buffer) => parts.push(c));
-      stream.end(sent);
-      await once(stream, 'end');
-      assert.equal(Buffer.concat(parts).toString(), `got ${sha256(sent)}`);
-      await eventually(() => g.gateway.tunnels.size === 0, 5000, 'the tunnel to close');
-      await g.waitForLog(/tunnel closed .*reason=closed .*protocol=h2 .*up=300000 down=68/);
-    } finally {
-      session.close();
-      await g.stop();
-      await b.close();
-    }
-  });
+        const [h] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+        assert.equal(h[':status'], 200);
+        const sent = randomBytes(300_000);
+        const parts: Buffer[] = [];
+        stream.on('data', (c: Buffer) => parts.push(c));
+        stream.end(sent);
+        await once(stream, 'end');
+        assert.equal(Buffer.concat(parts).toString(), `got ${sha256(sent)}`);
+        await eventually(() => g.gateway.tunnels.size === 0, 5000, 'the tunnel to close');
+        await g.waitForLog(/tunnel closed .*reason=closed .*protocol=h2 .*up=300000 down=68/);
+      } finally {
+        session.close();
+        await g.stop();
+        await b.close();
+      }
+    },
+  );
 
   test('a backend reset ends the stream with RST_STREAM(CONNECT_ERROR); a client reset closes the backend socket', BOUND, async () => {
     const backendSockets: net.Socket[] = [];
     const b = await startRawBackend((s) => {
       backendSockets.push(s);
-      void readRequestHead(s).then(({ head }) => {
-        s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(headerIn(head, 'sec-websocket-key') ?? '')}\r\n\r\n`);
-        // As most servers: a FIN from the proxy closes the connection.
-        s.on('end', () => s.end());
-        s.resume();
-      }, () => {});
+      void readRequestHead(s).then(
+        ({ head }) => {
+          s.write(
+            `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(headerIn(head, 'sec-websocket-key') ?? '')}\r\n\r\n`,
+          );
+          // As most servers: a FIN from the proxy closes the connection.
+          s.on('end', () => s.end());
+          s.resume();
+        },
+        () => {},
+      );
     });
     const g = await startGateway(`${tlsFront()}\nProxyPass /ws/ ws://127.0.0.1:${b.port}/\n`);
     const session = await h2Connect(g.port, certs.ca.pem);
@@ -340,7 +379,11 @@ describe('tunnels over HTTP/2: half-close, reset, idle limit, shutdown, balancer
   test('backpressure both ways: a client that stops reading stops the backend (and the reverse); nothing is lost', BOUND, async () => {
     const CHUNK = 64 * 1024;
     /** Writes `chunk` until write() returns false and no 'drain' comes for 1.5 s: the other end stopped taking bytes. */
-    async function writeUntilBlocked(w: { write(b: Buffer): boolean; once(e: 'drain', f: () => void): unknown }, sent: Buffer[], limit: number): Promise<number> {
+    async function writeUntilBlocked(
+      w: { write(b: Buffer): boolean; once(e: 'drain', f: () => void): unknown },
+      sent: Buffer[],
+      limit: number,
+    ): Promise<number> {
       let total = 0;
       for (;;) {
         const chunk = randomBytes(CHUNK);
@@ -361,10 +404,15 @@ describe('tunnels over HTTP/2: half-close, reset, idle limit, shutdown, balancer
     }
     let backendSocket: net.Socket | undefined;
     const b = await startRawBackend((s) => {
-      void readRequestHead(s).then(({ head }) => {
-        s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(headerIn(head, 'sec-websocket-key') ?? '')}\r\n\r\n`);
-        backendSocket = s; // paused by readRequestHead: it reads nothing yet
-      }, () => {});
+      void readRequestHead(s).then(
+        ({ head }) => {
+          s.write(
+            `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(headerIn(head, 'sec-websocket-key') ?? '')}\r\n\r\n`,
+          );
+          backendSocket = s; // paused by readRequestHead: it reads nothing yet
+        },
+        () => {},
+      );
     });
     const g = await startGateway(`${tlsFront()}\nProxyPass /ws/ ws://127.0.0.1:${b.port}/\n`);
     const session = await h2Connect(g.port, certs.ca.pem);
@@ -515,7 +563,9 @@ describe('plain HTTP over h2 to HTTP/1.1 backends', () => {
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     port = (server.address() as net.AddressInfo).port;
-    g = await startGateway(`${tlsFront('Protocols h2 http/1.1')}\nHeader set X-Gateway wsgate\nProxyPass /api/ http://127.0.0.1:${port}/\n`);
+    g = await startGateway(
+      `${tlsFront('Protocols h2 http/1.1')}\nHeader set X-Gateway wsgate\nProxyPass /api/ http://127.0.0.1:${port}/\n`,
+    );
     session = await h2Connect(g.port, certs.ca.pem);
   });
   after(async () => {
@@ -545,7 +595,9 @@ describe('plain HTTP over h2 to HTTP/1.1 backends', () => {
 
   test('POST with content-length and POST of unknown length (sent chunked) reach the backend unchanged', BOUND, async () => {
     const body = randomBytes(1_000_000);
-    const withLength = await h2Request(session, { ':method': 'POST', ':path': '/api/upload', 'content-length': String(body.length) }, [body]);
+    const withLength = await h2Request(session, { ':method': 'POST', ':path': '/api/upload', 'content-length': String(body.length) }, [
+      body,
+    ]);
     assert.equal(withLength.status, 200);
     assert.equal(withLength.headers['x-request-hash'], sha256(body));
     assert.equal(sha256(withLength.body), expected);
@@ -559,20 +611,24 @@ describe('plain HTTP over h2 to HTTP/1.1 backends', () => {
     assert.equal(seen.at(-1)!.bodyLength, 370_001);
   });
 
-  test('cookies are joined into one field; a 404 passes through with its body and both Set-Cookie values; 404 for no route; HEAD', BOUND, async () => {
-    const r = await h2Request(session, { ':path': '/api/missing', cookie: ['a=1', 'b=2'] });
-    assert.equal(r.status, 404);
-    assert.equal(r.body.toString(), 'no such thing');
-    assert.deepEqual(r.headers['set-cookie'], ['a=1', 'b=2']);
-    assert.equal(seen.at(-1)!.headers.cookie, 'a=1; b=2');
-    const none = await h2Request(session, { ':path': '/elsewhere' });
-    assert.equal(none.status, 404);
-    assert.equal(none.body.toString(), '404 Not Found\n');
-    await g.waitForLog(/request not proxied status=404 .*protocol=h2/);
-    const head = await h2Request(session, { ':method': 'HEAD', ':path': '/api/h' });
-    assert.equal(head.status, 200);
-    assert.equal(head.body.length, 0);
-  });
+  test(
+    'cookies are joined into one field; a 404 passes through with its body and both Set-Cookie values; 404 for no route; HEAD',
+    BOUND,
+    async () => {
+      const r = await h2Request(session, { ':path': '/api/missing', cookie: ['a=1', 'b=2'] });
+      assert.equal(r.status, 404);
+      assert.equal(r.body.toString(), 'no such thing');
+      assert.deepEqual(r.headers['set-cookie'], ['a=1', 'b=2']);
+      assert.equal(seen.at(-1)!.headers.cookie, 'a=1; b=2');
+      const none = await h2Request(session, { ':path': '/elsewhere' });
+      assert.equal(none.status, 404);
+      assert.equal(none.body.toString(), '404 Not Found\n');
+      await g.waitForLog(/request not proxied status=404 .*protocol=h2/);
+      const head = await h2Request(session, { ':method': 'HEAD', ':path': '/api/h' });
+      assert.equal(head.status, 200);
+      assert.equal(head.body.length, 0);
+    },
+  );
 
   test('20 concurrent requests on one connection, each body checked; backend connections are reused', BOUND, async () => {
     const before = seen.length;
@@ -588,42 +644,51 @@ describe('plain HTTP over h2 to HTTP/1.1 backends', () => {
     assert.equal(seen.length - before, 20);
   });
 
-  test('a backend that does not answer within ProxyTimeout → 504; an upgrade=NONE route answering 101 to a plain h2 request → 502', BOUND, async () => {
-    const silent = await startRawBackend((s) => s.resume());
-    const switching = await startRawBackend((s) => {
-      void readRequestHead(s).then(() => s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'), () => {});
-    });
-    const g2 = await startGateway(
-      `${tlsFront('Protocols h2 http/1.1')}\nProxyTimeout 1\nProxyPass /forced/ ws://127.0.0.1:${switching.port}/ upgrade=NONE\nProxyPass / http://127.0.0.1:${silent.port}/\n`,
-    );
-    const s2 = await h2Connect(g2.port, certs.ca.pem);
-    try {
-      const r = await h2Request(s2, { ':path': '/slow' });
-      assert.equal(r.status, 504);
-      await g2.waitForLog(/proxy request failed status=504 .*protocol=h2/);
-      const f = await h2Request(s2, { ':path': '/forced/x' });
-      assert.equal(f.status, 502);
-      await g2.waitForLog(/proxy request failed status=502 reason="?unexpected 101/);
-      assert.equal(g2.gateway.tunnels.size, 0);
-    } finally {
-      s2.close();
-      await g2.stop();
-      await silent.close();
-      await switching.close();
-    }
-  });
+  test(
+    'a backend that does not answer within ProxyTimeout → 504; an upgrade=NONE route answering 101 to a plain h2 request → 502',
+    BOUND,
+    async () => {
+      const silent = await startRawBackend((s) => s.resume());
+      const switching = await startRawBackend((s) => {
+        void readRequestHead(s).then(
+          () => s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'),
+          () => {},
+        );
+      });
+      const g2 = await startGateway(
+        `${tlsFront('Protocols h2 http/1.1')}\nProxyTimeout 1\nProxyPass /forced/ ws://127.0.0.1:${switching.port}/ upgrade=NONE\nProxyPass / http://127.0.0.1:${silent.port}/\n`,
+      );
+      const s2 = await h2Connect(g2.port, certs.ca.pem);
+      try {
+        const r = await h2Request(s2, { ':path': '/slow' });
+        assert.equal(r.status, 504);
+        await g2.waitForLog(/proxy request failed status=504 .*protocol=h2/);
+        const f = await h2Request(s2, { ':path': '/forced/x' });
+        assert.equal(f.status, 502);
+        await g2.waitForLog(/proxy request failed status=502 reason="?unexpected 101/);
+        assert.equal(g2.gateway.tunnels.size, 0);
+      } finally {
+        s2.close();
+        await g2.stop();
+        await silent.close();
+        await switching.close();
+      }
+    },
+  );
 
   test('an unreachable backend → 503, as over HTTP/1.1', BOUND, async () => {
     const dead = await startRawBackend(() => {});
     const deadPort = dead.port;
     await dead.close();
-    const g2 = await startGateway(`${tlsFront('Protocols h2 http/1.1')}\nHeader always set X-Failed yes\nProxyPass / http://127.0.0.1:${deadPort}/\n`);
+    const g2 = await startGateway(
+      `${tlsFront('Protocols h2 http/1.1')}\nHeader always set X-Failed yes\nProxyPass / http://127.0.0.1:${deadPort}/\n`,
+    );
     const s2 = await h2Connect(g2.port, certs.ca.pem);
     try {
       const r = await h2Request(s2, { ':path': '/x' });
       assert.equal(r.status, 503);
       assert.equal(r.body.toString(), '503 Service Unavailable\n');
-      assert.equal(r.headers['x-failed'], 'yes', '`Header always` applies to wsgate\'s own answers');
+      assert.equal(r.headers['x-failed'], 'yes', "`Header always` applies to wsgate's own answers");
       await g2.waitForLog(/proxy request failed status=503 .*protocol=h2/);
     } finally {
       s2.close();
@@ -633,35 +698,44 @@ describe('plain HTTP over h2 to HTTP/1.1 backends', () => {
 });
 
 describe('H2WebSockets off, and Protocols', () => {
-  test('H2WebSockets off: SETTINGS_ENABLE_CONNECT_PROTOCOL is not sent; an HTTP/1.1 WebSocket still works on the same port', BOUND, async () => {
-    const backend = await startEchoBackend('off');
-    const g = await startGateway(`${tlsFront('Protocols h2 http/1.1')}\nProxyPass /ws/ ws://127.0.0.1:${backend.port}/\nProxyPass / http://127.0.0.1:${backend.port}/\n`);
-    const session = await h2Connect(g.port, certs.ca.pem);
-    try {
-      assert.notEqual(session.remoteSettings.enableConnectProtocol, true);
-      const raw = await rawH2Stream(g.port, certs.ca.pem, [
-        [':method', 'GET'],
-        [':scheme', 'https'],
-        [':path', '/x'],
-        [':authority', 'localhost'],
-      ]);
-      assert.equal(raw.settings.get(0x8) ?? 0, 0, 'SETTINGS_ENABLE_CONNECT_PROTOCOL absent or 0');
-      assert.equal(raw.gotHeaders, true);
-      // Plain h2 still proxied.
-      const r = await h2Request(session, { ':path': '/page' });
-      assert.equal(r.body.toString(), 'backend:off GET /page');
-      // HTTP/1.1 WebSocket (ws offers no ALPN) on the same port.
-      const ws = await openWs(`wss://localhost:${g.port}/ws/h1`, undefined, { ca: certs.ca.pem });
-      const e = await echo(ws, 'over h1');
-      assert.equal(e.data.toString(), 'over h1');
-      assert.deepEqual([...g.gateway.tunnels.values()].map((t) => t.protocol), ['http/1.1']);
-      await closeWs(ws);
-    } finally {
-      session.close();
-      await g.stop();
-      await backend.close();
-    }
-  });
+  test(
+    'H2WebSockets off: SETTINGS_ENABLE_CONNECT_PROTOCOL is not sent; an HTTP/1.1 WebSocket still works on the same port',
+    BOUND,
+    async () => {
+      const backend = await startEchoBackend('off');
+      const g = await startGateway(
+        `${tlsFront('Protocols h2 http/1.1')}\nProxyPass /ws/ ws://127.0.0.1:${backend.port}/\nProxyPass / http://127.0.0.1:${backend.port}/\n`,
+      );
+      const session = await h2Connect(g.port, certs.ca.pem);
+      try {
+        assert.notEqual(session.remoteSettings.enableConnectProtocol, true);
+        const raw = await rawH2Stream(g.port, certs.ca.pem, [
+          [':method', 'GET'],
+          [':scheme', 'https'],
+          [':path', '/x'],
+          [':authority', 'localhost'],
+        ]);
+        assert.equal(raw.settings.get(0x8) ?? 0, 0, 'SETTINGS_ENABLE_CONNECT_PROTOCOL absent or 0');
+        assert.equal(raw.gotHeaders, true);
+        // Plain h2 still proxied.
+        const r = await h2Request(session, { ':path': '/page' });
+        assert.equal(r.body.toString(), 'backend:off GET /page');
+        // HTTP/1.1 WebSocket (ws offers no ALPN) on the same port.
+        const ws = await openWs(`wss://localhost:${g.port}/ws/h1`, undefined, { ca: certs.ca.pem });
+        const e = await echo(ws, 'over h1');
+        assert.equal(e.data.toString(), 'over h1');
+        assert.deepEqual(
+          [...g.gateway.tunnels.values()].map((t) => t.protocol),
+          ['http/1.1'],
+        );
+        await closeWs(ws);
+      } finally {
+        session.close();
+        await g.stop();
+        await backend.close();
+      }
+    },
+  );
 
   test('without Protocols h2 (the default), ALPN selects http/1.1 and a client offering h2 and http/1.1 gets HTTP/1.1', BOUND, async () => {
     const backend = await startEchoBackend('h1only');
@@ -725,7 +799,10 @@ describe('H2WebSockets off, and Protocols', () => {
       const refused = await h2WebSocket(session, '/b', { ':authority': 'off.test' });
       assert.equal(refused.status, 501);
       await g.waitForLog(/request not proxied status=501 reason="?H2WebSockets is off for this server/);
-      assert.deepEqual(backend.upgrades.map((u) => u.url), ['/a']);
+      assert.deepEqual(
+        backend.upgrades.map((u) => u.url),
+        ['/a'],
+      );
     } finally {
       session.close();
       await g.stop();
@@ -735,7 +812,8 @@ describe('H2WebSockets off, and Protocols', () => {
 
   test('config: Protocols and H2WebSockets are read per server; bad values are FILE:LINE errors', BOUND, () => {
     const { config } = load({
-      'wsgate.conf': 'Listen 80\nProtocols h2c http/1.1\nH2WebSockets on\n<VirtualHost *:80>\nProtocols http/1.1\nProtocolsHonorOrder off\n</VirtualHost>\n',
+      'wsgate.conf':
+        'Listen 80\nProtocols h2c http/1.1\nH2WebSockets on\n<VirtualHost *:80>\nProtocols http/1.1\nProtocolsHonorOrder off\n</VirtualHost>\n',
     });
     assert.deepEqual(config.mainServer.settings.protocols, ['h2c', 'http/1.1']);
     assert.equal(config.mainServer.settings.h2WebSockets, true);
@@ -743,8 +821,14 @@ describe('H2WebSockets off, and Protocols', () => {
     assert.equal(config.virtualHosts[0].settings.h2WebSockets, true, 'inherited');
     assert.equal(config.virtualHosts[0].settings.protocolsHonorOrder, false);
     const tuned = load({ 'wsgate.conf': 'Listen 80\nH2Direct on\nH2MaxSessionStreams 50\nH2Push off\n' }).config;
-    assert.ok(tuned.notices.some((n) => /wsgate\.conf:2: H2Direct is ignored/.test(n)), tuned.notices.join('\n'));
-    assert.ok(tuned.notices.some((n) => /wsgate\.conf:3: H2MaxSessionStreams is ignored/.test(n)), tuned.notices.join('\n'));
+    assert.ok(
+      tuned.notices.some((n) => /wsgate\.conf:2: H2Direct is ignored/.test(n)),
+      tuned.notices.join('\n'),
+    );
+    assert.ok(
+      tuned.notices.some((n) => /wsgate\.conf:3: H2MaxSessionStreams is ignored/.test(n)),
+      tuned.notices.join('\n'),
+    );
     expectError({ 'wsgate.conf': 'Listen 80\n\nProtocols h3 http/1.1\n' }, { line: 3, message: /Protocols: unknown protocol "h3"/ });
     expectError({ 'wsgate.conf': 'Listen 80\nH2WebSockets maybe\n' }, { line: 2, message: /H2WebSockets/ });
     expectError({ 'wsgate.conf': 'Listen 80\n<Location /x>\nH2WebSockets on\n</Location>\n' }, { line: 3, message: /H2WebSockets/ });
@@ -754,7 +838,9 @@ describe('H2WebSockets off, and Protocols', () => {
 describe('h2c: HTTP/2 with prior knowledge on a plain port (Protocols h2c)', () => {
   test('plain requests and RFC 8441 WebSockets over h2c; HTTP/1.1 keeps working on the same port', BOUND, async () => {
     const backend = await startEchoBackend('h2c');
-    const g = await startGateway(`Listen 127.0.0.1:0\nProtocols h2c http/1.1\nH2WebSockets on\nProxyPass /ws/ ws://127.0.0.1:${backend.port}/\nProxyPass / http://127.0.0.1:${backend.port}/\n`);
+    const g = await startGateway(
+      `Listen 127.0.0.1:0\nProtocols h2c http/1.1\nH2WebSockets on\nProxyPass /ws/ ws://127.0.0.1:${backend.port}/\nProxyPass / http://127.0.0.1:${backend.port}/\n`,
+    );
     const session = http2.connect(`http://127.0.0.1:${g.port}`);
     session.on('error', () => {});
     try {
@@ -767,7 +853,10 @@ describe('h2c: HTTP/2 with prior knowledge on a plain port (Protocols h2c)', () 
       assert.equal(ws.status, 200);
       const msg = randomBytes(200_000);
       assert.equal(sha256((await wsEcho(ws.ws!, msg)).data), sha256(msg));
-      assert.deepEqual([...g.gateway.tunnels.values()].map((t) => t.protocol), ['h2']);
+      assert.deepEqual(
+        [...g.gateway.tunnels.values()].map((t) => t.protocol),
+        ['h2'],
+      );
       await wsClose(ws.ws!);
       // HTTP/1.1 and its WebSockets on the same port.
       const h1 = await openWs(`ws://127.0.0.1:${g.port}/ws/h1`);

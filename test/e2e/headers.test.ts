@@ -33,7 +33,9 @@ async function backend(name: string): Promise<{ port: number; upgrades: number; 
   return state;
 }
 
-test('Header on relayed answers: the sticky cookie on a 101 only when the route changed; set and unset on HTTP', { timeout: 30_000 }, async () => {
+test('Header on relayed answers: the sticky cookie on a 101 only when the route changed; set and unset on HTTP', {
+  timeout: 30_000,
+}, async () => {
   const a = await backend('a');
   const b = await backend('b');
   const g = await startGateway(

@@ -118,7 +118,10 @@ test('hcmethod=WS passes against a WebSocket-only backend (404 to plain GET) and
   );
   try {
     await eventually(() => a.closeCodes.length >= 3, 10_000, 'three WS checks to finish');
-    assert.ok(a.closeCodes.every((c) => c === 1000), `close codes ${a.closeCodes.join(',')}`);
+    assert.ok(
+      a.closeCodes.every((c) => c === 1000),
+      `close codes ${a.closeCodes.join(',')}`,
+    );
     assert.ok(a.checks.some((r) => r.url === '/ws/' && r.headers.upgrade === 'websocket'));
     const failed = await g.waitForLog(/fails its health checks/);
     assert.match(failed, /\/plain\//);
@@ -238,9 +241,15 @@ test('a backend that closes without answering fails the check at once, not at ti
 test('hcmethod=WS fails on a 101 whose Sec-WebSocket-Accept does not answer the key, and on an answer that is not HTTP', async () => {
   // The first backend answers the key it was sent with the accept of another key.
   const wrongAccept = await startRawBackend((s) =>
-    s.once('data', () => s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n')),
+    s.once('data', () =>
+      s.write(
+        'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n',
+      ),
+    ),
   );
-  const notHttp = await startRawBackend((s) => s.once('data', () => s.write('HTTP/1.1 101 Switching Protocols\r\nbad header line\r\n\r\n')));
+  const notHttp = await startRawBackend((s) =>
+    s.once('data', () => s.write('HTTP/1.1 101 Switching Protocols\r\nbad header line\r\n\r\n')),
+  );
   const g = await startGateway(
     [
       'Listen 127.0.0.1:0',

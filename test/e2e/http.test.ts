@@ -11,7 +11,16 @@ import * as http from 'node:http';
 import type * as net from 'node:net';
 import { test } from 'node:test';
 import { arrayBufferGrowth, BlockStream, connectRaw, ResponseReader, type WireResponse } from '../helpers/edges';
-import { assertNoOpenSockets, eventually, headerIn, randomBytes, sha256, startGateway, startRawBackend, type RunningGateway } from '../helpers/harness';
+import {
+  assertNoOpenSockets,
+  eventually,
+  headerIn,
+  randomBytes,
+  sha256,
+  startGateway,
+  startRawBackend,
+  type RunningGateway,
+} from '../helpers/harness';
 
 const MiB = 1024 * 1024;
 
@@ -81,7 +90,10 @@ async function startBodyBackend(download?: BlockStream): Promise<BodyBackend> {
         res.end(text);
       } else if (url.startsWith('/big') && download !== undefined) {
         res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
-        download.writeTo(res).then(() => res.end(), () => {});
+        download.writeTo(res).then(
+          () => res.end(),
+          () => {},
+        );
       } else {
         const body = Buffer.concat(chunks);
         const headers: http.OutgoingHttpHeaders = {
@@ -202,7 +214,10 @@ test('GET/HEAD/POST/PUT with Content-Length and chunked bodies both ways, on one
 });
 
 test('chunk extensions and trailers pass byte for byte in both directions', { timeout: 30_000 }, async () => {
-  const reqBody = Buffer.from('5;name=value;x="q"\r\nhello\r\n3 ; ext\r\n, w\r\nA\r\norld! 0123\r\n0;last=1\r\nX-Checksum: abc\r\nX-Other: 1\r\n\r\n', 'latin1');
+  const reqBody = Buffer.from(
+    '5;name=value;x="q"\r\nhello\r\n3 ; ext\r\n, w\r\nA\r\norld! 0123\r\n0;last=1\r\nX-Checksum: abc\r\nX-Other: 1\r\n\r\n',
+    'latin1',
+  );
   const resBody = Buffer.from('4;ext=1\r\nback\r\n1;e\r\n!\r\n0\r\nX-Trailer-A: yes\r\nX-Trailer-B: 2\r\n\r\n', 'latin1');
   let received = Buffer.alloc(0);
   let seenHead = '';
@@ -318,7 +333,9 @@ test('keep-alive to clients: sequential and pipelined requests on one connection
       const reader = new ResponseReader(client);
       for (let i = 0; i < 5; i++) {
         const body = randomBytes(1000 + i);
-        client.write(Buffer.concat([Buffer.from(`POST /h/echo?seq=${i} HTTP/1.1\r\nHost: a\r\nContent-Length: ${body.length}\r\n\r\n`), body]));
+        client.write(
+          Buffer.concat([Buffer.from(`POST /h/echo?seq=${i} HTTP/1.1\r\nHost: a\r\nContent-Length: ${body.length}\r\n\r\n`), body]),
+        );
         const res = await reader.next();
         assert.equal(res.status, 200);
         assert.deepEqual(res.body, body);

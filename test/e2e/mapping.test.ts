@@ -4,11 +4,26 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { assertNoOpenSockets, closeWs, echo, openWs, randomBytes, sha256, startEchoBackend, startGateway, type EchoBackend, type RunningGateway } from '../helpers/harness';
+import {
+  assertNoOpenSockets,
+  closeWs,
+  echo,
+  openWs,
+  randomBytes,
+  sha256,
+  startEchoBackend,
+  startGateway,
+  type EchoBackend,
+  type RunningGateway,
+} from '../helpers/harness';
 import { header, RawClient, requestHead, startRecorder, type Recorded, type Recorder } from '../helpers/recorder';
 
 /** Sends an upgrade request for `target`; returns the client after reading the response head. */
-async function upgrade(port: number, target: string, lines: string[] = ['Host: front.example', 'Upgrade: websocket', 'Connection: Upgrade']) {
+async function upgrade(
+  port: number,
+  target: string,
+  lines: string[] = ['Host: front.example', 'Upgrade: websocket', 'Connection: Upgrade'],
+) {
   const client = await RawClient.connect(port);
   client.write(requestHead([`GET ${target} HTTP/1.1`, ...lines]));
   const head = await client.readHead();
@@ -144,7 +159,9 @@ describe('§2.8 mapping table, end to end (ws:// rules; upgrade and plain GET)',
 describe('same path for HTTP and WebSocket', () => {
   test('ProxyPass / ws://b/ then ProxyPass / http://b/ (one backend): upgrade tunnelled, GET plain HTTP', async () => {
     const b = await startEchoBackend('B');
-    const g = await startGateway(`Listen 127.0.0.1:0\nProxyPass "/" "ws://127.0.0.1:${b.port}/"\nProxyPass "/" "http://127.0.0.1:${b.port}/"\n`);
+    const g = await startGateway(
+      `Listen 127.0.0.1:0\nProxyPass "/" "ws://127.0.0.1:${b.port}/"\nProxyPass "/" "http://127.0.0.1:${b.port}/"\n`,
+    );
     try {
       const ws = await openWs(`ws://127.0.0.1:${g.port}/chat?room=1`);
       const data = randomBytes(65536);
@@ -171,7 +188,9 @@ describe('same path for HTTP and WebSocket', () => {
   test('ws rule → backend A, http rule → backend B: each backend serves only its kind', async () => {
     const A = await startEchoBackend('A');
     const B = await startEchoBackend('B');
-    const g = await startGateway(`Listen 127.0.0.1:0\nProxyPass "/" "ws://127.0.0.1:${A.port}/"\nProxyPass "/" "http://127.0.0.1:${B.port}/"\n`);
+    const g = await startGateway(
+      `Listen 127.0.0.1:0\nProxyPass "/" "ws://127.0.0.1:${A.port}/"\nProxyPass "/" "http://127.0.0.1:${B.port}/"\n`,
+    );
     try {
       const ws = await openWs(`ws://127.0.0.1:${g.port}/live`);
       const r = await echo(ws, 'through A');
@@ -213,7 +232,9 @@ describe('same path for HTTP and WebSocket', () => {
 
   test('ProxyWebsocketFallbackToProxyHttp Off, only a ws rule: a plain GET gets 404; upgrades still work', async () => {
     const A = await startEchoBackend('A');
-    const g = await startGateway(`Listen 127.0.0.1:0\nProxyWebsocketFallbackToProxyHttp Off\nProxyPass "/ws/" "ws://127.0.0.1:${A.port}/"\n`);
+    const g = await startGateway(
+      `Listen 127.0.0.1:0\nProxyWebsocketFallbackToProxyHttp Off\nProxyPass "/ws/" "ws://127.0.0.1:${A.port}/"\n`,
+    );
     try {
       const res = await get(g.port, '/ws/poll');
       assert.equal(res.status, 404);
@@ -446,10 +467,7 @@ describe('the headers the backend sees, and the 101 the client sees', () => {
     'x-MiXeD-cAsE: Kept As Is',
     'Origin: http://front.example:8080',
   ];
-  const passedThrough = [
-    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
-    'Sec-WebSocket-Version: 13',
-  ];
+  const passedThrough = ['Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 13'];
   const passedThroughAfterXff = [
     'Cookie: a=b; c=d',
     'Sec-WebSocket-Protocol: chat, superchat',
@@ -460,7 +478,9 @@ describe('the headers the backend sees, and the 101 the client sees', () => {
 
   async function through(settings: string[], lines = clientLines): Promise<{ seen: Recorded; backend: Recorder }> {
     const R = await startRecorder('R');
-    const g = await startGateway(['Listen 127.0.0.1:0', 'ServerName proxy.test', ...settings, `ProxyPass "/h/" "ws://127.0.0.1:${R.port}/"`, ''].join('\n'));
+    const g = await startGateway(
+      ['Listen 127.0.0.1:0', 'ServerName proxy.test', ...settings, `ProxyPass "/h/" "ws://127.0.0.1:${R.port}/"`, ''].join('\n'),
+    );
     try {
       const client = await RawClient.connect(g.port);
       client.write(requestHead(lines));
@@ -553,7 +573,16 @@ describe('the headers the backend sees, and the 101 the client sees', () => {
     const g = await startGateway(`Listen 127.0.0.1:0\nProxyPass "/" "ws://127.0.0.1:${R.port}/"\n`);
     try {
       const client = await RawClient.connect(g.port);
-      client.write(requestHead(['GET / HTTP/1.1', 'Host: f', 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 13']));
+      client.write(
+        requestHead([
+          'GET / HTTP/1.1',
+          'Host: f',
+          'Upgrade: websocket',
+          'Connection: Upgrade',
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+          'Sec-WebSocket-Version: 13',
+        ]),
+      );
       const head = await client.readHead();
       assert.equal(head.statusLine, 'HTTP/1.1 101 Switching Protocols');
       assert.deepEqual(head.headerLines, [
@@ -638,10 +667,16 @@ describe('the headers the backend sees, and the 101 the client sees', () => {
   });
 
   test('a real ws client: subprotocol and permessage-deflate negotiated end to end', async () => {
-    const E: EchoBackend = await startEchoBackend('E', { perMessageDeflate: true, handleProtocols: (p) => (p.has('superchat') ? 'superchat' : false) });
+    const E: EchoBackend = await startEchoBackend('E', {
+      perMessageDeflate: true,
+      handleProtocols: (p) => (p.has('superchat') ? 'superchat' : false),
+    });
     const g = await startGateway(`Listen 127.0.0.1:0\nProxyPass "/" "ws://127.0.0.1:${E.port}/"\n`);
     try {
-      const ws = await openWs(`ws://127.0.0.1:${g.port}/x`, ['chat', 'superchat'], { perMessageDeflate: true, headers: { Cookie: 'sid=42' } });
+      const ws = await openWs(`ws://127.0.0.1:${g.port}/x`, ['chat', 'superchat'], {
+        perMessageDeflate: true,
+        headers: { Cookie: 'sid=42' },
+      });
       assert.equal(ws.protocol, 'superchat');
       assert.match(ws.extensions, /permessage-deflate/);
       const text = 'abc'.repeat(50_000);

@@ -41,13 +41,18 @@ async function startRawEcho(): Promise<Awaited<ReturnType<typeof startRawBackend
   });
 }
 
-test('an upgrade on a plain port becomes a tunnel with no Node socket; plain HTTP on the same port still works', { skip, timeout: 30_000 }, async () => {
+test('an upgrade on a plain port becomes a tunnel with no Node socket; plain HTTP on the same port still works', {
+  skip,
+  timeout: 30_000,
+}, async () => {
   const wsBackend = await startEchoBackend('nf');
   const page = http.createServer((_req, res) => res.end('page body'));
   page.listen(0, '127.0.0.1');
   await new Promise((r) => page.once('listening', r));
   const pagePort = (page.address() as net.AddressInfo).port;
-  const g = await startGateway(`Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${wsBackend.port}/"\nProxyPass "/page" "http://127.0.0.1:${pagePort}/page"\n`);
+  const g = await startGateway(
+    `Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${wsBackend.port}/"\nProxyPass "/page" "http://127.0.0.1:${pagePort}/page"\n`,
+  );
   try {
     const ws = await openWs(`ws://127.0.0.1:${g.port}/ws/nf`);
     const data = randomBytes(256 * 1024);
@@ -62,10 +67,15 @@ test('an upgrade on a plain port becomes a tunnel with no Node socket; plain HTT
     const body = await new Promise<string>((resolve, reject) => {
       // agent: false (Connection: close): Node's global agent would hold the connection for its
       // 5 s keep-alive, as long as the bound of the check below that every socket is closed.
-      http.get(`http://127.0.0.1:${g.port}/page`, { agent: false }, (res) => {
-        let s = '';
-        res.setEncoding('utf8').on('data', (c: string) => (s += c)).on('end', () => resolve(s));
-      }).on('error', reject);
+      http
+        .get(`http://127.0.0.1:${g.port}/page`, { agent: false }, (res) => {
+          let s = '';
+          res
+            .setEncoding('utf8')
+            .on('data', (c: string) => (s += c))
+            .on('end', () => resolve(s));
+        })
+        .on('error', reject);
     });
     assert.equal(body, 'page body');
     await closeWs(ws);
@@ -104,7 +114,10 @@ test('a request head written one byte at a time, then tunnel bytes both ways, in
   }
 });
 
-test('the client resets while the backend has not answered: the handshake ends, nothing stays counted or open', { skip, timeout: 30_000 }, async () => {
+test('the client resets while the backend has not answered: the handshake ends, nothing stays counted or open', {
+  skip,
+  timeout: 30_000,
+}, async () => {
   let asked: net.Socket | undefined;
   const backend = await startRawBackend((s) => {
     asked = s; // never answers
@@ -130,7 +143,10 @@ test('the client resets while the backend has not answered: the handshake ends, 
   }
 });
 
-test('Timeout bounds the first head: a partial head gets 408 with a log line, a silent connection is dropped without one', { skip, timeout: 30_000 }, async () => {
+test('Timeout bounds the first head: a partial head gets 408 with a log line, a silent connection is dropped without one', {
+  skip,
+  timeout: 30_000,
+}, async () => {
   const g = await startGateway(`Listen 127.0.0.1:0\nTimeout 1\nProxyPass "/ws/" "ws://127.0.0.1:9/"\n`);
   try {
     const partial = await connectRaw(g.port);
@@ -170,7 +186,10 @@ test('stop() closes connections still sending their head and handshakes waiting 
   }
 });
 
-test('bytes the client sends with its head reach the backend after the 101, and those the backend sends with the 101 reach the client', { skip, timeout: 30_000 }, async () => {
+test('bytes the client sends with its head reach the backend after the 101, and those the backend sends with the 101 reach the client', {
+  skip,
+  timeout: 30_000,
+}, async () => {
   const backend = await startRawEcho();
   const g = await startGateway(`Listen 127.0.0.1:0\nProxyPass "/e/" "http://127.0.0.1:${backend.port}/" upgrade=echo\n`);
   try {
@@ -216,7 +235,10 @@ test('two gateways in one process: each front gets its own handshakes and log li
     partial.write('GET /e/x HTTP/1.1\r\n');
     await readToClose(partial);
     await g2.waitForLog(/request head timed out/);
-    assert.equal(g1.logs.some((l) => l.includes('request head timed out')), false);
+    assert.equal(
+      g1.logs.some((l) => l.includes('request head timed out')),
+      false,
+    );
     await assertNoOpenSockets(g1);
     await assertNoOpenSockets(g2);
   } finally {
@@ -247,7 +269,9 @@ test('a backend named by host name (localhost) is resolved and reached', { skip,
 });
 
 // Not only the native front's: on every path Timeout limits silence while a head arrives.
-test('Timeout bounds silence, not the whole head: a head sent a few bytes every 300 ms for 2.5 s is answered', { timeout: 30_000 }, async () => {
+test('Timeout bounds silence, not the whole head: a head sent a few bytes every 300 ms for 2.5 s is answered', {
+  timeout: 30_000,
+}, async () => {
   const backend = await startRawEcho();
   const g = await startGateway(`Listen 127.0.0.1:0\nTimeout 1\nProxyPass "/e/" "http://127.0.0.1:${backend.port}/" upgrade=echo\n`);
   try {
@@ -263,7 +287,10 @@ test('Timeout bounds silence, not the whole head: a head sent a few bytes every 
     assert.match(response.toString('latin1'), /^HTTP\/1\.1 101 /);
     s.end();
     await closed(s);
-    assert.equal(g.logs.some((l) => l.includes('request head timed out')), false);
+    assert.equal(
+      g.logs.some((l) => l.includes('request head timed out')),
+      false,
+    );
   } finally {
     await g.stop();
     await backend.close();

@@ -45,11 +45,20 @@ function headFields(head: string, name: string): string[] {
 }
 
 test('flushpackets= and flushwait= are accepted (no effect: nothing is buffered); bad values refused', () => {
-  const { config } = load({ 'wsgate.conf': 'Listen 0\nProxyPass /ws/ ws://127.0.0.1:9/ws/ flushpackets=on flushwait=20\nProxyPass / http://127.0.0.1:9/ flushpackets=auto\n' });
+  const { config } = load({
+    'wsgate.conf':
+      'Listen 0\nProxyPass /ws/ ws://127.0.0.1:9/ws/ flushpackets=on flushwait=20\nProxyPass / http://127.0.0.1:9/ flushpackets=auto\n',
+  });
   assert.equal(config.mainServer.routes.length, 2);
   assert.deepEqual(config.notices, []);
-  expectError({ 'wsgate.conf': 'Listen 0\nProxyPass / http://h/ flushpackets=maybe\n' }, { line: 2, message: /flushpackets= must be on, off or auto/ });
-  expectError({ 'wsgate.conf': 'Listen 0\nProxyPass / http://h/ flushwait=5000\n' }, { line: 2, message: /flushwait= must be a number of milliseconds from 0 to 1000/ });
+  expectError(
+    { 'wsgate.conf': 'Listen 0\nProxyPass / http://h/ flushpackets=maybe\n' },
+    { line: 2, message: /flushpackets= must be on, off or auto/ },
+  );
+  expectError(
+    { 'wsgate.conf': 'Listen 0\nProxyPass / http://h/ flushwait=5000\n' },
+    { line: 2, message: /flushwait= must be a number of milliseconds from 0 to 1000/ },
+  );
 });
 
 test('ProxyPreserveHost inside <Location> applies to the requests in the section', BOUND, async () => {
@@ -85,37 +94,41 @@ test('ProxyPreserveHost inside <Location> applies to the requests in the section
   }
 });
 
-test('ProxyVia On adds "1.1 ServerName[:port]" to the request (after the client\'s Via) and to the answer; Full names wsgate; Block drops the client\'s', BOUND, async () => {
-  const b = await recorder();
-  const conf = (mode: string): string =>
-    ['Listen 127.0.0.1:0', 'ServerName gw.example', `ProxyVia ${mode}`, `ProxyPass / http://127.0.0.1:${b.port}/`, ''].join('\n');
-  const ask = (port: number, host: string): Promise<{ head: string }> =>
-    rawExchange(port, `GET /v HTTP/1.1\r\nHost: ${host}\r\nVia: 1.0 fred\r\nVia: 1.1 p.example (x)\r\nConnection: close\r\n\r\n`);
-  const on = await startGateway(conf('On'));
-  try {
-    const r = await ask(on.port, 'front.example:8080');
-    assert.deepEqual(fields(b.seen[0]!.raw, 'via'), ['1.0 fred, 1.1 p.example (x), 1.1 gw.example:8080']);
-    assert.deepEqual(headFields(r.head, 'via'), ['1.1 backend', '1.1 gw.example:8080']);
-    await ask(on.port, 'front.example');
-    assert.deepEqual(fields(b.seen[1]!.raw, 'via'), ['1.0 fred, 1.1 p.example (x), 1.1 gw.example'], 'the default port is left out');
-  } finally {
-    await on.stop();
-  }
-  const full = await startGateway(conf('Full'));
-  try {
-    const r = await ask(full.port, 'front.example:8080');
-    assert.deepEqual(fields(b.seen[2]!.raw, 'via'), ['1.0 fred, 1.1 p.example (x), 1.1 gw.example:8080 (wsgate)']);
-    assert.equal(headFields(r.head, 'via').at(-1), '1.1 gw.example:8080 (wsgate)');
-  } finally {
-    await full.stop();
-  }
-  const block = await startGateway(conf('Block'));
-  try {
-    const r = await ask(block.port, 'front.example:8080');
-    assert.deepEqual(fields(b.seen[3]!.raw, 'via'), [], 'Block: no Via reaches the backend');
-    assert.deepEqual(headFields(r.head, 'via'), ['1.1 backend'], 'the answer\'s Via passes unchanged');
-  } finally {
-    await block.stop();
-    await b.stop();
-  }
-});
+test(
+  'ProxyVia On adds "1.1 ServerName[:port]" to the request (after the client\'s Via) and to the answer; Full names wsgate; Block drops the client\'s',
+  BOUND,
+  async () => {
+    const b = await recorder();
+    const conf = (mode: string): string =>
+      ['Listen 127.0.0.1:0', 'ServerName gw.example', `ProxyVia ${mode}`, `ProxyPass / http://127.0.0.1:${b.port}/`, ''].join('\n');
+    const ask = (port: number, host: string): Promise<{ head: string }> =>
+      rawExchange(port, `GET /v HTTP/1.1\r\nHost: ${host}\r\nVia: 1.0 fred\r\nVia: 1.1 p.example (x)\r\nConnection: close\r\n\r\n`);
+    const on = await startGateway(conf('On'));
+    try {
+      const r = await ask(on.port, 'front.example:8080');
+      assert.deepEqual(fields(b.seen[0]!.raw, 'via'), ['1.0 fred, 1.1 p.example (x), 1.1 gw.example:8080']);
+      assert.deepEqual(headFields(r.head, 'via'), ['1.1 backend', '1.1 gw.example:8080']);
+      await ask(on.port, 'front.example');
+      assert.deepEqual(fields(b.seen[1]!.raw, 'via'), ['1.0 fred, 1.1 p.example (x), 1.1 gw.example'], 'the default port is left out');
+    } finally {
+      await on.stop();
+    }
+    const full = await startGateway(conf('Full'));
+    try {
+      const r = await ask(full.port, 'front.example:8080');
+      assert.deepEqual(fields(b.seen[2]!.raw, 'via'), ['1.0 fred, 1.1 p.example (x), 1.1 gw.example:8080 (wsgate)']);
+      assert.equal(headFields(r.head, 'via').at(-1), '1.1 gw.example:8080 (wsgate)');
+    } finally {
+      await full.stop();
+    }
+    const block = await startGateway(conf('Block'));
+    try {
+      const r = await ask(block.port, 'front.example:8080');
+      assert.deepEqual(fields(b.seen[3]!.raw, 'via'), [], 'Block: no Via reaches the backend');
+      assert.deepEqual(headFields(r.head, 'via'), ['1.1 backend'], "the answer's Via passes unchanged");
+    } finally {
+      await block.stop();
+      await b.stop();
+    }
+  },
+);

@@ -48,7 +48,14 @@ before(() => {
 
 test('the port-80 virtual host: "Redirect permanent / https://example.com/" (path and query kept, upgrades too)', BOUND, async () => {
   const g = await startGateway(
-    ['Listen 127.0.0.1:0', '<VirtualHost *:*>', '    ServerName example.com', '    Redirect permanent / https://example.com/', '</VirtualHost>', ''].join('\n'),
+    [
+      'Listen 127.0.0.1:0',
+      '<VirtualHost *:*>',
+      '    ServerName example.com',
+      '    Redirect permanent / https://example.com/',
+      '</VirtualHost>',
+      '',
+    ].join('\n'),
   );
   try {
     const r = await rawExchange(g.port, get('/some/page?x=1&y=%20'));
@@ -73,7 +80,7 @@ test('the port-80 virtual host: "Redirect permanent / https://example.com/" (pat
     const text = both.data.toString('latin1');
     const second = text.indexOf('HTTP/1.1 301', 1);
     assert.ok(second > 0, 'two answers');
-    assert.ok(text.slice(0, second).endsWith('\r\n\r\n'), 'nothing after the HEAD answer\'s head');
+    assert.ok(text.slice(0, second).endsWith('\r\n\r\n'), "nothing after the HEAD answer's head");
     assert.equal(headerIn(text.slice(0, second), 'location'), 'https://example.com/h');
     assert.equal(headerIn(text.slice(second), 'location'), 'https://example.com/g');
   } finally {
@@ -123,51 +130,59 @@ test('the usual pair: a port-80 virtual host redirecting to https, the TLS one p
   }
 });
 
-test('ProxyPass translates first: "ProxyPass /" wins over "Redirect /old /new"; "ProxyPass /old !" lets it apply; a <Location> Redirect applies anyway', BOUND, async () => {
-  const b = await backend();
-  const g = await startGateway(
-    [
-      'Listen 127.0.0.1:0',
-      'ServerName named.example',
-      'ProxyPass /kept !',
-      `ProxyPass / http://127.0.0.1:${b.port}/`,
-      'Redirect /old /new',
-      'Redirect /kept http://elsewhere.test/kept',
-      '<Location /moved>',
-      '  Redirect permanent /moved-here',
-      '</Location>',
-      '<Location /gone>',
-      '  Redirect gone',
-      '</Location>',
-      '',
-    ].join('\n'),
-  );
-  try {
-    const proxied = await rawExchange(g.port, get('/old/x'));
-    assert.equal(proxied.status, 200);
-    assert.deepEqual(b.seen, ['/old/x']);
+test(
+  'ProxyPass translates first: "ProxyPass /" wins over "Redirect /old /new"; "ProxyPass /old !" lets it apply; a <Location> Redirect applies anyway',
+  BOUND,
+  async () => {
+    const b = await backend();
+    const g = await startGateway(
+      [
+        'Listen 127.0.0.1:0',
+        'ServerName named.example',
+        'ProxyPass /kept !',
+        `ProxyPass / http://127.0.0.1:${b.port}/`,
+        'Redirect /old /new',
+        'Redirect /kept http://elsewhere.test/kept',
+        '<Location /moved>',
+        '  Redirect permanent /moved-here',
+        '</Location>',
+        '<Location /gone>',
+        '  Redirect gone',
+        '</Location>',
+        '',
+      ].join('\n'),
+    );
+    try {
+      const proxied = await rawExchange(g.port, get('/old/x'));
+      assert.equal(proxied.status, 200);
+      assert.deepEqual(b.seen, ['/old/x']);
 
-    const kept = await rawExchange(g.port, get('/kept/a?q=1'));
-    assert.equal(kept.status, 302);
-    assert.equal(headerIn(kept.head, 'location'), 'http://elsewhere.test/kept/a?q=1');
+      const kept = await rawExchange(g.port, get('/kept/a?q=1'));
+      assert.equal(kept.status, 302);
+      assert.equal(headerIn(kept.head, 'location'), 'http://elsewhere.test/kept/a?q=1');
 
-    const moved = await rawExchange(g.port, get('/moved/deep?z', 'front.test:8080'));
-    assert.equal(moved.status, 301);
-    assert.equal(headerIn(moved.head, 'location'), 'http://front.test:8080/moved-here?z', 'a path target gets the front URL; only the query goes along');
-    // A Host that is not a host name never reaches a Location: the request is refused first (400, as Apache).
-    const odd = await rawExchange(g.port, get('/moved', 'evil.example/phish'));
-    assert.equal(odd.status, 400);
-    assert.equal(headerIn(odd.head, 'location'), undefined);
+      const moved = await rawExchange(g.port, get('/moved/deep?z', 'front.test:8080'));
+      assert.equal(moved.status, 301);
+      assert.equal(
+        headerIn(moved.head, 'location'),
+        'http://front.test:8080/moved-here?z',
+        'a path target gets the front URL; only the query goes along',
+      );
+      // A Host that is not a host name never reaches a Location: the request is refused first (400, as Apache).
+      const odd = await rawExchange(g.port, get('/moved', 'evil.example/phish'));
+      assert.equal(odd.status, 400);
+      assert.equal(headerIn(odd.head, 'location'), undefined);
 
-    const gone = await rawExchange(g.port, get('/gone'));
-    assert.equal(gone.status, 410);
-    assert.equal(headerIn(gone.head, 'location'), undefined);
-    assert.deepEqual(b.seen, ['/old/x'], 'nothing else reached the backend');
-  } finally {
-    await g.stop();
-    await b.stop();
-  }
-});
+      const gone = await rawExchange(g.port, get('/gone'));
+      assert.equal(gone.status, 410);
+      assert.equal(headerIn(gone.head, 'location'), undefined);
+      assert.deepEqual(b.seen, ['/old/x'], 'nothing else reached the backend');
+    } finally {
+      await g.stop();
+      await b.stop();
+    }
+  },
+);
 
 test('status names and numbers, RedirectMatch, RedirectPermanent, RedirectTemp; HTTP/2 front', BOUND, async () => {
   const g = await startGateway(
@@ -194,7 +209,7 @@ test('status names and numbers, RedirectMatch, RedirectPermanent, RedirectTemp; 
     try {
       const ask = async (path: string): Promise<[unknown, unknown]> => {
         const r = await h2Request(session, { ':method': 'GET', ':path': path, ':authority': 'front.example' });
-        return [r.headers[':status'], r.headers['location']];
+        return [r.headers[':status'], r.headers.location];
       };
       assert.deepEqual(await ask('/see/x'), [303, 'https://other.test/see/x']);
       assert.deepEqual(await ask('/t307'), [307, 'https://other.test/t']);
@@ -202,7 +217,11 @@ test('status names and numbers, RedirectMatch, RedirectPermanent, RedirectTemp; 
       assert.deepEqual(await ask('/tmp/f'), [302, 'https://front.example/local/tmp/f']);
       assert.deepEqual(await ask('/nothing/here'), [404, undefined]);
       assert.deepEqual(await ask('/img/cat.jpg?v=2'), [302, 'https://img.example.com/cat.png?v=2']);
-      assert.deepEqual(await ask('/docs/a%20b?ignored=1'), [301, 'https://front.example/manual/a%20b?from=docs'], 'the target has its own query');
+      assert.deepEqual(
+        await ask('/docs/a%20b?ignored=1'),
+        [301, 'https://front.example/manual/a%20b?from=docs'],
+        'the target has its own query',
+      );
       assert.deepEqual(await ask('/perm'), [301, 'https://other.test/perm']);
       assert.deepEqual(await ask('/temp'), [302, 'https://other.test/temp']);
       assert.deepEqual(await ask('/permanent'), [404, undefined], '/perm does not match /permanent');
@@ -219,6 +238,9 @@ test('Redirect forms Apache refuses are FILE:LINE errors', () => {
   expectError({ 'wsgate.conf': 'Listen 0\nRedirect gone /x http://y/\n' }, { line: 2, message: /a URL is not valid with status 410/ });
   expectError({ 'wsgate.conf': 'Listen 0\nRedirect foo /a /b\n' }, { line: 2, message: /invalid first argument/ });
   expectError({ 'wsgate.conf': 'Listen 0\nRedirect /a relative/b\n' }, { line: 2, message: /not a URL or an absolute path/ });
-  expectError({ 'wsgate.conf': 'Listen 0\n<Location /a>\nRedirect "https://%{HTTP_HOST}/"\n</Location>\n' }, { line: 3, message: /expression target/ });
+  expectError(
+    { 'wsgate.conf': 'Listen 0\n<Location /a>\nRedirect "https://%{HTTP_HOST}/"\n</Location>\n' },
+    { line: 3, message: /expression target/ },
+  );
   expectError({ 'wsgate.conf': 'Listen 0\nRedirectPermanent /a\n' }, { line: 2, message: /RedirectPermanent takes 2 arguments/ });
 });

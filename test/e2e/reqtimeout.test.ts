@@ -65,8 +65,12 @@ function receivedUntilClose(socket: net.Socket): Promise<Buffer> {
 
 const SLOW_FIELDS = Buffer.from('X-Slow: ' + 'a'.repeat(200) + '\r\n\r\n', 'latin1');
 
-test('a head trickled a byte every 200 ms after its request line: 408 at the header deadline, one log line, closed', { timeout: 30_000 }, async () => {
-  const g = await startGateway(`Listen 127.0.0.1:0\nTimeout 20\nRequestReadTimeout header=1-2,MinRate=500\nProxyPass "/ws/" "ws://127.0.0.1:9/"\n`);
+test('a head trickled a byte every 200 ms after its request line: 408 at the header deadline, one log line, closed', {
+  timeout: 30_000,
+}, async () => {
+  const g = await startGateway(
+    `Listen 127.0.0.1:0\nTimeout 20\nRequestReadTimeout header=1-2,MinRate=500\nProxyPass "/ws/" "ws://127.0.0.1:9/"\n`,
+  );
   try {
     const s = await connectRaw(g.port);
     const started = Date.now();
@@ -88,7 +92,9 @@ test('a head trickled a byte every 200 ms after its request line: 408 at the hea
 });
 
 test('a request line that never ends: closed without an answer at the header deadline, one log line', { timeout: 30_000 }, async () => {
-  const g = await startGateway(`Listen 127.0.0.1:0\nTimeout 20\nRequestReadTimeout header=1-2,MinRate=500\nProxyPass "/ws/" "ws://127.0.0.1:9/"\n`);
+  const g = await startGateway(
+    `Listen 127.0.0.1:0\nTimeout 20\nRequestReadTimeout header=1-2,MinRate=500\nProxyPass "/ws/" "ws://127.0.0.1:9/"\n`,
+  );
   try {
     const s = await connectRaw(g.port);
     const started = Date.now();
@@ -104,7 +110,9 @@ test('a request line that never ends: closed without an answer at the header dea
   }
 });
 
-test('a head that takes longer than the initial time but keeps MinRate is accepted; the tunnel then outlives every stage', { timeout: 30_000 }, async () => {
+test('a head that takes longer than the initial time but keeps MinRate is accepted; the tunnel then outlives every stage', {
+  timeout: 30_000,
+}, async () => {
   const backend = await startRawEcho();
   const g = await startGateway(
     `Listen 127.0.0.1:0\nTimeout 20\nRequestReadTimeout header=1-4,MinRate=500\nProxyPass "/e/" "http://127.0.0.1:${backend.port}/" upgrade=echo\n`,
@@ -130,7 +138,10 @@ test('a head that takes longer than the initial time but keeps MinRate is accept
     s.write(data);
     await inbox.untilBytes(before + data.length);
     assert.equal(sha256(inbox.data().subarray(before)), sha256(data));
-    assert.equal(g.logs.some((l) => l.includes('timed out')), false);
+    assert.equal(
+      g.logs.some((l) => l.includes('timed out')),
+      false,
+    );
     s.end();
     await closed(s);
   } finally {
@@ -170,7 +181,9 @@ test('TLS: handshake= bounds the handshake; header= then bounds the head (408)',
 });
 
 test('HTTP/2: a connection that sends no request within header= is closed, one log line', { timeout: 30_000 }, async () => {
-  const g = await startGateway(`Listen 127.0.0.1:0\nProtocols h2c http/1.1\nTimeout 20\nRequestReadTimeout header=1-2,MinRate=500\nProxyPass "/ws/" "ws://127.0.0.1:9/"\n`);
+  const g = await startGateway(
+    `Listen 127.0.0.1:0\nProtocols h2c http/1.1\nTimeout 20\nRequestReadTimeout header=1-2,MinRate=500\nProxyPass "/ws/" "ws://127.0.0.1:9/"\n`,
+  );
   try {
     const session = http2.connect(`http://127.0.0.1:${g.port}`);
     session.on('error', () => {});
@@ -189,12 +202,21 @@ test('HTTP/2: a connection that sends no request within header= is closed, one l
 test('RequestReadTimeout is checked as Apache checks it', async () => {
   const cases: Array<[string, RegExp]> = [
     ['RequestReadTimeout header=20-40', /wsgate\.conf:2: RequestReadTimeout: header=20-40: a timeout range needs MinRate/],
-    ['RequestReadTimeout header=40-20,MinRate=500', /wsgate\.conf:2: RequestReadTimeout: header=40-20,MinRate=500: the maximum timeout must be larger/],
-    ['RequestReadTimeout header=20,MinRate=0', /wsgate\.conf:2: RequestReadTimeout: header=20,MinRate=0: the minimum data rate must be larger than 0/],
+    [
+      'RequestReadTimeout header=40-20,MinRate=500',
+      /wsgate\.conf:2: RequestReadTimeout: header=40-20,MinRate=500: the maximum timeout must be larger/,
+    ],
+    [
+      'RequestReadTimeout header=20,MinRate=0',
+      /wsgate\.conf:2: RequestReadTimeout: header=20,MinRate=0: the minimum data rate must be larger than 0/,
+    ],
     ['RequestReadTimeout headers=20', /wsgate\.conf:2: RequestReadTimeout: unknown parameter "headers"/],
     ['RequestReadTimeout header', /wsgate\.conf:2: RequestReadTimeout: "header" is not in the form key=value/],
     ['RequestReadTimeout header=x', /wsgate\.conf:2: RequestReadTimeout: header=x: "x" is not a whole number of seconds/],
-    ['<VirtualHost *:*>\nRequestReadTimeout header=5\n</VirtualHost>', /wsgate\.conf:3: RequestReadTimeout in <VirtualHost> is not supported/],
+    [
+      '<VirtualHost *:*>\nRequestReadTimeout header=5\n</VirtualHost>',
+      /wsgate\.conf:3: RequestReadTimeout in <VirtualHost> is not supported/,
+    ],
   ];
   for (const [config, message] of cases) {
     await assert.rejects(startGateway(`Listen 127.0.0.1:0\n${config}\n`), message);
@@ -210,7 +232,11 @@ test('RequestReadTimeout is checked as Apache checks it', async () => {
   }
   const d = await startGateway('Listen 127.0.0.1:0\n');
   try {
-    assert.deepEqual(d.gateway.config.mainServer.settings.requestReadTimeouts.header, { timeoutMs: 20_000, maxTimeoutMs: 40_000, minRate: 500 });
+    assert.deepEqual(d.gateway.config.mainServer.settings.requestReadTimeouts.header, {
+      timeoutMs: 20_000,
+      maxTimeoutMs: 40_000,
+      minRate: 500,
+    });
   } finally {
     await d.stop();
   }
@@ -223,5 +249,3 @@ async function eventuallyNoConnections(gateway: { openConnections(): number }): 
     await new Promise((r) => setTimeout(r, 20));
   }
 }
-
-

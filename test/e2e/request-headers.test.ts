@@ -10,7 +10,19 @@ import { WebSocket } from 'ws';
 import { makeCerts, type CertFiles, type Certs } from '../helpers/certs';
 import { upgradeRequest, wsAccept, WS_KEY } from '../helpers/edges';
 import { h2Connect, h2Request, h2WebSocket, wsClose, wsEcho } from '../helpers/h2';
-import { closeWs, echo, headComplete, headerIn, randomBytes, rawExchange, sha256, startEchoBackend, startGateway, type EchoBackend, type SeenRequest } from '../helpers/harness';
+import {
+  closeWs,
+  echo,
+  headComplete,
+  headerIn,
+  randomBytes,
+  rawExchange,
+  sha256,
+  startEchoBackend,
+  startGateway,
+  type EchoBackend,
+  type SeenRequest,
+} from '../helpers/harness';
 
 let certs: Certs;
 let front: CertFiles;
@@ -76,11 +88,15 @@ async function withBackend(body: (b: EchoBackend) => Promise<void>): Promise<voi
 const routes = (port: number): string => `ProxyPass /ws/ ws://127.0.0.1:${port}/ws/\nProxyPass / http://127.0.0.1:${port}/\n`;
 
 describe('RequestHeader and Header in <Location>', () => {
-  test('plain HTTP/1.1: an upgrade and a plain request carry the changes; Header in <Location> answers per path', { timeout: 30_000 }, async () => {
+  test('plain HTTP/1.1: an upgrade and a plain request carry the changes; Header in <Location> answers per path', {
+    timeout: 30_000,
+  }, async () => {
     await withBackend(async (b) => {
       const g = await startGateway(`Listen 127.0.0.1:0\n${RULES}\n${routes(b.port)}`);
       try {
-        const extra = Object.entries(CLIENT_FIELDS).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+        const extra = Object.entries(CLIENT_FIELDS)
+          .map(([k, v]) => `${k}: ${v}\r\n`)
+          .join('');
         const up = await rawExchange(g.port, upgradeRequest('/ws/x', extra), headComplete);
         assert.match(up.head, /^HTTP\/1\.1 101 /);
         assert.equal(headerIn(up.head, 'sec-websocket-accept'), wsAccept(WS_KEY));

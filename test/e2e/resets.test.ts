@@ -32,7 +32,9 @@ function endsWithin(socket: net.Socket, ms: number, what: string): Promise<void>
   });
 }
 
-test('the client writes then resets mid-tunnel: the backend connection closes at once and its max=1 slot is free again', { timeout: 30_000 }, async () => {
+test('the client writes then resets mid-tunnel: the backend connection closes at once and its max=1 slot is free again', {
+  timeout: 30_000,
+}, async () => {
   const accepted: net.Socket[] = [];
   const received: Buffer[] = [];
   // Answers with a 101 and keeps what it receives; never writes after that (it only answers a
@@ -63,7 +65,10 @@ test('the client writes then resets mid-tunnel: the backend connection closes at
     first.socket.write(data);
     first.socket.resetAndDestroy();
     await endsWithin(accepted[0], 5000, 'the backend connection');
-    assert.ok(received[0].length <= data.length && sha256(received[0]) === sha256(data.subarray(0, received[0].length)), 'what arrived is a prefix of what was sent');
+    assert.ok(
+      received[0].length <= data.length && sha256(received[0]) === sha256(data.subarray(0, received[0].length)),
+      'what arrived is a prefix of what was sent',
+    );
     await assertNoOpenSockets(g);
     const next = await rawUpgrade(g.port, upgradeHead('/e/2', 'echo'));
     assert.equal(next.status, 101, 'the slot was freed');
@@ -118,7 +123,10 @@ test('the backend writes then resets mid-tunnel: the client connection closes at
     await endsWithin(r.socket, 5000, 'the client connection');
     r.socket.destroy();
     const got = inbox.data();
-    assert.ok(got.length <= last.length && sha256(got) === sha256(last.subarray(0, got.length)), 'what arrived is a prefix of what was sent');
+    assert.ok(
+      got.length <= last.length && sha256(got) === sha256(last.subarray(0, got.length)),
+      'what arrived is a prefix of what was sent',
+    );
     await assertNoOpenSockets(g);
   } finally {
     await g.stop();

@@ -28,15 +28,17 @@ async function appBackend(): Promise<{ port: number; seen: string[]; stop(): Pro
     const cookies = u.searchParams.getAll('c');
     if (cookies.length > 0) headers['Set-Cookie'] = cookies;
     if (u.searchParams.has('cl')) headers['Content-Location'] = u.searchParams.get('cl')!;
-    if (u.searchParams.has('uri')) headers['URI'] = u.searchParams.get('uri')!;
-    if (to !== null) headers['Location'] = to;
+    if (u.searchParams.has('uri')) headers.URI = u.searchParams.get('uri')!;
+    if (to !== null) headers.Location = to;
     res.writeHead(to !== null ? 302 : 200, headers);
     res.end('ok');
   });
   server.on('upgrade', (req, socket) => {
     // A WebSocket app that wants a login first: a redirect instead of a 101.
     seen.push(`upgrade ${req.url ?? ''}`);
-    socket.end(`HTTP/1.1 302 Found\r\nLocation: http://localhost:${(server.address() as AddressInfo).port}/login\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+    socket.end(
+      `HTTP/1.1 302 Found\r\nLocation: http://localhost:${(server.address() as AddressInfo).port}/login\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+    );
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -86,12 +88,18 @@ test('RStudio: "ProxyPassReverse /rstudio/ http://localhost:8787/" maps the logi
 
     // The backend URL compares without case; other hosts and schemes are left alone.
     const upper = `HTTP://LOCALHOST:${b.port}/Login`;
-    assert.equal(headerIn((await rawExchange(g.port, get(`/rstudio/x?to=${q(upper)}`))).head, 'location'), 'http://front.example:8080/rstudio/Login');
+    assert.equal(
+      headerIn((await rawExchange(g.port, get(`/rstudio/x?to=${q(upper)}`))).head, 'location'),
+      'http://front.example:8080/rstudio/Login',
+    );
     const other = 'http://elsewhere.test/login';
     assert.equal(headerIn((await rawExchange(g.port, get(`/rstudio/x?to=${q(other)}`))).head, 'location'), other);
 
     // Content-Location and URI are mapped too.
-    const r3 = await rawExchange(g.port, get(`/rstudio/x?cl=${q(`http://localhost:${b.port}/doc/1`)}&uri=${q(`http://localhost:${b.port}/u`)}`));
+    const r3 = await rawExchange(
+      g.port,
+      get(`/rstudio/x?cl=${q(`http://localhost:${b.port}/doc/1`)}&uri=${q(`http://localhost:${b.port}/u`)}`),
+    );
     assert.equal(r3.status, 200);
     assert.equal(headerIn(r3.head, 'content-location'), 'http://front.example:8080/rstudio/doc/1');
     assert.equal(headerIn(r3.head, 'uri'), 'http://front.example:8080/rstudio/u');
@@ -101,41 +109,45 @@ test('RStudio: "ProxyPassReverse /rstudio/ http://localhost:8787/" maps the logi
   }
 });
 
-test('code-server: "ProxyPassReverse / http://localhost:8080/", a path rule, and the refused upgrade of the native front', BOUND, async () => {
-  const b = await appBackend();
-  const g = await startGateway(
-    [
-      'Listen 127.0.0.1:0',
-      '<VirtualHost *:*>',
-      '  ServerName mydomain.com',
-      '  ProxyRequests off',
-      `  ProxyPass /ws/ ws://127.0.0.1:${b.port}/ws/`,
-      `  ProxyPass / http://127.0.0.1:${b.port}/ nocanon`,
-      `  ProxyPassReverse / http://localhost:${b.port}/`,
-      '  ProxyPassReverse /app/ /',
-      '</VirtualHost>',
-      '',
-    ].join('\n'),
-  );
-  try {
-    const r = await rawExchange(g.port, get(`/x?to=${q(`http://localhost:${b.port}/login/`)}`, 'mydomain.com'));
-    assert.equal(headerIn(r.head, 'location'), 'http://mydomain.com/login/');
+test(
+  'code-server: "ProxyPassReverse / http://localhost:8080/", a path rule, and the refused upgrade of the native front',
+  BOUND,
+  async () => {
+    const b = await appBackend();
+    const g = await startGateway(
+      [
+        'Listen 127.0.0.1:0',
+        '<VirtualHost *:*>',
+        '  ServerName mydomain.com',
+        '  ProxyRequests off',
+        `  ProxyPass /ws/ ws://127.0.0.1:${b.port}/ws/`,
+        `  ProxyPass / http://127.0.0.1:${b.port}/ nocanon`,
+        `  ProxyPassReverse / http://localhost:${b.port}/`,
+        '  ProxyPassReverse /app/ /',
+        '</VirtualHost>',
+        '',
+      ].join('\n'),
+    );
+    try {
+      const r = await rawExchange(g.port, get(`/x?to=${q(`http://localhost:${b.port}/login/`)}`, 'mydomain.com'));
+      assert.equal(headerIn(r.head, 'location'), 'http://mydomain.com/login/');
 
-    // A relative Location is compared as a path by a path rule ("/" matches every path): prefixed with the front.
-    const rel = await rawExchange(g.port, get(`/x?to=${q('/y?z=1')}`, 'mydomain.com'));
-    assert.equal(headerIn(rel.head, 'location'), 'http://mydomain.com/app/y?z=1');
+      // A relative Location is compared as a path by a path rule ("/" matches every path): prefixed with the front.
+      const rel = await rawExchange(g.port, get(`/x?to=${q('/y?z=1')}`, 'mydomain.com'));
+      assert.equal(headerIn(rel.head, 'location'), 'http://mydomain.com/app/y?z=1');
 
-    // An upgrade the backend answers with a redirect: the non-101 answer is mapped as well.
-    const up = await rawExchange(g.port, upgradeRequest('/ws/chat').replace('Host: gw.test', 'Host: mydomain.com:8443'), headComplete);
-    up.socket.destroy();
-    assert.equal(up.status, 302);
-    assert.equal(headerIn(up.head, 'location'), 'http://mydomain.com:8443/login');
-    assert.equal(b.seen.at(-1), 'upgrade /ws/chat');
-  } finally {
-    await g.stop();
-    await b.stop();
-  }
-});
+      // An upgrade the backend answers with a redirect: the non-101 answer is mapped as well.
+      const up = await rawExchange(g.port, upgradeRequest('/ws/chat').replace('Host: gw.test', 'Host: mydomain.com:8443'), headComplete);
+      up.socket.destroy();
+      assert.equal(up.status, 302);
+      assert.equal(headerIn(up.head, 'location'), 'http://mydomain.com:8443/login');
+      assert.equal(b.seen.at(-1), 'upgrade /ws/chat');
+    } finally {
+      await g.stop();
+      await b.stop();
+    }
+  },
+);
 
 test('cookies: ProxyPassReverseCookiePath and ProxyPassReverseCookieDomain replace path= and domain=', BOUND, async () => {
   const b = await appBackend();
@@ -155,7 +167,10 @@ test('cookies: ProxyPassReverseCookiePath and ProxyPassReverseCookieDomain repla
       get(`/rstudio/s?c=${q('sid=abc; Path=/; Domain=localhost; HttpOnly')}&c=${q('csrf=1;path=/auth ;secure')}&c=${q('plain=1')}`),
     );
     assert.equal(r.status, 200);
-    const cookies = r.head.split('\r\n').filter((l) => l.toLowerCase().startsWith('set-cookie:')).map((l) => l.slice(12));
+    const cookies = r.head
+      .split('\r\n')
+      .filter((l) => l.toLowerCase().startsWith('set-cookie:'))
+      .map((l) => l.slice(12));
     assert.deepEqual(cookies, ['sid=abc; Path=/rstudio; Domain=front.example; HttpOnly', 'csrf=1;path=/rstudio;secure', 'plain=1']);
   } finally {
     await g.stop();
@@ -163,7 +178,7 @@ test('cookies: ProxyPassReverseCookiePath and ProxyPassReverseCookieDomain repla
   }
 });
 
-test('<Location> one-argument form, and a balancer: each member\'s URL maps to the front', BOUND, async () => {
+test("<Location> one-argument form, and a balancer: each member's URL maps to the front", BOUND, async () => {
   const a = await appBackend();
   const c = await appBackend();
   const g = await startGateway(
@@ -244,7 +259,7 @@ test('TLS and HTTP/2 fronts: the mapped Location is https; UseCanonicalName On n
     try {
       const r = await h2Request(session, { ':method': 'GET', ':path': `/x?to=${loc}`, ':authority': 'h2.example:9443' });
       assert.equal(r.headers[':status'], 302);
-      assert.equal(r.headers['location'], 'https://h2.example:9443/in');
+      assert.equal(r.headers.location, 'https://h2.example:9443/in');
     } finally {
       session.close();
     }
@@ -259,18 +274,29 @@ test('TLS and HTTP/2 fronts: the mapped Location is https; UseCanonicalName On n
 });
 
 test('ProxyPassReverse forms Apache refuses, and interpolate, are FILE:LINE errors', () => {
-  expectError({ 'wsgate.conf': 'Listen 0\nProxyPassReverse http://h/\n' }, { line: 2, message: /ProxyPassReverse needs a path when not written in a <Location>/ });
+  expectError(
+    { 'wsgate.conf': 'Listen 0\nProxyPassReverse http://h/\n' },
+    { line: 2, message: /ProxyPassReverse needs a path when not written in a <Location>/ },
+  );
   expectError(
     { 'wsgate.conf': 'Listen 0\n<Location /a/>\nProxyPassReverse /a/ http://h/\n</Location>\n' },
     { line: 3, message: /ProxyPassReverse cannot have a path when written in a <Location>/ },
   );
-  expectError({ 'wsgate.conf': 'Listen 0\nProxyPassReverse / http://h/ interpolate\n' }, { line: 2, message: /interpolate.*not supported/ });
-  expectError({ 'wsgate.conf': 'Listen 0\nProxyPassReverseCookiePath /\n' }, { line: 2, message: /ProxyPassReverseCookiePath takes 2 to 3 arguments/ });
-  expectError({ 'wsgate.conf': 'Listen 0\n<LocationMatch ^/a>\nProxyPassReverse http://h/\n</LocationMatch>\n' }, { line: 3, message: /ProxyPassReverse inside <LocationMatch>/ });
+  expectError(
+    { 'wsgate.conf': 'Listen 0\nProxyPassReverse / http://h/ interpolate\n' },
+    { line: 2, message: /interpolate.*not supported/ },
+  );
+  expectError(
+    { 'wsgate.conf': 'Listen 0\nProxyPassReverseCookiePath /\n' },
+    { line: 2, message: /ProxyPassReverseCookiePath takes 2 to 3 arguments/ },
+  );
+  expectError(
+    { 'wsgate.conf': 'Listen 0\n<LocationMatch ^/a>\nProxyPassReverse http://h/\n</LocationMatch>\n' },
+    { line: 3, message: /ProxyPassReverse inside <LocationMatch>/ },
+  );
   expectError({ 'wsgate.conf': 'Listen 0\nUseCanonicalName DNS\n' }, { line: 2, message: /UseCanonicalName DNS is not supported/ });
   const { config } = load({ 'wsgate.conf': 'Listen 0\nProxyPassReverse / http://h/\nProxyPassReverseCookieDomain h front\n' });
   assert.equal(config.mainServer.reverse?.location[0]?.backend, 'http://h/');
   assert.equal(config.mainServer.reverse?.cookieDomain[0]?.front, 'front');
   assert.deepEqual(config.notices, []);
 });
-

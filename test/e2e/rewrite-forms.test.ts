@@ -55,44 +55,48 @@ before(() => {
   front = certs.issue('front', ['127.0.0.1', 'localhost']);
 });
 
-test('Mattermost: "RewriteRule .* ws://127.0.0.1:8065%{REQUEST_URI} [P,QSA,L]" with its [NC,OR] conditions; the rest by <Location />', BOUND, async () => {
-  const mm = await app('mm');
-  const g = await startGateway(
-    [
-      'Listen 127.0.0.1:0',
-      '<VirtualHost *:*>',
-      '  ServerName mattermost.example.com',
-      '  ProxyPreserveHost On',
-      '  RewriteEngine On',
-      '  RewriteCond %{REQUEST_URI} /api/v[0-9]+/(users/)?websocket [NC]',
-      '  RewriteCond %{HTTP:UPGRADE} ^WebSocket$ [NC,OR]',
-      '  RewriteCond %{HTTP:CONNECTION} ^Upgrade$ [NC]',
-      `  RewriteRule .* ws://127.0.0.1:${mm.port}%{REQUEST_URI} [P,QSA,L]`,
-      '  <Location />',
-      `    ProxyPass http://127.0.0.1:${mm.port}/`,
-      `    ProxyPassReverse http://127.0.0.1:${mm.port}/`,
-      '    ProxyPassReverseCookieDomain 127.0.0.1 mattermost.example.com',
-      '  </Location>',
-      '</VirtualHost>',
-      '',
-    ].join('\n'),
-  );
-  try {
-    const ws = await openWs(`ws://127.0.0.1:${g.port}/api/v4/websocket?connection_id=abc&sequence_number=0`);
-    const payload = randomBytes(50_000);
-    const back = await echo(ws, payload);
-    assert.equal(sha256(back.data), sha256(payload), 'the tunnel carries the bytes unchanged');
-    await closeWs(ws);
-    assert.equal(mm.seen[0], 'WS /api/v4/websocket?connection_id=abc&sequence_number=0', 'path from %{REQUEST_URI}, query kept by [QSA]');
+test(
+  'Mattermost: "RewriteRule .* ws://127.0.0.1:8065%{REQUEST_URI} [P,QSA,L]" with its [NC,OR] conditions; the rest by <Location />',
+  BOUND,
+  async () => {
+    const mm = await app('mm');
+    const g = await startGateway(
+      [
+        'Listen 127.0.0.1:0',
+        '<VirtualHost *:*>',
+        '  ServerName mattermost.example.com',
+        '  ProxyPreserveHost On',
+        '  RewriteEngine On',
+        '  RewriteCond %{REQUEST_URI} /api/v[0-9]+/(users/)?websocket [NC]',
+        '  RewriteCond %{HTTP:UPGRADE} ^WebSocket$ [NC,OR]',
+        '  RewriteCond %{HTTP:CONNECTION} ^Upgrade$ [NC]',
+        `  RewriteRule .* ws://127.0.0.1:${mm.port}%{REQUEST_URI} [P,QSA,L]`,
+        '  <Location />',
+        `    ProxyPass http://127.0.0.1:${mm.port}/`,
+        `    ProxyPassReverse http://127.0.0.1:${mm.port}/`,
+        '    ProxyPassReverseCookieDomain 127.0.0.1 mattermost.example.com',
+        '  </Location>',
+        '</VirtualHost>',
+        '',
+      ].join('\n'),
+    );
+    try {
+      const ws = await openWs(`ws://127.0.0.1:${g.port}/api/v4/websocket?connection_id=abc&sequence_number=0`);
+      const payload = randomBytes(50_000);
+      const back = await echo(ws, payload);
+      assert.equal(sha256(back.data), sha256(payload), 'the tunnel carries the bytes unchanged');
+      await closeWs(ws);
+      assert.equal(mm.seen[0], 'WS /api/v4/websocket?connection_id=abc&sequence_number=0', 'path from %{REQUEST_URI}, query kept by [QSA]');
 
-    const page = await rawExchange(g.port, get('/login?redirect_to=%2F', 'mattermost.example.com'));
-    assert.equal(page.status, 200);
-    assert.equal(bodyOf(page.data), 'mm /login?redirect_to=%2F', 'a plain request is not taken by the rule: <Location /> proxies it');
-  } finally {
-    await g.stop();
-    await mm.stop();
-  }
-});
+      const page = await rawExchange(g.port, get('/login?redirect_to=%2F', 'mattermost.example.com'));
+      assert.equal(page.status, 200);
+      assert.equal(bodyOf(page.data), 'mm /login?redirect_to=%2F', 'a plain request is not taken by the rule: <Location /> proxies it');
+    } finally {
+      await g.stop();
+      await mm.stop();
+    }
+  },
+);
 
 test('Nextcloud ".well-known" [R=301,L], "-" with [L], [QSA] and [NE], [F] and [G]', BOUND, async () => {
   const b = await app('b');
@@ -139,119 +143,140 @@ test('Nextcloud ".well-known" [R=301,L], "-" with [L], [QSA] and [NE], [F] and [
 
     const rest = await rawExchange(g.port, get('/x/y?z=1'));
     assert.equal(bodyOf(rest.data), 'b /app/x/y?z=1', 'a rule without [L] is still final with [P]');
-    assert.ok(!b.seen.some((l) => l.includes('secret') || l.includes('old-api') || l.includes('well-known')), 'refused and redirected requests never reached the backend');
+    assert.ok(
+      !b.seen.some((l) => l.includes('secret') || l.includes('old-api') || l.includes('well-known')),
+      'refused and redirected requests never reached the backend',
+    );
   } finally {
     await g.stop();
     await b.stop();
   }
 });
 
-test('http→https: "RewriteCond %{HTTPS} off" + "RewriteRule ^ https://%{HTTP_HOST}%{REQUEST_URI} [R=301,L]"; the TLS port is proxied', BOUND, async () => {
-  const b = await app('b');
-  // The same virtual host on a plain port and, with SSLEngine on, on a TLS one (a port speaks TLS
-  // when its server has SSLEngine on, so each port gets its own gateway here: test ports are 0).
-  const vhost = (tls: boolean): string[] => [
-    '<VirtualHost 127.0.0.1:*>',
-    '  RewriteEngine On',
-    '  RewriteCond %{HTTPS} off',
-    '  RewriteRule ^ https://%{HTTP_HOST}%{REQUEST_URI} [R=301,L]',
-    ...(tls ? ['  SSLEngine on'] : []),
-    `  ProxyPass / http://127.0.0.1:${b.port}/`,
-    '</VirtualHost>',
-    '',
-  ];
-  const plain = await startGateway(['Listen 127.0.0.1:0', ...vhost(false)].join('\n'));
-  const g = await startGateway(
-    ['Listen 127.0.0.1:0 https', `SSLCertificateFile ${front.cert}`, `SSLCertificateKeyFile ${front.key}`, 'Protocols h2 http/1.1', ...vhost(true)].join('\n'),
-  );
-  try {
-    const r = await rawExchange(plain.port, get('/a%20b/c?x=1&y=%2F', 'example.com'));
-    assert.equal(r.status, 301);
-    assert.equal(headerIn(r.head, 'location'), 'https://example.com/a%20b/c?x=1&y=%2F');
-    assert.equal(b.seen.length, 0);
-
-    const session = await h2Connect(g.port, certs.ca.pem);
-    try {
-      const res = await h2Request(session, { ':method': 'GET', ':path': '/a?b=c', ':authority': 'example.com' });
-      assert.equal(res.headers[':status'], 200, '%{HTTPS} is on over TLS: no redirect');
-      assert.equal(res.body.toString(), 'b /a?b=c');
-    } finally {
-      session.close();
-    }
-  } finally {
-    await plain.stop();
-    await g.stop();
-    await b.stop();
-  }
-});
-
-test('rules and conditions inside <Location>: after ProxyPass, on the path below the section; RewriteEngine per section or server', BOUND, async () => {
-  const b = await app('b');
-  const w = await app('w');
-  const g = await startGateway(
-    [
-      'Listen 127.0.0.1:0',
-      `ProxyPass / http://127.0.0.1:${b.port}/`,
-      '<Location /app/>',
+test(
+  'http→https: "RewriteCond %{HTTPS} off" + "RewriteRule ^ https://%{HTTP_HOST}%{REQUEST_URI} [R=301,L]"; the TLS port is proxied',
+  BOUND,
+  async () => {
+    const b = await app('b');
+    // The same virtual host on a plain port and, with SSLEngine on, on a TLS one (a port speaks TLS
+    // when its server has SSLEngine on, so each port gets its own gateway here: test ports are 0).
+    const vhost = (tls: boolean): string[] => [
+      '<VirtualHost 127.0.0.1:*>',
       '  RewriteEngine On',
-      '  RewriteCond %{HTTP:Upgrade} =websocket [NC]',
-      `  RewriteRule ^socket(.*) ws://127.0.0.1:${w.port}/ws$1 [P,L]`,
-      '  RewriteRule ^old$ new [R=301,L]',
-      '  RewriteRule \\.php$ - [F]',
-      '</Location>',
-      '<Location /off/>',
-      '  RewriteRule ^ https://elsewhere.test/ [R]',
-      '</Location>',
-      '',
-    ].join('\n'),
-  );
-  try {
-    const old = await rawExchange(g.port, get('/app/old?k=v', 'front.test:8080'));
-    assert.equal(old.status, 301);
-    assert.equal(headerIn(old.head, 'location'), 'http://front.test:8080/app/new?k=v', 'a relative target is below the section');
-    assert.equal((await rawExchange(g.port, get('/app/x/index.php'))).status, 403);
-    const page = await rawExchange(g.port, get('/app/page'));
-    assert.equal(bodyOf(page.data), 'b /app/page', 'no rule decides: ProxyPass does');
-
-    const ws = await openWs(`ws://127.0.0.1:${g.port}/app/socket/room?id=7`);
-    const payload = randomBytes(20_000);
-    assert.equal(sha256((await echo(ws, payload)).data), sha256(payload));
-    await closeWs(ws);
-    assert.deepEqual(w.seen, ['WS /ws/room?id=7'], 'the section rule proxied the upgrade, not ProxyPass');
-
-    const off = await rawExchange(g.port, get('/off/x'));
-    assert.equal(bodyOf(off.data), 'b /off/x', 'no RewriteEngine On in the section or the server: its rules do nothing');
-  } finally {
-    await g.stop();
-    await b.stop();
-    await w.stop();
-  }
-});
-
-test('certbot\'s redirect: "RewriteCond %{SERVER_NAME} =example.com" + "RewriteRule ^ https://%{SERVER_NAME}%{REQUEST_URI} [END,NE,R=permanent]"', BOUND, async () => {
-  const g = await startGateway(
-    [
-      'Listen 127.0.0.1:0',
-      '<VirtualHost *:*>',
-      '  ServerName example.com',
-      '  RewriteEngine on',
-      '  RewriteCond %{SERVER_NAME} =example.com',
-      '  RewriteRule ^ https://%{SERVER_NAME}%{REQUEST_URI} [END,NE,R=permanent]',
+      '  RewriteCond %{HTTPS} off',
+      '  RewriteRule ^ https://%{HTTP_HOST}%{REQUEST_URI} [R=301,L]',
+      ...(tls ? ['  SSLEngine on'] : []),
+      `  ProxyPass / http://127.0.0.1:${b.port}/`,
       '</VirtualHost>',
       '',
-    ].join('\n'),
-  );
-  try {
-    const r = await rawExchange(g.port, get('/account/?next=%2Fhome', 'example.com'));
-    assert.equal(r.status, 301);
-    assert.equal(headerIn(r.head, 'location'), 'https://example.com/account/?next=%2Fhome');
-    const other = await rawExchange(g.port, get('/x', 'www.example.com'));
-    assert.equal(other.status, 404, 'another name: the condition fails and nothing proxies /x');
-    // [NE] leaves the decoded path as it is: a CR LF in it must not become a header.
-    const evil = await rawExchange(g.port, get('/a%0d%0aSet-Cookie:%20x=1', 'example.com'));
-    assert.equal(evil.status, 500, 'answered 500, as Apache refuses a header value with controls');
-    assert.equal(headerIn(evil.head, 'set-cookie'), undefined);
-  } finally {
-    await g.stop();
-  }
-});
+    ];
+    const plain = await startGateway(['Listen 127.0.0.1:0', ...vhost(false)].join('\n'));
+    const g = await startGateway(
+      [
+        'Listen 127.0.0.1:0 https',
+        `SSLCertificateFile ${front.cert}`,
+        `SSLCertificateKeyFile ${front.key}`,
+        'Protocols h2 http/1.1',
+        ...vhost(true),
+      ].join('\n'),
+    );
+    try {
+      const r = await rawExchange(plain.port, get('/a%20b/c?x=1&y=%2F', 'example.com'));
+      assert.equal(r.status, 301);
+      assert.equal(headerIn(r.head, 'location'), 'https://example.com/a%20b/c?x=1&y=%2F');
+      assert.equal(b.seen.length, 0);
+
+      const session = await h2Connect(g.port, certs.ca.pem);
+      try {
+        const res = await h2Request(session, { ':method': 'GET', ':path': '/a?b=c', ':authority': 'example.com' });
+        assert.equal(res.headers[':status'], 200, '%{HTTPS} is on over TLS: no redirect');
+        assert.equal(res.body.toString(), 'b /a?b=c');
+      } finally {
+        session.close();
+      }
+    } finally {
+      await plain.stop();
+      await g.stop();
+      await b.stop();
+    }
+  },
+);
+
+test(
+  'rules and conditions inside <Location>: after ProxyPass, on the path below the section; RewriteEngine per section or server',
+  BOUND,
+  async () => {
+    const b = await app('b');
+    const w = await app('w');
+    const g = await startGateway(
+      [
+        'Listen 127.0.0.1:0',
+        `ProxyPass / http://127.0.0.1:${b.port}/`,
+        '<Location /app/>',
+        '  RewriteEngine On',
+        '  RewriteCond %{HTTP:Upgrade} =websocket [NC]',
+        `  RewriteRule ^socket(.*) ws://127.0.0.1:${w.port}/ws$1 [P,L]`,
+        '  RewriteRule ^old$ new [R=301,L]',
+        '  RewriteRule \\.php$ - [F]',
+        '</Location>',
+        '<Location /off/>',
+        '  RewriteRule ^ https://elsewhere.test/ [R]',
+        '</Location>',
+        '',
+      ].join('\n'),
+    );
+    try {
+      const old = await rawExchange(g.port, get('/app/old?k=v', 'front.test:8080'));
+      assert.equal(old.status, 301);
+      assert.equal(headerIn(old.head, 'location'), 'http://front.test:8080/app/new?k=v', 'a relative target is below the section');
+      assert.equal((await rawExchange(g.port, get('/app/x/index.php'))).status, 403);
+      const page = await rawExchange(g.port, get('/app/page'));
+      assert.equal(bodyOf(page.data), 'b /app/page', 'no rule decides: ProxyPass does');
+
+      const ws = await openWs(`ws://127.0.0.1:${g.port}/app/socket/room?id=7`);
+      const payload = randomBytes(20_000);
+      assert.equal(sha256((await echo(ws, payload)).data), sha256(payload));
+      await closeWs(ws);
+      assert.deepEqual(w.seen, ['WS /ws/room?id=7'], 'the section rule proxied the upgrade, not ProxyPass');
+
+      const off = await rawExchange(g.port, get('/off/x'));
+      assert.equal(bodyOf(off.data), 'b /off/x', 'no RewriteEngine On in the section or the server: its rules do nothing');
+    } finally {
+      await g.stop();
+      await b.stop();
+      await w.stop();
+    }
+  },
+);
+
+test(
+  'certbot\'s redirect: "RewriteCond %{SERVER_NAME} =example.com" + "RewriteRule ^ https://%{SERVER_NAME}%{REQUEST_URI} [END,NE,R=permanent]"',
+  BOUND,
+  async () => {
+    const g = await startGateway(
+      [
+        'Listen 127.0.0.1:0',
+        '<VirtualHost *:*>',
+        '  ServerName example.com',
+        '  RewriteEngine on',
+        '  RewriteCond %{SERVER_NAME} =example.com',
+        '  RewriteRule ^ https://%{SERVER_NAME}%{REQUEST_URI} [END,NE,R=permanent]',
+        '</VirtualHost>',
+        '',
+      ].join('\n'),
+    );
+    try {
+      const r = await rawExchange(g.port, get('/account/?next=%2Fhome', 'example.com'));
+      assert.equal(r.status, 301);
+      assert.equal(headerIn(r.head, 'location'), 'https://example.com/account/?next=%2Fhome');
+      const other = await rawExchange(g.port, get('/x', 'www.example.com'));
+      assert.equal(other.status, 404, 'another name: the condition fails and nothing proxies /x');
+      // [NE] leaves the decoded path as it is: a CR LF in it must not become a header.
+      const evil = await rawExchange(g.port, get('/a%0d%0aSet-Cookie:%20x=1', 'example.com'));
+      assert.equal(evil.status, 500, 'answered 500, as Apache refuses a header value with controls');
+      assert.equal(headerIn(evil.head, 'set-cookie'), undefined);
+    } finally {
+      await g.stop();
+    }
+  },
+);

@@ -4,7 +4,9 @@ import { assertNoOpenSockets, closeWs, echo, openWs, rawExchange, startEchoBacke
 
 test('WebSocket echo and plain HTTP through the same backend', async () => {
   const backend = await startEchoBackend('b1');
-  const g = await startGateway(`Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\nProxyPass "/" "http://127.0.0.1:${backend.port}/"\n`);
+  const g = await startGateway(
+    `Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\nProxyPass "/" "http://127.0.0.1:${backend.port}/"\n`,
+  );
   try {
     const ws = await openWs(`ws://127.0.0.1:${g.port}/ws/echo?x=1`);
     const r = await echo(ws, 'hello');

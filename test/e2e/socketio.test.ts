@@ -163,8 +163,12 @@ async function runClient(port: number, perPhase: number): Promise<ClientRun> {
 }
 
 for (const pollingByProxyPass of [false, true]) {
-  const variant = pollingByProxyPass ? 'upgrades by RewriteRule, the rest by ProxyPass / balancer://nodes_polling/' : 'both halves by RewriteRule';
-  test(`Socket.IO behind its documented Apache config (${variant}): sessions stay on their backend through the upgrade`, { timeout: 120_000 }, async () => {
+  const variant = pollingByProxyPass
+    ? 'upgrades by RewriteRule, the rest by ProxyPass / balancer://nodes_polling/'
+    : 'both halves by RewriteRule';
+  test(`Socket.IO behind its documented Apache config (${variant}): sessions stay on their backend through the upgrade`, {
+    timeout: 120_000,
+  }, async () => {
     const a = await new SocketIoBackend('app01').start();
     const b = await new SocketIoBackend('app02').start();
     const g = await startGateway(documentedConfig(a, b, pollingByProxyPass), { level: 'info' });

@@ -87,7 +87,10 @@ describe('TLS by SSLEngine', () => {
   test('Listen 443 with no protocol is https, as in Apache; Listen 443 http stays plain', () => {
     const { config } = load({ 'wsgate.conf': lines('Listen 443', '<VirtualHost *:443>', sslLines().trim(), '</VirtualHost>') });
     assert.equal(config.listen[0]!.protocol, 'https');
-    expectError({ 'wsgate.conf': lines('Listen 443', 'ProxyPass / ws://h/') }, { line: 1, message: /port 443 defaults to https as in Apache: write "Listen 443 http"/ });
+    expectError(
+      { 'wsgate.conf': lines('Listen 443', 'ProxyPass / ws://h/') },
+      { line: 1, message: /port 443 defaults to https as in Apache: write "Listen 443 http"/ },
+    );
     const plain = load({ 'wsgate.conf': lines('Listen 443 http', 'ProxyPass / ws://h/') }).config;
     assert.equal(plain.listen[0]!.protocol, 'http');
     // Any other port defaults to http.
@@ -135,7 +138,10 @@ describe('TLS by SSLEngine', () => {
   });
 
   test('SSLEngine on without a certificate is an error at its line', () => {
-    expectError({ 'wsgate.conf': lines('Listen 8443', 'SSLEngine on', 'ProxyPass / ws://h/') }, { line: 2, message: /SSLEngine on needs SSLCertificateFile/ });
+    expectError(
+      { 'wsgate.conf': lines('Listen 8443', 'SSLEngine on', 'ProxyPass / ws://h/') },
+      { line: 2, message: /SSLEngine on needs SSLCertificateFile/ },
+    );
     expectError(
       { 'wsgate.conf': lines('Listen 8443', '<VirtualHost *:8443>', 'SSLEngine on', '</VirtualHost>') },
       { line: 3, message: /SSLEngine on needs SSLCertificateFile/ },

@@ -111,7 +111,12 @@ async function tlsClient(port: number, servername?: string, extra: tls.Connectio
 }
 
 /** One HTTP/1.1 request over a fresh TLS connection; resolves with the whole response (the request says Connection: close). */
-async function httpsGet(port: number, host: string, urlPath: string, servername?: string): Promise<{ status: number; body: string; cert: tls.PeerCertificate }> {
+async function httpsGet(
+  port: number,
+  host: string,
+  urlPath: string,
+  servername?: string,
+): Promise<{ status: number; body: string; cert: tls.PeerCertificate }> {
   const s = await tlsClient(port, servername);
   const cert = s.getPeerCertificate();
   s.write(`GET ${urlPath} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
@@ -125,7 +130,9 @@ async function httpsGet(port: number, host: string, urlPath: string, servername?
 
 /** Runs `body` with a gateway on a plain port proxying /s/ to the TLS backend with `sslLines`. */
 async function viaGateway(backendPort: number, sslLines: string, body: (g: RunningGateway) => Promise<void>): Promise<void> {
-  const g = await startGateway(`Listen 127.0.0.1:0\n${sslLines}\nProxyPass /s/ wss://127.0.0.1:${backendPort}/\nProxyPass /h/ https://127.0.0.1:${backendPort}/\n`);
+  const g = await startGateway(
+    `Listen 127.0.0.1:0\n${sslLines}\nProxyPass /s/ wss://127.0.0.1:${backendPort}/\nProxyPass /h/ https://127.0.0.1:${backendPort}/\n`,
+  );
   try {
     await body(g);
     await assertNoOpenSockets(g);
@@ -166,8 +173,18 @@ describe('TLS to backends (SSLProxy*)', () => {
     ['untrusted CA', () => rogue, '', /UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to verify/],
     ['wrong name', () => wrongName, '', /ERR_TLS_CERT_ALTNAME_INVALID/],
     ['expired', () => expired, '', /CERT_HAS_EXPIRED/],
-    ['untrusted and expired, with SSLProxyCheckPeerExpire off', () => rogueExpired, 'SSLProxyCheckPeerExpire off', /does not lead to a trusted CA/],
-    ['wrong name, with SSLProxyCheckPeerExpire off (the name is still checked)', () => wrongName, 'SSLProxyCheckPeerExpire off', /ERR_TLS_CERT_ALTNAME_INVALID/],
+    [
+      'untrusted and expired, with SSLProxyCheckPeerExpire off',
+      () => rogueExpired,
+      'SSLProxyCheckPeerExpire off',
+      /does not lead to a trusted CA/,
+    ],
+    [
+      'wrong name, with SSLProxyCheckPeerExpire off (the name is still checked)',
+      () => wrongName,
+      'SSLProxyCheckPeerExpire off',
+      /ERR_TLS_CERT_ALTNAME_INVALID/,
+    ],
   ];
   for (const [what, cert, extra, reason] of failures) {
     test(`502 with the reason logged: ${what}`, async () => {
@@ -378,7 +395,10 @@ describe('TLS on the front (Listen … https, SSLEngine)', () => {
       const res = await rawExchange(g.port, 'GET / HTTP/1.1\r\nHost: gw.test\r\n\r\n');
       assert.equal(res.status, 0, 'no HTTP answer on a TLS port');
       const line = await g.waitForLog(/TLS handshake with client failed/);
-      assert.match(line, new RegExp(`^\\S+ info TLS handshake with client failed client=127\\.0\\.0\\.1 local=127\\.0\\.0\\.1:${g.port} reason=\\S+`));
+      assert.match(
+        line,
+        new RegExp(`^\\S+ info TLS handshake with client failed client=127\\.0\\.0\\.1 local=127\\.0\\.0\\.1:${g.port} reason=\\S+`),
+      );
       // A client that does not trust the proxy's certificate fails its own handshake.
       const untrusting = tls.connect({ host: '127.0.0.1', port: g.port, ca: certs.rogueCa.pem });
       const err = await once(untrusting, 'error').then(([e]) => e as NodeJS.ErrnoException);
@@ -468,7 +488,10 @@ describe('TLS on the front (Listen … https, SSLEngine)', () => {
 describe('TLS configuration errors at FILE:LINE', () => {
   const L = 'Listen 127.0.0.1:0';
   test('a wss:// or https:// route without SSLProxyEngine on', () => {
-    expectError({ 'wsgate.conf': `${L}\nProxyPass /a/ ws://h/\nProxyPass /s/ wss://h/\n` }, { line: 3, message: /"wss:\/\/h\/": TLS to backends needs "SSLProxyEngine on"/ });
+    expectError(
+      { 'wsgate.conf': `${L}\nProxyPass /a/ ws://h/\nProxyPass /s/ wss://h/\n` },
+      { line: 3, message: /"wss:\/\/h\/": TLS to backends needs "SSLProxyEngine on"/ },
+    );
     expectError(
       { 'wsgate.conf': `${L}\nSSLProxyEngine on\n<VirtualHost *:*>\nSSLProxyEngine off\nProxyPass /s/ https://h/\n</VirtualHost>\n` },
       { line: 5, message: /SSLProxyEngine on/ },
@@ -476,7 +499,9 @@ describe('TLS configuration errors at FILE:LINE', () => {
   });
   test('a missing certificate file', () => {
     expectError(
-      { 'wsgate.conf': `Listen 127.0.0.1:0 https\nSSLEngine on\nSSLCertificateFile /nonexistent/cert.pem\nSSLCertificateKeyFile "${front.key}"\n` },
+      {
+        'wsgate.conf': `Listen 127.0.0.1:0 https\nSSLEngine on\nSSLCertificateFile /nonexistent/cert.pem\nSSLCertificateKeyFile "${front.key}"\n`,
+      },
       { line: 3, message: /SSLCertificateFile: cannot read "\/nonexistent\/cert.pem": ENOENT/ },
     );
     expectError(
@@ -486,7 +511,9 @@ describe('TLS configuration errors at FILE:LINE', () => {
   });
   test('a key that does not match the certificate, a file without a certificate', () => {
     expectError(
-      { 'wsgate.conf': `Listen 127.0.0.1:0 https\nSSLEngine on\nSSLCertificateFile "${front.cert}"\nSSLCertificateKeyFile "${frontA.key}"\n` },
+      {
+        'wsgate.conf': `Listen 127.0.0.1:0 https\nSSLEngine on\nSSLCertificateFile "${front.cert}"\nSSLCertificateKeyFile "${frontA.key}"\n`,
+      },
       { line: 4, message: /the private key does not match the certificate/ },
     );
     expectError(
@@ -495,10 +522,16 @@ describe('TLS configuration errors at FILE:LINE', () => {
     );
   });
   test('an https Listen without a certificate, SSLEngine on without SSLCertificateFile', () => {
-    expectError({ 'wsgate.conf': `${L}\nListen 127.0.0.1:0 https\nProxyPass /a/ ws://h/\n` }, { line: 2, message: /https: no server for this port has "SSLEngine on"/ });
-    expectError({ 'wsgate.conf': `Listen 127.0.0.1:0 https\nSSLEngine on\n` }, { line: 2, message: /SSLEngine on needs SSLCertificateFile/ });
+    expectError(
+      { 'wsgate.conf': `${L}\nListen 127.0.0.1:0 https\nProxyPass /a/ ws://h/\n` },
+      { line: 2, message: /https: no server for this port has "SSLEngine on"/ },
+    );
+    expectError(
+      { 'wsgate.conf': `Listen 127.0.0.1:0 https\nSSLEngine on\n` },
+      { line: 2, message: /SSLEngine on needs SSLCertificateFile/ },
+    );
   });
-  test('SSLProtocol as mod_ssl reads it → Node minVersion/maxVersion; vhosts inherit the main server\'s SSL settings', () => {
+  test("SSLProtocol as mod_ssl reads it → Node minVersion/maxVersion; vhosts inherit the main server's SSL settings", () => {
     const { config } = load({
       'wsgate.conf':
         `Listen 127.0.0.1:0 https\nSSLCertificateFile "${front.cert}"\nSSLCertificateKeyFile "${front.key}"\nSSLProtocol all -SSLv3 -TLSv1 -TLSv1.1\n` +
@@ -507,7 +540,10 @@ describe('TLS configuration errors at FILE:LINE', () => {
     });
     const [a, b] = config.virtualHosts;
     assert.equal(config.mainServer.tls, undefined, 'the main server has no SSLEngine on');
-    assert.deepEqual([a?.tls?.minVersion, a?.tls?.maxVersion, a?.tls?.ciphers, a?.tls?.cert], ['TLSv1.2', 'TLSv1.3', undefined, front.certPem.trim() + '\n']);
+    assert.deepEqual(
+      [a?.tls?.minVersion, a?.tls?.maxVersion, a?.tls?.ciphers, a?.tls?.cert],
+      ['TLSv1.2', 'TLSv1.3', undefined, front.certPem.trim() + '\n'],
+    );
     assert.deepEqual([b?.tls?.minVersion, b?.tls?.maxVersion, b?.tls?.ciphers], ['TLSv1', 'TLSv1.2', 'HIGH']);
   });
 
@@ -516,9 +552,15 @@ describe('TLS configuration errors at FILE:LINE', () => {
     expectError({ 'wsgate.conf': `${L}\nSSLProtocol TLSv1.4\n` }, { line: 2, message: /unknown protocol "TLSv1.4"/ });
     expectError({ 'wsgate.conf': `${L}\nSSLProtocol TLSv1 +TLSv1.3\n` }, { line: 2, message: /not a contiguous range/ });
     expectError({ 'wsgate.conf': `${L}\nSSLProtocol all -all\n` }, { line: 2, message: /leaves no protocol enabled/ });
-    expectError({ 'wsgate.conf': `${L}\nSSLCipherSuite NO-SUCH-CIPHER\n` }, { line: 2, message: /SSLCipherSuite: OpenSSL accepts no cipher in "NO-SUCH-CIPHER"/ });
+    expectError(
+      { 'wsgate.conf': `${L}\nSSLCipherSuite NO-SUCH-CIPHER\n` },
+      { line: 2, message: /SSLCipherSuite: OpenSSL accepts no cipher in "NO-SUCH-CIPHER"/ },
+    );
     expectError({ 'wsgate.conf': `${L}\nSSLProxyVerify sometimes\n` }, { line: 2, message: /SSLProxyVerify must be none or require/ });
     expectError({ 'wsgate.conf': `${L}\nSSLEngine optional\n` }, { line: 2, message: /SSLEngine optional/ });
-    expectError({ 'wsgate.conf': `${L}\nSSLOpenSSLConfCmd Foo bar\n` }, { line: 2, message: /SSLOpenSSLConfCmd: this mod_ssl directive is not supported/ });
+    expectError(
+      { 'wsgate.conf': `${L}\nSSLOpenSSLConfCmd Foo bar\n` },
+      { line: 2, message: /SSLOpenSSLConfCmd: this mod_ssl directive is not supported/ },
+    );
   });
 });

@@ -6,10 +6,20 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import * as net from 'node:net';
+import type * as net from 'node:net';
 import { test } from 'node:test';
 import type { Tunnel } from '../../src/tunnel/tunnel';
-import { assertNoOpenSockets, eventually, headerIn, randomBytes, readRequestHead, sha256, startGateway, startRawBackend, type RunningGateway } from '../helpers/harness';
+import {
+  assertNoOpenSockets,
+  eventually,
+  headerIn,
+  randomBytes,
+  readRequestHead,
+  sha256,
+  startGateway,
+  startRawBackend,
+  type RunningGateway,
+} from '../helpers/harness';
 import { Collector, rawUpgrade, sleep, upgradeHead } from '../helpers/datapath';
 
 const SWITCH = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: myproto\r\nConnection: Upgrade\r\n\r\n';
@@ -23,7 +33,10 @@ interface Setup {
   /** Request heads the backend received, in order. */
   heads: string[];
   /** Opens a tunnel to `path`; resolves with the client side and the wsgate Tunnel. */
-  open(path: string, opts?: { early?: Buffer; allowHalfOpen?: boolean; afterWrite?: (s: net.Socket) => void }): Promise<{ socket: net.Socket; head: string; rest: Buffer; at: number; tunnel: Tunnel }>;
+  open(
+    path: string,
+    opts?: { early?: Buffer; allowHalfOpen?: boolean; afterWrite?: (s: net.Socket) => void },
+  ): Promise<{ socket: net.Socket; head: string; rest: Buffer; at: number; tunnel: Tunnel }>;
   /** wsgate holds no connection or tunnel, and the backend no socket. */
   assertAllClosed(): Promise<void>;
   close(): Promise<void>;
@@ -55,7 +68,10 @@ async function setup(handlers: Record<string, Handler>, extraConf = ''): Promise
     heads,
     async open(path, opts = {}) {
       const known = new Set(g.gateway.tunnels.keys());
-      const r = await rawUpgrade(g.port, upgradeHead(`/t${path}`, 'myproto'), opts.early, { allowHalfOpen: opts.allowHalfOpen ?? false, afterWrite: opts.afterWrite });
+      const r = await rawUpgrade(g.port, upgradeHead(`/t${path}`, 'myproto'), opts.early, {
+        allowHalfOpen: opts.allowHalfOpen ?? false,
+        afterWrite: opts.afterWrite,
+      });
       clients.push(r.socket);
       assert.equal(r.status, 101, `upgrade of ${path}: ${r.head}`);
       assert.equal(headerIn(r.head, 'Upgrade'), 'myproto');
@@ -86,7 +102,9 @@ async function writeAll(s: net.Socket, data: Buffer, chunk = 64 * 1024): Promise
   }
 }
 
-test('client bytes in the same write as the head, and before the 101, reach the backend after the head, in order', { timeout: 30_000 }, async () => {
+test('client bytes in the same write as the head, and before the 101, reach the backend after the head, in order', {
+  timeout: 30_000,
+}, async () => {
   let backendIn: Collector | undefined;
   let release!: () => void;
   const released = new Promise<void>((r) => (release = r));
@@ -151,7 +169,10 @@ test('client head + early bytes + FIN before the 101: bytes then the FIN reach t
       setTimeout(() => {
         s.write(SWITCH);
         backendIn = collect(s, rest);
-        backendIn.untilEnd().then(() => s.end(reply), () => {});
+        backendIn.untilEnd().then(
+          () => s.end(reply),
+          () => {},
+        );
       }, 100);
     },
   });
@@ -226,7 +247,9 @@ test('4 MiB written with the head, before the 101: all of it reaches the backend
   }
 });
 
-test('backend 101 + bytes + FIN in one write: the client gets the bytes, then the FIN, and can still send', { timeout: 30_000 }, async () => {
+test('backend 101 + bytes + FIN in one write: the client gets the bytes, then the FIN, and can still send', {
+  timeout: 30_000,
+}, async () => {
   const bye = Buffer.concat([Buffer.from('BYE-WITH-101|'), randomBytes(30_000)]);
   let backendIn: Collector | undefined;
   const st = await setup({
@@ -300,10 +323,23 @@ async function idleCase(directive: string, limitMs: number): Promise<void> {
     assert.ok(backendClosed.idle - idle.at <= upper + 1000);
     assert.equal(idle.tunnel.closeReason, 'idle-timeout');
     await eventually(() => idle.tunnel.endedAt > 0, 5000, 'the idle tunnel to finish');
-    assert.ok(idle.tunnel.endedAt - idle.tunnel.startedAt >= limitMs - 5, `tunnel's own duration ${idle.tunnel.endedAt - idle.tunnel.startedAt}`);
+    assert.ok(
+      idle.tunnel.endedAt - idle.tunnel.startedAt >= limitMs - 5,
+      `tunnel's own duration ${idle.tunnel.endedAt - idle.tunnel.startedAt}`,
+    );
 
     // The busy tunnel (bytes backend → client only, every limit/3) outlives several limits.
-    await busyIn.until(() => busyIn.bytes > 0 && busyLastWrite > 0 && busyIn.data().toString().includes(`busy-${busyChunks - 1}-`), busyChunks * tickMs + 5000, 'all busy chunks');
+    await busyIn.until(
+      () =>
+        busyIn.bytes > 0 &&
+        busyLastWrite > 0 &&
+        busyIn
+          .data()
+          .toString()
+          .includes(`busy-${busyChunks - 1}-`),
+      busyChunks * tickMs + 5000,
+      'all busy chunks',
+    );
     assert.equal(busyIn.closedAt, 0, 'the busy tunnel was not closed while active');
     assert.ok(Date.now() - busy.at >= 3 * limitMs, 'the busy tunnel lived past three limits');
     assert.equal(busyIn.digest(), sentBusy.digest('hex'), 'busy content intact');
@@ -319,9 +355,13 @@ async function idleCase(directive: string, limitMs: number): Promise<void> {
   }
 }
 
-test('ProxyWebsocketIdleTimeout 1 (seconds): idle tunnel closed, busy one-way tunnel survives', { timeout: 30_000 }, () => idleCase('1', 1000));
+test('ProxyWebsocketIdleTimeout 1 (seconds): idle tunnel closed, busy one-way tunnel survives', { timeout: 30_000 }, () =>
+  idleCase('1', 1000),
+);
 
-test('ProxyWebsocketIdleTimeout 300ms: idle tunnel closed, busy one-way tunnel survives', { timeout: 30_000 }, () => idleCase('300ms', 300));
+test('ProxyWebsocketIdleTimeout 300ms: idle tunnel closed, busy one-way tunnel survives', { timeout: 30_000 }, () =>
+  idleCase('300ms', 300),
+);
 
 test('no idle limit configured: a silent tunnel stays open', { timeout: 30_000 }, async () => {
   const st = await setup({
@@ -483,7 +523,10 @@ async function abruptCase(side: Side, how: Abrupt, peer: 'normal' | 'streaming')
     assert.ok(other.closedAt - at < 1000, `the ${side === 'client' ? 'backend' : 'client'} saw the close within a second`);
     await eventually(() => st.g.gateway.tunnels.size === 0, 5000, 'the tunnel registry to empty');
     if (how === 'resetAndDestroy') {
-      assert.ok(r.tunnel.closeReason === `${side}-error` || r.tunnel.closeReason === `${side}-reset`, `close reason ${r.tunnel.closeReason}`);
+      assert.ok(
+        r.tunnel.closeReason === `${side}-error` || r.tunnel.closeReason === `${side}-reset`,
+        `close reason ${r.tunnel.closeReason}`,
+      );
     }
     await st.assertAllClosed();
   } finally {
@@ -500,7 +543,9 @@ for (const side of ['client', 'backend'] as const) {
   }
 }
 
-test('backpressure: a client that stops reading while the backend writes 64 MiB; memory bounded, all bytes arrive', { timeout: 60_000 }, async (t) => {
+test('backpressure: a client that stops reading while the backend writes 64 MiB; memory bounded, all bytes arrive', {
+  timeout: 60_000,
+}, async (t) => {
   const TOTAL = 64 * MiB;
   const CHUNK = 64 * 1024;
   const sent = createHash('sha256');

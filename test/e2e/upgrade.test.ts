@@ -4,7 +4,18 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { assertNoOpenSockets, closeWs, echo, eventually, openWs, randomBytes, sha256, startEchoBackend, startGateway, type RunningGateway } from '../helpers/harness';
+import {
+  assertNoOpenSockets,
+  closeWs,
+  echo,
+  eventually,
+  openWs,
+  randomBytes,
+  sha256,
+  startEchoBackend,
+  startGateway,
+  type RunningGateway,
+} from '../helpers/harness';
 import { header, RawClient, requestHead, startRecorder, type Recorder, type Responder } from '../helpers/recorder';
 
 /** Runs `body` with a recorder backend and a gateway whose only rule is `ProxyPass "/" "<scheme>://backend/" <params>`. */
@@ -25,8 +36,14 @@ async function withRoute(
   }
 }
 
-const ws = (params = '') => (port: number) => `"ws://127.0.0.1:${port}/"${params ? ' ' + params : ''}`;
-const http = (params = '') => (port: number) => `"http://127.0.0.1:${port}/"${params ? ' ' + params : ''}`;
+const ws =
+  (params = '') =>
+  (port: number) =>
+    `"ws://127.0.0.1:${port}/"${params ? ' ' + params : ''}`;
+const http =
+  (params = '') =>
+  (port: number) =>
+    `"http://127.0.0.1:${port}/"${params ? ' ' + params : ''}`;
 
 /** Sends `GET /t` with these header lines (Host added); returns the client and the response head. */
 async function send(port: number, lines: string[], method = 'GET', extra?: Buffer) {
@@ -93,13 +110,17 @@ describe('ws:// default (upgrade=websocket, any case)', () => {
       s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
       return 'tunnel';
     };
-    await withRoute(ws(), async (g) => {
-      const { client, head } = await send(g.port, UPGRADE('WEBSOCKET'));
-      assert.equal(head.status, 101);
-      assert.equal(header(head.headerLines, 'upgrade'), 'websocket');
-      await assertEchoes(client);
-      client.close();
-    }, respond);
+    await withRoute(
+      ws(),
+      async (g) => {
+        const { client, head } = await send(g.port, UPGRADE('WEBSOCKET'));
+        assert.equal(head.status, 101);
+        assert.equal(header(head.headerLines, 'upgrade'), 'websocket');
+        await assertEchoes(client);
+        client.close();
+      },
+      respond,
+    );
   });
 
   test('Upgrade: foo, websocket is not tunnelled (the client list is not tokenised): plain HTTP', async () => {
@@ -112,7 +133,12 @@ describe('ws:// default (upgrade=websocket, any case)', () => {
   test('Sec-WebSocket-* headers pass through untouched on the default ws:// route', async () => {
     await withRoute(ws(), async (g, R) => {
       const n = R.requests.length;
-      await assertTunnelled(g, R, ['Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='], 'websocket');
+      await assertTunnelled(
+        g,
+        R,
+        ['Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='],
+        'websocket',
+      );
       assert.equal(header(R.requests[n].headerLines, 'sec-websocket-key'), 'dGhlIHNhbXBsZSBub25jZQ==');
     });
   });
@@ -128,20 +154,24 @@ describe('upgrade= on http:// routes', () => {
       s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: myproto\r\nConnection: Upgrade\r\n\r\nMYPROTO READY\n');
       return 'tunnel';
     };
-    await withRoute(http('upgrade=myproto'), async (g, R) => {
-      const { client, head } = await send(g.port, UPGRADE('myproto'));
-      try {
-        assert.equal(head.status, 101);
-        assert.equal(header(head.headerLines, 'upgrade'), 'myproto');
-        assert.equal((await client.take(14)).toString(), 'MYPROTO READY\n');
-        await assertEchoes(client, 256 * 1024);
-        assert.deepEqual(R.requests[0].headerLines.slice(-2), ['Connection: Upgrade', 'Upgrade: myproto']);
-      } finally {
-        client.close();
-      }
-      // Another protocol on the same route is not allowed: plain HTTP.
-      await assertPlain(g, R, UPGRADE('websocket'));
-    }, respond);
+    await withRoute(
+      http('upgrade=myproto'),
+      async (g, R) => {
+        const { client, head } = await send(g.port, UPGRADE('myproto'));
+        try {
+          assert.equal(head.status, 101);
+          assert.equal(header(head.headerLines, 'upgrade'), 'myproto');
+          assert.equal((await client.take(14)).toString(), 'MYPROTO READY\n');
+          await assertEchoes(client, 256 * 1024);
+          assert.deepEqual(R.requests[0].headerLines.slice(-2), ['Connection: Upgrade', 'Upgrade: myproto']);
+        } finally {
+          client.close();
+        }
+        // Another protocol on the same route is not allowed: plain HTTP.
+        await assertPlain(g, R, UPGRADE('websocket'));
+      },
+      respond,
+    );
   });
 
   test('upgrade=a,b: each listed protocol (any case) is tunnelled, others are not', async () => {
@@ -170,7 +200,10 @@ describe('upgrade= on http:// routes', () => {
 
   test('upgrade=ANY: any protocol is tunnelled, forwarded verbatim; a request without Upgrade stays HTTP', async () => {
     await withRoute(http('upgrade=ANY'), async (g, R) => {
-      assert.ok(g.gateway.config.notices.some((n) => /upgrade=ANY is for testing only/.test(n)), 'a testing-only notice is given');
+      assert.ok(
+        g.gateway.config.notices.some((n) => /upgrade=ANY is for testing only/.test(n)),
+        'a testing-only notice is given',
+      );
       await assertTunnelled(g, R, UPGRADE('h2c-like-custom'), 'h2c-like-custom');
       await assertTunnelled(g, R, UPGRADE('WebSocket'), 'WebSocket');
       await assertPlain(g, R, []);
@@ -179,7 +212,10 @@ describe('upgrade= on http:// routes', () => {
 
   test('upgrade=NONE: a plain GET without Upgrade is forwarded as Upgrade: websocket and tunnelled on 101', async () => {
     await withRoute(http('upgrade=NONE'), async (g, R) => {
-      assert.ok(g.gateway.config.notices.some((n) => /upgrade=NONE is for testing only/.test(n)), 'a testing-only notice is given');
+      assert.ok(
+        g.gateway.config.notices.some((n) => /upgrade=NONE is for testing only/.test(n)),
+        'a testing-only notice is given',
+      );
       await assertTunnelled(g, R, [], 'websocket');
       await assertTunnelled(g, R, UPGRADE('WebSocket'), 'WebSocket');
       // Whatever the client asked for, the backend is asked for a WebSocket.
@@ -212,22 +248,31 @@ describe('what counts as an upgrade request', () => {
       s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
       return 'tunnel';
     };
-    await withRoute(ws(), async (g, R) => {
-      const { client, head } = await send(g.port, [...UPGRADE('websocket'), `Content-Length: ${body.length}`], 'POST', Buffer.concat([body, early]));
-      try {
-        assert.equal(head.status, 101, head.statusLine);
-        assert.equal(sha256(await client.take(early.length)), sha256(early), 'early tunnel bytes echoed, not the body');
-        await assertEchoes(client);
-        assert.equal(R.requests.length, 1);
-        const seen = R.requests[0];
-        assert.equal(seen.requestLine, 'POST /t HTTP/1.1');
-        assert.equal(header(seen.headerLines, 'content-length'), String(body.length));
-        assert.equal(sha256(seen.body), sha256(body));
-        assert.equal(sha256(Buffer.concat(R.tunnelBytes.get(0)!).subarray(0, early.length)), sha256(early));
-      } finally {
-        client.close();
-      }
-    }, respond);
+    await withRoute(
+      ws(),
+      async (g, R) => {
+        const { client, head } = await send(
+          g.port,
+          [...UPGRADE('websocket'), `Content-Length: ${body.length}`],
+          'POST',
+          Buffer.concat([body, early]),
+        );
+        try {
+          assert.equal(head.status, 101, head.statusLine);
+          assert.equal(sha256(await client.take(early.length)), sha256(early), 'early tunnel bytes echoed, not the body');
+          await assertEchoes(client);
+          assert.equal(R.requests.length, 1);
+          const seen = R.requests[0];
+          assert.equal(seen.requestLine, 'POST /t HTTP/1.1');
+          assert.equal(header(seen.headerLines, 'content-length'), String(body.length));
+          assert.equal(sha256(seen.body), sha256(body));
+          assert.equal(sha256(Buffer.concat(R.tunnelBytes.get(0)!).subarray(0, early.length)), sha256(early));
+        } finally {
+          client.close();
+        }
+      },
+      respond,
+    );
   });
 });
 
@@ -253,28 +298,32 @@ describe('backend answers to an upgrade', () => {
         }
         return 'keep';
       };
-      await withRoute(ws(), async (g, R) => {
-        const { client, head } = await send(g.port, UPGRADE('websocket'));
-        try {
-          assert.equal(head.statusLine, `HTTP/1.1 ${c.status} ${c.reason}`);
-          assert.equal(header(head.headerLines, 'x-backend-case'), 'Yes');
-          assert.equal(header(head.headerLines, 'upgrade'), c.keepsUpgrade ? 'websocket' : undefined);
-          assert.match(header(head.headerLines, 'connection') ?? '', c.keepsUpgrade ? /^Upgrade, close$/ : /^close$/);
-          if (c.chunked) {
-            const expected = Buffer.concat([Buffer.from(payload.length.toString(16) + '\r\n'), payload, Buffer.from('\r\n0\r\n\r\n')]);
-            assert.equal(sha256(await client.take(expected.length)), sha256(expected));
-          } else {
-            assert.equal(header(head.headerLines, 'content-length'), String(payload.length));
-            assert.equal(sha256(await client.take(payload.length)), sha256(payload));
+      await withRoute(
+        ws(),
+        async (g, R) => {
+          const { client, head } = await send(g.port, UPGRADE('websocket'));
+          try {
+            assert.equal(head.statusLine, `HTTP/1.1 ${c.status} ${c.reason}`);
+            assert.equal(header(head.headerLines, 'x-backend-case'), 'Yes');
+            assert.equal(header(head.headerLines, 'upgrade'), c.keepsUpgrade ? 'websocket' : undefined);
+            assert.match(header(head.headerLines, 'connection') ?? '', c.keepsUpgrade ? /^Upgrade, close$/ : /^close$/);
+            if (c.chunked) {
+              const expected = Buffer.concat([Buffer.from(payload.length.toString(16) + '\r\n'), payload, Buffer.from('\r\n0\r\n\r\n')]);
+              assert.equal(sha256(await client.take(expected.length)), sha256(expected));
+            } else {
+              assert.equal(header(head.headerLines, 'content-length'), String(payload.length));
+              assert.equal(sha256(await client.take(payload.length)), sha256(payload));
+            }
+            // The upgrade was refused: the connection is closed, never turned into a tunnel.
+            assert.equal((await client.readToEnd()).length, 0);
+            assert.equal(g.gateway.tunnels.size, 0);
+            assert.equal(R.tunnelBytes.size, 0);
+          } finally {
+            client.close();
           }
-          // The upgrade was refused: the connection is closed, never turned into a tunnel.
-          assert.equal((await client.readToEnd()).length, 0);
-          assert.equal(g.gateway.tunnels.size, 0);
-          assert.equal(R.tunnelBytes.size, 0);
-        } finally {
-          client.close();
-        }
-      }, respond);
+        },
+        respond,
+      );
     });
   }
 
@@ -284,21 +333,25 @@ describe('backend answers to an upgrade', () => {
         s.write(`HTTP/1.1 101 Switching Protocols\r\n${answer}\r\nTUNNEL BYTES`);
         return 'tunnel';
       };
-      await withRoute(ws(), async (g, R) => {
-        const { client, head } = await send(g.port, UPGRADE('websocket'));
-        try {
-          assert.equal(head.status, 502, head.statusLine);
-          const rest = await client.readToEnd();
-          assert.ok(!rest.includes('TUNNEL BYTES'), 'nothing of the backend tunnel reaches the client');
-          assert.equal(g.gateway.tunnels.size, 0);
-          // The backend connection is dropped, not kept as a tunnel or pooled.
-          assert.equal(R.requests.length, 1);
-          await eventually(() => R.open() === 0, 5000, 'the backend connection to close');
-        } finally {
-          client.close();
-        }
-        await g.waitForLog(/proxy request failed/);
-      }, respond);
+      await withRoute(
+        ws(),
+        async (g, R) => {
+          const { client, head } = await send(g.port, UPGRADE('websocket'));
+          try {
+            assert.equal(head.status, 502, head.statusLine);
+            const rest = await client.readToEnd();
+            assert.ok(!rest.includes('TUNNEL BYTES'), 'nothing of the backend tunnel reaches the client');
+            assert.equal(g.gateway.tunnels.size, 0);
+            // The backend connection is dropped, not kept as a tunnel or pooled.
+            assert.equal(R.requests.length, 1);
+            await eventually(() => R.open() === 0, 5000, 'the backend connection to close');
+          } finally {
+            client.close();
+          }
+          await g.waitForLog(/proxy request failed/);
+        },
+        respond,
+      );
     }
   });
 
@@ -307,30 +360,37 @@ describe('backend answers to an upgrade', () => {
       s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
       return 'tunnel';
     };
-    for (const [kind, route] of [['http', http()], ['ws', ws()]] as const) {
-      await withRoute(route, async (g, R) => {
-        // An upgrade on an http:// route without upgrade= (Upgrade stripped), then a plain GET.
-        for (const lines of [UPGRADE('websocket'), []]) {
-          const n = R.requests.length;
-          const { client, head } = await send(g.port, lines);
-          try {
-            if (kind === 'ws' && lines.length > 0) {
-              // On the ws:// route the upgrade is legitimate: tunnelled.
-              assert.equal(head.status, 101);
-              await assertEchoes(client);
+    for (const [kind, route] of [
+      ['http', http()],
+      ['ws', ws()],
+    ] as const) {
+      await withRoute(
+        route,
+        async (g, R) => {
+          // An upgrade on an http:// route without upgrade= (Upgrade stripped), then a plain GET.
+          for (const lines of [UPGRADE('websocket'), []]) {
+            const n = R.requests.length;
+            const { client, head } = await send(g.port, lines);
+            try {
+              if (kind === 'ws' && lines.length > 0) {
+                // On the ws:// route the upgrade is legitimate: tunnelled.
+                assert.equal(head.status, 101);
+                await assertEchoes(client);
+                client.close();
+                await eventually(() => g.gateway.tunnels.size === 0, 5000, 'the tunnel to close');
+                continue;
+              }
+              assert.equal(head.status, 502, head.statusLine);
+              assert.equal(header(R.requests[n].headerLines, 'upgrade'), undefined);
+              assert.equal((await client.readToEnd()).toString('latin1').startsWith('502 '), true);
+              assert.equal(g.gateway.tunnels.size, 0);
+            } finally {
               client.close();
-              await eventually(() => g.gateway.tunnels.size === 0, 5000, 'the tunnel to close');
-              continue;
             }
-            assert.equal(head.status, 502, head.statusLine);
-            assert.equal(header(R.requests[n].headerLines, 'upgrade'), undefined);
-            assert.equal((await client.readToEnd()).toString('latin1').startsWith('502 '), true);
-            assert.equal(g.gateway.tunnels.size, 0);
-          } finally {
-            client.close();
           }
-        }
-      }, respond);
+        },
+        respond,
+      );
     }
   });
 });

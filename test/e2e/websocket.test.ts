@@ -8,7 +8,18 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import { WebSocket, type WebSocketServer } from 'ws';
-import { assertNoOpenSockets, closeWs, echo, eventually, openWs, randomBytes, sha256, startEchoBackend, startGateway, type RunningGateway } from '../helpers/harness';
+import {
+  assertNoOpenSockets,
+  closeWs,
+  echo,
+  eventually,
+  openWs,
+  randomBytes,
+  sha256,
+  startEchoBackend,
+  startGateway,
+  type RunningGateway,
+} from '../helpers/harness';
 import { mapLimit, pattern, rawHeader, startWsBackend } from '../helpers/datapath';
 
 const conf = (port: number): string => `Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${port}/"\n`;
@@ -21,7 +32,11 @@ async function allClosed(g: RunningGateway, wss: WebSocketServer): Promise<void>
   await eventually(() => wss.clients.size === 0, 5000, 'the backend to have no client');
 }
 
-async function cleanup(g: RunningGateway | undefined, backend: { close(): Promise<void> } | undefined, clients: WebSocket[] = []): Promise<void> {
+async function cleanup(
+  g: RunningGateway | undefined,
+  backend: { close(): Promise<void> } | undefined,
+  clients: WebSocket[] = [],
+): Promise<void> {
   for (const c of clients) c.terminate();
   await g?.stop();
   await backend?.close();
@@ -210,7 +225,11 @@ test('subprotocol negotiated end to end', { timeout: 30_000 }, async () => {
     assert.equal(ws.protocol, 'b', 'the client sees the protocol the backend picked');
     assert.deepEqual(backendProtocols, ['b']);
     const offered = rawHeader(backend.upgrades[0].rawHeaders, 'Sec-WebSocket-Protocol');
-    assert.deepEqual(offered?.split(',').map((s) => s.trim()), ['a', 'b'], 'the backend saw the offer unchanged');
+    assert.deepEqual(
+      offered?.split(',').map((s) => s.trim()),
+      ['a', 'b'],
+      'the backend saw the offer unchanged',
+    );
     const r = await echo(ws, 'over b');
     assert.equal(r.data.toString(), 'over b');
     await closeWs(ws);
@@ -320,7 +339,11 @@ test('1,000 concurrent tunnels echo distinct content; all closed afterwards', { 
   const g = await startGateway(conf(backend.port), { level: 'info' });
   let clients: WebSocket[] = [];
   try {
-    clients = await mapLimit(Array.from({ length: N }, (_, i) => i), 100, (i) => openWs(`ws://127.0.0.1:${g.port}/ws/t${i}`));
+    clients = await mapLimit(
+      Array.from({ length: N }, (_, i) => i),
+      100,
+      (i) => openWs(`ws://127.0.0.1:${g.port}/ws/t${i}`),
+    );
     assert.equal(g.gateway.tunnels.size, N, 'all tunnels open at once');
     await eventually(() => backend.wss.clients.size === N, 10_000, 'all backend connections');
     assert.equal(backend.upgrades.length, N);

@@ -36,9 +36,25 @@ function newCa(dir: string, name: string): { cert: string; key: string; pem: str
   const key = path.join(dir, `${name}.key`);
   const cert = path.join(dir, `${name}.pem`);
   run(dir, [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', key, '-out', cert, '-days', '30', '-subj', `/CN=wsgate ${name}`,
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '30',
+    '-subj',
+    `/CN=wsgate ${name}`,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
   ]);
   return { cert, key, pem: readFileSync(cert, 'utf8') };
 }
@@ -53,7 +69,21 @@ export function makeCerts(): Certs {
     const csr = path.join(dir, `${name}.csr`);
     const cert = path.join(dir, `${name}.pem`);
     const ext = path.join(dir, `${name}.ext`);
-    run(dir, ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${name}`]);
+    run(dir, [
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      csr,
+      '-subj',
+      `/CN=${name}`,
+    ]);
     const san = sans.map((s) => (/^[\d.]+$|:/.test(s) ? `IP:${s}` : `DNS:${s}`)).join(',');
     writeFileSync(
       ext,
@@ -72,20 +102,58 @@ export function makeCerts(): Certs {
       writeFileSync(
         cnf,
         [
-          '[ca]', 'default_ca=c', '[c]', `database=${db}`, `new_certs_dir=${dir}`, `certificate=${issuer.cert}`,
-          `private_key=${issuer.key}`, 'default_md=sha256', 'policy=p', 'unique_subject=no', `serial=${path.join(dir, `${name}.serial`)}`,
-          '[p]', 'commonName=supplied',
+          '[ca]',
+          'default_ca=c',
+          '[c]',
+          `database=${db}`,
+          `new_certs_dir=${dir}`,
+          `certificate=${issuer.cert}`,
+          `private_key=${issuer.key}`,
+          'default_md=sha256',
+          'policy=p',
+          'unique_subject=no',
+          `serial=${path.join(dir, `${name}.serial`)}`,
+          '[p]',
+          'commonName=supplied',
         ].join('\n') + '\n',
       );
       writeFileSync(path.join(dir, `${name}.serial`), `${(1000 + serial++).toString(16).padStart(4, '0')}\n`);
       run(dir, [
-        'ca', '-batch', '-config', cnf, '-in', csr, '-out', cert, '-extfile', ext,
-        '-startdate', '20200101000000Z', '-enddate', '20200201000000Z', '-notext',
+        'ca',
+        '-batch',
+        '-config',
+        cnf,
+        '-in',
+        csr,
+        '-out',
+        cert,
+        '-extfile',
+        ext,
+        '-startdate',
+        '20200101000000Z',
+        '-enddate',
+        '20200201000000Z',
+        '-notext',
       ]);
     } else {
       run(dir, [
-        'x509', '-req', '-in', csr, '-CA', issuer.cert, '-CAkey', issuer.key, '-set_serial', String(serial++),
-        '-days', '30', '-sha256', '-extfile', ext, '-out', cert,
+        'x509',
+        '-req',
+        '-in',
+        csr,
+        '-CA',
+        issuer.cert,
+        '-CAkey',
+        issuer.key,
+        '-set_serial',
+        String(serial++),
+        '-days',
+        '30',
+        '-sha256',
+        '-extfile',
+        ext,
+        '-out',
+        cert,
       ]);
     }
     const certPem = readFileSync(cert, 'utf8');

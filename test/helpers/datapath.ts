@@ -6,7 +6,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { WebSocket, WebSocketServer } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import type { TunnelRecord } from '../../src/gateway';
 import { eventually, type RunningGateway, type SeenRequest } from './harness';
 
@@ -116,7 +116,15 @@ export class Collector {
   /** Resolves when `cond()` holds, re-checked on every event; rejects after `timeoutMs`. */
   until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what} (have ${this.bytes} bytes, ended=${this.endedAt > 0}, closed=${this.closedAt > 0})`)), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `timed out after ${timeoutMs} ms waiting for ${what} (have ${this.bytes} bytes, ended=${this.endedAt > 0}, closed=${this.closedAt > 0})`,
+            ),
+          ),
+        timeoutMs,
+      );
       const check = (): void => {
         if (cond()) {
           clearTimeout(timer);
@@ -182,7 +190,8 @@ export async function rawUpgrade(
       const m = /^HTTP\/1\.[01] (\d{3})/.exec(text);
       resolve({ socket, head: text, status: m ? Number(m[1]) : 0, rest: buf.subarray(i + 4), at: Date.now() });
     };
-    const onClose = (): void => reject(new Error(`connection closed before a response head (got ${JSON.stringify(buf.toString('latin1'))})`));
+    const onClose = (): void =>
+      reject(new Error(`connection closed before a response head (got ${JSON.stringify(buf.toString('latin1'))})`));
     socket.on('data', onData);
     socket.once('close', onClose);
   });

@@ -21,7 +21,9 @@ export const WS_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 
 /** The Sec-WebSocket-Accept for `key` (RFC 6455 §4.2.2). */
 export function wsAccept(key: string): string {
-  return createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+  return createHash('sha1')
+    .update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11')
+    .digest('base64');
 }
 
 /** A raw WebSocket upgrade request for `path`. */
@@ -189,7 +191,8 @@ export class ResponseReader {
   }
 
   private async more(what: string): Promise<void> {
-    if (this.ended) throw new Error(`connection closed while reading ${what}; have ${JSON.stringify(this.buf.subarray(0, 200).toString('latin1'))}`);
+    if (this.ended)
+      throw new Error(`connection closed while reading ${what}; have ${JSON.stringify(this.buf.subarray(0, 200).toString('latin1'))}`);
     await new Promise<void>((r) => (this.wake = r));
     this.wake = undefined;
   }
@@ -269,7 +272,10 @@ export class ResponseReader {
  */
 export class BlockStream {
   private readonly blocks: Buffer[];
-  constructor(readonly total: number, readonly blockSize = 64 * 1024) {
+  constructor(
+    readonly total: number,
+    readonly blockSize = 64 * 1024,
+  ) {
     this.blocks = Array.from({ length: 16 }, () => randomBytes(blockSize));
   }
   /** The i-th chunk (the last one may be shorter). */
@@ -281,12 +287,12 @@ export class BlockStream {
   }
   sha256(): string {
     const h = createHash('sha256');
-    for (let i = 0, c; (c = this.chunk(i)) !== undefined; i++) h.update(c);
+    for (let i = 0, c: Buffer | undefined; (c = this.chunk(i)) !== undefined; i++) h.update(c);
     return h.digest('hex');
   }
   /** Writes the whole stream to `w`, waiting for 'drain' whenever write() says so. */
   async writeTo(w: { write(b: Buffer): boolean; once(ev: 'drain', f: () => void): unknown; destroyed?: boolean }): Promise<void> {
-    for (let i = 0, c; (c = this.chunk(i)) !== undefined; i++) {
+    for (let i = 0, c: Buffer | undefined; (c = this.chunk(i)) !== undefined; i++) {
       if (!w.write(c)) await new Promise<void>((r) => w.once('drain', r));
     }
   }
@@ -297,7 +303,10 @@ export class BlockStream {
  * returns the largest growth over the baseline in bytes. wsgate runs in-process, so a proxy
  * that buffers a body shows up here.
  */
-export async function arrayBufferGrowth<T>(during: () => Promise<T>, everyMs = 50): Promise<{ result: T; growth: number; samples: number }> {
+export async function arrayBufferGrowth<T>(
+  during: () => Promise<T>,
+  everyMs = 50,
+): Promise<{ result: T; growth: number; samples: number }> {
   const gc = exposedGc();
   gc();
   const base = process.memoryUsage().arrayBuffers;

@@ -28,7 +28,11 @@ export interface H2Response {
 }
 
 /** One request; `body` chunks are written one by one (so a body without content-length goes as several DATA frames). */
-export async function h2Request(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body: Buffer[] = []): Promise<H2Response> {
+export async function h2Request(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body: Buffer[] = [],
+): Promise<H2Response> {
   const stream = session.request(headers, { endStream: body.length === 0 });
   for (const chunk of body) stream.write(chunk);
   if (body.length > 0) stream.end();
@@ -50,7 +54,11 @@ export interface H2WebSocketResult {
 }
 
 /** An RFC 8441 extended CONNECT for a WebSocket at `path`; on a 200 a `ws` client (masking, as a client must) runs on the stream. */
-export async function h2WebSocket(session: http2.ClientHttp2Session, path: string, extra: http2.OutgoingHttpHeaders = {}): Promise<H2WebSocketResult> {
+export async function h2WebSocket(
+  session: http2.ClientHttp2Session,
+  path: string,
+  extra: http2.OutgoingHttpHeaders = {},
+): Promise<H2WebSocketResult> {
   const stream = session.request({
     ':method': 'CONNECT',
     ':protocol': 'websocket',
@@ -70,7 +78,9 @@ export async function h2WebSocket(session: http2.ClientHttp2Session, path: strin
   // ws takes any Duplex (setSocket); a WebSocket built without an address is a server one, so make it a client's.
   const ws = new WebSocket(null as unknown as string, undefined, {});
   (ws as unknown as { _isServer: boolean })._isServer = false;
-  (ws as unknown as { setSocket(s: unknown, head: Buffer, o: object): void }).setSocket(stream, Buffer.alloc(0), { maxPayload: 64 * 1024 * 1024 });
+  (ws as unknown as { setSocket(s: unknown, head: Buffer, o: object): void }).setSocket(stream, Buffer.alloc(0), {
+    maxPayload: 64 * 1024 * 1024,
+  });
   ws.on('error', () => {});
   return { stream, status, headers, ws };
 }
@@ -120,7 +130,12 @@ export function h2Frame(type: number, flags: number, streamId: number, payload: 
 /** HPACK "literal header field without indexing, new name", no Huffman: enough for short names and values. */
 function hpackLiteral(name: string, value: string): Buffer {
   if (name.length > 126 || value.length > 126) throw new Error('hpackLiteral: too long for a one-byte length');
-  return Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name, 'latin1'), Buffer.from([value.length]), Buffer.from(value, 'latin1')]);
+  return Buffer.concat([
+    Buffer.from([0x00, name.length]),
+    Buffer.from(name, 'latin1'),
+    Buffer.from([value.length]),
+    Buffer.from(value, 'latin1'),
+  ]);
 }
 
 export interface ReceivedFrame {
@@ -208,9 +223,15 @@ export class RawH2 {
     while (this.buf.length >= 9) {
       const len = this.buf.readUIntBE(0, 3);
       if (this.buf.length < 9 + len) break;
-      const f: ReceivedFrame = { type: this.buf[3], flags: this.buf[4], streamId: this.buf.readUInt32BE(5) & 0x7fffffff, payload: this.buf.subarray(9, 9 + len) };
+      const f: ReceivedFrame = {
+        type: this.buf[3],
+        flags: this.buf[4],
+        streamId: this.buf.readUInt32BE(5) & 0x7fffffff,
+        payload: this.buf.subarray(9, 9 + len),
+      };
       this.buf = this.buf.subarray(9 + len);
-      if (f.type === FrameType.Settings && (f.flags & 0x1) === 0 && !this.socket.destroyed) this.socket.write(h2Frame(FrameType.Settings, 0x1, 0));
+      if (f.type === FrameType.Settings && (f.flags & 0x1) === 0 && !this.socket.destroyed)
+        this.socket.write(h2Frame(FrameType.Settings, 0x1, 0));
       this.frames.push(f);
       for (let i = this.waiters.length - 1; i >= 0; i--) {
         if (this.waiters[i].match(f)) {
@@ -228,7 +249,11 @@ export class RawH2 {
  * RST_STREAM error code, or the `:status` it answered (as `status`, undecoded beyond that: the
  * response is only checked for having HEADERS).
  */
-export async function rawH2Stream(port: number, ca: string, fields: [string, string][]): Promise<{ rstCode?: number; gotHeaders: boolean; settings: Map<number, number> }> {
+export async function rawH2Stream(
+  port: number,
+  ca: string,
+  fields: [string, string][],
+): Promise<{ rstCode?: number; gotHeaders: boolean; settings: Map<number, number> }> {
   const c = await RawH2.open(port, ca);
   c.headers(1, fields, true);
   const settings = new Map<number, number>();

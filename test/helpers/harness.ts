@@ -130,7 +130,11 @@ export async function startEchoBackend(
 }
 
 /** Opens a `ws` client and waits for it to be open. */
-export async function openWs(url: string, protocols?: string | string[], options: ConstructorParameters<typeof WebSocket>[2] = {}): Promise<WebSocket> {
+export async function openWs(
+  url: string,
+  protocols?: string | string[],
+  options: ConstructorParameters<typeof WebSocket>[2] = {},
+): Promise<WebSocket> {
   const ws = new WebSocket(url, protocols, options);
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
@@ -141,7 +145,11 @@ export async function openWs(url: string, protocols?: string | string[], options
 }
 
 /** Sends `data` and resolves with the next message. */
-export function echo(ws: WebSocket, data: Buffer | string, binary = typeof data !== 'string'): Promise<{ data: Buffer; isBinary: boolean }> {
+export function echo(
+  ws: WebSocket,
+  data: Buffer | string,
+  binary = typeof data !== 'string',
+): Promise<{ data: Buffer; isBinary: boolean }> {
   return new Promise((resolve, reject) => {
     const onMessage = (d: unknown, isBinary: boolean): void => {
       ws.removeListener('error', onError);
@@ -187,7 +195,7 @@ export async function rawExchange(port: number, payload: Buffer | string, until?
   await new Promise<void>((resolve) => {
     const onData = (c: Buffer): void => {
       chunks.push(c);
-      if (until !== undefined && until(Buffer.concat(chunks))) {
+      if (until?.(Buffer.concat(chunks))) {
         socket.removeListener('data', onData);
         socket.removeListener('close', resolve);
         resolve();
@@ -208,7 +216,9 @@ export async function rawExchange(port: number, payload: Buffer | string, until?
 export const headComplete = (received: Buffer): boolean => received.includes('\r\n\r\n');
 
 /** A raw TCP backend: `onConnection` gets each accepted socket. */
-export async function startRawBackend(onConnection: (socket: net.Socket) => void): Promise<{ port: number; server: net.Server; sockets: Set<net.Socket>; close(): Promise<void> }> {
+export async function startRawBackend(
+  onConnection: (socket: net.Socket) => void,
+): Promise<{ port: number; server: net.Server; sockets: Set<net.Socket>; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
     sockets.add(s);

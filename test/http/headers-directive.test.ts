@@ -36,14 +36,22 @@ test('add, set, append, merge, setifempty and unset act on the fields in order, 
     true,
   );
   assert.deepEqual(out, [
-    'Set-Cookie', 'a=1',
-    'Vary', 'Accept, Cookie',
-    'Cache-Control', 'private, no-store',
-    'X-Kept', 'old',
-    'Set-Cookie', 'b=2',
-    'x-one', '1',
-    'X-New', 'new',
-    'X-Pct', '100% r1 (null)',
+    'Set-Cookie',
+    'a=1',
+    'Vary',
+    'Accept, Cookie',
+    'Cache-Control',
+    'private, no-store',
+    'X-Kept',
+    'old',
+    'Set-Cookie',
+    'b=2',
+    'x-one',
+    '1',
+    'X-New',
+    'new',
+    'X-Pct',
+    '100% r1 (null)',
   ]);
 });
 
@@ -53,7 +61,7 @@ test('env=VAR applies when VAR is set (even empty), env=!VAR when it is not; %{V
   assert.deepEqual(applyHeaderRules(r, [], new Map([['B', 'b']]), [], true), ['X-Never', 'y']);
 });
 
-test('onsuccess rules touch relayed responses only; always rules also wsgate\'s own', () => {
+test("onsuccess rules touch relayed responses only; always rules also wsgate's own", () => {
   const r = rules('Header set X-Plain 1', 'Header always set X-Always 1', 'Header onsuccess set X-Success 1');
   assert.deepEqual(applyHeaderRules(r, [], new Map(), [], true), ['X-Plain', '1', 'X-Always', '1', 'X-Success', '1']);
   assert.deepEqual(applyHeaderRules(r, ['Retry-After', '5'], new Map(), [], false), ['Retry-After', '5', 'X-Always', '1']);

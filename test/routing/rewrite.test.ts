@@ -40,9 +40,15 @@ const SOCKET_IO = [
 
 test("Socket.IO's rules: upgrades (any case) to nodes_ws, the rest to nodes_polling, path and query kept", () => {
   const vh = server(...SOCKET_IO);
-  assert.equal(where(go(vh, '/socket.io/?EIO=4&transport=websocket&sid=x', ['Upgrade', 'websocket'])), 'balancer://nodes_ws /socket.io/?EIO=4&transport=websocket&sid=x upgrade line10');
+  assert.equal(
+    where(go(vh, '/socket.io/?EIO=4&transport=websocket&sid=x', ['Upgrade', 'websocket'])),
+    'balancer://nodes_ws /socket.io/?EIO=4&transport=websocket&sid=x upgrade line10',
+  );
   assert.equal(where(go(vh, '/socket.io/?EIO=4', ['Upgrade', 'WebSocket'])), 'balancer://nodes_ws /socket.io/?EIO=4 upgrade line10');
-  assert.equal(where(go(vh, '/socket.io/?EIO=4&transport=polling')), 'balancer://nodes_polling /socket.io/?EIO=4&transport=polling http line12');
+  assert.equal(
+    where(go(vh, '/socket.io/?EIO=4&transport=polling')),
+    'balancer://nodes_polling /socket.io/?EIO=4&transport=polling http line12',
+  );
   // Another Upgrade: not =websocket, so the second rule (whose http member does not take it).
   assert.equal(where(go(vh, '/a%20b', ['Upgrade', 'h2c'])), 'balancer://nodes_polling /a%20b http line12');
 });
@@ -106,7 +112,10 @@ test('back-references: $N from the rule, %N from the last matched condition, in 
     'RewriteCond %{HTTP_HOST} ^(\\w+)\\.example$',
     'RewriteRule ^/h/(.*) ws://127.0.0.1:1/%1/$1 [P]',
   );
-  assert.equal(where(go(vh, '/r/lobby/x y?id=42&z=1', ['Host', 'blue.rooms.example'], 'GET')), 'ws://127.0.0.1:1 /x%20y/lobby?user=42 http line5');
+  assert.equal(
+    where(go(vh, '/r/lobby/x y?id=42&z=1', ['Host', 'blue.rooms.example'], 'GET')),
+    'ws://127.0.0.1:1 /x%20y/lobby?user=42 http line5',
+  );
   assert.equal(where(go(vh, '/h/p?q=1', ['Host', 'green.example'], 'GET')), 'ws://127.0.0.1:1 /green/p?q=1 http line7');
 });
 

@@ -86,7 +86,10 @@ describe('§2.4 an upgrade request on an http:// rule', () => {
 
 describe('§2.5/§2.6 upgrade= values', () => {
   const on = (upgrade: string, scheme = 'http') => vhost([pass('/', `${scheme}://b/`, { upgrade })]);
-  const value = (r: ReturnType<typeof go>) => (r.kind === 'proxy' && r.mode === 'upgrade' ? r.upgradeValue : `${r.kind}:${r.kind === 'local' || r.kind === 'redirect' ? r.status : r.mode}`);
+  const value = (r: ReturnType<typeof go>) =>
+    r.kind === 'proxy' && r.mode === 'upgrade'
+      ? r.upgradeValue
+      : `${r.kind}:${r.kind === 'local' || r.kind === 'redirect' ? r.status : r.mode}`;
 
   test('default ws://: WebSocket in any case, forwarded with the client spelling', () => {
     const vh = vhost([pass('/', 'ws://b/')]);
@@ -275,8 +278,10 @@ describe('request-target forms and normalisation', () => {
     assertProxy(go(d, '/c%20d/e%20f', WS), '/r/e%20f');
   });
   test('canon encodes what the decoding exposed, keeps sub-delims', () => {
-    assertProxy(go(vh, "/a1/%3Fq%23f%25x%22%3C%3E%5B%5D%5E%60%7B%7C%7D%5C:@&=+$,;!*'()~", WS),
-      "/%3Fq%23f%25x%22%3C%3E%5B%5D%5E%60%7B%7C%7D%5C:@&=+$,;!*'()~");
+    assertProxy(
+      go(vh, "/a1/%3Fq%23f%25x%22%3C%3E%5B%5D%5E%60%7B%7C%7D%5C:@&=+$,;!*'()~", WS),
+      "/%3Fq%23f%25x%22%3C%3E%5B%5D%5E%60%7B%7C%7D%5C:@&=+$,;!*'()~",
+    );
     assertProxy(go(vh, '/a1/%C3%A9t%C3%A9', WS), '/%C3%A9t%C3%A9');
   });
   test('canon also encodes the configured path (Apache turns % in the URL into %25)', () => {

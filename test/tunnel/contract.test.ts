@@ -8,7 +8,9 @@ import { contractDrift, nativeEngine, type NativeContract } from '../../src/tunn
 
 const engine = nativeEngine();
 
-test('the addon and the TypeScript side agree on every shared number', { skip: engine === undefined && 'no native engine in this run' }, () => {
+test('the addon and the TypeScript side agree on every shared number', {
+  skip: engine === undefined && 'no native engine in this run',
+}, () => {
   const c = engine!.contract;
   assert.deepEqual(contractDrift(c, MAX_HEAD_BYTES), []);
   assert.equal(c.limits.maxHead, MAX_HEAD_BYTES + 4);
@@ -17,7 +19,12 @@ test('the addon and the TypeScript side agree on every shared number', { skip: e
 
 test('a drift is named: event numbers, reasons and limits', { skip: engine === undefined && 'no native engine in this run' }, () => {
   const c = engine!.contract;
-  const moved: NativeContract = { ...c, events: { ...c.events, answer: 9, extra: 10 }, reasons: [...c.reasons].reverse(), limits: { ...c.limits, maxHead: 1 } };
+  const moved: NativeContract = {
+    ...c,
+    events: { ...c.events, answer: 9, extra: 10 },
+    reasons: [...c.reasons].reverse(),
+    limits: { ...c.limits, maxHead: 1 },
+  };
   const drift = contractDrift(moved, MAX_HEAD_BYTES).join('\n');
   assert.match(drift, /front event "answer" is 9 in C\+\+, 3 in TypeScript/);
   assert.match(drift, /front event "extra" \(10\) is unknown to TypeScript/);

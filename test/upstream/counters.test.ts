@@ -31,7 +31,13 @@ test('max= is full at busy >= max (tunnels and requests alike); 0 is no limit; a
 
 test('a reloaded config finds the counters by key; prune(config) drops backends gone from it, and keeps busy ones until they are idle', () => {
   // A balancer reached only through RewriteRule [P], in both configs.
-  const rewritten = ['RewriteEngine On', 'RewriteRule ^/rw/(.*) balancer://rw/$1 [P]', '<Proxy balancer://rw>', '  BalancerMember http://127.0.0.1:1006', '</Proxy>'];
+  const rewritten = [
+    'RewriteEngine On',
+    'RewriteRule ^/rw/(.*) balancer://rw/$1 [P]',
+    '<Proxy balancer://rw>',
+    '  BalancerMember http://127.0.0.1:1006',
+    '</Proxy>',
+  ];
   const before = load({
     'wsgate.conf': lines(
       'Listen 0',
@@ -57,7 +63,11 @@ test('a reloaded config finds the counters by key; prune(config) drops backends 
     ),
   }).config;
   // A balancer reached only through RewriteRule [P] is in the config's members too.
-  assert.deepEqual([...configMembers(before).keys()].sort(), ['balancer://pool|http://127.0.0.1:1001', 'balancer://pool|http://127.0.0.1:1002', 'balancer://rw|http://127.0.0.1:1006']);
+  assert.deepEqual([...configMembers(before).keys()].sort(), [
+    'balancer://pool|http://127.0.0.1:1001',
+    'balancer://pool|http://127.0.0.1:1002',
+    'balancer://rw|http://127.0.0.1:1006',
+  ]);
 
   const members = new BalancerRegistry();
   const origins = new OriginRegistry();

@@ -95,7 +95,13 @@ test('HealthChecker.sync keeps checks by member key across configs; a member tha
   const port = await deadPort();
   const conf = (params: string) =>
     loadConfigText(
-      ['Listen 0', '<Proxy balancer://pool>', `  BalancerMember ws://127.0.0.1:${port}/ ${params}`, '</Proxy>', 'ProxyPass / balancer://pool/'].join('\n'),
+      [
+        'Listen 0',
+        '<Proxy balancer://pool>',
+        `  BalancerMember ws://127.0.0.1:${port}/ ${params}`,
+        '</Proxy>',
+        'ProxyPass / balancer://pool/',
+      ].join('\n'),
       '/tmp/wsgate-hc.conf',
     );
   const c1 = conf('hcmethod=TCP hcinterval=50ms');

@@ -9,9 +9,20 @@ import { byTraffic } from '../../src/upstream/balancer/bytraffic';
 import { elect, retryAfter } from '../../src/upstream/balancer/elect';
 import { BalancerRegistry, MemberState, type Candidate } from '../../src/upstream/balancer/state';
 
-const NO_FLAGS: MemberStatus = { disabled: false, stopped: false, hotStandby: false, drain: false, ignoreErrors: false, inError: false, spare: false };
+const NO_FLAGS: MemberStatus = {
+  disabled: false,
+  stopped: false,
+  hotStandby: false,
+  drain: false,
+  ignoreErrors: false,
+  inError: false,
+  spare: false,
+};
 
-function member(name: string, opts: { loadFactor?: number; lbset?: number; status?: Partial<MemberStatus>; retryMs?: number; max?: number } = {}): BalancerMember {
+function member(
+  name: string,
+  opts: { loadFactor?: number; lbset?: number; status?: Partial<MemberStatus>; retryMs?: number; max?: number } = {},
+): BalancerMember {
   const url = `ws://${name}:1/`;
   return {
     backend: {
@@ -134,7 +145,10 @@ describe('election order', () => {
       member('A'),
       member('Z', { lbset: 1 }),
     );
-    assert.deepEqual(Array.from({ length: 4 }, () => pickName(reg, b)), ['A', 'A', 'A', 'A']);
+    assert.deepEqual(
+      Array.from({ length: 4 }, () => pickName(reg, b)),
+      ['A', 'A', 'A', 'A'],
+    );
     reg.markError(b, { member: b.members[4]!, state: reg.state(b.members[4]!, 1000) }, 1000, 'test');
     assert.equal(pickName(reg, b), 'H');
     reg.markError(b, { member: b.members[3]!, state: reg.state(b.members[3]!, 1000) }, 1000, 'test');
@@ -152,7 +166,10 @@ describe('election order', () => {
       member('H', { status: { hotStandby: true } }),
       member('X', { lbset: 1, status: { spare: true } }),
     );
-    const picks = (n: number): string => Array.from({ length: n }, () => pickName(reg, b)).sort().join(',');
+    const picks = (n: number): string =>
+      Array.from({ length: n }, () => pickName(reg, b))
+        .sort()
+        .join(',');
     assert.equal(picks(4), 'A,A,B,B', 'every normal member usable: spares stay idle');
     const fail = (i: number): void => reg.markError(b, { member: b.members[i]!, state: reg.state(b.members[i]!, 1000) }, 1000, 'test');
     fail(0);
@@ -164,7 +181,13 @@ describe('election order', () => {
     fail(3);
     assert.equal(picks(2), 'H,H', 'standby when no normal member or spare is usable');
     const d = balancer('byrequests', member('D', { status: { disabled: true } }), member('E'), member('R', { status: { spare: true } }));
-    assert.equal(Array.from({ length: 4 }, () => pickName(reg, d)).sort().join(','), 'E,E,R,R', 'a disabled member counts as unusable');
+    assert.equal(
+      Array.from({ length: 4 }, () => pickName(reg, d))
+        .sort()
+        .join(','),
+      'E,E,R,R',
+      'a disabled member counts as unusable',
+    );
   });
 
   test('error state lasts retry=, then the member is used again; Retry-After is the time left', () => {
@@ -172,7 +195,10 @@ describe('election order', () => {
     const a = member('A', { retryMs: 5000 });
     const b = balancer('byrequests', a, member('B', { retryMs: 9000 }));
     reg.markError(b, { member: a, state: reg.state(a, 1000) }, 1000, 'test');
-    assert.deepEqual(Array.from({ length: 3 }, () => pickName(reg, b, 2000)), ['B', 'B', 'B']);
+    assert.deepEqual(
+      Array.from({ length: 3 }, () => pickName(reg, b, 2000)),
+      ['B', 'B', 'B'],
+    );
     assert.equal(retryAfter(reg, b, 2000), undefined, 'B is usable');
     reg.markError(b, { member: b.members[1]!, state: reg.state(b.members[1]!, 2000) }, 2000, 'test');
     assert.equal(retryAfter(reg, b, 3000), 3000);
@@ -251,13 +277,18 @@ describe('sticky routes', () => {
     assert.equal(sessionRoute(off, '/x?S=fromurl', cookie('S=whole')), 'fromurl', 'without |PARAM the cookie name is the URL parameter');
   });
 
-  test('electRoute: the route\'s member, draining ones included; not disabled or in error; redirect; found for nofailover', async () => {
+  test("electRoute: the route's member, draining ones included; not disabled or in error; redirect; found for nofailover", async () => {
     const { electRoute } = await import('../../src/upstream/balancer/elect');
     const reg = new BalancerRegistry();
     const all = (): boolean => true;
     const b: Balancer = {
       ...base,
-      members: [withRoute('A', 'a', { drain: true }), withRoute('B', 'b', { disabled: true }, 'a'), withRoute('C', 'c'), withRoute('D', 'd', { disabled: true })],
+      members: [
+        withRoute('A', 'a', { drain: true }),
+        withRoute('B', 'b', { disabled: true }, 'a'),
+        withRoute('C', 'c'),
+        withRoute('D', 'd', { disabled: true }),
+      ],
     };
     const host = (r: ReturnType<typeof electRoute>): string | undefined => r.candidate?.member.backend.origin.host;
     assert.equal(host(electRoute(reg, b, 'a', 1000, all)), 'A');

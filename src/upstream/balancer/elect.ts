@@ -48,7 +48,11 @@ export function elect(
     if (c.state.errorUntil !== 0 && now >= c.state.errorUntil) registry.clearError(balancer, c, 'retry elapsed');
     cands.push(c);
   }
-  if (cands.length === 0) return { kind: 'none', reason: `no member of ${balancer.url} can take this request (disabled, stopped, draining, failing health checks or tried)` };
+  if (cands.length === 0)
+    return {
+      kind: 'none',
+      reason: `no member of ${balancer.url} can take this request (disabled, stopped, draining, failing health checks or tried)`,
+    };
   if (recover && balancer.forceRecovery && cands.every((c) => c.state.errorUntil !== 0)) {
     for (const c of cands) registry.clearError(balancer, c, 'forcerecovery: every member was in error');
   }
@@ -125,7 +129,13 @@ export function electRoute(
         found = true;
         const c: Candidate = { member, state: registry.state(member, now) };
         if (c.state.errorUntil !== 0 && now >= c.state.errorUntil) registry.clearError(balancer, c, 'retry elapsed');
-        const usable = !member.status.disabled && !member.status.stopped && !c.state.hcFailed && c.state.errorUntil === 0 && !atMax(c) && eligible(member);
+        const usable =
+          !member.status.disabled &&
+          !member.status.stopped &&
+          !c.state.hcFailed &&
+          c.state.errorUntil === 0 &&
+          !atMax(c) &&
+          eligible(member);
         if (usable) return c;
         if (member.redirect !== undefined && redirects < 1) {
           const to = lookup(member.redirect, redirects + 1);

@@ -11,7 +11,11 @@ import type { BackendCounters } from '../counters';
 import type { BalancerRegistry, Candidate } from './state';
 
 export type Elected =
-  | { readonly member: BalancerMember; readonly path: string; /** The member's counters, where the election took the request's slot. */ readonly counters: BackendCounters }
+  | {
+      readonly member: BalancerMember;
+      readonly path: string /** The member's counters, where the election took the request's slot. */;
+      readonly counters: BackendCounters;
+    }
   | { readonly reason: string; readonly retryAfterS?: number };
 
 export class BalancerSession {

@@ -10,7 +10,11 @@ export function sessionRoute(balancer: Balancer, path: string, headers: readonly
 }
 
 /** The route the request names and the name (URL parameter or cookie) it was found under (Apache's sticky_used). */
-export function stickySession(balancer: Balancer, path: string, headers: readonly string[]): { readonly route: string; readonly sticky: string } | undefined {
+export function stickySession(
+  balancer: Balancer,
+  path: string,
+  headers: readonly string[],
+): { readonly route: string; readonly sticky: string } | undefined {
   const sticky = balancer.stickySession;
   if (sticky === undefined) return undefined;
   // The URL parameter is the `|PARAM` part, or the cookie name when there is none (as Apache).
