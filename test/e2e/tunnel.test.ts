@@ -582,10 +582,13 @@ test('backpressure: a client that stops reading while the backend writes 64 MiB;
     let maxBackendReadable = 0;
     const sample = (): void => {
       maxRss = Math.max(maxRss, process.memoryUsage.rss());
-      if (!r.tunnel.native) {
-        // The JavaScript pump: what wsgate holds for the client, and what it read ahead from the backend.
-        maxClientWritable = Math.max(maxClientWritable, r.tunnel.client!.writableLength);
-        maxBackendReadable = Math.max(maxBackendReadable, r.tunnel.backend!.readableLength);
+      // The JavaScript pump: what wsgate holds for the client, and what it read ahead from the backend
+      // (`usedNative`, not `native`: the latter turns false when the tunnel ends, and the sampler
+      // runs until the test's last line).
+      const { client, backend } = r.tunnel;
+      if (!r.tunnel.usedNative && client !== undefined && backend !== undefined) {
+        maxClientWritable = Math.max(maxClientWritable, client.writableLength);
+        maxBackendReadable = Math.max(maxBackendReadable, backend.readableLength);
       }
     };
     sampler = setInterval(sample, 5);
