@@ -3,6 +3,7 @@
 import type { ContextKind } from './drafts';
 import type { DirectiveSpec, SectionSpec } from './directives';
 import { ConfigError } from './errors';
+import { refused } from './groups';
 import * as a from './access';
 
 const DIR: readonly ContextKind[] = ['location', 'locationmatch', 'proxy'];
@@ -76,19 +77,6 @@ export function accessSpecs(): DirectiveSpec[] {
       'OpenID Connect (mod_auth_openidc) is not supported: put an authenticating proxy in front, or use AuthType Basic',
     ),
   ];
-}
-
-function refused(name: string, reason: string): DirectiveSpec {
-  return {
-    name,
-    group: 'refused',
-    contexts: 'any',
-    minArgs: 0,
-    maxArgs: Infinity,
-    handle: (node) => {
-      throw ConfigError.at(node.source, `${node.name}: ${reason}`);
-    },
-  };
 }
 
 export function accessSections(): SectionSpec[] {

@@ -26,6 +26,7 @@ import { proxyPassReverse, reverseCookie, serverNamePort, useCanonicalName } fro
 import { requestReadTimeout } from './reqtimeout';
 import { rewriteCond, rewriteEngine, rewriteOptions, rewriteRule } from './rewrite';
 import { applyWorkerParam, isBalancerUrl, parseProxyPass, parseTarget, proxyUrlMatcher } from './worker';
+import { notice, refused } from './groups';
 
 export interface DirectiveSpec {
   /** Canonical spelling, for messages. */
@@ -110,34 +111,6 @@ const duration = (name: string, allowZero: boolean) => (v: string, node: Directi
  * test/config/directive-groups.test.ts holds the expected group of every name.
  */
 export type DirectiveGroup = 'honoured' | 'notice' | 'refused';
-
-/** Accepted, no effect; one notice per directive name per load. `why`: why nothing observable changes. */
-function notice(name: string, why: string): DirectiveSpec & { group: 'notice' } {
-  return {
-    name,
-    group: 'notice',
-    contexts: 'any',
-    minArgs: 0,
-    maxArgs: Infinity,
-    handle: (node, ctx) => {
-      ctx.state.notices.once(`ignored:${name.toLowerCase()}`, node.source, `${name} is ignored: ${why}`);
-    },
-  };
-}
-
-/** Known, but an error with `reason` (what is not supported, and what to do instead). */
-function refused(name: string, reason: string): DirectiveSpec & { group: 'refused' } {
-  return {
-    name,
-    group: 'refused',
-    contexts: 'any',
-    minArgs: 0,
-    maxArgs: Infinity,
-    handle: (node) => {
-      throw ConfigError.at(node.source, `${node.name}: ${reason}`);
-    },
-  };
-}
 
 /**
  * Honoured with the one value that is wsgate's behaviour (Apache's default, or what wsgate always
