@@ -6,7 +6,7 @@ import type { RequestHead } from '../http/head';
 import { aliasMatch, canonPath, hasControlOrSpace, substitute } from './mapping';
 import { checkAccess } from '../access/evaluate';
 import { fixupRedirect, translateRedirect, type RedirectAnswer } from './redirect';
-import { rewriteRequest, sectionRewrite } from './rewrite';
+import { type RewriteRequest, rewriteRequest, sectionRewrite } from './rewrite';
 import { parseTarget, type Target } from './target';
 import { selectVirtualHost } from './vhost';
 
@@ -122,15 +122,7 @@ function afterTranslate(vhost: VirtualHost, req: RequestFacts, target: Target, r
     if (found !== undefined) return redirectResult(found);
   }
   if (vhost.sectionRewrites !== undefined) {
-    const rewritten = sectionRewrite(vhost.sectionRewrites, vhost, {
-      method: req.method,
-      target,
-      headers: req.headers,
-      upgrade: req.upgrade,
-      host: req.host,
-      secure: req.secure === true,
-      frontName: vhost.frontName,
-    });
+    const rewritten = sectionRewrite(vhost.sectionRewrites, vhost, rewriteFacts(vhost, req, target));
     if (rewritten !== undefined) return rewritten;
   }
   if (redirects !== undefined) {
@@ -138,6 +130,19 @@ function afterTranslate(vhost: VirtualHost, req: RequestFacts, target: Target, r
     if (found !== undefined) return redirectResult(found);
   }
   return result;
+}
+
+/** What mod_rewrite's conditions and targets read of a request. */
+function rewriteFacts(vhost: VirtualHost, req: RequestFacts, target: Target): RewriteRequest {
+  return {
+    method: req.method,
+    target,
+    headers: req.headers,
+    upgrade: req.upgrade,
+    host: req.host,
+    secure: req.secure === true,
+    frontName: vhost.frontName,
+  };
 }
 
 function redirectResult(found: RedirectAnswer | 500): RouteResult {
@@ -154,15 +159,7 @@ function redirectResult(found: RedirectAnswer | 500): RouteResult {
 function routeTarget(vhost: VirtualHost, req: RequestFacts, target: Target): RouteResult {
   // mod_rewrite runs before ProxyPass (translate-name phase): a RewriteRule [P] that applies decides.
   if (vhost.rewrite !== undefined) {
-    const rewritten = rewriteRequest(vhost.rewrite, vhost, {
-      method: req.method,
-      target,
-      headers: req.headers,
-      upgrade: req.upgrade,
-      host: req.host,
-      secure: req.secure === true,
-      frontName: vhost.frontName,
-    });
+    const rewritten = rewriteRequest(vhost.rewrite, vhost, rewriteFacts(vhost, req, target));
     if (rewritten !== undefined) return rewritten;
   }
   const path = target.path;
