@@ -221,7 +221,10 @@ function groupedSpecs(): DirectiveSpec[] {
   return [
     // core and MPM
     notice('NameVirtualHost', 'it has no effect since Apache 2.4 (every address is name-based; Apache warns too)'),
-    notice('SSLSessionCache', "it sizes Apache's session-ID cache; wsgate keeps none, clients resume with session tickets (SSLSessionTickets)"),
+    notice(
+      'SSLSessionCache',
+      "it sizes Apache's session-ID cache; wsgate keeps none, clients resume with session tickets (SSLSessionTickets)",
+    ),
     notice('SSLRandomSeed', 'OpenSSL seeds its generator from the operating system'),
     notice('SSLPassPhraseDialog', 'it only matters for encrypted private keys, which wsgate refuses'),
     notice('SSLStaplingCache', STAPLING),

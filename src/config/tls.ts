@@ -192,7 +192,10 @@ export function tlsSpecs(): TlsDirectiveSpec[] {
       maxArgs: 1,
       handle: (node) => {
         if (parseOnOff(node.args[0] as string, 'SSLCompression', node.source)) {
-          throw ConfigError.at(node.source, 'SSLCompression on: TLS compression is not supported (it exposes secrets to CRIME); use SSLCompression off');
+          throw ConfigError.at(
+            node.source,
+            'SSLCompression on: TLS compression is not supported (it exposes secrets to CRIME); use SSLCompression off',
+          );
         }
       },
     },
@@ -341,7 +344,10 @@ function sslOptions(node: DirectiveNode, ctx: Ctx): void {
         break;
       case 'fakebasicauth':
         if (adds) {
-          throw ConfigError.at(node.source, 'SSLOptions +FakeBasicAuth: client certificates are not supported, so there is no DN to log in with');
+          throw ConfigError.at(
+            node.source,
+            'SSLOptions +FakeBasicAuth: client certificates are not supported, so there is no DN to log in with',
+          );
         }
         break;
       case 'stdenvvars':
@@ -361,7 +367,11 @@ function sslOptions(node: DirectiveNode, ctx: Ctx): void {
         );
     }
   }
-  ctx.state.notices.once('ignored:ssloptions', node.source, 'SSLOptions is ignored: wsgate has no SSLRequire, client certificates or CGI, the only things these options change');
+  ctx.state.notices.once(
+    'ignored:ssloptions',
+    node.source,
+    'SSLOptions is ignored: wsgate has no SSLRequire, client certificates or CGI, the only things these options change',
+  );
 }
 
 /** Reads each file once per load (several servers may name the same one). */
@@ -469,11 +479,19 @@ export function resolveFrontTls(
   const minVersion = conf.minVersion ?? protocol.min;
   const maxVersion = conf.maxVersion ?? protocol.max;
   if (VERSIONS.indexOf(minVersion) > VERSIONS.indexOf(maxVersion)) {
-    throw ConfigError.at(engine.source, `TLS settings of this server leave no protocol: minimum ${minVersion} is above maximum ${maxVersion}`);
+    throw ConfigError.at(
+      engine.source,
+      `TLS settings of this server leave no protocol: minimum ${minVersion} is above maximum ${maxVersion}`,
+    );
   }
   const tls12 = conf.cipherString ?? pick('ciphers')?.list;
   // Node takes the TLSv1.3 suites (TLS_…) and the older cipher list in one string.
-  const ciphers = conf.ciphersuites !== undefined ? [conf.ciphersuites, tls12 ?? tls.DEFAULT_CIPHERS].join(':') : tls12;
+  const older =
+    tls12 ??
+    tls.DEFAULT_CIPHERS.split(':')
+      .filter((c) => !c.startsWith('TLS_'))
+      .join(':');
+  const ciphers = conf.ciphersuites !== undefined ? `${conf.ciphersuites}:${older}` : tls12;
   return {
     cert: [...certs, ...chain].join('\n') + '\n',
     key,

@@ -241,7 +241,10 @@ test('mod_rewrite beyond RewriteRule [P], and TLS directives, are refused with a
     { 'wsgate.conf': lines(L, 'SSLUseStapling on') },
     { line: 2, message: /SSLUseStapling on: OCSP stapling is not supported .*use SSLUseStapling off/ },
   );
-  expectError({ 'wsgate.conf': lines(L, 'SSLVerifyClient require') }, { line: 2, message: /SSLVerifyClient: this mod_ssl directive is not supported/ });
+  expectError(
+    { 'wsgate.conf': lines(L, 'SSLVerifyClient require') },
+    { line: 2, message: /SSLVerifyClient: this mod_ssl directive is not supported/ },
+  );
 });
 
 test('ProxyRequests On: forward proxy not supported', () => {

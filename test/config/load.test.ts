@@ -613,7 +613,10 @@ test('<VirtualHost> addresses, and a notice for a port no Listen covers', () => 
   assert.deepEqual(addrs[addrs.length - 1], { host: '*', port: '*' });
   const named = addrs.slice(3, -1);
   assert.ok(named.some((a) => a.host === '127.0.0.1'));
-  assert.ok(named.every((a) => (a.host === '127.0.0.1' || a.host === '::1') && a.port === 0), JSON.stringify(named));
+  assert.ok(
+    named.every((a) => (a.host === '127.0.0.1' || a.host === '::1') && a.port === 0),
+    JSON.stringify(named),
+  );
   assert.deepEqual(config.listen[1]?.host, '::1');
   assert.deepEqual(
     config.notices.map((n) => n.replace(`${dir}/`, '')),
