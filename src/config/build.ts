@@ -20,6 +20,8 @@ import {
   type WorkerParams,
 } from './drafts';
 import { ConfigError, Notices } from './errors';
+import { isHostName, resolveNames } from './resolve';
+import { parseVhostAddress } from './values';
 import { DEFAULT_REQUEST_READ_TIMEOUTS } from './reqtimeout';
 import {
   DEFAULT_PROTOCOLS,
@@ -255,10 +257,29 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** The host names written as <VirtualHost> addresses (sections are only valid at the top level). */
+function vhostNames(nodes: readonly ConfigNode[]): string[] {
+  const names: string[] = [];
+  for (const node of nodes) {
+    if (node.kind !== 'section' || node.key !== 'virtualhost') continue;
+    for (const arg of node.args) {
+      let host: string;
+      try {
+        host = parseVhostAddress(arg, node.source).host;
+      } catch {
+        continue; // reported at its line by the walk
+      }
+      if (isHostName(host)) names.push(host);
+    }
+  }
+  return names;
+}
+
 export function buildConfig(parsed: ParseResult, mainFile: string): Config {
   const notices = new Notices();
+  for (const w of parsed.warnings) notices.add(w.where, w.text);
   const main = newServerDraft(true, [], { file: mainFile, line: 1 });
-  const state: BuildState = { notices, listens: [], main, vhosts: [] };
+  const state: BuildState = { notices, listens: [], main, vhosts: [], resolved: resolveNames(vhostNames(parsed.nodes)) };
   walk(parsed.nodes, { kind: 'server', server: main, state });
 
   if (state.listens.length === 0) {

@@ -17,6 +17,8 @@ import { ConfigError } from './errors';
 import { CONDITIONAL_SECTIONS, READ_DIRECTIVES, SKIPPED_SECTIONS, type ConfigNode, type DirectiveNode, type SectionNode } from './parser';
 import { http2Specs } from './http2';
 import { tlsSpecs } from './tls';
+import { isHostName } from './resolve';
+import type { VirtualHostAddress } from './model';
 import { parseDuration, parseListenAddress, parseCount, parseOnOff, parseRegex, parseServerName, parseVhostAddress } from './values';
 import { applyBalancerParam, applyMemberParam, ensureBalancer, openBalancerSection, parseBalancerUrl } from './balancer';
 import { headerDirective, requestHeaderDirective } from './headers';
@@ -184,12 +186,30 @@ const H2_TUNING = [
 const PROCESS = "Apache's process and MPM tuning; wsgate runs one event loop per worker (-w N)";
 const LOGS = 'wsgate writes its own log lines to stderr (docs/behaviour.md)';
 const FILES = 'it applies to files Apache serves itself; wsgate serves none, and proxied requests never use it';
+const STAPLING = 'it tunes OCSP stapling, which is off (SSLUseStapling on is refused)';
 const STATUS_PAGE = "it only details Apache's server-status page, which wsgate does not serve";
 
 /** The directives that are noticed or refused, one line each; see DirectiveGroup. */
 function groupedSpecs(): DirectiveSpec[] {
   return [
     // core and MPM
+    notice('NameVirtualHost', 'it has no effect since Apache 2.4 (every address is name-based; Apache warns too)'),
+    notice(
+      'SSLSessionCache',
+      "it sizes Apache's session-ID cache; wsgate keeps none, clients resume with session tickets (SSLSessionTickets)",
+    ),
+    notice('SSLRandomSeed', 'OpenSSL seeds its generator from the operating system'),
+    notice('SSLPassPhraseDialog', 'it only matters for encrypted private keys, which wsgate refuses'),
+    notice('SSLStaplingCache', STAPLING),
+    notice('SSLStaplingResponderTimeout', STAPLING),
+    notice('SSLStaplingReturnResponderErrors', STAPLING),
+    notice('SSLStaplingStandardCacheTimeout', STAPLING),
+    notice('SSLStaplingErrorCacheTimeout', STAPLING),
+    notice('SSLStaplingFakeTryLater', STAPLING),
+    notice('SSLStaplingResponseTimeSkew', STAPLING),
+    notice('SSLStaplingResponseMaxAge', STAPLING),
+    notice('SSLStaplingForceURL', STAPLING),
+    onlyValue('SSLCryptoDevice', 'builtin', 'hardware crypto engines are not supported'),
     notice('ServerAdmin', "it only appears in Apache's own error pages; wsgate's carry no signature"),
     notice('User', PROCESS),
     notice('Group', PROCESS),
@@ -568,6 +588,27 @@ function proxySet(node: DirectiveNode, ctx: Ctx): void {
   ctx.server.proxySets.push({ describe, matches, params, source: where, used: false });
 }
 
+/**
+ * One <VirtualHost> argument as addresses. A host name stands for every address the resolver gave
+ * for it, as in Apache; a name that does not resolve is an error (Apache logs it and drops the
+ * address, which leaves a virtual host that no request can reach).
+ */
+function vhostAddresses(arg: string, node: SectionNode, ctx: Ctx): VirtualHostAddress[] {
+  const addr = parseVhostAddress(arg, node.source);
+  if (!isHostName(addr.host)) return [addr];
+  const r = ctx.state.resolved.get(addr.host);
+  if (r === undefined || 'error' in r) {
+    const port = addr.port === '*' ? '*' : String(addr.port);
+    throw ConfigError.at(
+      node.source,
+      `<VirtualHost ${node.args.join(' ')}>: cannot resolve "${addr.host}" (${r === undefined ? 'not looked up' : r.error}); ` +
+        `a name here is resolved at load to the addresses the virtual host listens on: write the server's IP address, ` +
+        `or *:${port} with "ServerName ${addr.host}" inside`,
+    );
+  }
+  return r.addresses.map((host) => ({ host, port: addr.port }));
+}
+
 function sectionSpecs(): SectionSpec[] {
   const location = (name: string, regexOnly: boolean): SectionSpec => ({
     name,
@@ -627,7 +668,7 @@ function sectionSpecs(): SectionSpec[] {
       minArgs: 1,
       maxArgs: Infinity,
       open: (node, ctx, walk) => {
-        const addresses = node.args.map((a) => parseVhostAddress(a, node.source));
+        const addresses = node.args.flatMap((a) => vhostAddresses(a, node, ctx));
         const server: ServerDraft = newServerDraft(false, addresses, node.source);
         ctx.state.vhosts.push(server);
         walk(node.children, { kind: 'vhost', server, state: ctx.state });

@@ -2,6 +2,7 @@
 // turned into the immutable model by build.ts once the whole file has been seen — because, as in
 // Apache, a main-server setting written after a <VirtualHost> still applies to it.
 
+import type { Resolution } from './resolve';
 import type { Notices } from './errors';
 import type {
   FrontProtocol,
@@ -195,6 +196,8 @@ export interface BuildState {
   readonly vhosts: ServerDraft[];
   /** Set by ServerRoot: relative certificate paths resolve against it. */
   serverRoot?: string;
+  /** Host names written as <VirtualHost> addresses, looked up before the walk (resolve.ts). */
+  readonly resolved: ReadonlyMap<string, Resolution>;
 }
 
 /** Where a directive sits: Apache's "server config", "virtual host", "directory" (split by kind). */

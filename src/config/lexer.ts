@@ -7,7 +7,8 @@
 //   ordinary character, as in Apache). Continuation is applied first, so `# a \` swallows the
 //   next line too.
 // - `${NAME}` is replaced by the value from `Define NAME value`, else the environment variable;
-//   an undefined name is an error (Apache only warns and leaves the text as is).
+//   an undefined name is left as written and reported to the caller, who warns (as Apache does:
+//   "Config variable ${NAME} is not defined"); a line that then makes no sense fails at its line.
 // - A logical line is bounded in length, before and after `${NAME}` expansion (limits.ts).
 // - Words are separated by blanks. A word that starts with `"` or `'` runs to the matching
 //   quote and may contain blanks; inside it `\"` (or `\'`) and `\\` are escapes. Outside quotes
@@ -58,7 +59,13 @@ export function splitLines(text: string, file = '', maxChars = Infinity): Logica
 export type VarLookup = (name: string) => string | undefined;
 
 /** `maxChars` bounds the result: a value doubled by Define after Define must not eat all memory. */
-export function expandVars(text: string, lookup: VarLookup, where: SourceRef, maxChars = Infinity): string {
+export function expandVars(
+  text: string,
+  lookup: VarLookup,
+  where: SourceRef,
+  maxChars = Infinity,
+  onUndefined: (name: string) => void = () => {},
+): string {
   if (!text.includes('${')) return text;
   let out = '';
   let pos = 0;
@@ -68,13 +75,9 @@ export function expandVars(text: string, lookup: VarLookup, where: SourceRef, ma
     const end = text.indexOf('}', start + 2);
     if (end < 0) break; // Apache leaves an unterminated `${` alone.
     const name = text.slice(start + 2, end);
-    const value = lookup(name);
-    if (value === undefined) {
-      throw ConfigError.at(
-        where,
-        `\${${name}} is not defined (no "Define ${name} value" before this line and no environment variable ${name})`,
-      );
-    }
+    const found = lookup(name);
+    if (found === undefined) onUndefined(name);
+    const value = found ?? text.slice(start, end + 1);
     if (out.length + (start - pos) + value.length > maxChars) throw tooLong(where, maxChars, name);
     out += text.slice(pos, start) + value;
     pos = end + 1;

@@ -80,6 +80,16 @@ export interface FrontTls {
   /** `SSLCipherSuite` as given (OpenSSL syntax), or Node's default. */
   readonly ciphers?: string;
   readonly honorCipherOrder: boolean;
+  /** `SSLSessionTickets` (default on): off sets OpenSSL's SSL_OP_NO_TICKET, so no session can be resumed. */
+  readonly sessionTickets: boolean;
+  /** `SSLSessionCacheTimeout` in seconds (default 300): how long a session stays resumable. */
+  readonly sessionTimeoutS: number;
+  /** `SSLOpenSSLConfCmd Curves|Groups|ECDHParameters`: Node's ecdhCurve. */
+  readonly ecdhCurve?: string;
+  /** `SSLOpenSSLConfCmd SignatureAlgorithms`. */
+  readonly sigalgs?: string;
+  /** `SSLOpenSSLConfCmd DHParameters`: the PEM of the file. */
+  readonly dhparam?: string;
   /** The `SSLEngine on` line. */
   readonly source: SourceRef;
 }

@@ -3,8 +3,10 @@
 // What Apache does "on read" (EXEC_ON_READ) happens here, in file order, so that the tree holds
 // only what is in effect:
 // - `Define NAME [value]` / `UnDefine NAME`: names for <IfDefine>, values for `${NAME}`.
-// - `<IfDefine [!]NAME>`: kept or skipped. `<IfModule [!]module>`: every module counts as
-//   loaded, so `<IfModule x>` is kept and `<IfModule !x>` skipped.
+// - `<IfDefine [!]NAME>`: kept or skipped. `<IfModule [!]module>`: kept when the module is one
+//   wsgate implements or one a `LoadModule` line above named (modules.ts), else skipped.
+// - `LoadModule name file`: marks the module loaded for later <IfModule> lines (and is kept in the
+//   tree, where it is a notice).
 // - `Include` / `IncludeOptional`: the files' contents are parsed in place (glob rules in
 //   glob.ts). A relative path resolves against `ServerRoot` if one was set earlier, else the
 //   main config file's directory. Include of a missing file is an error, IncludeOptional is
@@ -24,6 +26,7 @@ import { FileReadError, readTextFile } from './files';
 import { expandInclude } from './glob';
 import { expandVars, splitLines, tokenize } from './lexer';
 import { LimitExceeded, LoadBudget } from './limits';
+import { builtInModuleNames, moduleSpellings } from './modules';
 import type { SourceRef } from './model';
 
 export interface DirectiveNode {
@@ -60,6 +63,8 @@ export interface ParseOptions {
 
 export interface ParseResult {
   readonly nodes: readonly ConfigNode[];
+  /** Warnings found while reading (an undefined `${VAR}`), in file order. */
+  readonly warnings: readonly { readonly where: SourceRef; readonly text: string }[];
   /** Files read, main first, each once. */
   readonly files: readonly string[];
 }
@@ -95,9 +100,12 @@ const SECTION_NAME = /^<\/?\s*([^\s>]*)/;
 
 class Parser {
   private readonly defines = new Set<string>();
+  private readonly modules = builtInModuleNames();
   private readonly vars = new Map<string, string>();
   private serverRoot: string | undefined;
   private readonly files: string[] = [];
+  private readonly warnings: { where: SourceRef; text: string }[] = [];
+  private readonly undefinedVars = new Set<string>();
   private readonly seenFiles = new Set<string>();
   /** Real paths of the files being read, outermost first, for loop detection. */
   private readonly reading: string[] = [];
@@ -111,7 +119,7 @@ class Parser {
   parseMain(text: string, fileName: string): ParseResult {
     const nodes: ConfigNode[] = [];
     this.readFile(text, fileName, nodes);
-    return { nodes, files: this.files };
+    return { nodes, files: this.files, warnings: this.warnings };
   }
 
   private readFile(text: string, file: string, target: ConfigNode[]): void {
@@ -130,7 +138,7 @@ class Parser {
         this.soak(raw, where, stack);
         continue;
       }
-      const expanded = expandVars(raw, this.lookup, where, limits.lineChars);
+      const expanded = expandVars(raw, this.lookup, where, limits.lineChars, (name) => this.undefinedVar(name, where));
       try {
         this.budget.line(expanded.length);
       } catch (err) {
@@ -154,6 +162,16 @@ class Parser {
       throw ConfigError.at(open.source, `<${open.name}> is never closed: no </${open.name}> before the end of ${file}`);
     }
     this.reading.pop();
+  }
+
+  /** Apache warns and keeps `${NAME}` as written; one warning per name per load. */
+  private undefinedVar(name: string, where: SourceRef): void {
+    if (this.undefinedVars.has(name)) return;
+    this.undefinedVars.add(name);
+    this.warnings.push({
+      where,
+      text: `Config variable \${${name}} is not defined (no "Define ${name} value" before this line and no environment variable ${name}): the text is kept as written`,
+    });
   }
 
   /** Inside a skipped section: only follow nesting so the right closing line ends it. */
@@ -202,7 +220,7 @@ class Parser {
       const negated = arg.startsWith('!');
       const subject = negated ? arg.slice(1) : arg;
       if (subject === '') throw ConfigError.at(where, `<${name}> needs a name after "!"`);
-      const holds = key === 'ifmodule' ? true : this.defines.has(subject);
+      const holds = key === 'ifmodule' ? this.modules.has(subject) : this.defines.has(subject);
       stack.push({ kind: holds !== negated ? 'cond' : 'skip', name, key, source: where, target, inSection });
       return;
     }
@@ -242,6 +260,10 @@ class Parser {
       case 'includeoptional':
         this.include(name, key === 'includeoptional', args, where, target);
         return;
+      case 'loadmodule':
+        // Apache reads LoadModule on read too: <IfModule> below it sees the module.
+        if (args.length === 2) for (const spelling of moduleSpellings(args[0] as string)) this.modules.add(spelling);
+        break;
       case 'serverroot':
         if (args.length === 1 && !inSection) {
           this.serverRoot = path.resolve(this.opts.includeBase, args[0] as string);

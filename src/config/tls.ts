@@ -29,6 +29,10 @@ export interface TlsDraft {
   protocol?: { readonly min: TlsVersion; readonly max: TlsVersion };
   ciphers?: { readonly list: string; readonly source: SourceRef };
   honorCipherOrder?: boolean;
+  sessionTickets?: boolean;
+  sessionTimeoutS?: number;
+  /** SSLOpenSSLConfCmd values, applied over the directives above as mod_ssl applies them last. */
+  conf?: ConfCmds;
   proxyEngine?: boolean;
   proxyVerify?: boolean;
   proxyCaFile?: FileRef;
@@ -37,10 +41,25 @@ export interface TlsDraft {
   proxyMachineCertFile?: FileRef;
 }
 
+/** What `SSLOpenSSLConfCmd` lines set, merged per command (a later line for the same command wins). */
+export interface ConfCmds {
+  ecdhCurve?: string;
+  minVersion?: TlsVersion;
+  maxVersion?: TlsVersion;
+  cipherString?: string;
+  ciphersuites?: string;
+  sigalgs?: string;
+  dhparamFile?: FileRef;
+  serverPreference?: boolean;
+  sessionTickets?: boolean;
+}
+
 /** The directive table's view of one TLS directive (the same shape as directives.ts's DirectiveSpec). */
 export interface TlsDirectiveSpec {
   readonly name: string;
-  readonly contexts: readonly ContextKind[];
+  /** Unset means honoured (directives.ts's DirectiveGroup). */
+  readonly group?: 'honoured' | 'notice' | 'refused';
+  readonly contexts: readonly ContextKind[] | 'any';
   readonly minArgs: number;
   readonly maxArgs: number;
   readonly handle: (node: DirectiveNode, ctx: Ctx) => void;
@@ -157,6 +176,46 @@ export function tlsSpecs(): TlsDirectiveSpec[] {
       return { list: v, source: node.source };
     }),
     one('SSLHonorCipherOrder', 'honorCipherOrder', onOff('SSLHonorCipherOrder')),
+    one('SSLSessionTickets', 'sessionTickets', onOff('SSLSessionTickets')),
+    one('SSLSessionCacheTimeout', 'sessionTimeoutS', (node) => {
+      const v = node.args[0] as string;
+      if (!/^\d{1,9}$/.test(v) || Number(v) === 0) {
+        throw ConfigError.at(node.source, `SSLSessionCacheTimeout: "${v}" is not a number of seconds greater than 0`);
+      }
+      return Number(v);
+    }),
+    {
+      // Node never compresses TLS records (OpenSSL's SSL_OP_NO_COMPRESSION), which is what Off asks for.
+      name: 'SSLCompression',
+      contexts: SERVER_VHOST,
+      minArgs: 1,
+      maxArgs: 1,
+      handle: (node) => {
+        if (parseOnOff(node.args[0] as string, 'SSLCompression', node.source)) {
+          throw ConfigError.at(
+            node.source,
+            'SSLCompression on: TLS compression is not supported (it exposes secrets to CRIME); use SSLCompression off',
+          );
+        }
+      },
+    },
+    {
+      name: 'SSLUseStapling',
+      contexts: SERVER_VHOST,
+      minArgs: 1,
+      maxArgs: 1,
+      handle: (node) => {
+        if (parseOnOff(node.args[0] as string, 'SSLUseStapling', node.source)) {
+          throw ConfigError.at(
+            node.source,
+            'SSLUseStapling on: OCSP stapling is not supported (wsgate does not fetch OCSP responses); use SSLUseStapling off, ' +
+              'clients then ask the CA themselves',
+          );
+        }
+      },
+    },
+    { name: 'SSLOpenSSLConfCmd', contexts: SERVER_VHOST, minArgs: 2, maxArgs: 2, handle: openSslConfCmd },
+    { name: 'SSLOptions', group: 'notice', contexts: 'any', minArgs: 1, maxArgs: Infinity, handle: sslOptions },
     one('SSLProxyEngine', 'proxyEngine', onOff('SSLProxyEngine')),
     one('SSLProxyVerify', 'proxyVerify', (node, ctx) => {
       const v = (node.args[0] as string).toLowerCase();
@@ -178,6 +237,141 @@ export function tlsSpecs(): TlsDirectiveSpec[] {
     one('SSLProxyCheckPeerCN', 'proxyCheckPeerName', onOff('SSLProxyCheckPeerCN')),
     one('SSLProxyMachineCertificateFile', 'proxyMachineCertFile', filePath),
   ];
+}
+
+const PROTOCOL_NAMES: Record<string, TlsVersion> = {
+  tlsv1: 'TLSv1',
+  'tlsv1.1': 'TLSv1.1',
+  'tlsv1.2': 'TLSv1.2',
+  'tlsv1.3': 'TLSv1.3',
+};
+
+/**
+ * `SSLOpenSSLConfCmd command value`: the commands with a Node TLS option of the same meaning are
+ * honoured; any other is refused by name, since OpenSSL would change the handshake in a way wsgate
+ * cannot reproduce. Values are checked by building a context with them.
+ */
+function openSslConfCmd(node: DirectiveNode, ctx: Ctx): void {
+  const [cmd, value] = node.args as [string, string];
+  const where = node.source;
+  const conf: ConfCmds = (ctx.server.tls.conf ??= {});
+  const check = (opts: tls.SecureContextOptions): void => {
+    try {
+      tls.createSecureContext(opts);
+    } catch (err) {
+      throw ConfigError.at(where, `SSLOpenSSLConfCmd ${cmd} "${value}": OpenSSL refuses it (${(err as Error).message})`);
+    }
+  };
+  switch (cmd.toLowerCase()) {
+    case 'curves':
+    case 'groups':
+    case 'ecdhparameters': {
+      const curve = value.toLowerCase() === 'automatic' ? 'auto' : value;
+      check({ ecdhCurve: curve });
+      conf.ecdhCurve = curve;
+      return;
+    }
+    case 'minprotocol':
+    case 'maxprotocol': {
+      const v = PROTOCOL_NAMES[value.toLowerCase()];
+      if (v === undefined) {
+        throw ConfigError.at(where, `SSLOpenSSLConfCmd ${cmd} "${value}": expected TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3`);
+      }
+      if (cmd.toLowerCase() === 'minprotocol') conf.minVersion = v;
+      else conf.maxVersion = v;
+      return;
+    }
+    case 'cipherstring':
+      check({ ciphers: value });
+      conf.cipherString = value;
+      return;
+    case 'ciphersuites':
+      if (!/^TLS_[A-Z0-9_]+(?::TLS_[A-Z0-9_]+)*$/.test(value)) {
+        throw ConfigError.at(where, `SSLOpenSSLConfCmd Ciphersuites "${value}": expected TLSv1.3 suite names (TLS_…) joined by ":"`);
+      }
+      check({ ciphers: value, minVersion: 'TLSv1.3' });
+      conf.ciphersuites = value;
+      return;
+    case 'signaturealgorithms':
+      check({ sigalgs: value });
+      conf.sigalgs = value;
+      return;
+    case 'dhparameters':
+      conf.dhparamFile = filePath({ ...node, args: [value] }, ctx);
+      return;
+    case 'options':
+      for (const word of value.split(',')) {
+        const off = word.startsWith('-');
+        const name = word.replace(/^[+-]/, '').toLowerCase();
+        if (name === 'serverpreference') conf.serverPreference = !off;
+        else if (name === 'sessionticket') conf.sessionTickets = !off;
+        else if (name === 'compression' && off) continue;
+        else {
+          throw ConfigError.at(
+            where,
+            `SSLOpenSSLConfCmd Options "${word}" is not supported (ServerPreference, SessionTicket and -Compression are)`,
+          );
+        }
+      }
+      return;
+    default:
+      throw ConfigError.at(
+        where,
+        `SSLOpenSSLConfCmd ${cmd} is not supported: wsgate maps Curves, Groups, ECDHParameters, MinProtocol, MaxProtocol, ` +
+          'CipherString, Ciphersuites, SignatureAlgorithms, DHParameters and Options onto Node.js TLS; remove the line or use ' +
+          'SSLProtocol / SSLCipherSuite',
+      );
+  }
+}
+
+/**
+ * `SSLOptions [+|-]opt…`, option by option: StrictRequire, OptRenegotiate and LegacyDNStringFormat
+ * only change SSLRequire, client certificates in directories and DN strings, none of which wsgate
+ * has (SSLRequire and SSLVerifyClient are refused); FakeBasicAuth decides who gets in from a client
+ * certificate, which wsgate never asks for, so it is refused. StdEnvVars and ExportCertData put the
+ * SSL_* variables in the request's environment, where `%{VAR}e` in Header/RequestHeader would read
+ * them: inside <Directory>/<Files> (never entered by a proxied request, and the only place Debian's
+ * default-ssl.conf uses them) they change nothing, elsewhere they are refused.
+ */
+function sslOptions(node: DirectiveNode, ctx: Ctx): void {
+  for (const word of node.args) {
+    const name = word.replace(/^[+-]/, '').toLowerCase();
+    const adds = !word.startsWith('-');
+    switch (name) {
+      case 'strictrequire':
+      case 'optrenegotiate':
+      case 'legacydnstringformat':
+        break;
+      case 'fakebasicauth':
+        if (adds) {
+          throw ConfigError.at(
+            node.source,
+            'SSLOptions +FakeBasicAuth: client certificates are not supported, so there is no DN to log in with',
+          );
+        }
+        break;
+      case 'stdenvvars':
+      case 'exportcertdata':
+        if (adds) {
+          throw ConfigError.at(
+            node.source,
+            `SSLOptions ${word}: SSL variables are not put in the request environment; read them as %{SSL_PROTOCOL}s ` +
+              '(…s, not …e) in Header or RequestHeader',
+          );
+        }
+        break;
+      default:
+        throw ConfigError.at(
+          node.source,
+          `SSLOptions: unknown option "${word}" (StdEnvVars, ExportCertData, FakeBasicAuth, StrictRequire, OptRenegotiate, LegacyDNStringFormat)`,
+        );
+    }
+  }
+  ctx.state.notices.once(
+    'ignored:ssloptions',
+    node.source,
+    'SSLOptions is ignored: wsgate has no SSLRequire, client certificates or CGI, the only things these options change',
+  );
 }
 
 /** Reads each file once per load (several servers may name the same one). */
@@ -228,6 +422,17 @@ function privateKey(ref: FileRef, text: string): string {
   return m[0];
 }
 
+function dhParameters(ref: FileRef, text: string): string {
+  const m = /-----BEGIN DH PARAMETERS-----[\s\S]+?-----END DH PARAMETERS-----/.exec(text);
+  if (!m) throw ConfigError.at(ref.source, `SSLOpenSSLConfCmd DHParameters: "${ref.path}" holds no PEM DH parameters`);
+  try {
+    tls.createSecureContext({ dhparam: m[0] });
+  } catch (err) {
+    throw ConfigError.at(ref.source, `SSLOpenSSLConfCmd DHParameters: "${ref.path}": ${(err as Error).message}`);
+  }
+  return m[0];
+}
+
 function checkPair(ref: FileRef, cert: string, key: string): void {
   const x = new X509Certificate(cert);
   if (!x.checkPrivateKey(createPrivateKey(key))) {
@@ -269,14 +474,36 @@ export function resolveFrontTls(
   const chainFile = pick('chainFile');
   const chain = chainFile === undefined ? [] : certificates(chainFile, files.read(chainFile));
   const protocol = pick('protocol') ?? { min: 'TLSv1.2', max: 'TLSv1.3' };
-  const ciphers = pick('ciphers');
+  // SSLOpenSSLConfCmd lines of the main server, then the server's own, as mod_ssl applies them.
+  const conf: ConfCmds = { ...base?.conf, ...own.conf };
+  const minVersion = conf.minVersion ?? protocol.min;
+  const maxVersion = conf.maxVersion ?? protocol.max;
+  if (VERSIONS.indexOf(minVersion) > VERSIONS.indexOf(maxVersion)) {
+    throw ConfigError.at(
+      engine.source,
+      `TLS settings of this server leave no protocol: minimum ${minVersion} is above maximum ${maxVersion}`,
+    );
+  }
+  const tls12 = conf.cipherString ?? pick('ciphers')?.list;
+  // Node takes the TLSv1.3 suites (TLS_…) and the older cipher list in one string.
+  const older =
+    tls12 ??
+    tls.DEFAULT_CIPHERS.split(':')
+      .filter((c) => !c.startsWith('TLS_'))
+      .join(':');
+  const ciphers = conf.ciphersuites !== undefined ? `${conf.ciphersuites}:${older}` : tls12;
   return {
     cert: [...certs, ...chain].join('\n') + '\n',
     key,
-    minVersion: protocol.min,
-    maxVersion: protocol.max,
-    ...(ciphers !== undefined ? { ciphers: ciphers.list } : {}),
-    honorCipherOrder: pick('honorCipherOrder') ?? false,
+    minVersion,
+    maxVersion,
+    ...(ciphers !== undefined ? { ciphers } : {}),
+    honorCipherOrder: conf.serverPreference ?? pick('honorCipherOrder') ?? false,
+    sessionTickets: conf.sessionTickets ?? pick('sessionTickets') ?? true,
+    sessionTimeoutS: pick('sessionTimeoutS') ?? 300,
+    ...(conf.ecdhCurve !== undefined ? { ecdhCurve: conf.ecdhCurve } : {}),
+    ...(conf.sigalgs !== undefined ? { sigalgs: conf.sigalgs } : {}),
+    ...(conf.dhparamFile !== undefined ? { dhparam: dhParameters(conf.dhparamFile, files.read(conf.dhparamFile)) } : {}),
     source: engine.source,
   };
 }

@@ -99,6 +99,9 @@ export function parseBackendUrl(raw: string, where: SourceRef, regex: boolean): 
     host = colon < 0 ? authority : authority.slice(0, colon);
     portText = colon < 0 ? undefined : authority.slice(colon + 1);
   }
+  if (authority.includes('${')) {
+    throw ConfigError.at(where, `bad backend URL "${raw}": a \${VAR} in it is not defined (Define it, or set the environment variable)`);
+  }
   if (host.includes('$') || portText?.includes('$')) {
     throw ConfigError.at(where, `"${raw}": backreferences ($1…) are only supported in the path, not the host or port`);
   }

@@ -3,6 +3,7 @@
 // `SSLEngine on` for that port (tlsServersFor); the HTTP request is still routed to a vhost by
 // its Host header, as for plain HTTP.
 
+import { constants } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { Config, FrontTls, ListenAddress, ReadStage } from '../config/model';
@@ -75,6 +76,12 @@ function contextOptions(t: FrontTls): tls.SecureContextOptions {
     maxVersion: t.maxVersion,
     ...(t.ciphers !== undefined ? { ciphers: t.ciphers } : {}),
     honorCipherOrder: t.honorCipherOrder,
+    // SSLSessionTickets off: OpenSSL sends no resumable ticket (in TLSv1.3 only a stateful one, and wsgate keeps no session cache).
+    ...(t.sessionTickets ? {} : { secureOptions: constants.SSL_OP_NO_TICKET }),
+    sessionTimeout: t.sessionTimeoutS,
+    ...(t.ecdhCurve !== undefined ? { ecdhCurve: t.ecdhCurve } : {}),
+    ...(t.sigalgs !== undefined ? { sigalgs: t.sigalgs } : {}),
+    ...(t.dhparam !== undefined ? { dhparam: t.dhparam } : {}),
   };
 }
 

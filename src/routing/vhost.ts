@@ -12,8 +12,8 @@ import type { Config, ListenAddress, VirtualHost, VirtualHostAddress } from '../
  * string, picks the same vhost in a list built from literal addresses, so it is left out.)
  *
  * Addresses are compared literally with `localAddress` (an IPv4-mapped `::ffff:a.b.c.d` is
- * taken as `a.b.c.d`): a <VirtualHost> written with a host name is not resolved, so it never
- * matches by address.
+ * taken as `a.b.c.d`): a <VirtualHost> written with a host name holds the addresses the name
+ * resolved to at load (config/resolve.ts).
  */
 export function selectVirtualHost(
   config: Config,

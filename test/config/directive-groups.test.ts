@@ -67,6 +67,27 @@ const EXPECTED: ReadonlyArray<readonly [string, Expected]> = [
   ['SSLProxyCheckPeerExpire', 'honoured'],
   ['SSLProxyCheckPeerCN', 'honoured'],
   ['SSLProxyMachineCertificateFile', 'honoured'],
+  // mod_ssl tuning from certbot's options-ssl-apache.conf, Debian's ssl.conf and app guides.
+  ['SSLSessionTickets', 'honoured'], // off: SSL_OP_NO_TICKET
+  ['SSLSessionCacheTimeout', 'honoured'], // Node's sessionTimeout
+  ['SSLCompression', 'honoured'], // off is what Node does; on refused
+  ['SSLUseStapling', 'honoured'], // off honoured; on refused (no OCSP client)
+  ['SSLOpenSSLConfCmd', 'honoured'], // commands with a Node option; others refused by name
+  ['SSLOptions', 'notice'], // nothing observable; +FakeBasicAuth and +StdEnvVars/+ExportCertData outside <Directory> refused
+  ['SSLSessionCache', 'notice'], // sizes Apache's session-ID cache only
+  ['SSLRandomSeed', 'notice'],
+  ['SSLPassPhraseDialog', 'notice'], // encrypted keys are refused anyway
+  ['SSLStaplingCache', 'notice'], // stapling is off
+  ['SSLStaplingResponderTimeout', 'notice'],
+  ['SSLStaplingReturnResponderErrors', 'notice'],
+  ['SSLStaplingStandardCacheTimeout', 'notice'],
+  ['SSLStaplingErrorCacheTimeout', 'notice'],
+  ['SSLStaplingFakeTryLater', 'notice'],
+  ['SSLStaplingResponseTimeSkew', 'notice'],
+  ['SSLStaplingResponseMaxAge', 'notice'],
+  ['SSLStaplingForceURL', 'notice'],
+  ['SSLCryptoDevice', 'honoured'], // builtin only
+  ['NameVirtualHost', 'notice'], // no effect since 2.4
   ['Protocols', 'honoured'],
   ['ProtocolsHonorOrder', 'honoured'],
   ['H2WebSockets', 'honoured'],
@@ -271,7 +292,9 @@ test('a noticed name loads with one notice; a refused one is a FILE:LINE error',
     if (name.startsWith('<') || (group !== 'notice' && group !== 'refused')) continue;
     // DocumentRoot and SetHandler are noticed only where every path is proxied.
     const proxied = name === 'DocumentRoot' || name === 'SetHandler' ? 'ProxyPass / ws://h/' : '';
-    const text = lines('Listen 0', `${name} x`, proxied);
+    // A value the directive takes where `x` is not one (Apache refuses those too).
+    const value = name === 'SSLOptions' ? '+StrictRequire' : 'x';
+    const text = lines('Listen 0', `${name} ${value}`, proxied);
     if (group === 'notice') {
       const { config } = load({ 'wsgate.conf': text });
       assert.equal(

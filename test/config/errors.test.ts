@@ -156,7 +156,7 @@ test('a mistake on a continued line reports the first line of the directive', ()
 });
 
 test('undefined ${VAR}', () => {
-  expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ws://${NOPE}/') }, { line: 2, message: /\$\{NOPE\} is not defined/ });
+  expectError({ 'wsgate.conf': lines(L, 'ProxyPass /a ws://${NOPE}/') }, { line: 2, message: /\$\{VAR\} in it is not defined/ });
 });
 
 test('Include of a missing file', () => {
@@ -239,7 +239,11 @@ test('mod_rewrite beyond RewriteRule [P], and TLS directives, are refused with a
   expectError({ 'wsgate.conf': lines(L, 'SSLEngine on') }, { line: 2, message: /SSLEngine on needs SSLCertificateFile/ });
   expectError(
     { 'wsgate.conf': lines(L, 'SSLUseStapling on') },
-    { line: 2, message: /SSLUseStapling: this mod_ssl directive is not supported/ },
+    { line: 2, message: /SSLUseStapling on: OCSP stapling is not supported .*use SSLUseStapling off/ },
+  );
+  expectError(
+    { 'wsgate.conf': lines(L, 'SSLVerifyClient require') },
+    { line: 2, message: /SSLVerifyClient: this mod_ssl directive is not supported/ },
   );
 });
 

@@ -560,7 +560,7 @@ describe('TLS configuration errors at FILE:LINE', () => {
     expectError({ 'wsgate.conf': `${L}\nSSLEngine optional\n` }, { line: 2, message: /SSLEngine optional/ });
     expectError(
       { 'wsgate.conf': `${L}\nSSLOpenSSLConfCmd Foo bar\n` },
-      { line: 2, message: /SSLOpenSSLConfCmd: this mod_ssl directive is not supported/ },
+      { line: 2, message: /SSLOpenSSLConfCmd Foo is not supported: wsgate maps Curves/ },
     );
   });
 });
