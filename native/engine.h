@@ -43,7 +43,9 @@ struct Side : Watched {
   Side() : Watched(Kind::kTunnelSide) {}
   int fd = -1;
   bool read_eof = false;  // this socket sent its FIN (read returned 0, or inferred: see Pump)
-  bool shut_wr = false;   // we forwarded the other side's FIN to this socket
+  bool shut_wr = false;   // we sent this socket our FIN (the other side's, or endToward's)
+  // endToward asked for a FIN to this socket: it is sent once `pending` is written.
+  bool end_queued = false;
   bool readable = false;  // an input edge came that has not been read to the end yet
   bool fin_seen = false;  // EPOLLRDHUP: the FIN is in; once the data is read, that is the EOF
   // EPOLLERR or EPOLLHUP came: the socket failed or hung up. Edge-triggered, that is said once, so

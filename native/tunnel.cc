@@ -148,6 +148,11 @@ bool FlushPending(Engine* e, Side* dst, Side* src) {
   // Drained: an idle tunnel holds no buffer.
   std::vector<char>().swap(dst->pending);
   dst->pending_off = 0;
+  // A FIN asked for by endToward goes now, after the bytes queued before it.
+  if (dst->end_queued && !src->read_eof) {
+    ForwardFin(dst);
+    if (MaybeDone(e, t)) return false;
+  }
   // The source's FIN may now be forwarded, or its reading resumes.
   if (src->read_eof) {
     ForwardFin(dst);
@@ -188,12 +193,21 @@ void Pump(Engine* e, Side* src) {
       OnEof(e, src, dst);
       return;
     }
-    t->bytes[src->index] += uint64_t(n);
     // A short read emptied the socket: anything arriving later raises a new edge. If the FIN
     // had been seen (EPOLLRDHUP), this was the last of the data: no read is needed to learn it.
     // After EPOLLERR/EPOLLHUP no edge will come: the next read returns the error (or EOF).
     bool drained = size_t(n) < kReadSize && !src->hup_seen;
     if (drained) src->readable = false;
+    if (dst->shut_wr) {
+      // endToward closed this direction: what the source still sends has nowhere to go. It is
+      // read and dropped (not counted), so the source is never stuck behind a full socket.
+      if (drained) {
+        if (src->fin_seen) OnEof(e, src, dst);
+        return;
+      }
+      continue;
+    }
+    t->bytes[src->index] += uint64_t(n);
     size_t off = 0;
     int err = WriteSome(dst->fd, e->buf, size_t(n), &off);
     if (err != 0) {
@@ -245,6 +259,45 @@ void HandleEvent(Engine* e, Side* s, uint32_t ev) {
     getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
     Finish(e, t, err != 0 && !IsReset(err) ? ErrorReason(s->index) : ResetReason(s->index), err);
   }
+}
+
+// Writes `data` to side `index` after every byte already queued for it: straight to the socket
+// when nothing is waiting (what it does not take is kept), else appended to the pending bytes,
+// which the next EPOLLOUT edge writes. While they wait the other side is not read (the same
+// backpressure as forwarded bytes). False if that direction is already ended.
+bool SendToward(Engine* e, Tunnel* t, int index, const char* data, size_t len) {
+  Side* dst = &t->side[index];
+  if (dst->shut_wr || dst->end_queued) return false;
+  if (len == 0) return true;
+  if (!dst->pending.empty()) {
+    dst->pending.insert(dst->pending.end(), data, data + len);
+    return true;
+  }
+  size_t off = 0;
+  int err = WriteSome(dst->fd, data, len, &off);
+  if (err != 0) {
+    FailIo(e, t, index, err);
+    Queued(e);
+    return true;  // accepted; the tunnel ends with the socket's error, reported as usual
+  }
+  if (off < len) {
+    dst->pending.assign(data + off, data + len);
+    dst->pending_off = 0;
+  }
+  return true;
+}
+
+// Sends a FIN to side `index` once the bytes queued for it are written, while the other
+// direction goes on. False if that direction is already ended.
+bool EndToward(Engine* e, Tunnel* t, int index) {
+  Side* dst = &t->side[index];
+  if (dst->shut_wr || dst->end_queued) return false;
+  dst->end_queued = true;
+  if (dst->pending.empty()) {
+    ForwardFin(dst);
+    if (MaybeDone(e, t)) Queued(e);
+  }
+  return true;
 }
 
 }  // namespace
@@ -627,12 +680,53 @@ napi_value BytesJs(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// Reads the (id, toward) arguments of send() and endToward(); the live tunnel, or null.
+Tunnel* TunnelAndSide(napi_env env, napi_value* argv, size_t argc, int* index) {
+  uint32_t id, toward;
+  if (g_engine == nullptr || argc < 2 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &toward) || toward > 1) return nullptr;
+  auto it = g_engine->tunnels.find(id);
+  if (it == g_engine->tunnels.end() || it->second->closed) return nullptr;
+  *index = int(toward);
+  return it->second;
+}
+
+// send(id, toward: 0 client | 1 backend, bytes: Buffer): boolean — false if the tunnel is gone
+// or that direction ended.
+napi_value SendJs(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  void* data = nullptr;
+  size_t len = 0;
+  if (argc < 3 || napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) return Throw(env, "send(id, toward, Buffer)");
+  int index;
+  Tunnel* t = TunnelAndSide(env, argv, argc, &index);
+  napi_value result;
+  napi_get_boolean(env, t != nullptr && SendToward(g_engine, t, index, static_cast<const char*>(data), len), &result);
+  return result;
+}
+
+// endToward(id, toward: 0 client | 1 backend): boolean — false if the tunnel is gone or that
+// direction had ended.
+napi_value EndTowardJs(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  int index;
+  Tunnel* t = TunnelAndSide(env, argv, argc, &index);
+  napi_value result;
+  napi_get_boolean(env, t != nullptr && EndToward(g_engine, t, index), &result);
+  return result;
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"start", nullptr, Start, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adopt", nullptr, AdoptJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"close", nullptr, CloseJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"bytes", nullptr, BytesJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"send", nullptr, SendJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"endToward", nullptr, EndTowardJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontListen", nullptr, FrontListenJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontUnlisten", nullptr, FrontUnlistenJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontHandoff", nullptr, FrontHandoffJs, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -14,6 +14,13 @@ export interface NativeBinding {
   /** Ends a tunnel now and fills `out` with [up, down]; false if it had already ended. */
   close(id: number, out: Float64Array): boolean;
   bytes(id: number, out: Float64Array): boolean;
+  /**
+   * Writes `bytes` toward one side (0 client, 1 backend) after every byte already queued for it;
+   * false if the tunnel is gone or that direction ended.
+   */
+  send(id: number, toward: 0 | 1, bytes: Buffer): boolean;
+  /** Sends a FIN toward one side once its queued bytes are written; false if gone or already ended. */
+  endToward(id: number, toward: 0 | 1): boolean;
 
   // The native front (native/front.cc): handshakes by id.
   /**
