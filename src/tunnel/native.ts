@@ -1,4 +1,4 @@
-// Loads the native engine (native/tunnel.cc and native/front.cc, built by node-gyp at `npm ci`),
+// Loads the native engine (native/: binding.cc, engine.cc, tunnel.cc, front.cc; built by node-gyp at `npm ci`),
 // if it is there and wanted. It runs on this thread's event loop and reports closed tunnels and
 // the native front's handshake events through the callbacks given to start(). Without it every
 // connection uses Node's sockets and every tunnel the JavaScript pump in tunnel.ts, which pass
@@ -63,7 +63,7 @@ export interface NativeContract {
   };
 }
 
-/** The native front's event types (native/front.cc). */
+/** The native front's event types (native/front.h). */
 export const enum FrontEvent {
   Head = 1,
   ConnectFailed = 2,
