@@ -1,6 +1,7 @@
-// What the two halves of wsgate's native engine share: the epoll set run on the libuv loop, the
-// tunnel records (tunnel.cc), the handshakes and listeners of the native front (front.cc), and
-// the queue of events reported to JavaScript once per loop turn.
+// The engine core shared by wsgate's native halves: the epoll set run on the libuv loop, the
+// queue of events reported to JavaScript once per loop turn, and small pieces every half uses.
+// What runs on it: tunnels (tunnel.h, tunnel.cc) and the native front (front.h, front.cc); the
+// N-API binding (binding.cc) is the only file that speaks to JavaScript.
 
 #ifndef WSGATE_ENGINE_H_
 #define WSGATE_ENGINE_H_
@@ -10,9 +11,12 @@
 
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 
+#include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace wsgate {
@@ -22,6 +26,32 @@ constexpr size_t kReadSize = 64 * 1024;
 // descriptor limit, and at least this many: past that, the oldest is closed for each new one.
 constexpr size_t kMinUnreadHeads = 64;
 size_t MaxUnreadHeads();
+
+// A file descriptor with one owner, closed when the owner lets go of it without handing it on.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    reset(o.release());
+    return *this;
+  }
+  ~UniqueFd() { reset(); }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  // Gives the descriptor away: the caller closes it (or hands it on) from now on.
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
 
 // What an epoll entry's data.ptr points at; every watched struct starts with its kind.
 enum class Kind : uint8_t { kTunnelSide, kListener, kHandshakeClient, kHandshakeBackend };
@@ -34,40 +64,10 @@ struct Watched {
 // and never modified: edge-triggered, so no epoll_ctl per chunk or per state change.
 constexpr uint32_t kSideEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 
-struct Handshake;
-
+struct Side;
 struct Tunnel;
-
-// One socket of a tunnel, with the bytes still to be written TO it.
-struct Side : Watched {
-  Side() : Watched(Kind::kTunnelSide) {}
-  int fd = -1;
-  bool read_eof = false;  // this socket sent its FIN (read returned 0, or inferred: see Pump)
-  bool shut_wr = false;   // we forwarded the other side's FIN to this socket
-  bool readable = false;  // an input edge came that has not been read to the end yet
-  bool fin_seen = false;  // EPOLLRDHUP: the FIN is in; once the data is read, that is the EOF
-  // EPOLLERR or EPOLLHUP came: the socket failed or hung up. Edge-triggered, that is said once, so
-  // a short read no longer means "empty, wait for the next edge": reads go on to the error or EOF.
-  bool hup_seen = false;
-  std::vector<char> pending;  // unsent bytes for this socket
-  size_t pending_off = 0;
-  Tunnel* tunnel = nullptr;
-  int index = 0;  // 0 = client, 1 = backend
-};
-
-struct Tunnel {
-  uint32_t id = 0;
-  Side side[2];
-  // bytes[0]: client → backend, bytes[1]: backend → client
-  uint64_t bytes[2] = {0, 0};
-  int64_t fin_deadline = 0;  // set once both sides sent their FIN
-  bool closed = false;
-  // The engine holds the only descriptors of both sockets (made by the front, not dup()ed from
-  // Node's): close() alone takes them out of the epoll set.
-  bool sole_fds = false;
-  // While the native front's handshake owns this tunnel-to-be (front.cc).
-  Handshake* handshake = nullptr;
-};
+struct Handshake;
+struct Listener;
 
 struct CloseEvent {
   uint32_t id;
@@ -77,7 +77,7 @@ struct CloseEvent {
   double down;
 };
 
-// An event of the native front for JavaScript (front.cc documents the types).
+// An event of the native front for JavaScript (front.h documents the types).
 struct FrontEvent {
   int32_t type;
   uint32_t id;
@@ -86,23 +86,22 @@ struct FrontEvent {
   std::vector<char> bytes;  // a request or response head
 };
 
-struct Listener;
-
 struct Engine {
   napi_env env = nullptr;
   napi_ref on_close = nullptr;
   napi_ref on_front = nullptr;
   napi_async_context async_context = nullptr;
-  int epfd = -1;
+  UniqueFd epfd;
   uv_poll_t poll;
   uv_timer_t tick;  // once a second: FIN timeouts, request-head timeouts, paused listeners
-  std::unordered_map<uint32_t, Tunnel*> tunnels;
+  // Live tunnels by id; each owned by its entry until it finishes (then by `graveyard`).
+  std::unordered_map<uint32_t, std::unique_ptr<Tunnel>> tunnels;
   std::vector<Tunnel*> fin_wait;   // tunnels with a FIN deadline
   std::vector<CloseEvent> events;  // closes not yet reported to JavaScript
   std::vector<FrontEvent> front_events;
   // Finished records are freed after the current batch of epoll events: later events of the
   // same batch may still point at them.
-  std::vector<Tunnel*> graveyard;
+  std::vector<std::unique_ptr<Tunnel>> graveyard;
   std::vector<Handshake*> handshake_graveyard;
   std::vector<Side*> ready;  // sides that stopped at their read cap (tunnel.cc Pump)
   std::unordered_map<uint32_t, Handshake*> handshakes;
@@ -111,7 +110,7 @@ struct Engine {
   Handshake* newest_reading = nullptr;
   size_t reading = 0;
   size_t max_reading = 0;
-  std::unordered_map<uint32_t, Listener*> listeners;
+  std::unordered_map<uint32_t, std::unique_ptr<Listener>> listeners;
   uint32_t next_handshake_id = 1;
   // Inside OnPoll/OnTick: queued events are reported at its end. Outside (a JS call from a timer
   // or a DNS callback), queuing one asks for a Report at the next loop turn.
@@ -121,15 +120,16 @@ struct Engine {
 
 extern Engine* g_engine;
 
+// Makes the engine on `loop` (an epoll set watched by a uv_poll, and the once-a-second tick);
+// null if epoll is unavailable. The binding sets its JavaScript callbacks.
+Engine* CreateEngine(uv_loop_t* loop);
+
 int64_t NowMs();
 void SetInterest(Engine* e, int fd, Watched* w, uint32_t events);
-// Starts relaying a tunnel whose sides have their fds and early bytes set and are in the epoll
-// set, registered (RegisterSide) with data.ptr = the side itself.
-void RunTunnel(Engine* e, Tunnel* t);
-// Adds a side's socket to the epoll set with kSideEvents.
-void RegisterSide(Engine* e, Side* s);
-// Hands queued events to JavaScript and frees finished records.
+// Hands queued events to JavaScript and frees finished records (binding.cc).
 void Report(Engine* e);
+// Frees the records finished since the last call (after a batch of epoll events).
+void FreeFinished(Engine* e);
 // Makes the next Report come at the next loop turn (something finished outside a callback).
 void ReportSoon(Engine* e);
 // Something was queued for JavaScript: reported at the end of the current callback, or soon.
@@ -140,29 +140,6 @@ void KeepAlive(int fd, int keepalive_s);
 // Writes data[*off, len) to a non-blocking socket until all is written or it is full, advancing
 // *off. Returns 0 (check *off against len), or the errno of a failed write.
 int WriteSome(int fd, const char* data, size_t len, size_t* off);
-
-// front.cc
-void HandleFrontEvent(Engine* e, Watched* w, uint32_t ev);
-void FrontTick(Engine* e, int64_t now);
-void FreeHandshakes(Engine* e);
-napi_value FrontListenJs(napi_env env, napi_callback_info info);
-napi_value FrontUnlistenJs(napi_env env, napi_callback_info info);
-napi_value FrontHandoffJs(napi_env env, napi_callback_info info);
-napi_value FrontConnectJs(napi_env env, napi_callback_info info);
-napi_value FrontEstablishJs(napi_env env, napi_callback_info info);
-napi_value FrontRespondJs(napi_env env, napi_callback_info info);
-napi_value FrontAbortJs(napi_env env, napi_callback_info info);
-napi_value FrontLocalAddressJs(napi_env env, napi_callback_info info);
-
-// The contract with TypeScript: each number JavaScript relies on is defined once, here in C++,
-// and exported as `contract` ({events, reasons, limits}); src/tunnel/native.ts checks it at load.
-void SetNumber(napi_env env, napi_value obj, const char* name, double value);
-// front.cc: its event numbers and limits.
-void ExportFrontContract(napi_env env, napi_value events, napi_value limits);
-
-napi_value Throw(napi_env env, const char* msg);
-bool GetUint32(napi_env env, napi_value v, uint32_t* out);
-bool CopyBuffer(napi_env env, napi_value v, std::vector<char>* out);
 
 }  // namespace wsgate
 

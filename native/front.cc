@@ -9,21 +9,11 @@
 // path. A handshake that becomes a tunnel never creates a net.Socket: that machinery, not
 // wsgate's own logic, was most of the CPU per handshake (docs/performance.md).
 //
-// Events for JavaScript (queued, reported once per loop turn by Report in tunnel.cc), exported as
-// contract.events and checked by src/tunnel/native.ts at load:
-//   1 head          a = listener id, text = client address, bytes = everything read so far
-//                   (a complete head and maybe more, or what came before EOF or the size limit)
-//   2 connect-failed a = errno (ETIMEDOUT when the connect timeout passed)
-//   3 answer        bytes = the backend's answer so far (a complete head, or over the size limit)
-//   4 backend-lost  a = errno (0: closed), bytes = the part of an answer that arrived
-//   5 answer-timeout
-//   6 client-gone   a = errno (the client reset or failed while the backend was being asked)
-//   7 head-timeout  a = listener id, text = the client's address, bytes = the part of a head that
-//                   arrived (none: nothing came); JavaScript answers (408) or aborts
-//   8 head-evicted  a = listener id: the oldest connection still reading its head was closed to
-//                   make room for a new one (the connection is already closed)
+// The events it reports to JavaScript, and its limits, are in front.h.
 
-#include "engine.h"
+#include "front.h"
+
+#include "tunnel.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,46 +26,6 @@
 #include <unistd.h>
 
 namespace wsgate {
-
-namespace {
-
-enum FrontEventType : int32_t {
-  kHead = 1,
-  kConnectFailed = 2,
-  kAnswer = 3,
-  kBackendLost = 4,
-  kAnswerTimeout = 5,
-  kClientGone = 6,
-  kHeadTimeout = 7,
-  kHeadEvicted = 8,
-};
-
-// A head may be this long (src/http/head.ts MAX_HEAD_BYTES); past it JS answers 431 or 502.
-constexpr size_t kMaxHead = 16 * 1024 + 4;
-// Connections accepted per readable event, so one busy port cannot starve the loop.
-constexpr int kAcceptBatch = 64;
-// A client that does not take wsgate's error response is dropped after this long.
-constexpr uint64_t kRespondTimeoutMs = 10000;
-
-}  // namespace
-
-// How long a request head may take: `silence_ms` (Timeout) between bytes, and RequestReadTimeout's
-// header stage for the whole head: `header_ms` from accept, extended by 1 s per `min_rate` bytes
-// up to `header_max_ms` (0: no cap); `header_ms` 0 turns the stage off.
-struct HeadLimits {
-  int64_t silence_ms = 0;
-  int64_t header_ms = 0;
-  int64_t header_max_ms = 0;
-  int64_t min_rate = 0;
-};
-
-struct Listener : Watched {
-  Listener() : Watched(Kind::kListener) {}
-  uint32_t id = 0;
-  int fd = -1;
-  HeadLimits limits;
-  bool paused = false;  // out of file descriptors: accepting again at the next tick
-};
 
 enum class Stage : uint8_t {
   kReadingHead,
@@ -96,12 +46,11 @@ struct Handshake {
     t->side[0].kind = Kind::kHandshakeClient;
     t->side[1].kind = Kind::kHandshakeBackend;
     for (int i = 0; i < 2; i++) {
-      t->side[i].tunnel = t;
+      t->side[i].tunnel = tunnel;
       t->side[i].index = i;
     }
   }
-  ~Handshake() { delete t; }
-  Tunnel* t;  // null once it became a tunnel
+  std::unique_ptr<Tunnel> t;  // null once it became a tunnel
   int& cfd() { return t->side[0].fd; }
   int& bfd() { return t->side[1].fd; }
   uint32_t id = 0;
@@ -195,7 +144,7 @@ void StartTimer(Engine* e, Handshake* h, uint64_t ms) {
 
 void CloseFd(Engine* e, int* fd) {
   if (*fd < 0) return;
-  epoll_ctl(e->epfd, EPOLL_CTL_DEL, *fd, nullptr);
+  epoll_ctl(e->epfd.get(), EPOLL_CTL_DEL, *fd, nullptr);
   close(*fd);
   *fd = -1;
 }
@@ -389,13 +338,13 @@ void Accept(Engine* e, Listener* l) {
   for (int i = 0; i < kAcceptBatch; i++) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    int fd = accept4(l->fd, reinterpret_cast<struct sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(l->fd.get(), reinterpret_cast<struct sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Level-triggered: a readable listener we cannot accept from would spin. Pause it.
         l->paused = true;
-        SetInterest(e, l->fd, l, 0);
+        SetInterest(e, l->fd.get(), l, 0);
       }
       return;
     }
@@ -490,19 +439,6 @@ Handshake* Find(Engine* e, uint32_t id) {
   return it == e->handshakes.end() ? nullptr : it->second;
 }
 
-// Reads the handshake id of a call; null (and nothing thrown) when it has ended meanwhile.
-Handshake* HandshakeArg(napi_env env, napi_value v) {
-  uint32_t id;
-  if (g_engine == nullptr || !GetUint32(env, v, &id)) return nullptr;
-  return Find(g_engine, id);
-}
-
-napi_value Bool(napi_env env, bool b) {
-  napi_value v;
-  napi_get_boolean(env, b, &v);
-  return v;
-}
-
 }  // namespace
 
 void HandleFrontEvent(Engine* e, Watched* w, uint32_t ev) {
@@ -532,10 +468,10 @@ void HandleFrontEvent(Engine* e, Watched* w, uint32_t ev) {
 
 void FrontTick(Engine* e, int64_t now) {
   for (auto& it : e->listeners) {
-    Listener* l = it.second;
+    Listener* l = it.second.get();
     if (l->paused) {
       l->paused = false;
-      SetInterest(e, l->fd, l, EPOLLIN);
+      SetInterest(e, l->fd.get(), l, EPOLLIN);
     }
   }
   std::vector<Handshake*> late;
@@ -551,267 +487,174 @@ void FrontTick(Engine* e, int64_t now) {
   }
 }
 
-void ExportFrontContract(napi_env env, napi_value events, napi_value limits) {
-  SetNumber(env, events, "head", kHead);
-  SetNumber(env, events, "connectFailed", kConnectFailed);
-  SetNumber(env, events, "answer", kAnswer);
-  SetNumber(env, events, "backendLost", kBackendLost);
-  SetNumber(env, events, "answerTimeout", kAnswerTimeout);
-  SetNumber(env, events, "clientGone", kClientGone);
-  SetNumber(env, events, "headTimeout", kHeadTimeout);
-  SetNumber(env, events, "headEvicted", kHeadEvicted);
-  SetNumber(env, limits, "maxHead", double(kMaxHead));
-  SetNumber(env, limits, "respondTimeoutMs", double(kRespondTimeoutMs));
-  SetNumber(env, limits, "acceptBatch", kAcceptBatch);
-}
-
 void FreeHandshakes(Engine* e) {
   for (Handshake* h : e->handshake_graveyard)
     delete h;
   e->handshake_graveyard.clear();
 }
 
-// frontListen(id, fd, silenceMs, keepaliveSeconds, headerMs, headerMaxMs, headerMinRate): accepts
-// on a duplicate of a bound, listening socket (HeadLimits says what the numbers mean). No-delay
-// and TCP keepalive are set on it once: accepted sockets inherit them.
-napi_value FrontListenJs(napi_env env, napi_callback_info info) {
-  Engine* e = g_engine;
-  size_t argc = 7;
-  napi_value argv[7];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  uint32_t id, fd, timeout, keepalive_s, header_ms, header_max_ms, min_rate;
-  if (e == nullptr || argc < 7 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &fd) || !GetUint32(env, argv[2], &timeout) ||
-      !GetUint32(env, argv[3], &keepalive_s) || !GetUint32(env, argv[4], &header_ms) || !GetUint32(env, argv[5], &header_max_ms) ||
-      !GetUint32(env, argv[6], &min_rate)) {
-    return Throw(env, "frontListen(id, fd, silenceMs, keepaliveSeconds, headerMs, headerMaxMs, headerMinRate)");
-  }
-  int d = fcntl(int(fd), F_DUPFD_CLOEXEC, 0);
-  if (d < 0) return Throw(env, strerror(errno));
-  fcntl(d, F_SETFL, fcntl(d, F_GETFL) | O_NONBLOCK);
+// Accepts on a duplicate of a bound, listening socket (HeadLimits says what the limits mean).
+// No-delay and TCP keepalive are set on it once: accepted sockets inherit them.
+int FrontListen(Engine* e, uint32_t id, int fd, int keepalive_s, const HeadLimits& limits) {
+  UniqueFd d(fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!d.valid()) return errno;
+  fcntl(d.get(), F_SETFL, fcntl(d.get(), F_GETFL) | O_NONBLOCK);
   int one = 1;
-  setsockopt(d, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  KeepAlive(d, int(keepalive_s));
-  Listener* l = new Listener();
+  setsockopt(d.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  KeepAlive(d.get(), keepalive_s);
+  auto l = std::make_unique<Listener>();
   l->id = id;
-  l->fd = d;
-  l->limits.silence_ms = timeout;
-  l->limits.header_ms = header_ms;
-  l->limits.header_max_ms = header_max_ms;
-  l->limits.min_rate = min_rate;
+  l->fd = std::move(d);
+  l->limits = limits;
   struct epoll_event ev;
   ev.events = EPOLLIN;
-  ev.data.ptr = static_cast<Watched*>(l);
-  epoll_ctl(e->epfd, EPOLL_CTL_ADD, d, &ev);
-  e->listeners[id] = l;
+  ev.data.ptr = static_cast<Watched*>(l.get());
+  epoll_ctl(e->epfd.get(), EPOLL_CTL_ADD, l->fd.get(), &ev);
+  e->listeners[id] = std::move(l);
   // Listening ports keep the process running (live tunnels alone do not).
   if (e->listeners.size() == 1) uv_ref(reinterpret_cast<uv_handle_t*>(&e->poll));
-  return nullptr;
+  return 0;
 }
 
-// frontUnlisten(id): stops accepting, closes the engine's copy of the socket and the connections
-// of this port still reading their first head.
-napi_value FrontUnlistenJs(napi_env env, napi_callback_info info) {
-  Engine* e = g_engine;
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  uint32_t id;
-  if (e == nullptr || argc < 1 || !GetUint32(env, argv[0], &id)) return Throw(env, "frontUnlisten(id)");
+// Stops accepting, closes the engine's copy of the socket and the connections of this port
+// still reading their first head.
+void FrontUnlisten(Engine* e, uint32_t id) {
   auto it = e->listeners.find(id);
-  if (it != e->listeners.end()) {
-    Listener* l = it->second;
-    e->listeners.erase(it);
-    CloseFd(e, &l->fd);
-    delete l;  // only called from JavaScript, never inside a batch of epoll events
-    // Connections that have not sent a head yet go with the port; handshakes JavaScript knows
-    // of are its to end.
-    std::vector<Handshake*> unread;
-    for (auto& h : e->handshakes) {
-      if (h.second->listener == id && h.second->stage == Stage::kReadingHead) unread.push_back(h.second);
-    }
-    for (Handshake* h : unread)
-      Drop(e, h);
-    ReportSoon(e);  // frees them
-    if (e->listeners.empty()) uv_unref(reinterpret_cast<uv_handle_t*>(&e->poll));
+  if (it == e->listeners.end()) return;
+  epoll_ctl(e->epfd.get(), EPOLL_CTL_DEL, it->second->fd.get(), nullptr);
+  // Freed (and its socket closed) here: only called from JavaScript, never inside a batch of
+  // epoll events.
+  e->listeners.erase(it);
+  // Connections that have not sent a head yet go with the port; handshakes JavaScript knows
+  // of are its to end.
+  std::vector<Handshake*> unread;
+  for (auto& h : e->handshakes) {
+    if (h.second->listener == id && h.second->stage == Stage::kReadingHead) unread.push_back(h.second);
   }
-  return nullptr;
+  for (Handshake* h : unread)
+    Drop(e, h);
+  ReportSoon(e);  // frees them
+  if (e->listeners.empty()) uv_unref(reinterpret_cast<uv_handle_t*>(&e->poll));
 }
 
-// frontHandoff(id): [clientFd, backendFd (-1 if none)] | undefined — the engine lets go of the
-// handshake's sockets; the caller owns the fds from now on.
-napi_value FrontHandoffJs(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], result, v;
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  Handshake* h = argc < 1 ? nullptr : HandshakeArg(env, argv[0]);
-  if (h == nullptr || h->cfd() < 0) {
-    napi_get_undefined(env, &result);
-    return result;
-  }
-  Engine* e = g_engine;
-  epoll_ctl(e->epfd, EPOLL_CTL_DEL, h->cfd(), nullptr);
-  if (h->bfd() >= 0) epoll_ctl(e->epfd, EPOLL_CTL_DEL, h->bfd(), nullptr);
-  napi_create_array_with_length(env, 2, &result);
-  napi_create_int32(env, h->cfd(), &v);
-  napi_set_element(env, result, 0, v);
-  napi_create_int32(env, h->bfd(), &v);
-  napi_set_element(env, result, 1, v);
+bool FrontHandoff(Engine* e, uint32_t id, int* client_fd, int* backend_fd) {
+  Handshake* h = Find(e, id);
+  if (h == nullptr || h->cfd() < 0) return false;
+  epoll_ctl(e->epfd.get(), EPOLL_CTL_DEL, h->cfd(), nullptr);
+  if (h->bfd() >= 0) epoll_ctl(e->epfd.get(), EPOLL_CTL_DEL, h->bfd(), nullptr);
+  *client_fd = h->cfd();
+  *backend_fd = h->bfd();
   h->cfd() = -1;
   h->bfd() = -1;
   Forget(e, h);
-  return result;
+  return true;
 }
 
-// frontConnect(id, ip, port, head: Buffer, connectTimeoutMs, answerTimeoutMs): errno, 0 when
-// the connection is on its way (its outcome comes as an event).
-napi_value FrontConnectJs(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6], result;
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  Handshake* h = argc < 6 ? nullptr : HandshakeArg(env, argv[0]);
-  char ip[64];
-  size_t iplen;
-  uint32_t port, connect_ms, answer_ms;
-  if (argc < 6 || napi_get_value_string_latin1(env, argv[1], ip, sizeof ip, &iplen) != napi_ok || !GetUint32(env, argv[2], &port) ||
-      !GetUint32(env, argv[4], &connect_ms) || !GetUint32(env, argv[5], &answer_ms)) {
-    return Throw(env, "frontConnect(id, ip, port, head, connectTimeoutMs, answerTimeoutMs)");
-  }
-  int err = 0;
-  if (h == nullptr || h->stage != Stage::kDeciding || h->bfd() >= 0) {
-    err = ECANCELED;
-  } else if (!CopyBuffer(env, argv[3], &h->out)) {
-    return Throw(env, "head must be a Buffer");
+int FrontConnect(Engine* e, uint32_t id, const char* ip, uint32_t port, std::vector<char> head, uint32_t connect_ms, uint32_t answer_ms) {
+  Handshake* h = Find(e, id);
+  if (h == nullptr || h->stage != Stage::kDeciding || h->bfd() >= 0) return ECANCELED;
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t len;
+  auto* a4 = reinterpret_cast<struct sockaddr_in*>(&ss);
+  auto* a6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, ip, &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(uint16_t(port));
+    len = sizeof *a4;
+  } else if (inet_pton(AF_INET6, ip, &a6->sin6_addr) == 1) {
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons(uint16_t(port));
+    len = sizeof *a6;
   } else {
-    Engine* e = g_engine;
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    socklen_t len;
-    auto* a4 = reinterpret_cast<struct sockaddr_in*>(&ss);
-    auto* a6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
-    if (inet_pton(AF_INET, ip, &a4->sin_addr) == 1) {
-      a4->sin_family = AF_INET;
-      a4->sin_port = htons(uint16_t(port));
-      len = sizeof *a4;
-    } else if (inet_pton(AF_INET6, ip, &a6->sin6_addr) == 1) {
-      a6->sin6_family = AF_INET6;
-      a6->sin6_port = htons(uint16_t(port));
-      len = sizeof *a6;
-    } else {
-      return Throw(env, "frontConnect: not an IP address");
-    }
-    h->out_off = 0;
-    h->answer_timeout_ms = answer_ms;
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
+    return EINVAL;
+  }
+  h->out = std::move(head);
+  h->out_off = 0;
+  h->answer_timeout_ms = answer_ms;
+  int err = 0;
+  UniqueFd fd(socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) {
+    err = errno;
+  } else {
+    int one = 1;
+    setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int r;
+    do {
+      r = connect(fd.get(), reinterpret_cast<struct sockaddr*>(&ss), len);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0 && errno != EINPROGRESS) {
       err = errno;
     } else {
-      int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      int r;
-      do {
-        r = connect(fd, reinterpret_cast<struct sockaddr*>(&ss), len);
-      } while (r < 0 && errno == EINTR);
-      if (r < 0 && errno != EINPROGRESS) {
-        err = errno;
-        close(fd);
-      } else {
-        // A fresh socket (a failover or the next address may come after a failed one).
-        Side& b = h->t->side[1];
-        b.fd = fd;
-        b.readable = b.fin_seen = b.hup_seen = b.read_eof = b.shut_wr = false;
-        // Edge-triggered from here to the end of the tunnel: connected (EPOLLOUT), then the
-        // answer (EPOLLIN), then tunnel traffic, with no epoll_ctl in between.
-        RegisterSide(e, &h->t->side[1]);
-        h->stage = Stage::kConnecting;
-        if (r == 0) {
-          Connected(e, h);
-        } else if (connect_ms > 0) {
-          StartTimer(e, h, connect_ms);
-        }
+      // A fresh socket (a failover or the next address may come after a failed one).
+      Side& b = h->t->side[1];
+      b.fd = fd.release();
+      b.readable = b.fin_seen = b.hup_seen = b.read_eof = b.shut_wr = false;
+      // Edge-triggered from here to the end of the tunnel: connected (EPOLLOUT), then the
+      // answer (EPOLLIN), then tunnel traffic, with no epoll_ctl in between.
+      RegisterSide(e, &h->t->side[1]);
+      h->stage = Stage::kConnecting;
+      if (r == 0) {
+        Connected(e, h);
+      } else if (connect_ms > 0) {
+        StartTimer(e, h, connect_ms);
       }
     }
-    if (err != 0) std::vector<char>().swap(h->out);
   }
-  napi_create_int32(env, err, &result);
-  return result;
+  if (err != 0) std::vector<char>().swap(h->out);
+  return err;
 }
 
-// frontEstablish(id, tunnelId, toClient: Buffer, toBackend?: Buffer, keepaliveSeconds): boolean —
-// the backend switched protocols: toClient (the 101 and what followed it) goes to the client,
-// toBackend (what the client sent after its head) to the backend, and the two sockets become
-// tunnel `tunnelId`. False when the handshake had ended (the client went away).
-napi_value FrontEstablishJs(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  Handshake* h = argc < 5 ? nullptr : HandshakeArg(env, argv[0]);
-  uint32_t tunnel_id, keepalive_s;
-  if (argc < 5 || !GetUint32(env, argv[1], &tunnel_id) || !GetUint32(env, argv[4], &keepalive_s)) {
-    return Throw(env, "frontEstablish(id, tunnelId, toClient, toBackend, keepaliveSeconds)");
-  }
-  if (h == nullptr || h->stage != Stage::kDeciding || h->bfd() < 0) return Bool(env, false);
-  Tunnel* t = h->t;
-  if (!CopyBuffer(env, argv[2], &t->side[0].pending) || !CopyBuffer(env, argv[3], &t->side[1].pending)) {
-    return Throw(env, "toClient and toBackend must be Buffers");
-  }
-  Engine* e = g_engine;
+// The backend switched protocols: `to_client` (the 101 and what followed it) goes to the client,
+// `to_backend` (what the client sent after its head) to the backend.
+bool FrontEstablish(Engine* e, uint32_t id, uint32_t tunnel_id, std::vector<char> to_client, std::vector<char> to_backend,
+                    int keepalive_s) {
+  Handshake* h = Find(e, id);
+  if (h == nullptr || h->stage != Stage::kDeciding || h->bfd() < 0) return false;
+  std::unique_ptr<Tunnel> t = std::move(h->t);
+  t->side[0].pending = std::move(to_client);
+  t->side[1].pending = std::move(to_backend);
   t->id = tunnel_id;
   t->sole_fds = true;
   t->handshake = nullptr;
-  h->t = nullptr;
-  KeepAlive(t->side[1].fd, int(keepalive_s));  // the client's socket has it from the listener
+  KeepAlive(t->side[1].fd, keepalive_s);  // the client's socket has it from the listener
   Forget(e, h);
-  RunTunnel(e, t);
-  return Bool(env, true);
+  RunTunnel(e, std::move(t));
+  return true;
 }
 
-// frontRespond(id, bytes: Buffer): boolean — writes wsgate's own response to the client and
-// closes both connections. False when the handshake had ended.
-napi_value FrontRespondJs(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  Handshake* h = argc < 2 ? nullptr : HandshakeArg(env, argv[0]);
-  if (h == nullptr || h->cfd() < 0) return Bool(env, false);
-  Engine* e = g_engine;
+// Writes wsgate's own response to the client and closes both connections.
+bool FrontRespond(Engine* e, uint32_t id, std::vector<char> response) {
+  Handshake* h = Find(e, id);
+  if (h == nullptr || h->cfd() < 0) return false;
   CloseFd(e, &h->bfd());
-  if (!CopyBuffer(env, argv[1], &h->out)) return Throw(env, "frontRespond(id, Buffer)");
+  h->out = std::move(response);
   h->out_off = 0;
   h->stage = Stage::kResponding;
   StartTimer(e, h, kRespondTimeoutMs);
   FlushResponse(e, h);
-  return Bool(env, true);
+  return true;
 }
 
-// frontAbort(id): closes both connections without a word (shutdown, or the client is gone).
-napi_value FrontAbortJs(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  Handshake* h = argc < 1 ? nullptr : HandshakeArg(env, argv[0]);
-  if (h != nullptr) Drop(g_engine, h);
-  return Bool(env, h != nullptr);
+// Closes both connections without a word (shutdown, or the client is gone).
+bool FrontAbort(Engine* e, uint32_t id) {
+  Handshake* h = Find(e, id);
+  if (h != nullptr) Drop(e, h);
+  return h != nullptr;
 }
 
-// frontLocalAddress(id): the address the client connected to (for name-based virtual hosts).
-napi_value FrontLocalAddressJs(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], result;
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  Handshake* h = argc < 1 ? nullptr : HandshakeArg(env, argv[0]);
-  char ip[INET6_ADDRSTRLEN] = {0};
-  if (h != nullptr && h->cfd() >= 0) {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getsockname(h->cfd(), reinterpret_cast<struct sockaddr*>(&ss), &len) == 0) {
-      if (ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, ip, sizeof ip);
-      else if (ss.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, ip, sizeof ip);
-    }
-  }
-  napi_create_string_latin1(env, ip, NAPI_AUTO_LENGTH, &result);
-  return result;
+// The address the client connected to (for name-based virtual hosts).
+void FrontLocalAddress(Engine* e, uint32_t id, char* out, size_t size) {
+  out[0] = 0;
+  Handshake* h = Find(e, id);
+  if (h == nullptr || h->cfd() < 0) return;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(h->cfd(), reinterpret_cast<struct sockaddr*>(&ss), &len) != 0) return;
+  if (ss.ss_family == AF_INET)
+    inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, out, socklen_t(size));
+  else if (ss.ss_family == AF_INET6)
+    inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, out, socklen_t(size));
 }
 
 }  // namespace wsgate

@@ -9,12 +9,11 @@
 // (a FIN is forwarded with shutdown(SHUT_WR) once the bytes before it are written), byte counts,
 // one teardown with a reason, and the FIN timeout.
 //
-// The engine's epoll set is itself watched by libuv (a uv_poll on the epoll fd), so tunnel I/O
-// runs on the loop thread between JavaScript callbacks: no second thread, no locks, and no
-// cross-thread wake-ups, which cost 15-20 us of CPU each on a VM. Closed tunnels are reported to
-// JavaScript in one call per loop turn.
+// The proxy may also write bytes into one direction after what is queued there (SendToward) and
+// half-close one direction (EndToward). The epoll loop these run on is engine.cc's; JavaScript
+// reaches them through binding.cc.
 
-#include "engine.h"
+#include "tunnel.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,42 +22,25 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 namespace wsgate {
 
-Engine* g_engine = nullptr;
+const char* const kReasonNames[kReasonCount] = {"closed",        "client-error", "backend-error", "client-reset",
+                                                "backend-reset", "shutdown",     "fin-timeout"};
 
 namespace {
 
-// Why a tunnel ended; exported by name (contract.reasons), checked by src/tunnel/native.ts.
-enum Reason : int32_t {
-  kClosed = 0,
-  kClientError = 1,
-  kBackendError = 2,
-  kClientReset = 3,
-  kBackendReset = 4,
-  kShutdown = 5,
-  kFinTimeout = 6,
-};
-
-constexpr int64_t kFinTimeoutMs = 30000;
-// Events handled per poll callback before yielding back to libuv (and so to JavaScript).
-constexpr int kMaxEvents = 256;
 // Reads of 64 KiB one side may do per turn before the others get theirs.
 constexpr int kMaxReadsPerPump = 16;
-
-void OnTick(uv_timer_t* handle);
 
 void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
   if (t->closed) return;
   t->closed = true;
   for (Side& s : t->side) {
     if (s.fd >= 0) {
-      if (!t->sole_fds) epoll_ctl(e->epfd, EPOLL_CTL_DEL, s.fd, nullptr);
+      if (!t->sole_fds) epoll_ctl(e->epfd.get(), EPOLL_CTL_DEL, s.fd, nullptr);
       close(s.fd);
       s.fd = -1;
     }
@@ -82,16 +64,21 @@ void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
     }
   }
   e->events.push_back(CloseEvent{t->id, reason, err, double(t->bytes[0]), double(t->bytes[1])});
-  e->tunnels.erase(t->id);
-  e->graveyard.push_back(t);
+  auto it = e->tunnels.find(t->id);
+  if (it != e->tunnels.end()) {
+    e->graveyard.push_back(std::move(it->second));
+    e->tunnels.erase(it);
+  }
 }
 
 int32_t ResetReason(int index) {
   return index == 0 ? kClientReset : kBackendReset;
 }
+
 int32_t ErrorReason(int index) {
   return index == 0 ? kClientError : kBackendError;
 }
+
 bool IsReset(int err) {
   return err == ECONNRESET || err == EPIPE || err == ECONNABORTED;
 }
@@ -148,6 +135,11 @@ bool FlushPending(Engine* e, Side* dst, Side* src) {
   // Drained: an idle tunnel holds no buffer.
   std::vector<char>().swap(dst->pending);
   dst->pending_off = 0;
+  // A FIN asked for by endToward goes now, after the bytes queued before it.
+  if (dst->end_queued && !src->read_eof) {
+    ForwardFin(dst);
+    if (MaybeDone(e, t)) return false;
+  }
   // The source's FIN may now be forwarded, or its reading resumes.
   if (src->read_eof) {
     ForwardFin(dst);
@@ -188,12 +180,21 @@ void Pump(Engine* e, Side* src) {
       OnEof(e, src, dst);
       return;
     }
-    t->bytes[src->index] += uint64_t(n);
     // A short read emptied the socket: anything arriving later raises a new edge. If the FIN
     // had been seen (EPOLLRDHUP), this was the last of the data: no read is needed to learn it.
     // After EPOLLERR/EPOLLHUP no edge will come: the next read returns the error (or EOF).
     bool drained = size_t(n) < kReadSize && !src->hup_seen;
     if (drained) src->readable = false;
+    if (dst->shut_wr) {
+      // endToward closed this direction: what the source still sends has nowhere to go. It is
+      // read and dropped (not counted), so the source is never stuck behind a full socket.
+      if (drained) {
+        if (src->fin_seen) OnEof(e, src, dst);
+        return;
+      }
+      continue;
+    }
+    t->bytes[src->index] += uint64_t(n);
     size_t off = 0;
     int err = WriteSome(dst->fd, e->buf, size_t(n), &off);
     if (err != 0) {
@@ -219,7 +220,66 @@ void Pump(Engine* e, Side* src) {
   ReportSoon(e);
 }
 
-void HandleEvent(Engine* e, Side* s, uint32_t ev) {
+// Writes `data` to side `index` after every byte already queued for it: straight to the socket
+// when nothing is waiting (what it does not take is kept), else appended to the pending bytes,
+// which the next EPOLLOUT edge writes. While they wait the other side is not read (the same
+// backpressure as forwarded bytes). False if that direction is already ended.
+bool SendTo(Engine* e, Tunnel* t, int index, const char* data, size_t len) {
+  Side* dst = &t->side[index];
+  if (dst->shut_wr || dst->end_queued) return false;
+  if (len == 0) return true;
+  if (!dst->pending.empty()) {
+    dst->pending.insert(dst->pending.end(), data, data + len);
+    return true;
+  }
+  size_t off = 0;
+  int err = WriteSome(dst->fd, data, len, &off);
+  if (err != 0) {
+    FailIo(e, t, index, err);
+    Queued(e);
+    return true;  // accepted; the tunnel ends with the socket's error, reported as usual
+  }
+  if (off < len) {
+    dst->pending.assign(data + off, data + len);
+    dst->pending_off = 0;
+  }
+  return true;
+}
+
+// Sends a FIN to side `index` once the bytes queued for it are written, while the other
+// direction goes on. False if that direction is already ended.
+bool EndTo(Engine* e, Tunnel* t, int index) {
+  Side* dst = &t->side[index];
+  if (dst->shut_wr || dst->end_queued) return false;
+  dst->end_queued = true;
+  if (dst->pending.empty()) {
+    ForwardFin(dst);
+    if (MaybeDone(e, t)) Queued(e);
+  }
+  return true;
+}
+
+// A non-blocking duplicate of a connected TCP socket, with no-delay and TCP keepalive (first
+// probe after `keepalive_s` of silence) so that vanished peers are found.
+int DupSocket(int fd, int keepalive_s) {
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0) return -1;
+  int flags = fcntl(d, F_GETFL);
+  fcntl(d, F_SETFL, flags | O_NONBLOCK);
+  int one = 1;
+  setsockopt(d, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  KeepAlive(d, keepalive_s);
+  return d;
+}
+
+Tunnel* Find(Engine* e, uint32_t id) {
+  auto it = e->tunnels.find(id);
+  return it == e->tunnels.end() || it->second->closed ? nullptr : it->second.get();
+}
+
+}  // namespace
+
+void HandleTunnelEvent(Engine* e, Side* s, uint32_t ev) {
   Tunnel* t = s->tunnel;
   if (t->closed) return;
   Side* other = &t->side[1 - s->index];
@@ -247,61 +307,16 @@ void HandleEvent(Engine* e, Side* s, uint32_t ev) {
   }
 }
 
-}  // namespace
-
-size_t MaxUnreadHeads() {
-  struct rlimit rl;
-  size_t soft = 1024;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) soft = size_t(rl.rlim_cur);
-  return soft / 4 > kMinUnreadHeads ? soft / 4 : kMinUnreadHeads;
-}
-
-int64_t NowMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
-void SetInterest(Engine* e, int fd, Watched* w, uint32_t events) {
-  struct epoll_event ev;
-  ev.events = events;
-  ev.data.ptr = w;
-  epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev);
-}
-
-int WriteSome(int fd, const char* data, size_t len, size_t* off) {
-  while (*off < len) {
-    ssize_t n = write(fd, data + *off, len - *off);
-    if (n > 0) {
-      *off += size_t(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
-    return n < 0 ? errno : EPIPE;
-  }
-  return 0;
-}
-
-void KeepAlive(int fd, int keepalive_s) {
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &keepalive_s, sizeof keepalive_s);
-}
-
-void ReportSoon(Engine* e) {
-  uv_timer_start(&e->tick, OnTick, 0, 1000);
-}
-
 void RegisterSide(Engine* e, Side* s) {
   struct epoll_event ev;
   ev.events = kSideEvents;
   ev.data.ptr = static_cast<Watched*>(s);
-  epoll_ctl(e->epfd, EPOLL_CTL_ADD, s->fd, &ev);
+  epoll_ctl(e->epfd.get(), EPOLL_CTL_ADD, s->fd, &ev);
 }
 
-void RunTunnel(Engine* e, Tunnel* t) {
-  e->tunnels[t->id] = t;
+void RunTunnel(Engine* e, std::unique_ptr<Tunnel> owned) {
+  Tunnel* t = owned.get();
+  e->tunnels[t->id] = std::move(owned);
   for (int i = 0; i < 2; i++) {
     t->side[i].kind = Kind::kTunnelSide;
     t->side[i].tunnel = t;
@@ -331,96 +346,6 @@ void RunTunnel(Engine* e, Tunnel* t) {
   if (t->closed) ReportSoon(e);
 }
 
-// Reports closed tunnels (one call with [id, reason, errno, up, down, …]) and the front's
-// events (one call with [type, id, a, text, bytes, …]) to JavaScript.
-void Report(Engine* e) {
-  for (Tunnel* t : e->graveyard)
-    delete t;
-  e->graveyard.clear();
-  FreeHandshakes(e);
-  if (e->events.empty() && e->front_events.empty()) return;
-  napi_env env = e->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value recv, cb, arr, v;
-  napi_get_global(env, &recv);  // make_callback needs an object as `this`
-  // The front first: a tunnel closed in this turn may have been established in it.
-  while (!e->front_events.empty()) {
-    std::vector<FrontEvent> evs;
-    evs.swap(e->front_events);
-    napi_create_array_with_length(env, evs.size() * 5, &arr);
-    uint32_t k = 0;
-    for (FrontEvent& ev : evs) {
-      napi_create_int32(env, ev.type, &v);
-      napi_set_element(env, arr, k++, v);
-      napi_create_uint32(env, ev.id, &v);
-      napi_set_element(env, arr, k++, v);
-      napi_create_int32(env, ev.a, &v);
-      napi_set_element(env, arr, k++, v);
-      if (ev.text.empty())
-        napi_get_undefined(env, &v);
-      else
-        napi_create_string_latin1(env, ev.text.data(), ev.text.size(), &v);
-      napi_set_element(env, arr, k++, v);
-      if (ev.bytes.empty())
-        napi_get_undefined(env, &v);
-      else
-        napi_create_buffer_copy(env, ev.bytes.size(), ev.bytes.data(), nullptr, &v);
-      napi_set_element(env, arr, k++, v);
-    }
-    napi_get_reference_value(env, e->on_front, &cb);
-    // make_callback runs the microtasks and reports an exception as uncaught, like any I/O callback.
-    napi_make_callback(env, e->async_context, recv, cb, 1, &arr, nullptr);
-  }
-  if (!e->events.empty()) {
-    std::vector<CloseEvent> evs;
-    evs.swap(e->events);
-    napi_create_array_with_length(env, evs.size() * 5, &arr);
-    uint32_t k = 0;
-    for (const CloseEvent& ev : evs) {
-      napi_create_uint32(env, ev.id, &v);
-      napi_set_element(env, arr, k++, v);
-      napi_create_int32(env, ev.reason, &v);
-      napi_set_element(env, arr, k++, v);
-      napi_create_int32(env, ev.err, &v);
-      napi_set_element(env, arr, k++, v);
-      napi_create_double(env, ev.up, &v);
-      napi_set_element(env, arr, k++, v);
-      napi_create_double(env, ev.down, &v);
-      napi_set_element(env, arr, k++, v);
-    }
-    napi_get_reference_value(env, e->on_close, &cb);
-    napi_make_callback(env, e->async_context, recv, cb, 1, &arr, nullptr);
-  }
-  napi_close_handle_scope(env, scope);
-  // JavaScript may have finished tunnels or handshakes synchronously; free them now.
-  for (Tunnel* t : e->graveyard)
-    delete t;
-  e->graveyard.clear();
-  FreeHandshakes(e);
-}
-
-namespace {
-
-void OnPoll(uv_poll_t* handle, int status, int events) {
-  Engine* e = static_cast<Engine*>(handle->data);
-  e->in_callback = true;
-  struct epoll_event evs[kMaxEvents];
-  int n;
-  do {
-    n = epoll_wait(e->epfd, evs, kMaxEvents, 0);
-  } while (n < 0 && errno == EINTR);
-  for (int i = 0; i < n; i++) {
-    Watched* w = static_cast<Watched*>(evs[i].data.ptr);
-    if (w->kind == Kind::kTunnelSide)
-      HandleEvent(e, static_cast<Side*>(w), evs[i].events);
-    else
-      HandleFrontEvent(e, w, evs[i].events);
-  }
-  Report(e);
-  e->in_callback = false;
-}
-
 // Sides that stopped at their read cap go on (each is still readable unless it ended).
 void RunReady(Engine* e) {
   if (e->ready.empty()) return;
@@ -431,243 +356,69 @@ void RunReady(Engine* e) {
   }
 }
 
-void OnTick(uv_timer_t* handle) {
-  Engine* e = static_cast<Engine*>(handle->data);
-  e->in_callback = true;
-  RunReady(e);
-  int64_t now = NowMs();
-  if (!e->fin_wait.empty()) {
-    std::vector<Tunnel*> waiting;
-    waiting.swap(e->fin_wait);
-    // Finish() removes a tunnel from fin_wait, so every entry here is live.
-    for (Tunnel* t : waiting) {
-      if (t->fin_deadline <= now) {
-        t->fin_deadline = 0;  // already out of fin_wait
-        Finish(e, t, kFinTimeout, 0);
-      } else {
-        e->fin_wait.push_back(t);
-      }
+void TunnelTick(Engine* e, int64_t now) {
+  if (e->fin_wait.empty()) return;
+  std::vector<Tunnel*> waiting;
+  waiting.swap(e->fin_wait);
+  // Finish() removes a tunnel from fin_wait, so every entry here is live.
+  for (Tunnel* t : waiting) {
+    if (t->fin_deadline <= now) {
+      t->fin_deadline = 0;  // already out of fin_wait
+      Finish(e, t, kFinTimeout, 0);
+    } else {
+      e->fin_wait.push_back(t);
     }
   }
-  FrontTick(e, now);
-  Report(e);
-  e->in_callback = false;
 }
 
-}  // namespace
-
-// ---- JavaScript side ----
-
-napi_value Throw(napi_env env, const char* msg) {
-  napi_throw_error(env, nullptr, msg);
-  return nullptr;
-}
-
-void SetNumber(napi_env env, napi_value obj, const char* name, double value) {
-  napi_value v;
-  napi_create_double(env, value, &v);
-  napi_set_named_property(env, obj, name, v);
-}
-
-bool GetUint32(napi_env env, napi_value v, uint32_t* out) {
-  return napi_get_value_uint32(env, v, out) == napi_ok;
-}
-
-bool CopyBuffer(napi_env env, napi_value v, std::vector<char>* out) {
-  napi_valuetype t;
-  napi_typeof(env, v, &t);
-  if (t == napi_undefined || t == napi_null) return true;
-  void* data;
-  size_t len;
-  if (napi_get_buffer_info(env, v, &data, &len) != napi_ok) return false;
-  out->assign(static_cast<char*>(data), static_cast<char*>(data) + len);
-  return true;
-}
-
-namespace {
-
-// start(onClose: (events: number[]) => void, onFront: (events: unknown[]) => void): void
-napi_value Start(napi_env env, napi_callback_info info) {
-  if (g_engine != nullptr) return Throw(env, "native tunnel engine already started");
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  uv_loop_t* loop;
-  if (argc < 2 || napi_get_uv_event_loop(env, &loop) != napi_ok) return Throw(env, "start(onClose, onFront)");
-  Engine* e = new Engine();
-  e->env = env;
-  e->max_reading = MaxUnreadHeads();
-  e->epfd = epoll_create1(EPOLL_CLOEXEC);
-  if (e->epfd < 0) {
-    delete e;
-    return Throw(env, "epoll unavailable");
-  }
-  napi_create_reference(env, argv[0], 1, &e->on_close);
-  napi_create_reference(env, argv[1], 1, &e->on_front);
-  napi_value resource_name;
-  napi_create_string_utf8(env, "wsgate.tunnel", NAPI_AUTO_LENGTH, &resource_name);
-  napi_async_init(env, nullptr, resource_name, &e->async_context);
-  uv_poll_init(loop, &e->poll, e->epfd);
-  e->poll.data = e;
-  uv_poll_start(&e->poll, UV_READABLE, OnPoll);
-  uv_timer_init(loop, &e->tick);
-  e->tick.data = e;
-  uv_timer_start(&e->tick, OnTick, 1000, 1000);
-  // Neither handle keeps the process alive: live tunnels are not a reason to keep running by
-  // themselves (the gateway's listeners are).
-  uv_unref(reinterpret_cast<uv_handle_t*>(&e->poll));
-  uv_unref(reinterpret_cast<uv_handle_t*>(&e->tick));
-  g_engine = e;
-  return nullptr;
-}
-
-// A non-blocking duplicate of a connected TCP socket, with no-delay and TCP keepalive (first
-// probe after `keepalive_s` of silence) so that vanished peers are found.
-int DupSocket(int fd, int keepalive_s) {
-  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (d < 0) return -1;
-  int flags = fcntl(d, F_GETFL);
-  fcntl(d, F_SETFL, flags | O_NONBLOCK);
-  int one = 1;
-  setsockopt(d, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  KeepAlive(d, keepalive_s);
-  return d;
-}
-
-// adopt(id, clientFd, backendFd, keepaliveSeconds, toBackend?: Buffer, toClient?: Buffer): void
 // The fds are duplicated: the caller closes its own afterwards. Early bytes (sent with the
 // request head, or with the 101) are written first. A tunnel that ends at once (a write fails)
 // is reported on the next loop turn like any other.
-napi_value AdoptJs(napi_env env, napi_callback_info info) {
-  Engine* e = g_engine;
-  if (e == nullptr) return Throw(env, "native tunnel engine not started");
-  size_t argc = 6;
-  napi_value argv[6];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  uint32_t id, cfd, bfd, keepalive_s;
-  if (argc < 4 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &cfd) || !GetUint32(env, argv[2], &bfd) ||
-      !GetUint32(env, argv[3], &keepalive_s)) {
-    return Throw(env, "adopt(id, clientFd, backendFd, keepaliveSeconds, toBackend?, toClient?)");
-  }
-  Tunnel* t = new Tunnel();
+int AdoptTunnel(Engine* e, uint32_t id, int client_fd, int backend_fd, int keepalive_s, std::vector<char> to_backend,
+                std::vector<char> to_client) {
+  UniqueFd c(DupSocket(client_fd, keepalive_s));
+  UniqueFd b(DupSocket(backend_fd, keepalive_s));
+  if (!c.valid() || !b.valid()) return errno;
+  auto t = std::make_unique<Tunnel>();
   t->id = id;
-  // side[1].pending: bytes for the backend; side[0].pending: bytes for the client.
-  if ((argc > 4 && !CopyBuffer(env, argv[4], &t->side[1].pending)) || (argc > 5 && !CopyBuffer(env, argv[5], &t->side[0].pending))) {
-    delete t;
-    return Throw(env, "early bytes must be Buffers");
-  }
-  t->side[0].fd = DupSocket(int(cfd), int(keepalive_s));
-  t->side[1].fd = DupSocket(int(bfd), int(keepalive_s));
-  if (t->side[0].fd < 0 || t->side[1].fd < 0) {
-    int err = errno;
-    if (t->side[0].fd >= 0) close(t->side[0].fd);
-    if (t->side[1].fd >= 0) close(t->side[1].fd);
-    delete t;
-    return Throw(env, strerror(err));
-  }
+  t->side[0].pending = std::move(to_client);
+  t->side[1].pending = std::move(to_backend);
+  t->side[0].fd = c.release();
+  t->side[1].fd = b.release();
   for (Side& s : t->side) {
     s.readable = true;  // Node may have left bytes in the kernel: the first Pump reads them
     RegisterSide(e, &s);
   }
-  RunTunnel(e, t);
-  return nullptr;
+  RunTunnel(e, std::move(t));
+  return 0;
 }
 
-// Reads the (id, out: Float64Array(2)) arguments of close() and bytes(); null on a bad call.
-double* IdAndOut(napi_env env, napi_callback_info info, uint32_t* id) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  napi_typedarray_type type;
-  size_t length;
-  void* data;
-  if (argc < 2 || !GetUint32(env, argv[0], id) ||
-      napi_get_typedarray_info(env, argv[1], &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float64_array ||
-      length < 2) {
-    return nullptr;
-  }
-  return static_cast<double*>(data);
+bool CloseTunnel(Engine* e, uint32_t id, double* out) {
+  Tunnel* t = Find(e, id);
+  if (t == nullptr) return false;
+  out[0] = double(t->bytes[0]);
+  out[1] = double(t->bytes[1]);
+  Finish(e, t, kShutdown, 0);
+  e->events.pop_back();  // reported to the caller right here, not through onClose
+  return true;
 }
 
-// close(id, out: Float64Array(2)): boolean — ends the tunnel now, fills [up, down] and returns
-// true; false if it had already ended (its close is reported through onClose as usual).
-napi_value CloseJs(napi_env env, napi_callback_info info) {
-  Engine* e = g_engine;
-  uint32_t id;
-  double* out = IdAndOut(env, info, &id);
-  if (e == nullptr || out == nullptr) return Throw(env, "close(id, Float64Array(2))");
-  napi_value result;
-  auto it = e->tunnels.find(id);
-  bool found = it != e->tunnels.end();
-  if (found) {
-    Tunnel* t = it->second;
-    out[0] = double(t->bytes[0]);
-    out[1] = double(t->bytes[1]);
-    Finish(e, t, kShutdown, 0);
-    e->events.pop_back();  // reported to the caller right here, not through onClose
-  }
-  napi_get_boolean(env, found, &result);
-  return result;
+bool TunnelBytes(Engine* e, uint32_t id, double* out) {
+  Tunnel* t = Find(e, id);
+  if (t == nullptr) return false;
+  out[0] = double(t->bytes[0]);
+  out[1] = double(t->bytes[1]);
+  return true;
 }
 
-// bytes(id, out: Float64Array(2)): boolean — fills [up, down]; false if the tunnel is gone.
-napi_value BytesJs(napi_env env, napi_callback_info info) {
-  Engine* e = g_engine;
-  uint32_t id;
-  double* out = IdAndOut(env, info, &id);
-  if (e == nullptr || out == nullptr) return Throw(env, "bytes(id, Float64Array(2))");
-  napi_value result;
-  auto it = e->tunnels.find(id);
-  bool found = it != e->tunnels.end();
-  if (found) {
-    out[0] = double(it->second->bytes[0]);
-    out[1] = double(it->second->bytes[1]);
-  }
-  napi_get_boolean(env, found, &result);
-  return result;
+bool SendToward(Engine* e, uint32_t id, int index, const char* data, size_t len) {
+  Tunnel* t = Find(e, id);
+  return t != nullptr && SendTo(e, t, index, data, len);
 }
 
-napi_value Init(napi_env env, napi_value exports) {
-  napi_property_descriptor props[] = {
-      {"start", nullptr, Start, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"adopt", nullptr, AdoptJs, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"close", nullptr, CloseJs, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"bytes", nullptr, BytesJs, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"frontListen", nullptr, FrontListenJs, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"frontUnlisten", nullptr, FrontUnlistenJs, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"frontHandoff", nullptr, FrontHandoffJs, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"frontConnect", nullptr, FrontConnectJs, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"frontEstablish", nullptr, FrontEstablishJs, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"frontRespond", nullptr, FrontRespondJs, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"frontAbort", nullptr, FrontAbortJs, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"frontLocalAddress", nullptr, FrontLocalAddressJs, nullptr, nullptr, nullptr, napi_default, nullptr},
-  };
-  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
-  napi_value contract, events, reasons, limits, v;
-  napi_create_object(env, &contract);
-  napi_create_object(env, &events);
-  napi_create_object(env, &limits);
-  // Close reasons by number: reasons[kClientReset] === 'client-reset'.
-  static const char* const kReasonNames[] = {"closed",        "client-error", "backend-error", "client-reset",
-                                             "backend-reset", "shutdown",     "fin-timeout"};
-  static_assert(sizeof kReasonNames / sizeof kReasonNames[0] == kFinTimeout + 1, "one name per Reason");
-  napi_create_array_with_length(env, kFinTimeout + 1, &reasons);
-  for (uint32_t i = 0; i <= uint32_t(kFinTimeout); i++) {
-    napi_create_string_utf8(env, kReasonNames[i], NAPI_AUTO_LENGTH, &v);
-    napi_set_element(env, reasons, i, v);
-  }
-  SetNumber(env, limits, "finTimeoutMs", double(kFinTimeoutMs));
-  SetNumber(env, limits, "readSize", double(kReadSize));
-  SetNumber(env, limits, "maxUnreadHeads", double(MaxUnreadHeads()));
-  ExportFrontContract(env, events, limits);
-  napi_set_named_property(env, contract, "events", events);
-  napi_set_named_property(env, contract, "reasons", reasons);
-  napi_set_named_property(env, contract, "limits", limits);
-  napi_set_named_property(env, exports, "contract", contract);
-  return exports;
+bool EndToward(Engine* e, uint32_t id, int index) {
+  Tunnel* t = Find(e, id);
+  return t != nullptr && EndTo(e, t, index);
 }
 
-}  // namespace
 }  // namespace wsgate
-
-NAPI_MODULE(NODE_GYP_MODULE_NAME, wsgate::Init)

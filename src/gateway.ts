@@ -17,6 +17,7 @@ import type { NativeUpgrade } from './proxy/native-upgrade';
 import { nativeEngine } from './tunnel/native';
 import type { TunnelVia } from './proxy/context';
 import { Tunnel } from './tunnel/tunnel';
+import { TunnelRegistry } from './tunnel/registry';
 import { HealthChecker } from './upstream/balancer/health';
 import { BalancerRegistry } from './upstream/balancer/state';
 import type { BackendCounters } from './upstream/counters';
@@ -61,8 +62,8 @@ export class Gateway implements ConnectionHost, FrontHost {
   readonly balancers: BalancerRegistry;
   /** Health checks of balancer members with `hcmethod=` (keyed like `balancers`). */
   readonly health: HealthChecker;
-  /** Live tunnels; a reload, drain or status page walks this. */
-  readonly tunnels = new Map<Tunnel, TunnelRecord>();
+  /** Live tunnels, by route and by backend; a reload, drain or status page walks this. */
+  readonly tunnels = new TunnelRegistry<TunnelRecord>();
   private readonly connections = new Set<ClientConnection>();
   private readonly servers: Bound[] = [];
   /** Accepts and runs upgrade handshakes natively on plain-TCP ports (undefined without the engine). */
@@ -259,7 +260,7 @@ export class Gateway implements ConnectionHost, FrontHost {
         onClosed?.();
       },
     });
-    this.tunnels.set(tunnel, {
+    this.tunnels.add({
       tunnel,
       clientIp: plainAddress(ip),
       vhost,
@@ -271,8 +272,7 @@ export class Gateway implements ConnectionHost, FrontHost {
   }
 
   private tunnelClosed(t: Tunnel): void {
-    const rec = this.tunnels.get(t);
-    this.tunnels.delete(t);
+    const rec = this.tunnels.remove(t);
     if (this.log.enabled('debug') || (t.closeReason !== 'closed' && t.closeReason !== 'shutdown')) {
       const fields = {
         tunnel: t.id,

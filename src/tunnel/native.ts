@@ -1,4 +1,4 @@
-// Loads the native engine (native/tunnel.cc and native/front.cc, built by node-gyp at `npm ci`),
+// Loads the native engine (native/: binding.cc, engine.cc, tunnel.cc, front.cc; built by node-gyp at `npm ci`),
 // if it is there and wanted. It runs on this thread's event loop and reports closed tunnels and
 // the native front's handshake events through the callbacks given to start(). Without it every
 // connection uses Node's sockets and every tunnel the JavaScript pump in tunnel.ts, which pass
@@ -14,6 +14,13 @@ export interface NativeBinding {
   /** Ends a tunnel now and fills `out` with [up, down]; false if it had already ended. */
   close(id: number, out: Float64Array): boolean;
   bytes(id: number, out: Float64Array): boolean;
+  /**
+   * Writes `bytes` toward one side (0 client, 1 backend) after every byte already queued for it;
+   * false if the tunnel is gone or that direction ended.
+   */
+  send(id: number, toward: 0 | 1, bytes: Buffer): boolean;
+  /** Sends a FIN toward one side once its queued bytes are written; false if gone or already ended. */
+  endToward(id: number, toward: 0 | 1): boolean;
 
   // The native front (native/front.cc): handshakes by id.
   /**
@@ -56,7 +63,7 @@ export interface NativeContract {
   };
 }
 
-/** The native front's event types (native/front.cc). */
+/** The native front's event types (native/front.h). */
 export const enum FrontEvent {
   Head = 1,
   ConnectFailed = 2,

@@ -30,6 +30,9 @@ export interface TunnelObserver {
   onChunk(chunk: Buffer): void;
 }
 
+/** One side of a tunnel, as the direction toward it: `send('client', …)` writes to the client. */
+export type TunnelSide = 'client' | 'backend';
+
 /** Where a tunnel adds its bytes as they flow (the backend's counters, upstream/counters.ts). */
 export interface ByteCounters {
   bytesUp: number;
@@ -90,6 +93,11 @@ export class Tunnel {
   private clientClosed = false;
   private backendClosed = false;
   private finished = false;
+  /** JS mode: the pump's listeners are attached (start ran and kept the sockets). */
+  private pumping = false;
+  /** JS mode: a FIN was sent toward the client / the backend (forwarded, or by endToward). */
+  private downEnded = false;
+  private upEnded = false;
 
   /**
    * `client` and `backend` are Node's sockets; both are undefined for a tunnel the native front
@@ -151,6 +159,7 @@ export class Tunnel {
       s.setNoDelay(true);
       s.setKeepAlive(true, TCP_KEEPALIVE_DELAY_MS);
     }
+    this.pumping = true;
     client.on('data', clientOnData);
     client.on('end', clientOnEnd);
     client.on('error', clientOnError);
@@ -187,6 +196,52 @@ export class Tunnel {
     }
     this.client?.destroy();
     this.backend?.destroy();
+  }
+
+  /**
+   * Writes `bytes` toward one side after every byte the tunnel has already accepted for that
+   * direction, on either engine: they never land inside a chunk being forwarded. Not counted as
+   * forwarded bytes, and not activity for the idle limit. The side they come from waits while
+   * they are unwritten, like it does for forwarded bytes. Returns false (nothing sent) when the
+   * tunnel has ended, is not running yet, or that direction was ended (a FIN went that way).
+   */
+  send(toward: TunnelSide, bytes: Buffer): boolean {
+    if (this.finished) return false;
+    if (this.usedNative) return nativeEngine()!.send(this.id, toward === 'client' ? 0 : 1, bytes);
+    if (!this.pumping || this.closeReason !== undefined) return false;
+    if (toward === 'client') {
+      if (this.downEnded || this.client!.destroyed) return false;
+      if (!this.client!.write(bytes)) this.backend!.pause();
+    } else {
+      if (this.upEnded || this.backend!.destroyed) return false;
+      if (!this.backend!.write(bytes)) this.client!.pause();
+    }
+    return true;
+  }
+
+  /**
+   * Half-closes one direction: a FIN goes toward `toward` once the bytes queued for it are
+   * written, while the other direction goes on flowing. What the other side still sends this way
+   * is read and dropped. The tunnel ends as usual, when both sides have sent their FIN. Returns
+   * false when the tunnel has ended, is not running yet, or that direction was already ended.
+   */
+  endToward(toward: TunnelSide): boolean {
+    if (this.finished) return false;
+    if (this.usedNative) return nativeEngine()!.endToward(this.id, toward === 'client' ? 0 : 1);
+    if (!this.pumping || this.closeReason !== undefined) return false;
+    if (toward === 'client') {
+      if (this.downEnded || this.client!.destroyed) return false;
+      this.downEnded = true;
+      this.client!.end();
+      // The backend may have been paused behind a full client; its bytes are dropped from now on.
+      this.backend!.resume();
+    } else {
+      if (this.upEnded || this.backend!.destroyed) return false;
+      this.upEnded = true;
+      this.backend!.end();
+      this.client!.resume();
+    }
+    return true;
   }
 
   /** Bytes forwarded client → backend, including early bytes. */
@@ -285,6 +340,7 @@ export class Tunnel {
   }
 
   forwardUp(chunk: Buffer): void {
+    if (this.upEnded) return; // endToward('backend'): nowhere to go
     this.up += chunk.length;
     this.sink.bytesUp += chunk.length;
     this.active = true;
@@ -293,6 +349,7 @@ export class Tunnel {
   }
 
   forwardDown(chunk: Buffer): void {
+    if (this.downEnded) return; // endToward('client'): nowhere to go
     this.down += chunk.length;
     this.sink.bytesDown += chunk.length;
     this.active = true;
@@ -304,9 +361,11 @@ export class Tunnel {
   sideEnded(fromClient: boolean): void {
     if (fromClient) {
       this.clientEnded = true;
+      this.upEnded = true;
       this.backend!.end();
     } else {
       this.backendEnded = true;
+      this.downEnded = true;
       this.client!.end();
     }
     if (this.clientEnded && this.backendEnded && this.closeReason === undefined) {

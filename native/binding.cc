@@ -1,0 +1,416 @@
+// The N-API binding: the only file that speaks to JavaScript. It reads the arguments of each call
+// and hands them to the engine core (engine.cc), tunnels (tunnel.cc) or the front (front.cc), and
+// delivers their queued events (Report). It also exports the contract: each number JavaScript
+// relies on (event types, close reasons, limits), defined once in C++ and checked by
+// src/tunnel/native.ts at load.
+
+#include <errno.h>
+#include <string.h>
+
+#include "engine.h"
+#include "front.h"
+#include "tunnel.h"
+
+namespace wsgate {
+
+namespace {
+
+napi_value Throw(napi_env env, const char* msg) {
+  napi_throw_error(env, nullptr, msg);
+  return nullptr;
+}
+
+void SetNumber(napi_env env, napi_value obj, const char* name, double value) {
+  napi_value v;
+  napi_create_double(env, value, &v);
+  napi_set_named_property(env, obj, name, v);
+}
+
+bool GetUint32(napi_env env, napi_value v, uint32_t* out) {
+  return napi_get_value_uint32(env, v, out) == napi_ok;
+}
+
+bool CopyBuffer(napi_env env, napi_value v, std::vector<char>* out) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t == napi_undefined || t == napi_null) return true;
+  void* data;
+  size_t len;
+  if (napi_get_buffer_info(env, v, &data, &len) != napi_ok) return false;
+  out->assign(static_cast<char*>(data), static_cast<char*>(data) + len);
+  return true;
+}
+
+napi_value Bool(napi_env env, bool b) {
+  napi_value v;
+  napi_get_boolean(env, b, &v);
+  return v;
+}
+
+// Reads the handshake id of a front call; false when it is not a number.
+bool IdArg(napi_env env, size_t argc, size_t need, napi_value* argv, uint32_t* id) {
+  return g_engine != nullptr && argc >= need && GetUint32(env, argv[0], id);
+}
+
+}  // namespace
+
+// Reports closed tunnels (one call with [id, reason, errno, up, down, …]) and the front's
+// events (one call with [type, id, a, text, bytes, …]) to JavaScript.
+// Reports closed tunnels (one call with [id, reason, errno, up, down, …]) and the front's
+// events (one call with [type, id, a, text, bytes, …]) to JavaScript.
+void Report(Engine* e) {
+  FreeFinished(e);
+  if (e->events.empty() && e->front_events.empty()) return;
+  napi_env env = e->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value recv, cb, arr, v;
+  napi_get_global(env, &recv);  // make_callback needs an object as `this`
+  // The front first: a tunnel closed in this turn may have been established in it.
+  while (!e->front_events.empty()) {
+    std::vector<FrontEvent> evs;
+    evs.swap(e->front_events);
+    napi_create_array_with_length(env, evs.size() * 5, &arr);
+    uint32_t k = 0;
+    for (FrontEvent& ev : evs) {
+      napi_create_int32(env, ev.type, &v);
+      napi_set_element(env, arr, k++, v);
+      napi_create_uint32(env, ev.id, &v);
+      napi_set_element(env, arr, k++, v);
+      napi_create_int32(env, ev.a, &v);
+      napi_set_element(env, arr, k++, v);
+      if (ev.text.empty())
+        napi_get_undefined(env, &v);
+      else
+        napi_create_string_latin1(env, ev.text.data(), ev.text.size(), &v);
+      napi_set_element(env, arr, k++, v);
+      if (ev.bytes.empty())
+        napi_get_undefined(env, &v);
+      else
+        napi_create_buffer_copy(env, ev.bytes.size(), ev.bytes.data(), nullptr, &v);
+      napi_set_element(env, arr, k++, v);
+    }
+    napi_get_reference_value(env, e->on_front, &cb);
+    // make_callback runs the microtasks and reports an exception as uncaught, like any I/O callback.
+    napi_make_callback(env, e->async_context, recv, cb, 1, &arr, nullptr);
+  }
+  if (!e->events.empty()) {
+    std::vector<CloseEvent> evs;
+    evs.swap(e->events);
+    napi_create_array_with_length(env, evs.size() * 5, &arr);
+    uint32_t k = 0;
+    for (const CloseEvent& ev : evs) {
+      napi_create_uint32(env, ev.id, &v);
+      napi_set_element(env, arr, k++, v);
+      napi_create_int32(env, ev.reason, &v);
+      napi_set_element(env, arr, k++, v);
+      napi_create_int32(env, ev.err, &v);
+      napi_set_element(env, arr, k++, v);
+      napi_create_double(env, ev.up, &v);
+      napi_set_element(env, arr, k++, v);
+      napi_create_double(env, ev.down, &v);
+      napi_set_element(env, arr, k++, v);
+    }
+    napi_get_reference_value(env, e->on_close, &cb);
+    napi_make_callback(env, e->async_context, recv, cb, 1, &arr, nullptr);
+  }
+  napi_close_handle_scope(env, scope);
+  // JavaScript may have finished tunnels or handshakes synchronously; free them now.
+  FreeFinished(e);
+}
+
+namespace {
+
+// start(onClose: (events: number[]) => void, onFront: (events: unknown[]) => void): void
+napi_value Start(napi_env env, napi_callback_info info) {
+  if (g_engine != nullptr) return Throw(env, "native tunnel engine already started");
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uv_loop_t* loop;
+  if (argc < 2 || napi_get_uv_event_loop(env, &loop) != napi_ok) return Throw(env, "start(onClose, onFront)");
+  Engine* e = CreateEngine(loop);
+  if (e == nullptr) return Throw(env, "epoll unavailable");
+  e->env = env;
+  napi_create_reference(env, argv[0], 1, &e->on_close);
+  napi_create_reference(env, argv[1], 1, &e->on_front);
+  napi_value resource_name;
+  napi_create_string_utf8(env, "wsgate.tunnel", NAPI_AUTO_LENGTH, &resource_name);
+  napi_async_init(env, nullptr, resource_name, &e->async_context);
+  g_engine = e;
+  return nullptr;
+}
+
+// adopt(id, clientFd, backendFd, keepaliveSeconds, toBackend?: Buffer, toClient?: Buffer): void
+// The fds are duplicated: the caller closes its own afterwards (tunnel.cc AdoptTunnel).
+napi_value AdoptJs(napi_env env, napi_callback_info info) {
+  Engine* e = g_engine;
+  if (e == nullptr) return Throw(env, "native tunnel engine not started");
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id, cfd, bfd, keepalive_s;
+  if (argc < 4 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &cfd) || !GetUint32(env, argv[2], &bfd) ||
+      !GetUint32(env, argv[3], &keepalive_s)) {
+    return Throw(env, "adopt(id, clientFd, backendFd, keepaliveSeconds, toBackend?, toClient?)");
+  }
+  std::vector<char> to_backend, to_client;
+  if ((argc > 4 && !CopyBuffer(env, argv[4], &to_backend)) || (argc > 5 && !CopyBuffer(env, argv[5], &to_client))) {
+    return Throw(env, "early bytes must be Buffers");
+  }
+  int err = AdoptTunnel(e, id, int(cfd), int(bfd), int(keepalive_s), std::move(to_backend), std::move(to_client));
+  if (err != 0) return Throw(env, strerror(err));
+  return nullptr;
+}
+
+// Reads the (id, out: Float64Array(2)) arguments of close() and bytes(); null on a bad call.
+double* IdAndOut(napi_env env, napi_callback_info info, uint32_t* id) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  if (argc < 2 || !GetUint32(env, argv[0], id) ||
+      napi_get_typedarray_info(env, argv[1], &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float64_array ||
+      length < 2) {
+    return nullptr;
+  }
+  return static_cast<double*>(data);
+}
+
+// close(id, out: Float64Array(2)): boolean — ends the tunnel now, fills [up, down] and returns
+// true; false if it had already ended (its close is reported through onClose as usual).
+napi_value CloseJs(napi_env env, napi_callback_info info) {
+  uint32_t id;
+  double* out = IdAndOut(env, info, &id);
+  if (g_engine == nullptr || out == nullptr) return Throw(env, "close(id, Float64Array(2))");
+  return Bool(env, CloseTunnel(g_engine, id, out));
+}
+
+// bytes(id, out: Float64Array(2)): boolean — fills [up, down]; false if the tunnel is gone.
+napi_value BytesJs(napi_env env, napi_callback_info info) {
+  uint32_t id;
+  double* out = IdAndOut(env, info, &id);
+  if (g_engine == nullptr || out == nullptr) return Throw(env, "bytes(id, Float64Array(2))");
+  return Bool(env, TunnelBytes(g_engine, id, out));
+}
+
+// Reads the (id, toward: 0 client | 1 backend) arguments of send() and endToward().
+bool IdAndToward(napi_env env, napi_value* argv, size_t argc, uint32_t* id, int* index) {
+  uint32_t toward;
+  if (g_engine == nullptr || argc < 2 || !GetUint32(env, argv[0], id) || !GetUint32(env, argv[1], &toward) || toward > 1) return false;
+  *index = int(toward);
+  return true;
+}
+
+// send(id, toward, bytes: Buffer): boolean — false if the tunnel is gone or that direction ended.
+napi_value SendJs(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  void* data = nullptr;
+  size_t len = 0;
+  uint32_t id;
+  int index;
+  if (argc < 3 || napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok || !IdAndToward(env, argv, argc, &id, &index))
+    return Throw(env, "send(id, toward, Buffer)");
+  return Bool(env, SendToward(g_engine, id, index, static_cast<const char*>(data), len));
+}
+
+// endToward(id, toward): boolean — false if the tunnel is gone or that direction had ended.
+napi_value EndTowardJs(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id;
+  int index;
+  if (!IdAndToward(env, argv, argc, &id, &index)) return Throw(env, "endToward(id, toward)");
+  return Bool(env, EndToward(g_engine, id, index));
+}
+
+// frontListen(id, fd, silenceMs, keepaliveSeconds, headerMs, headerMaxMs, headerMinRate)
+napi_value FrontListenJs(napi_env env, napi_callback_info info) {
+  Engine* e = g_engine;
+  size_t argc = 7;
+  napi_value argv[7];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id, fd, timeout, keepalive_s, header_ms, header_max_ms, min_rate;
+  if (e == nullptr || argc < 7 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &fd) || !GetUint32(env, argv[2], &timeout) ||
+      !GetUint32(env, argv[3], &keepalive_s) || !GetUint32(env, argv[4], &header_ms) || !GetUint32(env, argv[5], &header_max_ms) ||
+      !GetUint32(env, argv[6], &min_rate)) {
+    return Throw(env, "frontListen(id, fd, silenceMs, keepaliveSeconds, headerMs, headerMaxMs, headerMinRate)");
+  }
+  HeadLimits limits;
+  limits.silence_ms = timeout;
+  limits.header_ms = header_ms;
+  limits.header_max_ms = header_max_ms;
+  limits.min_rate = min_rate;
+  int err = FrontListen(e, id, int(fd), int(keepalive_s), limits);
+  if (err != 0) return Throw(env, strerror(err));
+  return nullptr;
+}
+
+// frontUnlisten(id)
+napi_value FrontUnlistenJs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id;
+  if (!IdArg(env, argc, 1, argv, &id)) return Throw(env, "frontUnlisten(id)");
+  FrontUnlisten(g_engine, id);
+  return nullptr;
+}
+
+// frontHandoff(id): [clientFd, backendFd (-1 if none)] | undefined — the caller owns the fds.
+napi_value FrontHandoffJs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result, v;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id;
+  int cfd, bfd;
+  if (!IdArg(env, argc, 1, argv, &id) || !FrontHandoff(g_engine, id, &cfd, &bfd)) {
+    napi_get_undefined(env, &result);
+    return result;
+  }
+  napi_create_array_with_length(env, 2, &result);
+  napi_create_int32(env, cfd, &v);
+  napi_set_element(env, result, 0, v);
+  napi_create_int32(env, bfd, &v);
+  napi_set_element(env, result, 1, v);
+  return result;
+}
+
+// frontConnect(id, ip, port, head: Buffer, connectTimeoutMs, answerTimeoutMs): errno, 0 when
+// the connection is on its way (its outcome comes as an event).
+napi_value FrontConnectJs(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6], result;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id = 0;
+  char ip[64];
+  size_t iplen;
+  uint32_t port, connect_ms, answer_ms;
+  if (argc < 6 || napi_get_value_string_latin1(env, argv[1], ip, sizeof ip, &iplen) != napi_ok || !GetUint32(env, argv[2], &port) ||
+      !GetUint32(env, argv[4], &connect_ms) || !GetUint32(env, argv[5], &answer_ms)) {
+    return Throw(env, "frontConnect(id, ip, port, head, connectTimeoutMs, answerTimeoutMs)");
+  }
+  std::vector<char> head;
+  if (!CopyBuffer(env, argv[3], &head)) return Throw(env, "head must be a Buffer");
+  int err = IdArg(env, argc, 1, argv, &id) ? FrontConnect(g_engine, id, ip, port, std::move(head), connect_ms, answer_ms) : ECANCELED;
+  if (err == EINVAL) return Throw(env, "frontConnect: not an IP address");
+  napi_create_int32(env, err, &result);
+  return result;
+}
+
+// frontEstablish(id, tunnelId, toClient: Buffer, toBackend?: Buffer, keepaliveSeconds): boolean —
+// the backend switched protocols and the two sockets become tunnel `tunnelId`. False when the
+// handshake had ended (the client went away).
+napi_value FrontEstablishJs(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id = 0, tunnel_id, keepalive_s;
+  if (argc < 5 || !GetUint32(env, argv[1], &tunnel_id) || !GetUint32(env, argv[4], &keepalive_s)) {
+    return Throw(env, "frontEstablish(id, tunnelId, toClient, toBackend, keepaliveSeconds)");
+  }
+  std::vector<char> to_client, to_backend;
+  if (!CopyBuffer(env, argv[2], &to_client) || !CopyBuffer(env, argv[3], &to_backend)) {
+    return Throw(env, "toClient and toBackend must be Buffers");
+  }
+  if (!IdArg(env, argc, 1, argv, &id)) return Bool(env, false);
+  return Bool(env, FrontEstablish(g_engine, id, tunnel_id, std::move(to_client), std::move(to_backend), int(keepalive_s)));
+}
+
+// frontRespond(id, bytes: Buffer): boolean — writes wsgate's own response to the client and
+// closes both connections. False when the handshake had ended.
+napi_value FrontRespondJs(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id;
+  std::vector<char> response;
+  if (!IdArg(env, argc, 2, argv, &id)) return Bool(env, false);
+  if (!CopyBuffer(env, argv[1], &response)) return Throw(env, "frontRespond(id, Buffer)");
+  return Bool(env, FrontRespond(g_engine, id, std::move(response)));
+}
+
+// frontAbort(id): boolean — closes both connections without a word.
+napi_value FrontAbortJs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id;
+  return Bool(env, IdArg(env, argc, 1, argv, &id) && FrontAbort(g_engine, id));
+}
+
+// frontLocalAddress(id): the address the client connected to (for name-based virtual hosts).
+napi_value FrontLocalAddressJs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id;
+  char ip[64] = {0};
+  if (IdArg(env, argc, 1, argv, &id)) FrontLocalAddress(g_engine, id, ip, sizeof ip);
+  napi_create_string_latin1(env, ip, NAPI_AUTO_LENGTH, &result);
+  return result;
+}
+
+// The contract: {events, reasons, limits}.
+napi_value Contract(napi_env env) {
+  napi_value contract, events, reasons, limits, v;
+  napi_create_object(env, &contract);
+  napi_create_object(env, &events);
+  napi_create_object(env, &limits);
+  SetNumber(env, events, "head", kHead);
+  SetNumber(env, events, "connectFailed", kConnectFailed);
+  SetNumber(env, events, "answer", kAnswer);
+  SetNumber(env, events, "backendLost", kBackendLost);
+  SetNumber(env, events, "answerTimeout", kAnswerTimeout);
+  SetNumber(env, events, "clientGone", kClientGone);
+  SetNumber(env, events, "headTimeout", kHeadTimeout);
+  SetNumber(env, events, "headEvicted", kHeadEvicted);
+  // Close reasons by number: reasons[kClientReset] === 'client-reset'.
+  napi_create_array_with_length(env, kReasonCount, &reasons);
+  for (uint32_t i = 0; i < uint32_t(kReasonCount); i++) {
+    napi_create_string_utf8(env, kReasonNames[i], NAPI_AUTO_LENGTH, &v);
+    napi_set_element(env, reasons, i, v);
+  }
+  SetNumber(env, limits, "finTimeoutMs", double(kFinTimeoutMs));
+  SetNumber(env, limits, "readSize", double(kReadSize));
+  SetNumber(env, limits, "maxUnreadHeads", double(MaxUnreadHeads()));
+  SetNumber(env, limits, "maxHead", double(kMaxHead));
+  SetNumber(env, limits, "respondTimeoutMs", double(kRespondTimeoutMs));
+  SetNumber(env, limits, "acceptBatch", kAcceptBatch);
+  napi_set_named_property(env, contract, "events", events);
+  napi_set_named_property(env, contract, "reasons", reasons);
+  napi_set_named_property(env, contract, "limits", limits);
+  return contract;
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"start", nullptr, Start, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"adopt", nullptr, AdoptJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"close", nullptr, CloseJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"bytes", nullptr, BytesJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"send", nullptr, SendJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"endToward", nullptr, EndTowardJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontListen", nullptr, FrontListenJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontUnlisten", nullptr, FrontUnlistenJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontHandoff", nullptr, FrontHandoffJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontConnect", nullptr, FrontConnectJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontEstablish", nullptr, FrontEstablishJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontRespond", nullptr, FrontRespondJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontAbort", nullptr, FrontAbortJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontLocalAddress", nullptr, FrontLocalAddressJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  napi_set_named_property(env, exports, "contract", Contract(env));
+  return exports;
+}
+
+}  // namespace
+}  // namespace wsgate
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, wsgate::Init)

@@ -1,0 +1,86 @@
+// The native front: the upgrade handshake without Node sockets (front.cc says how it works).
+//
+// Events for JavaScript (queued, reported once per loop turn by Report in binding.cc), exported as
+// contract.events and checked by src/tunnel/native.ts at load:
+//   1 head          a = listener id, text = client address, bytes = everything read so far
+//                   (a complete head and maybe more, or what came before EOF or the size limit)
+//   2 connect-failed a = errno (ETIMEDOUT when the connect timeout passed)
+//   3 answer        bytes = the backend's answer so far (a complete head, or over the size limit)
+//   4 backend-lost  a = errno (0: closed), bytes = the part of an answer that arrived
+//   5 answer-timeout
+//   6 client-gone   a = errno (the client reset or failed while the backend was being asked)
+//   7 head-timeout  a = listener id, text = the client's address, bytes = the part of a head that
+//                   arrived (none: nothing came); JavaScript answers (408) or aborts
+//   8 head-evicted  a = listener id: the oldest connection still reading its head was closed to
+//                   make room for a new one (the connection is already closed)
+
+#ifndef WSGATE_FRONT_H_
+#define WSGATE_FRONT_H_
+
+#include "engine.h"
+
+namespace wsgate {
+
+enum FrontEventType : int32_t {
+  kHead = 1,
+  kConnectFailed = 2,
+  kAnswer = 3,
+  kBackendLost = 4,
+  kAnswerTimeout = 5,
+  kClientGone = 6,
+  kHeadTimeout = 7,
+  kHeadEvicted = 8,
+};
+
+// A head may be this long (src/http/head.ts MAX_HEAD_BYTES); past it JS answers 431 or 502.
+constexpr size_t kMaxHead = 16 * 1024 + 4;
+// Connections accepted per readable event, so one busy port cannot starve the loop.
+constexpr int kAcceptBatch = 64;
+// A client that does not take wsgate's error response is dropped after this long.
+constexpr uint64_t kRespondTimeoutMs = 10000;
+
+// How long a request head may take: `silence_ms` (Timeout) between bytes, and RequestReadTimeout's
+// header stage for the whole head: `header_ms` from accept, extended by 1 s per `min_rate` bytes
+// up to `header_max_ms` (0: no cap); `header_ms` 0 turns the stage off.
+struct HeadLimits {
+  int64_t silence_ms = 0;
+  int64_t header_ms = 0;
+  int64_t header_max_ms = 0;
+  int64_t min_rate = 0;
+};
+
+// A Listen port the engine accepts on (owned by Engine::listeners).
+struct Listener : Watched {
+  Listener() : Watched(Kind::kListener) {}
+  uint32_t id = 0;
+  UniqueFd fd;
+  HeadLimits limits;
+  bool paused = false;  // out of file descriptors: accepting again at the next tick
+};
+
+// An epoll event on a listener or a handshake's socket.
+void HandleFrontEvent(Engine* e, Watched* w, uint32_t ev);
+// Once a second: paused listeners, request-head deadlines.
+void FrontTick(Engine* e, int64_t now);
+void FreeHandshakes(Engine* e);
+
+// What JavaScript asks of the front (binding.cc), by listener or handshake id.
+// Accepts on a duplicate of a bound, listening socket; 0 or errno.
+int FrontListen(Engine* e, uint32_t id, int fd, int keepalive_s, const HeadLimits& limits);
+void FrontUnlisten(Engine* e, uint32_t id);
+// Lets go of a handshake's sockets: the caller owns *client_fd and *backend_fd (-1: none). False
+// when the handshake had ended.
+bool FrontHandoff(Engine* e, uint32_t id, int* client_fd, int* backend_fd);
+// Connects to ip:port and sends `head`: 0 when the connection is on its way (its outcome comes as
+// an event), else an errno; EINVAL when `ip` is not an IP address.
+int FrontConnect(Engine* e, uint32_t id, const char* ip, uint32_t port, std::vector<char> head, uint32_t connect_ms, uint32_t answer_ms);
+// The handshake's two sockets become tunnel `tunnel_id`; false when the handshake had ended.
+bool FrontEstablish(Engine* e, uint32_t id, uint32_t tunnel_id, std::vector<char> to_client, std::vector<char> to_backend, int keepalive_s);
+bool FrontRespond(Engine* e, uint32_t id, std::vector<char> response);
+bool FrontAbort(Engine* e, uint32_t id);
+// The address the client connected to, or "" (`out` holds INET6_ADDRSTRLEN bytes).
+void FrontLocalAddress(Engine* e, uint32_t id, char* out, size_t size);
+
+}  // namespace wsgate
+
+#endif  // WSGATE_FRONT_H_

@@ -1,0 +1,86 @@
+// Tunnels: two sockets and the bytes between them (tunnel.cc moves them).
+
+#ifndef WSGATE_TUNNEL_H_
+#define WSGATE_TUNNEL_H_
+
+#include "engine.h"
+
+namespace wsgate {
+
+// Why a tunnel ended; exported by name (contract.reasons), checked by src/tunnel/native.ts.
+enum Reason : int32_t {
+  kClosed = 0,
+  kClientError = 1,
+  kBackendError = 2,
+  kClientReset = 3,
+  kBackendReset = 4,
+  kShutdown = 5,
+  kFinTimeout = 6,
+};
+constexpr int kReasonCount = kFinTimeout + 1;
+extern const char* const kReasonNames[kReasonCount];
+
+// Both FINs in, a tunnel gets this long to flush before it is destroyed.
+constexpr int64_t kFinTimeoutMs = 30000;
+
+// One socket of a tunnel, with the bytes still to be written TO it. Its descriptor is closed when
+// the tunnel finishes (Finish), while the record lives on until the batch of events that may
+// still name it is over: two lifetimes, so the fd is a plain int closed explicitly.
+struct Side : Watched {
+  Side() : Watched(Kind::kTunnelSide) {}
+  int fd = -1;
+  bool read_eof = false;  // this socket sent its FIN (read returned 0, or inferred: see Pump)
+  bool shut_wr = false;   // we sent this socket our FIN (the other side's, or endToward's)
+  // endToward asked for a FIN to this socket: it is sent once `pending` is written.
+  bool end_queued = false;
+  bool readable = false;  // an input edge came that has not been read to the end yet
+  bool fin_seen = false;  // EPOLLRDHUP: the FIN is in; once the data is read, that is the EOF
+  // EPOLLERR or EPOLLHUP came: the socket failed or hung up. Edge-triggered, that is said once, so
+  // a short read no longer means "empty, wait for the next edge": reads go on to the error or EOF.
+  bool hup_seen = false;
+  std::vector<char> pending;  // unsent bytes for this socket
+  size_t pending_off = 0;
+  Tunnel* tunnel = nullptr;
+  int index = 0;  // 0 = client, 1 = backend
+};
+
+struct Tunnel {
+  uint32_t id = 0;
+  Side side[2];
+  // bytes[0]: client → backend, bytes[1]: backend → client
+  uint64_t bytes[2] = {0, 0};
+  int64_t fin_deadline = 0;  // set once both sides sent their FIN
+  bool closed = false;
+  // The engine holds the only descriptors of both sockets (made by the front, not dup()ed from
+  // Node's): close() alone takes them out of the epoll set.
+  bool sole_fds = false;
+  // While the native front's handshake owns this tunnel-to-be (front.cc).
+  Handshake* handshake = nullptr;
+};
+
+// Adds a side's socket to the epoll set with kSideEvents.
+void RegisterSide(Engine* e, Side* s);
+// Starts relaying a tunnel whose sides have their fds and early bytes set and are in the epoll
+// set, registered (RegisterSide) with data.ptr = the side itself. The engine owns it from here.
+void RunTunnel(Engine* e, std::unique_ptr<Tunnel> t);
+// An epoll event on a tunnel's side.
+void HandleTunnelEvent(Engine* e, Side* s, uint32_t ev);
+// Sides that stopped at their read cap go on; FIN timeouts pass.
+void RunReady(Engine* e);
+void TunnelTick(Engine* e, int64_t now);
+
+// What JavaScript asks of tunnels (binding.cc), by tunnel id.
+// Duplicates two connected sockets and relays them as tunnel `id`, early bytes first; 0 or errno.
+int AdoptTunnel(Engine* e, uint32_t id, int client_fd, int backend_fd, int keepalive_s, std::vector<char> to_backend,
+                std::vector<char> to_client);
+// Ends a tunnel now with kShutdown; fills out[up, down]. False if it had already ended.
+bool CloseTunnel(Engine* e, uint32_t id, double* out);
+bool TunnelBytes(Engine* e, uint32_t id, double* out);
+// Writes bytes toward side `index` after every byte queued for it; false if gone or ended.
+bool SendToward(Engine* e, uint32_t id, int index, const char* data, size_t len);
+// Sends a FIN toward side `index` after its queued bytes; false if gone or already ended.
+bool EndToward(Engine* e, uint32_t id, int index);
+
+}  // namespace wsgate
+
+#endif  // WSGATE_TUNNEL_H_

@@ -1,0 +1,99 @@
+// The live tunnels of a gateway, kept so that the proxy can find and act on them: a reload or a
+// member drain lists the tunnels of a route or a backend, shutdown walks them all, and a status
+// page counts them. Each tunnel is added once when it is made and removed once when it closes.
+//
+// Lookups by route and by backend are one hash probe each. A route is keyed by the Route object
+// itself (a reloaded config makes new ones, so "this route" stays the configuration it came
+// from); a backend by its URL as configured, so every route and every config naming the same
+// backend (a balancer member included) finds its tunnels under one key.
+
+import type { Backend, Route } from '../config/model';
+import type { Tunnel } from './tunnel';
+
+/** What the registry needs to know of a tunnel's record; the gateway's record carries more. */
+export interface RegisteredTunnel {
+  readonly tunnel: Tunnel;
+  readonly route: Route;
+  readonly backend: Backend;
+}
+
+export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
+  private readonly byTunnel = new Map<Tunnel, R>();
+  private readonly byRoute = new Map<Route, Set<R>>();
+  private readonly byBackend = new Map<string, Set<R>>();
+
+  /** Registers a live tunnel; a tunnel already registered is an error in the caller. */
+  add(record: R): void {
+    if (this.byTunnel.has(record.tunnel)) throw new Error(`tunnel ${record.tunnel.id} is already registered`);
+    this.byTunnel.set(record.tunnel, record);
+    addTo(this.byRoute, record.route, record);
+    addTo(this.byBackend, record.backend.url, record);
+  }
+
+  /** Unregisters a tunnel; returns its record the first time, undefined after. */
+  remove(tunnel: Tunnel): R | undefined {
+    const record = this.byTunnel.get(tunnel);
+    if (record === undefined) return undefined;
+    this.byTunnel.delete(tunnel);
+    removeFrom(this.byRoute, record.route, record);
+    removeFrom(this.byBackend, record.backend.url, record);
+    return record;
+  }
+
+  get(tunnel: Tunnel): R | undefined {
+    return this.byTunnel.get(tunnel);
+  }
+
+  get size(): number {
+    return this.byTunnel.size;
+  }
+
+  /** The live tunnels of `route` (a snapshot: safe to close them while walking it). */
+  byRouteOf(route: Route): R[] {
+    const set = this.byRoute.get(route);
+    return set === undefined ? [] : [...set];
+  }
+
+  /** The live tunnels to `backend` (a Backend, or its URL as configured); a snapshot. */
+  byBackendOf(backend: Backend | string): R[] {
+    const set = this.byBackend.get(typeof backend === 'string' ? backend : backend.url);
+    return set === undefined ? [] : [...set];
+  }
+
+  /** How many tunnels `route` has open, without making a list. */
+  countRoute(route: Route): number {
+    return this.byRoute.get(route)?.size ?? 0;
+  }
+
+  /** How many tunnels go to `backend`, without making a list. */
+  countBackend(backend: Backend | string): number {
+    return this.byBackend.get(typeof backend === 'string' ? backend : backend.url)?.size ?? 0;
+  }
+
+  /** The records, in the order the tunnels were made. Closing a tunnel while iterating is safe (Map semantics). */
+  values(): IterableIterator<R> {
+    return this.byTunnel.values();
+  }
+
+  keys(): IterableIterator<Tunnel> {
+    return this.byTunnel.keys();
+  }
+
+  [Symbol.iterator](): IterableIterator<R> {
+    return this.byTunnel.values();
+  }
+}
+
+function addTo<K>(index: Map<K, Set<unknown>>, key: K, record: unknown): void {
+  let set = index.get(key);
+  if (set === undefined) index.set(key, (set = new Set()));
+  set.add(record);
+}
+
+function removeFrom<K>(index: Map<K, Set<unknown>>, key: K, record: unknown): void {
+  const set = index.get(key);
+  if (set === undefined) return;
+  set.delete(record);
+  // An empty set is dropped: routes and backends of old configs must not pile up.
+  if (set.size === 0) index.delete(key);
+}
