@@ -145,6 +145,8 @@ function parseVersion(v: string, status: number): number {
 }
 
 function parseFields(lines: string[], status: number, limits: RequestLimits | undefined): HeadFacts & { host: string | undefined } {
+  // A request (limits given) is held to Apache's rules; a backend's answer to RFC 9112's.
+  const request = limits !== undefined;
   // lines = [start line, field…, '', ''] (the head ends with CRLFCRLF).
   if (limits === undefined) {
     if (lines.length - 3 > MAX_HEADER_FIELDS) throw new HeadError(status, 'too many header fields');
@@ -197,7 +199,11 @@ function parseFields(lines: string[], status: number, limits: RequestLimits | un
           // Digits only: no sign, no inner spaces, no list (Apache's ap_parse_strict_length).
           if (!/^\d{1,15}$/.test(value)) throw new HeadError(status, 'invalid Content-Length');
           const n = Number(value);
-          if (contentLength !== -1 && contentLength !== n) throw new HeadError(status, 'conflicting Content-Length headers');
+          // Apache merges a repeated Content-Length into `5, 5`, which is not a length: 400 even
+          // when the values agree. An answer may repeat the same value (RFC 9112 §6.3).
+          if (contentLength !== -1 && (request || contentLength !== n)) {
+            throw new HeadError(status, request ? 'more than one Content-Length header' : 'conflicting Content-Length headers');
+          }
           contentLength = n;
         }
         break;
@@ -212,6 +218,10 @@ function parseFields(lines: string[], status: number, limits: RequestLimits | un
   if (transferEncoding !== undefined) {
     const codings = transferEncoding.toLowerCase().split(',');
     chunked = trimOws(codings[codings.length - 1]) === 'chunked';
+    // chunked applied twice (`chunked, chunked`) is not a framing anyone agrees on.
+    if (chunked && codings.length > 1 && codings.some((c, i) => i < codings.length - 1 && trimOws(c) === 'chunked')) {
+      throw new HeadError(status, 'chunked applied more than once');
+    }
     // Both framings at once is the classic request-smuggling shape: refuse it outright.
     if (contentLength !== -1) throw new HeadError(status, 'both Transfer-Encoding and Content-Length');
   }
@@ -257,7 +267,8 @@ function checkFieldSizes(lines: string[], fieldSize: number): void {
 /**
  * Parses a request head (`buf[0..end)` including its blank line). Throws HeadError with 400
  * (malformed, a field or too many fields over the limits, a bad Host), 414 (request line over
- * LimitRequestLine), 501 (unknown transfer coding) or 505 (HTTP version).
+ * LimitRequestLine; a Transfer-Encoding whose last coding is not chunked, as Apache 2.4 answers it) or
+ * 505 (HTTP version).
  */
 export function parseRequestHead(buf: Buffer, end: number, limits: RequestLimits = DEFAULT_LIMITS): RequestHead {
   const lines = buf.toString('latin1', 0, end).split('\r\n');
@@ -273,8 +284,12 @@ export function parseRequestHead(buf: Buffer, end: number, limits: RequestLimits
   const versionMinor = parseVersion(requestLine.slice(sp2 + 1), 400);
   const facts = parseFields(lines, 400, limits);
   if (facts.chunked === false && facts.contentLength === -1 && hasTransferEncoding(facts.headers)) {
-    throw new HeadError(501, 'unsupported Transfer-Encoding');
+    // RFC 9112 §6.3: the body's length cannot be known, so 400 and close (Apache 2.4 does the same).
+    throw new HeadError(400, 'unsupported Transfer-Encoding');
   }
+  // An HTTP/1.0 message with Transfer-Encoding has faulty framing (RFC 9112 §6.1): a backend
+  // that reads 1.0 without chunked would see a different body.
+  if (versionMinor === 0 && hasTransferEncoding(facts.headers)) throw new HeadError(400, 'Transfer-Encoding in an HTTP/1.0 request');
   if (versionMinor === 1 && facts.host === undefined) throw new HeadError(400, 'HTTP/1.1 request without Host');
   if (facts.host !== undefined && !isValidHost(facts.host)) throw new HeadError(400, `malformed Host "${facts.host.slice(0, 80)}"`);
   return {
@@ -288,6 +303,20 @@ export function parseRequestHead(buf: Buffer, end: number, limits: RequestLimits
     upgrade: facts.upgrade,
     versionMinor,
   };
+}
+
+/** Most empty lines skipped before a request line (Apache's DEFAULT_LIMIT_BLANK_LINES). */
+const MAX_BLANK_LINES = 10;
+
+/**
+ * How many bytes of empty lines (CRLF) lead `buf`, up to ten of them: Apache skips them before a
+ * request line (clients once added a CRLF after a POST body), so wsgate does too; an eleventh is
+ * read as an empty request line (400).
+ */
+export function leadingEmptyLines(buf: Buffer): number {
+  let i = 0;
+  while (i < 2 * MAX_BLANK_LINES && i + 1 < buf.length && buf[i] === 0x0d && buf[i + 1] === 0x0a) i += 2;
+  return i;
 }
 
 /** Parses a backend's response head. Any defect throws HeadError(502). */

@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import type { Config, ListenAddress, VirtualHost } from '../config/model';
 import {
   findHeadEnd,
+  leadingEmptyLines,
   HeadError,
   parseRequestHead,
   PartialHeadCheck,
@@ -165,8 +166,17 @@ export class ClientConnection implements ExchangeOwner {
   }
 
   private readHead(newBytes: number): void {
-    const buf = this.buf;
+    let buf = this.buf;
     if (buf === undefined) return;
+    if (buf[0] === 0x0d) {
+      // Empty lines before a request line are skipped (up to ten, as Apache does).
+      const skip = leadingEmptyLines(buf);
+      if (skip > 0) {
+        buf = this.buf = buf.subarray(skip);
+        newBytes = Math.min(newBytes, buf.length);
+        if (buf.length === 0) return;
+      }
+    }
     const limits = (this.limits ??= headLimits(this.host.config, this.listen, this.localAddress));
     const end = findHeadEnd(buf, buf.length - newBytes);
     const cap = requestHeadCap(limits);

@@ -106,7 +106,8 @@ export class NativeFront implements NativeUpgradeHost {
 
   /** @internal A head arrived on one of this front's ports. */
   onHead(id: number, listen: ListenAddress, clientIp: string, bytes: Buffer): void {
-    const end = findHeadEnd(bytes);
+    // A head after empty lines is the HTTP/1 path's, which skips them.
+    const end = bytes[0] === 0x0d ? -1 : findHeadEnd(bytes);
     let req: RequestHead | undefined;
     // The same limits as the HTTP/1 path, which answers (and finishes reading) what fails here.
     const limits = end === -1 ? undefined : headLimits(this.host.config, listen, () => this.engine.frontLocalAddress(id));

@@ -294,7 +294,7 @@ describe('optional whitespace and Host on HTTP/1.1 (issue 15 item 8)', () => {
           ['GET /p HTTP/1.1\r\nHost: a\r\nX-A: v\x0c\r\n\r\n', 400],
           ['POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\x0c\r\n\r\nhello', 400],
           ['POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: \xa05\r\n\r\nhello', 400],
-          ['POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\xa0\r\n\r\n0\r\n\r\n', 501],
+          ['POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\xa0\r\n\r\n0\r\n\r\n', 400],
           ['GET /p HTTP/1.1\r\nHost: a/b@c\r\n\r\n', 400],
           ['GET /p HTTP/1.1\r\nHost: a b\r\n\r\n', 400],
           ['GET /p HTTP/1.1\r\nHost: 1234\r\n\r\n', 400],
