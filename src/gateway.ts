@@ -23,6 +23,8 @@ import { BalancerRegistry } from './upstream/balancer/state';
 import type { BackendCounters } from './upstream/counters';
 import { OriginRegistry } from './upstream/origins';
 import { plainAddress } from './listeners/address';
+import { HandshakeRate } from './access/handshake-rate';
+import type { LimitState } from './routing/ws-limits';
 
 /** A live tunnel with what it belongs to, as kept in the registry. */
 export interface TunnelRecord {
@@ -64,6 +66,8 @@ export class Gateway implements ConnectionHost, FrontHost {
   readonly health: HealthChecker;
   /** Live tunnels, by route and by backend; a reload, drain or status page walks this. */
   readonly tunnels = new TunnelRegistry<TunnelRecord>();
+  /** What the WebSocket abuse limits read: the open tunnels above and the handshakes per client address. */
+  readonly wsLimits: LimitState = { tunnels: this.tunnels, handshakeRate: new HandshakeRate() };
   private readonly connections = new Set<ClientConnection>();
   private readonly servers: Bound[] = [];
   /** Accepts and runs upgrade handshakes natively on plain-TCP ports (undefined without the engine). */

@@ -244,6 +244,7 @@ export function balancerRoute(
     balancer: { balancer, url: ref.raw, path: ref.path, pathWasEmpty: ref.pathWasEmpty, nocanon: ref.nocanon },
     ...(r.regex ? { regexTarget: ref.raw } : {}),
     fromLocation: r.fromLocation,
+    ...(r.maxTunnels !== undefined ? { maxTunnels: r.maxTunnels } : {}),
     source: r.source,
   };
 }

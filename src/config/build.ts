@@ -121,6 +121,10 @@ function resolveSettings(own: SettingsDraft, base: SettingsDraft | undefined): S
     limitRequestFields: pick('limitRequestFields') ?? DEFAULT_LIMIT_REQUEST_FIELDS,
     limitRequestBody: pick('limitRequestBody') ?? DEFAULT_LIMIT_REQUEST_BODY,
     requestReadTimeouts: pick('requestReadTimeouts') ?? DEFAULT_REQUEST_READ_TIMEOUTS,
+    websocketMaxTunnels: pick('websocketMaxTunnels') ?? 0,
+    websocketMaxTunnelsPerClient: pick('websocketMaxTunnelsPerClient') ?? 0,
+    websocketRate: pick('websocketRate') ?? 0,
+    ...optional('websocketAllowedOrigins', pick('websocketAllowedOrigins')),
   };
 }
 
@@ -203,6 +207,7 @@ class Assembler {
       backend,
       ...(r.regex ? { regexTarget: t.raw } : {}),
       fromLocation: r.fromLocation,
+      ...optional('maxTunnels', r.maxTunnels),
       source: r.source,
     };
   }
@@ -318,6 +323,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     ...optional('redirects', assembleRedirects(main, undefined)),
     frontName: frontName(main, undefined),
     ...optional('sectionPreserveHost', nonEmpty(main.sectionPreserveHost)),
+    ...optional('sectionOrigins', nonEmpty(main.sectionOrigins)),
     ...optional(
       'sectionRewrites',
       assembleSectionRewrites(main.sectionRewrites, main.rewrite.engine ?? false, (r) =>
@@ -363,6 +369,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
       ...optional('redirects', assembleRedirects(vh, main)),
       frontName: frontName(vh, main),
       ...optional('sectionPreserveHost', nonEmpty([...main.sectionPreserveHost, ...vh.sectionPreserveHost])),
+      ...optional('sectionOrigins', nonEmpty([...main.sectionOrigins, ...vh.sectionOrigins])),
       ...optional(
         'sectionRewrites',
         assembleSectionRewrites([...main.sectionRewrites, ...vh.sectionRewrites], vh.rewrite.engine ?? main.rewrite.engine ?? false, (r) =>

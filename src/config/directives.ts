@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { ConfigError } from './errors';
 import { CONDITIONAL_SECTIONS, READ_DIRECTIVES, SKIPPED_SECTIONS, type ConfigNode, type DirectiveNode, type SectionNode } from './parser';
 import { http2Specs } from './http2';
+import { websocketLimitSpecs } from './websocket-limits';
 import { tlsSpecs } from './tls';
 import { isHostName } from './resolve';
 import type { VirtualHostAddress } from './model';
@@ -504,6 +505,7 @@ function serverSpecs(): DirectiveSpec[] {
     refused('ProxyHCTPsize', 'not supported: wsgate needs no thread pool for health checks'),
     ...tlsSpecs(),
     ...http2Specs(),
+    ...websocketLimitSpecs(),
     ...accessSpecs(),
     notice('H2Direct', 'HTTP/2 with prior knowledge on a plain port follows `Protocols h2c`'),
     notice('H2Upgrade', 'wsgate does not take `Upgrade: h2c` (h2c is by prior knowledge only)'),

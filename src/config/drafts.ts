@@ -13,6 +13,7 @@ import type {
   RequestReadTimeouts,
   Millis,
   RouteMatch,
+  SectionOrigins,
   SectionPreserveHost,
   SourceRef,
   StickySession,
@@ -51,6 +52,8 @@ export interface RouteDraft {
   readonly balancer?: BalancerRefDraft;
   readonly regex: boolean;
   readonly fromLocation: boolean;
+  /** `maxtunnels=`: a key of the ProxyPass line itself (not of the worker, so ProxySet does not take it). */
+  readonly maxTunnels?: number;
   readonly source: SourceRef;
 }
 
@@ -129,6 +132,10 @@ export interface SettingsDraft {
   limitRequestFields?: number;
   limitRequestBody?: number;
   requestReadTimeouts?: RequestReadTimeouts;
+  websocketMaxTunnels?: number;
+  websocketMaxTunnelsPerClient?: number;
+  websocketRate?: number;
+  websocketAllowedOrigins?: readonly string[];
 }
 
 export interface ServerDraft {
@@ -165,6 +172,8 @@ export interface ServerDraft {
   readonly redirects: RedirectDraft[];
   /** `ProxyPreserveHost` lines in sections, in config order. */
   readonly sectionPreserveHost: SectionPreserveHost[];
+  /** `ProxyWebsocketAllowedOrigins` lines in sections, in config order. */
+  readonly sectionOrigins: SectionOrigins[];
   /** The port of `ServerName host:port`. */
   serverPort?: number;
   /** `UseCanonicalName`. */
@@ -241,5 +250,6 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     reverse: [],
     redirects: [],
     sectionPreserveHost: [],
+    sectionOrigins: [],
   };
 }

@@ -137,6 +137,8 @@ export interface Route {
   readonly regexTarget?: string;
   /** True when it came from a <Location>/<LocationMatch> section (tried before server-level rules). */
   readonly fromLocation: boolean;
+  /** The line's `maxtunnels=` (wsgate's own key): most tunnels this route may have open (503); absent = none. */
+  readonly maxTunnels?: number;
   readonly source: SourceRef;
 }
 
@@ -179,6 +181,14 @@ export interface ServerSettings {
   readonly limitRequestBody: number;
   /** `RequestReadTimeout` (main server only; Apache's defaults, see config/reqtimeout.ts). */
   readonly requestReadTimeouts: RequestReadTimeouts;
+  /** `ProxyWebsocketMaxTunnels` (top level only, default 0 = none): most tunnels open in the gateway (503). */
+  readonly websocketMaxTunnels: number;
+  /** `ProxyWebsocketMaxTunnelsPerClient` (top level only, default 0 = none): most tunnels open per client address (503). */
+  readonly websocketMaxTunnelsPerClient: number;
+  /** `ProxyWebsocketRate` (top level only, default 0 = none): most upgrade handshakes per second per client address (429). */
+  readonly websocketRate: number;
+  /** `ProxyWebsocketAllowedOrigins` (default absent: any Origin): the lower-case origins an upgrade may come from (403), or `*`. */
+  readonly websocketAllowedOrigins?: readonly string[];
 }
 
 /** One stage of `RequestReadTimeout`: `timeoutMs` 0 turns it off, `maxTimeoutMs` 0 is no cap, `minRate` 0 no extension. */
@@ -253,6 +263,8 @@ export interface VirtualHost {
   readonly reverse?: ReverseMap;
   /** `ProxyPreserveHost` in sections (the main server's first), overriding `settings.preserveHost` for requests in them; absent when none. */
   readonly sectionPreserveHost?: readonly SectionPreserveHost[];
+  /** `ProxyWebsocketAllowedOrigins` in sections (the main server's first), overriding the server's list; absent when none. */
+  readonly sectionOrigins?: readonly SectionOrigins[];
   /** mod_alias redirects; absent when the server has none. */
   readonly redirects?: Redirects;
   /** How the server names itself in URLs it writes (absent: from Host, else the machine's name). */
@@ -285,6 +297,12 @@ export interface ReverseMap {
 }
 
 /** A `ProxyPreserveHost` written in a `<Location>`/`<LocationMatch>`. */
+/** A `ProxyWebsocketAllowedOrigins` line inside a <Location>/<LocationMatch>. */
+export interface SectionOrigins {
+  readonly section: SectionMatch;
+  readonly origins: readonly string[];
+}
+
 export interface SectionPreserveHost {
   readonly section: SectionMatch;
   readonly preserveHost: boolean;

@@ -231,6 +231,9 @@ export function parseProxyPass(args: readonly string[], regex: boolean, ctx: Ctx
     if (rest.length > 0) throw ConfigError.at(where, `${directive} … ! takes no parameters`);
     return { match, exclude: true, regex: useRegex, fromLocation, source: where };
   }
+  const limit = takeMaxTunnels(rest, directive, where);
+  rest = limit.rest;
+  const maxTunnels = limit.maxTunnels === undefined || limit.maxTunnels === 0 ? {} : { maxTunnels: limit.maxTunnels };
   const localPrefix = match.kind === 'prefix' ? match.prefix : undefined;
   if (isBalancerUrl(target)) {
     const url = parseBalancerUrl(target, where);
@@ -244,10 +247,21 @@ export function parseProxyPass(args: readonly string[], regex: boolean, ctx: Ctx
     }
     slashNotice(directive, localPrefix, target, url, where, notices);
     const balancer = { raw: target, name: url.name, path: url.path, pathWasEmpty: url.pathWasEmpty, params, nocanon };
-    return { match, exclude: false, balancer, regex: useRegex, fromLocation, source: where };
+    return { match, exclude: false, balancer, regex: useRegex, fromLocation, ...maxTunnels, source: where };
   }
   const draft = parseTarget(target, rest, directive, useRegex, localPrefix, where, notices);
-  return { match, exclude: false, target: draft, regex: useRegex, fromLocation, source: where };
+  return { match, exclude: false, target: draft, regex: useRegex, fromLocation, ...maxTunnels, source: where };
+}
+
+/** Takes wsgate's `maxtunnels=N` (0 = none) out of a ProxyPass line's keys; the other keys are the worker's or balancer's. */
+function takeMaxTunnels(words: readonly string[], directive: string, where: SourceRef): { rest: readonly string[]; maxTunnels?: number } {
+  let maxTunnels: number | undefined;
+  const rest: string[] = [];
+  for (const word of words) {
+    if (word.slice(0, 11).toLowerCase() === 'maxtunnels=') maxTunnels = parseCount(word.slice(11), `${directive} maxtunnels=`, where);
+    else rest.push(word);
+  }
+  return maxTunnels === undefined ? { rest } : { rest, maxTunnels };
 }
 
 /**

@@ -281,12 +281,13 @@ export class H2Front {
     const decision = decideRequest(
       vhost,
       { method: backendMethod, target: path, upgrade, headers: routingFields, host: authority, secure: info.listen.protocol === 'https' },
-      { clientIp: info.clientIp, localAddress: () => info.localAddress, protocol: 'HTTP/2.0' },
+      { clientIp: info.clientIp, localAddress: () => info.localAddress, protocol: 'HTTP/2.0', limits: this.host.wsLimits },
     );
     if (decision.kind === 'local' || decision.kind === 'redirect') {
       const fields: string[] = [];
       if (decision.kind === 'redirect' && decision.location !== undefined) fields.push('Location', decision.location);
       if (decision.kind === 'local' && decision.realm !== undefined) fields.push('WWW-Authenticate', basicChallenge(decision.realm));
+      if (decision.kind === 'local' && decision.retryAfter !== undefined) fields.push('Retry-After', String(decision.retryAfter));
       this.refuse(stream, info, decision.status, decision.reason, method, path, fields);
       return;
     }

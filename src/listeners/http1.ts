@@ -216,7 +216,14 @@ export class ClientConnection implements ExchangeOwner {
   private readonly localAddress = (): string => this.socket.localAddress ?? '';
 
   private handle(req: RequestHead, rest: Buffer | undefined): void {
-    const { vhost, decision } = routeHead(this.host.config, this.listen, () => this.socket.localAddress ?? '', req, this.clientIp);
+    const { vhost, decision } = routeHead(
+      this.host.config,
+      this.listen,
+      () => this.socket.localAddress ?? '',
+      req,
+      this.clientIp,
+      this.host.wsLimits,
+    );
     if (decision.kind === 'local' || decision.kind === 'redirect') {
       this.host.log.info('request not proxied', {
         status: decision.status,
@@ -229,6 +236,7 @@ export class ClientConnection implements ExchangeOwner {
       const keepAlive = req.versionMinor === 1 && !req.connectionTokens.includes('close') && !req.chunked && req.contentLength <= 0;
       let extra = decision.kind === 'redirect' && decision.location !== undefined ? `Location: ${decision.location}\r\n` : '';
       if (decision.kind === 'local' && decision.realm !== undefined) extra += `WWW-Authenticate: ${basicChallenge(decision.realm)}\r\n`;
+      if (decision.kind === 'local' && decision.retryAfter !== undefined) extra += `Retry-After: ${decision.retryAfter}\r\n`;
       this.host.respondError(this.socket, decision.status, keepAlive, extra, req.method !== 'HEAD');
       if (keepAlive) this.exchangeDone(true, rest);
       return;

@@ -20,6 +20,7 @@ import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
 import type { ClientConnection, ConnectionHost } from './http1';
 import { headLimits } from './limits';
 import { EvictionLog } from './unread';
+import { checkWebSocketLimits, type LimitRefusal } from '../routing/ws-limits';
 
 /** What the front needs from the gateway. */
 export interface FrontHost extends ConnectionHost {
@@ -130,6 +131,13 @@ export class NativeFront implements NativeUpgradeHost {
       this.handOff(id, listen, bytes);
       return;
     }
+    // The rate and the tunnel caps are counted here, not in routeHead: a handshake handed off
+    // above is counted once, on the HTTP/1 path.
+    const refusal = checkWebSocketLimits(vhost, decision.route, req.method, req.target, req.headers, clientIp, this.host.wsLimits);
+    if (refusal !== undefined) {
+      this.refuse(id, clientIp, req, refusal);
+      return;
+    }
     const rest = end < bytes.length ? bytes.subarray(end) : undefined;
     const u = new NativeUpgrade(
       this,
@@ -164,6 +172,19 @@ export class NativeFront implements NativeUpgradeHost {
   /** @internal */
   headEvicted(): void {
     evictions.evicted(this.host.log);
+  }
+
+  /** A WebSocket limit refused the upgrade: answered by the engine, which then closes the connection. */
+  private refuse(id: number, clientIp: string, req: RequestHead, refusal: LimitRefusal): void {
+    this.host.log.info('request not proxied', {
+      status: refusal.status,
+      reason: refusal.reason,
+      client: clientIp,
+      method: req.method,
+      path: req.target,
+    });
+    const extra = refusal.retryAfter === undefined ? '' : `Retry-After: ${refusal.retryAfter}\r\n`;
+    this.engine.frontRespond(id, buildErrorResponse(refusal.status, false, extra, req.method !== 'HEAD'));
   }
 
   /** The connection goes to the HTTP/1 path, with what was read from it. */

@@ -9,6 +9,7 @@ import { fixupRedirect, translateRedirect, type RedirectAnswer } from './redirec
 import { type RewriteRequest, rewriteRequest, sectionRewrite } from './rewrite';
 import { parseTarget, type Target } from './target';
 import { selectVirtualHost } from './vhost';
+import { checkWebSocketLimits, type LimitState } from './ws-limits';
 
 export interface RequestFacts {
   method: string;
@@ -30,7 +31,7 @@ export interface RequestFacts {
  * `OPTIONS *`); 500 the rule builds a URL with no `/` after the authority (`ws://h:1` + `x`); 501
  * TRACE under `TraceEnable Off`.
  */
-export type LocalStatus = 400 | 401 | 403 | 404 | 500 | 501;
+export type LocalStatus = 400 | 401 | 403 | 404 | 429 | 500 | 501 | 503;
 
 export type RouteResult =
   | {
@@ -64,6 +65,8 @@ export type RouteResult =
       reason: string;
       /** A 401 from access control: the realm for `WWW-Authenticate: Basic realm="…"`. */
       realm?: string;
+      /** A 429 from the handshake rate: seconds for `Retry-After`. */
+      retryAfter?: number;
     }
   | {
       /** mod_alias (`Redirect*`): answered by wsgate, nothing is proxied. */
@@ -82,6 +85,8 @@ export interface ClientFacts {
   localAddress: () => string;
   /** `HTTP/1.1`, `HTTP/1.0` or `HTTP/2.0`. */
   protocol: string;
+  /** The gateway's open tunnels and handshake counts, for the WebSocket limits; without it only the Origin list applies. */
+  limits?: LimitState;
 }
 
 /** A decision that sends the request to a backend or a balancer. */
@@ -331,9 +336,24 @@ function local(status: LocalStatus, reason: string): RouteResult {
  * Routing, then access control: a request that its server's Require/Allow/Auth* lines refuse
  * becomes a local 401/403 (or 500 for a configuration Apache would fail at run time), so that no
  * front contacts a backend for it. Requests the core refuses first (a bad or refused
- * request-target) are answered without the access check, as Apache's core does.
+ * request-target) are answered without the access check, as Apache's core does. An upgrade
+ * that passes is then held to the WebSocket abuse limits (routing/ws-limits.ts: 403, 429, 503).
  */
 export function decideRequest(vhost: VirtualHost, req: RequestFacts, client: ClientFacts): RouteResult {
+  const decision = allowedRequest(vhost, req, client);
+  // The WebSocket limits come after access control: a client refused there is not counted.
+  if ((decision.kind !== 'proxy' && decision.kind !== 'balance') || decision.mode !== 'upgrade') return decision;
+  const refusal = checkWebSocketLimits(vhost, decision.route, req.method, req.target, req.headers, client.clientIp, client.limits);
+  if (refusal === undefined) return decision;
+  return { kind: 'local', status: refusal.status, reason: refusal.reason, ...optionalRetry(refusal.retryAfter) };
+}
+
+function optionalRetry(retryAfter: number | undefined): { retryAfter?: number } {
+  return retryAfter === undefined ? {} : { retryAfter };
+}
+
+/** Routing, then access control (see decideRequest). */
+function allowedRequest(vhost: VirtualHost, req: RequestFacts, client: ClientFacts): RouteResult {
   const decision = routeRequest(vhost, req);
   const access = vhost.access;
   if (access === undefined) return decision;
@@ -384,10 +404,11 @@ export function routeHead(
   localAddress: () => string,
   req: RequestHead,
   clientIp: string,
+  limits?: LimitState,
 ): { vhost: VirtualHost; decision: RouteResult } {
   const secure = listen.protocol === 'https';
   // The local address costs a getsockname(2): ask only when there are virtual hosts to choose from.
   const vhost = config.virtualHosts.length === 0 ? config.mainServer : selectVirtualHost(config, listen, localAddress(), req.host);
   const facts = { method: req.method, target: req.target, upgrade: req.upgrade, headers: req.headers, host: req.host, secure };
-  return { vhost, decision: decideRequest(vhost, facts, { clientIp, localAddress, protocol: `HTTP/1.${req.versionMinor}` }) };
+  return { vhost, decision: decideRequest(vhost, facts, { clientIp, localAddress, protocol: `HTTP/1.${req.versionMinor}`, limits }) };
 }

@@ -15,12 +15,16 @@ export interface RegisteredTunnel {
   readonly tunnel: Tunnel;
   readonly route: Route;
   readonly backend: Backend;
+  /** The client's address (plain IPv4 for a mapped one); counted by `countClient` when given. */
+  readonly clientIp?: string;
 }
 
 export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
   private readonly byTunnel = new Map<Tunnel, R>();
   private readonly byRoute = new Map<Route, Set<R>>();
   private readonly byBackend = new Map<string, Set<R>>();
+  /** Open tunnels per client address: only a count is needed (abuse limits), so no set. */
+  private readonly perClient = new Map<string, number>();
 
   /** Registers a live tunnel; a tunnel already registered is an error in the caller. */
   add(record: R): void {
@@ -28,6 +32,8 @@ export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
     this.byTunnel.set(record.tunnel, record);
     addTo(this.byRoute, record.route, record);
     addTo(this.byBackend, record.backend.url, record);
+    const ip = record.clientIp;
+    if (ip !== undefined) this.perClient.set(ip, (this.perClient.get(ip) ?? 0) + 1);
   }
 
   /** Unregisters a tunnel; returns its record the first time, undefined after. */
@@ -37,6 +43,13 @@ export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
     this.byTunnel.delete(tunnel);
     removeFrom(this.byRoute, record.route, record);
     removeFrom(this.byBackend, record.backend.url, record);
+    const ip = record.clientIp;
+    if (ip !== undefined) {
+      const n = (this.perClient.get(ip) ?? 1) - 1;
+      // Dropped at zero, as the sets are: addresses seen once must not pile up.
+      if (n === 0) this.perClient.delete(ip);
+      else this.perClient.set(ip, n);
+    }
     return record;
   }
 
@@ -68,6 +81,11 @@ export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
   /** How many tunnels go to `backend`, without making a list. */
   countBackend(backend: Backend | string): number {
     return this.byBackend.get(typeof backend === 'string' ? backend : backend.url)?.size ?? 0;
+  }
+
+  /** How many tunnels the client address `ip` has open (one hash probe). */
+  countClient(ip: string): number {
+    return this.perClient.get(ip) ?? 0;
   }
 
   /** The records, in the order the tunnels were made. Closing a tunnel while iterating is safe (Map semantics). */

@@ -27,6 +27,11 @@ const EXPECTED: ReadonlyArray<readonly [string, Expected]> = [
   ['ProxyWebsocketFallbackToProxyHttp', 'honoured'],
   ['ProxyWebsocketAsync', 'honoured'],
   ['ProxyWebsocketAsyncDelay', 'honoured'],
+  // wsgate's own abuse limits (Apache has none): config/websocket-limits.ts.
+  ['ProxyWebsocketMaxTunnels', 'honoured'],
+  ['ProxyWebsocketMaxTunnelsPerClient', 'honoured'],
+  ['ProxyWebsocketRate', 'honoured'],
+  ['ProxyWebsocketAllowedOrigins', 'honoured'],
   ['ProxyPassInherit', 'honoured'],
   ['TraceEnable', 'honoured'],
   ['ProxyRequests', 'honoured'],

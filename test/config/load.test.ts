@@ -139,6 +139,9 @@ test('a realistic Apache config loads into the expected model', () => {
     limitRequestFields: 100,
     limitRequestBody: 1073741824,
     requestReadTimeouts: DEFAULT_REQUEST_READ_TIMEOUTS,
+    websocketMaxTunnels: 0,
+    websocketMaxTunnelsPerClient: 0,
+    websocketRate: 0,
   });
   const ws = backendOf(ms.routes[2]);
   assert.deepEqual(ws.source, { file: main, line: 18 });
@@ -338,6 +341,9 @@ test('durations take an ms suffix everywhere', () => {
     limitRequestFields: 100,
     limitRequestBody: 1073741824,
     requestReadTimeouts: DEFAULT_REQUEST_READ_TIMEOUTS,
+    websocketMaxTunnels: 0,
+    websocketMaxTunnelsPerClient: 0,
+    websocketRate: 0,
   });
 });
 

@@ -108,6 +108,9 @@ export const defaultSettings: ServerSettings = {
   limitRequestFieldSize: 8190,
   limitRequestFields: 100,
   limitRequestBody: 1073741824,
+  websocketMaxTunnels: 0,
+  websocketMaxTunnelsPerClient: 0,
+  websocketRate: 0,
 };
 
 export interface VhostOptions {
