@@ -6,58 +6,17 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import type * as http2 from 'node:http2';
-import * as net from 'node:net';
-import * as tls from 'node:tls';
-import { after, before, describe, test } from 'node:test';
-import { makeCerts, type CertFiles, type Certs } from '../helpers/certs';
+import type * as net from 'node:net';
+import { after, describe, test } from 'node:test';
+import { FRONTS, FrontKit, type Front } from '../helpers/fronts';
 import { h2Connect, h2Request, h2WebSocket } from '../helpers/h2';
-import {
-  eventually,
-  headerIn,
-  readRequestHead,
-  startEchoBackend,
-  startGateway,
-  startRawBackend,
-  type RunningGateway,
-} from '../helpers/harness';
+import { eventually, headerIn, readRequestHead, startEchoBackend, startRawBackend } from '../helpers/harness';
 
 const BOUND = { timeout: 60_000 };
-type Front = 'native' | 'node' | 'tls';
-const FRONTS: readonly Front[] = ['native', 'node', 'tls'];
-
-let certs: Certs;
-let frontCert: CertFiles;
-
-before(() => {
-  certs = makeCerts();
-  frontCert = certs.issue('front', ['127.0.0.1', 'localhost']);
-});
-
-/** A gateway whose first Listen is served by `front`, with `body` after it. */
-async function gatewayOn(front: Front, body: string): Promise<RunningGateway> {
-  if (front === 'tls') {
-    return startGateway(
-      `Listen 127.0.0.1:0 https\nSSLEngine on\nSSLCertificateFile ${frontCert.cert}\nSSLCertificateKeyFile ${frontCert.key}\n${body}\n`,
-    );
-  }
-  if (front === 'native') return startGateway(`Listen 127.0.0.1:0\n${body}\n`);
-  process.env.WSGATE_NATIVE_FRONT = '0';
-  try {
-    return await startGateway(`Listen 127.0.0.1:0\n${body}\n`);
-  } finally {
-    delete process.env.WSGATE_NATIVE_FRONT;
-  }
-}
-
-async function connect(front: Front, port: number): Promise<net.Socket> {
-  const s =
-    front === 'tls' ? tls.connect({ host: '127.0.0.1', port, ca: certs.ca.pem, servername: 'localhost' }) : net.connect(port, '127.0.0.1');
-  s.on('error', () => {});
-  await once(s, front === 'tls' ? 'secureConnect' : 'connect');
-  return s;
-}
+const kit = new FrontKit();
+const gatewayOn = kit.gatewayOn.bind(kit);
+const connect = kit.connect.bind(kit);
 
 interface Answer {
   status: number;
@@ -226,7 +185,7 @@ describe('one rule for answer heads: over 16 KiB is 502 on every path (issue 15 
   test('h2: a 19 KB 101 head behind an RFC 8441 WebSocket is 502', BOUND, async () => {
     const backend = await bigSwitchBackend();
     const g = await gatewayOn('tls', `Protocols h2 http/1.1\nH2WebSockets on\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"`);
-    const session = await h2Connect(g.port, certs.ca.pem);
+    const session = await h2Connect(g.port, kit.certs.ca.pem);
     try {
       const r = await h2WebSocket(session, '/ws/x');
       assert.equal(r.status, 502);
@@ -243,7 +202,7 @@ describe('HTTP/2: CONNECT with a content-length, and :authority (issue 15 item 8
   test('an extended CONNECT with content-length: 5 is 400 and never reaches the backend', BOUND, async () => {
     const backend = await startEchoBackend('h2c-l');
     const g = await gatewayOn('tls', `Protocols h2 http/1.1\nH2WebSockets on\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"`);
-    const session = await h2Connect(g.port, certs.ca.pem);
+    const session = await h2Connect(g.port, kit.certs.ca.pem);
     try {
       const r = await h2WebSocket(session, '/ws/x', { 'content-length': '5' });
       assert.equal(r.status, 400);
@@ -263,7 +222,7 @@ describe('HTTP/2: CONNECT with a content-length, and :authority (issue 15 item 8
   test('a bad :authority is 400 (a good one passes)', BOUND, async () => {
     const backend = await startEchoBackend('h2-auth');
     const g = await gatewayOn('tls', `Protocols h2 http/1.1\nProxyPass "/" "http://127.0.0.1:${backend.port}/"`);
-    const session = await h2Connect(g.port, certs.ca.pem);
+    const session = await h2Connect(g.port, kit.certs.ca.pem);
     try {
       for (const bad of ['a@c', '1234', 'a..b', 'a:0']) {
         const r = await h2Request(session, { ':method': 'GET', ':path': '/p', ':authority': bad });
@@ -429,7 +388,7 @@ describe('LimitRequestLine, LimitRequestFieldSize, LimitRequestFields, LimitRequ
     async () => {
       const backend = await startEchoBackend('h2-limits');
       const g = await gatewayOn('tls', `Protocols h2 http/1.1\n${LIMITS}\nProxyPass "/" "http://127.0.0.1:${backend.port}/"`);
-      const session = await h2Connect(g.port, certs.ca.pem);
+      const session = await h2Connect(g.port, kit.certs.ca.pem);
       const req = (headers: http2.OutgoingHttpHeaders, body: Buffer[] = []) =>
         h2Request(session, { ':method': body.length > 0 ? 'POST' : 'GET', ':authority': 'a', ...headers }, body).then((r) => r.status);
       try {

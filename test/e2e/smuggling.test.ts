@@ -7,46 +7,15 @@
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import * as net from 'node:net';
-import * as tls from 'node:tls';
-import { before, describe, test } from 'node:test';
-import { makeCerts, type CertFiles, type Certs } from '../helpers/certs';
-import { eventually, headerIn, startGateway, startRawBackend, type RunningGateway } from '../helpers/harness';
+import type * as net from 'node:net';
+import { describe, test } from 'node:test';
+import { FRONTS, FrontKit, type Front } from '../helpers/fronts';
+import { eventually, headerIn, startRawBackend } from '../helpers/harness';
 
 const BOUND = { timeout: 60_000 };
-type Front = 'native' | 'node' | 'tls';
-const FRONTS: readonly Front[] = ['native', 'node', 'tls'];
-
-let certs: Certs;
-let frontCert: CertFiles;
-
-before(() => {
-  certs = makeCerts();
-  frontCert = certs.issue('front', ['127.0.0.1', 'localhost']);
-});
-
-async function gatewayOn(front: Front, body: string): Promise<RunningGateway> {
-  if (front === 'tls') {
-    return startGateway(
-      `Listen 127.0.0.1:0 https\nSSLEngine on\nSSLCertificateFile ${frontCert.cert}\nSSLCertificateKeyFile ${frontCert.key}\n${body}\n`,
-    );
-  }
-  if (front === 'native') return startGateway(`Listen 127.0.0.1:0\n${body}\n`);
-  process.env.WSGATE_NATIVE_FRONT = '0';
-  try {
-    return await startGateway(`Listen 127.0.0.1:0\n${body}\n`);
-  } finally {
-    delete process.env.WSGATE_NATIVE_FRONT;
-  }
-}
-
-async function connect(front: Front, port: number): Promise<net.Socket> {
-  const s =
-    front === 'tls' ? tls.connect({ host: '127.0.0.1', port, ca: certs.ca.pem, servername: 'localhost' }) : net.connect(port, '127.0.0.1');
-  s.on('error', () => {});
-  await once(s, front === 'tls' ? 'secureConnect' : 'connect');
-  return s;
-}
+const kit = new FrontKit();
+const gatewayOn = kit.gatewayOn.bind(kit);
+const connect = kit.connect.bind(kit);
 
 interface Answer {
   status: number;
