@@ -6,22 +6,19 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import type * as tls from 'node:tls';
 import type { Backend, Config, ListenAddress, Route, VirtualHost } from './config/model';
-import { buildErrorResponse } from './http/forward';
 import { ClientConnection, type ConnectionHost } from './listeners/http1';
 import { NativeFront, type FrontHost } from './listeners/native-front';
 import { H2Front, selectAlpn } from './listeners/h2';
 import { createTlsServer } from './listeners/tls';
 import { selectVirtualHost } from './routing/vhost';
 import { createLogger, type Logger } from './observe/log';
-import type { NativeUpgrade } from './proxy/native-upgrade';
+import type { TunnelStart } from './proxy/context';
+import type { RequestRecord } from './proxy/record';
 import { nativeEngine } from './tunnel/native';
-import type { TunnelVia } from './proxy/context';
-import { Tunnel } from './tunnel/tunnel';
+import { Tunnel, type TunnelOptions } from './tunnel/tunnel';
 import { HealthChecker } from './upstream/balancer/health';
 import { BalancerRegistry } from './upstream/balancer/state';
-import type { BackendCounters } from './upstream/counters';
 import { OriginRegistry } from './upstream/origins';
-import { plainAddress } from './listeners/address';
 
 /** A live tunnel with what it belongs to, as kept in the registry. */
 export interface TunnelRecord {
@@ -32,6 +29,8 @@ export interface TunnelRecord {
   readonly backend: Backend;
   /** How the client reached wsgate: its own HTTP/1.1 connection, or a stream of an HTTP/2 one (RFC 8441). */
   readonly protocol: 'http/1.1' | 'h2';
+  /** The request that became this tunnel, from its head on. */
+  readonly request: RequestRecord;
 }
 
 export interface BoundListener {
@@ -198,76 +197,37 @@ export class Gateway implements ConnectionHost, FrontHost {
     return vhost.serverName ?? this.config.mainServer.serverName ?? this.hostName;
   }
 
-  respondError(socket: net.Socket, status: number, keepAlive: boolean, extraHeaders = '', withBody = true): void {
-    if (!socket.writable) return;
-    socket.write(buildErrorResponse(status, keepAlive, extraHeaders, withBody));
-    if (!keepAlive) socket.destroySoon();
-  }
-
-  startTunnel(
-    client: net.Socket,
-    backend: net.Socket,
-    vhost: VirtualHost,
-    route: Route,
-    target: Backend,
-    counters: BackendCounters,
-    clientEarly: Buffer | undefined,
-    backendEarly: Buffer | undefined,
-    onClosed?: () => void,
-    via?: TunnelVia,
-  ): void {
-    const tunnel = this.newTunnel(
-      client,
-      backend,
-      via?.clientIp ?? client.remoteAddress ?? '',
-      vhost,
-      route,
-      target,
-      counters,
-      onClosed,
-      via?.protocol,
-    );
-    tunnel.start(clientEarly, backendEarly);
-    if (this.stopping) tunnel.close('shutdown');
-  }
-
-  startNativeTunnel(u: NativeUpgrade, toClient: Buffer, backendEarly: number): void {
-    const onClosed = u.up.tunnel();
-    u.up.finish();
-    const tunnel = this.newTunnel(undefined, undefined, u.clientIp, u.vhost, u.up.route, u.up.backend, u.up.counters, onClosed);
-    tunnel.startInEngine((id) => u.establish(id, toClient), u.rest?.length ?? 0, backendEarly);
-    if (this.stopping) tunnel.close('shutdown');
-  }
-
-  /** A tunnel, registered, its bytes going to the backend's `counters`; its close unregisters it and calls `onClosed`. */
-  private newTunnel(
-    client: net.Socket | undefined,
-    backend: net.Socket | undefined,
-    ip: string,
-    vhost: VirtualHost,
-    route: Route,
-    target: Backend,
-    counters: BackendCounters,
-    onClosed: (() => void) | undefined,
-    protocol: TunnelRecord['protocol'] = 'http/1.1',
-  ): Tunnel {
-    const tunnel = new Tunnel(client, backend, {
-      idleTimeoutMs: vhost.settings.websocketIdleTimeoutMs,
-      counters,
-      onClose: (t) => {
-        this.tunnelClosed(t);
-        onClosed?.();
-      },
-    });
+  /** Takes a request that became a tunnel: registers it, starts it on its ends, and unregisters it when it closes. */
+  startTunnel(t: TunnelStart): void {
+    const ends = t.ends;
+    const tunnel =
+      ends.kind === 'sockets'
+        ? new Tunnel(ends.client, ends.backend, this.tunnelOptions(t))
+        : new Tunnel(undefined, undefined, this.tunnelOptions(t));
+    const r = t.record;
     this.tunnels.set(tunnel, {
       tunnel,
-      clientIp: plainAddress(ip),
-      vhost,
-      route,
-      backend: target,
-      protocol,
+      clientIp: r.clientIp,
+      vhost: t.vhost,
+      route: t.route,
+      backend: t.backend,
+      protocol: r.protocol,
+      request: r,
     });
-    return tunnel;
+    if (ends.kind === 'sockets') tunnel.start(ends.clientEarly, ends.backendEarly);
+    else tunnel.startInEngine(ends.establish, ends.earlyUp, ends.earlyDown);
+    if (this.stopping) tunnel.close('shutdown');
+  }
+
+  private tunnelOptions(t: TunnelStart): TunnelOptions {
+    return {
+      idleTimeoutMs: t.vhost.settings.websocketIdleTimeoutMs,
+      counters: t.counters,
+      onClose: (tunnel) => {
+        this.tunnelClosed(tunnel);
+        t.onClosed();
+      },
+    };
   }
 
   private tunnelClosed(t: Tunnel): void {
@@ -279,9 +239,11 @@ export class Gateway implements ConnectionHost, FrontHost {
         engine: t.usedNative ? 'native' : 'js',
         reason: t.closeReason,
         detail: t.closeDetail,
-        client: rec?.clientIp,
-        protocol: rec?.protocol,
-        backend: rec?.backend.url,
+        client: rec?.request.clientIp,
+        protocol: rec?.request.protocol,
+        backend: rec?.request.backend,
+        route: rec?.request.route,
+        request: rec?.request.id,
         up: t.bytesUp,
         down: t.bytesDown,
         ms: t.endedAt - t.startedAt,
