@@ -58,13 +58,9 @@ export class H2Client implements ClientSide {
   start(): void {
     const s = this.stream as ClientStream;
     s[kClient] = this;
-    s.on('close', streamOnGone);
-    s.on('aborted', streamOnGone);
-    s.on('error', streamOnGone);
-    s.on('drain', streamOnDrain);
+    for (const [event, handler] of STREAM_HANDLERS) s.on(event, handler);
     if (this.body !== H2Body.None) {
-      s.on('data', streamOnData);
-      s.on('end', streamOnEnd);
+      for (const [event, handler] of BODY_HANDLERS) s.on(event, handler);
     } else {
       // A WebSocket's early bytes wait in the stream for the tunnel; a bodiless request has none.
       s.pause();
@@ -195,12 +191,8 @@ export class H2Client implements ClientSide {
   private release(): void {
     const s = this.stream as ClientStream;
     s[kClient] = undefined;
-    s.removeListener('close', streamOnGone);
-    s.removeListener('aborted', streamOnGone);
-    s.removeListener('error', streamOnGone);
-    s.removeListener('drain', streamOnDrain);
-    s.removeListener('data', streamOnData);
-    s.removeListener('end', streamOnEnd);
+    for (const [event, handler] of STREAM_HANDLERS) s.removeListener(event, handler);
+    for (const [event, handler] of BODY_HANDLERS) s.removeListener(event, handler);
   }
 }
 
@@ -219,6 +211,18 @@ function streamOnGone(this: ClientStream): void {
   if (c === undefined) return;
   c.x.clientGone('stream closed');
 }
+type Handler = Parameters<NodeJS.EventEmitter['on']>[1];
+const STREAM_HANDLERS: readonly (readonly [string, Handler])[] = [
+  ['close', streamOnGone],
+  ['aborted', streamOnGone],
+  ['error', streamOnGone],
+  ['drain', streamOnDrain],
+];
+const BODY_HANDLERS: readonly (readonly [string, Handler])[] = [
+  ['data', streamOnData],
+  ['end', streamOnEnd],
+];
+
 function closeUnread(this: http2.ServerHttp2Stream): void {
   closeStream(this, NGHTTP2_NO_ERROR);
 }

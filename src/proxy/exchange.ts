@@ -170,11 +170,7 @@ export class Exchange {
   private listenBackend(socket: Socket): void {
     this.backendSocket = socket;
     (socket as ExchangeSocket)[kExchange] = this;
-    socket.on('data', backendOnData);
-    socket.on('end', backendOnEnd);
-    socket.on('error', backendOnError);
-    socket.on('close', backendOnClose);
-    socket.on('drain', backendOnDrain);
+    for (const [event, handler] of BACKEND_HANDLERS) socket.on(event, handler);
   }
 
   private attachBackend(socket: Socket): void {
@@ -554,6 +550,15 @@ function backendOnDrain(this: ExchangeSocket): void {
   this[kExchange]?.backendDrained();
 }
 
+type Handler = Parameters<NodeJS.EventEmitter['on']>[1];
+const BACKEND_HANDLERS: readonly (readonly [string, Handler])[] = [
+  ['data', backendOnData],
+  ['end', backendOnEnd],
+  ['error', backendOnError],
+  ['close', backendOnClose],
+  ['drain', backendOnDrain],
+];
+
 /**
  * Drops this exchange's listeners from a backend socket it is done with (Node's own listeners
  * stay), leaving an error handler so a late error can never become an uncaught exception.
@@ -561,11 +566,7 @@ function backendOnDrain(this: ExchangeSocket): void {
 function releaseBackend(socket: Socket): void {
   const s = socket as ExchangeSocket;
   s[kExchange] = undefined;
-  s.removeListener('data', backendOnData);
-  s.removeListener('end', backendOnEnd);
-  s.removeListener('error', backendOnError);
-  s.removeListener('close', backendOnClose);
-  s.removeListener('drain', backendOnDrain);
+  for (const [event, handler] of BACKEND_HANDLERS) s.removeListener(event, handler);
   if (s.listenerCount('error') === 0) s.on('error', ignoreError);
 }
 
