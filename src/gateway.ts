@@ -1,30 +1,28 @@
-// The gateway: one running wsgate. It owns the listeners, the config in force, the per-origin
-// state and the registry of live tunnels, and it stops all of them cleanly.
+// The gateway: one running wsgate. It composes the parts that each do one job — binding the
+// Listen addresses (listeners/bind.ts), routing accepted connections to a front
+// (listeners/accept.ts), the exchanges that answer or tunnel each request (proxy/exchange.ts,
+// answering errors through proxy/answers.ts) — and holds what outlives a request: the config in
+// force, the per-origin and balancer state, and the registry of live tunnels. It stops all of them.
 
 import cluster from 'node:cluster';
-import * as net from 'node:net';
 import * as os from 'node:os';
-import type * as tls from 'node:tls';
-import type { Backend, Config, ListenAddress, Route, VirtualHost } from './config/model';
-import { buildErrorResponse } from './http/forward';
-import { ClientConnection, type ConnectionHost } from './listeners/http1';
-import { NativeFront, type FrontHost } from './listeners/native-front';
-import { H2Front, selectAlpn } from './listeners/h2';
-import { createTlsServer } from './listeners/tls';
-import { selectVirtualHost } from './routing/vhost';
+import type { Backend, Config, Route, VirtualHost } from './config/model';
+import { ConnectionRouter } from './listeners/accept';
+import { type BoundListener, Listeners } from './listeners/bind';
+import { NativeFront } from './listeners/native-front';
 import { createLogger, type Logger } from './observe/log';
-import type { NativeUpgrade } from './proxy/native-upgrade';
+import type { GatewayContext, TunnelStart } from './proxy/context';
+import type { RequestRecord } from './proxy/record';
 import { nativeEngine } from './tunnel/native';
-import type { TunnelVia } from './proxy/context';
-import { Tunnel } from './tunnel/tunnel';
+import { Tunnel, type TunnelOptions } from './tunnel/tunnel';
 import { TunnelRegistry } from './tunnel/registry';
 import { HealthChecker } from './upstream/balancer/health';
 import { BalancerRegistry } from './upstream/balancer/state';
-import type { BackendCounters } from './upstream/counters';
 import { OriginRegistry } from './upstream/origins';
-import { plainAddress } from './listeners/address';
 import { HandshakeRate } from './access/handshake-rate';
 import type { LimitState } from './routing/ws-limits';
+
+export type { BoundListener };
 
 /** A live tunnel with what it belongs to, as kept in the registry. */
 export interface TunnelRecord {
@@ -35,27 +33,15 @@ export interface TunnelRecord {
   readonly backend: Backend;
   /** How the client reached wsgate: its own HTTP/1.1 connection, or a stream of an HTTP/2 one (RFC 8441). */
   readonly protocol: 'http/1.1' | 'h2';
-}
-
-export interface BoundListener {
-  readonly listen: ListenAddress;
-  readonly address: string;
-  readonly port: number;
+  /** The request that became this tunnel, from its head on. */
+  readonly request: RequestRecord;
 }
 
 export interface GatewayOptions {
   log?: Logger;
 }
 
-/** A bound Listen address: a Node server, or (native front) the engine accepting on its socket. */
-interface Bound {
-  readonly listen: ListenAddress;
-  readonly address: net.AddressInfo;
-  server: net.Server | undefined;
-  readonly frontId: number | undefined;
-}
-
-export class Gateway implements ConnectionHost, FrontHost {
+export class Gateway implements GatewayContext {
   /** The config in force. Swapping it (a later reload) affects new requests only. */
   config: Config;
   readonly log: Logger;
@@ -68,12 +54,11 @@ export class Gateway implements ConnectionHost, FrontHost {
   readonly tunnels = new TunnelRegistry<TunnelRecord>();
   /** What the WebSocket abuse limits read: the open tunnels above and the handshakes per client address. */
   readonly wsLimits: LimitState = { tunnels: this.tunnels, handshakeRate: new HandshakeRate() };
-  private readonly connections = new Set<ClientConnection>();
-  private readonly servers: Bound[] = [];
+  /** Accepted connections, to the front that speaks their protocol. */
+  private readonly router: ConnectionRouter;
   /** Accepts and runs upgrade handshakes natively on plain-TCP ports (undefined without the engine). */
   private readonly front: NativeFront | undefined;
-  /** HTTP/2 sessions on the front (`Protocols h2`). */
-  private readonly h2 = new H2Front(this);
+  private readonly listeners: Listeners;
   private stopping = false;
   private readonly hostName = os.hostname();
 
@@ -82,45 +67,18 @@ export class Gateway implements ConnectionHost, FrontHost {
     this.log = options.log ?? createLogger();
     this.balancers = new BalancerRegistry(this.log);
     this.health = new HealthChecker(this.balancers, this.log);
+    this.router = new ConnectionRouter(this);
     // Not in `-w N` workers: closing a worker's server (the front takes the socket over) makes the
     // cluster primary drop the shared socket, and a worker that listens later gets another one.
     const engine = cluster.isWorker || process.env.WSGATE_NATIVE_FRONT === '0' ? undefined : nativeEngine();
-    this.front = engine === undefined ? undefined : new NativeFront(this, engine);
+    this.front = engine === undefined ? undefined : new NativeFront(this.router, engine);
+    this.listeners = new Listeners(() => this.config, this.log, this.router, this.front);
   }
 
   /** Binds every Listen address; rejects (after closing what was bound) if one fails. */
   async start(): Promise<BoundListener[]> {
     try {
-      for (const listen of this.config.listen) {
-        let server: net.Server;
-        if (listen.protocol === 'https') {
-          server = createTlsServer(
-            listen,
-            () => this.config,
-            this.log,
-            (socket) => this.acceptSecure(socket, listen),
-            (servername, offered, localAddress) => selectAlpn(this.config, listen, localAddress, servername, offered),
-          );
-        } else {
-          server = net.createServer({ allowHalfOpen: true, noDelay: true });
-          server.on('connection', (socket) => this.accept(socket, listen));
-        }
-        server.on('error', (err) => this.log.error('listener error', { listen: describe(listen), reason: err.message }));
-        await new Promise<void>((resolve, reject) => {
-          const onError = (err: Error): void => reject(new Error(`cannot listen on ${describe(listen)}: ${err.message}`));
-          server.once('error', onError);
-          server.listen({ host: listen.host, port: listen.port }, () => {
-            server.removeListener('error', onError);
-            resolve();
-          });
-        });
-        const address = server.address() as net.AddressInfo;
-        // Plain-TCP ports: the native engine accepts on the socket from now on, and Node's
-        // handle is closed in this same tick, before it could accept anything.
-        const frontId = listen.protocol === 'https' ? undefined : this.front?.listen(server, listen, this.config.mainServer.settings);
-        if (frontId !== undefined) server.close();
-        this.servers.push({ listen, address, server: frontId === undefined ? server : undefined, frontId });
-      }
+      for (const listen of this.config.listen) await this.listeners.bind(listen);
     } catch (e) {
       await this.stop();
       throw e;
@@ -132,147 +90,61 @@ export class Gateway implements ConnectionHost, FrontHost {
   }
 
   addresses(): BoundListener[] {
-    return this.servers.map(({ address, listen }) => ({ listen, address: address.address, port: address.port }));
+    return this.listeners.addresses();
   }
 
   /** Stops listening, closes every connection and tunnel, and empties the pools. */
   async stop(): Promise<void> {
     this.stopping = true;
     this.health.stop();
-    const closing: Promise<void>[] = [];
-    for (const { server, frontId } of this.servers.splice(0)) {
-      if (frontId !== undefined) this.front!.unlisten(frontId);
-      if (server !== undefined) closing.push(new Promise<void>((resolve) => server.close(() => resolve())));
-    }
+    const closing = this.listeners.closeAll();
     this.front?.abortAll();
-    for (const conn of [...this.connections]) conn.destroy();
-    this.h2.closeAll();
+    this.router.closeAll();
     for (const t of [...this.tunnels.keys()]) t.close('shutdown');
     this.origins.closeIdle();
-    await Promise.all(closing);
-  }
-
-  /** A TLS connection: HTTP/2 when ALPN chose it, else HTTP/1.1. */
-  private acceptSecure(socket: tls.TLSSocket, listen: ListenAddress): void {
-    if (socket.alpnProtocol === 'h2' && !this.stopping) {
-      const name = typeof socket.servername === 'string' ? socket.servername : undefined;
-      this.h2.accept(socket, listen, selectVirtualHost(this.config, listen, socket.localAddress ?? '', name));
-      return;
-    }
-    this.accept(socket, listen);
-  }
-
-  private accept(socket: net.Socket, listen: ListenAddress): void {
-    if (this.stopping) {
-      socket.destroy();
-      return;
-    }
-    this.connections.add(new ClientConnection(this, listen, socket));
-  }
-
-  /** A plain connection that opened with the HTTP/2 preface: h2c when its server lists it in `Protocols`. */
-  takePriorKnowledgeH2(conn: ClientConnection, listen: ListenAddress, bytes: Buffer): boolean {
-    if (this.stopping || listen.protocol !== 'http') return false;
-    const socket = conn.socket;
-    const vhost = selectVirtualHost(this.config, listen, socket.localAddress ?? '', undefined);
-    if (!vhost.settings.protocols.includes('h2c')) return false;
-    socket.pause();
-    conn.detach();
-    // The session reads what was already read back from the socket's buffer.
-    socket.unshift(bytes);
-    this.h2.accept(socket, listen, vhost);
-    return true;
-  }
-
-  adoptConnection(socket: net.Socket, listen: ListenAddress): ClientConnection {
-    const conn = new ClientConnection(this, listen, socket);
-    this.connections.add(conn);
-    return conn;
+    await closing;
   }
 
   /** Client connections still speaking HTTP or in an upgrade handshake (not yet tunnels), HTTP/2 sessions included. */
   openConnections(): number {
-    return this.connections.size + (this.front?.pending ?? 0) + this.h2.sessions.size;
-  }
-
-  connectionClosed(conn: ClientConnection): void {
-    this.connections.delete(conn);
+    return this.router.open + (this.front?.pending ?? 0);
   }
 
   serverName(vhost: VirtualHost): string {
     return vhost.serverName ?? this.config.mainServer.serverName ?? this.hostName;
   }
 
-  respondError(socket: net.Socket, status: number, keepAlive: boolean, extraHeaders = '', withBody = true): void {
-    if (!socket.writable) return;
-    socket.write(buildErrorResponse(status, keepAlive, extraHeaders, withBody));
-    if (!keepAlive) socket.destroySoon();
-  }
-
-  startTunnel(
-    client: net.Socket,
-    backend: net.Socket,
-    vhost: VirtualHost,
-    route: Route,
-    target: Backend,
-    counters: BackendCounters,
-    clientEarly: Buffer | undefined,
-    backendEarly: Buffer | undefined,
-    onClosed?: () => void,
-    via?: TunnelVia,
-  ): void {
-    const tunnel = this.newTunnel(
-      client,
-      backend,
-      via?.clientIp ?? client.remoteAddress ?? '',
-      vhost,
-      route,
-      target,
-      counters,
-      onClosed,
-      via?.protocol,
-    );
-    tunnel.start(clientEarly, backendEarly);
-    if (this.stopping) tunnel.close('shutdown');
-  }
-
-  startNativeTunnel(u: NativeUpgrade, toClient: Buffer, backendEarly: number): void {
-    const onClosed = u.up.tunnel();
-    u.up.finish();
-    const tunnel = this.newTunnel(undefined, undefined, u.clientIp, u.vhost, u.up.route, u.up.backend, u.up.counters, onClosed);
-    tunnel.startInEngine((id) => u.establish(id, toClient), u.rest?.length ?? 0, backendEarly);
-    if (this.stopping) tunnel.close('shutdown');
-  }
-
-  /** A tunnel, registered, its bytes going to the backend's `counters`; its close unregisters it and calls `onClosed`. */
-  private newTunnel(
-    client: net.Socket | undefined,
-    backend: net.Socket | undefined,
-    ip: string,
-    vhost: VirtualHost,
-    route: Route,
-    target: Backend,
-    counters: BackendCounters,
-    onClosed: (() => void) | undefined,
-    protocol: TunnelRecord['protocol'] = 'http/1.1',
-  ): Tunnel {
-    const tunnel = new Tunnel(client, backend, {
-      idleTimeoutMs: vhost.settings.websocketIdleTimeoutMs,
-      counters,
-      onClose: (t) => {
-        this.tunnelClosed(t);
-        onClosed?.();
-      },
-    });
+  /** Takes a request that became a tunnel: registers it, starts it on its ends, and unregisters it when it closes. */
+  startTunnel(t: TunnelStart): void {
+    const ends = t.ends;
+    const tunnel =
+      ends.kind === 'sockets'
+        ? new Tunnel(ends.client, ends.backend, this.tunnelOptions(t))
+        : new Tunnel(undefined, undefined, this.tunnelOptions(t));
+    const r = t.record;
     this.tunnels.add({
       tunnel,
-      clientIp: plainAddress(ip),
-      vhost,
-      route,
-      backend: target,
-      protocol,
+      clientIp: r.clientIp,
+      vhost: t.vhost,
+      route: t.route,
+      backend: t.backend,
+      protocol: r.protocol,
+      request: r,
     });
-    return tunnel;
+    if (ends.kind === 'sockets') tunnel.start(ends.clientEarly, ends.backendEarly);
+    else tunnel.startInEngine(ends.establish, ends.earlyUp, ends.earlyDown);
+    if (this.stopping) tunnel.close('shutdown');
+  }
+
+  private tunnelOptions(t: TunnelStart): TunnelOptions {
+    return {
+      idleTimeoutMs: t.vhost.settings.websocketIdleTimeoutMs,
+      counters: t.counters,
+      onClose: (tunnel) => {
+        this.tunnelClosed(tunnel);
+        t.onClosed();
+      },
+    };
   }
 
   private tunnelClosed(t: Tunnel): void {
@@ -283,9 +155,11 @@ export class Gateway implements ConnectionHost, FrontHost {
         engine: t.usedNative ? 'native' : 'js',
         reason: t.closeReason,
         detail: t.closeDetail,
-        client: rec?.clientIp,
-        protocol: rec?.protocol,
-        backend: rec?.backend.url,
+        client: rec?.request.clientIp,
+        protocol: rec?.request.protocol,
+        backend: rec?.request.backend,
+        route: rec?.request.route,
+        request: rec?.request.id,
         up: t.bytesUp,
         down: t.bytesDown,
         ms: t.endedAt - t.startedAt,
@@ -295,8 +169,4 @@ export class Gateway implements ConnectionHost, FrontHost {
       else this.log.info('tunnel closed', fields);
     }
   }
-}
-
-function describe(l: ListenAddress): string {
-  return `${l.host ?? '*'}:${l.port}`;
 }

@@ -10,7 +10,10 @@ import type * as net from 'node:net';
 import type { Config, ListenAddress, VirtualHost } from '../config/model';
 import type { GatewayContext } from '../proxy/context';
 import type { Logger } from '../observe/log';
-import { H2Body, H2Exchange, respondH2Error } from '../proxy/h2exchange';
+import { respondH2Error } from '../proxy/answers';
+import { H2Body, H2Client } from '../proxy/client-h2';
+import { Exchange } from '../proxy/exchange';
+import { RequestRecord } from '../proxy/record';
 import { headerScope, Upstream } from '../proxy/upstream';
 import { newWebSocketKey } from '../http/websocket-key';
 import { isValidHost, requestHeadCap, type RequestHead, type RequestLimits } from '../http/head';
@@ -50,6 +53,7 @@ interface SessionInfo {
   readonly localAddress: string;
   /** The connection under the session (Node hides it behind the session). */
   readonly socket: net.Socket;
+  readonly clientPort: number | undefined;
   /** The same socket, for TLS variables (`%{VAR}s`). */
   readonly tls: unknown;
   readonly log: Logger;
@@ -136,6 +140,7 @@ export class H2Front {
     this.pending = {
       listen,
       clientIp: plainAddress(socket.remoteAddress),
+      clientPort: socket.remotePort,
       localAddress: socket.localAddress ?? '',
       socket,
       tls: socket,
@@ -302,16 +307,25 @@ export class H2Front {
       upgrade,
       versionMinor: 1,
     };
-    new H2Exchange(
-      this.host,
-      stream,
-      info.clientIp,
-      vhost,
-      req,
-      new Upstream(this.host, decision, fields, headerScope(vhost, backendMethod, path, info.tls)),
-      body,
-      websocket,
-    ).start();
+    const tls = info.listen.protocol === 'https';
+    const record = new RequestRecord(
+      {
+        clientIp: info.clientIp,
+        clientPort: info.clientPort,
+        listen: info.listen,
+        tls,
+        alpn: tls ? 'h2' : undefined,
+        protocol: 'h2',
+      },
+      // The client's own method (an RFC 8441 WebSocket's is CONNECT), not the backend's.
+      { method, target: path, upgrade },
+      info.acceptedAt,
+    );
+    record.routed(vhost, decision.route);
+    const up = new Upstream(this.host, decision, record, fields, headerScope(vhost, backendMethod, path, info.tls));
+    const side = new H2Client(stream, info.clientIp, body, websocket?.key, vhost.settings.limitRequestBody);
+    side.x = new Exchange(this.host, side, vhost, req, up);
+    side.start();
   }
 
   private refuse(

@@ -14,8 +14,11 @@ import {
   type RequestHead,
   type RequestLimits,
 } from '../http/head';
-import { Exchange, type ExchangeOwner } from '../proxy/exchange';
+import { respondHttp1Error } from '../proxy/answers';
+import { Http1Client, type ExchangeOwner } from '../proxy/client-http1';
 import type { GatewayContext } from '../proxy/context';
+import { Exchange } from '../proxy/exchange';
+import { RequestRecord } from '../proxy/record';
 import { headerScope, Upstream } from '../proxy/upstream';
 import { basicChallenge, routeHead } from '../routing/router';
 import { stageDeadline } from '../config/reqtimeout';
@@ -54,8 +57,11 @@ function isH2Preface(buf: Buffer): boolean {
 
 export class ClientConnection implements ExchangeOwner {
   readonly clientIp: string;
+  /** When the connection was accepted (its requests' records start there). */
+  private readonly acceptedAt = Date.now();
   private buf: Buffer | undefined;
-  private exchange: Exchange | undefined;
+  /** The exchange running now, through its client side on this connection. */
+  private exchange: Http1Client | undefined;
   private detached = false;
   private closed = false;
   /** A request was read: the connection can no longer turn into HTTP/2 (the preface must come first). */
@@ -146,7 +152,7 @@ export class ClientConnection implements ExchangeOwner {
       this.host.log.warn('request head timed out', { status: 408, client: this.clientIp });
       this.buf = undefined;
       this.socket.pause();
-      this.host.respondError(this.socket, 408, false);
+      respondHttp1Error(this.socket, 408, false);
       this.socket.destroySoon();
       return;
     }
@@ -157,7 +163,7 @@ export class ClientConnection implements ExchangeOwner {
   /** @internal */
   onData(chunk: Buffer): void {
     if (this.exchange !== undefined) {
-      this.exchange.onClientData(chunk);
+      this.exchange.onData(chunk);
       return;
     }
     if (this.headStartedAt === 0 && this.buf === undefined) this.startHeadStage();
@@ -237,7 +243,7 @@ export class ClientConnection implements ExchangeOwner {
       let extra = decision.kind === 'redirect' && decision.location !== undefined ? `Location: ${decision.location}\r\n` : '';
       if (decision.kind === 'local' && decision.realm !== undefined) extra += `WWW-Authenticate: ${basicChallenge(decision.realm)}\r\n`;
       if (decision.kind === 'local' && decision.retryAfter !== undefined) extra += `Retry-After: ${decision.retryAfter}\r\n`;
-      this.host.respondError(this.socket, decision.status, keepAlive, extra, req.method !== 'HEAD');
+      respondHttp1Error(this.socket, decision.status, keepAlive, extra, req.method !== 'HEAD');
       if (keepAlive) this.exchangeDone(true, rest);
       return;
     }
@@ -247,15 +253,35 @@ export class ClientConnection implements ExchangeOwner {
       this.reject(413, `request body of ${req.contentLength} bytes exceeds LimitRequestBody (${maxBody})`);
       return;
     }
-    this.exchange = new Exchange(
-      this.host,
-      this,
-      vhost,
+    const record = this.record(req);
+    record.routed(vhost, decision.route);
+    const up = new Upstream(this.host, decision, record, req.headers, headerScope(vhost, req.method, req.target, this.socket));
+    this.run(vhost, req, up).start(rest);
+  }
+
+  /** The record of a request read on this connection. */
+  private record(req: RequestHead): RequestRecord {
+    const s = this.socket as Socket & { encrypted?: boolean; alpnProtocol?: string | false };
+    return new RequestRecord(
+      {
+        clientIp: this.clientIp,
+        clientPort: s.remotePort,
+        listen: this.listen,
+        tls: s.encrypted === true,
+        alpn: typeof s.alpnProtocol === 'string' ? s.alpnProtocol : undefined,
+        protocol: 'http/1.1',
+      },
       req,
-      new Upstream(this.host, decision, req.headers, headerScope(vhost, req.method, req.target, this.socket)),
-      rest,
+      this.acceptedAt,
     );
-    this.exchange.start();
+  }
+
+  /** An exchange for `req` on this connection, its client side returned (the exchange is its `x`). */
+  private run(vhost: VirtualHost, req: RequestHead, up: Upstream): Http1Client {
+    const side = new Http1Client(this, req, vhost.settings);
+    side.x = new Exchange(this.host, side, vhost, req, up);
+    this.exchange = side;
+    return side;
   }
 
   /** Bytes read from the connection before it was given to this object (the native front). */
@@ -271,8 +297,8 @@ export class ClientConnection implements ExchangeOwner {
   resumeUpgrade(vhost: VirtualHost, req: RequestHead, up: Upstream, rest: Buffer | undefined, backend: Socket, answer: Buffer): void {
     this.stopHeadStage();
     this.socket.setTimeout(0);
-    this.exchange = new Exchange(this.host, this, vhost, req, up, rest);
-    this.exchange.resumeAtAnswer(backend, answer);
+    const side = this.run(vhost, req, up);
+    side.start(rest, backend, answer);
   }
 
   exchangeDone(keepAlive: boolean, leftover: Buffer | undefined): void {
@@ -313,14 +339,14 @@ export class ClientConnection implements ExchangeOwner {
     this.host.log.warn('bad request', { status, reason, client: this.clientIp });
     this.buf = undefined;
     this.socket.pause();
-    this.host.respondError(this.socket, status, false);
+    respondHttp1Error(this.socket, status, false);
     this.socket.destroySoon();
   }
 
   /** @internal */
   onEnd(): void {
     if (this.exchange !== undefined) {
-      this.exchange.onClientEnd();
+      this.exchange.onEnd();
       return;
     }
     if (this.buf !== undefined && this.buf.length > 0) {
@@ -335,7 +361,7 @@ export class ClientConnection implements ExchangeOwner {
     if (this.closed) return;
     this.closed = true;
     this.stopHeadStage();
-    this.exchange?.onClientGone(detail);
+    this.exchange?.x.clientGone(detail);
     this.exchange = undefined;
     this.socket.destroy();
     this.host.connectionClosed(this);
@@ -343,7 +369,7 @@ export class ClientConnection implements ExchangeOwner {
 
   /** @internal */
   onDrain(): void {
-    this.exchange?.onClientDrain();
+    this.exchange?.x.clientDrained();
   }
 
   /** @internal */

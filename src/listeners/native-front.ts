@@ -9,15 +9,17 @@
 
 import * as net from 'node:net';
 import type { ListenAddress, ServerSettings } from '../config/model';
-import { buildErrorResponse } from '../http/forward';
 import { findHeadEnd, HeadError, parseRequestHead, requestHeadCap, type RequestHead } from '../http/head';
+import { nativeErrorAnswer } from '../proxy/answers';
 import { NativeUpgrade, type NativeUpgradeHost } from '../proxy/native-upgrade';
+import { RequestRecord } from '../proxy/record';
 import type { GatewayContext } from '../proxy/context';
 import { headerScope, Upstream } from '../proxy/upstream';
 import { routeHead, type ProxyDecision } from '../routing/router';
 import { FrontEvent, nativeEngine, onFrontEvent, type NativeBinding } from '../tunnel/native';
 import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
 import type { ClientConnection, ConnectionHost } from './http1';
+import { plainAddress } from './address';
 import { headLimits } from './limits';
 import { EvictionLog } from './unread';
 import { checkWebSocketLimits, type LimitRefusal } from '../routing/ws-limits';
@@ -26,8 +28,6 @@ import { checkWebSocketLimits, type LimitRefusal } from '../routing/ws-limits';
 export interface FrontHost extends ConnectionHost {
   /** A connection for the HTTP/1 path, registered like an accepted one. */
   adoptConnection(socket: net.Socket, listen: ListenAddress): ClientConnection;
-  /** Registers a tunnel the engine runs (see NativeUpgradeHost.startNativeTunnel). */
-  startNativeTunnel(u: NativeUpgrade, toClient: Buffer, backendEarly: number): void;
 }
 
 // The engine is one per process and so are its ids; a process may run several gateways (the
@@ -94,10 +94,6 @@ export class NativeFront implements NativeUpgradeHost {
     upgrades.delete(u.id);
   }
 
-  startNativeTunnel(u: NativeUpgrade, toClient: Buffer, backendEarly: number): void {
-    this.host.startNativeTunnel(u, toClient, backendEarly);
-  }
-
   resumeOnNode(u: NativeUpgrade, clientFd: number, backendFd: number, answer: Buffer): void {
     const client = socketFor(clientFd);
     const backend = socketFor(backendFd);
@@ -139,6 +135,15 @@ export class NativeFront implements NativeUpgradeHost {
       return;
     }
     const rest = end < bytes.length ? bytes.subarray(end) : undefined;
+    // The engine reports a connection once its head is in: accepted and head read are one moment here.
+    const now = Date.now();
+    const record = new RequestRecord(
+      { clientIp: plainAddress(clientIp), clientPort: undefined, listen, tls: false, alpn: undefined, protocol: 'http/1.1' },
+      req,
+      now,
+      now,
+    );
+    record.routed(vhost, decision.route);
     const u = new NativeUpgrade(
       this,
       id,
@@ -146,7 +151,7 @@ export class NativeFront implements NativeUpgradeHost {
       clientIp,
       vhost,
       req,
-      new Upstream(this.host, decision, req.headers, headerScope(vhost, req.method, req.target, undefined)),
+      new Upstream(this.host, decision, record, req.headers, headerScope(vhost, req.method, req.target, undefined)),
       rest,
     );
     this.mine.add(u);
@@ -162,7 +167,7 @@ export class NativeFront implements NativeUpgradeHost {
   headTimedOut(id: number, clientIp: string, partial: Buffer | undefined): void {
     if (partial?.includes(0x0a)) {
       this.host.log.warn('request head timed out', { status: 408, client: clientIp });
-      this.engine.frontRespond(id, buildErrorResponse(408, false));
+      this.engine.frontRespond(id, nativeErrorAnswer(408));
       return;
     }
     if (partial !== undefined && partial.length > 0) this.host.log.warn('request head timed out', { client: clientIp });
@@ -184,7 +189,7 @@ export class NativeFront implements NativeUpgradeHost {
       path: req.target,
     });
     const extra = refusal.retryAfter === undefined ? '' : `Retry-After: ${refusal.retryAfter}\r\n`;
-    this.engine.frontRespond(id, buildErrorResponse(refusal.status, false, extra, req.method !== 'HEAD'));
+    this.engine.frontRespond(id, nativeErrorAnswer(refusal.status, extra, req.method !== 'HEAD'));
   }
 
   /** The connection goes to the HTTP/1 path, with what was read from it. */

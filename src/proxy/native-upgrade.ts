@@ -1,19 +1,23 @@
 // One upgrade handshake run by the native front: the engine holds the client connection, makes
 // the backend connection, sends the head built here and reads the answer; this object decides
-// everything (where to, what to send, whether the answer is a 101 to take, which status a
-// failure gets) with the same pieces the HTTP/1 exchange uses. A valid 101 becomes a native
-// tunnel with no Node socket ever made; any other answer goes to the HTTP/1 path
+// everything with the exchange's own functions (exchange.ts: readAnswerHead, switchRefusal,
+// becomeTunnel) and Upstream's failure line, so where to, what to send, whether the answer is a
+// 101 to take and which status a failure gets are the same as on the other fronts. A valid 101
+// becomes a native tunnel with no Node socket ever made; any other answer goes to the HTTP/1 path
 // (ClientConnection.resumeUpgrade) with both connections, as Node sockets.
 
 import * as dns from 'node:dns';
 import * as net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import type { ListenAddress, VirtualHost } from '../config/model';
-import { buildErrorResponse, buildSwitchingResponse } from '../http/forward';
-import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
+import { buildSwitchingResponse } from '../http/forward';
+import type { RequestHead } from '../http/head';
+import { headerLines } from '../http/headers-directive';
 import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
 import { errnoName, type NativeBinding } from '../tunnel/native';
+import { nativeErrorAnswer } from './answers';
 import type { GatewayContext } from './context';
+import { becomeTunnel, readAnswerHead, switchRefusal } from './exchange';
 import type { Refusal, Upstream } from './upstream';
 
 /** What a native upgrade needs from the front that runs it. */
@@ -22,8 +26,6 @@ export interface NativeUpgradeHost {
   readonly ctx: GatewayContext;
   /** The handshake is over, whatever its outcome. */
   upgradeDone(u: NativeUpgrade): void;
-  /** The backend switched protocols: the engine is to tunnel the two sockets (see Gateway). */
-  startNativeTunnel(u: NativeUpgrade, toClient: Buffer, backendEarly: number): void;
   /** Hands both connections to the HTTP/1 path to relay a non-101 answer. */
   resumeOnNode(u: NativeUpgrade, clientFd: number, backendFd: number, answer: Buffer): void;
 }
@@ -96,6 +98,7 @@ export class NativeUpgrade {
     // within the one connect timeout; the last gets what is left.
     const left = this.connectDeadline === 0 ? 0 : Math.max(1, this.connectDeadline - Date.now());
     const attempt = this.moreAddresses.length > 0 ? Math.min(ADDRESS_ATTEMPT_MS, left || ADDRESS_ATTEMPT_MS) : left;
+    this.up.record.tries++;
     const errno = this.host.engine.frontConnect(this.id, ip, b.origin.port, head, attempt, b.responseTimeoutMs);
     if (errno !== 0) this.onConnectFailed(errno);
   }
@@ -126,19 +129,15 @@ export class NativeUpgrade {
   onAnswer(answer: Buffer): void {
     if (this.done) return;
     this.up.sent(this.headBytes);
-    const end = findHeadEnd(answer);
-    if (end === -1 || end > MAX_HEAD_BYTES) {
-      this.fail(502, 'backend response head too large');
+    // The engine reports no separate connect: an answer means the connection was made.
+    this.up.record.connectedAt = Date.now();
+    const head = readAnswerHead(answer);
+    if (typeof head !== 'object') {
+      // A whole head's worth of bytes came without one (the engine's bound), or it is unusable.
+      this.fail(502, head ?? 'backend response head too large');
       return;
     }
-    let res: ResponseHead;
-    try {
-      res = parseResponseHead(answer, end);
-    } catch (e) {
-      if (!(e instanceof HeadError)) throw e;
-      this.fail(502, e.reason ?? 'malformed response head');
-      return;
-    }
+    const { res, end } = head;
     if (res.status !== 101) {
       // Another status to relay as HTTP (with its body), or an interim response: the HTTP/1 path.
       const fds = this.host.engine.frontHandoff(this.id);
@@ -147,17 +146,24 @@ export class NativeUpgrade {
       else this.up.finish();
       return;
     }
-    const asked = this.up.upgradeValue!;
-    if (res.upgrade === undefined || res.upgrade.toLowerCase() !== asked.toLowerCase()) {
-      this.fail(502, `backend switched to "${res.upgrade ?? ''}" but "${asked}" was asked`);
+    // The client's own key went to the backend: its Accept is the client's to check. No body.
+    const refused = switchRefusal(res, this.up.upgradeValue, undefined, true);
+    if (refused !== undefined) {
+      this.fail(502, refused);
       return;
     }
-    const head = buildSwitchingResponse(this.up.relayed(this.vhost, res, this.req));
-    const toClient = end < answer.length ? Buffer.concat([head, answer.subarray(end)]) : head;
+    const switching = buildSwitchingResponse(this.up.relayed(this.vhost, res, this.req));
+    const toClient = end < answer.length ? Buffer.concat([switching, answer.subarray(end)]) : switching;
     // The answer head; what follows it is the tunnel's (counted there as early bytes).
     this.up.received(end);
+    this.up.record.answeredAt = Date.now();
     this.finishHere();
-    this.host.startNativeTunnel(this, toClient, answer.length - end);
+    becomeTunnel(this.host.ctx, this.up, this.vhost, {
+      kind: 'engine',
+      establish: (tunnelId) => this.establish(tunnelId, toClient),
+      earlyUp: this.rest?.length ?? 0,
+      earlyDown: answer.length - end,
+    });
   }
 
   /** Establishes the tunnel in the engine under `tunnelId`; false when the client had gone. */
@@ -181,7 +187,14 @@ export class NativeUpgrade {
   /** @internal The client reset or failed while the backend was being asked (the engine closed both). */
   onClientGone(errno: number): void {
     if (this.done) return;
-    this.host.ctx.log.debug('client went away during exchange', { client: this.clientIp, path: this.req.target, reason: errnoName(errno) });
+    const reason = errnoName(errno);
+    this.host.ctx.log.debug('client went away during exchange', {
+      client: this.clientIp,
+      path: this.req.target,
+      reason,
+      protocol: this.up.record.protocol,
+    });
+    this.up.record.end({ kind: 'client-gone', reason });
     this.finishHere();
     this.up.finish();
   }
@@ -197,10 +210,10 @@ export class NativeUpgrade {
   /** Answers the client with an error status (nothing was sent to it yet) and closes. */
   private fail(status: number, reason: string, retryAfterS?: number): void {
     if (this.done) return;
-    this.up.logFailure(status, reason, this.clientIp, this.req);
+    this.up.logFailure(status, reason);
     this.finishHere();
     this.up.finish();
-    this.host.engine.frontRespond(this.id, buildErrorResponse(status, false, this.up.errorHeaders(retryAfterS, this.req.headers)));
+    this.host.engine.frontRespond(this.id, nativeErrorAnswer(status, headerLines(this.up.errorFields(retryAfterS, this.req.headers))));
   }
 
   /** This object's part is over; the Upstream is finished by whoever takes it from here. */

@@ -17,7 +17,6 @@ import {
   applyHeaderRules,
   EMPTY_ENV,
   errorAnswerFields,
-  headerLines,
   headerRulesFor,
   nowUs,
   relayedFields,
@@ -29,6 +28,7 @@ import { BalancerSession } from '../upstream/balancer/session';
 import { connectFailureClass, type BackendCounters } from '../upstream/counters';
 import { BackendTlsError, connectOrigin, type OriginState } from '../upstream/origins';
 import type { GatewayContext } from './context';
+import type { RequestRecord } from './record';
 
 /** Why a request cannot be sent anywhere: the client's status and the log's reason. */
 export interface Refusal {
@@ -122,6 +122,8 @@ export class Upstream {
   constructor(
     private readonly ctx: GatewayContext,
     decision: ProxyDecision,
+    /** The request's record: the backend chosen, the tries, the outcome are written there. */
+    readonly record: RequestRecord,
     headers: readonly string[],
     private readonly scope: HeaderScope = { rules: { request: [], response: [] }, tls: undefined },
   ) {
@@ -131,12 +133,14 @@ export class Upstream {
     this.upgradeValue = decision.mode === 'upgrade' ? decision.upgradeValue : undefined;
     if (decision.kind === 'balance') {
       this.lb = new BalancerSession(ctx.balancers, decision.balancer, decision.path, this.upgradeValue, headers);
+      record.backend = decision.balancer.url;
     } else {
       this.lb = undefined;
       this.backend = decision.backend;
       this.path = decision.path;
       this.state = ctx.origins.get(decision.backend.origin);
       this.counters = this.state.counters;
+      record.backend = decision.backend.url;
     }
   }
 
@@ -172,6 +176,7 @@ export class Upstream {
    */
   connect(user: UpstreamConnectUser): void {
     const b = this.backend;
+    this.record.tries++;
     connectOrigin(b.origin, b.connectTimeoutMs, b.keepalive, (err, socket) => {
       if (user.upstreamOver) socket.destroy();
       else if (err === undefined) user.upstreamConnected(socket);
@@ -221,6 +226,7 @@ export class Upstream {
     this.state = this.ctx.origins.get(e.member.backend.origin);
     this.counters = e.counters;
     this.counted = true;
+    this.record.backend = e.member.backend.url;
     return undefined;
   }
 
@@ -277,11 +283,6 @@ export class Upstream {
   /** The extra fields of an error answer wsgate makes for this request: Retry-After, then `Header always`. */
   errorFields(retryAfterS: number | undefined, requestFields: readonly string[]): string[] {
     return errorAnswerFields(this.scope.rules.response, retryAfterS, this.env, requestFields, this.extras);
-  }
-
-  /** errorFields as HTTP/1.1 header lines. */
-  errorHeaders(retryAfterS: number | undefined, requestFields: readonly string[]): string {
-    return headerLines(this.errorFields(retryAfterS, requestFields));
   }
 
   /**
@@ -346,21 +347,34 @@ export class Upstream {
     this.counters.release();
   }
 
-  /** The one log line of a request that failed before any answer reached the client. */
-  logFailure(status: number, reason: string, clientIp: string, req: RequestHead, protocol?: 'h2'): void {
+  /**
+   * The one log line of a request that failed before any answer reached the client, the same on
+   * every front; the record keeps the outcome.
+   */
+  logFailure(status: number, reason: string): void {
     // A 502 not from TLS is an answer the proxy could not use (503 and 504 are counted where they arise).
     if (status === 502 && !this.tlsFailed && this.counters !== undefined) this.counters.failed('badAnswer');
-    this.ctx.log.warn('proxy request failed', {
-      status,
-      reason,
-      client: clientIp,
-      method: req.method,
-      path: req.target,
+    this.record.end({ kind: 'failed', status, reason });
+    this.ctx.log.warn('proxy request failed', { status, reason, ...this.logFields() });
+  }
+
+  /** The one log line of a request cut off after its answer began (or with a broken client). */
+  logAbort(reason: string): void {
+    this.record.end({ kind: 'aborted', reason });
+    this.ctx.log.warn('proxy request aborted', { reason, ...this.logFields() });
+  }
+
+  private logFields(): Record<string, string | number | undefined> {
+    const r = this.record;
+    return {
+      client: r.clientIp,
+      method: r.method,
+      path: r.path,
       // No member elected yet: the balancer.
-      backend: this.backend?.url ?? this.lb?.balancer.url,
-      route: `${this.route.source.file}:${this.route.source.line}`,
-      protocol,
-    });
+      backend: r.backend,
+      route: r.route,
+      protocol: r.protocol,
+    };
   }
 }
 

@@ -8,6 +8,7 @@
 // has its counts read from the engine at least once a second (`pollNative`) and added to the
 // backend's counters then, so those are live on both engines.
 
+import type { Http2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { errnoName, FIN_TIMEOUT_MS, NATIVE_REASONS, nativeEngine, onNativeClose } from './native';
 
@@ -49,6 +50,9 @@ export interface TunnelOptions {
   /** Gets every byte the tunnel forwards, early bytes included, while it runs. */
   readonly counters?: ByteCounters;
 }
+
+/** A tunnel's client end: a socket, or the HTTP/2 stream of an RFC 8441 WebSocket (a Duplex with the same events). */
+export type TunnelClient = Socket | Http2Stream;
 
 const kTunnel = Symbol('wsgate.tunnel');
 type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
@@ -104,7 +108,7 @@ export class Tunnel {
    * made itself (it never had Node sockets: see `startInEngine`).
    */
   constructor(
-    readonly client: Socket | undefined,
+    readonly client: TunnelClient | undefined,
     readonly backend: Socket | undefined,
     private readonly options: TunnelOptions,
   ) {
@@ -492,7 +496,7 @@ interface StreamHandle {
 }
 
 /** The libuv TCP handle of a plain (non-TLS) connected socket, or undefined. */
-function handleOf(s: Socket): StreamHandle | undefined {
+function handleOf(s: TunnelClient): StreamHandle | undefined {
   if ((s as Socket & { encrypted?: boolean }).encrypted === true || s.destroyed) return undefined;
   const h = (s as unknown as { _handle?: StreamHandle | null })._handle;
   if (h == null || typeof h.fd !== 'number' || h.fd < 0 || typeof h.readStop !== 'function') return undefined;
@@ -500,7 +504,7 @@ function handleOf(s: Socket): StreamHandle | undefined {
 }
 
 /** Takes what a paused socket has buffered, after `first`. */
-function drainReadable(s: Socket, first: Buffer | undefined): Buffer | undefined {
+function drainReadable(s: TunnelClient, first: Buffer | undefined): Buffer | undefined {
   const parts: Buffer[] = first !== undefined && first.length > 0 ? [first] : [];
   for (let c: Buffer | null; (c = s.read() as Buffer | null) !== null; ) parts.push(c);
   if (parts.length === 0) return undefined;

@@ -1,0 +1,85 @@
+// Binding the Listen addresses: a net.Server for each (a TLS server for `https`), and on plain
+// ports, where the native front runs, the engine accepting on the bound socket instead of Node.
+// Accepted sockets go to the ConnectionRouter (accept.ts).
+
+import * as net from 'node:net';
+import type { Config, ListenAddress } from '../config/model';
+import type { Logger } from '../observe/log';
+import { describeListen } from '../proxy/record';
+import type { ConnectionRouter } from './accept';
+import { selectAlpn } from './h2';
+import type { NativeFront } from './native-front';
+import { createTlsServer } from './tls';
+
+export interface BoundListener {
+  readonly listen: ListenAddress;
+  readonly address: string;
+  readonly port: number;
+}
+
+/** A bound Listen address: a Node server, or (native front) the engine accepting on its socket. */
+interface Bound {
+  readonly listen: ListenAddress;
+  readonly address: net.AddressInfo;
+  readonly server: net.Server | undefined;
+  readonly frontId: number | undefined;
+}
+
+export class Listeners {
+  private readonly bound: Bound[] = [];
+
+  constructor(
+    /** The config in force (read at each TLS handshake, for certificates and ALPN). */
+    private readonly config: () => Config,
+    private readonly log: Logger,
+    private readonly router: ConnectionRouter,
+    /** Accepts and runs upgrade handshakes natively on plain-TCP ports (undefined without the engine). */
+    private readonly front: NativeFront | undefined,
+  ) {}
+
+  /** Binds one Listen address; rejects when it cannot be bound. */
+  async bind(listen: ListenAddress): Promise<void> {
+    let server: net.Server;
+    if (listen.protocol === 'https') {
+      server = createTlsServer(
+        listen,
+        this.config,
+        this.log,
+        (socket) => this.router.acceptSecure(socket, listen),
+        (servername, offered, localAddress) => selectAlpn(this.config(), listen, localAddress, servername, offered),
+      );
+    } else {
+      server = net.createServer({ allowHalfOpen: true, noDelay: true });
+      server.on('connection', (socket) => this.router.accept(socket, listen));
+    }
+    server.on('error', (err) => this.log.error('listener error', { listen: describeListen(listen), reason: err.message }));
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(new Error(`cannot listen on ${describeListen(listen)}: ${err.message}`));
+      server.once('error', onError);
+      server.listen({ host: listen.host, port: listen.port }, () => {
+        server.removeListener('error', onError);
+        resolve();
+      });
+    });
+    const address = server.address() as net.AddressInfo;
+    // Plain-TCP ports: the native engine accepts on the socket from now on, and Node's handle is
+    // closed in this same tick, before it could accept anything.
+    const frontId = listen.protocol === 'https' ? undefined : this.front?.listen(server, listen, this.config().mainServer.settings);
+    if (frontId !== undefined) server.close();
+    this.bound.push({ listen, address, server: frontId === undefined ? server : undefined, frontId });
+  }
+
+  addresses(): BoundListener[] {
+    return this.bound.map(({ address, listen }) => ({ listen, address: address.address, port: address.port }));
+  }
+
+  /** Stops listening everywhere; resolves once Node's servers are closed. */
+  async closeAll(): Promise<void> {
+    const closing: Promise<void>[] = [];
+    for (const { server, frontId } of this.bound.splice(0)) {
+      if (frontId !== undefined) this.front!.unlisten(frontId);
+      if (server !== undefined) closing.push(new Promise<void>((resolve) => server.close(() => resolve())));
+    }
+    await Promise.all(closing);
+  }
+}

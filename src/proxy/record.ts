@@ -1,0 +1,91 @@
+// One request from the moment its head is read to the moment it ends: who asked, by which
+// listener and protocol, what was routed where, how many tries it took, when each step happened
+// and how it ended. Made by the front that read the head, filled in by Upstream and the
+// exchange, carried into the tunnel and read by the lines written when the request or the tunnel
+// ends. Later records (access log, metrics, status page) read this and nothing else.
+
+import type { ListenAddress, Route, VirtualHost } from '../config/model';
+import type { RequestHead } from '../http/head';
+
+/** How the client spoke to wsgate. */
+export type FrontProtocol = 'http/1.1' | 'h2';
+
+/** How the request ended: a status answered (relayed or wsgate's own), a tunnel, or cut off. */
+export type Outcome =
+  | { readonly kind: 'answered'; readonly status: number }
+  | { readonly kind: 'failed'; readonly status: number; readonly reason: string }
+  | { readonly kind: 'aborted'; readonly reason: string }
+  | { readonly kind: 'client-gone'; readonly reason: string }
+  | { readonly kind: 'tunnel' };
+
+let nextRequestId = 1;
+
+export class RequestRecord {
+  readonly id = nextRequestId++;
+  readonly clientIp: string;
+  readonly clientPort: number;
+  /** The Listen address it came in by (`host:port`, `*` for any host). */
+  readonly listener: string;
+  readonly tls: boolean;
+  /** The ALPN protocol of a TLS connection, when one was chosen. */
+  readonly alpn: string | undefined;
+  readonly protocol: FrontProtocol;
+  readonly method: string;
+  readonly path: string;
+  /** The Upgrade token the client asked for (an RFC 8441 CONNECT's `:protocol`), if any. */
+  readonly upgrade: string | undefined;
+  /** The server block that took the request. */
+  vhost: string | undefined;
+  /** The ProxyPass or RewriteRule that sent it on, as `file:line`. */
+  route: string | undefined;
+  /** The backend, or balancer member, it went to last (the balancer itself while none is elected). */
+  backend: string | undefined;
+  /** Connection attempts to a backend (1 without failover; 0 when none was tried). */
+  tries = 0;
+  // Timestamps, epoch ms; 0 until the step happens.
+  readonly acceptedAt: number;
+  readonly headAt: number;
+  connectedAt = 0;
+  answeredAt = 0;
+  tunnelAt = 0;
+  outcome: Outcome | undefined;
+
+  constructor(from: RecordSource, req: Pick<RequestHead, 'method' | 'target' | 'upgrade'>, acceptedAt: number, headAt = Date.now()) {
+    this.clientIp = from.clientIp;
+    this.clientPort = from.clientPort ?? 0;
+    this.listener = describeListen(from.listen);
+    this.tls = from.tls;
+    this.alpn = from.alpn;
+    this.protocol = from.protocol;
+    this.method = req.method;
+    this.path = req.target;
+    this.upgrade = req.upgrade;
+    this.acceptedAt = acceptedAt;
+    this.headAt = headAt;
+  }
+
+  /** The server and route that took the request (set once routing has decided). */
+  routed(vhost: VirtualHost, route: Route): void {
+    this.vhost = vhost.serverName ?? (vhost.addresses.length > 0 ? vhost.addresses.map((a) => `${a.host}:${a.port}`).join(' ') : 'main');
+    this.route = `${route.source.file}:${route.source.line}`;
+  }
+
+  /** The first outcome sticks: a request ends once. */
+  end(outcome: Outcome): void {
+    if (this.outcome === undefined) this.outcome = outcome;
+  }
+}
+
+/** Who the client is and how it reached wsgate. */
+export interface RecordSource {
+  readonly clientIp: string;
+  readonly clientPort: number | undefined;
+  readonly listen: ListenAddress;
+  readonly tls: boolean;
+  readonly alpn: string | undefined;
+  readonly protocol: FrontProtocol;
+}
+
+export function describeListen(l: ListenAddress): string {
+  return `${l.host ?? '*'}:${l.port}`;
+}
