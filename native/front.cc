@@ -200,10 +200,18 @@ ssize_t ReadInto(Engine* e, int fd, Handshake* h) {
 
 enum class HeadRead { kWait, kComplete, kEof, kError };
 
+// An answer head starts with "HTTP/": bytes that cannot become one are handed over at once (JS
+// answers 502) instead of being read until a head's worth came or the answer timeout.
+bool CannotBeAnswer(const std::vector<char>& in) {
+  static const char kPrefix[] = "HTTP/";
+  size_t n = in.size() < 5 ? in.size() : 5;
+  return memcmp(in.data(), kPrefix, n) != 0;
+}
+
 // Reads a handshake socket into h->in. Sockets are edge-triggered: it reads until the head is
 // complete (or over the size limit) or the socket is empty; bytes and a FIN after the head stay
 // in the socket for the tunnel (`readable` says whether any may).
-HeadRead ReadHeadBytes(Engine* e, Handshake* h, Side& side, int* err) {
+HeadRead ReadHeadBytes(Engine* e, Handshake* h, Side& side, bool answer, int* err) {
   for (;;) {
     size_t before = h->in.size();
     ssize_t n = ReadInto(e, side.fd, h);
@@ -216,7 +224,7 @@ HeadRead ReadHeadBytes(Engine* e, Handshake* h, Side& side, int* err) {
       return HeadRead::kWait;
     }
     if (n == 0) return HeadRead::kEof;
-    if (FindHeadEnd(h->in, before) != nullptr || h->in.size() > kMaxHead) {
+    if (FindHeadEnd(h->in, before) != nullptr || h->in.size() > kMaxHead || (answer && CannotBeAnswer(h->in))) {
       side.readable = size_t(n) == kReadSize || side.fin_seen || side.hup_seen;
       return HeadRead::kComplete;
     }
@@ -231,7 +239,7 @@ HeadRead ReadHeadBytes(Engine* e, Handshake* h, Side& side, int* err) {
 void ReadHead(Engine* e, Handshake* h) {
   size_t had = h->in.size();
   int err = 0;
-  HeadRead r = ReadHeadBytes(e, h, h->t->side[0], &err);
+  HeadRead r = ReadHeadBytes(e, h, h->t->side[0], false, &err);
   // Timeout is a limit on silence, as on Node's path: every byte read restarts it.
   if (h->in.size() > had) {
     h->head_deadline = NowMs() + h->limits.silence_ms;
@@ -291,7 +299,7 @@ void ConnectFailed(Engine* e, Handshake* h, int err) {
 
 void ReadAnswer(Engine* e, Handshake* h) {
   int err = 0;
-  HeadRead r = ReadHeadBytes(e, h, h->t->side[1], &err);
+  HeadRead r = ReadHeadBytes(e, h, h->t->side[1], true, &err);
   if (r == HeadRead::kWait) return;
   StopTimer(h);
   h->stage = Stage::kDeciding;

@@ -474,6 +474,8 @@ export class Exchange {
  * bound applies whether the head came in pieces or at once, on every front.
  */
 export function readAnswerHead(buf: Buffer, prevLen = 0): { res: ResponseHead; end: number } | string | undefined {
+  // Bytes that cannot start an answer are refused as soon as they come, not after Timeout.
+  if (!startsLikeHttp(buf)) return 'backend answer is not HTTP';
   const end = findHeadEnd(buf, prevLen);
   if (end > MAX_HEAD_BYTES || (end === -1 && buf.length > MAX_HEAD_BYTES)) return 'backend response head too large';
   if (end === -1) return undefined;
@@ -483,6 +485,15 @@ export function readAnswerHead(buf: Buffer, prevLen = 0): { res: ResponseHead; e
     if (!(e instanceof HeadError)) throw e;
     return e.reason ?? 'malformed response head';
   }
+}
+
+const HTTP_PREFIX = Buffer.from('HTTP/', 'latin1');
+
+/** Whether `buf` is, so far, the start of "HTTP/" (every answer head begins with it). */
+function startsLikeHttp(buf: Buffer): boolean {
+  const n = Math.min(buf.length, HTTP_PREFIX.length);
+  for (let i = 0; i < n; i++) if (buf[i] !== HTTP_PREFIX[i]) return false;
+  return true;
 }
 
 /**

@@ -390,8 +390,12 @@ describe('the decisions the native front shares', () => {
 
   test('readAnswerHead: incomplete, too large, malformed and whole heads', () => {
     assert.equal(readAnswerHead(Buffer.from('HTTP/1.1 200 OK\r\n')), undefined);
-    assert.equal(readAnswerHead(Buffer.alloc(70_000, 0x61)), 'backend response head too large');
-    assert.equal(typeof readAnswerHead(Buffer.from('HTTQ/1.1 200 OK\r\n\r\n')), 'string');
+    const big = Buffer.alloc(70_000, 0x61);
+    big.write('HTTP/1.1 200 OK\r\nX: ', 'latin1');
+    assert.equal(readAnswerHead(big), 'backend response head too large');
+    assert.equal(readAnswerHead(Buffer.alloc(70_000, 0x61)), 'backend answer is not HTTP');
+    assert.equal(readAnswerHead(Buffer.from('HTT')), undefined, 'a prefix of HTTP/ waits for more');
+    assert.equal(readAnswerHead(Buffer.from('HTTQ')), 'backend answer is not HTTP', 'refused before the head ends');
     const whole = readAnswerHead(Buffer.from('HTTP/1.1 204 No Content\r\n\r\nrest'));
     assert.ok(typeof whole === 'object' && whole.res.status === 204 && whole.end === 27);
   });
