@@ -63,6 +63,13 @@ void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
       i++;
     }
   }
+  if (t->ws != nullptr) {
+    // A WebSocket tunnel's final counts come just before its close.
+    for (int i = 0; i < 2; i++) {
+      const WsTracker& w = t->ws->dir[i];
+      e->events.push_back(CloseEvent{t->id, kWsCountsEvent + i, int32_t(w.violations), double(w.frames), double(w.messages)});
+    }
+  }
   e->events.push_back(CloseEvent{t->id, reason, err, double(t->bytes[0]), double(t->bytes[1])});
   auto it = e->tunnels.find(t->id);
   if (it != e->tunnels.end()) {
@@ -113,6 +120,27 @@ void ForwardFin(Side* dst) {
 }
 
 void Pump(Engine* e, Side* src);
+bool SendTo(Engine* e, Tunnel* t, int index, const char* data, size_t len);
+bool EndTo(Engine* e, Tunnel* t, int index);
+
+// The first violation of a WebSocket tunnel goes to JavaScript (to log it, and in strict mode to
+// close the tunnel); later ones are only counted.
+void WsReport(Engine* e, Tunnel* t, int from, int32_t violation) {
+  if (t->ws->reported) return;
+  t->ws->reported = true;
+  e->events.push_back(CloseEvent{t->id, kWsEvent, violation, double(from), 0});
+  Queued(e);
+}
+
+// The direction toward side `index` reached the boundary it was held at: the frame waiting for
+// it goes now, then that direction ends.
+void WsStopped(Engine* e, Tunnel* t, int index) {
+  std::vector<char> frame;
+  frame.swap(t->ws->close_frame[index]);
+  if (frame.empty()) return;
+  SendTo(e, t, index, frame.data(), frame.size());
+  if (!t->closed) EndTo(e, t, index);
+}
 
 // A side that failed or hung up while its bytes cannot be read (the other side is full): if the
 // socket holds an error (a reset), nothing more will come from it and nothing can be delivered
@@ -194,17 +222,36 @@ void Pump(Engine* e, Side* src) {
       }
       continue;
     }
-    t->bytes[src->index] += uint64_t(n);
+    size_t fwd = size_t(n);
+    bool ws_stop = false;
+    if (t->ws != nullptr) {
+      // The tracker follows the bytes just read; a stop (a boundary asked for, or a violation in
+      // strict mode) forwards only what comes before it, and the rest of the direction is dropped.
+      WsTracker& w = t->ws->dir[src->index];
+      bool was_stopped = w.stopped;
+      uint64_t seen = w.violations;
+      long stop = w.Feed(reinterpret_cast<const uint8_t*>(e->buf), size_t(n));
+      if (stop != kWsNoStop) fwd = size_t(stop);
+      ws_stop = w.stopped && !was_stopped;
+      if (seen == 0 && w.violations != 0) WsReport(e, t, src->index, w.first_violation);
+    }
+    t->bytes[src->index] += uint64_t(fwd);
     size_t off = 0;
-    int err = WriteSome(dst->fd, e->buf, size_t(n), &off);
+    int err = WriteSome(dst->fd, e->buf, fwd, &off);
     if (err != 0) {
       FailIo(e, t, dst->index, err);
       return;
     }
-    if (off < size_t(n)) {
-      // The destination is full: keep the rest; its EPOLLOUT edge resumes (FlushPending).
-      dst->pending.assign(e->buf + off, e->buf + n);
+    if (off < fwd) {
+      dst->pending.assign(e->buf + off, e->buf + fwd);
       dst->pending_off = 0;
+    }
+    if (ws_stop) {
+      WsStopped(e, t, dst->index);
+      if (t->closed) return;
+    }
+    if (!dst->pending.empty()) {
+      // The destination is full: keep the rest; its EPOLLOUT edge resumes (FlushPending).
       if (drained && src->fin_seen) src->readable = true;  // the EOF is still to be read
       if (src->hup_seen) FailIfBroken(e, src);
       return;
@@ -256,6 +303,28 @@ bool EndTo(Engine* e, Tunnel* t, int index) {
     ForwardFin(dst);
     if (MaybeDone(e, t)) Queued(e);
   }
+  return true;
+}
+
+// See CloseAtBoundary in tunnel.h.
+bool CloseAt(Engine* e, Tunnel* t, int index, const char* frame, size_t len) {
+  Side* dst = &t->side[index];
+  if (t->ws == nullptr || dst->shut_wr || dst->end_queued) return false;
+  WsTracker& w = t->ws->dir[1 - index];
+  if (!w.AtBoundary()) {
+    if (!w.stopped) {
+      // Held until the bytes toward the side reach the end of the frame they are in (Pump).
+      t->ws->close_frame[index].assign(frame, frame + len);
+      w.stop_at_boundary = true;
+      return true;
+    }
+    // Stopped inside a frame (a violation whose header began in an earlier read): a frame
+    // cannot go there, so the direction only ends.
+    return EndTo(e, t, index);
+  }
+  w.stopped = true;
+  SendTo(e, t, index, frame, len);
+  if (!t->closed) EndTo(e, t, index);
   return true;
 }
 
@@ -374,8 +443,21 @@ void TunnelTick(Engine* e, int64_t now) {
 // The fds are duplicated: the caller closes its own afterwards. Early bytes (sent with the
 // request head, or with the 101) are written first. A tunnel that ends at once (a write fails)
 // is reported on the next loop turn like any other.
+void TrackWebSocket(Tunnel* t, uint32_t flags, size_t skip_to_client) {
+  t->ws = std::make_unique<WsState>();
+  t->ws->dir[0].flags = flags | kWsFlagMasked;
+  t->ws->dir[1].flags = flags & ~kWsFlagMasked;
+  // Early bytes are forwarded whole whatever the trackers find in them: they were accepted with
+  // the handshake. A violation there is counted (and reported with the next one found).
+  std::vector<char>& up = t->side[1].pending;
+  std::vector<char>& down = t->side[0].pending;
+  if (!up.empty()) t->ws->dir[0].Feed(reinterpret_cast<const uint8_t*>(up.data()), up.size());
+  if (down.size() > skip_to_client)
+    t->ws->dir[1].Feed(reinterpret_cast<const uint8_t*>(down.data()) + skip_to_client, down.size() - skip_to_client);
+}
+
 int AdoptTunnel(Engine* e, uint32_t id, int client_fd, int backend_fd, int keepalive_s, std::vector<char> to_backend,
-                std::vector<char> to_client) {
+                std::vector<char> to_client, uint32_t ws_flags) {
   UniqueFd c(DupSocket(client_fd, keepalive_s));
   UniqueFd b(DupSocket(backend_fd, keepalive_s));
   if (!c.valid() || !b.valid()) return errno;
@@ -385,6 +467,7 @@ int AdoptTunnel(Engine* e, uint32_t id, int client_fd, int backend_fd, int keepa
   t->side[1].pending = std::move(to_backend);
   t->side[0].fd = c.release();
   t->side[1].fd = b.release();
+  if (ws_flags != 0) TrackWebSocket(t.get(), ws_flags, 0);
   for (Side& s : t->side) {
     s.readable = true;  // Node may have left bytes in the kernel: the first Pump reads them
     RegisterSide(e, &s);
@@ -399,7 +482,7 @@ bool CloseTunnel(Engine* e, uint32_t id, double* out) {
   out[0] = double(t->bytes[0]);
   out[1] = double(t->bytes[1]);
   Finish(e, t, kShutdown, 0);
-  e->events.pop_back();  // reported to the caller right here, not through onClose
+  e->events.pop_back();  // reported to the caller right here, not through onClose (its counts still are)
   return true;
 }
 
@@ -419,6 +502,24 @@ bool SendToward(Engine* e, uint32_t id, int index, const char* data, size_t len)
 bool EndToward(Engine* e, uint32_t id, int index) {
   Tunnel* t = Find(e, id);
   return t != nullptr && EndTo(e, t, index);
+}
+
+bool CloseAtBoundary(Engine* e, uint32_t id, int index, const char* frame, size_t len) {
+  Tunnel* t = Find(e, id);
+  return t != nullptr && CloseAt(e, t, index, frame, len);
+}
+
+bool WsStats(Engine* e, uint32_t id, double* out) {
+  Tunnel* t = Find(e, id);
+  if (t == nullptr || t->ws == nullptr) return false;
+  for (int i = 0; i < 2; i++) {
+    const WsTracker& w = t->ws->dir[i];
+    out[i * 3] = double(w.frames);
+    out[i * 3 + 1] = double(w.messages);
+    out[i * 3 + 2] = double(w.violations);
+    out[6 + i] = w.AtBoundary() ? 1 : 0;
+  }
+  return true;
 }
 
 }  // namespace wsgate

@@ -216,6 +216,7 @@ export class Gateway implements ConnectionHost, FrontHost {
     backendEarly: Buffer | undefined,
     onClosed?: () => void,
     via?: TunnelVia,
+    wsFlags = 0,
   ): void {
     const tunnel = this.newTunnel(
       client,
@@ -227,6 +228,7 @@ export class Gateway implements ConnectionHost, FrontHost {
       counters,
       onClosed,
       via?.protocol,
+      wsFlags,
     );
     tunnel.start(clientEarly, backendEarly);
     if (this.stopping) tunnel.close('shutdown');
@@ -235,7 +237,18 @@ export class Gateway implements ConnectionHost, FrontHost {
   startNativeTunnel(u: NativeUpgrade, toClient: Buffer, backendEarly: number): void {
     const onClosed = u.up.tunnel();
     u.up.finish();
-    const tunnel = this.newTunnel(undefined, undefined, u.clientIp, u.vhost, u.up.route, u.up.backend, u.up.counters, onClosed);
+    const tunnel = this.newTunnel(
+      undefined,
+      undefined,
+      u.clientIp,
+      u.vhost,
+      u.up.route,
+      u.up.backend,
+      u.up.counters,
+      onClosed,
+      'http/1.1',
+      u.wsFlags,
+    );
     tunnel.startInEngine((id) => u.establish(id, toClient), u.rest?.length ?? 0, backendEarly);
     if (this.stopping) tunnel.close('shutdown');
   }
@@ -251,10 +264,13 @@ export class Gateway implements ConnectionHost, FrontHost {
     counters: BackendCounters,
     onClosed: (() => void) | undefined,
     protocol: TunnelRecord['protocol'] = 'http/1.1',
+    wsFlags = 0,
   ): Tunnel {
     const tunnel = new Tunnel(client, backend, {
       idleTimeoutMs: vhost.settings.websocketIdleTimeoutMs,
       counters,
+      wsFlags,
+      onViolation: (t, what, from) => this.log.warn('WebSocket protocol violation', { tunnel: t.id, from, violation: what, client: ip }),
       onClose: (t) => {
         this.tunnelClosed(t);
         onClosed?.();

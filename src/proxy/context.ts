@@ -32,6 +32,8 @@ export interface GatewayContext {
     onClosed?: () => void,
     /** Set when the client side is not an HTTP/1.1 socket (an HTTP/2 stream): who the client is and how it came. */
     via?: TunnelVia,
+    /** The 101's WebSocket tracker flags (tunnel/wsframe.ts websocketFlagsOf); 0: not WebSocket. */
+    wsFlags?: number,
   ): void;
 }
 

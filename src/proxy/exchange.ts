@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import type { VirtualHost } from '../config/model';
 import { BodyError, type BodyFramer, Framing, requestFraming, responseFraming } from '../http/body';
 import { buildClientResponse, buildInterimResponse, buildSwitchingResponse } from '../http/forward';
+import { websocketFlagsOf } from '../tunnel/wsframe';
 import { findHeadEnd, type HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
 import type { GatewayContext } from './context';
 import type { Upstream, Refusal } from './upstream';
@@ -280,7 +281,19 @@ export class Exchange {
     releaseBackend(backend);
     backend.pause();
     client.write(buildSwitchingResponse(this.up.relayed(this.vhost, res, this.req)));
-    this.ctx.startTunnel(client, backend, this.vhost, this.up.route, this.up.backend, this.up.counters, this.extra, rest, onTunnelClosed);
+    this.ctx.startTunnel(
+      client,
+      backend,
+      this.vhost,
+      this.up.route,
+      this.up.backend,
+      this.up.counters,
+      this.extra,
+      rest,
+      onTunnelClosed,
+      undefined,
+      websocketFlagsOf(res, this.vhost.settings.websocketStrict),
+    );
   }
 
   private onFinalResponse(res: ResponseHead, rest: Buffer | undefined): void {

@@ -22,6 +22,7 @@ import {
   type ResponseHead,
 } from '../http/head';
 import { webSocketAccept } from '../http/websocket-key';
+import { websocketFlagsOf } from '../tunnel/wsframe';
 import type { GatewayContext } from './context';
 import type { Refusal, Upstream } from './upstream';
 
@@ -352,6 +353,7 @@ export class H2Exchange {
         clientIp: this.clientIp,
         protocol: 'h2',
       },
+      websocketFlagsOf(res, this.vhost.settings.websocketStrict),
     );
   }
 

@@ -13,6 +13,7 @@ import { buildErrorResponse, buildSwitchingResponse } from '../http/forward';
 import { findHeadEnd, HeadError, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
 import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
 import { errnoName, type NativeBinding } from '../tunnel/native';
+import { websocketFlagsOf } from '../tunnel/wsframe';
 import type { GatewayContext } from './context';
 import type { Refusal, Upstream } from './upstream';
 
@@ -30,6 +31,9 @@ export interface NativeUpgradeHost {
 
 export class NativeUpgrade {
   private done = false;
+  /** The 101's WebSocket tracker flags (0: not WebSocket) and the length of the 101 head sent to the client. */
+  wsFlags = 0;
+  private headLength = 0;
 
   constructor(
     readonly host: NativeUpgradeHost,
@@ -157,12 +161,15 @@ export class NativeUpgrade {
     // The answer head; what follows it is the tunnel's (counted there as early bytes).
     this.up.received(end);
     this.finishHere();
+    this.wsFlags = websocketFlagsOf(res, this.vhost.settings.websocketStrict);
+    this.headLength = head.length;
     this.host.startNativeTunnel(this, toClient, answer.length - end);
   }
 
   /** Establishes the tunnel in the engine under `tunnelId`; false when the client had gone. */
   establish(tunnelId: number, toClient: Buffer): boolean {
-    return this.host.engine.frontEstablish(this.id, tunnelId, toClient, this.rest, TCP_KEEPALIVE_DELAY_MS / 1000);
+    const keepalive = TCP_KEEPALIVE_DELAY_MS / 1000;
+    return this.host.engine.frontEstablish(this.id, tunnelId, toClient, this.rest, keepalive, this.wsFlags, this.headLength);
   }
 
   /** @internal The backend closed or failed before its answer head was complete. */

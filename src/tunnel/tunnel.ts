@@ -9,7 +9,8 @@
 // backend's counters then, so those are live on both engines.
 
 import type { Socket } from 'node:net';
-import { errnoName, FIN_TIMEOUT_MS, NATIVE_REASONS, nativeEngine, onNativeClose } from './native';
+import { errnoName, FIN_TIMEOUT_MS, NATIVE_REASONS, nativeEngine, onNativeClose, WS_COUNTS_EVENT, WS_EVENT } from './native';
+import { closeFrame, WS_MASKED, WS_NO_STOP, WS_STRICT, WS_VIOLATIONS, WsTracker } from './wsframe';
 
 /** Why a tunnel ended; also what the access log and counters will report. */
 export type CloseReason =
@@ -48,7 +49,24 @@ export interface TunnelOptions {
   readonly downObserver?: TunnelObserver;
   /** Gets every byte the tunnel forwards, early bytes included, while it runs. */
   readonly counters?: ByteCounters;
+  /** A WebSocket tunnel's tracker flags (wsframe.ts websocketFlags); 0 or absent: not WebSocket. */
+  readonly wsFlags?: number;
+  /** Hears a WebSocket tunnel's first protocol violation (once per tunnel), from the side that sent it. */
+  readonly onViolation?: (tunnel: Tunnel, what: string, from: TunnelSide) => void;
 }
+
+/** A WebSocket tunnel's counts per direction (up: client → backend). */
+export interface WsCounts {
+  framesUp: number;
+  messagesUp: number;
+  violationsUp: number;
+  framesDown: number;
+  messagesDown: number;
+  violationsDown: number;
+}
+
+/** After wsgate sent its close frames, the peers get this long to answer before TCP is closed. */
+export const WS_CLOSE_GRACE_MS = 2000;
 
 const kTunnel = Symbol('wsgate.tunnel');
 type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
@@ -98,6 +116,17 @@ export class Tunnel {
   /** JS mode: a FIN was sent toward the client / the backend (forwarded, or by endToward). */
   private downEnded = false;
   private upEnded = false;
+  /** JS mode, a WebSocket tunnel: the trackers of each direction, and a close frame held for its next boundary. */
+  private wsUp: WsTracker | undefined;
+  private wsDown: WsTracker | undefined;
+  private heldUp: Buffer | undefined;
+  private heldDown: Buffer | undefined;
+  /** The counts of a native WebSocket tunnel, as last read from the engine. */
+  private wsNative: WsCounts | undefined;
+  /** The first violation was reported; the close code wsgate sent, if it closed the WebSocket itself. */
+  private wsReported = false;
+  wsCloseCode = 0;
+  private wsTimer: NodeJS.Timeout | undefined;
 
   /**
    * `client` and `backend` are Node's sockets; both are undefined for a tunnel the native front
@@ -109,6 +138,113 @@ export class Tunnel {
     private readonly options: TunnelOptions,
   ) {
     this.sink = options.counters ?? { bytesUp: 0, bytesDown: 0 };
+    const ws = options.wsFlags ?? 0;
+    if (ws !== 0) {
+      this.wsUp = new WsTracker(ws | WS_MASKED);
+      this.wsDown = new WsTracker(ws & ~WS_MASKED);
+      this.wsNative = { framesUp: 0, messagesUp: 0, violationsUp: 0, framesDown: 0, messagesDown: 0, violationsDown: 0 };
+    }
+  }
+
+  /** A tunnel that upgraded to `websocket`: its frames are followed both ways. */
+  get websocket(): boolean {
+    return this.wsUp !== undefined;
+  }
+
+  /** Frames, messages and violations each way of a WebSocket tunnel (undefined for other tunnels). */
+  wsCounts(): WsCounts | undefined {
+    const n = this.wsNative;
+    if (n === undefined) return undefined;
+    if (this.native) {
+      if (nativeEngine()!.wsStats(this.id, wsScratch)) {
+        n.framesUp = wsScratch[0];
+        n.messagesUp = wsScratch[1];
+        n.violationsUp = wsScratch[2];
+        n.framesDown = wsScratch[3];
+        n.messagesDown = wsScratch[4];
+        n.violationsDown = wsScratch[5];
+      }
+    } else if (!this.usedNative) {
+      const u = this.wsUp!;
+      const d = this.wsDown!;
+      n.framesUp = u.frames;
+      n.messagesUp = u.messages;
+      n.violationsUp = u.violations;
+      n.framesDown = d.frames;
+      n.messagesDown = d.messages;
+      n.violationsDown = d.violations;
+    }
+    return { ...n };
+  }
+
+  /**
+   * A WebSocket tunnel: writes `frame` toward `toward` at the next frame boundary of that
+   * direction (now if it is at one), then half-closes it; what follows the boundary is dropped.
+   * Returns false when the tunnel is not WebSocket, has ended, or that direction already ended.
+   */
+  closeAtBoundary(toward: TunnelSide, frame: Buffer): boolean {
+    if (this.finished || this.wsUp === undefined) return false;
+    if (this.usedNative) return nativeEngine()!.closeAtBoundary(this.id, toward === 'client' ? 0 : 1, frame);
+    if (!this.pumping || this.closeReason !== undefined) return false;
+    const w = toward === 'client' ? this.wsDown! : this.wsUp;
+    if (toward === 'client' ? this.downEnded || this.heldDown !== undefined : this.upEnded || this.heldUp !== undefined) return false;
+    if (!w.atBoundary) {
+      if (w.stopped) return this.endToward(toward); // stopped inside a frame: nowhere to put one
+      if (toward === 'client') this.heldDown = frame;
+      else this.heldUp = frame;
+      w.stopAtBoundary = true;
+      return true;
+    }
+    w.stopped = true;
+    this.send(toward, frame);
+    return this.endToward(toward);
+  }
+
+  /**
+   * Ends a WebSocket tunnel the way its peers understand: a close frame with `code` and `reason`
+   * toward each side at its next frame boundary (masked toward the backend), then, once both
+   * sides closed or WS_CLOSE_GRACE_MS passed, TCP. Returns false if it was not a running WebSocket tunnel.
+   */
+  closeWebSocket(code: number, reason: string): boolean {
+    if (this.finished || this.wsUp === undefined || this.wsCloseCode !== 0) return false;
+    this.wsCloseCode = code;
+    const a = this.closeAtBoundary('client', closeFrame(code, reason, false));
+    const b = this.closeAtBoundary('backend', closeFrame(code, reason, true));
+    if (!a && !b) return false;
+    this.wsTimer = setTimeout(wsGraceOver, WS_CLOSE_GRACE_MS, this);
+    this.wsTimer.unref();
+    return true;
+  }
+
+  /** @internal A violation was found (the first of the tunnel); strict mode closes with 1002. */
+  wsViolation(violation: number, from: TunnelSide): void {
+    if (this.wsReported) return;
+    this.wsReported = true;
+    const what = WS_VIOLATIONS[violation] ?? `violation ${violation}`;
+    this.options.onViolation?.(this, what, from);
+    if (((this.options.wsFlags ?? 0) & WS_STRICT) !== 0) {
+      this.closeDetail = `WebSocket protocol violation from the ${from}: ${what}`;
+      this.closeWebSocket(1002, 'protocol error');
+    }
+  }
+
+  /** @internal The engine's WebSocket events for this tunnel (a violation, final counts). */
+  nativeWs(kind: number, a: number, b: number, c: number): void {
+    if (kind === WS_EVENT) {
+      this.wsViolation(a, b === 0 ? 'client' : 'backend');
+      return;
+    }
+    const n = this.wsNative;
+    if (n === undefined) return;
+    if (kind === WS_COUNTS_EVENT) {
+      n.violationsUp = a;
+      n.framesUp = b;
+      n.messagesUp = c;
+    } else {
+      n.violationsDown = a;
+      n.framesDown = b;
+      n.messagesDown = c;
+    }
   }
 
   /**
@@ -191,6 +327,7 @@ export class Tunnel {
       this.closeDetail = detail;
     }
     if (this.native) {
+      this.wsCounts(); // read while the engine still has the tunnel
       if (nativeEngine()!.close(this.id, scratch)) this.nativeClosed(NATIVE_SHUTDOWN, 0, scratch[0], scratch[1]);
       return;
     }
@@ -305,7 +442,7 @@ export class Tunnel {
     this.down = this.earlyDown;
     let failure: string | undefined;
     try {
-      nativeEngine()!.adopt(this.id, ch.fd, bh.fd, TCP_KEEPALIVE_DELAY_MS / 1000, up, down);
+      nativeEngine()!.adopt(this.id, ch.fd, bh.fd, TCP_KEEPALIVE_DELAY_MS / 1000, up, down, this.options.wsFlags ?? 0);
     } catch (e) {
       failure = (e as Error).message; // dup(2) failed: out of file descriptors
     }
@@ -341,6 +478,15 @@ export class Tunnel {
 
   forwardUp(chunk: Buffer): void {
     if (this.upEnded) return; // endToward('backend'): nowhere to go
+    const w = this.wsUp;
+    if (w !== undefined) {
+      const stop = w.feed(chunk, 0, chunk.length);
+      if (w.violations !== 0 && !this.wsReported && stop === WS_NO_STOP) this.wsViolation(w.firstViolation, 'client');
+      if (stop !== WS_NO_STOP) {
+        this.wsStopped(chunk, stop, true);
+        return;
+      }
+    }
     this.up += chunk.length;
     this.sink.bytesUp += chunk.length;
     this.active = true;
@@ -350,11 +496,51 @@ export class Tunnel {
 
   forwardDown(chunk: Buffer): void {
     if (this.downEnded) return; // endToward('client'): nowhere to go
+    const w = this.wsDown;
+    if (w !== undefined) {
+      const stop = w.feed(chunk, 0, chunk.length);
+      if (w.violations !== 0 && !this.wsReported && stop === WS_NO_STOP) this.wsViolation(w.firstViolation, 'backend');
+      if (stop !== WS_NO_STOP) {
+        this.wsStopped(chunk, stop, false);
+        return;
+      }
+    }
     this.down += chunk.length;
     this.sink.bytesDown += chunk.length;
     this.active = true;
     if (this.options.downObserver !== undefined) this.options.downObserver.onChunk(chunk);
     if (!this.client!.write(chunk)) this.backend!.pause();
+  }
+
+  /**
+   * A tracker stopped inside `chunk` at `stop` (a boundary asked for, or a violation in strict
+   * mode): the bytes before it are forwarded, then the frame held for that boundary and a FIN.
+   * What the direction carries after it is dropped.
+   */
+  private wsStopped(chunk: Buffer, stop: number, up: boolean): void {
+    if (stop > 0) {
+      const part = chunk.subarray(0, stop);
+      if (up) {
+        this.up += stop;
+        this.sink.bytesUp += stop;
+        if (!this.backend!.write(part)) this.client!.pause();
+      } else {
+        this.down += stop;
+        this.sink.bytesDown += stop;
+        if (!this.client!.write(part)) this.backend!.pause();
+      }
+      this.active = true;
+    }
+    const held = up ? this.heldUp : this.heldDown;
+    if (held !== undefined) {
+      if (up) this.heldUp = undefined;
+      else this.heldDown = undefined;
+      this.send(up ? 'backend' : 'client', held);
+      this.endToward(up ? 'backend' : 'client');
+      return;
+    }
+    const w = up ? this.wsUp! : this.wsDown!;
+    if (w.violations !== 0 && !this.wsReported) this.wsViolation(w.firstViolation, up ? 'client' : 'backend');
   }
 
   /** @internal A side sent its FIN: forward it once its bytes are written (end() flushes first). */
@@ -445,6 +631,8 @@ export class Tunnel {
     if (this.finished) return;
     this.finished = true;
     this.clearIdle();
+    if (this.wsTimer !== undefined) clearTimeout(this.wsTimer);
+    this.wsCounts(); // the JS pump's final counts (a native tunnel's came with its close)
     this.endedAt = Date.now();
     const client = this.client as TunnelSocket | undefined;
     const backend = this.backend as TunnelSocket | undefined;
@@ -459,6 +647,7 @@ export class Tunnel {
 /** Tunnels run by the native engine, by id, until it reports them closed. */
 const live = new Map<number, Tunnel>();
 const scratch = new Float64Array(2);
+const wsScratch = new Float64Array(8);
 /** Reads every native tunnel's counts while there is one (unref'd: it never keeps the process up). */
 let pollTimer: NodeJS.Timeout | undefined;
 
@@ -484,7 +673,10 @@ function pollNative(): void {
 const NATIVE_SHUTDOWN = NATIVE_REASONS.indexOf('shutdown');
 const NATIVE_CLIENT_RESET = NATIVE_REASONS.indexOf('client-reset');
 
-onNativeClose((id, reason, errno, up, down) => live.get(id)?.nativeClosed(reason, errno, up, down));
+onNativeClose((id, reason, errno, up, down) => {
+  if (reason >= WS_EVENT) live.get(id)?.nativeWs(reason, errno, up, down);
+  else live.get(id)?.nativeClosed(reason, errno, up, down);
+});
 
 interface StreamHandle {
   fd: number;
@@ -511,6 +703,10 @@ function ignoreError(): void {}
 
 function idleTimeout(t: Tunnel): void {
   t.idleTick();
+}
+
+function wsGraceOver(t: Tunnel): void {
+  t.close('closed');
 }
 
 function finTimeout(t: Tunnel): void {
