@@ -484,6 +484,7 @@ napi_value Contract(napi_env env) {
   SetNumber(env, limits, "wsCountsEvent", kWsCountsEvent);
   SetNumber(env, limits, "wsMasked", kWsFlagMasked);
   SetNumber(env, limits, "wsStrict", kWsFlagStrict);
+  SetNumber(env, limits, "wsCloseGraceMs", double(kWsCloseGraceMs));
   napi_create_array_with_length(env, kWsViolationCount, &violations);
   for (uint32_t i = 0; i < uint32_t(kWsViolationCount); i++) {
     napi_create_string_utf8(env, kWsViolationNames[i], NAPI_AUTO_LENGTH, &v);

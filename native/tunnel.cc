@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,6 +39,11 @@ constexpr int kMaxReadsPerPump = 16;
 void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
   if (t->closed) return;
   t->closed = true;
+  if (t->ws != nullptr && t->ws->fail_reason >= 0) {
+    // The side that vanished is what ended it, however the survivor's close handshake went.
+    reason = t->ws->fail_reason;
+    err = t->ws->fail_err;
+  }
   for (Side& s : t->side) {
     if (s.fd >= 0) {
       if (!t->sole_fds) epoll_ctl(e->epfd.get(), EPOLL_CTL_DEL, s.fd, nullptr);
@@ -90,8 +96,86 @@ bool IsReset(int err) {
   return err == ECONNRESET || err == EPIPE || err == ECONNABORTED;
 }
 
+bool SendTo(Engine* e, Tunnel* t, int index, const char* data, size_t len);
+bool EndTo(Engine* e, Tunnel* t, int index);
+
+// A close frame with `code` and `text` into `out` (room for 6 + 2 + 123 bytes); masked with a
+// random key toward a backend. Returns its length.
+size_t CloseFrame(char* out, uint16_t code, const char* text, bool masked) {
+  size_t tl = strlen(text);
+  size_t len = 2 + tl;
+  uint8_t key[4] = {0, 0, 0, 0};
+  out[0] = char(0x88);
+  out[1] = char((masked ? 0x80 : 0) | len);
+  size_t head = 2;
+  if (masked) {
+    if (getrandom(key, sizeof key, GRND_NONBLOCK) != ssize_t(sizeof key)) {
+      uint32_t r = uint32_t(NowMs()) * 2654435761u;
+      memcpy(key, &r, sizeof key);
+    }
+    memcpy(out + 2, key, sizeof key);
+    head = 6;
+  }
+  char* p = out + head;
+  p[0] = char(code >> 8);
+  p[1] = char(code & 0xff);
+  memcpy(p + 2, text, tl);
+  if (masked)
+    for (size_t i = 0; i < len; i++)
+      p[i] = char(p[i] ^ key[i & 3]);
+  return head + len;
+}
+
+// Side `dead` of a WebSocket tunnel vanished (reset, error): it is closed, and the other side gets
+// a close frame — 1011 when the backend failed, 1001 when the client went away — if the bytes
+// toward it are at a frame boundary (else only its FIN), and kWsCloseGraceMs to answer; the tunnel
+// then finishes with the dead side's reason. False when the survivor had already been ended.
+bool WsSurvive(Engine* e, Tunnel* t, int dead, int32_t reason, int32_t err) {
+  Side* d = &t->side[dead];
+  Side* s = &t->side[1 - dead];
+  if (s->shut_wr || s->end_queued || s->fd < 0 || d->fd < 0) return false;
+  t->ws->fail_reason = reason;
+  t->ws->fail_err = err;
+  if (!t->sole_fds) epoll_ctl(e->epfd.get(), EPOLL_CTL_DEL, d->fd, nullptr);
+  close(d->fd);
+  d->fd = -1;
+  d->read_eof = true;
+  d->shut_wr = true;
+  d->readable = false;
+  std::vector<char>().swap(d->pending);
+  d->pending_off = 0;
+  for (size_t i = 0; i < e->ready.size(); i++) {
+    if (e->ready[i] == d) {
+      e->ready[i] = e->ready.back();
+      e->ready.pop_back();
+      break;
+    }
+  }
+  WsTracker& w = t->ws->dir[dead];
+  bool at_boundary = w.AtBoundary();
+  w.stopped = true;
+  t->ws->close_frame[1 - dead].clear();  // held for a boundary that will not come
+  if (at_boundary) {
+    char frame[6 + 2 + 32];
+    size_t n = dead == 1 ? CloseFrame(frame, 1011, "backend error", false) : CloseFrame(frame, 1001, "client went away", true);
+    SendTo(e, t, 1 - dead, frame, n);
+  }
+  if (!t->closed) EndTo(e, t, 1 - dead);
+  if (!t->closed) {
+    if (t->fin_deadline == 0) e->fin_wait.push_back(t);
+    t->fin_deadline = NowMs() + kWsCloseGraceMs;
+  }
+  Queued(e);
+  return true;
+}
+
+void FailSide(Engine* e, Tunnel* t, int index, int32_t reason, int32_t err) {
+  if (t->ws != nullptr && t->ws->fail_reason < 0 && WsSurvive(e, t, index, reason, err)) return;
+  Finish(e, t, reason, err);
+}
+
 void FailIo(Engine* e, Tunnel* t, int index, int err) {
-  Finish(e, t, IsReset(err) ? ResetReason(index) : ErrorReason(index), err);
+  FailSide(e, t, index, IsReset(err) ? ResetReason(index) : ErrorReason(index), err);
 }
 
 // Both FINs forwarded and every byte written: the tunnel is done. Returns true if it finished.
@@ -120,8 +204,6 @@ void ForwardFin(Side* dst) {
 }
 
 void Pump(Engine* e, Side* src);
-bool SendTo(Engine* e, Tunnel* t, int index, const char* data, size_t len);
-bool EndTo(Engine* e, Tunnel* t, int index);
 
 // The first violation of a WebSocket tunnel goes to JavaScript (to log it, and in strict mode to
 // close the tunnel); later ones are only counted.
@@ -350,7 +432,7 @@ Tunnel* Find(Engine* e, uint32_t id) {
 
 void HandleTunnelEvent(Engine* e, Side* s, uint32_t ev) {
   Tunnel* t = s->tunnel;
-  if (t->closed) return;
+  if (t->closed || s->fd < 0) return;  // (a WebSocket side that vanished is closed before its tunnel)
   Side* other = &t->side[1 - s->index];
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = true;
   // (Not with EPOLLERR: a reset is read as the error it is.)
@@ -372,7 +454,7 @@ void HandleTunnelEvent(Engine* e, Side* s, uint32_t ev) {
     int err = 0;
     socklen_t len = sizeof err;
     getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    Finish(e, t, err != 0 && !IsReset(err) ? ErrorReason(s->index) : ResetReason(s->index), err);
+    FailSide(e, t, s->index, err != 0 && !IsReset(err) ? ErrorReason(s->index) : ResetReason(s->index), err);
   }
 }
 

@@ -58,7 +58,15 @@ struct WsState {
   WsTracker dir[2];
   std::vector<char> close_frame[2];
   bool reported = false;  // the first violation went to JavaScript
+  // A side vanished and the other was sent a close frame: the reason the tunnel reports when it
+  // finishes (-1: none), and its errno.
+  int32_t fail_reason = -1;
+  int32_t fail_err = 0;
 };
+
+// After a side of a WebSocket tunnel vanished, the other gets this long to answer wsgate's close
+// frame (checked at the once-a-second tick); the same as WS_CLOSE_GRACE_MS in TypeScript.
+constexpr int64_t kWsCloseGraceMs = 2000;
 
 struct Tunnel {
   uint32_t id = 0;

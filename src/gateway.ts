@@ -143,7 +143,11 @@ export class Gateway implements ConnectionHost, FrontHost {
     this.front?.abortAll();
     for (const conn of [...this.connections]) conn.destroy();
     this.h2.closeAll();
-    for (const t of [...this.tunnels.keys()]) t.close('shutdown');
+    // A WebSocket is told (1001) and given a moment to answer; other tunnels are cut.
+    for (const t of [...this.tunnels.keys()]) {
+      if (t.closeWebSocket(1001, 'server shutting down', 'shutdown')) closing.push(t.whenFinished());
+      else t.close('shutdown');
+    }
     this.origins.closeIdle();
     await Promise.all(closing);
   }

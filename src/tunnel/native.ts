@@ -90,6 +90,7 @@ export interface NativeContract {
     readonly wsCountsEvent: number;
     readonly wsMasked: number;
     readonly wsStrict: number;
+    readonly wsCloseGraceMs: number;
     readonly finTimeoutMs: number;
     readonly readSize: number;
     readonly maxUnreadHeads: number;
@@ -132,6 +133,8 @@ export const NATIVE_REASONS = [
  */
 export const WS_EVENT = 100;
 export const WS_COUNTS_EVENT = 101;
+/** After wsgate sent its close frames, the peers get this long to answer before TCP is closed (both engines). */
+export const WS_CLOSE_GRACE_MS = 2000;
 
 /** Both FINs in, a tunnel gets this long to flush before it is destroyed: the same in both engines. */
 export const FIN_TIMEOUT_MS = 30_000;
@@ -174,6 +177,8 @@ export function contractDrift(c: NativeContract | undefined, maxHeadBytes: numbe
     );
   if (c.limits.wsMasked !== WS_MASKED || c.limits.wsStrict !== WS_STRICT)
     drift.push(`the WebSocket tracker flags are ${c.limits.wsMasked}/${c.limits.wsStrict} in C++, ${WS_MASKED}/${WS_STRICT} in TypeScript`);
+  if (c.limits.wsCloseGraceMs !== WS_CLOSE_GRACE_MS)
+    drift.push(`the WebSocket close grace is ${c.limits.wsCloseGraceMs} ms in C++, ${WS_CLOSE_GRACE_MS} in TypeScript`);
   if (c.limits.maxHead !== maxHeadBytes + 4) drift.push(`the head limit is ${c.limits.maxHead} in C++, ${maxHeadBytes} + 4 in TypeScript`);
   if (c.limits.finTimeoutMs !== FIN_TIMEOUT_MS)
     drift.push(`the FIN timeout is ${c.limits.finTimeoutMs} ms in C++, ${FIN_TIMEOUT_MS} in TypeScript`);

@@ -9,7 +9,16 @@
 // backend's counters then, so those are live on both engines.
 
 import type { Socket } from 'node:net';
-import { errnoName, FIN_TIMEOUT_MS, NATIVE_REASONS, nativeEngine, onNativeClose, WS_COUNTS_EVENT, WS_EVENT } from './native';
+import {
+  errnoName,
+  FIN_TIMEOUT_MS,
+  NATIVE_REASONS,
+  nativeEngine,
+  onNativeClose,
+  WS_CLOSE_GRACE_MS,
+  WS_COUNTS_EVENT,
+  WS_EVENT,
+} from './native';
 import { closeFrame, WS_MASKED, WS_NO_STOP, WS_STRICT, WS_VIOLATIONS, WsTracker } from './wsframe';
 
 /** Why a tunnel ended; also what the access log and counters will report. */
@@ -65,8 +74,7 @@ export interface WsCounts {
   violationsDown: number;
 }
 
-/** After wsgate sent its close frames, the peers get this long to answer before TCP is closed. */
-export const WS_CLOSE_GRACE_MS = 2000;
+export { WS_CLOSE_GRACE_MS };
 
 const kTunnel = Symbol('wsgate.tunnel');
 type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
@@ -127,6 +135,11 @@ export class Tunnel {
   private wsReported = false;
   wsCloseCode = 0;
   private wsTimer: NodeJS.Timeout | undefined;
+  /** Why wsgate closed the WebSocket itself (idle, shutdown): the reason reported once the close handshake is over. */
+  private wsReason: CloseReason | undefined;
+  /** JS mode: the side that vanished while the other is given a close frame (0 none, 1 client, 2 backend). */
+  private wsDead = 0;
+  private finishWaiters: Array<() => void> | undefined;
 
   /**
    * `client` and `backend` are Node's sockets; both are undefined for a tunnel the native front
@@ -186,18 +199,64 @@ export class Tunnel {
     if (this.finished || this.wsUp === undefined) return false;
     if (this.usedNative) return nativeEngine()!.closeAtBoundary(this.id, toward === 'client' ? 0 : 1, frame);
     if (!this.pumping || this.closeReason !== undefined) return false;
-    const w = toward === 'client' ? this.wsDown! : this.wsUp;
-    if (toward === 'client' ? this.downEnded || this.heldDown !== undefined : this.upEnded || this.heldUp !== undefined) return false;
-    if (!w.atBoundary) {
-      if (w.stopped) return this.endToward(toward); // stopped inside a frame: nowhere to put one
+    return this.jsCloseToward(toward, frame, false);
+  }
+
+  /**
+   * JS mode: closeAtBoundary's work. `sourceGone`: the side the direction comes from vanished,
+   * so no later boundary will come: the frame goes now if the direction is at one, else none does.
+   */
+  private jsCloseToward(toward: TunnelSide, frame: Buffer, sourceGone: boolean): boolean {
+    const w = toward === 'client' ? this.wsDown! : this.wsUp!;
+    const sock = toward === 'client' ? this.client! : this.backend!;
+    if (sock.destroyed || (toward === 'client' ? this.downEnded || this.heldDown !== undefined : this.upEnded || this.heldUp !== undefined))
+      return false;
+    if (!w.atBoundary && !w.stopped && !sourceGone) {
       if (toward === 'client') this.heldDown = frame;
       else this.heldUp = frame;
       w.stopAtBoundary = true;
       return true;
     }
+    // Stopped inside a frame (or its source gone there): nowhere to put one; the direction only ends.
+    if (w.atBoundary) sock.write(frame);
     w.stopped = true;
-    this.send(toward, frame);
-    return this.endToward(toward);
+    if (toward === 'client') this.downEnded = true;
+    else this.upEnded = true;
+    sock.end();
+    // The other side may have been paused behind this one; what it sends is dropped from now on.
+    (toward === 'client' ? this.backend! : this.client!).resume();
+    return true;
+  }
+
+  /**
+   * JS mode: a side of a WebSocket tunnel vanished (reset, error): the other gets a close frame
+   * (1011 from a backend failure, 1001 when the client went away) if its direction is at a frame
+   * boundary, then its FIN, and WS_CLOSE_GRACE_MS to answer. True when the tunnel goes on that way
+   * (also for the vanished side's own later events); false to destroy both sides as usual.
+   */
+  private wsSurvive(deadIsClient: boolean): boolean {
+    if (this.wsDead !== 0) return this.wsDead === (deadIsClient ? 1 : 2);
+    if (this.wsUp === undefined || this.wsCloseCode !== 0 || !this.pumping) return false;
+    const toward: TunnelSide = deadIsClient ? 'backend' : 'client';
+    const survivor = deadIsClient ? this.backend! : this.client!;
+    if (survivor.destroyed || (deadIsClient ? this.upEnded : this.downEnded)) return false;
+    this.wsDead = deadIsClient ? 1 : 2;
+    this.wsCloseCode = deadIsClient ? 1001 : 1011;
+    (deadIsClient ? this.client! : this.backend!).destroy();
+    this.clearIdle();
+    const frame = deadIsClient ? closeFrame(1001, 'client went away', true) : closeFrame(1011, 'backend error', false);
+    this.jsCloseToward(toward, frame, true);
+    this.wsTimer = setTimeout(wsGraceOver, WS_CLOSE_GRACE_MS, this);
+    this.wsTimer.unref();
+    return true;
+  }
+
+  /** Resolves once the tunnel has finished (both sides closed). */
+  whenFinished(): Promise<void> {
+    if (this.finished) return Promise.resolve();
+    return new Promise((resolve) => {
+      (this.finishWaiters ??= []).push(resolve);
+    });
   }
 
   /**
@@ -205,12 +264,14 @@ export class Tunnel {
    * toward each side at its next frame boundary (masked toward the backend), then, once both
    * sides closed or WS_CLOSE_GRACE_MS passed, TCP. Returns false if it was not a running WebSocket tunnel.
    */
-  closeWebSocket(code: number, reason: string): boolean {
+  closeWebSocket(code: number, reason: string, why?: CloseReason): boolean {
     if (this.finished || this.wsUp === undefined || this.wsCloseCode !== 0) return false;
-    this.wsCloseCode = code;
     const a = this.closeAtBoundary('client', closeFrame(code, reason, false));
     const b = this.closeAtBoundary('backend', closeFrame(code, reason, true));
     if (!a && !b) return false;
+    this.wsCloseCode = code;
+    this.wsReason = why;
+    this.clearIdle();
     this.wsTimer = setTimeout(wsGraceOver, WS_CLOSE_GRACE_MS, this);
     this.wsTimer.unref();
     return true;
@@ -535,8 +596,7 @@ export class Tunnel {
     if (held !== undefined) {
       if (up) this.heldUp = undefined;
       else this.heldDown = undefined;
-      this.send(up ? 'backend' : 'client', held);
-      this.endToward(up ? 'backend' : 'client');
+      this.jsCloseToward(up ? 'backend' : 'client', held, false);
       return;
     }
     const w = up ? this.wsUp! : this.wsDown!;
@@ -578,7 +638,7 @@ export class Tunnel {
     if (this.closeReason === undefined && (!ended || (rstCode !== undefined && rstCode !== 0))) {
       this.closeReason = fromClient ? 'client-reset' : 'backend-reset';
     }
-    if (this.closeReason !== undefined && this.closeReason !== 'closed') {
+    if (this.closeReason !== undefined && this.closeReason !== 'closed' && !this.wsSurvive(fromClient)) {
       this.client!.destroy();
       this.backend!.destroy();
     }
@@ -591,6 +651,7 @@ export class Tunnel {
       this.closeReason = fromClient ? 'client-error' : 'backend-error';
       this.closeDetail = (err as NodeJS.ErrnoException).code ?? err.message;
     }
+    if (this.wsSurvive(fromClient)) return;
     this.client!.destroy();
     this.backend!.destroy();
   }
@@ -611,6 +672,8 @@ export class Tunnel {
       this.quietTicks = 0;
     } else if (++this.quietTicks >= IDLE_TICKS) {
       this.timer = undefined;
+      // A WebSocket is told why (1001) rather than cut.
+      if (this.closeWebSocket(1001, 'idle timeout', 'idle-timeout')) return;
       this.close('idle-timeout');
       return;
     }
@@ -633,6 +696,7 @@ export class Tunnel {
     this.clearIdle();
     if (this.wsTimer !== undefined) clearTimeout(this.wsTimer);
     this.wsCounts(); // the JS pump's final counts (a native tunnel's came with its close)
+    if (this.wsReason !== undefined && (this.closeReason === undefined || this.closeReason === 'closed')) this.closeReason = this.wsReason;
     this.endedAt = Date.now();
     const client = this.client as TunnelSocket | undefined;
     const backend = this.backend as TunnelSocket | undefined;
@@ -641,6 +705,7 @@ export class Tunnel {
     // Listeners stay attached: the sockets are closed and about to be collected. An error
     // handler must remain, so that a late error can never become an uncaught exception.
     this.options.onClose(this);
+    if (this.finishWaiters !== undefined) for (const w of this.finishWaiters) w();
   }
 }
 
