@@ -146,10 +146,10 @@ napi_value Start(napi_env env, napi_callback_info info) {
 napi_value AdoptJs(napi_env env, napi_callback_info info) {
   Engine* e = g_engine;
   if (e == nullptr) return Throw(env, "native tunnel engine not started");
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  uint32_t id, cfd, bfd, keepalive_s;
+  uint32_t id, cfd, bfd, keepalive_s, ws_flags = 0;
   if (argc < 4 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &cfd) || !GetUint32(env, argv[2], &bfd) ||
       !GetUint32(env, argv[3], &keepalive_s)) {
     return Throw(env, "adopt(id, clientFd, backendFd, keepaliveSeconds, toBackend?, toClient?)");
@@ -158,7 +158,8 @@ napi_value AdoptJs(napi_env env, napi_callback_info info) {
   if ((argc > 4 && !CopyBuffer(env, argv[4], &to_backend)) || (argc > 5 && !CopyBuffer(env, argv[5], &to_client))) {
     return Throw(env, "early bytes must be Buffers");
   }
-  int err = AdoptTunnel(e, id, int(cfd), int(bfd), int(keepalive_s), std::move(to_backend), std::move(to_client));
+  if (argc > 6 && !GetUint32(env, argv[6], &ws_flags)) return Throw(env, "wsFlags must be a number");
+  int err = AdoptTunnel(e, id, int(cfd), int(bfd), int(keepalive_s), std::move(to_backend), std::move(to_client), ws_flags);
   if (err != 0) return Throw(env, strerror(err));
   return nullptr;
 }
@@ -303,15 +304,111 @@ napi_value FrontConnectJs(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// closeAtBoundary(id, toward, frame: Buffer): boolean — see CloseAtBoundary (tunnel.h).
+napi_value CloseAtBoundaryJs(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  void* data = nullptr;
+  size_t len = 0;
+  uint32_t id;
+  int index;
+  if (argc < 3 || napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok || !IdAndToward(env, argv, argc, &id, &index))
+    return Throw(env, "closeAtBoundary(id, toward, Buffer)");
+  return Bool(env, CloseAtBoundary(g_engine, id, index, static_cast<const char*>(data), len));
+}
+
+// wsStats(id, out: Float64Array(8)): boolean — see WsStats (tunnel.h).
+napi_value WsStatsJs(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  uint32_t id;
+  if (g_engine == nullptr || argc < 2 || !GetUint32(env, argv[0], &id) ||
+      napi_get_typedarray_info(env, argv[1], &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float64_array ||
+      length < 8)
+    return Throw(env, "wsStats(id, Float64Array(8))");
+  return Bool(env, WsStats(g_engine, id, static_cast<double*>(data)));
+}
+
+// Test hooks: a lone tracker fed from JavaScript, to run the shared vectors against the C++ code.
+// wsTestTracker(flags): External; wsTestFeed(tracker, bytes: Buffer, stopAtBoundary: boolean): number
+// (the stop offset or -1); wsTestState(tracker, out: Float64Array(7)) fills [frames, messages,
+// violations, firstViolation, atBoundary, inMessage, stopped].
+void DeleteTracker(napi_env, void* data, void*) {
+  delete static_cast<WsTracker*>(data);
+}
+
+napi_value WsTestTrackerJs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t flags;
+  if (argc < 1 || !GetUint32(env, argv[0], &flags)) return Throw(env, "wsTestTracker(flags)");
+  auto* w = new WsTracker();
+  w->flags = flags;
+  napi_value v;
+  napi_create_external(env, w, DeleteTracker, nullptr, &v);
+  return v;
+}
+
+WsTracker* TrackerArg(napi_env env, napi_value v) {
+  void* p = nullptr;
+  if (napi_get_value_external(env, v, &p) != napi_ok) return nullptr;
+  return static_cast<WsTracker*>(p);
+}
+
+napi_value WsTestFeedJs(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  void* data = nullptr;
+  size_t len = 0;
+  bool stop = false;
+  WsTracker* w = argc < 3 ? nullptr : TrackerArg(env, argv[0]);
+  if (w == nullptr || napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok || napi_get_value_bool(env, argv[2], &stop) != napi_ok)
+    return Throw(env, "wsTestFeed(tracker, Buffer, stopAtBoundary)");
+  w->stop_at_boundary = stop;
+  napi_value v;
+  napi_create_double(env, double(w->Feed(static_cast<const uint8_t*>(data), len)), &v);
+  return v;
+}
+
+napi_value WsTestStateJs(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  WsTracker* w = argc < 2 ? nullptr : TrackerArg(env, argv[0]);
+  if (w == nullptr || napi_get_typedarray_info(env, argv[1], &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_float64_array || length < 7)
+    return Throw(env, "wsTestState(tracker, Float64Array(7))");
+  double* out = static_cast<double*>(data);
+  out[0] = double(w->frames);
+  out[1] = double(w->messages);
+  out[2] = double(w->violations);
+  out[3] = w->first_violation;
+  out[4] = w->AtBoundary() ? 1 : 0;
+  out[5] = w->in_message ? 1 : 0;
+  out[6] = w->stopped ? 1 : 0;
+  return nullptr;
+}
+
 // frontEstablish(id, tunnelId, toClient: Buffer, toBackend?: Buffer, keepaliveSeconds): boolean —
 // the backend switched protocols and the two sockets become tunnel `tunnelId`. False when the
 // handshake had ended (the client went away).
 napi_value FrontEstablishJs(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 7;
+  napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  uint32_t id = 0, tunnel_id, keepalive_s;
-  if (argc < 5 || !GetUint32(env, argv[1], &tunnel_id) || !GetUint32(env, argv[4], &keepalive_s)) {
+  uint32_t id = 0, tunnel_id, keepalive_s, ws_flags = 0, head_len = 0;
+  if (argc < 5 || !GetUint32(env, argv[1], &tunnel_id) || !GetUint32(env, argv[4], &keepalive_s) ||
+      (argc > 6 && (!GetUint32(env, argv[5], &ws_flags) || !GetUint32(env, argv[6], &head_len)))) {
     return Throw(env, "frontEstablish(id, tunnelId, toClient, toBackend, keepaliveSeconds)");
   }
   std::vector<char> to_client, to_backend;
@@ -319,7 +416,8 @@ napi_value FrontEstablishJs(napi_env env, napi_callback_info info) {
     return Throw(env, "toClient and toBackend must be Buffers");
   }
   if (!IdArg(env, argc, 1, argv, &id)) return Bool(env, false);
-  return Bool(env, FrontEstablish(g_engine, id, tunnel_id, std::move(to_client), std::move(to_backend), int(keepalive_s)));
+  return Bool(env, FrontEstablish(g_engine, id, tunnel_id, std::move(to_client), std::move(to_backend), int(keepalive_s), ws_flags,
+                                  size_t(head_len)));
 }
 
 // frontRespond(id, bytes: Buffer): boolean — writes wsgate's own response to the client and
@@ -358,7 +456,7 @@ napi_value FrontLocalAddressJs(napi_env env, napi_callback_info info) {
 
 // The contract: {events, reasons, limits}.
 napi_value Contract(napi_env env) {
-  napi_value contract, events, reasons, limits, v;
+  napi_value contract, events, reasons, limits, violations, v;
   napi_create_object(env, &contract);
   napi_create_object(env, &events);
   napi_create_object(env, &limits);
@@ -382,6 +480,17 @@ napi_value Contract(napi_env env) {
   SetNumber(env, limits, "maxHead", double(kMaxHead));
   SetNumber(env, limits, "respondTimeoutMs", double(kRespondTimeoutMs));
   SetNumber(env, limits, "acceptBatch", kAcceptBatch);
+  SetNumber(env, limits, "wsEvent", kWsEvent);
+  SetNumber(env, limits, "wsCountsEvent", kWsCountsEvent);
+  SetNumber(env, limits, "wsMasked", kWsFlagMasked);
+  SetNumber(env, limits, "wsStrict", kWsFlagStrict);
+  SetNumber(env, limits, "wsCloseGraceMs", double(kWsCloseGraceMs));
+  napi_create_array_with_length(env, kWsViolationCount, &violations);
+  for (uint32_t i = 0; i < uint32_t(kWsViolationCount); i++) {
+    napi_create_string_utf8(env, kWsViolationNames[i], NAPI_AUTO_LENGTH, &v);
+    napi_set_element(env, violations, i, v);
+  }
+  napi_set_named_property(env, contract, "wsViolations", violations);
   napi_set_named_property(env, contract, "events", events);
   napi_set_named_property(env, contract, "reasons", reasons);
   napi_set_named_property(env, contract, "limits", limits);
@@ -396,6 +505,11 @@ napi_value Init(napi_env env, napi_value exports) {
       {"bytes", nullptr, BytesJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"send", nullptr, SendJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"endToward", nullptr, EndTowardJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"closeAtBoundary", nullptr, CloseAtBoundaryJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"wsStats", nullptr, WsStatsJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"wsTestTracker", nullptr, WsTestTrackerJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"wsTestFeed", nullptr, WsTestFeedJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"wsTestState", nullptr, WsTestStateJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontListen", nullptr, FrontListenJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontUnlisten", nullptr, FrontUnlistenJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontHandoff", nullptr, FrontHandoffJs, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -615,8 +615,8 @@ int FrontConnect(Engine* e, uint32_t id, const char* ip, uint32_t port, std::vec
 
 // The backend switched protocols: `to_client` (the 101 and what followed it) goes to the client,
 // `to_backend` (what the client sent after its head) to the backend.
-bool FrontEstablish(Engine* e, uint32_t id, uint32_t tunnel_id, std::vector<char> to_client, std::vector<char> to_backend,
-                    int keepalive_s) {
+bool FrontEstablish(Engine* e, uint32_t id, uint32_t tunnel_id, std::vector<char> to_client, std::vector<char> to_backend, int keepalive_s,
+                    uint32_t ws_flags, size_t head_len) {
   Handshake* h = Find(e, id);
   if (h == nullptr || h->stage != Stage::kDeciding || h->bfd() < 0) return false;
   std::unique_ptr<Tunnel> t = std::move(h->t);
@@ -626,6 +626,7 @@ bool FrontEstablish(Engine* e, uint32_t id, uint32_t tunnel_id, std::vector<char
   t->sole_fds = true;
   t->handshake = nullptr;
   KeepAlive(t->side[1].fd, keepalive_s);  // the client's socket has it from the listener
+  if (ws_flags != 0) TrackWebSocket(t.get(), ws_flags, head_len);
   Forget(e, h);
   RunTunnel(e, std::move(t));
   return true;

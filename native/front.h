@@ -75,7 +75,9 @@ bool FrontHandoff(Engine* e, uint32_t id, int* client_fd, int* backend_fd);
 // an event), else an errno; EINVAL when `ip` is not an IP address.
 int FrontConnect(Engine* e, uint32_t id, const char* ip, uint32_t port, std::vector<char> head, uint32_t connect_ms, uint32_t answer_ms);
 // The handshake's two sockets become tunnel `tunnel_id`; false when the handshake had ended.
-bool FrontEstablish(Engine* e, uint32_t id, uint32_t tunnel_id, std::vector<char> to_client, std::vector<char> to_backend, int keepalive_s);
+// `ws_flags` (0: not WebSocket) and the 101 head's length at the start of `to_client`: TrackWebSocket.
+bool FrontEstablish(Engine* e, uint32_t id, uint32_t tunnel_id, std::vector<char> to_client, std::vector<char> to_backend, int keepalive_s,
+                    uint32_t ws_flags, size_t head_len);
 bool FrontRespond(Engine* e, uint32_t id, std::vector<char> response);
 bool FrontAbort(Engine* e, uint32_t id);
 // The address the client connected to, or "" (`out` holds INET6_ADDRSTRLEN bytes).

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,6 +39,11 @@ constexpr int kMaxReadsPerPump = 16;
 void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
   if (t->closed) return;
   t->closed = true;
+  if (t->ws != nullptr && t->ws->fail_reason >= 0) {
+    // The side that vanished is what ended it, however the survivor's close handshake went.
+    reason = t->ws->fail_reason;
+    err = t->ws->fail_err;
+  }
   for (Side& s : t->side) {
     if (s.fd >= 0) {
       if (!t->sole_fds) epoll_ctl(e->epfd.get(), EPOLL_CTL_DEL, s.fd, nullptr);
@@ -63,6 +69,13 @@ void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
       i++;
     }
   }
+  if (t->ws != nullptr) {
+    // A WebSocket tunnel's final counts come just before its close.
+    for (int i = 0; i < 2; i++) {
+      const WsTracker& w = t->ws->dir[i];
+      e->events.push_back(CloseEvent{t->id, kWsCountsEvent + i, int32_t(w.violations), double(w.frames), double(w.messages)});
+    }
+  }
   e->events.push_back(CloseEvent{t->id, reason, err, double(t->bytes[0]), double(t->bytes[1])});
   auto it = e->tunnels.find(t->id);
   if (it != e->tunnels.end()) {
@@ -83,8 +96,86 @@ bool IsReset(int err) {
   return err == ECONNRESET || err == EPIPE || err == ECONNABORTED;
 }
 
+bool SendTo(Engine* e, Tunnel* t, int index, const char* data, size_t len);
+bool EndTo(Engine* e, Tunnel* t, int index);
+
+// A close frame with `code` and `text` into `out` (room for 6 + 2 + 123 bytes); masked with a
+// random key toward a backend. Returns its length.
+size_t CloseFrame(char* out, uint16_t code, const char* text, bool masked) {
+  size_t tl = strlen(text);
+  size_t len = 2 + tl;
+  uint8_t key[4] = {0, 0, 0, 0};
+  out[0] = char(0x88);
+  out[1] = char((masked ? 0x80 : 0) | len);
+  size_t head = 2;
+  if (masked) {
+    if (getrandom(key, sizeof key, GRND_NONBLOCK) != ssize_t(sizeof key)) {
+      uint32_t r = uint32_t(NowMs()) * 2654435761u;
+      memcpy(key, &r, sizeof key);
+    }
+    memcpy(out + 2, key, sizeof key);
+    head = 6;
+  }
+  char* p = out + head;
+  p[0] = char(code >> 8);
+  p[1] = char(code & 0xff);
+  memcpy(p + 2, text, tl);
+  if (masked)
+    for (size_t i = 0; i < len; i++)
+      p[i] = char(p[i] ^ key[i & 3]);
+  return head + len;
+}
+
+// Side `dead` of a WebSocket tunnel vanished (reset, error): it is closed, and the other side gets
+// a close frame — 1011 when the backend failed, 1001 when the client went away — if the bytes
+// toward it are at a frame boundary (else only its FIN), and kWsCloseGraceMs to answer; the tunnel
+// then finishes with the dead side's reason. False when the survivor had already been ended.
+bool WsSurvive(Engine* e, Tunnel* t, int dead, int32_t reason, int32_t err) {
+  Side* d = &t->side[dead];
+  Side* s = &t->side[1 - dead];
+  if (s->shut_wr || s->end_queued || s->fd < 0 || d->fd < 0) return false;
+  t->ws->fail_reason = reason;
+  t->ws->fail_err = err;
+  if (!t->sole_fds) epoll_ctl(e->epfd.get(), EPOLL_CTL_DEL, d->fd, nullptr);
+  close(d->fd);
+  d->fd = -1;
+  d->read_eof = true;
+  d->shut_wr = true;
+  d->readable = false;
+  std::vector<char>().swap(d->pending);
+  d->pending_off = 0;
+  for (size_t i = 0; i < e->ready.size(); i++) {
+    if (e->ready[i] == d) {
+      e->ready[i] = e->ready.back();
+      e->ready.pop_back();
+      break;
+    }
+  }
+  WsTracker& w = t->ws->dir[dead];
+  bool at_boundary = w.AtBoundary();
+  w.stopped = true;
+  t->ws->close_frame[1 - dead].clear();  // held for a boundary that will not come
+  if (at_boundary) {
+    char frame[6 + 2 + 32];
+    size_t n = dead == 1 ? CloseFrame(frame, 1011, "backend error", false) : CloseFrame(frame, 1001, "client went away", true);
+    SendTo(e, t, 1 - dead, frame, n);
+  }
+  if (!t->closed) EndTo(e, t, 1 - dead);
+  if (!t->closed) {
+    if (t->fin_deadline == 0) e->fin_wait.push_back(t);
+    t->fin_deadline = NowMs() + kWsCloseGraceMs;
+  }
+  Queued(e);
+  return true;
+}
+
+void FailSide(Engine* e, Tunnel* t, int index, int32_t reason, int32_t err) {
+  if (t->ws != nullptr && t->ws->fail_reason < 0 && WsSurvive(e, t, index, reason, err)) return;
+  Finish(e, t, reason, err);
+}
+
 void FailIo(Engine* e, Tunnel* t, int index, int err) {
-  Finish(e, t, IsReset(err) ? ResetReason(index) : ErrorReason(index), err);
+  FailSide(e, t, index, IsReset(err) ? ResetReason(index) : ErrorReason(index), err);
 }
 
 // Both FINs forwarded and every byte written: the tunnel is done. Returns true if it finished.
@@ -113,6 +204,25 @@ void ForwardFin(Side* dst) {
 }
 
 void Pump(Engine* e, Side* src);
+
+// The first violation of a WebSocket tunnel goes to JavaScript (to log it, and in strict mode to
+// close the tunnel); later ones are only counted.
+void WsReport(Engine* e, Tunnel* t, int from, int32_t violation) {
+  if (t->ws->reported) return;
+  t->ws->reported = true;
+  e->events.push_back(CloseEvent{t->id, kWsEvent, violation, double(from), 0});
+  Queued(e);
+}
+
+// The direction toward side `index` reached the boundary it was held at: the frame waiting for
+// it goes now, then that direction ends.
+void WsStopped(Engine* e, Tunnel* t, int index) {
+  std::vector<char> frame;
+  frame.swap(t->ws->close_frame[index]);
+  if (frame.empty()) return;
+  SendTo(e, t, index, frame.data(), frame.size());
+  if (!t->closed) EndTo(e, t, index);
+}
 
 // A side that failed or hung up while its bytes cannot be read (the other side is full): if the
 // socket holds an error (a reset), nothing more will come from it and nothing can be delivered
@@ -194,17 +304,36 @@ void Pump(Engine* e, Side* src) {
       }
       continue;
     }
-    t->bytes[src->index] += uint64_t(n);
+    size_t fwd = size_t(n);
+    bool ws_stop = false;
+    if (t->ws != nullptr) {
+      // The tracker follows the bytes just read; a stop (a boundary asked for, or a violation in
+      // strict mode) forwards only what comes before it, and the rest of the direction is dropped.
+      WsTracker& w = t->ws->dir[src->index];
+      bool was_stopped = w.stopped;
+      uint64_t seen = w.violations;
+      long stop = w.Feed(reinterpret_cast<const uint8_t*>(e->buf), size_t(n));
+      if (stop != kWsNoStop) fwd = size_t(stop);
+      ws_stop = w.stopped && !was_stopped;
+      if (seen == 0 && w.violations != 0) WsReport(e, t, src->index, w.first_violation);
+    }
+    t->bytes[src->index] += uint64_t(fwd);
     size_t off = 0;
-    int err = WriteSome(dst->fd, e->buf, size_t(n), &off);
+    int err = WriteSome(dst->fd, e->buf, fwd, &off);
     if (err != 0) {
       FailIo(e, t, dst->index, err);
       return;
     }
-    if (off < size_t(n)) {
-      // The destination is full: keep the rest; its EPOLLOUT edge resumes (FlushPending).
-      dst->pending.assign(e->buf + off, e->buf + n);
+    if (off < fwd) {
+      dst->pending.assign(e->buf + off, e->buf + fwd);
       dst->pending_off = 0;
+    }
+    if (ws_stop) {
+      WsStopped(e, t, dst->index);
+      if (t->closed) return;
+    }
+    if (!dst->pending.empty()) {
+      // The destination is full: keep the rest; its EPOLLOUT edge resumes (FlushPending).
       if (drained && src->fin_seen) src->readable = true;  // the EOF is still to be read
       if (src->hup_seen) FailIfBroken(e, src);
       return;
@@ -259,6 +388,28 @@ bool EndTo(Engine* e, Tunnel* t, int index) {
   return true;
 }
 
+// See CloseAtBoundary in tunnel.h.
+bool CloseAt(Engine* e, Tunnel* t, int index, const char* frame, size_t len) {
+  Side* dst = &t->side[index];
+  if (t->ws == nullptr || dst->shut_wr || dst->end_queued) return false;
+  WsTracker& w = t->ws->dir[1 - index];
+  if (!w.AtBoundary()) {
+    if (!w.stopped) {
+      // Held until the bytes toward the side reach the end of the frame they are in (Pump).
+      t->ws->close_frame[index].assign(frame, frame + len);
+      w.stop_at_boundary = true;
+      return true;
+    }
+    // Stopped inside a frame (a violation whose header began in an earlier read): a frame
+    // cannot go there, so the direction only ends.
+    return EndTo(e, t, index);
+  }
+  w.stopped = true;
+  SendTo(e, t, index, frame, len);
+  if (!t->closed) EndTo(e, t, index);
+  return true;
+}
+
 // A non-blocking duplicate of a connected TCP socket, with no-delay and TCP keepalive (first
 // probe after `keepalive_s` of silence) so that vanished peers are found.
 int DupSocket(int fd, int keepalive_s) {
@@ -281,7 +432,7 @@ Tunnel* Find(Engine* e, uint32_t id) {
 
 void HandleTunnelEvent(Engine* e, Side* s, uint32_t ev) {
   Tunnel* t = s->tunnel;
-  if (t->closed) return;
+  if (t->closed || s->fd < 0) return;  // (a WebSocket side that vanished is closed before its tunnel)
   Side* other = &t->side[1 - s->index];
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = true;
   // (Not with EPOLLERR: a reset is read as the error it is.)
@@ -303,7 +454,7 @@ void HandleTunnelEvent(Engine* e, Side* s, uint32_t ev) {
     int err = 0;
     socklen_t len = sizeof err;
     getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    Finish(e, t, err != 0 && !IsReset(err) ? ErrorReason(s->index) : ResetReason(s->index), err);
+    FailSide(e, t, s->index, err != 0 && !IsReset(err) ? ErrorReason(s->index) : ResetReason(s->index), err);
   }
 }
 
@@ -374,8 +525,21 @@ void TunnelTick(Engine* e, int64_t now) {
 // The fds are duplicated: the caller closes its own afterwards. Early bytes (sent with the
 // request head, or with the 101) are written first. A tunnel that ends at once (a write fails)
 // is reported on the next loop turn like any other.
+void TrackWebSocket(Tunnel* t, uint32_t flags, size_t skip_to_client) {
+  t->ws = std::make_unique<WsState>();
+  t->ws->dir[0].flags = flags | kWsFlagMasked;
+  t->ws->dir[1].flags = flags & ~kWsFlagMasked;
+  // Early bytes are forwarded whole whatever the trackers find in them: they were accepted with
+  // the handshake. A violation there is counted (and reported with the next one found).
+  std::vector<char>& up = t->side[1].pending;
+  std::vector<char>& down = t->side[0].pending;
+  if (!up.empty()) t->ws->dir[0].Feed(reinterpret_cast<const uint8_t*>(up.data()), up.size());
+  if (down.size() > skip_to_client)
+    t->ws->dir[1].Feed(reinterpret_cast<const uint8_t*>(down.data()) + skip_to_client, down.size() - skip_to_client);
+}
+
 int AdoptTunnel(Engine* e, uint32_t id, int client_fd, int backend_fd, int keepalive_s, std::vector<char> to_backend,
-                std::vector<char> to_client) {
+                std::vector<char> to_client, uint32_t ws_flags) {
   UniqueFd c(DupSocket(client_fd, keepalive_s));
   UniqueFd b(DupSocket(backend_fd, keepalive_s));
   if (!c.valid() || !b.valid()) return errno;
@@ -385,6 +549,7 @@ int AdoptTunnel(Engine* e, uint32_t id, int client_fd, int backend_fd, int keepa
   t->side[1].pending = std::move(to_backend);
   t->side[0].fd = c.release();
   t->side[1].fd = b.release();
+  if (ws_flags != 0) TrackWebSocket(t.get(), ws_flags, 0);
   for (Side& s : t->side) {
     s.readable = true;  // Node may have left bytes in the kernel: the first Pump reads them
     RegisterSide(e, &s);
@@ -399,7 +564,7 @@ bool CloseTunnel(Engine* e, uint32_t id, double* out) {
   out[0] = double(t->bytes[0]);
   out[1] = double(t->bytes[1]);
   Finish(e, t, kShutdown, 0);
-  e->events.pop_back();  // reported to the caller right here, not through onClose
+  e->events.pop_back();  // reported to the caller right here, not through onClose (its counts still are)
   return true;
 }
 
@@ -419,6 +584,24 @@ bool SendToward(Engine* e, uint32_t id, int index, const char* data, size_t len)
 bool EndToward(Engine* e, uint32_t id, int index) {
   Tunnel* t = Find(e, id);
   return t != nullptr && EndTo(e, t, index);
+}
+
+bool CloseAtBoundary(Engine* e, uint32_t id, int index, const char* frame, size_t len) {
+  Tunnel* t = Find(e, id);
+  return t != nullptr && CloseAt(e, t, index, frame, len);
+}
+
+bool WsStats(Engine* e, uint32_t id, double* out) {
+  Tunnel* t = Find(e, id);
+  if (t == nullptr || t->ws == nullptr) return false;
+  for (int i = 0; i < 2; i++) {
+    const WsTracker& w = t->ws->dir[i];
+    out[i * 3] = double(w.frames);
+    out[i * 3 + 1] = double(w.messages);
+    out[i * 3 + 2] = double(w.violations);
+    out[6 + i] = w.AtBoundary() ? 1 : 0;
+  }
+  return true;
 }
 
 }  // namespace wsgate

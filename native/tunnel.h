@@ -4,6 +4,7 @@
 #define WSGATE_TUNNEL_H_
 
 #include "engine.h"
+#include "wsframe.h"
 
 namespace wsgate {
 
@@ -19,6 +20,12 @@ enum Reason : int32_t {
 };
 constexpr int kReasonCount = kFinTimeout + 1;
 extern const char* const kReasonNames[kReasonCount];
+// Not a close: a CloseEvent with this reason says a WebSocket tunnel broke the protocol (err: the
+// violation, up: the side it came from); once per tunnel. In the contract as limits.wsEvent.
+constexpr int32_t kWsEvent = 100;
+// Not a close either: a WebSocket tunnel's final counts, just before its close event, one per
+// direction (reason kWsCountsEvent + side read from; err: violations, up: frames, down: messages).
+constexpr int32_t kWsCountsEvent = 101;
 
 // Both FINs in, a tunnel gets this long to flush before it is destroyed.
 constexpr int64_t kFinTimeoutMs = 30000;
@@ -44,6 +51,23 @@ struct Side : Watched {
   int index = 0;  // 0 = client, 1 = backend
 };
 
+// The frame trackers of a tunnel that upgraded to `websocket`. dir[i] follows the bytes read from
+// side i; close_frame[i] is a frame waiting to go to side i once the bytes toward it reach a
+// frame boundary, after which that direction ends (see CloseAtBoundary).
+struct WsState {
+  WsTracker dir[2];
+  std::vector<char> close_frame[2];
+  bool reported = false;  // the first violation went to JavaScript
+  // A side vanished and the other was sent a close frame: the reason the tunnel reports when it
+  // finishes (-1: none), and its errno.
+  int32_t fail_reason = -1;
+  int32_t fail_err = 0;
+};
+
+// After a side of a WebSocket tunnel vanished, the other gets this long to answer wsgate's close
+// frame (checked at the once-a-second tick); the same as WS_CLOSE_GRACE_MS in TypeScript.
+constexpr int64_t kWsCloseGraceMs = 2000;
+
 struct Tunnel {
   uint32_t id = 0;
   Side side[2];
@@ -54,10 +78,16 @@ struct Tunnel {
   // The engine holds the only descriptors of both sockets (made by the front, not dup()ed from
   // Node's): close() alone takes them out of the epoll set.
   bool sole_fds = false;
+  std::unique_ptr<WsState> ws;  // a WebSocket tunnel's trackers, else null
   // While the native front's handshake owns this tunnel-to-be (front.cc).
   Handshake* handshake = nullptr;
 };
 
+// Makes `t` a WebSocket tunnel (before RunTunnel): `flags` are the backend-bound tracker's
+// (wsframe.h; the client-bound one gets the same without kWsFlagMasked). The early bytes already in
+// the sides' pending buffers are followed, after the first `skip_to_client` bytes toward the
+// client (a 101 head).
+void TrackWebSocket(Tunnel* t, uint32_t flags, size_t skip_to_client);
 // Adds a side's socket to the epoll set with kSideEvents.
 void RegisterSide(Engine* e, Side* s);
 // Starts relaying a tunnel whose sides have their fds and early bytes set and are in the epoll
@@ -71,8 +101,9 @@ void TunnelTick(Engine* e, int64_t now);
 
 // What JavaScript asks of tunnels (binding.cc), by tunnel id.
 // Duplicates two connected sockets and relays them as tunnel `id`, early bytes first; 0 or errno.
+// `ws_flags` 0: not a WebSocket tunnel.
 int AdoptTunnel(Engine* e, uint32_t id, int client_fd, int backend_fd, int keepalive_s, std::vector<char> to_backend,
-                std::vector<char> to_client);
+                std::vector<char> to_client, uint32_t ws_flags);
 // Ends a tunnel now with kShutdown; fills out[up, down]. False if it had already ended.
 bool CloseTunnel(Engine* e, uint32_t id, double* out);
 bool TunnelBytes(Engine* e, uint32_t id, double* out);
@@ -80,6 +111,13 @@ bool TunnelBytes(Engine* e, uint32_t id, double* out);
 bool SendToward(Engine* e, uint32_t id, int index, const char* data, size_t len);
 // Sends a FIN toward side `index` after its queued bytes; false if gone or already ended.
 bool EndToward(Engine* e, uint32_t id, int index);
+// A WebSocket tunnel: writes `frame` toward side `index` at the next frame boundary of that
+// direction (now if it is at one), then ends the direction; what comes after the boundary is
+// dropped. False if the tunnel is gone, not a WebSocket tunnel, or the direction was ended.
+bool CloseAtBoundary(Engine* e, uint32_t id, int index, const char* frame, size_t len);
+// A WebSocket tunnel's counts: out[frames up, messages up, violations up, frames down, messages
+// down, violations down, at boundary up (0/1), at boundary down]. False if gone or not WebSocket.
+bool WsStats(Engine* e, uint32_t id, double* out);
 
 }  // namespace wsgate
 

@@ -100,9 +100,14 @@ export class Gateway implements GatewayContext {
     const closing = this.listeners.closeAll();
     this.front?.abortAll();
     this.router.closeAll();
-    for (const t of [...this.tunnels.keys()]) t.close('shutdown');
+    // A WebSocket is told (1001) and given a moment to answer; other tunnels are cut.
+    const finishing: Promise<void>[] = [];
+    for (const t of [...this.tunnels.keys()]) {
+      if (t.closeWebSocket(1001, 'server shutting down', 'shutdown')) finishing.push(t.whenFinished());
+      else t.close('shutdown');
+    }
     this.origins.closeIdle();
-    await closing;
+    await Promise.all([closing, ...finishing]);
   }
 
   /** Client connections still speaking HTTP or in an upgrade handshake (not yet tunnels), HTTP/2 sessions included. */
@@ -140,6 +145,9 @@ export class Gateway implements GatewayContext {
     return {
       idleTimeoutMs: t.vhost.settings.websocketIdleTimeoutMs,
       counters: t.counters,
+      wsFlags: t.wsFlags,
+      onViolation: (tunnel, what, from) =>
+        this.log.warn('WebSocket protocol violation', { tunnel: tunnel.id, from, violation: what, client: t.record.clientIp }),
       onClose: (tunnel) => {
         this.tunnelClosed(tunnel);
         t.onClosed();

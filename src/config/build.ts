@@ -108,6 +108,7 @@ function resolveSettings(own: SettingsDraft, base: SettingsDraft | undefined): S
     preserveHost: pick('preserveHost') ?? false,
     addHeaders: pick('addHeaders') ?? true,
     websocketIdleTimeoutMs: pick('websocketIdleTimeoutMs') ?? 0,
+    websocketStrict: pick('websocketStrict') ?? false,
     websocketFallbackToProxyHttp: pick('websocketFallbackToProxyHttp') ?? true,
     websocketAsync: pick('websocketAsync') ?? false,
     websocketAsyncDelayMs: pick('websocketAsyncDelayMs') ?? 0,

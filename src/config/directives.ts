@@ -398,6 +398,7 @@ function serverSpecs(): DirectiveSpec[] {
     },
     setting('ProxyAddHeaders', 'addHeaders', onOff('ProxyAddHeaders')),
     setting('ProxyWebsocketIdleTimeout', 'websocketIdleTimeoutMs', duration('ProxyWebsocketIdleTimeout', true)),
+    setting('ProxyWebsocketStrict', 'websocketStrict', onOff('ProxyWebsocketStrict')),
     setting('ProxyWebsocketFallbackToProxyHttp', 'websocketFallbackToProxyHttp', onOff('ProxyWebsocketFallbackToProxyHttp')),
     setting('ProxyWebsocketAsync', 'websocketAsync', onOff('ProxyWebsocketAsync')),
     setting('ProxyWebsocketAsyncDelay', 'websocketAsyncDelayMs', duration('ProxyWebsocketAsyncDelay', true)),

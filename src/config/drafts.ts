@@ -118,6 +118,7 @@ export interface SettingsDraft {
   preserveHost?: boolean;
   addHeaders?: boolean;
   websocketIdleTimeoutMs?: Millis;
+  websocketStrict?: boolean;
   websocketFallbackToProxyHttp?: boolean;
   websocketAsync?: boolean;
   websocketAsyncDelayMs?: Millis;

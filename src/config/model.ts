@@ -152,6 +152,8 @@ export interface ServerSettings {
   readonly addHeaders: boolean;
   /** `ProxyWebsocketIdleTimeout` (default 0: no limit). */
   readonly websocketIdleTimeoutMs: Millis;
+  /** `ProxyWebsocketStrict` (default Off): a WebSocket protocol violation closes the tunnel with 1002. */
+  readonly websocketStrict: boolean;
   /** `ProxyWebsocketFallbackToProxyHttp` (default On). */
   readonly websocketFallbackToProxyHttp: boolean;
   /** `ProxyWebsocketAsync` / `ProxyWebsocketAsyncDelay`: accepted and validated; no effect (wsgate is always event-driven). */

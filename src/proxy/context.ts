@@ -35,6 +35,8 @@ export interface TunnelStart {
   /** Called once when the tunnel closes (Upstream.tunnel: the backend's open-tunnel count). */
   readonly onClosed: () => void;
   readonly ends: TunnelEnds;
+  /** The 101's WebSocket tracker flags (tunnel/wsframe.ts websocketFlagsOf); 0: not a WebSocket. */
+  readonly wsFlags: number;
 }
 
 /**

@@ -11,6 +11,7 @@ import { type BodyError, type BodyFramer, Framing, responseFraming } from '../ht
 import { findHeadEnd, HeadError, headerValue, MAX_HEAD_BYTES, parseResponseHead, type RequestHead, type ResponseHead } from '../http/head';
 import { webSocketAccept } from '../http/websocket-key';
 import type { TunnelClient } from '../tunnel/tunnel';
+import { websocketFlagsOf } from '../tunnel/wsframe';
 import type { GatewayContext, TunnelEnds } from './context';
 import type { FrontProtocol, RequestRecord } from './record';
 import type { Refusal, Upstream } from './upstream';
@@ -322,7 +323,7 @@ export class Exchange {
     releaseBackend(backend);
     backend.pause();
     const { client, early } = this.client.tunnelEnd(backend);
-    becomeTunnel(this.ctx, this.up, this.vhost, { kind: 'sockets', client, backend, clientEarly: early, backendEarly: rest });
+    becomeTunnel(this.ctx, this.up, this.vhost, res, { kind: 'sockets', client, backend, clientEarly: early, backendEarly: rest });
   }
 
   private onFinalResponse(res: ResponseHead, rest: Buffer | undefined): void {
@@ -522,13 +523,14 @@ export function switchRefusal(
  * Where a request becomes a tunnel, on every front: its slot in the backend's counters becomes an
  * open tunnel, its record is stamped, and the gateway takes both ends.
  */
-export function becomeTunnel(ctx: GatewayContext, up: Upstream, vhost: VirtualHost, ends: TunnelEnds): void {
+export function becomeTunnel(ctx: GatewayContext, up: Upstream, vhost: VirtualHost, res: ResponseHead, ends: TunnelEnds): void {
   const onClosed = up.tunnel();
   up.finish();
   const record = up.record;
   record.tunnelAt = Date.now();
   record.end({ kind: 'tunnel' });
-  ctx.startTunnel({ record, vhost, route: up.route, backend: up.backend, counters: up.counters, onClosed, ends });
+  const wsFlags = websocketFlagsOf(res, vhost.settings.websocketStrict);
+  ctx.startTunnel({ record, vhost, route: up.route, backend: up.backend, counters: up.counters, onClosed, ends, wsFlags });
 }
 
 function onResponseTimeout(x: Exchange): void {

@@ -15,6 +15,7 @@ import type { RequestHead } from '../http/head';
 import { headerLines } from '../http/headers-directive';
 import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
 import { errnoName, type NativeBinding } from '../tunnel/native';
+import { websocketFlagsOf } from '../tunnel/wsframe';
 import { nativeErrorAnswer } from './answers';
 import type { GatewayContext } from './context';
 import { becomeTunnel, readAnswerHead, switchRefusal } from './exchange';
@@ -32,6 +33,9 @@ export interface NativeUpgradeHost {
 
 export class NativeUpgrade {
   private done = false;
+  /** The 101's WebSocket tracker flags (0: not WebSocket) and the length of the 101 head sent to the client. */
+  private wsFlags = 0;
+  private headLength = 0;
 
   constructor(
     readonly host: NativeUpgradeHost,
@@ -158,7 +162,9 @@ export class NativeUpgrade {
     this.up.received(end);
     this.up.record.answeredAt = Date.now();
     this.finishHere();
-    becomeTunnel(this.host.ctx, this.up, this.vhost, {
+    this.wsFlags = websocketFlagsOf(res, this.vhost.settings.websocketStrict);
+    this.headLength = switching.length;
+    becomeTunnel(this.host.ctx, this.up, this.vhost, res, {
       kind: 'engine',
       establish: (tunnelId) => this.establish(tunnelId, toClient),
       earlyUp: this.rest?.length ?? 0,
@@ -168,7 +174,8 @@ export class NativeUpgrade {
 
   /** Establishes the tunnel in the engine under `tunnelId`; false when the client had gone. */
   establish(tunnelId: number, toClient: Buffer): boolean {
-    return this.host.engine.frontEstablish(this.id, tunnelId, toClient, this.rest, TCP_KEEPALIVE_DELAY_MS / 1000);
+    const keepalive = TCP_KEEPALIVE_DELAY_MS / 1000;
+    return this.host.engine.frontEstablish(this.id, tunnelId, toClient, this.rest, keepalive, this.wsFlags, this.headLength);
   }
 
   /** @internal The backend closed or failed before its answer head was complete. */

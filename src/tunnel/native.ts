@@ -7,10 +7,20 @@
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import { MAX_HEAD_BYTES } from '../http/head';
+import { WS_MASKED, WS_STRICT, WS_VIOLATIONS } from './wsframe';
 
 export interface NativeBinding {
   start(onClose: (events: number[]) => void, onFront: (events: unknown[]) => void): void;
-  adopt(id: number, clientFd: number, backendFd: number, keepaliveSeconds: number, toBackend?: Buffer, toClient?: Buffer): void;
+  /** `wsFlags` (wsframe.ts; 0 or absent: not a WebSocket tunnel) sets up its frame trackers. */
+  adopt(
+    id: number,
+    clientFd: number,
+    backendFd: number,
+    keepaliveSeconds: number,
+    toBackend?: Buffer,
+    toClient?: Buffer,
+    wsFlags?: number,
+  ): void;
   /** Ends a tunnel now and fills `out` with [up, down]; false if it had already ended. */
   close(id: number, out: Float64Array): boolean;
   bytes(id: number, out: Float64Array): boolean;
@@ -21,6 +31,18 @@ export interface NativeBinding {
   send(id: number, toward: 0 | 1, bytes: Buffer): boolean;
   /** Sends a FIN toward one side once its queued bytes are written; false if gone or already ended. */
   endToward(id: number, toward: 0 | 1): boolean;
+  /**
+   * A WebSocket tunnel: writes `frame` toward one side at the next frame boundary of that
+   * direction (now if it is at one), then ends the direction; false if gone, not WebSocket, or ended.
+   */
+  closeAtBoundary(id: number, toward: 0 | 1, frame: Buffer): boolean;
+  /** [frames, messages, violations] up, the same down, at a boundary up (0/1), down; false if gone or not WebSocket. */
+  wsStats(id: number, out: Float64Array): boolean;
+  /** Test hooks: a lone C++ frame tracker (native/wsframe.h). */
+  wsTestTracker(flags: number): object;
+  wsTestFeed(tracker: object, bytes: Buffer, stopAtBoundary: boolean): number;
+  /** Fills [frames, messages, violations, firstViolation, atBoundary, inMessage, stopped]. */
+  wsTestState(tracker: object, out: Float64Array): void;
 
   // The native front (native/front.cc): handshakes by id.
   /**
@@ -42,7 +64,16 @@ export interface NativeBinding {
   frontHandoff(id: number): [number, number] | undefined;
   /** 0, or the errno of a connect that failed at once. */
   frontConnect(id: number, ip: string, port: number, head: Buffer, connectTimeoutMs: number, answerTimeoutMs: number): number;
-  frontEstablish(id: number, tunnelId: number, toClient: Buffer, toBackend: Buffer | undefined, keepaliveSeconds: number): boolean;
+  /** `wsFlags`/`headLength`: a WebSocket tunnel's trackers, and the 101 head at the start of `toClient` (not frames). */
+  frontEstablish(
+    id: number,
+    tunnelId: number,
+    toClient: Buffer,
+    toBackend: Buffer | undefined,
+    keepaliveSeconds: number,
+    wsFlags?: number,
+    headLength?: number,
+  ): boolean;
   frontRespond(id: number, response: Buffer): boolean;
   frontAbort(id: number): boolean;
   frontLocalAddress(id: number): string;
@@ -53,7 +84,13 @@ export interface NativeBinding {
 export interface NativeContract {
   readonly events: Readonly<Record<string, number>>;
   readonly reasons: readonly string[];
+  readonly wsViolations: readonly string[];
   readonly limits: {
+    readonly wsEvent: number;
+    readonly wsCountsEvent: number;
+    readonly wsMasked: number;
+    readonly wsStrict: number;
+    readonly wsCloseGraceMs: number;
     readonly finTimeoutMs: number;
     readonly readSize: number;
     readonly maxUnreadHeads: number;
@@ -89,6 +126,16 @@ export const NATIVE_REASONS = [
   'fin-timeout',
 ] as const;
 
+/**
+ * Events on the close channel that are not closes: a WebSocket tunnel's first violation
+ * (errno: the violation, up: the side it came from), and its final counts per direction
+ * (WS_COUNTS_EVENT + side: errno violations, up frames, down messages) just before its close.
+ */
+export const WS_EVENT = 100;
+export const WS_COUNTS_EVENT = 101;
+/** After wsgate sent its close frames, the peers get this long to answer before TCP is closed (both engines). */
+export const WS_CLOSE_GRACE_MS = 2000;
+
 /** Both FINs in, a tunnel gets this long to flush before it is destroyed: the same in both engines. */
 export const FIN_TIMEOUT_MS = 30_000;
 
@@ -120,6 +167,18 @@ export function contractDrift(c: NativeContract | undefined, maxHeadBytes: numbe
   if (c.reasons.length !== NATIVE_REASONS.length || c.reasons.some((r, i) => r !== NATIVE_REASONS[i])) {
     drift.push(`close reasons are [${c.reasons.join(', ')}] in C++, [${NATIVE_REASONS.join(', ')}] in TypeScript`);
   }
+  const ws = c.wsViolations ?? [];
+  if (ws.length !== WS_VIOLATIONS.length || ws.some((r, i) => r !== WS_VIOLATIONS[i])) {
+    drift.push(`WebSocket violations are [${ws.join(', ')}] in C++, [${WS_VIOLATIONS.join(', ')}] in TypeScript`);
+  }
+  if (c.limits.wsEvent !== WS_EVENT || c.limits.wsCountsEvent !== WS_COUNTS_EVENT)
+    drift.push(
+      `the WebSocket events are ${c.limits.wsEvent}/${c.limits.wsCountsEvent} in C++, ${WS_EVENT}/${WS_COUNTS_EVENT} in TypeScript`,
+    );
+  if (c.limits.wsMasked !== WS_MASKED || c.limits.wsStrict !== WS_STRICT)
+    drift.push(`the WebSocket tracker flags are ${c.limits.wsMasked}/${c.limits.wsStrict} in C++, ${WS_MASKED}/${WS_STRICT} in TypeScript`);
+  if (c.limits.wsCloseGraceMs !== WS_CLOSE_GRACE_MS)
+    drift.push(`the WebSocket close grace is ${c.limits.wsCloseGraceMs} ms in C++, ${WS_CLOSE_GRACE_MS} in TypeScript`);
   if (c.limits.maxHead !== maxHeadBytes + 4) drift.push(`the head limit is ${c.limits.maxHead} in C++, ${maxHeadBytes} + 4 in TypeScript`);
   if (c.limits.finTimeoutMs !== FIN_TIMEOUT_MS)
     drift.push(`the FIN timeout is ${c.limits.finTimeoutMs} ms in C++, ${FIN_TIMEOUT_MS} in TypeScript`);

@@ -10,7 +10,17 @@
 
 import type { Http2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
-import { errnoName, FIN_TIMEOUT_MS, NATIVE_REASONS, nativeEngine, onNativeClose } from './native';
+import {
+  errnoName,
+  FIN_TIMEOUT_MS,
+  NATIVE_REASONS,
+  nativeEngine,
+  onNativeClose,
+  WS_CLOSE_GRACE_MS,
+  WS_COUNTS_EVENT,
+  WS_EVENT,
+} from './native';
+import { closeFrame, WS_MASKED, WS_NO_STOP, WS_STRICT, WS_VIOLATIONS, WsTracker } from './wsframe';
 
 /** Why a tunnel ended; also what the access log and counters will report. */
 export type CloseReason =
@@ -49,10 +59,26 @@ export interface TunnelOptions {
   readonly downObserver?: TunnelObserver;
   /** Gets every byte the tunnel forwards, early bytes included, while it runs. */
   readonly counters?: ByteCounters;
+  /** A WebSocket tunnel's tracker flags (wsframe.ts websocketFlags); 0 or absent: not WebSocket. */
+  readonly wsFlags?: number;
+  /** Hears a WebSocket tunnel's first protocol violation (once per tunnel), from the side that sent it. */
+  readonly onViolation?: (tunnel: Tunnel, what: string, from: TunnelSide) => void;
 }
 
 /** A tunnel's client end: a socket, or the HTTP/2 stream of an RFC 8441 WebSocket (a Duplex with the same events). */
 export type TunnelClient = Socket | Http2Stream;
+
+/** A WebSocket tunnel's counts per direction (up: client → backend). */
+export interface WsCounts {
+  framesUp: number;
+  messagesUp: number;
+  violationsUp: number;
+  framesDown: number;
+  messagesDown: number;
+  violationsDown: number;
+}
+
+export { WS_CLOSE_GRACE_MS };
 
 const kTunnel = Symbol('wsgate.tunnel');
 type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
@@ -102,6 +128,22 @@ export class Tunnel {
   /** JS mode: a FIN was sent toward the client / the backend (forwarded, or by endToward). */
   private downEnded = false;
   private upEnded = false;
+  /** JS mode, a WebSocket tunnel: the trackers of each direction, and a close frame held for its next boundary. */
+  private wsUp: WsTracker | undefined;
+  private wsDown: WsTracker | undefined;
+  private heldUp: Buffer | undefined;
+  private heldDown: Buffer | undefined;
+  /** The counts of a native WebSocket tunnel, as last read from the engine. */
+  private wsNative: WsCounts | undefined;
+  /** The first violation was reported; the close code wsgate sent, if it closed the WebSocket itself. */
+  private wsReported = false;
+  wsCloseCode = 0;
+  private wsTimer: NodeJS.Timeout | undefined;
+  /** Why wsgate closed the WebSocket itself (idle, shutdown): the reason reported once the close handshake is over. */
+  private wsReason: CloseReason | undefined;
+  /** JS mode: the side that vanished while the other is given a close frame (0 none, 1 client, 2 backend). */
+  private wsDead = 0;
+  private finishWaiters: Array<() => void> | undefined;
 
   /**
    * `client` and `backend` are Node's sockets; both are undefined for a tunnel the native front
@@ -113,6 +155,161 @@ export class Tunnel {
     private readonly options: TunnelOptions,
   ) {
     this.sink = options.counters ?? { bytesUp: 0, bytesDown: 0 };
+    const ws = options.wsFlags ?? 0;
+    if (ws !== 0) {
+      this.wsUp = new WsTracker(ws | WS_MASKED);
+      this.wsDown = new WsTracker(ws & ~WS_MASKED);
+      this.wsNative = { framesUp: 0, messagesUp: 0, violationsUp: 0, framesDown: 0, messagesDown: 0, violationsDown: 0 };
+    }
+  }
+
+  /** A tunnel that upgraded to `websocket`: its frames are followed both ways. */
+  get websocket(): boolean {
+    return this.wsUp !== undefined;
+  }
+
+  /** Frames, messages and violations each way of a WebSocket tunnel (undefined for other tunnels). */
+  wsCounts(): WsCounts | undefined {
+    const n = this.wsNative;
+    if (n === undefined) return undefined;
+    if (this.native) {
+      if (nativeEngine()!.wsStats(this.id, wsScratch)) {
+        n.framesUp = wsScratch[0];
+        n.messagesUp = wsScratch[1];
+        n.violationsUp = wsScratch[2];
+        n.framesDown = wsScratch[3];
+        n.messagesDown = wsScratch[4];
+        n.violationsDown = wsScratch[5];
+      }
+    } else if (!this.usedNative) {
+      const u = this.wsUp!;
+      const d = this.wsDown!;
+      n.framesUp = u.frames;
+      n.messagesUp = u.messages;
+      n.violationsUp = u.violations;
+      n.framesDown = d.frames;
+      n.messagesDown = d.messages;
+      n.violationsDown = d.violations;
+    }
+    return { ...n };
+  }
+
+  /**
+   * A WebSocket tunnel: writes `frame` toward `toward` at the next frame boundary of that
+   * direction (now if it is at one), then half-closes it; what follows the boundary is dropped.
+   * Returns false when the tunnel is not WebSocket, has ended, or that direction already ended.
+   */
+  closeAtBoundary(toward: TunnelSide, frame: Buffer): boolean {
+    if (this.finished || this.wsUp === undefined) return false;
+    if (this.usedNative) return nativeEngine()!.closeAtBoundary(this.id, toward === 'client' ? 0 : 1, frame);
+    if (!this.pumping || this.closeReason !== undefined) return false;
+    return this.jsCloseToward(toward, frame, false);
+  }
+
+  /**
+   * JS mode: closeAtBoundary's work. `sourceGone`: the side the direction comes from vanished,
+   * so no later boundary will come: the frame goes now if the direction is at one, else none does.
+   */
+  private jsCloseToward(toward: TunnelSide, frame: Buffer, sourceGone: boolean): boolean {
+    const w = toward === 'client' ? this.wsDown! : this.wsUp!;
+    const sock = toward === 'client' ? this.client! : this.backend!;
+    if (sock.destroyed || (toward === 'client' ? this.downEnded || this.heldDown !== undefined : this.upEnded || this.heldUp !== undefined))
+      return false;
+    if (!w.atBoundary && !w.stopped && !sourceGone) {
+      if (toward === 'client') this.heldDown = frame;
+      else this.heldUp = frame;
+      w.stopAtBoundary = true;
+      return true;
+    }
+    // Stopped inside a frame (or its source gone there): nowhere to put one; the direction only ends.
+    if (w.atBoundary) sock.write(frame);
+    w.stopped = true;
+    if (toward === 'client') this.downEnded = true;
+    else this.upEnded = true;
+    sock.end();
+    // The other side may have been paused behind this one; what it sends is dropped from now on.
+    (toward === 'client' ? this.backend! : this.client!).resume();
+    return true;
+  }
+
+  /**
+   * JS mode: a side of a WebSocket tunnel vanished (reset, error): the other gets a close frame
+   * (1011 from a backend failure, 1001 when the client went away) if its direction is at a frame
+   * boundary, then its FIN, and WS_CLOSE_GRACE_MS to answer. True when the tunnel goes on that way
+   * (also for the vanished side's own later events); false to destroy both sides as usual.
+   */
+  private wsSurvive(deadIsClient: boolean): boolean {
+    if (this.wsDead !== 0) return this.wsDead === (deadIsClient ? 1 : 2);
+    if (this.wsUp === undefined || this.wsCloseCode !== 0 || !this.pumping) return false;
+    const toward: TunnelSide = deadIsClient ? 'backend' : 'client';
+    const survivor = deadIsClient ? this.backend! : this.client!;
+    if (survivor.destroyed || (deadIsClient ? this.upEnded : this.downEnded)) return false;
+    this.wsDead = deadIsClient ? 1 : 2;
+    this.wsCloseCode = deadIsClient ? 1001 : 1011;
+    (deadIsClient ? this.client! : this.backend!).destroy();
+    this.clearIdle();
+    const frame = deadIsClient ? closeFrame(1001, 'client went away', true) : closeFrame(1011, 'backend error', false);
+    this.jsCloseToward(toward, frame, true);
+    this.wsTimer = setTimeout(wsGraceOver, WS_CLOSE_GRACE_MS, this);
+    this.wsTimer.unref();
+    return true;
+  }
+
+  /** Resolves once the tunnel has finished (both sides closed). */
+  whenFinished(): Promise<void> {
+    if (this.finished) return Promise.resolve();
+    return new Promise((resolve) => {
+      (this.finishWaiters ??= []).push(resolve);
+    });
+  }
+
+  /**
+   * Ends a WebSocket tunnel the way its peers understand: a close frame with `code` and `reason`
+   * toward each side at its next frame boundary (masked toward the backend), then, once both
+   * sides closed or WS_CLOSE_GRACE_MS passed, TCP. Returns false if it was not a running WebSocket tunnel.
+   */
+  closeWebSocket(code: number, reason: string, why?: CloseReason): boolean {
+    if (this.finished || this.wsUp === undefined || this.wsCloseCode !== 0) return false;
+    const a = this.closeAtBoundary('client', closeFrame(code, reason, false));
+    const b = this.closeAtBoundary('backend', closeFrame(code, reason, true));
+    if (!a && !b) return false;
+    this.wsCloseCode = code;
+    this.wsReason = why;
+    this.clearIdle();
+    this.wsTimer = setTimeout(wsGraceOver, WS_CLOSE_GRACE_MS, this);
+    this.wsTimer.unref();
+    return true;
+  }
+
+  /** @internal A violation was found (the first of the tunnel); strict mode closes with 1002. */
+  wsViolation(violation: number, from: TunnelSide): void {
+    if (this.wsReported) return;
+    this.wsReported = true;
+    const what = WS_VIOLATIONS[violation] ?? `violation ${violation}`;
+    this.options.onViolation?.(this, what, from);
+    if (((this.options.wsFlags ?? 0) & WS_STRICT) !== 0) {
+      this.closeDetail = `WebSocket protocol violation from the ${from}: ${what}`;
+      this.closeWebSocket(1002, 'protocol error');
+    }
+  }
+
+  /** @internal The engine's WebSocket events for this tunnel (a violation, final counts). */
+  nativeWs(kind: number, a: number, b: number, c: number): void {
+    if (kind === WS_EVENT) {
+      this.wsViolation(a, b === 0 ? 'client' : 'backend');
+      return;
+    }
+    const n = this.wsNative;
+    if (n === undefined) return;
+    if (kind === WS_COUNTS_EVENT) {
+      n.violationsUp = a;
+      n.framesUp = b;
+      n.messagesUp = c;
+    } else {
+      n.violationsDown = a;
+      n.framesDown = b;
+      n.messagesDown = c;
+    }
   }
 
   /**
@@ -195,6 +392,7 @@ export class Tunnel {
       this.closeDetail = detail;
     }
     if (this.native) {
+      this.wsCounts(); // read while the engine still has the tunnel
       if (nativeEngine()!.close(this.id, scratch)) this.nativeClosed(NATIVE_SHUTDOWN, 0, scratch[0], scratch[1]);
       return;
     }
@@ -309,7 +507,7 @@ export class Tunnel {
     this.down = this.earlyDown;
     let failure: string | undefined;
     try {
-      nativeEngine()!.adopt(this.id, ch.fd, bh.fd, TCP_KEEPALIVE_DELAY_MS / 1000, up, down);
+      nativeEngine()!.adopt(this.id, ch.fd, bh.fd, TCP_KEEPALIVE_DELAY_MS / 1000, up, down, this.options.wsFlags ?? 0);
     } catch (e) {
       failure = (e as Error).message; // dup(2) failed: out of file descriptors
     }
@@ -345,6 +543,15 @@ export class Tunnel {
 
   forwardUp(chunk: Buffer): void {
     if (this.upEnded) return; // endToward('backend'): nowhere to go
+    const w = this.wsUp;
+    if (w !== undefined) {
+      const stop = w.feed(chunk, 0, chunk.length);
+      if (w.violations !== 0 && !this.wsReported && stop === WS_NO_STOP) this.wsViolation(w.firstViolation, 'client');
+      if (stop !== WS_NO_STOP) {
+        this.wsStopped(chunk, stop, true);
+        return;
+      }
+    }
     this.up += chunk.length;
     this.sink.bytesUp += chunk.length;
     this.active = true;
@@ -354,11 +561,50 @@ export class Tunnel {
 
   forwardDown(chunk: Buffer): void {
     if (this.downEnded) return; // endToward('client'): nowhere to go
+    const w = this.wsDown;
+    if (w !== undefined) {
+      const stop = w.feed(chunk, 0, chunk.length);
+      if (w.violations !== 0 && !this.wsReported && stop === WS_NO_STOP) this.wsViolation(w.firstViolation, 'backend');
+      if (stop !== WS_NO_STOP) {
+        this.wsStopped(chunk, stop, false);
+        return;
+      }
+    }
     this.down += chunk.length;
     this.sink.bytesDown += chunk.length;
     this.active = true;
     if (this.options.downObserver !== undefined) this.options.downObserver.onChunk(chunk);
     if (!this.client!.write(chunk)) this.backend!.pause();
+  }
+
+  /**
+   * A tracker stopped inside `chunk` at `stop` (a boundary asked for, or a violation in strict
+   * mode): the bytes before it are forwarded, then the frame held for that boundary and a FIN.
+   * What the direction carries after it is dropped.
+   */
+  private wsStopped(chunk: Buffer, stop: number, up: boolean): void {
+    if (stop > 0) {
+      const part = chunk.subarray(0, stop);
+      if (up) {
+        this.up += stop;
+        this.sink.bytesUp += stop;
+        if (!this.backend!.write(part)) this.client!.pause();
+      } else {
+        this.down += stop;
+        this.sink.bytesDown += stop;
+        if (!this.client!.write(part)) this.backend!.pause();
+      }
+      this.active = true;
+    }
+    const held = up ? this.heldUp : this.heldDown;
+    if (held !== undefined) {
+      if (up) this.heldUp = undefined;
+      else this.heldDown = undefined;
+      this.jsCloseToward(up ? 'backend' : 'client', held, false);
+      return;
+    }
+    const w = up ? this.wsUp! : this.wsDown!;
+    if (w.violations !== 0 && !this.wsReported) this.wsViolation(w.firstViolation, up ? 'client' : 'backend');
   }
 
   /** @internal A side sent its FIN: forward it once its bytes are written (end() flushes first). */
@@ -396,7 +642,7 @@ export class Tunnel {
     if (this.closeReason === undefined && (!ended || (rstCode !== undefined && rstCode !== 0))) {
       this.closeReason = fromClient ? 'client-reset' : 'backend-reset';
     }
-    if (this.closeReason !== undefined && this.closeReason !== 'closed') {
+    if (this.closeReason !== undefined && this.closeReason !== 'closed' && !this.wsSurvive(fromClient)) {
       this.client!.destroy();
       this.backend!.destroy();
     }
@@ -409,6 +655,7 @@ export class Tunnel {
       this.closeReason = fromClient ? 'client-error' : 'backend-error';
       this.closeDetail = (err as NodeJS.ErrnoException).code ?? err.message;
     }
+    if (this.wsSurvive(fromClient)) return;
     this.client!.destroy();
     this.backend!.destroy();
   }
@@ -429,6 +676,8 @@ export class Tunnel {
       this.quietTicks = 0;
     } else if (++this.quietTicks >= IDLE_TICKS) {
       this.timer = undefined;
+      // A WebSocket is told why (1001) rather than cut.
+      if (this.closeWebSocket(1001, 'idle timeout', 'idle-timeout')) return;
       this.close('idle-timeout');
       return;
     }
@@ -449,6 +698,9 @@ export class Tunnel {
     if (this.finished) return;
     this.finished = true;
     this.clearIdle();
+    if (this.wsTimer !== undefined) clearTimeout(this.wsTimer);
+    this.wsCounts(); // the JS pump's final counts (a native tunnel's came with its close)
+    if (this.wsReason !== undefined && (this.closeReason === undefined || this.closeReason === 'closed')) this.closeReason = this.wsReason;
     this.endedAt = Date.now();
     const client = this.client as TunnelSocket | undefined;
     const backend = this.backend as TunnelSocket | undefined;
@@ -457,12 +709,14 @@ export class Tunnel {
     // Listeners stay attached: the sockets are closed and about to be collected. An error
     // handler must remain, so that a late error can never become an uncaught exception.
     this.options.onClose(this);
+    if (this.finishWaiters !== undefined) for (const w of this.finishWaiters) w();
   }
 }
 
 /** Tunnels run by the native engine, by id, until it reports them closed. */
 const live = new Map<number, Tunnel>();
 const scratch = new Float64Array(2);
+const wsScratch = new Float64Array(8);
 /** Reads every native tunnel's counts while there is one (unref'd: it never keeps the process up). */
 let pollTimer: NodeJS.Timeout | undefined;
 
@@ -488,7 +742,10 @@ function pollNative(): void {
 const NATIVE_SHUTDOWN = NATIVE_REASONS.indexOf('shutdown');
 const NATIVE_CLIENT_RESET = NATIVE_REASONS.indexOf('client-reset');
 
-onNativeClose((id, reason, errno, up, down) => live.get(id)?.nativeClosed(reason, errno, up, down));
+onNativeClose((id, reason, errno, up, down) => {
+  if (reason >= WS_EVENT) live.get(id)?.nativeWs(reason, errno, up, down);
+  else live.get(id)?.nativeClosed(reason, errno, up, down);
+});
 
 interface StreamHandle {
   fd: number;
@@ -515,6 +772,10 @@ function ignoreError(): void {}
 
 function idleTimeout(t: Tunnel): void {
   t.idleTick();
+}
+
+function wsGraceOver(t: Tunnel): void {
+  t.close('closed');
 }
 
 function finTimeout(t: Tunnel): void {

@@ -24,6 +24,7 @@ const EXPECTED: ReadonlyArray<readonly [string, Expected]> = [
   ['ProxyPreserveHost', 'honoured'],
   ['ProxyAddHeaders', 'honoured'],
   ['ProxyWebsocketIdleTimeout', 'honoured'],
+  ['ProxyWebsocketStrict', 'honoured'],
   ['ProxyWebsocketFallbackToProxyHttp', 'honoured'],
   ['ProxyWebsocketAsync', 'honoured'],
   ['ProxyWebsocketAsyncDelay', 'honoured'],

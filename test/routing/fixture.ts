@@ -96,6 +96,7 @@ export const defaultSettings: ServerSettings = {
   preserveHost: false,
   addHeaders: true,
   websocketIdleTimeoutMs: 0,
+  websocketStrict: false,
   websocketFallbackToProxyHttp: true,
   websocketAsync: false,
   websocketAsyncDelayMs: 0,

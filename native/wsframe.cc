@@ -1,0 +1,123 @@
+// The frame tracker's state machine (wsframe.h). Payloads are skipped in one step per read; only
+// header bytes (at most 14 per frame) are looked at one by one.
+
+#include "wsframe.h"
+
+namespace wsgate {
+
+const char* const kWsViolationNames[kWsViolationCount] = {
+    "none",
+    "unmasked client frame",
+    "masked backend frame",
+    "unknown opcode",
+    "reserved bits set",
+    "control frame over 125 bytes",
+    "fragmented control frame",
+    "continuation without a start",
+    "data frame inside a fragmented message",
+    "64-bit length with its top bit set",
+};
+
+namespace {
+
+// The violation in a header's first two bytes, or 0.
+inline int32_t Check(const WsTracker& w, uint8_t b0, uint8_t b1) {
+  uint32_t op = b0 & 0x0f;
+  bool masked = (b1 & 0x80) != 0;
+  if (masked != ((w.flags & kWsFlagMasked) != 0)) return masked ? kWsMasked : kWsUnmasked;
+  if (op >= 8) {
+    if (op > 10) return kWsOpcode;
+    if (b0 & kWsRsvMask) return kWsRsv;
+    if ((b1 & 0x7f) > 125) return kWsControlTooLong;
+    if ((b0 & 0x80) == 0) return kWsControlFragmented;
+    return kWsNone;
+  }
+  if (op > 2) return kWsOpcode;
+  // Extensions set RSV bits on a message's first frame only (RFC 7692 §6).
+  uint32_t rsv = b0 & kWsRsvMask;
+  if (rsv != 0 && (op == 0 || (rsv & ~w.flags & kWsRsvMask) != 0)) return kWsRsv;
+  if (op == 0 && !w.in_message) return kWsContinuationWithoutStart;
+  if (op != 0 && w.in_message) return kWsDataInsideMessage;
+  return kWsNone;
+}
+
+// Counts a violation; true when the direction must stop (strict mode).
+inline bool Violated(WsTracker* w, int32_t v) {
+  w->violations++;
+  if (w->first_violation == 0) w->first_violation = v;
+  return (w->flags & kWsFlagStrict) != 0;
+}
+
+inline void FrameEnded(WsTracker* w) {
+  w->frames++;
+  if ((w->b0 & 0x0f) < 8 && (w->b0 & 0x80)) w->messages++;
+}
+
+inline void HeaderDone(WsTracker* w) {
+  const uint8_t* h = w->hdr;
+  uint64_t len = h[1] & 0x7f;
+  if (len == 126) {
+    len = (uint64_t(h[2]) << 8) | h[3];
+  } else if (len == 127) {
+    len = 0;
+    for (int k = 2; k < 10; k++)
+      len = (len << 8) | h[k];
+    len &= ~(uint64_t(1) << 63);
+  }
+  w->b0 = h[0];
+  w->hlen = 0;
+  w->need = 2;
+  w->remaining = len;
+  if ((h[0] & 0x0f) < 8) w->in_message = (h[0] & 0x80) == 0;
+  if (len == 0) FrameEnded(w);
+}
+
+}  // namespace
+
+long WsTracker::Feed(const uint8_t* data, size_t n) {
+  if (stopped) return 0;
+  size_t i = 0;
+  // Where the current frame began in this read (-1: in an earlier one, already forwarded).
+  long start = hlen == 0 ? 0 : -1;
+  while (i < n) {
+    if (remaining > 0) {
+      uint64_t k = n - i < remaining ? n - i : remaining;
+      remaining -= k;
+      i += size_t(k);
+      if (remaining == 0) FrameEnded(this);
+      continue;
+    }
+    if (hlen == 0) {
+      if (stop_at_boundary) {
+        stopped = true;
+        return long(i);
+      }
+      start = long(i);
+    }
+    hdr[hlen++] = data[i++];
+    int32_t v = kWsNone;
+    if (hlen == 2) {
+      v = Check(*this, hdr[0], hdr[1]);
+      uint8_t len7 = hdr[1] & 0x7f;
+      need = uint8_t(2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((hdr[1] & 0x80) ? 4 : 0));
+    } else if (hlen == 3 && (hdr[1] & 0x7f) == 127 && (hdr[2] & 0x80)) {
+      v = kWsLength;
+    }
+    if (v != kWsNone && Violated(this, v)) {
+      // Stopped before the violating frame: at a boundary only if its header began in this read.
+      stopped = true;
+      if (start < 0) return 0;
+      hlen = 0;
+      need = 2;
+      return start;
+    }
+    if (hlen >= 2 && hlen == need) HeaderDone(this);
+  }
+  if (stop_at_boundary && AtBoundary()) {
+    stopped = true;
+    return long(n);
+  }
+  return kWsNoStop;
+}
+
+}  // namespace wsgate

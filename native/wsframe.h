@@ -1,0 +1,66 @@
+// The WebSocket frame tracker of the native engine: one per direction of a tunnel that upgraded
+// to `websocket`. It reads frame headers (RFC 6455 §5.2) in the bytes just read and skips their
+// payloads, so the engine knows where frames end and when a direction is between two frames (the
+// only place a frame of wsgate's own may go). It never changes a forwarded byte.
+//
+// src/tunnel/wsframe.ts is the same state machine for the JavaScript pump; both run the vectors of
+// test/tunnel/ws-vectors.json. The violation numbers are exported in the contract.
+
+#ifndef WSGATE_WSFRAME_H_
+#define WSGATE_WSFRAME_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace wsgate {
+
+// What a tracker found wrong (0: nothing); names in kWsViolationNames, in this order.
+enum WsViolation : int32_t {
+  kWsNone = 0,
+  kWsUnmasked = 1,
+  kWsMasked = 2,
+  kWsOpcode = 3,
+  kWsRsv = 4,
+  kWsControlTooLong = 5,
+  kWsControlFragmented = 6,
+  kWsContinuationWithoutStart = 7,
+  kWsDataInsideMessage = 8,
+  kWsLength = 9,
+};
+constexpr int kWsViolationCount = kWsLength + 1;
+extern const char* const kWsViolationNames[kWsViolationCount];
+
+// Tracker flags (the same bits in TypeScript): frames must be masked (client → backend), strict
+// mode, and the RSV bits (as in a frame's first byte) a negotiated extension lets data frames set.
+constexpr uint32_t kWsFlagMasked = 0x01;
+constexpr uint32_t kWsFlagStrict = 0x02;
+constexpr uint32_t kWsRsvMask = 0x70;
+
+// feed() found nothing to stop at.
+constexpr long kWsNoStop = -1;
+
+struct WsTracker {
+  uint32_t flags = 0;
+  uint64_t frames = 0;    // complete frames, control frames included
+  uint64_t messages = 0;  // complete data messages
+  uint64_t violations = 0;
+  int32_t first_violation = 0;
+  bool stop_at_boundary = false;  // Feed stops at the next boundary
+  bool stopped = false;           // Feed stopped: the rest of this direction is not forwarded
+  bool in_message = false;        // a fragmented data message is open
+  uint8_t hdr[14];
+  uint8_t hlen = 0;
+  uint8_t need = 2;
+  uint8_t b0 = 0;          // the current frame's first byte
+  uint64_t remaining = 0;  // payload bytes of the current frame still to pass
+
+  bool AtBoundary() const { return hlen == 0 && remaining == 0; }
+  // Follows data[0, n). Returns kWsNoStop when all of it may be forwarded, else the offset where
+  // forwarding stops: the next boundary with stop_at_boundary, or the start of a violating frame
+  // in strict mode (0 if its header began in an earlier read). Stopped, it returns 0.
+  long Feed(const uint8_t* data, size_t n);
+};
+
+}  // namespace wsgate
+
+#endif  // WSGATE_WSFRAME_H_

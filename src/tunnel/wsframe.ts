@@ -1,0 +1,237 @@
+// The WebSocket frame tracker of the JavaScript pump: one per direction of a tunnel that upgraded
+// to `websocket`. It reads frame headers (RFC 6455 §5.2) as they pass and skips payloads without
+// copying them, so it knows where each frame ends and when the stream is between two frames — the
+// only place wsgate may put a frame of its own. It never changes a forwarded byte.
+//
+// native/wsframe.h is the same state machine in C++ for the native engine; both run the vectors
+// of test/tunnel/ws-vectors.json. The violation numbers are part of the engine's contract.
+
+import { randomFillSync } from 'node:crypto';
+import type { ResponseHead } from '../http/head';
+
+/** What the tracker found wrong, by number (0: nothing). Order and names shared with native/wsframe.h. */
+export const WS_VIOLATIONS = [
+  'none',
+  'unmasked client frame',
+  'masked backend frame',
+  'unknown opcode',
+  'reserved bits set',
+  'control frame over 125 bytes',
+  'fragmented control frame',
+  'continuation without a start',
+  'data frame inside a fragmented message',
+  '64-bit length with its top bit set',
+] as const;
+
+/** Flags of a tracker, the same bits in C++: the frames must be masked (client → backend), strict mode, RSV bits allowed. */
+export const WS_MASKED = 0x01;
+export const WS_STRICT = 0x02;
+/** RSV1..RSV3 as in a frame's first byte: the ones a negotiated extension lets data frames set. */
+export const WS_RSV_MASK = 0x70;
+const WS_RSV1 = 0x40;
+
+/**
+ * The RSV bits data frames may set, from the 101's Sec-WebSocket-Extensions: permessage-deflate
+ * (RFC 7692) sets RSV1 on a message's first frame; an extension wsgate does not know may use any.
+ */
+export function rsvAllowed(extensions: string | undefined): number {
+  if (extensions === undefined) return 0;
+  let bits = 0;
+  for (const ext of extensions.split(',')) {
+    const name = ext.split(';')[0].trim().toLowerCase();
+    if (name === '') continue;
+    bits |= name === 'permessage-deflate' ? WS_RSV1 : WS_RSV_MASK;
+  }
+  return bits;
+}
+
+/** Marks a WebSocket tunnel (its other flag bits may all be 0). */
+export const WS_ON = 0x80;
+
+/**
+ * The tracker flags of a tunnel from its 101: 0 when it did not upgrade to `websocket`.
+ * `extensions` is the 101's Sec-WebSocket-Extensions.
+ */
+export function websocketFlags(upgrade: string | undefined, extensions: string | undefined, strict: boolean): number {
+  if (upgrade === undefined || upgrade.toLowerCase() !== 'websocket') return 0;
+  return WS_ON | rsvAllowed(extensions) | (strict ? WS_STRICT : 0);
+}
+
+/** websocketFlags of a relayed 101 (every Sec-WebSocket-Extensions line read). */
+export function websocketFlagsOf(res: ResponseHead, strict: boolean): number {
+  const exts: string[] = [];
+  for (let i = 0; i < res.headers.length; i += 2) {
+    if (res.headers[i].toLowerCase() === 'sec-websocket-extensions') exts.push(res.headers[i + 1]);
+  }
+  return websocketFlags(res.upgrade, exts.join(','), strict);
+}
+
+/** A close frame (RFC 6455 §5.5.1): `code`, a short UTF-8 reason; masked with a random key toward a backend. */
+export function closeFrame(code: number, reason: string, masked: boolean): Buffer {
+  const text = Buffer.from(reason.slice(0, 100), 'utf8').subarray(0, 123);
+  const len = 2 + text.length;
+  const head = masked ? 6 : 2;
+  const f = Buffer.allocUnsafe(head + len);
+  f[0] = 0x88;
+  f[1] = (masked ? 0x80 : 0) | len;
+  const p = f.subarray(head);
+  p.writeUInt16BE(code, 0);
+  text.copy(p, 2);
+  if (masked) {
+    randomFillSync(f, 2, 4);
+    for (let i = 0; i < len; i++) p[i] ^= f[2 + (i & 3)];
+  }
+  return f;
+}
+
+/** Where feed() found nothing to stop at. */
+export const WS_NO_STOP = -1;
+
+export class WsTracker {
+  /** Complete frames, control frames included. */
+  frames = 0;
+  /** Complete data messages (a text or binary frame with FIN, or the final continuation). */
+  messages = 0;
+  violations = 0;
+  /** The first violation seen (an index of WS_VIOLATIONS), 0 if none. */
+  firstViolation = 0;
+  /** Set by the owner: feed() stops at the next frame boundary (where a frame may be inserted). */
+  stopAtBoundary = false;
+  /** feed() stopped (a boundary when asked for one, or a violation in strict mode): the rest is not forwarded. */
+  stopped = false;
+
+  private readonly hdr = new Uint8Array(14);
+  private hlen = 0;
+  private need = 2;
+  /** Payload bytes of the current frame still to pass. */
+  private remaining = 0;
+  /** The current frame's first byte, kept for its end. */
+  private b0 = 0;
+  /** A fragmented data message is open (its last frame not seen yet). */
+  private inMessage = false;
+
+  constructor(private readonly flags: number) {}
+
+  /** Between two frames: nothing of a frame passed that has not ended. */
+  get atBoundary(): boolean {
+    return this.hlen === 0 && this.remaining === 0;
+  }
+
+  get open(): boolean {
+    return this.inMessage;
+  }
+
+  /**
+   * Follows `b[from, to)`. Returns WS_NO_STOP when all of it may be forwarded, else the offset
+   * where forwarding must stop: the next boundary when `stopAtBoundary` is set, or the start of a
+   * violating frame in strict mode (the offset reached, if its header began in an earlier chunk).
+   * Once stopped, every later call returns `from`.
+   */
+  feed(b: Uint8Array, from: number, to: number): number {
+    if (this.stopped) return from;
+    let i = from;
+    // Where the current frame began in this chunk (-1: in an earlier one, already forwarded).
+    let start = this.hlen === 0 ? from : -1;
+    while (i < to) {
+      if (this.remaining > 0) {
+        const n = Math.min(to - i, this.remaining);
+        this.remaining -= n;
+        i += n;
+        if (this.remaining === 0) this.frameEnded();
+        continue;
+      }
+      if (this.hlen === 0) {
+        if (this.stopAtBoundary) return this.stop(i);
+        start = i;
+      }
+      this.hdr[this.hlen++] = b[i++];
+      if (this.hlen === 2) {
+        const v = this.check(this.hdr[0], this.hdr[1]);
+        if (v !== 0 && this.violated(v)) return this.stopAtFrame(start, from);
+        const len7 = this.hdr[1] & 0x7f;
+        this.need = 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (this.hdr[1] & 0x80 ? 4 : 0);
+      } else if (this.hlen === 3 && (this.hdr[1] & 0x7f) === 127 && this.hdr[2] & 0x80) {
+        if (this.violated(9)) return this.stopAtFrame(start, from);
+      }
+      if (this.hlen >= 2 && this.hlen === this.need) this.headerDone();
+    }
+    if (this.stopAtBoundary && this.atBoundary) return this.stop(to);
+    return WS_NO_STOP;
+  }
+
+  /**
+   * Strict mode stops before the violating frame: when its header began in this chunk the
+   * forwarded stream ends at a boundary; else part of it is already gone and it does not.
+   */
+  private stopAtFrame(start: number, from: number): number {
+    if (start < 0) return this.stop(from);
+    this.hlen = 0;
+    this.need = 2;
+    return this.stop(start);
+  }
+
+  private stop(at: number): number {
+    this.stopped = true;
+    return at;
+  }
+
+  /** The violation in a header's first two bytes, or 0; updates the message state. */
+  private check(b0: number, b1: number): number {
+    const op = b0 & 0x0f;
+    const masked = (b1 & 0x80) !== 0;
+    if (masked !== ((this.flags & WS_MASKED) !== 0)) return masked ? 2 : 1;
+    if (op >= 8) {
+      if (op > 10) return 3;
+      if (b0 & WS_RSV_MASK) return 4;
+      if ((b1 & 0x7f) > 125) return 5;
+      if ((b0 & 0x80) === 0) return 6;
+      return 0;
+    }
+    if (op > 2) return 3;
+    // Extensions set RSV bits on a message's first frame only (RFC 7692 §6: RSV1 on continuations is an error).
+    const rsv = b0 & WS_RSV_MASK;
+    if (rsv !== 0 && (op === 0 || (rsv & ~this.flags & WS_RSV_MASK) !== 0)) return 4;
+    if (op === 0 && !this.inMessage) return 7;
+    if (op !== 0 && this.inMessage) return 8;
+    return 0;
+  }
+
+  /** Counts a violation; true when the tunnel must stop here (strict mode). */
+  private violated(v: number): boolean {
+    this.violations++;
+    if (this.firstViolation === 0) this.firstViolation = v;
+    return (this.flags & WS_STRICT) !== 0;
+  }
+
+  private headerDone(): void {
+    const h = this.hdr;
+    const len7 = h[1] & 0x7f;
+    let len = len7;
+    if (len7 === 126) len = (h[2] << 8) | h[3];
+    // Above 2^53 the count is approximate; such a frame is never seen whole anyway.
+    else if (len7 === 127)
+      len =
+        (h[2] & 0x7f) * 2 ** 56 +
+        h[3] * 2 ** 48 +
+        h[4] * 2 ** 40 +
+        h[5] * 2 ** 32 +
+        ((h[6] << 24) >>> 0) +
+        (h[7] << 16) +
+        (h[8] << 8) +
+        h[9];
+    this.b0 = h[0];
+    this.hlen = 0;
+    this.need = 2;
+    this.remaining = len;
+    // A data frame opens or continues a message; control frames leave it as it was.
+    const op = h[0] & 0x0f;
+    if (op < 8) this.inMessage = (h[0] & 0x80) === 0;
+    if (len === 0) this.frameEnded();
+  }
+
+  private frameEnded(): void {
+    this.frames++;
+    const op = this.b0 & 0x0f;
+    if (op < 8 && this.b0 & 0x80) this.messages++;
+  }
+}
