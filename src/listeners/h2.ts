@@ -1,9 +1,10 @@
 // HTTP/2 on the front (`Protocols h2 …`): TLS connections whose ALPN is `h2`, and with `h2c`
 // plain connections that open with the HTTP/2 preface (prior knowledge; the HTTP/1 reader finds
-// it, gateway.ts hands the socket over), are served by Node's http2 module. Two
+// it, listeners/accept.ts hands the socket over), are served by Node's http2 module. Two
 // http2.Servers are used only as session factories, one per value of `H2WebSockets` (the
 // SETTINGS a session advertises are fixed when it starts); they never listen. Each stream is
-// routed as an HTTP/1.1 request would be (Host = `:authority`) and handed to an H2Exchange.
+// routed as an HTTP/1.1 request would be (Host = `:authority`) and handed to the one Exchange
+// through an H2Client (proxy/client-h2.ts).
 
 import * as http2 from 'node:http2';
 import type * as net from 'node:net';
