@@ -155,17 +155,16 @@ export class Tunnel {
     private readonly options: TunnelOptions,
   ) {
     this.sink = options.counters ?? { bytesUp: 0, bytesDown: 0 };
-    const ws = options.wsFlags ?? 0;
-    if (ws !== 0) {
-      this.wsUp = new WsTracker(ws | WS_MASKED);
-      this.wsDown = new WsTracker(ws & ~WS_MASKED);
+    // The trackers themselves are made only if the JavaScript pump runs the tunnel (start): the
+    // engine tracks the frames of the tunnels it runs, and most tunnels are its.
+    if ((options.wsFlags ?? 0) !== 0) {
       this.wsNative = { framesUp: 0, messagesUp: 0, violationsUp: 0, framesDown: 0, messagesDown: 0, violationsDown: 0 };
     }
   }
 
   /** A tunnel that upgraded to `websocket`: its frames are followed both ways. */
   get websocket(): boolean {
-    return this.wsUp !== undefined;
+    return this.wsNative !== undefined;
   }
 
   /** Frames, messages and violations each way of a WebSocket tunnel (undefined for other tunnels). */
@@ -181,9 +180,9 @@ export class Tunnel {
         n.messagesDown = wsScratch[4];
         n.violationsDown = wsScratch[5];
       }
-    } else if (!this.usedNative) {
-      const u = this.wsUp!;
-      const d = this.wsDown!;
+    } else if (this.wsUp !== undefined && this.wsDown !== undefined) {
+      const u = this.wsUp;
+      const d = this.wsDown;
       n.framesUp = u.frames;
       n.messagesUp = u.messages;
       n.violationsUp = u.violations;
@@ -200,7 +199,7 @@ export class Tunnel {
    * Returns false when the tunnel is not WebSocket, has ended, or that direction already ended.
    */
   closeAtBoundary(toward: TunnelSide, frame: Buffer): boolean {
-    if (this.finished || this.wsUp === undefined) return false;
+    if (this.finished || !this.websocket) return false;
     if (this.usedNative) return nativeEngine()!.closeAtBoundary(this.id, toward === 'client' ? 0 : 1, frame);
     if (!this.pumping || this.closeReason !== undefined) return false;
     return this.jsCloseToward(toward, frame, false);
@@ -269,7 +268,7 @@ export class Tunnel {
    * sides closed or WS_CLOSE_GRACE_MS passed, TCP. Returns false if it was not a running WebSocket tunnel.
    */
   closeWebSocket(code: number, reason: string, why?: CloseReason): boolean {
-    if (this.finished || this.wsUp === undefined || this.wsCloseCode !== 0) return false;
+    if (this.finished || !this.websocket || this.wsCloseCode !== 0) return false;
     const a = this.closeAtBoundary('client', closeFrame(code, reason, false));
     const b = this.closeAtBoundary('backend', closeFrame(code, reason, true));
     if (!a && !b) return false;
@@ -359,6 +358,11 @@ export class Tunnel {
       if (typeof s.setNoDelay !== 'function') continue;
       s.setNoDelay(true);
       s.setKeepAlive(true, TCP_KEEPALIVE_DELAY_MS);
+    }
+    const ws = this.options.wsFlags ?? 0;
+    if (ws !== 0) {
+      this.wsUp = new WsTracker(ws | WS_MASKED);
+      this.wsDown = new WsTracker(ws & ~WS_MASKED);
     }
     this.pumping = true;
     client.on('data', clientOnData);
