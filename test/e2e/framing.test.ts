@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import type * as http2 from 'node:http2';
 import type * as net from 'node:net';
 import { after, describe, test } from 'node:test';
-import { FRONTS, FrontKit, type Front } from '../helpers/fronts';
+import { type Answer, collect, FRONTS, FrontKit, type Front } from '../helpers/fronts';
 import { h2Connect, h2Request, h2WebSocket } from '../helpers/h2';
 import { eventually, headerIn, readRequestHead, startEchoBackend, startRawBackend } from '../helpers/harness';
 
@@ -17,30 +17,6 @@ const BOUND = { timeout: 60_000 };
 const kit = new FrontKit();
 const gatewayOn = kit.gatewayOn.bind(kit);
 const connect = kit.connect.bind(kit);
-
-interface Answer {
-  status: number;
-  data: string;
-  /** The peer closed the connection (as opposed to `until` matching). */
-  closed: boolean;
-}
-
-/** Collects what the socket receives until it closes (or `until` holds for the bytes so far). */
-function collect(s: net.Socket, until?: (text: string) => boolean): Promise<Answer> {
-  return new Promise((resolve) => {
-    let data = '';
-    const finish = (closed: boolean): void => {
-      s.removeAllListeners('data');
-      const m = /^HTTP\/1\.[01] (\d{3})/.exec(data);
-      resolve({ status: m ? Number(m[1]) : 0, data, closed });
-    };
-    s.on('data', (c: Buffer) => {
-      data += c.toString('latin1');
-      if (until?.(data)) finish(false);
-    });
-    s.once('close', () => finish(true));
-  });
-}
 
 /** Sends `payload` on a new connection through `front` and reads until the peer closes. */
 async function exchange(front: Front, port: number, payload: string | Buffer, until?: (text: string) => boolean): Promise<Answer> {

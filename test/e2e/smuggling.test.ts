@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type * as net from 'node:net';
 import { describe, test } from 'node:test';
-import { FRONTS, FrontKit, type Front } from '../helpers/fronts';
+import { type Answer, collect, FRONTS, FrontKit, type Front } from '../helpers/fronts';
 import { eventually, headerIn, startRawBackend } from '../helpers/harness';
 
 const BOUND = { timeout: 60_000 };
@@ -17,28 +17,10 @@ const kit = new FrontKit();
 const gatewayOn = kit.gatewayOn.bind(kit);
 const connect = kit.connect.bind(kit);
 
-interface Answer {
-  status: number;
-  data: string;
-  closed: boolean;
-}
-
 /** Sends `payload` and collects the answer until the peer closes (or `until` holds). */
 async function exchange(front: Front, port: number, payload: string, until?: (text: string) => boolean): Promise<Answer> {
   const s = await connect(front, port);
-  const done = new Promise<Answer>((resolve) => {
-    let data = '';
-    const finish = (closed: boolean): void => {
-      s.removeAllListeners('data');
-      const m = /^HTTP\/1\.[01] (\d{3})/.exec(data);
-      resolve({ status: m ? Number(m[1]) : 0, data, closed });
-    };
-    s.on('data', (c: Buffer) => {
-      data += c.toString('latin1');
-      if (until?.(data)) finish(false);
-    });
-    s.once('close', () => finish(true));
-  });
+  const done = collect(s, until);
   s.write(Buffer.from(payload, 'latin1'));
   const a = await done;
   if (!a.closed) s.destroy();

@@ -55,3 +55,28 @@ export class FrontKit {
     return s;
   }
 }
+
+/** What a raw client read: the status of the first answer (0 if none), every byte, and whether the peer closed. */
+export interface Answer {
+  status: number;
+  data: string;
+  /** The peer closed the connection (as opposed to `until` matching). */
+  closed: boolean;
+}
+
+/** Collects what the socket receives until it closes (or `until` holds for the bytes so far). */
+export function collect(s: net.Socket, until?: (text: string) => boolean): Promise<Answer> {
+  return new Promise((resolve) => {
+    let data = '';
+    const finish = (closed: boolean): void => {
+      s.removeAllListeners('data');
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(data);
+      resolve({ status: m ? Number(m[1]) : 0, data, closed });
+    };
+    s.on('data', (c: Buffer) => {
+      data += c.toString('latin1');
+      if (until?.(data)) finish(false);
+    });
+    s.once('close', () => finish(true));
+  });
+}
