@@ -6,36 +6,23 @@
 
 import cluster from 'node:cluster';
 import * as os from 'node:os';
-import type { Backend, Config, Route, VirtualHost } from './config/model';
+import type { Config, VirtualHost } from './config/model';
 import { ConnectionRouter } from './listeners/accept';
 import { type BoundListener, Listeners } from './listeners/bind';
 import { NativeFront } from './listeners/native-front';
 import { createLogger, type Logger } from './observe/log';
-import type { GatewayContext, TunnelStart } from './proxy/context';
-import type { RequestRecord } from './proxy/record';
+import { Observers } from './observe/observers';
+import type { GatewayContext, GatewayState, TunnelStart } from './proxy/context';
 import { nativeEngine } from './tunnel/native';
 import { Tunnel, type TunnelOptions } from './tunnel/tunnel';
-import { TunnelRegistry } from './tunnel/registry';
+import { type TunnelRecord, TunnelRegistry } from './tunnel/registry';
 import { HealthChecker } from './upstream/balancer/health';
 import { BalancerRegistry } from './upstream/balancer/state';
 import { OriginRegistry } from './upstream/origins';
 import { HandshakeRate } from './access/handshake-rate';
 import type { LimitState } from './routing/ws-limits';
 
-export type { BoundListener };
-
-/** A live tunnel with what it belongs to, as kept in the registry. */
-export interface TunnelRecord {
-  readonly tunnel: Tunnel;
-  readonly clientIp: string;
-  readonly vhost: VirtualHost;
-  readonly route: Route;
-  readonly backend: Backend;
-  /** How the client reached wsgate: its own HTTP/1.1 connection, or a stream of an HTTP/2 one (RFC 8441). */
-  readonly protocol: 'http/1.1' | 'h2';
-  /** The request that became this tunnel, from its head on. */
-  readonly request: RequestRecord;
-}
+export type { BoundListener, TunnelRecord };
 
 export interface GatewayOptions {
   log?: Logger;
@@ -54,6 +41,8 @@ export class Gateway implements GatewayContext {
   readonly tunnels = new TunnelRegistry<TunnelRecord>();
   /** What the WebSocket abuse limits read: the open tunnels above and the handshakes per client address. */
   readonly wsLimits: LimitState = { tunnels: this.tunnels, handshakeRate: new HandshakeRate() };
+  /** Logs, metrics and the status page hear of each request's and tunnel's end here. */
+  readonly observers: Observers;
   /** Accepted connections, to the front that speaks their protocol. */
   private readonly router: ConnectionRouter;
   /** Accepts and runs upgrade handshakes natively on plain-TCP ports (undefined without the engine). */
@@ -65,6 +54,7 @@ export class Gateway implements GatewayContext {
   constructor(config: Config, options: GatewayOptions = {}) {
     this.config = config;
     this.log = options.log ?? createLogger();
+    this.observers = new Observers(this.log);
     this.balancers = new BalancerRegistry(this.log);
     this.health = new HealthChecker(this.balancers, this.log);
     this.router = new ConnectionRouter(this);
@@ -110,6 +100,11 @@ export class Gateway implements GatewayContext {
     await Promise.all([closing, ...finishing]);
   }
 
+  /** Serving, or stopping (readiness, `SetHandler health`, turns to 503). */
+  get state(): GatewayState {
+    return this.stopping ? 'stopping' : 'serving';
+  }
+
   /** Client connections still speaking HTTP or in an upgrade handshake (not yet tunnels), HTTP/2 sessions included. */
   openConnections(): number {
     return this.router.open + (this.front?.pending ?? 0);
@@ -127,7 +122,7 @@ export class Gateway implements GatewayContext {
         ? new Tunnel(ends.client, ends.backend, this.tunnelOptions(t))
         : new Tunnel(undefined, undefined, this.tunnelOptions(t));
     const r = t.record;
-    this.tunnels.add({
+    const rec: TunnelRecord = {
       tunnel,
       clientIp: r.clientIp,
       vhost: t.vhost,
@@ -135,7 +130,9 @@ export class Gateway implements GatewayContext {
       backend: t.backend,
       protocol: r.protocol,
       request: r,
-    });
+    };
+    this.tunnels.add(rec);
+    this.observers.tunnelOpened(rec);
     if (ends.kind === 'sockets') tunnel.start(ends.clientEarly, ends.backendEarly);
     else tunnel.startInEngine(ends.establish, ends.earlyUp, ends.earlyDown);
     if (this.stopping) tunnel.close('shutdown');
@@ -157,6 +154,7 @@ export class Gateway implements GatewayContext {
 
   private tunnelClosed(t: Tunnel): void {
     const rec = this.tunnels.remove(t);
+    if (rec !== undefined) this.observers.tunnelClosed(rec);
     if (this.log.enabled('debug') || (t.closeReason !== 'closed' && t.closeReason !== 'shutdown')) {
       const fields = {
         tunnel: t.id,

@@ -40,6 +40,7 @@ import {
   type SourceRef,
   type UpgradePolicy,
   type VirtualHost,
+  type HandlerSection,
 } from './model';
 import type { ConfigNode, ParseResult } from './parser';
 import { buildAccess } from './access';
@@ -255,6 +256,12 @@ function checkLocalContent(state: BuildState, mainServer: VirtualHost, virtualHo
   });
 }
 
+/** SetHandler lines in Apache's merge order: the server-level ones (main server's first), then the sections'. */
+function mergeHandlers(lists: readonly (readonly HandlerSection[])[]): HandlerSection[] {
+  const all = lists.flat();
+  return [...all.filter((h) => h.section === undefined), ...all.filter((h) => h.section !== undefined)];
+}
+
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !(value instanceof RegExp) && !Object.isFrozen(value)) {
     Object.freeze(value);
@@ -325,6 +332,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     frontName: frontName(main, undefined),
     ...optional('sectionPreserveHost', nonEmpty(main.sectionPreserveHost)),
     ...optional('sectionOrigins', nonEmpty(main.sectionOrigins)),
+    ...optional('handlers', nonEmpty(mergeHandlers([main.handlers]))),
     ...optional(
       'sectionRewrites',
       assembleSectionRewrites(main.sectionRewrites, main.rewrite.engine ?? false, (r) =>
@@ -371,6 +379,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
       frontName: frontName(vh, main),
       ...optional('sectionPreserveHost', nonEmpty([...main.sectionPreserveHost, ...vh.sectionPreserveHost])),
       ...optional('sectionOrigins', nonEmpty([...main.sectionOrigins, ...vh.sectionOrigins])),
+      ...optional('handlers', nonEmpty(mergeHandlers([main.handlers, vh.handlers]))),
       ...optional(
         'sectionRewrites',
         assembleSectionRewrites([...main.sectionRewrites, ...vh.sectionRewrites], vh.rewrite.engine ?? main.rewrite.engine ?? false, (r) =>

@@ -19,6 +19,7 @@ import type {
   StickySession,
   UpgradePolicy,
   VirtualHostAddress,
+  HandlerSection,
 } from './model';
 import type { HeaderRule } from './headers';
 import { newServerAccessDraft, type AuthzContainerDraft, type ServerAccessDraft } from './access';
@@ -175,6 +176,7 @@ export interface ServerDraft {
   readonly sectionPreserveHost: SectionPreserveHost[];
   /** `ProxyWebsocketAllowedOrigins` lines in sections, in config order. */
   readonly sectionOrigins: SectionOrigins[];
+  readonly handlers: HandlerSection[];
   /** The port of `ServerName host:port`. */
   serverPort?: number;
   /** `UseCanonicalName`. */
@@ -252,5 +254,6 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     redirects: [],
     sectionPreserveHost: [],
     sectionOrigins: [],
+    handlers: [],
   };
 }

@@ -267,6 +267,11 @@ export interface VirtualHost {
   readonly sectionPreserveHost?: readonly SectionPreserveHost[];
   /** `ProxyWebsocketAllowedOrigins` in sections (the main server's first), overriding the server's list; absent when none. */
   readonly sectionOrigins?: readonly SectionOrigins[];
+  /**
+   * SetHandler lines for wsgate's own handlers, in the order Apache merges them (server level, the
+   * main server's first, then the sections in config order); absent when there are none.
+   */
+  readonly handlers?: readonly HandlerSection[];
   /** mod_alias redirects; absent when the server has none. */
   readonly redirects?: Redirects;
   /** How the server names itself in URLs it writes (absent: from Host, else the machine's name). */
@@ -296,6 +301,18 @@ export interface ReverseMap {
   readonly location: readonly ReverseAlias[];
   readonly cookiePath: readonly ReverseAlias[];
   readonly cookieDomain: readonly ReverseAlias[];
+}
+
+/** A handler wsgate runs itself (config/handlers.ts, src/handlers/). */
+export type HandlerName = 'health';
+
+/** A `SetHandler` line for one of wsgate's handlers (or `none`): at server level, or in a section. */
+export interface HandlerSection {
+  /** The section it was written in; undefined at server level. */
+  readonly section?: SectionMatch;
+  /** undefined: `SetHandler none` (what an earlier line set no longer applies here). */
+  readonly handler: HandlerName | undefined;
+  readonly source: SourceRef;
 }
 
 /** A `ProxyPreserveHost` written in a `<Location>`/`<LocationMatch>`. */

@@ -143,6 +143,8 @@ export function buildInterimResponse(res: ResponseHead): Buffer {
 }
 
 const REASONS: Record<number, string> = {
+  200: 'OK',
+  204: 'No Content',
   300: 'Multiple Choices',
   301: 'Moved Permanently',
   302: 'Found',
@@ -154,6 +156,7 @@ const REASONS: Record<number, string> = {
   401: 'Unauthorized',
   405: 'Method Not Allowed',
   410: 'Gone',
+  411: 'Length Required',
   403: 'Forbidden',
   404: 'Not Found',
   408: 'Request Timeout',

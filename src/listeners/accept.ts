@@ -6,6 +6,7 @@
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
 import type { Config, ListenAddress, VirtualHost } from '../config/model';
+import type { HandlerHost } from '../handlers/handler';
 import type { GatewayContext } from '../proxy/context';
 import { selectVirtualHost } from '../routing/vhost';
 import { H2Front } from './h2';
@@ -13,7 +14,7 @@ import { ClientConnection, type ConnectionHost } from './http1';
 import type { FrontHost } from './native-front';
 
 /** What the router needs from the gateway: its services and the config in force. */
-export interface AcceptHost extends GatewayContext {
+export interface AcceptHost extends HandlerHost {
   readonly config: Config;
 }
 
@@ -41,6 +42,15 @@ export class ConnectionRouter implements ConnectionHost, FrontHost {
   }
   get wsLimits(): GatewayContext['wsLimits'] {
     return this.host.wsLimits;
+  }
+  get observers(): GatewayContext['observers'] {
+    return this.host.observers;
+  }
+  get state(): HandlerHost['state'] {
+    return this.host.state;
+  }
+  get tunnels(): HandlerHost['tunnels'] {
+    return this.host.tunnels;
   }
   serverName(vhost: VirtualHost): string {
     return this.host.serverName(vhost);

@@ -9,10 +9,12 @@
 import * as http2 from 'node:http2';
 import type * as net from 'node:net';
 import type { Config, ListenAddress, VirtualHost } from '../config/model';
-import type { GatewayContext } from '../proxy/context';
+import { type HandlerHost, localRequest, runHandler } from '../handlers/handler';
+import { errorBody } from '../http/forward';
 import type { Logger } from '../observe/log';
 import { respondH2Error } from '../proxy/answers';
 import { H2Body, H2Client } from '../proxy/client-h2';
+import { H2Local } from '../proxy/local-h2';
 import { Exchange } from '../proxy/exchange';
 import { RequestRecord } from '../proxy/record';
 import { headerScope, Upstream } from '../proxy/upstream';
@@ -42,7 +44,7 @@ export const H2_PING_TIMEOUT_MS = 10_000;
 /** A session being closed (GOAWAY sent, or destroyed) whose socket is still open this long after is cut. */
 export const H2_CLOSE_GRACE_MS = 5_000;
 
-export interface H2Host extends GatewayContext {
+export interface H2Host extends HandlerHost {
   /** The config in force now; read once per stream. */
   readonly config: Config;
 }
@@ -289,6 +291,18 @@ export class H2Front {
       { method: backendMethod, target: path, upgrade, headers: routingFields, host: authority, secure: info.listen.protocol === 'https' },
       { clientIp: info.clientIp, localAddress: () => info.localAddress, protocol: 'HTTP/2.0', limits: this.host.wsLimits },
     );
+    if (decision.kind === 'handler') {
+      const record = this.record(info, method, path, undefined);
+      record.routed(vhost, undefined);
+      const local = new H2Local(stream, record, method === 'HEAD');
+      runHandler(
+        this.host,
+        decision.handler,
+        localRequest({ method, target: path, host: authority }, fields, info.listen.protocol === 'https', vhost, record),
+        local,
+      );
+      return;
+    }
     if (decision.kind === 'local' || decision.kind === 'redirect') {
       const fields: string[] = [];
       if (decision.kind === 'redirect' && decision.location !== undefined) fields.push('Location', decision.location);
@@ -308,20 +322,8 @@ export class H2Front {
       upgrade,
       versionMinor: 1,
     };
-    const tls = info.listen.protocol === 'https';
-    const record = new RequestRecord(
-      {
-        clientIp: info.clientIp,
-        clientPort: info.clientPort,
-        listen: info.listen,
-        tls,
-        alpn: tls ? 'h2' : undefined,
-        protocol: 'h2',
-      },
-      // The client's own method (an RFC 8441 WebSocket's is CONNECT), not the backend's.
-      { method, target: path, upgrade },
-      info.acceptedAt,
-    );
+    // The client's own method (an RFC 8441 WebSocket's is CONNECT), not the backend's.
+    const record = this.record(info, method, path, upgrade);
     record.routed(vhost, decision.route);
     const up = new Upstream(this.host, decision, record, fields, headerScope(vhost, backendMethod, path, info.tls));
     const side = new H2Client(stream, info.clientIp, body, websocket?.key, vhost.settings.limitRequestBody);
@@ -340,6 +342,27 @@ export class H2Front {
   ): void {
     this.host.log.info('request not proxied', { status, reason, client: info.clientIp, method, path, protocol: 'h2' });
     respondH2Error(stream, status, undefined, fields);
+    const record = this.record(info, method, path, undefined);
+    if (method !== 'HEAD') record.bytesOut = errorBody(status).length;
+    record.end({ kind: 'answered', status, reason });
+  }
+
+  /** The record of a request read on a stream of `info`'s session. */
+  private record(info: SessionInfo, method: string, path: string, upgrade: string | undefined): RequestRecord {
+    const tls = info.listen.protocol === 'https';
+    return new RequestRecord(
+      {
+        clientIp: info.clientIp,
+        clientPort: info.clientPort,
+        listen: info.listen,
+        tls,
+        alpn: tls ? 'h2' : undefined,
+        protocol: 'h2',
+        sink: this.host.observers,
+      },
+      { method, target: path, upgrade },
+      info.acceptedAt,
+    );
   }
 
   /** Closes every session now (shutdown): their streams, and the tunnels on them, close too. */

@@ -14,9 +14,11 @@ import {
   type RequestHead,
   type RequestLimits,
 } from '../http/head';
+import { type HandlerHost, localRequest, runHandler } from '../handlers/handler';
+import { errorBody } from '../http/forward';
 import { respondHttp1Error } from '../proxy/answers';
+import { Http1Local } from '../proxy/local-http1';
 import { Http1Client, type ExchangeOwner } from '../proxy/client-http1';
-import type { GatewayContext } from '../proxy/context';
 import { Exchange } from '../proxy/exchange';
 import { RequestRecord } from '../proxy/record';
 import { headerScope, Upstream } from '../proxy/upstream';
@@ -36,7 +38,7 @@ const unread = new Set<ClientConnection>();
 const evictions = new EvictionLog();
 type ConnSocket = Socket & { [kConn]?: ClientConnection };
 
-export interface ConnectionHost extends GatewayContext {
+export interface ConnectionHost extends HandlerHost {
   /** The config in force now; read once per request so a reload applies to the next one. */
   readonly config: Config;
   connectionClosed(conn: ClientConnection): void;
@@ -45,6 +47,15 @@ export interface ConnectionHost extends GatewayContext {
    * server speaks it (`Protocols h2c`); true when it was taken (the connection is detached).
    */
   takePriorKnowledgeH2?(conn: ClientConnection, listen: ListenAddress, bytes: Buffer): boolean;
+}
+
+/** What runs a request on the connection once its head is read: an exchange's client side, or a handler's answer. */
+interface ConnectionTenant {
+  onData(chunk: Buffer): void;
+  /** The client's FIN. */
+  onEnd(): void;
+  gone(detail: string): void;
+  drained(): void;
 }
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -60,8 +71,8 @@ export class ClientConnection implements ExchangeOwner {
   /** When the connection was accepted (its requests' records start there). */
   private readonly acceptedAt = Date.now();
   private buf: Buffer | undefined;
-  /** The exchange running now, through its client side on this connection. */
-  private exchange: Http1Client | undefined;
+  /** The exchange (through its client side on this connection) or the handler running now. */
+  private exchange: ConnectionTenant | undefined;
   private detached = false;
   private closed = false;
   /** A request was read: the connection can no longer turn into HTTP/2 (the preface must come first). */
@@ -230,6 +241,17 @@ export class ClientConnection implements ExchangeOwner {
       this.clientIp,
       this.host.wsLimits,
     );
+    if (decision.kind === 'handler') {
+      const record = this.record(req);
+      record.routed(vhost, undefined);
+      const local = new Http1Local(this, req, record);
+      this.exchange = local;
+      // The body and any pipelined bytes first: a handler that answers at once decides keep-alive on them.
+      local.start(rest);
+      const secure = (this.socket as Socket & { encrypted?: boolean }).encrypted === true;
+      runHandler(this.host, decision.handler, localRequest(req, req.headers, secure, vhost, record), local);
+      return;
+    }
     if (decision.kind === 'local' || decision.kind === 'redirect') {
       this.host.log.info('request not proxied', {
         status: decision.status,
@@ -244,6 +266,10 @@ export class ClientConnection implements ExchangeOwner {
       if (decision.kind === 'local' && decision.realm !== undefined) extra += `WWW-Authenticate: ${basicChallenge(decision.realm)}\r\n`;
       if (decision.kind === 'local' && decision.retryAfter !== undefined) extra += `Retry-After: ${decision.retryAfter}\r\n`;
       respondHttp1Error(this.socket, decision.status, keepAlive, extra, req.method !== 'HEAD');
+      const record = this.record(req);
+      record.routed(vhost, undefined);
+      if (req.method !== 'HEAD') record.bytesOut = errorBody(decision.status).length;
+      record.end({ kind: 'answered', status: decision.status, reason: decision.reason });
       if (keepAlive) this.exchangeDone(true, rest);
       return;
     }
@@ -270,6 +296,7 @@ export class ClientConnection implements ExchangeOwner {
         tls: s.encrypted === true,
         alpn: typeof s.alpnProtocol === 'string' ? s.alpnProtocol : undefined,
         protocol: 'http/1.1',
+        sink: this.host.observers,
       },
       req,
       this.acceptedAt,
@@ -361,7 +388,7 @@ export class ClientConnection implements ExchangeOwner {
     if (this.closed) return;
     this.closed = true;
     this.stopHeadStage();
-    this.exchange?.x.clientGone(detail);
+    this.exchange?.gone(detail);
     this.exchange = undefined;
     this.socket.destroy();
     this.host.connectionClosed(this);
@@ -369,7 +396,7 @@ export class ClientConnection implements ExchangeOwner {
 
   /** @internal */
   onDrain(): void {
-    this.exchange?.x.clientDrained();
+    this.exchange?.drained();
   }
 
   /** @internal */

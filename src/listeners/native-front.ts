@@ -10,6 +10,7 @@
 import * as net from 'node:net';
 import type { ListenAddress, ServerSettings } from '../config/model';
 import { findHeadEnd, HeadError, parseRequestHead, requestHeadCap, type RequestHead } from '../http/head';
+import { errorBody } from '../http/forward';
 import { nativeErrorAnswer } from '../proxy/answers';
 import { NativeUpgrade, type NativeUpgradeHost } from '../proxy/native-upgrade';
 import { RequestRecord } from '../proxy/record';
@@ -131,14 +132,22 @@ export class NativeFront implements NativeUpgradeHost {
     // above is counted once, on the HTTP/1 path.
     const refusal = checkWebSocketLimits(vhost, decision.route, req.method, req.target, req.headers, clientIp, this.host.wsLimits);
     if (refusal !== undefined) {
-      this.refuse(id, clientIp, req, refusal);
+      this.refuse(id, listen, clientIp, req, refusal);
       return;
     }
     const rest = end < bytes.length ? bytes.subarray(end) : undefined;
     // The engine reports a connection once its head is in: accepted and head read are one moment here.
     const now = Date.now();
     const record = new RequestRecord(
-      { clientIp: plainAddress(clientIp), clientPort: undefined, listen, tls: false, alpn: undefined, protocol: 'http/1.1' },
+      {
+        clientIp: plainAddress(clientIp),
+        clientPort: undefined,
+        listen,
+        tls: false,
+        alpn: undefined,
+        protocol: 'http/1.1',
+        sink: this.host.observers,
+      },
       req,
       now,
       now,
@@ -180,7 +189,7 @@ export class NativeFront implements NativeUpgradeHost {
   }
 
   /** A WebSocket limit refused the upgrade: answered by the engine, which then closes the connection. */
-  private refuse(id: number, clientIp: string, req: RequestHead, refusal: LimitRefusal): void {
+  private refuse(id: number, listen: ListenAddress, clientIp: string, req: RequestHead, refusal: LimitRefusal): void {
     this.host.log.info('request not proxied', {
       status: refusal.status,
       reason: refusal.reason,
@@ -190,6 +199,23 @@ export class NativeFront implements NativeUpgradeHost {
     });
     const extra = refusal.retryAfter === undefined ? '' : `Retry-After: ${refusal.retryAfter}\r\n`;
     this.engine.frontRespond(id, nativeErrorAnswer(refusal.status, extra, req.method !== 'HEAD'));
+    const now = Date.now();
+    const record = new RequestRecord(
+      {
+        clientIp: plainAddress(clientIp),
+        clientPort: undefined,
+        listen,
+        tls: false,
+        alpn: undefined,
+        protocol: 'http/1.1',
+        sink: this.host.observers,
+      },
+      req,
+      now,
+      now,
+    );
+    if (req.method !== 'HEAD') record.bytesOut = errorBody(refusal.status).length;
+    record.end({ kind: 'answered', status: refusal.status, reason: refusal.reason });
   }
 
   /** The connection goes to the HTTP/1 path, with what was read from it. */

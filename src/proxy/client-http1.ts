@@ -85,6 +85,16 @@ export class Http1Client implements ClientSide {
     }
   }
 
+  /** The client's connection failed or closed. */
+  gone(detail: string): void {
+    this.x.clientGone(detail);
+  }
+
+  /** The client's connection can take more bytes. */
+  drained(): void {
+    this.x.clientDrained();
+  }
+
   /** The client's FIN. */
   onEnd(): void {
     this.clientEnded = true;

@@ -4,12 +4,16 @@
 import type { Socket } from 'node:net';
 import type { Backend, Route, VirtualHost } from '../config/model';
 import type { Logger } from '../observe/log';
+import type { Observers } from '../observe/observers';
 import type { TunnelClient } from '../tunnel/tunnel';
 import type { BalancerRegistry } from '../upstream/balancer/state';
 import type { BackendCounters } from '../upstream/counters';
 import type { OriginRegistry } from '../upstream/origins';
 import type { LimitState } from '../routing/ws-limits';
 import type { RequestRecord } from './record';
+
+/** Whether the gateway takes new work: a stop or a drain turns readiness (`SetHandler health`) to 503. */
+export type GatewayState = 'serving' | 'draining' | 'stopping';
 
 export interface GatewayContext {
   readonly log: Logger;
@@ -18,6 +22,8 @@ export interface GatewayContext {
   readonly balancers: BalancerRegistry;
   /** Open tunnels and handshake counts for the WebSocket abuse limits (routing/ws-limits.ts). */
   readonly wsLimits: LimitState;
+  /** Who hears of each request's and tunnel's end (logs, metrics, status page); records report to it. */
+  readonly observers: Observers;
   /** The name sent as X-Forwarded-Server (and as Host with ProxyPreserveHost but no client Host). */
   serverName(vhost: VirtualHost): string;
   /** Takes a request that became a tunnel (see exchange.ts becomeTunnel, its one caller). */

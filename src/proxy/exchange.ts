@@ -335,8 +335,8 @@ export class Exchange {
     this.resFramer = framer;
     this.keepBackend =
       !this.isUpgrade && res.versionMinor === 1 && framer.framing !== Framing.UntilClose && !res.connectionTokens.includes('close');
+    this.record.status = res.status;
     if (!this.client.answerHead(this, this.up.relayed(this.vhost, res, this.req, this.client.protocol === 'h2'), framer)) return;
-    this.record.end({ kind: 'answered', status: res.status });
     if (this.client.dechunk && framer.framing === Framing.Chunked) {
       (framer as DechunkFramer)[kExchange] = this;
       framer.onChunkData = onChunkData;
@@ -362,6 +362,7 @@ export class Exchange {
     }
     if (n > 0) {
       this.up.received(n);
+      this.record.bytesOut += n;
       if (framer.onChunkData === undefined) this.sendDown(n === chunk.length ? chunk : chunk.subarray(0, n));
     }
     if (this.phase === Phase.Done) return;
@@ -458,6 +459,8 @@ export class Exchange {
   private finish(): void {
     this.stop();
     this.up.finish();
+    // A relayed answer ends here, once its last byte is handed to the client (failures ended the record already).
+    if (this.record.status !== 0) this.record.end({ kind: 'answered', status: this.record.status });
   }
 
   private dropBackend(): void {
@@ -528,6 +531,7 @@ export function becomeTunnel(ctx: GatewayContext, up: Upstream, vhost: VirtualHo
   up.finish();
   const record = up.record;
   record.tunnelAt = Date.now();
+  record.status = res.status;
   record.end({ kind: 'tunnel' });
   const wsFlags = websocketFlagsOf(res, vhost.settings.websocketStrict);
   ctx.startTunnel({ record, vhost, route: up.route, backend: up.backend, counters: up.counters, onClosed, ends, wsFlags });

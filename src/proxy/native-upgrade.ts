@@ -209,6 +209,7 @@ export class NativeUpgrade {
   /** Closes both connections without an answer (shutdown). */
   abort(): void {
     if (this.done) return;
+    this.up.record.end({ kind: 'aborted', reason: 'shutdown' });
     this.host.engine.frontAbort(this.id);
     this.finishHere();
     this.up.finish();

@@ -12,13 +12,18 @@ export type FrontProtocol = 'http/1.1' | 'h2';
 
 /** How the request ended: a status answered (relayed or wsgate's own), a tunnel, or cut off. */
 export type Outcome =
-  | { readonly kind: 'answered'; readonly status: number }
+  | { readonly kind: 'answered'; readonly status: number; readonly reason?: string }
   | { readonly kind: 'failed'; readonly status: number; readonly reason: string }
   | { readonly kind: 'aborted'; readonly reason: string }
   | { readonly kind: 'client-gone'; readonly reason: string }
   | { readonly kind: 'tunnel' };
 
 let nextRequestId = 1;
+
+/** Told once when a request ends without becoming a tunnel (observe/observers.ts). */
+export interface RecordSink {
+  requestEnded(rec: RequestRecord): void;
+}
 
 export class RequestRecord {
   readonly id = nextRequestId++;
@@ -48,7 +53,14 @@ export class RequestRecord {
   connectedAt = 0;
   answeredAt = 0;
   tunnelAt = 0;
+  /** When the request ended (its answer handed to the client, or it failed); 0 for a tunnel, whose end its record keeps. */
+  finishedAt = 0;
+  /** The status the client got, relayed or wsgate's own (the 101 of a tunnel); 0 until known. */
+  status = 0;
+  /** Answer body bytes handed to the client (as relayed: an HTTP/1.1 chunked body with its framing). */
+  bytesOut = 0;
   outcome: Outcome | undefined;
+  private readonly sink: RecordSink | undefined;
 
   constructor(from: RecordSource, req: Pick<RequestHead, 'method' | 'target' | 'upgrade'>, acceptedAt: number, headAt = Date.now()) {
     this.clientIp = from.clientIp;
@@ -62,17 +74,23 @@ export class RequestRecord {
     this.upgrade = req.upgrade;
     this.acceptedAt = acceptedAt;
     this.headAt = headAt;
+    this.sink = from.sink;
   }
 
-  /** The server and route that took the request (set once routing has decided). */
-  routed(vhost: VirtualHost, route: Route): void {
+  /** The server and route that took the request (set once routing has decided; no route for wsgate's own answers). */
+  routed(vhost: VirtualHost, route: Route | undefined): void {
     this.vhost = vhost.serverName ?? (vhost.addresses.length > 0 ? vhost.addresses.map((a) => `${a.host}:${a.port}`).join(' ') : 'main');
-    this.route = `${route.source.file}:${route.source.line}`;
+    if (route !== undefined) this.route = `${route.source.file}:${route.source.line}`;
   }
 
-  /** The first outcome sticks: a request ends once. */
+  /** The first outcome sticks: a request ends once, and (unless it became a tunnel) its sink hears of it then. */
   end(outcome: Outcome): void {
-    if (this.outcome === undefined) this.outcome = outcome;
+    if (this.outcome !== undefined) return;
+    this.outcome = outcome;
+    if (outcome.kind === 'tunnel') return;
+    this.finishedAt = Date.now();
+    if (outcome.kind === 'answered' || outcome.kind === 'failed') this.status = outcome.status;
+    this.sink?.requestEnded(this);
   }
 }
 
@@ -84,6 +102,8 @@ export interface RecordSource {
   readonly tls: boolean;
   readonly alpn: string | undefined;
   readonly protocol: FrontProtocol;
+  /** Who hears when the request ends (the gateway's observers); none in unit tests. */
+  readonly sink?: RecordSink;
 }
 
 export function describeListen(l: ListenAddress): string {

@@ -1,13 +1,24 @@
 // Which rule of a virtual host takes a request, where it goes, and whether it is tunnelled
 // (REFERENCE §2; research/apache-httpd.md §1b, §2.1–2.8).
 
-import type { Backend, Balancer, Config, ListenAddress, Route, UpgradePolicy, VirtualHost } from '../config/model';
+import type {
+  Backend,
+  Balancer,
+  Config,
+  HandlerName,
+  HandlerSection,
+  ListenAddress,
+  Route,
+  UpgradePolicy,
+  VirtualHost,
+} from '../config/model';
 import type { RequestHead } from '../http/head';
 import { aliasMatch, canonPath, hasControlOrSpace, substitute } from './mapping';
 import { checkAccess } from '../access/evaluate';
 import { fixupRedirect, translateRedirect, type RedirectAnswer } from './redirect';
 import { type RewriteRequest, rewriteRequest, sectionRewrite } from './rewrite';
 import { parseTarget, type Target } from './target';
+import { sectionApplies } from './section';
 import { selectVirtualHost } from './vhost';
 import { checkWebSocketLimits, type LimitState } from './ws-limits';
 
@@ -69,6 +80,12 @@ export type RouteResult =
       retryAfter?: number;
     }
   | {
+      /** A path no rule proxies, in reach of a `SetHandler` for one of wsgate's handlers (src/handlers/). */
+      kind: 'handler';
+      handler: HandlerName;
+      reason: string;
+    }
+  | {
       /** mod_alias (`Redirect*`): answered by wsgate, nothing is proxied. */
       kind: 'redirect';
       /** 3xx with `location`, or the status a `Redirect gone` (410) or `Redirect 404 …` line gives. */
@@ -104,8 +121,22 @@ export function routeRequest(vhost: VirtualHost, req: RequestFacts): RouteResult
   }
   // mod_proxy's own check (proxy_handler): TraceEnable Off refuses TRACE before any backend is asked.
   if (req.method === 'TRACE' && vhost.settings.traceEnable === 'off') return local(501, 'TRACE denied by TraceEnable Off');
-  const result = routeTarget(vhost, req, target);
-  return vhost.redirects === undefined && vhost.sectionRewrites === undefined ? result : afterTranslate(vhost, req, target, result);
+  const routed = routeTarget(vhost, req, target);
+  const result = vhost.redirects === undefined && vhost.sectionRewrites === undefined ? routed : afterTranslate(vhost, req, target, routed);
+  return vhost.handlers === undefined ? result : withHandler(vhost.handlers, target, result);
+}
+
+/**
+ * A request no rule proxies (none matches, or `ProxyPass … !`) goes to the handler its sections
+ * set, as in Apache, where mod_proxy takes a request it maps before any handler is chosen. The
+ * last SetHandler that applies wins; `SetHandler none` clears what an earlier one set.
+ */
+function withHandler(handlers: readonly HandlerSection[], target: Target, result: RouteResult): RouteResult {
+  if (result.kind !== 'local' || (result.reason !== NO_RULE && result.reason !== EXCLUDED)) return result;
+  let found: HandlerSection | undefined;
+  for (const h of handlers) if (sectionApplies(h.section, target.path)) found = h;
+  if (found?.handler === undefined) return result;
+  return { kind: 'handler', handler: found.handler, reason: `SetHandler ${found.handler} at ${found.source.file}:${found.source.line}` };
 }
 
 /**

@@ -7,7 +7,8 @@
 // from); a backend by its URL as configured, so every route and every config naming the same
 // backend (a balancer member included) finds its tunnels under one key.
 
-import type { Backend, Route } from '../config/model';
+import type { Backend, Route, VirtualHost } from '../config/model';
+import type { FrontProtocol, RequestRecord } from '../proxy/record';
 import type { Tunnel } from './tunnel';
 
 /** What the registry needs to know of a tunnel's record; the gateway's record carries more. */
@@ -17,6 +18,16 @@ export interface RegisteredTunnel {
   readonly backend: Backend;
   /** The client's address (plain IPv4 for a mapped one); counted by `countClient` when given. */
   readonly clientIp?: string;
+}
+
+/** A live tunnel with what it belongs to, as the gateway keeps it and its observers read it. */
+export interface TunnelRecord extends RegisteredTunnel {
+  readonly clientIp: string;
+  readonly vhost: VirtualHost;
+  /** How the client reached wsgate: its own HTTP/1.1 connection, or a stream of an HTTP/2 one (RFC 8441). */
+  readonly protocol: FrontProtocol;
+  /** The request that became this tunnel, from its head on. */
+  readonly request: RequestRecord;
 }
 
 export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {

@@ -26,6 +26,7 @@ import { BalancerRegistry } from '../../src/upstream/balancer/state';
 import { OriginRegistry } from '../../src/upstream/origins';
 import { randomBytes, rawExchange, sha256, startGateway } from '../helpers/harness';
 import { HandshakeRate } from '../../src/access/handshake-rate';
+import { Observers } from '../../src/observe/observers';
 import { TunnelRegistry } from '../../src/tunnel/registry';
 
 const BOUND = { timeout: 20_000 };
@@ -115,6 +116,7 @@ function bench(conf: string): Bench {
     serverName: () => 'proxy-test',
     startTunnel: (t) => tunnels.push(t),
     wsLimits: { tunnels: new TunnelRegistry(), handshakeRate: new HandshakeRate() },
+    observers: new Observers(log),
   };
   return { ctx, config, logs, tunnels };
 }

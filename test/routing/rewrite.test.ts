@@ -20,6 +20,7 @@ function go(vh: VirtualHost, target: string, headers: string[] = [], method = 'G
 function where(r: RouteResult): string {
   if (r.kind === 'local') return String(r.status);
   if (r.kind === 'redirect') return `${r.status} ${r.location ?? ''}`;
+  if (r.kind === 'handler') return `handler ${r.handler}`;
   const to = r.kind === 'proxy' ? r.route.backend!.url : r.balancer.url;
   return `${to} ${r.path} ${r.mode} line${r.route.source.line}`;
 }

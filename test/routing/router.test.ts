@@ -89,7 +89,7 @@ describe('§2.5/§2.6 upgrade= values', () => {
   const value = (r: ReturnType<typeof go>) =>
     r.kind === 'proxy' && r.mode === 'upgrade'
       ? r.upgradeValue
-      : `${r.kind}:${r.kind === 'local' || r.kind === 'redirect' ? r.status : r.mode}`;
+      : `${r.kind}:${r.kind === 'local' || r.kind === 'redirect' ? r.status : r.kind === 'handler' ? r.handler : r.mode}`;
 
   test('default ws://: WebSocket in any case, forwarded with the client spelling', () => {
     const vh = vhost([pass('/', 'ws://b/')]);
