@@ -12,8 +12,10 @@
  *   handshake  --concurrency C: C loops of connect -> upgrade (101 + Sec-WebSocket-Accept
  *              checked) -> close frame -> server's close frame -> server's FIN -> close.
  *   idle       --conns N: opens N tunnels, sends one message on each and waits for its echo,
- *              holds them --settle seconds while sampling RSS of the watched processes, then
- *              closes them.
+ *              prints "idle-open LIVE FAILED" on stderr, holds them --settle seconds while
+ *              sampling RSS of the watched processes (SIGTERM ends the wait), then closes them.
+ * --src IP binds every connection to that local address (another 127.0.0.x: its own ephemeral
+ * ports, for more connections to one proxy port than one address has).
  * Timing: --warmup SEC, then --reps R windows of --duration SEC each. For every window it
  * samples, at the window's edges, the CPU (utime+stime+cutime+cstime and schedstat), page
  * faults and RSS of the process tree under --watch PID (the proxy) and --aux PID (the
@@ -48,7 +50,7 @@ typedef struct conn {
 
 static struct {
   int mode;
-  const char *host, *path;
+  const char *host, *path, *src;
   int port;
   int conns, inflight, size, rate, concurrency;
   double warmup, duration, settle, hs_timeout;
@@ -59,7 +61,7 @@ static struct {
          .concurrency = 64, .warmup = 2, .duration = 5, .settle = 3, .hs_timeout = 5, .reps = 3};
 
 static int ep, tfd = -1;
-static struct sockaddr_in dst;
+static struct sockaddr_in dst, src;
 static conn **C;          /* connection table (slots) */
 static int nslots;
 static uint8_t bigbuf[1 << 18];
@@ -363,6 +365,14 @@ static void start_conn(int slot) {
   if (c->fd < 0) { note_error("socket() failed (fd limit?)", slot); n_connect_err++; return; }
   int one = 1;
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (cfg.src) {
+    /* the port is chosen at connect(), unique per destination rather than per address */
+    setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    if (bind(c->fd, (struct sockaddr *)&src, sizeof src) != 0) {
+      char m[96]; snprintf(m, sizeof m, "bind: %s", strerror(errno));
+      close(c->fd); c->fd = -1; note_error(m, slot); n_connect_err++; return;
+    }
+  }
   c->state = C_CONNECTING;
   c->got_close = 0; c->live = 0;
   c->seq_send = c->seq_recv = 0;
@@ -626,6 +636,7 @@ int main(int argc, char **argv) {
     if (!strcmp(k, "--host")) cfg.host = v;
     else if (!strcmp(k, "--port")) cfg.port = atoi(v);
     else if (!strcmp(k, "--path")) cfg.path = v;
+    else if (!strcmp(k, "--src")) cfg.src = v;
     else if (!strcmp(k, "--conns")) cfg.conns = atoi(v);
     else if (!strcmp(k, "--inflight")) cfg.inflight = atoi(v);
     else if (!strcmp(k, "--size")) cfg.size = atoi(v);
@@ -650,6 +661,9 @@ int main(int argc, char **argv) {
   dst.sin_family = AF_INET;
   dst.sin_port = htons((uint16_t)cfg.port);
   if (inet_pton(AF_INET, cfg.host, &dst.sin_addr) != 1) die("bad host %s", cfg.host);
+  memset(&src, 0, sizeof src);
+  src.sin_family = AF_INET;
+  if (cfg.src && inet_pton(AF_INET, cfg.src, &src.sin_addr) != 1) die("bad --src %s", cfg.src);
   pattern = malloc((size_t)cfg.size + 256);
   for (int i = 0; i < cfg.size + 256; i++) pattern[i] = (uint8_t)(i * 131 + (i >> 8) * 7 + 1);
   ep = epoll_create1(EPOLL_CLOEXEC);
@@ -710,6 +724,7 @@ int main(int argc, char **argv) {
     open_all(idle_all_live, 120);
     measuring = 0;
     open_s = (now_ns() - t_start) / 1e9;
+    fprintf(stderr, "idle-open %llu %llu\n", (unsigned long long)n_live, (unsigned long long)(n_started - n_live));
     uint64_t settle_end = now_ns() + (uint64_t)(cfg.settle * 1e9);
     sl += (size_t)snprintf(samples + sl, sizeof samples - sl, "[");
     for (int k = 0; now_ns() < settle_end && !interrupted; k++) {

@@ -252,6 +252,38 @@ napi_value FrontListenJs(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// frontBindShared(ip, port, exclusive): [fd, port, family] | errno — see FrontBindShared.
+napi_value FrontBindSharedJs(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  char ip[INET6_ADDRSTRLEN + 1];
+  size_t ip_len = 0;
+  uint32_t port;
+  bool exclusive = false;
+  if (argc < 3 || napi_get_value_string_utf8(env, argv[0], ip, sizeof ip, &ip_len) != napi_ok || !GetUint32(env, argv[1], &port) ||
+      port > 65535 || napi_get_value_bool(env, argv[2], &exclusive) != napi_ok) {
+    return Throw(env, "frontBindShared(ip, port, exclusive)");
+  }
+  uint32_t bound = 0;
+  int family = 0;
+  int fd = FrontBindShared(ip, port, exclusive, &bound, &family);
+  napi_value result;
+  if (fd < 0) {
+    napi_create_int32(env, -fd, &result);
+    return result;
+  }
+  napi_create_array_with_length(env, 3, &result);
+  napi_value v;
+  napi_create_int32(env, fd, &v);
+  napi_set_element(env, result, 0, v);
+  napi_create_uint32(env, bound, &v);
+  napi_set_element(env, result, 1, v);
+  napi_create_int32(env, family, &v);
+  napi_set_element(env, result, 2, v);
+  return result;
+}
+
 // frontUnlisten(id)
 napi_value FrontUnlistenJs(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -511,6 +543,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"wsTestFeed", nullptr, WsTestFeedJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"wsTestState", nullptr, WsTestStateJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontListen", nullptr, FrontListenJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontBindShared", nullptr, FrontBindSharedJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontUnlisten", nullptr, FrontUnlistenJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontHandoff", nullptr, FrontHandoffJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontConnect", nullptr, FrontConnectJs, nullptr, nullptr, nullptr, napi_default, nullptr},

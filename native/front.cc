@@ -545,6 +545,76 @@ void FrontUnlisten(Engine* e, uint32_t id) {
   if (e->listeners.empty()) uv_unref(reinterpret_cast<uv_handle_t*>(&e->poll));
 }
 
+namespace {
+
+// Fills `ss` from an IP address; false when `ip` is not one.
+bool SocketAddress(const char* ip, uint32_t port, struct sockaddr_storage* ss, socklen_t* len) {
+  memset(ss, 0, sizeof *ss);
+  auto* a4 = reinterpret_cast<struct sockaddr_in*>(ss);
+  auto* a6 = reinterpret_cast<struct sockaddr_in6*>(ss);
+  if (inet_pton(AF_INET, ip, &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(uint16_t(port));
+    *len = sizeof *a4;
+    return true;
+  }
+  if (inet_pton(AF_INET6, ip, &a6->sin6_addr) == 1) {
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons(uint16_t(port));
+    *len = sizeof *a6;
+    return true;
+  }
+  return false;
+}
+
+// A bound socket (listening when `listen_too`), or -errno. SO_REUSEADDR as Node sets it on its
+// servers: a port with connections in TIME_WAIT can be bound again at once.
+int BindSocket(const struct sockaddr_storage& ss, socklen_t len, bool reuse_port, bool listen_too) {
+  UniqueFd fd(socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return -errno;
+  int one = 1;
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuse_port && setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) return -errno;
+  if (bind(fd.get(), reinterpret_cast<const struct sockaddr*>(&ss), len) != 0) return -errno;
+  if (listen_too && listen(fd.get(), kListenBacklog) != 0) return -errno;
+  return fd.release();
+}
+
+int BindSharedAt(const char* ip, uint32_t port, bool exclusive, uint32_t* bound_port) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  if (!SocketAddress(ip, port, &ss, &len)) return -EINVAL;
+  if (exclusive && port != 0) {
+    // Without SO_REUSEPORT this bind fails on any socket that holds the port.
+    int probe = BindSocket(ss, len, false, false);
+    if (probe < 0) return probe;
+    close(probe);
+  }
+  int fd = BindSocket(ss, len, true, true);
+  if (fd < 0) return fd;
+  struct sockaddr_storage got;
+  socklen_t got_len = sizeof got;
+  getsockname(fd, reinterpret_cast<struct sockaddr*>(&got), &got_len);
+  *bound_port = ntohs(got.ss_family == AF_INET6 ? reinterpret_cast<struct sockaddr_in6*>(&got)->sin6_port
+                                                : reinterpret_cast<struct sockaddr_in*>(&got)->sin_port);
+  return fd;
+}
+
+}  // namespace
+
+int FrontBindShared(const char* ip, uint32_t port, bool exclusive, uint32_t* bound_port, int* family) {
+  if (ip[0] != 0) {
+    *family = strchr(ip, ':') != nullptr ? 6 : 4;
+    return BindSharedAt(ip, port, exclusive, bound_port);
+  }
+  // Every address: "::" (which takes IPv4 too), or "0.0.0.0" on a host without IPv6, as Node does.
+  *family = 6;
+  int fd = BindSharedAt("::", port, exclusive, bound_port);
+  if (fd != -EAFNOSUPPORT && fd != -EADDRNOTAVAIL) return fd;
+  *family = 4;
+  return BindSharedAt("0.0.0.0", port, exclusive, bound_port);
+}
+
 bool FrontHandoff(Engine* e, uint32_t id, int* client_fd, int* backend_fd) {
   Handshake* h = Find(e, id);
   if (h == nullptr || h->cfd() < 0) return false;

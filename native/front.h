@@ -38,6 +38,8 @@ constexpr size_t kMaxHead = 16 * 1024 + 4;
 constexpr int kAcceptBatch = 64;
 // A client that does not take wsgate's error response is dropped after this long.
 constexpr uint64_t kRespondTimeoutMs = 10000;
+// The accept queue of a socket FrontBindShared makes (Node's default for its servers).
+constexpr int kListenBacklog = 511;
 
 // How long a request head may take: `silence_ms` (Timeout) between bytes, and RequestReadTimeout's
 // header stage for the whole head: `header_ms` from accept, extended by 1 s per `min_rate` bytes
@@ -68,6 +70,13 @@ void FreeHandshakes(Engine* e);
 // Accepts on a duplicate of a bound, listening socket; 0 or errno.
 int FrontListen(Engine* e, uint32_t id, int fd, int keepalive_s, const HeadLimits& limits);
 void FrontUnlisten(Engine* e, uint32_t id);
+// A listening socket of this process's own on `ip`:`port` ("": every address, IPv6 and IPv4 where
+// the host has IPv6) with SO_REUSEPORT: each `-w N` worker binds one and the kernel spreads new
+// connections over them. `exclusive`: fail with EADDRINUSE when another socket already holds
+// the port, even one with SO_REUSEPORT (another wsgate of the same user), as a plain bind would.
+// Returns the fd (the caller owns it, and passes it to FrontListen), or -errno; *bound_port and
+// *family (4 or 6) say what it got.
+int FrontBindShared(const char* ip, uint32_t port, bool exclusive, uint32_t* bound_port, int* family);
 // Lets go of a handshake's sockets: the caller owns *client_fd and *backend_fd (-1: none). False
 // when the handshake had ended.
 bool FrontHandoff(Engine* e, uint32_t id, int* client_fd, int* backend_fd);

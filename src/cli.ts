@@ -2,13 +2,14 @@
 // The wsgate command, httpd-like: `wsgate -f FILE` runs, `wsgate -t -f FILE` checks the config.
 
 // First: SIGHUP and SIGUSR1 must be held before anything else loads (see signals.ts).
-import { logHeldSignalsTo, workerSignalFlags } from './signals';
+import { logHeldSignalsTo } from './signals';
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, loadConfigFile } from './config/load';
 import type { Config } from './config/model';
 import { Gateway } from './gateway';
+import { autoWorkers, runPrimary, workerBinding, workerReady } from './lifecycle/workers';
 import { createLogger, isLevel, type Level } from './observe/log';
 
 const USAGE = `Usage: wsgate -f FILE [options]
@@ -20,7 +21,8 @@ Options:
   -f, --config FILE    the configuration file (Apache httpd syntax)
   -t, --check          check the configuration only: print "Syntax OK" or FILE:LINE: error
   -l, --log-level L    debug | info | warn | error (default: info)
-  -w, --workers N      run N worker processes sharing the Listen sockets (default 1)
+  -w, --workers N      run N worker processes sharing the Listen ports (default 1);
+                       auto: one per core
   -v, --version        print the version
   -h, --help           print this help
 `;
@@ -60,8 +62,9 @@ function parseArgs(argv: string[]): CliArgs | string {
       }
       case '-w':
       case '--workers': {
-        const n = Number(argv[++i]);
-        if (!Number.isInteger(n) || n < 1 || n > 64) return `${a} takes a number from 1 to 64`;
+        const v = argv[++i];
+        const n = v === 'auto' ? Math.min(autoWorkers(), 64) : Number(v);
+        if (!Number.isInteger(n) || n < 1 || n > 64) return `${a} takes a number from 1 to 64, or auto`;
         args.workers = n;
         break;
       }
@@ -115,15 +118,17 @@ async function main(): Promise<number> {
     return 0;
   }
 
-  if (args.workers > 1 && cluster.isPrimary) return runWorkers(args.workers, log);
+  if (args.workers > 1 && cluster.isPrimary) return runPrimary({ workers: args.workers, configFile: args.configFile, log });
 
-  const gateway = new Gateway(config, { log });
+  const shared = workerBinding();
+  const gateway = new Gateway(config, { log, shared });
   try {
     await gateway.start();
   } catch (e) {
     log.error(String((e as Error).message));
     return 1;
   }
+  workerReady(gateway, shared);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
@@ -140,52 +145,6 @@ async function main(): Promise<number> {
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
-  });
-}
-
-/**
- * The primary of `-w N`: the config is already checked; N workers each run a gateway. They
- * share the Listen sockets and accept on them directly (SCHED_NONE: the kernel spreads
- * connections, the primary never touches them). Balancer state and counters are per worker.
- */
-function runWorkers(n: number, log: ReturnType<typeof createLogger>): Promise<number> {
-  cluster.schedulingPolicy = cluster.SCHED_NONE;
-  cluster.setupPrimary({ execArgv: [...process.execArgv, ...workerSignalFlags()] });
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    let failed = false;
-    const listening = new Set<number>();
-    const fork = (): void => {
-      const w = cluster.fork();
-      w.on('listening', () => listening.add(w.id));
-    };
-    cluster.on('exit', (worker, code, signal) => {
-      const started = listening.delete(worker.id);
-      if (!stopping) {
-        if (!started) {
-          // A worker that could not even listen (port taken…) will not do better the next time.
-          log.error('worker failed to start', { pid: worker.process.pid, code: code ?? signal ?? '' });
-          failed = true;
-          stop('worker failure');
-          return;
-        }
-        log.error('worker exited; starting another', { pid: worker.process.pid, code: code ?? signal ?? '' });
-        fork();
-        return;
-      }
-      if (code !== 0) failed = true;
-      if (Object.keys(cluster.workers ?? {}).length === 0) resolve(failed ? 1 : 0);
-    });
-    const stop = (why: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info('stopping workers', { reason: why, workers: Object.keys(cluster.workers ?? {}).length });
-      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
-      if (Object.keys(cluster.workers ?? {}).length === 0) resolve(failed ? 1 : 0);
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-    for (let i = 0; i < n; i++) fork();
   });
 }
 

@@ -8,7 +8,7 @@ import cluster from 'node:cluster';
 import * as os from 'node:os';
 import type { Config, VirtualHost } from './config/model';
 import { ConnectionRouter } from './listeners/accept';
-import { type BoundListener, Listeners } from './listeners/bind';
+import { type BoundListener, Listeners, type SharedBinding } from './listeners/bind';
 import { NativeFront } from './listeners/native-front';
 import { createLogger, type Logger } from './observe/log';
 import { Observers } from './observe/observers';
@@ -22,10 +22,15 @@ import { OriginRegistry } from './upstream/origins';
 import { HandshakeRate } from './access/handshake-rate';
 import type { LimitState } from './routing/ws-limits';
 
-export type { BoundListener, TunnelRecord };
+export type { BoundListener, SharedBinding, TunnelRecord };
 
 export interface GatewayOptions {
   log?: Logger;
+  /**
+   * A `-w N` worker (lifecycle/workers.ts): its native front binds plain-TCP ports with sockets
+   * of its own (SO_REUSEPORT) rather than through the cluster primary.
+   */
+  shared?: SharedBinding;
 }
 
 export class Gateway implements GatewayContext {
@@ -58,11 +63,13 @@ export class Gateway implements GatewayContext {
     this.balancers = new BalancerRegistry(this.log);
     this.health = new HealthChecker(this.balancers, this.log);
     this.router = new ConnectionRouter(this);
-    // Not in `-w N` workers: closing a worker's server (the front takes the socket over) makes the
-    // cluster primary drop the shared socket, and a worker that listens later gets another one.
-    const engine = cluster.isWorker || process.env.WSGATE_NATIVE_FRONT === '0' ? undefined : nativeEngine();
+    // A cluster worker runs the front only on sockets of its own (`shared`): the front takes a
+    // server's socket over and closes the server, and closing a worker's server makes the cluster
+    // primary drop the shared socket (a worker that listens later would get another one).
+    const ownSockets = !cluster.isWorker || options.shared !== undefined;
+    const engine = !ownSockets || process.env.WSGATE_NATIVE_FRONT === '0' ? undefined : nativeEngine();
     this.front = engine === undefined ? undefined : new NativeFront(this.router, engine);
-    this.listeners = new Listeners(() => this.config, this.log, this.router, this.front);
+    this.listeners = new Listeners(() => this.config, this.log, this.router, this.front, options.shared);
   }
 
   /** Binds every Listen address; rejects (after closing what was bound) if one fails. */

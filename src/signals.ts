@@ -19,8 +19,13 @@ const MEANING: Record<string, string> = {
 };
 
 let log: Logger = createLogger();
+let handler: ((signal: NodeJS.Signals) => void) | undefined;
 
 function onHeldSignal(signal: NodeJS.Signals): void {
+  if (handler !== undefined) {
+    handler(signal);
+    return;
+  }
   log.warn('signal ignored: reloading the configuration is not supported yet', {
     signal,
     apache: MEANING[signal],
@@ -33,6 +38,11 @@ for (const signal of HELD_SIGNALS) process.on(signal, onHeldSignal);
 /** Where the line about a held signal goes (the CLI's logger, once it has one). */
 export function logHeldSignalsTo(logger: Logger): void {
   log = logger;
+}
+
+/** What the held signals do from now on instead of the log line (the `-w N` primary forwards them). */
+export function onHeldSignals(h: (signal: NodeJS.Signals) => void): void {
+  handler = h;
 }
 
 /** Node options for worker processes that keep SIGUSR1 away from the inspector from their first instant. */

@@ -1,5 +1,6 @@
-// `wsgate -w N`: N worker processes share the Listen sockets; the primary stops them all on
-// SIGTERM and exits 0; SIGUSR1 and SIGHUP are held by every process.
+// `wsgate -w N`: N worker processes share the Listen ports; the primary stops them all on SIGTERM
+// and exits 0, passes SIGHUP and SIGUSR1 on once the config checks out, and replaces a worker that
+// dies. With the native front every worker accepts on a socket of its own (SO_REUSEPORT).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -9,7 +10,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { closeWs, echo, eventually, openWs, randomBytes, sha256, startEchoBackend } from './helpers/harness';
-import { listeningPorts } from './helpers/procfs';
+import { listeningPorts, peerPorts } from './helpers/procfs';
+import { nativeUnavailableReason } from '../src/tunnel/native';
+import type WebSocket from 'ws';
 
 const CLI = path.join(__dirname, '..', 'src', 'cli.js');
 
@@ -87,33 +90,58 @@ test('wsgate -w 2: two workers serve one port; SIGTERM to the primary stops them
 });
 
 // SIGUSR1 would start Node's inspector in whichever process gets it, and SIGHUP would kill it:
-// the primary and each worker hold both, with one line each, and go on serving.
-test('wsgate -w 2: SIGUSR1 and SIGHUP to the primary and to each worker: one line each, no inspector, still serving', {
+// every process holds both. The primary passes them on to the workers once the config file checks
+// out (a bad file is logged and the workers are not told); a worker sent one directly logs its line.
+test('wsgate -w 2: SIGUSR1 and SIGHUP: passed on by the primary when the config is valid, held by each worker, no inspector', {
   timeout: 60_000,
 }, async () => {
   const backend = await startEchoBackend('ws');
   const dir = mkdtempSync(path.join(tmpdir(), 'wsgate-workers-'));
   const file = path.join(dir, 'wsgate.conf');
-  writeFileSync(file, `Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\n`);
+  const good = `Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\n`;
+  writeFileSync(file, good);
   const child = spawn(process.execPath, [CLI, '-f', file, '-w', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   const heldLines = (signal: string, pid: number): number =>
     err.split('\n').filter((l) => / warn signal ignored: /.test(l) && l.includes(` signal=${signal} `) && l.endsWith(` pid=${pid}`)).length;
+  const passedOn = (signal: string): number =>
+    err.split('\n').filter((l) => / info passing the signal on to the workers /.test(l) && l.includes(` signal=${signal} `)).length;
   try {
     await eventually(() => [...err.matchAll(/ info listening address=127\.0\.0\.1:(\d+)/g)].length === 2, 30_000, 'two workers listening');
     const port = Number(/ info listening address=127\.0\.0\.1:(\d+)/.exec(err)![1]);
     const primary = child.pid!;
     const workers = childrenOf(primary);
     assert.equal(workers.length, 2, 'two worker processes');
-    for (const pid of [primary, ...workers]) {
+    for (const signal of ['SIGUSR1', 'SIGHUP'] as const) {
+      assert.equal(process.kill(primary, signal), true);
+      await eventually(
+        () => workers.every((w) => heldLines(signal, w) === 1) || /Debugger listening/.test(err),
+        20_000,
+        `${signal} passed on`,
+      );
+      assert.equal(passedOn(signal), 1);
+    }
+    for (const pid of workers) {
       for (const signal of ['SIGUSR1', 'SIGHUP'] as const) {
         assert.equal(process.kill(pid, signal), true);
-        await eventually(() => heldLines(signal, pid) === 1 || /Debugger listening/.test(err), 20_000, `the ${signal} line of ${pid}`);
-        assert.doesNotMatch(err, /Debugger listening|inspector/i);
+        await eventually(() => heldLines(signal, pid) === 2 || /Debugger listening/.test(err), 20_000, `the ${signal} line of ${pid}`);
       }
     }
+    assert.doesNotMatch(err, /Debugger listening|inspector/i);
+    // A file that does not load: the primary says where, and the workers are not told.
+    writeFileSync(file, `${good}NoSuchDirective on\n`);
+    process.kill(primary, 'SIGHUP');
+    await eventually(
+      () => / warn configuration not reloaded: the workers keep the one they run signal=SIGHUP/.test(err),
+      20_000,
+      'the refusal',
+    );
+    assert.match(err, new RegExp(` error ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3: `), 'FILE:LINE of the mistake');
+    writeFileSync(file, good);
+    process.kill(primary, 'SIGHUP');
+    await eventually(() => workers.every((w) => heldLines('SIGHUP', w) >= 3), 20_000, 'the second SIGHUP passed on');
     for (const pid of [primary, ...workers]) {
       assert.equal(alive(pid), true, `${pid} still runs`);
       for (const p of listeningPorts(pid)) assert.equal(p, port, `${pid} listens on ${p} (9229 is the inspector)`);
@@ -131,10 +159,98 @@ test('wsgate -w 2: SIGUSR1 and SIGHUP to the primary and to each worker: one lin
     const [code, signal] = await exited;
     assert.equal(signal, null);
     assert.equal(code, 0, err);
-    for (const pid of [primary, ...workers]) {
-      for (const s of ['SIGUSR1', 'SIGHUP']) assert.equal(heldLines(s, pid), 1, `one ${s} line from ${pid}:\n${err}`);
+    assert.equal(heldLines('SIGUSR1', primary) + heldLines('SIGHUP', primary), 0, 'the primary passes them on, it does not hold them');
+    assert.equal(passedOn('SIGHUP'), 2, 'the bad file was not passed on');
+    for (const pid of workers) {
+      assert.equal(heldLines('SIGUSR1', pid), 2, `two SIGUSR1 lines from ${pid}:\n${err}`);
+      assert.equal(heldLines('SIGHUP', pid), 3, `three SIGHUP lines from ${pid} (none for the bad file):\n${err}`);
     }
   } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      for (const pid of childrenOf(child.pid!)) process.kill(pid, 'SIGKILL');
+      child.kill('SIGKILL');
+    }
+    await backend.close();
+  }
+});
+
+/** Which worker holds each client's connection: the one with an accepted connection from its port. */
+function holders(clients: WebSocket[], workers: number[], port: number): number[] {
+  const byPeer = new Map<number, number>();
+  for (const pid of workers) for (const peer of peerPorts(pid, port)) byPeer.set(peer, pid);
+  return clients.map((ws) => {
+    const pid = byPeer.get((ws as unknown as { _socket: net.Socket })._socket.localPort!);
+    assert.ok(pid !== undefined, 'every connection is held by a worker');
+    return pid;
+  });
+}
+
+async function echoAll(clients: WebSocket[]): Promise<void> {
+  await Promise.all(
+    clients.map(async (ws) => {
+      const data = randomBytes(3000);
+      assert.equal(sha256((await echo(ws, data)).data), sha256(data));
+    }),
+  );
+}
+
+test('wsgate -w 2, native front: each worker accepts on a socket of its own, connections land on both; a killed worker is replaced and only its tunnels are lost', {
+  timeout: 90_000,
+  skip: nativeUnavailableReason() ?? (process.env.WSGATE_NATIVE_FRONT === '0' ? 'WSGATE_NATIVE_FRONT=0' : undefined),
+}, async () => {
+  const backend = await startEchoBackend('k');
+  const dir = mkdtempSync(path.join(tmpdir(), 'wsgate-workers-'));
+  const file = path.join(dir, 'wsgate.conf');
+  writeFileSync(file, `Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\n`);
+  const child = spawn(process.execPath, [CLI, '-f', file, '-w', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const all: WebSocket[] = [];
+  try {
+    await eventually(() => [...err.matchAll(/ info listening address=127\.0\.0\.1:(\d+)/g)].length === 2, 30_000, 'two workers listening');
+    const port = Number(/ info listening address=127\.0\.0\.1:(\d+)/.exec(err)![1]);
+    const primary = child.pid!;
+    const workers = childrenOf(primary);
+    assert.equal(workers.length, 2, 'two worker processes');
+    assert.deepEqual(listeningPorts(primary), [], 'the primary holds no listening socket');
+    for (const pid of workers) assert.deepEqual(listeningPorts(pid), [port], `${pid} listens on the port itself`);
+
+    const first = await Promise.all(Array.from({ length: 40 }, (_, i) => openWs(`ws://127.0.0.1:${port}/ws/a${i}`)));
+    all.push(...first);
+    await echoAll(first);
+    const held = holders(first, workers, port);
+    for (const pid of workers) assert.ok(held.includes(pid), `some connections land on ${pid}: ${held.join(' ')}`);
+
+    const [victim, survivor] = workers as [number, number];
+    const lost = first.filter((_, i) => held[i] === victim);
+    const kept = first.filter((_, i) => held[i] === survivor);
+    const closes = lost.map((ws) => once(ws, 'close'));
+    process.kill(victim, 'SIGKILL');
+    await Promise.all(closes);
+    await echoAll(kept);
+
+    await eventually(() => / info worker restarted /.test(err), 30_000, 'a worker in the place of the killed one');
+    assert.match(err, new RegExp(` error worker exited; starting another pid=${victim} code=SIGKILL `));
+    const now = childrenOf(primary);
+    assert.equal(now.length, 2);
+    assert.ok(now.includes(survivor), 'the other worker runs on');
+    const replacement = now.find((p) => p !== survivor)!;
+    assert.notEqual(replacement, victim);
+    assert.deepEqual(listeningPorts(replacement), [port], 'the new worker listens on the same port');
+
+    const second = await Promise.all(Array.from({ length: 40 }, (_, i) => openWs(`ws://127.0.0.1:${port}/ws/b${i}`)));
+    all.push(...second);
+    await echoAll(second);
+    assert.ok(holders(second, now, port).includes(replacement), 'new connections land on the new worker too');
+    await echoAll(kept);
+
+    process.kill(primary, 'SIGTERM');
+    const [code, signal] = await exited;
+    assert.equal(signal, null);
+    assert.equal(code, 0, err);
+  } finally {
+    for (const ws of all) ws.terminate();
     if (child.exitCode === null && child.signalCode === null) {
       for (const pid of childrenOf(child.pid!)) process.kill(pid, 'SIGKILL');
       child.kill('SIGKILL');

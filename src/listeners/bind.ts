@@ -17,6 +17,29 @@ export interface BoundListener {
   readonly port: number;
 }
 
+/**
+ * How a `-w N` worker binds its plain-TCP ports when the native front runs (lifecycle/workers.ts):
+ * a listening socket of its own with SO_REUSEPORT, instead of a socket shared through the
+ * cluster primary.
+ */
+export interface SharedBinding {
+  /** The ports every worker uses for `Listen …:0` (the first worker's choice), by sharedPortKey. */
+  readonly ports: ReadonlyMap<string, number>;
+  /** A port already held by another socket fails the bind (the first worker, at start). */
+  exclusive: boolean;
+}
+
+/** Names a `Listen …:0` line for SharedBinding.ports: its address and its rank among equal lines. */
+export function sharedPortKey(listen: ListenAddress, all: readonly ListenAddress[]): string {
+  const name = describeListen(listen);
+  let rank = 0;
+  for (const l of all) {
+    if (l === listen) break;
+    if (describeListen(l) === name) rank++;
+  }
+  return `${name}#${rank}`;
+}
+
 /** A bound Listen address: a Node server, or (native front) the engine accepting on its socket. */
 interface Bound {
   readonly listen: ListenAddress;
@@ -35,10 +58,19 @@ export class Listeners {
     private readonly router: ConnectionRouter,
     /** Accepts and runs upgrade handshakes natively on plain-TCP ports (undefined without the engine). */
     private readonly front: NativeFront | undefined,
+    /** Set in a `-w N` worker whose native front binds its own sockets. */
+    private readonly shared: SharedBinding | undefined,
   ) {}
 
   /** Binds one Listen address; rejects when it cannot be bound. */
   async bind(listen: ListenAddress): Promise<void> {
+    if (this.shared !== undefined && this.front !== undefined && listen.protocol !== 'https') {
+      const config = this.config();
+      const port = listen.port === 0 ? (this.shared.ports.get(sharedPortKey(listen, config.listen)) ?? 0) : listen.port;
+      const l = await this.front.listenShared(listen, port, config.mainServer.settings, this.shared.exclusive);
+      this.bound.push({ listen, address: l.address, server: undefined, frontId: l.id });
+      return;
+    }
     let server: net.Server;
     if (listen.protocol === 'https') {
       server = createTlsServer(

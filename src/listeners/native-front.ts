@@ -7,23 +7,31 @@
 //    handed to Node: the fd becomes a net.Socket and a ClientConnection, fed the bytes read so
 //    far, so it behaves exactly as if Node had accepted it.
 
+import { lookup } from 'node:dns/promises';
+import { closeSync } from 'node:fs';
 import * as net from 'node:net';
 import type { ListenAddress, ServerSettings } from '../config/model';
 import { findHeadEnd, HeadError, parseRequestHead, requestHeadCap, type RequestHead } from '../http/head';
 import { errorBody } from '../http/forward';
 import { nativeErrorAnswer } from '../proxy/answers';
 import { NativeUpgrade, type NativeUpgradeHost } from '../proxy/native-upgrade';
-import { RequestRecord } from '../proxy/record';
+import { describeListen, RequestRecord } from '../proxy/record';
 import type { GatewayContext } from '../proxy/context';
 import { headerScope, Upstream } from '../proxy/upstream';
 import { routeHead, type ProxyDecision } from '../routing/router';
-import { FrontEvent, nativeEngine, onFrontEvent, type NativeBinding } from '../tunnel/native';
+import { errnoName, FrontEvent, nativeEngine, onFrontEvent, type NativeBinding } from '../tunnel/native';
 import { TCP_KEEPALIVE_DELAY_MS } from '../tunnel/tunnel';
 import type { ClientConnection, ConnectionHost } from './http1';
 import { plainAddress } from './address';
 import { headLimits } from './limits';
 import { EvictionLog } from './unread';
 import { checkWebSocketLimits, type LimitRefusal } from '../routing/ws-limits';
+
+/** A port the engine accepts on with a socket of its own (NativeFront.listenShared). */
+export interface SharedListener {
+  readonly id: number;
+  readonly address: net.AddressInfo;
+}
 
 /** What the front needs from the gateway. */
 export interface FrontHost extends ConnectionHost {
@@ -60,6 +68,30 @@ export class NativeFront implements NativeUpgradeHost {
   listen(server: net.Server, listen: ListenAddress, settings: ServerSettings): number | undefined {
     const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
     if (typeof fd !== 'number' || fd < 0) return undefined;
+    return this.listenFd(fd, listen, settings);
+  }
+
+  /**
+   * Binds a listening socket of this process's own with SO_REUSEPORT (a `-w N` worker: the
+   * kernel spreads connections over the workers' sockets, no cluster hand-off) and accepts on it.
+   * `exclusive`: fail if anything holds the port already. Throws `cannot listen on …` as a Node
+   * server would.
+   */
+  async listenShared(listen: ListenAddress, port: number, settings: ServerSettings, exclusive: boolean): Promise<SharedListener> {
+    let ip = listen.host ?? '';
+    if (ip !== '' && net.isIP(ip) === 0) ip = (await lookup(ip)).address;
+    const r = this.engine.frontBindShared(ip, port, exclusive);
+    if (typeof r === 'number') throw new Error(`cannot listen on ${describeListen(listen)}: ${errnoName(r)}`);
+    const [fd, bound, family] = r;
+    try {
+      const id = this.listenFd(fd, listen, settings);
+      return { id, address: { address: ip !== '' ? ip : family === 6 ? '::' : '0.0.0.0', family: `IPv${family}`, port: bound } };
+    } finally {
+      closeSync(fd); // the engine accepts on its duplicate
+    }
+  }
+
+  private listenFd(fd: number, listen: ListenAddress, settings: ServerSettings): number {
     const id = nextListenerId++;
     const header = settings.requestReadTimeouts.header;
     this.engine.frontListen(

@@ -60,6 +60,12 @@ export interface NativeBinding {
     headerMinRate: number,
   ): void;
   frontUnlisten(listenerId: number): void;
+  /**
+   * A listening socket of this process's own on `ip`:`port` ('': every address) with
+   * SO_REUSEPORT, for `frontListen` (then closed by the caller, which owns it): [fd, port,
+   * family 4 or 6], or an errno. `exclusive`: EADDRINUSE when any socket holds the port already.
+   */
+  frontBindShared(ip: string, port: number, exclusive: boolean): [number, number, 4 | 6] | number;
   /** [clientFd, backendFd or -1]; the caller owns them. Undefined when the handshake had ended. */
   frontHandoff(id: number): [number, number] | undefined;
   /** 0, or the errno of a connect that failed at once. */

@@ -41,3 +41,27 @@ export function listeningPorts(pid: number): number[] {
   }
   return [...ports].sort((a, b) => a - b);
 }
+
+/**
+ * The peer ports of the established TCP connections `pid` holds on local port `port` (IPv4 and
+ * IPv6): for a proxy, the client ports of the connections it accepted there.
+ */
+export function peerPorts(pid: number, port: number): number[] {
+  const mine = socketInodes(pid);
+  const peers: number[] = [];
+  for (const table of ['tcp', 'tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const row of text.split('\n').slice(1)) {
+      const f = row.trim().split(/\s+/);
+      if (f.length < 10 || f[3] !== '01') continue; // 01: ESTABLISHED
+      if (!mine.has(f[9]) || parseInt(f[1].split(':')[1], 16) !== port) continue;
+      peers.push(parseInt(f[2].split(':')[1], 16));
+    }
+  }
+  return peers;
+}
