@@ -144,6 +144,7 @@ export class Gateway implements GatewayContext {
   private tunnelOptions(t: TunnelStart): TunnelOptions {
     return {
       idleTimeoutMs: t.vhost.settings.websocketIdleTimeoutMs,
+      pingIntervalMs: t.route.pingIntervalMs ?? t.vhost.settings.websocketPingIntervalMs,
       counters: t.counters,
       wsFlags: t.wsFlags,
       onViolation: (tunnel, what, from) =>
