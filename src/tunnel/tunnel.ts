@@ -637,8 +637,11 @@ export class Tunnel {
     this.heardClient = false;
     this.heardBackend = false;
     // (A side that sends but has not answered yet is alive: its pong may be behind a long frame.)
-    if (this.pongUp!.awaiting && !heardClient) return this.pingDead(true);
-    if (this.pongDown!.awaiting && !heardBackend) return this.pingDead(false);
+    const dead = this.pongUp!.awaiting && !heardClient ? 1 : this.pongDown!.awaiting && !heardBackend ? 2 : 0;
+    if (dead !== 0) {
+      this.pingDead(dead === 1);
+      return;
+    }
     if (!heardClient && !this.pongUp!.awaiting) this.ping('client');
     if (!heardBackend && !this.pongDown!.awaiting) this.ping('backend');
     this.pingTimer!.refresh();
