@@ -96,7 +96,7 @@ struct Engine {
   uv_timer_t tick;  // once a second: FIN timeouts, request-head timeouts, paused listeners
   // Live tunnels by id; each owned by its entry until it finishes (then by `graveyard`).
   std::unordered_map<uint32_t, std::unique_ptr<Tunnel>> tunnels;
-  std::vector<Tunnel*> fin_wait;   // tunnels with a FIN deadline
+  std::vector<Tunnel*> fin_wait;  // tunnels with a FIN deadline
   // WebSocket tunnels with keep-alive pings, checked by `ping_tick` every `ping_granule` ms (a
   // quarter of the shortest interval in use, 20 ms to 1 s): one timer for all of them.
   std::vector<Tunnel*> pingers;

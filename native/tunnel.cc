@@ -29,7 +29,7 @@
 namespace wsgate {
 
 const char* const kReasonNames[kReasonCount] = {"closed",        "client-error", "backend-error", "client-reset",
-                                                "backend-reset", "shutdown",     "fin-timeout",  "ping-timeout"};
+                                                "backend-reset", "shutdown",     "fin-timeout",   "ping-timeout"};
 
 namespace {
 
