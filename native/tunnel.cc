@@ -421,7 +421,10 @@ void Pump(Engine* e, Side* src) {
     if (t->ws != nullptr) t->ws->heard[src->index] = true;
     if (dst->shut_wr) {
       // endToward closed this direction: what the source still sends has nowhere to go. It is
-      // read and dropped (not counted), so the source is never stuck behind a full socket.
+      // read and dropped (not counted), so the source is never stuck behind a full socket. A
+      // tracker stopped at a boundary still reads it, for the peer's close code.
+      if (t->ws != nullptr && t->ws->dir[src->index].trailing)
+        t->ws->dir[src->index].Feed(reinterpret_cast<const uint8_t*>(e->buf), size_t(n));
       if (drained) {
         if (src->fin_seen) OnEof(e, src, dst);
         return;
@@ -508,6 +511,7 @@ bool CloseAt(Engine* e, Tunnel* t, int index, const char* frame, size_t len) {
     return EndTo(e, t, index);
   }
   w.stopped = true;
+  w.trailing = true;  // the peer's answer is still read (and dropped) for its close code
   SendTo(e, t, index, frame, len);
   if (!t->closed) EndTo(e, t, index);
   return true;

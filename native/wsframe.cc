@@ -106,7 +106,16 @@ uint64_t NextCloseSeq() {
 }
 
 long WsTracker::Feed(const uint8_t* data, size_t n) {
-  if (stopped) return 0;
+  if (stopped) {
+    if (trailing) {
+      stopped = false;
+      stop_at_boundary = false;
+      pause_on_pong = false;
+      if (Feed(data, n) != kWsNoStop) trailing = false;
+      stopped = true;
+    }
+    return 0;
+  }
   size_t i = 0;
   // Where the current frame began in this read (-1: in an earlier one, already forwarded).
   long start = hlen == 0 ? 0 : -1;
@@ -122,6 +131,7 @@ long WsTracker::Feed(const uint8_t* data, size_t n) {
     if (hlen == 0) {
       if (stop_at_boundary) {
         stopped = true;
+        trailing = true;
         return long(i);
       }
       if (pause_on_pong && data[i] == 0x8a) {
@@ -151,6 +161,7 @@ long WsTracker::Feed(const uint8_t* data, size_t n) {
   }
   if (stop_at_boundary && AtBoundary()) {
     stopped = true;
+    trailing = true;
     return long(n);
   }
   return kWsNoStop;

@@ -54,7 +54,10 @@ struct WsTracker {
   int32_t first_violation = 0;
   bool stop_at_boundary = false;  // Feed stops at the next boundary
   bool stopped = false;           // Feed stopped: the rest of this direction is not forwarded
-  bool in_message = false;        // a fragmented data message is open
+  // Stopped at a boundary: Feed still follows what comes (dropped by the engine) to read the
+  // peer's answering close frame; a violation in strict mode ends that too.
+  bool trailing = false;
+  bool in_message = false;  // a fragmented data message is open
   // Set by the owner while a pong to its own ping is awaited: Feed pauses before a pong that
   // starts at a boundary, and sets `paused` (not `stopped`): the bytes from there are for a
   // WsPongCatcher.

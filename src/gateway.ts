@@ -159,6 +159,8 @@ export class Gateway implements GatewayContext {
   private tunnelClosed(t: Tunnel): void {
     const rec = this.tunnels.remove(t);
     if (this.log.enabled('debug') || (t.closeReason !== 'closed' && t.closeReason !== 'shutdown')) {
+      // A WebSocket's close frames: each peer's code (0: it sent none), wsgate's own, and who closed first.
+      const codes = t.wsCloseCodes();
       const fields = {
         tunnel: t.id,
         engine: t.usedNative ? 'native' : 'js',
@@ -172,6 +174,10 @@ export class Gateway implements GatewayContext {
         up: t.bytesUp,
         down: t.bytesDown,
         ms: t.endedAt - t.startedAt,
+        close_client: codes?.client,
+        close_backend: codes?.backend,
+        close_wsgate: codes === undefined || codes.wsgate === 0 ? undefined : codes.wsgate,
+        close_first: codes?.first,
       };
       if (t.closeReason === 'idle-timeout' || t.closeReason === 'closed' || t.closeReason === 'shutdown')
         this.log.debug('tunnel closed', fields);

@@ -294,7 +294,10 @@ export class Tunnel {
       return true;
     }
     // Stopped inside a frame (or its source gone there): nowhere to put one; the direction only ends.
-    if (w.atBoundary) sock.write(frame);
+    if (w.atBoundary) {
+      sock.write(frame);
+      w.trailing = true; // the peer's answer is still read (and dropped) for its close code
+    }
     w.stopped = true;
     if (toward === 'client') this.downEnded = true;
     else this.upEnded = true;
@@ -690,8 +693,12 @@ export class Tunnel {
 
   forwardUp(chunk: Buffer): void {
     this.heardClient = true;
-    if (this.upEnded) return; // endToward('backend'): nowhere to go
     const w = this.wsUp;
+    if (this.upEnded) {
+      // endToward('backend') or a close frame: nowhere to go. A tracker stopped at a boundary reads the close code.
+      if (w?.trailing) w.feed(chunk, 0, chunk.length);
+      return;
+    }
     if (w !== undefined) {
       if (w.pauseOnPong) {
         this.forwardCatching(chunk, true);
@@ -713,8 +720,11 @@ export class Tunnel {
 
   forwardDown(chunk: Buffer): void {
     this.heardBackend = true;
-    if (this.downEnded) return; // endToward('client'): nowhere to go
     const w = this.wsDown;
+    if (this.downEnded) {
+      if (w?.trailing) w.feed(chunk, 0, chunk.length);
+      return;
+    }
     if (w !== undefined) {
       if (w.pauseOnPong) {
         this.forwardCatching(chunk, false);

@@ -170,6 +170,11 @@ export class WsTracker {
   stopAtBoundary = false;
   /** feed() stopped (a boundary when asked for one, or a violation in strict mode): the rest is not forwarded. */
   stopped = false;
+  /**
+   * Stopped at a boundary: feed() still follows what comes (dropped by the owner) to read the
+   * peer's answering close frame; a violation in strict mode ends that too.
+   */
+  trailing = false;
   /** Set by the owner while a pong to its own ping is awaited: feed() pauses before a pong that starts at a boundary. */
   pauseOnPong = false;
   /** feed() paused there (not stopped): the bytes from the offset it returned are for a PongCatcher. */
@@ -211,7 +216,10 @@ export class WsTracker {
    * Once stopped, every later call returns `from`.
    */
   feed(b: Uint8Array, from: number, to: number): number {
-    if (this.stopped) return from;
+    if (this.stopped) {
+      if (this.trailing) this.trail(b, from, to);
+      return from;
+    }
     let i = from;
     // Where the current frame began in this chunk (-1: in an earlier one, already forwarded).
     let start = this.hlen === 0 ? from : -1;
@@ -225,7 +233,10 @@ export class WsTracker {
         continue;
       }
       if (this.hlen === 0) {
-        if (this.stopAtBoundary) return this.stop(i);
+        if (this.stopAtBoundary) {
+          this.trailing = true;
+          return this.stop(i);
+        }
         if (this.pauseOnPong && b[i] === 0x8a) {
           this.paused = true;
           return i;
@@ -243,7 +254,10 @@ export class WsTracker {
       }
       if (this.hlen >= 2 && this.hlen === this.need) this.headerDone();
     }
-    if (this.stopAtBoundary && this.atBoundary) return this.stop(to);
+    if (this.stopAtBoundary && this.atBoundary) {
+      this.trailing = true;
+      return this.stop(to);
+    }
     return WS_NO_STOP;
   }
 
@@ -256,6 +270,15 @@ export class WsTracker {
     this.hlen = 0;
     this.need = 2;
     return this.stop(start);
+  }
+
+  /** Follows bytes after a stop at a boundary, for their close code and counts only. */
+  private trail(b: Uint8Array, from: number, to: number): void {
+    this.stopped = false;
+    this.stopAtBoundary = false;
+    this.pauseOnPong = false;
+    if (this.feed(b, from, to) !== WS_NO_STOP) this.trailing = false;
+    this.stopped = true;
   }
 
   private stop(at: number): number {
