@@ -13,6 +13,7 @@ import { NativeFront } from './listeners/native-front';
 import { createLogger, type Logger } from './observe/log';
 import type { GatewayContext, TunnelStart } from './proxy/context';
 import type { RequestRecord } from './proxy/record';
+import { drainTunnels } from './tunnel/drain';
 import { nativeEngine } from './tunnel/native';
 import { Tunnel, type TunnelOptions } from './tunnel/tunnel';
 import { TunnelRegistry } from './tunnel/registry';
@@ -23,6 +24,9 @@ import { HandshakeRate } from './access/handshake-rate';
 import type { LimitState } from './routing/ws-limits';
 
 export type { BoundListener };
+
+/** A stop paced by ProxyWebsocketDrainRate closes whatever tunnels remain at once after this long. */
+export const STOP_DRAIN_DEADLINE_MS = 30_000;
 
 /** A live tunnel with what it belongs to, as kept in the registry. */
 export interface TunnelRecord {
@@ -93,21 +97,27 @@ export class Gateway implements GatewayContext {
     return this.listeners.addresses();
   }
 
-  /** Stops listening, closes every connection and tunnel, and empties the pools. */
-  async stop(): Promise<void> {
+  /**
+   * Stops listening, closes every connection and tunnel, and empties the pools. Tunnels are
+   * closed at ProxyWebsocketDrainRate per second; `drainDeadlineMs` (default
+   * STOP_DRAIN_DEADLINE_MS) after the start of the stop, all that remain at once.
+   */
+  async stop(options: { drainDeadlineMs?: number } = {}): Promise<void> {
     this.stopping = true;
     this.health.stop();
     const closing = this.listeners.closeAll();
     this.front?.abortAll();
     this.router.closeAll();
-    // A WebSocket is told (1001) and given a moment to answer; other tunnels are cut.
-    const finishing: Promise<void>[] = [];
-    for (const t of [...this.tunnels.keys()]) {
-      if (t.closeWebSocket(1001, 'server shutting down', 'shutdown')) finishing.push(t.whenFinished());
-      else t.close('shutdown');
-    }
     this.origins.closeIdle();
-    await Promise.all([closing, ...finishing]);
+    // A WebSocket is told (1001) and given a moment to answer; other tunnels are cut.
+    const draining = drainTunnels(this.tunnels.keys(), {
+      code: 1001,
+      reason: 'server shutting down',
+      why: 'shutdown',
+      ratePerSec: this.config.mainServer.settings.websocketDrainRate,
+      deadlineMs: options.drainDeadlineMs ?? STOP_DRAIN_DEADLINE_MS,
+    });
+    await Promise.all([closing, draining]);
   }
 
   /** Client connections still speaking HTTP or in an upgrade handshake (not yet tunnels), HTTP/2 sessions included. */
