@@ -348,8 +348,8 @@ napi_value WsPingJs(napi_env env, napi_callback_info info) {
 
 // Test hooks: a lone tracker fed from JavaScript, to run the shared vectors against the C++ code.
 // wsTestTracker(flags): External; wsTestFeed(tracker, bytes: Buffer, stopAtBoundary: boolean): number
-// (the stop offset or -1); wsTestState(tracker, out: Float64Array(7)) fills [frames, messages,
-// violations, firstViolation, atBoundary, inMessage, stopped].
+// (the stop offset or -1); wsTestState(tracker, out: Float64Array(7 or 8)) fills [frames, messages,
+// violations, firstViolation, atBoundary, inMessage, stopped, closeCode].
 void DeleteTracker(napi_env, void* data, void*) {
   delete static_cast<WsTracker*>(data);
 }
@@ -408,6 +408,7 @@ napi_value WsTestStateJs(napi_env env, napi_callback_info info) {
   out[4] = w->AtBoundary() ? 1 : 0;
   out[5] = w->in_message ? 1 : 0;
   out[6] = w->stopped ? 1 : 0;
+  if (length >= 8) out[7] = w->close_code;
   return nullptr;
 }
 

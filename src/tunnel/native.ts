@@ -47,7 +47,7 @@ export interface NativeBinding {
   /** Test hooks: a lone C++ frame tracker (native/wsframe.h). */
   wsTestTracker(flags: number): object;
   wsTestFeed(tracker: object, bytes: Buffer, stopAtBoundary: boolean): number;
-  /** Fills [frames, messages, violations, firstViolation, atBoundary, inMessage, stopped]. */
+  /** Fills [frames, messages, violations, firstViolation, atBoundary, inMessage, stopped, closeCode (given 8 slots)]. */
   wsTestState(tracker: object, out: Float64Array): void;
 
   // The native front (native/front.cc): handshakes by id.

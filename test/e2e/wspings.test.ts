@@ -7,13 +7,14 @@
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import type * as net from 'node:net';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { before, test } from 'node:test';
 import { WebSocket } from 'ws';
 import { nativeEngine } from '../../src/tunnel/native';
 import { type CertFiles, type Certs, makeCerts } from '../helpers/certs';
 import { onlyTunnel, sleep, startWsBackend } from '../helpers/datapath';
-import { wsAccept } from '../helpers/edges';
+import { upgradeRequest, wsAccept } from '../helpers/edges';
 import {
   eventually,
   headerIn,
@@ -32,6 +33,10 @@ before(() => {
   certs = makeCerts();
   front = certs.issue('front', ['127.0.0.1']);
 });
+
+function tlsConnect(port: number): net.Socket {
+  return tls.connect({ port, host: '127.0.0.1', ca: certs.ca.pem, servername: '127.0.0.1' });
+}
 
 function conf(port: number, tls: boolean, extra = ''): string {
   const listen = tls
@@ -113,6 +118,29 @@ for (const tls of [false, true]) {
       assert.match(rec.tunnel.closeDetail ?? '', /the backend did not answer a ping within 200 ms/);
       assert.equal(rec.tunnel.wsCloseCodes()?.wsgate, 1011);
     } finally {
+      await g.stop();
+      await backend.close();
+    }
+  });
+
+  test(`${engine}: a client that stops answering is found dead: the backend gets 1001`, { timeout: 30_000 }, async () => {
+    const closed: Array<{ code: number; reason: string }> = [];
+    const backend = await startWsBackend((ws) => ws.on('close', (code, reason) => closed.push({ code, reason: String(reason) })));
+    const g = await startGateway(conf(backend.port, tls, 'ProxyWebsocketPingInterval 200ms\n'));
+    // A raw client: it completes the handshake, then reads and never writes again.
+    const sock: net.Socket = tls ? tlsConnect(g.port) : net.connect(g.port, '127.0.0.1');
+    sock.on('error', () => {});
+    sock.resume();
+    try {
+      sock.write(upgradeRequest('/ws/x'));
+      const rec = await onlyTunnel(g);
+      await eventually(() => closed.length === 1, 10_000, 'the backend to get a close frame');
+      assert.deepEqual(closed[0], { code: 1001, reason: 'client not answering' });
+      await eventually(() => g.gateway.tunnels.size === 0, 10_000, 'the tunnel to finish');
+      assert.equal(rec.tunnel.closeReason, 'ping-timeout');
+      assert.match(rec.tunnel.closeDetail ?? '', /the client did not answer a ping/);
+    } finally {
+      sock.destroy();
       await g.stop();
       await backend.close();
     }
