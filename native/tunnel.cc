@@ -547,8 +547,9 @@ void PingDead(Engine* e, Tunnel* t, int dead) {
 // One tunnel's ping check (see PingTick).
 void PingCheck(Engine* e, Tunnel* t) {
   WsState& ws = *t->ws;
-  bool heard_client = ws.heard[0];
-  bool heard_backend = ws.heard[1];
+  // A side not read because the other is full (backpressure) may be sending: it counts as heard.
+  bool heard_client = ws.heard[0] || !t->side[1].pending.empty();
+  bool heard_backend = ws.heard[1] || !t->side[0].pending.empty();
   ws.heard[0] = ws.heard[1] = false;
   // Closing (both FINs in, a side vanished, or wsgate sent its close): no more pings.
   if (t->fin_deadline != 0 || ws.fail_reason >= 0 || ws.wsgate_seq != 0) return;

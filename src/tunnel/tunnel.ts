@@ -635,8 +635,9 @@ export class Tunnel {
    */
   pingTick(): void {
     if (this.finished || this.closeReason !== undefined || this.wsCloseCode !== 0) return;
-    const heardClient = this.heardClient;
-    const heardBackend = this.heardBackend;
+    // A side not read because the other is full (backpressure) may be sending: it counts as heard.
+    const heardClient = this.heardClient || this.client!.isPaused();
+    const heardBackend = this.heardBackend || this.backend!.isPaused();
     this.heardClient = false;
     this.heardBackend = false;
     // (A side that sends but has not answered yet is alive: its pong may be behind a long frame.)
