@@ -350,7 +350,7 @@ napi_value CloseAtBoundaryJs(napi_env env, napi_callback_info info) {
   return Bool(env, CloseAtBoundary(g_engine, id, index, static_cast<const char*>(data), len));
 }
 
-// wsStats(id, out: Float64Array(8)): boolean — see WsStats (tunnel.h).
+// wsStats(id, out: Float64Array(11)): boolean — see WsStats (tunnel.h).
 napi_value WsStatsJs(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -361,15 +361,27 @@ napi_value WsStatsJs(napi_env env, napi_callback_info info) {
   uint32_t id;
   if (g_engine == nullptr || argc < 2 || !GetUint32(env, argv[0], &id) ||
       napi_get_typedarray_info(env, argv[1], &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float64_array ||
-      length < 8)
-    return Throw(env, "wsStats(id, Float64Array(8))");
+      length < 11)
+    return Throw(env, "wsStats(id, Float64Array(11))");
   return Bool(env, WsStats(g_engine, id, static_cast<double*>(data)));
+}
+
+// wsPing(id, intervalMs): boolean — see WsPing (tunnel.h).
+napi_value WsPingJs(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id;
+  uint32_t ms;
+  if (g_engine == nullptr || argc < 2 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &ms))
+    return Throw(env, "wsPing(id, intervalMs)");
+  return Bool(env, WsPing(g_engine, id, int64_t(ms)));
 }
 
 // Test hooks: a lone tracker fed from JavaScript, to run the shared vectors against the C++ code.
 // wsTestTracker(flags): External; wsTestFeed(tracker, bytes: Buffer, stopAtBoundary: boolean): number
-// (the stop offset or -1); wsTestState(tracker, out: Float64Array(7)) fills [frames, messages,
-// violations, firstViolation, atBoundary, inMessage, stopped].
+// (the stop offset or -1); wsTestState(tracker, out: Float64Array(7 or 8)) fills [frames, messages,
+// violations, firstViolation, atBoundary, inMessage, stopped, closeCode].
 void DeleteTracker(napi_env, void* data, void*) {
   delete static_cast<WsTracker*>(data);
 }
@@ -428,6 +440,7 @@ napi_value WsTestStateJs(napi_env env, napi_callback_info info) {
   out[4] = w->AtBoundary() ? 1 : 0;
   out[5] = w->in_message ? 1 : 0;
   out[6] = w->stopped ? 1 : 0;
+  if (length >= 8) out[7] = w->close_code;
   return nullptr;
 }
 
@@ -514,6 +527,8 @@ napi_value Contract(napi_env env) {
   SetNumber(env, limits, "acceptBatch", kAcceptBatch);
   SetNumber(env, limits, "wsEvent", kWsEvent);
   SetNumber(env, limits, "wsCountsEvent", kWsCountsEvent);
+  SetNumber(env, limits, "wsCloseEvent", kWsCloseEvent);
+  SetNumber(env, limits, "pingPayload", double(kPingPayload));
   SetNumber(env, limits, "wsMasked", kWsFlagMasked);
   SetNumber(env, limits, "wsStrict", kWsFlagStrict);
   SetNumber(env, limits, "wsCloseGraceMs", double(kWsCloseGraceMs));
@@ -539,6 +554,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"endToward", nullptr, EndTowardJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"closeAtBoundary", nullptr, CloseAtBoundaryJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"wsStats", nullptr, WsStatsJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"wsPing", nullptr, WsPingJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"wsTestTracker", nullptr, WsTestTrackerJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"wsTestFeed", nullptr, WsTestFeedJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"wsTestState", nullptr, WsTestStateJs, nullptr, nullptr, nullptr, napi_default, nullptr},

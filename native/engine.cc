@@ -58,7 +58,23 @@ void OnTick(uv_timer_t* handle) {
   e->in_callback = false;
 }
 
+void OnPingTick(uv_timer_t* handle) {
+  Engine* e = static_cast<Engine*>(handle->data);
+  e->in_callback = true;
+  PingTick(e, NowMs());
+  Report(e);
+  e->in_callback = false;
+}
+
 }  // namespace
+
+void SetPingTimer(Engine* e, int64_t granule) {
+  e->ping_granule = granule;
+  if (granule == 0)
+    uv_timer_stop(&e->ping_tick);
+  else
+    uv_timer_start(&e->ping_tick, OnPingTick, uint64_t(granule), uint64_t(granule));
+}
 
 size_t MaxUnreadHeads() {
   struct rlimit rl;
@@ -120,10 +136,13 @@ Engine* CreateEngine(uv_loop_t* loop) {
   uv_timer_init(loop, &e->tick);
   e->tick.data = e.get();
   uv_timer_start(&e->tick, OnTick, 1000, 1000);
+  uv_timer_init(loop, &e->ping_tick);
+  e->ping_tick.data = e.get();
   // Neither handle keeps the process alive: live tunnels are not a reason to keep running by
   // themselves (the gateway's listeners are).
   uv_unref(reinterpret_cast<uv_handle_t*>(&e->poll));
   uv_unref(reinterpret_cast<uv_handle_t*>(&e->tick));
+  uv_unref(reinterpret_cast<uv_handle_t*>(&e->ping_tick));
   // The engine lives as long as the process: its handles are on the loop.
   return e.release();
 }

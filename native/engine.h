@@ -96,7 +96,12 @@ struct Engine {
   uv_timer_t tick;  // once a second: FIN timeouts, request-head timeouts, paused listeners
   // Live tunnels by id; each owned by its entry until it finishes (then by `graveyard`).
   std::unordered_map<uint32_t, std::unique_ptr<Tunnel>> tunnels;
-  std::vector<Tunnel*> fin_wait;   // tunnels with a FIN deadline
+  std::vector<Tunnel*> fin_wait;  // tunnels with a FIN deadline
+  // WebSocket tunnels with keep-alive pings, checked by `ping_tick` every `ping_granule` ms (a
+  // quarter of the shortest interval in use, 20 ms to 1 s): one timer for all of them.
+  std::vector<Tunnel*> pingers;
+  uv_timer_t ping_tick;
+  int64_t ping_granule = 0;
   std::vector<CloseEvent> events;  // closes not yet reported to JavaScript
   std::vector<FrontEvent> front_events;
   // Finished records are freed after the current batch of epoll events: later events of the
@@ -137,6 +142,8 @@ inline void Queued(Engine* e) {
   if (!e->in_callback) ReportSoon(e);
 }
 void KeepAlive(int fd, int keepalive_s);
+// (Re)starts the ping timer with `granule` ms between checks; 0 stops it.
+void SetPingTimer(Engine* e, int64_t granule);
 // Writes data[*off, len) to a non-blocking socket until all is written or it is full, advancing
 // *off. Returns 0 (check *off against len), or the errno of a failed write.
 int WriteSome(int fd, const char* data, size_t len, size_t* off);

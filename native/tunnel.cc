@@ -29,12 +29,38 @@
 namespace wsgate {
 
 const char* const kReasonNames[kReasonCount] = {"closed",        "client-error", "backend-error", "client-reset",
-                                                "backend-reset", "shutdown",     "fin-timeout"};
+                                                "backend-reset", "shutdown",     "fin-timeout",   "ping-timeout"};
 
 namespace {
 
 // Reads of 64 KiB one side may do per turn before the others get theirs.
 constexpr int kMaxReadsPerPump = 16;
+
+// Who closed a WebSocket tunnel first, as in kWsCloseEvent (without the sent code).
+int32_t FirstClose(const WsState& w) {
+  uint64_t seqs[3] = {w.dir[0].close_seq, w.dir[1].close_seq, w.wsgate_seq};
+  int32_t first = 0;
+  uint64_t best = 0;
+  for (int i = 0; i < 3; i++) {
+    if (seqs[i] != 0 && (best == 0 || seqs[i] < best)) {
+      best = seqs[i];
+      first = i + 1;
+    }
+  }
+  return first;
+}
+
+// Takes a WebSocket tunnel out of the pingers (swapping the last one into its place).
+void StopPings(Engine* e, Tunnel* t) {
+  if (t->ws == nullptr || t->ws->ping_ms == 0) return;
+  size_t i = t->ws->pinger_index;
+  Tunnel* last = e->pingers.back();
+  e->pingers[i] = last;
+  last->ws->pinger_index = i;
+  e->pingers.pop_back();
+  t->ws->ping_ms = 0;
+  if (e->pingers.empty()) SetPingTimer(e, 0);
+}
 
 void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
   if (t->closed) return;
@@ -70,11 +96,15 @@ void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
     }
   }
   if (t->ws != nullptr) {
-    // A WebSocket tunnel's final counts come just before its close.
+    StopPings(e, t);
+    // A WebSocket tunnel's final counts and close codes come just before its close.
     for (int i = 0; i < 2; i++) {
       const WsTracker& w = t->ws->dir[i];
       e->events.push_back(CloseEvent{t->id, kWsCountsEvent + i, int32_t(w.violations), double(w.frames), double(w.messages)});
     }
+    const WsState& ws = *t->ws;
+    e->events.push_back(CloseEvent{t->id, kWsCloseEvent, FirstClose(ws) + 4 * int32_t(ws.sent_code), double(ws.dir[0].close_code),
+                                   double(ws.dir[1].close_code)});
   }
   e->events.push_back(CloseEvent{t->id, reason, err, double(t->bytes[0]), double(t->bytes[1])});
   auto it = e->tunnels.find(t->id);
@@ -99,6 +129,16 @@ bool IsReset(int err) {
 bool SendTo(Engine* e, Tunnel* t, int index, const char* data, size_t len);
 bool EndTo(Engine* e, Tunnel* t, int index);
 
+// Masking keys and ping payloads: random, or (no entropy yet) at least varying.
+void RandomBytes(uint8_t* out, size_t n) {
+  if (getrandom(out, n, GRND_NONBLOCK) == ssize_t(n)) return;
+  uint32_t r = uint32_t(NowMs()) * 2654435761u;
+  for (size_t i = 0; i < n; i++) {
+    r = r * 1103515245u + 12345u;
+    out[i] = uint8_t(r >> 16);
+  }
+}
+
 // A close frame with `code` and `text` into `out` (room for 6 + 2 + 123 bytes); masked with a
 // random key toward a backend. Returns its length.
 size_t CloseFrame(char* out, uint16_t code, const char* text, bool masked) {
@@ -109,10 +149,7 @@ size_t CloseFrame(char* out, uint16_t code, const char* text, bool masked) {
   out[1] = char((masked ? 0x80 : 0) | len);
   size_t head = 2;
   if (masked) {
-    if (getrandom(key, sizeof key, GRND_NONBLOCK) != ssize_t(sizeof key)) {
-      uint32_t r = uint32_t(NowMs()) * 2654435761u;
-      memcpy(key, &r, sizeof key);
-    }
+    RandomBytes(key, sizeof key);
     memcpy(out + 2, key, sizeof key);
     head = 6;
   }
@@ -130,7 +167,8 @@ size_t CloseFrame(char* out, uint16_t code, const char* text, bool masked) {
 // a close frame — 1011 when the backend failed, 1001 when the client went away — if the bytes
 // toward it are at a frame boundary (else only its FIN), and kWsCloseGraceMs to answer; the tunnel
 // then finishes with the dead side's reason. False when the survivor had already been ended.
-bool WsSurvive(Engine* e, Tunnel* t, int dead, int32_t reason, int32_t err) {
+// `text`: the close frame's reason, if not the usual one.
+bool WsSurvive(Engine* e, Tunnel* t, int dead, int32_t reason, int32_t err, const char* text = nullptr) {
   Side* d = &t->side[dead];
   Side* s = &t->side[1 - dead];
   if (s->shut_wr || s->end_queued || s->fd < 0 || d->fd < 0) return false;
@@ -157,7 +195,11 @@ bool WsSurvive(Engine* e, Tunnel* t, int dead, int32_t reason, int32_t err) {
   t->ws->close_frame[1 - dead].clear();  // held for a boundary that will not come
   if (at_boundary) {
     char frame[6 + 2 + 32];
-    size_t n = dead == 1 ? CloseFrame(frame, 1011, "backend error", false) : CloseFrame(frame, 1001, "client went away", true);
+    uint16_t code = dead == 1 ? 1011 : 1001;
+    if (text == nullptr) text = dead == 1 ? "backend error" : "client went away";
+    size_t n = CloseFrame(frame, code, text, dead == 0);
+    t->ws->sent_code = code;
+    if (t->ws->wsgate_seq == 0) t->ws->wsgate_seq = NextCloseSeq();
     SendTo(e, t, 1 - dead, frame, n);
   }
   if (!t->closed) EndTo(e, t, 1 - dead);
@@ -266,6 +308,87 @@ void OnEof(Engine* e, Side* src, Side* dst) {
   MaybeDone(e, src->tunnel);
 }
 
+// Forwards the n bytes just read into e->buf from `src`: the fast path. A WebSocket tracker
+// follows them; a stop (a boundary asked for, or a violation in strict mode) forwards only what
+// comes before it, and the rest of the direction is dropped. False if the tunnel finished.
+bool ForwardRead(Engine* e, Tunnel* t, Side* src, Side* dst, size_t n) {
+  size_t fwd = n;
+  bool ws_stop = false;
+  if (t->ws != nullptr) {
+    WsTracker& w = t->ws->dir[src->index];
+    bool was_stopped = w.stopped;
+    uint64_t seen = w.violations;
+    long stop = w.Feed(reinterpret_cast<const uint8_t*>(e->buf), n);
+    if (stop != kWsNoStop) fwd = size_t(stop);
+    ws_stop = w.stopped && !was_stopped;
+    if (seen == 0 && w.violations != 0) WsReport(e, t, src->index, w.first_violation);
+  }
+  t->bytes[src->index] += uint64_t(fwd);
+  size_t off = 0;
+  int err = WriteSome(dst->fd, e->buf, fwd, &off);
+  if (err != 0) {
+    FailIo(e, t, dst->index, err);
+    return false;
+  }
+  if (off < fwd) {
+    dst->pending.assign(e->buf + off, e->buf + fwd);
+    dst->pending_off = 0;
+  }
+  if (ws_stop) WsStopped(e, t, dst->index);
+  return !t->closed;
+}
+
+// The slow path of ForwardRead while a pong to wsgate's ping is awaited from `src`: the tracker
+// pauses before each pong that starts at a boundary, and the catcher holds it until it can tell.
+// The answer to the ping is dropped (the tracker still follows it, so it stays in step); any
+// other frame is forwarded as it was. False if the tunnel finished.
+bool ForwardCatching(Engine* e, Tunnel* t, Side* src, Side* dst, size_t n) {
+  WsTracker& w = t->ws->dir[src->index];
+  WsPongCatcher& c = t->ws->pong[src->index];
+  const uint8_t* b = reinterpret_cast<const uint8_t*>(e->buf);
+  uint64_t seen = w.violations;
+  size_t i = 0;
+  while (i < n && !t->closed) {
+    if (c.held_len > 0 || w.paused) {
+      w.paused = false;
+      int verdict = c.Take(b, n, &i);
+      if (verdict == kPongPending) break;
+      uint8_t held[sizeof c.held];
+      size_t hl = c.held_len;
+      memcpy(held, c.held, hl);
+      c.held_len = 0;
+      w.pause_on_pong = false;
+      long stop = w.Feed(held, hl);
+      if (verdict == kPongOurs) {
+        c.awaiting = false;  // the side answered: not forwarded, not counted as tunnel bytes
+        continue;
+      }
+      w.pause_on_pong = true;
+      if (stop != kWsNoStop) {
+        // Stopped at the held frame's start (a boundary asked for): it is dropped, the frame held for that boundary goes.
+        WsStopped(e, t, dst->index);
+        break;
+      }
+      t->bytes[src->index] += hl;
+      SendTo(e, t, dst->index, reinterpret_cast<const char*>(held), hl);
+      continue;
+    }
+    long stop = w.Feed(b + i, n - i);
+    size_t end = stop == kWsNoStop ? n : i + size_t(stop);
+    if (end > i) {
+      t->bytes[src->index] += end - i;
+      SendTo(e, t, dst->index, e->buf + i, end - i);
+    }
+    if (w.stopped) {
+      if (!t->closed) WsStopped(e, t, dst->index);
+      break;
+    }
+    i = end;
+  }
+  if (seen == 0 && w.violations != 0 && !t->closed) WsReport(e, t, src->index, w.first_violation);
+  return !t->closed;
+}
+
 // Moves bytes from `src` to the other side until `src` is empty, the other side is full (the rest
 // is kept for it and `src` waits: backpressure), or `src` sent its FIN. Sockets are edge-triggered
 // with every interest registered once, so no epoll_ctl happens per chunk or per state change;
@@ -295,42 +418,24 @@ void Pump(Engine* e, Side* src) {
     // After EPOLLERR/EPOLLHUP no edge will come: the next read returns the error (or EOF).
     bool drained = size_t(n) < kReadSize && !src->hup_seen;
     if (drained) src->readable = false;
+    if (t->ws != nullptr) t->ws->heard[src->index] = true;
     if (dst->shut_wr) {
       // endToward closed this direction: what the source still sends has nowhere to go. It is
-      // read and dropped (not counted), so the source is never stuck behind a full socket.
+      // read and dropped (not counted), so the source is never stuck behind a full socket. A
+      // tracker stopped at a boundary still reads it, for the peer's close code.
+      if (t->ws != nullptr && t->ws->dir[src->index].trailing)
+        t->ws->dir[src->index].Feed(reinterpret_cast<const uint8_t*>(e->buf), size_t(n));
       if (drained) {
         if (src->fin_seen) OnEof(e, src, dst);
         return;
       }
       continue;
     }
-    size_t fwd = size_t(n);
-    bool ws_stop = false;
-    if (t->ws != nullptr) {
-      // The tracker follows the bytes just read; a stop (a boundary asked for, or a violation in
-      // strict mode) forwards only what comes before it, and the rest of the direction is dropped.
-      WsTracker& w = t->ws->dir[src->index];
-      bool was_stopped = w.stopped;
-      uint64_t seen = w.violations;
-      long stop = w.Feed(reinterpret_cast<const uint8_t*>(e->buf), size_t(n));
-      if (stop != kWsNoStop) fwd = size_t(stop);
-      ws_stop = w.stopped && !was_stopped;
-      if (seen == 0 && w.violations != 0) WsReport(e, t, src->index, w.first_violation);
-    }
-    t->bytes[src->index] += uint64_t(fwd);
-    size_t off = 0;
-    int err = WriteSome(dst->fd, e->buf, fwd, &off);
-    if (err != 0) {
-      FailIo(e, t, dst->index, err);
+    if (t->ws != nullptr && t->ws->dir[src->index].pause_on_pong) {
+      // A pong to wsgate's ping is awaited from this side: the slow path.
+      if (!ForwardCatching(e, t, src, dst, size_t(n))) return;
+    } else if (!ForwardRead(e, t, src, dst, size_t(n))) {
       return;
-    }
-    if (off < fwd) {
-      dst->pending.assign(e->buf + off, e->buf + fwd);
-      dst->pending_off = 0;
-    }
-    if (ws_stop) {
-      WsStopped(e, t, dst->index);
-      if (t->closed) return;
     }
     if (!dst->pending.empty()) {
       // The destination is full: keep the rest; its EPOLLOUT edge resumes (FlushPending).
@@ -392,6 +497,7 @@ bool EndTo(Engine* e, Tunnel* t, int index) {
 bool CloseAt(Engine* e, Tunnel* t, int index, const char* frame, size_t len) {
   Side* dst = &t->side[index];
   if (t->ws == nullptr || dst->shut_wr || dst->end_queued) return false;
+  if (t->ws->wsgate_seq == 0) t->ws->wsgate_seq = NextCloseSeq();
   WsTracker& w = t->ws->dir[1 - index];
   if (!w.AtBoundary()) {
     if (!w.stopped) {
@@ -405,9 +511,53 @@ bool CloseAt(Engine* e, Tunnel* t, int index, const char* frame, size_t len) {
     return EndTo(e, t, index);
   }
   w.stopped = true;
+  w.trailing = true;  // the peer's answer is still read (and dropped) for its close code
   SendTo(e, t, index, frame, len);
   if (!t->closed) EndTo(e, t, index);
   return true;
+}
+
+// Pings side `index` if the bytes toward it are between two frames (else a later check tries
+// again); its pong is then awaited from it.
+void Ping(Engine* e, Tunnel* t, int index) {
+  WsState& ws = *t->ws;
+  WsTracker& toward = ws.dir[1 - index];
+  Side* dst = &t->side[index];
+  if (!toward.AtBoundary() || toward.stopped || toward.stop_at_boundary || dst->shut_wr || dst->end_queued) return;
+  WsPongCatcher& c = ws.pong[index];
+  uint8_t key[4];
+  RandomBytes(c.expect, kPingPayload);
+  RandomBytes(key, sizeof key);
+  uint8_t frame[6 + kPingPayload];
+  size_t n = PingFrame(frame, c.expect, index == 1, key);
+  SendTo(e, t, index, reinterpret_cast<const char*>(frame), n);
+  if (t->closed) return;
+  c.awaiting = true;
+  ws.dir[index].pause_on_pong = true;
+}
+
+// A side sent nothing within an interval after its ping: it is cut, and the other side gets a
+// close frame as when a side vanishes (WsSurvive).
+// The reported errno names the dead side: 1 the client, 2 the backend (see kPingTimeout).
+void PingDead(Engine* e, Tunnel* t, int dead) {
+  if (!WsSurvive(e, t, dead, kPingTimeout, dead + 1, dead == 1 ? "backend not answering" : "client not answering"))
+    Finish(e, t, kPingTimeout, dead + 1);
+}
+
+// One tunnel's ping check (see PingTick).
+void PingCheck(Engine* e, Tunnel* t) {
+  WsState& ws = *t->ws;
+  // A side not read because the other is full (backpressure) may be sending: it counts as heard.
+  bool heard_client = ws.heard[0] || !t->side[1].pending.empty();
+  bool heard_backend = ws.heard[1] || !t->side[0].pending.empty();
+  ws.heard[0] = ws.heard[1] = false;
+  // Closing (both FINs in, a side vanished, or wsgate sent its close): no more pings.
+  if (t->fin_deadline != 0 || ws.fail_reason >= 0 || ws.wsgate_seq != 0) return;
+  // (A side that sends but has not answered yet is alive: its pong may be behind a long frame.)
+  if (ws.pong[0].awaiting && !heard_client) return PingDead(e, t, 0);
+  if (ws.pong[1].awaiting && !heard_backend) return PingDead(e, t, 1);
+  if (!heard_client && !ws.pong[0].awaiting) Ping(e, t, 0);
+  if (!t->closed && !heard_backend && !ws.pong[1].awaiting) Ping(e, t, 1);
 }
 
 // A non-blocking duplicate of a connected TCP socket, with no-delay and TCP keepalive (first
@@ -601,7 +751,44 @@ bool WsStats(Engine* e, uint32_t id, double* out) {
     out[i * 3 + 2] = double(w.violations);
     out[6 + i] = w.AtBoundary() ? 1 : 0;
   }
+  out[8] = double(t->ws->dir[0].close_code);
+  out[9] = double(t->ws->dir[1].close_code);
+  out[10] = double(FirstClose(*t->ws) + 4 * int32_t(t->ws->sent_code));
   return true;
+}
+
+bool WsPing(Engine* e, uint32_t id, int64_t interval_ms) {
+  Tunnel* t = Find(e, id);
+  if (t == nullptr || t->ws == nullptr || interval_ms <= 0) return false;
+  WsState& ws = *t->ws;
+  if (ws.ping_ms == 0) {
+    ws.pinger_index = e->pingers.size();
+    e->pingers.push_back(t);
+  }
+  ws.ping_ms = interval_ms;
+  ws.ping_next = NowMs() + interval_ms;
+  ws.pong[0].masked = true;
+  ws.pong[1].masked = false;
+  int64_t granule = interval_ms / 4;
+  if (granule < 20) granule = 20;
+  if (granule > 1000) granule = 1000;
+  if (e->ping_granule == 0 || granule < e->ping_granule) SetPingTimer(e, granule);
+  return true;
+}
+
+void PingTick(Engine* e, int64_t now) {
+  if (e->pingers.empty()) return;
+  // A check may finish a tunnel, which takes it out of `pingers`: walk a copy (records outlive
+  // this callback in the graveyard).
+  std::vector<Tunnel*> due;
+  for (Tunnel* t : e->pingers) {
+    if (t->ws->ping_next <= now) due.push_back(t);
+  }
+  for (Tunnel* t : due) {
+    if (t->closed || t->ws->ping_ms == 0) continue;
+    t->ws->ping_next = now + t->ws->ping_ms;
+    PingCheck(e, t);
+  }
 }
 
 }  // namespace wsgate

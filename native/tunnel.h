@@ -17,8 +17,9 @@ enum Reason : int32_t {
   kBackendReset = 4,
   kShutdown = 5,
   kFinTimeout = 6,
+  kPingTimeout = 7,  // a WebSocket side did not answer a ping in time (err: 1 the client, 2 the backend)
 };
-constexpr int kReasonCount = kFinTimeout + 1;
+constexpr int kReasonCount = kPingTimeout + 1;
 extern const char* const kReasonNames[kReasonCount];
 // Not a close: a CloseEvent with this reason says a WebSocket tunnel broke the protocol (err: the
 // violation, up: the side it came from); once per tunnel. In the contract as limits.wsEvent.
@@ -26,6 +27,10 @@ constexpr int32_t kWsEvent = 100;
 // Not a close either: a WebSocket tunnel's final counts, just before its close event, one per
 // direction (reason kWsCountsEvent + side read from; err: violations, up: frames, down: messages).
 constexpr int32_t kWsCountsEvent = 101;
+// Not a close either: a WebSocket tunnel's close frames, just before its close event (err: who
+// closed first, 0 none, 1 client, 2 backend, 3 wsgate, + 4 × the code of a close the engine sent
+// itself; up: the client's close code, down: the backend's; 0 for none).
+constexpr int32_t kWsCloseEvent = 102;
 
 // Both FINs in, a tunnel gets this long to flush before it is destroyed.
 constexpr int64_t kFinTimeoutMs = 30000;
@@ -62,6 +67,18 @@ struct WsState {
   // finishes (-1: none), and its errno.
   int32_t fail_reason = -1;
   int32_t fail_err = 0;
+  // The code of a close frame the engine sent itself (WsSurvive), and when wsgate first closed
+  // the WebSocket (NextCloseSeq; 0: it did not).
+  uint16_t sent_code = 0;
+  uint64_t wsgate_seq = 0;
+  // Keep-alive pings (WsPing): the interval (0: off), the next check, whether each side sent
+  // anything since the last one, pong[i] the catcher of pongs read from side i, and the tunnel's
+  // place in Engine::pingers.
+  int64_t ping_ms = 0;
+  int64_t ping_next = 0;
+  bool heard[2] = {false, false};
+  WsPongCatcher pong[2];
+  size_t pinger_index = 0;
 };
 
 // After a side of a WebSocket tunnel vanished, the other gets this long to answer wsgate's close
@@ -98,6 +115,8 @@ void HandleTunnelEvent(Engine* e, Side* s, uint32_t ev);
 // Sides that stopped at their read cap go on; FIN timeouts pass.
 void RunReady(Engine* e);
 void TunnelTick(Engine* e, int64_t now);
+// Keep-alive pings of the tunnels in Engine::pingers whose check is due (engine.cc's ping timer).
+void PingTick(Engine* e, int64_t now);
 
 // What JavaScript asks of tunnels (binding.cc), by tunnel id.
 // Duplicates two connected sockets and relays them as tunnel `id`, early bytes first; 0 or errno.
@@ -117,7 +136,14 @@ bool EndToward(Engine* e, uint32_t id, int index);
 bool CloseAtBoundary(Engine* e, uint32_t id, int index, const char* frame, size_t len);
 // A WebSocket tunnel's counts: out[frames up, messages up, violations up, frames down, messages
 // down, violations down, at boundary up (0/1), at boundary down]. False if gone or not WebSocket.
+// out[8, 11): the close codes the client and the backend sent (0 none), and who closed first as in
+// kWsCloseEvent.
 bool WsStats(Engine* e, uint32_t id, double* out);
+// A WebSocket tunnel pings a side that sent nothing for `interval_ms`, at a frame boundary of the
+// bytes toward it, consumes the pong (never forwarded), and treats a side that sends nothing
+// within the next interval as dead (kPingTimeout, closed as in WsSurvive). False if gone or not
+// WebSocket.
+bool WsPing(Engine* e, uint32_t id, int64_t interval_ms);
 
 }  // namespace wsgate
 

@@ -53,6 +53,28 @@ inline void FrameEnded(WsTracker* w) {
   if ((w->b0 & 0x0f) < 8 && (w->b0 & 0x80)) w->messages++;
 }
 
+// The first close frame this way: its status code is read from its first two payload bytes.
+inline void CloseStarts(WsTracker* w, uint64_t len) {
+  w->close_seq = NextCloseSeq();
+  if (len < 2) {
+    w->close_code = 1005;
+    return;
+  }
+  uint8_t len7 = w->hdr[1] & 0x7f;
+  w->key_at = (w->hdr[1] & 0x80) ? (len7 == 126 ? 4 : len7 == 127 ? 10 : 2) : 0;
+  w->code_need = 2;
+  w->code_acc = 0;
+}
+
+inline void ReadCode(WsTracker* w, const uint8_t* data, size_t n) {
+  for (size_t k = 0; k < n && w->code_need != 0; k++) {
+    int pos = 2 - w->code_need;
+    uint8_t key = w->key_at == 0 ? 0 : w->hdr[w->key_at + pos];
+    w->code_acc = uint16_t((w->code_acc << 8) | (data[k] ^ key));
+    if (--w->code_need == 0) w->close_code = w->code_acc == 0 ? 1005 : w->code_acc;
+  }
+}
+
 inline void HeaderDone(WsTracker* w) {
   const uint8_t* h = w->hdr;
   uint64_t len = h[1] & 0x7f;
@@ -68,20 +90,39 @@ inline void HeaderDone(WsTracker* w) {
   w->hlen = 0;
   w->need = 2;
   w->remaining = len;
-  if ((h[0] & 0x0f) < 8) w->in_message = (h[0] & 0x80) == 0;
+  if ((h[0] & 0x0f) < 8)
+    w->in_message = (h[0] & 0x80) == 0;
+  else if ((h[0] & 0x0f) == 8 && w->close_seq == 0)
+    CloseStarts(w, len);
   if (len == 0) FrameEnded(w);
 }
 
+uint64_t g_close_seq = 0;
+
 }  // namespace
 
+uint64_t NextCloseSeq() {
+  return ++g_close_seq;
+}
+
 long WsTracker::Feed(const uint8_t* data, size_t n) {
-  if (stopped) return 0;
+  if (stopped) {
+    if (trailing) {
+      stopped = false;
+      stop_at_boundary = false;
+      pause_on_pong = false;
+      if (Feed(data, n) != kWsNoStop) trailing = false;
+      stopped = true;
+    }
+    return 0;
+  }
   size_t i = 0;
   // Where the current frame began in this read (-1: in an earlier one, already forwarded).
   long start = hlen == 0 ? 0 : -1;
   while (i < n) {
     if (remaining > 0) {
       uint64_t k = n - i < remaining ? n - i : remaining;
+      if (code_need != 0) ReadCode(this, data + i, size_t(k));
       remaining -= k;
       i += size_t(k);
       if (remaining == 0) FrameEnded(this);
@@ -90,6 +131,11 @@ long WsTracker::Feed(const uint8_t* data, size_t n) {
     if (hlen == 0) {
       if (stop_at_boundary) {
         stopped = true;
+        trailing = true;
+        return long(i);
+      }
+      if (pause_on_pong && data[i] == 0x8a) {
+        paused = true;
         return long(i);
       }
       start = long(i);
@@ -115,9 +161,38 @@ long WsTracker::Feed(const uint8_t* data, size_t n) {
   }
   if (stop_at_boundary && AtBoundary()) {
     stopped = true;
+    trailing = true;
     return long(n);
   }
   return kWsNoStop;
+}
+
+int WsPongCatcher::Take(const uint8_t* data, size_t n, size_t* i) {
+  while (*i < n) {
+    held[held_len++] = data[(*i)++];
+    if (held_len < 2) continue;
+    uint8_t b1 = held[1];
+    if ((b1 & 0x7f) != kPingPayload || ((b1 & 0x80) != 0) != masked) return kPongOther;
+    size_t p = masked ? 6 : 2;
+    if (held_len < p + kPingPayload) continue;
+    for (size_t k = 0; k < kPingPayload; k++) {
+      if (uint8_t(held[p + k] ^ (masked ? held[2 + (k & 3)] : 0)) != expect[k]) return kPongOther;
+    }
+    return kPongOurs;
+  }
+  return kPongPending;
+}
+
+size_t PingFrame(uint8_t* out, const uint8_t* payload, bool masked, const uint8_t* key) {
+  size_t head = masked ? 6 : 2;
+  out[0] = 0x89;
+  out[1] = uint8_t((masked ? 0x80 : 0) | kPingPayload);
+  if (masked)
+    for (int k = 0; k < 4; k++)
+      out[2 + k] = key[k];
+  for (size_t k = 0; k < kPingPayload; k++)
+    out[head + k] = uint8_t(payload[k] ^ (masked ? key[k & 3] : 0));
+  return head + kPingPayload;
 }
 
 }  // namespace wsgate

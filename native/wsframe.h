@@ -39,6 +39,13 @@ constexpr uint32_t kWsRsvMask = 0x70;
 // feed() found nothing to stop at.
 constexpr long kWsNoStop = -1;
 
+// The payload length of wsgate's own pings (PING_PAYLOAD in TypeScript; in the contract).
+constexpr size_t kPingPayload = 8;
+
+// Orders close frames and wsgate's own closes across the engine, so a tunnel can tell which came
+// first.
+uint64_t NextCloseSeq();
+
 struct WsTracker {
   uint32_t flags = 0;
   uint64_t frames = 0;    // complete frames, control frames included
@@ -47,7 +54,23 @@ struct WsTracker {
   int32_t first_violation = 0;
   bool stop_at_boundary = false;  // Feed stops at the next boundary
   bool stopped = false;           // Feed stopped: the rest of this direction is not forwarded
-  bool in_message = false;        // a fragmented data message is open
+  // Stopped at a boundary: Feed still follows what comes (dropped by the engine) to read the
+  // peer's answering close frame; a violation in strict mode ends that too.
+  bool trailing = false;
+  bool in_message = false;  // a fragmented data message is open
+  // Set by the owner while a pong to its own ping is awaited: Feed pauses before a pong that
+  // starts at a boundary, and sets `paused` (not `stopped`): the bytes from there are for a
+  // WsPongCatcher.
+  bool pause_on_pong = false;
+  bool paused = false;
+  // The status code of the first close frame this way (1005: it gave none), 0 before one; when
+  // it came (NextCloseSeq); the bytes of its code still to read, the code so far, and where the
+  // masking key is in hdr (0: unmasked).
+  uint16_t close_code = 0;
+  uint64_t close_seq = 0;
+  uint8_t code_need = 0;
+  uint8_t key_at = 0;
+  uint16_t code_acc = 0;
   uint8_t hdr[14];
   uint8_t hlen = 0;
   uint8_t need = 2;
@@ -60,6 +83,26 @@ struct WsTracker {
   // in strict mode (0 if its header began in an earlier read). Stopped, it returns 0.
   long Feed(const uint8_t* data, size_t n);
 };
+
+// What WsPongCatcher::Take decided about the frame it holds.
+enum PongVerdict : int { kPongPending = 0, kPongOurs = 1, kPongOther = 2 };
+
+// Holds back a pong frame, from a tracker's pause until it can tell whether it answers wsgate's
+// own ping (the same length and payload): at most a header and kPingPayload bytes. Anything else
+// is let go as soon as its second byte shows it. The same as PongCatcher in TypeScript.
+struct WsPongCatcher {
+  uint8_t expect[kPingPayload];
+  bool awaiting = false;
+  bool masked = false;  // the frames it sees come from a client
+  uint8_t held[6 + kPingPayload];
+  uint8_t held_len = 0;
+  // Takes bytes of the held frame from data[*i, n), advancing *i, until it can decide.
+  int Take(const uint8_t* data, size_t n, size_t* i);
+};
+
+// A ping carrying `payload` (kPingPayload bytes) into `out` (room for 6 + kPingPayload), masked
+// with `key` toward a backend. Returns its length.
+size_t PingFrame(uint8_t* out, const uint8_t* payload, bool masked, const uint8_t* key);
 
 }  // namespace wsgate
 

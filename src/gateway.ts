@@ -13,6 +13,7 @@ import { NativeFront } from './listeners/native-front';
 import { createLogger, type Logger } from './observe/log';
 import { Observers } from './observe/observers';
 import type { GatewayContext, GatewayState, TunnelStart } from './proxy/context';
+import { drainTunnels } from './tunnel/drain';
 import { nativeEngine } from './tunnel/native';
 import { Tunnel, type TunnelOptions } from './tunnel/tunnel';
 import { type TunnelRecord, TunnelRegistry } from './tunnel/registry';
@@ -23,6 +24,9 @@ import { HandshakeRate } from './access/handshake-rate';
 import type { LimitState } from './routing/ws-limits';
 
 export type { BoundListener, SharedBinding, TunnelRecord };
+
+/** A stop paced by ProxyWebsocketDrainRate closes whatever tunnels remain at once after this long. */
+export const STOP_DRAIN_DEADLINE_MS = 30_000;
 
 export interface GatewayOptions {
   log?: Logger;
@@ -90,21 +94,27 @@ export class Gateway implements GatewayContext {
     return this.listeners.addresses();
   }
 
-  /** Stops listening, closes every connection and tunnel, and empties the pools. */
-  async stop(): Promise<void> {
+  /**
+   * Stops listening, closes every connection and tunnel, and empties the pools. Tunnels are
+   * closed at ProxyWebsocketDrainRate per second; `drainDeadlineMs` (default
+   * STOP_DRAIN_DEADLINE_MS) after the start of the stop, all that remain at once.
+   */
+  async stop(options: { drainDeadlineMs?: number } = {}): Promise<void> {
     this.stopping = true;
     this.health.stop();
     const closing = this.listeners.closeAll();
     this.front?.abortAll();
     this.router.closeAll();
-    // A WebSocket is told (1001) and given a moment to answer; other tunnels are cut.
-    const finishing: Promise<void>[] = [];
-    for (const t of [...this.tunnels.keys()]) {
-      if (t.closeWebSocket(1001, 'server shutting down', 'shutdown')) finishing.push(t.whenFinished());
-      else t.close('shutdown');
-    }
     this.origins.closeIdle();
-    await Promise.all([closing, ...finishing]);
+    // A WebSocket is told (1001) and given a moment to answer; other tunnels are cut.
+    const draining = drainTunnels(this.tunnels.keys(), {
+      code: 1001,
+      reason: 'server shutting down',
+      why: 'shutdown',
+      ratePerSec: this.config.mainServer.settings.websocketDrainRate,
+      deadlineMs: options.drainDeadlineMs ?? STOP_DRAIN_DEADLINE_MS,
+    });
+    await Promise.all([closing, draining]);
   }
 
   /** Serving, or stopping (readiness, `SetHandler health`, turns to 503). */
@@ -148,6 +158,7 @@ export class Gateway implements GatewayContext {
   private tunnelOptions(t: TunnelStart): TunnelOptions {
     return {
       idleTimeoutMs: t.vhost.settings.websocketIdleTimeoutMs,
+      pingIntervalMs: t.route.pingIntervalMs ?? t.vhost.settings.websocketPingIntervalMs,
       counters: t.counters,
       wsFlags: t.wsFlags,
       onViolation: (tunnel, what, from) =>
@@ -163,6 +174,8 @@ export class Gateway implements GatewayContext {
     const rec = this.tunnels.remove(t);
     if (rec !== undefined) this.observers.tunnelClosed(rec);
     if (this.log.enabled('debug') || (t.closeReason !== 'closed' && t.closeReason !== 'shutdown')) {
+      // A WebSocket's close frames: each peer's code (0: it sent none), wsgate's own, and who closed first.
+      const codes = t.wsCloseCodes();
       const fields = {
         tunnel: t.id,
         engine: t.usedNative ? 'native' : 'js',
@@ -176,6 +189,10 @@ export class Gateway implements GatewayContext {
         up: t.bytesUp,
         down: t.bytesDown,
         ms: t.endedAt - t.startedAt,
+        close_client: codes?.client,
+        close_backend: codes?.backend,
+        close_wsgate: codes === undefined || codes.wsgate === 0 ? undefined : codes.wsgate,
+        close_first: codes?.first,
       };
       if (t.closeReason === 'idle-timeout' || t.closeReason === 'closed' || t.closeReason === 'shutdown')
         this.log.debug('tunnel closed', fields);

@@ -245,6 +245,7 @@ export function balancerRoute(
     ...(r.regex ? { regexTarget: ref.raw } : {}),
     fromLocation: r.fromLocation,
     ...(r.maxTunnels !== undefined ? { maxTunnels: r.maxTunnels } : {}),
+    ...(r.pingIntervalMs !== undefined ? { pingIntervalMs: r.pingIntervalMs } : {}),
     source: r.source,
   };
 }

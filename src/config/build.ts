@@ -110,6 +110,8 @@ function resolveSettings(own: SettingsDraft, base: SettingsDraft | undefined): S
     addHeaders: pick('addHeaders') ?? true,
     websocketIdleTimeoutMs: pick('websocketIdleTimeoutMs') ?? 0,
     websocketStrict: pick('websocketStrict') ?? false,
+    websocketPingIntervalMs: pick('websocketPingIntervalMs') ?? 0,
+    websocketDrainRate: pick('websocketDrainRate') ?? 0,
     websocketFallbackToProxyHttp: pick('websocketFallbackToProxyHttp') ?? true,
     websocketAsync: pick('websocketAsync') ?? false,
     websocketAsyncDelayMs: pick('websocketAsyncDelayMs') ?? 0,
@@ -210,6 +212,7 @@ class Assembler {
       ...(r.regex ? { regexTarget: t.raw } : {}),
       fromLocation: r.fromLocation,
       ...optional('maxTunnels', r.maxTunnels),
+      ...optional('pingIntervalMs', r.pingIntervalMs),
       source: r.source,
     };
   }

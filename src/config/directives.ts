@@ -400,6 +400,7 @@ function serverSpecs(): DirectiveSpec[] {
     setting('ProxyAddHeaders', 'addHeaders', onOff('ProxyAddHeaders')),
     setting('ProxyWebsocketIdleTimeout', 'websocketIdleTimeoutMs', duration('ProxyWebsocketIdleTimeout', true)),
     setting('ProxyWebsocketStrict', 'websocketStrict', onOff('ProxyWebsocketStrict')),
+    setting('ProxyWebsocketPingInterval', 'websocketPingIntervalMs', duration('ProxyWebsocketPingInterval', true)),
     setting('ProxyWebsocketFallbackToProxyHttp', 'websocketFallbackToProxyHttp', onOff('ProxyWebsocketFallbackToProxyHttp')),
     setting('ProxyWebsocketAsync', 'websocketAsync', onOff('ProxyWebsocketAsync')),
     setting('ProxyWebsocketAsyncDelay', 'websocketAsyncDelayMs', duration('ProxyWebsocketAsyncDelay', true)),

@@ -55,6 +55,8 @@ export interface RouteDraft {
   readonly fromLocation: boolean;
   /** `maxtunnels=`: a key of the ProxyPass line itself (not of the worker, so ProxySet does not take it). */
   readonly maxTunnels?: number;
+  /** `wspinginterval=`: the line's own ProxyWebsocketPingInterval (0: off for this route). */
+  readonly pingIntervalMs?: Millis;
   readonly source: SourceRef;
 }
 
@@ -120,6 +122,8 @@ export interface SettingsDraft {
   addHeaders?: boolean;
   websocketIdleTimeoutMs?: Millis;
   websocketStrict?: boolean;
+  websocketPingIntervalMs?: Millis;
+  websocketDrainRate?: number;
   websocketFallbackToProxyHttp?: boolean;
   websocketAsync?: boolean;
   websocketAsyncDelayMs?: Millis;

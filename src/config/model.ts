@@ -139,6 +139,8 @@ export interface Route {
   readonly fromLocation: boolean;
   /** The line's `maxtunnels=` (wsgate's own key): most tunnels this route may have open (503); absent = none. */
   readonly maxTunnels?: number;
+  /** The line's `wspinginterval=` (wsgate's own key): overrides ProxyWebsocketPingInterval for this route (0: off). */
+  readonly pingIntervalMs?: Millis;
   readonly source: SourceRef;
 }
 
@@ -154,6 +156,10 @@ export interface ServerSettings {
   readonly websocketIdleTimeoutMs: Millis;
   /** `ProxyWebsocketStrict` (default Off): a WebSocket protocol violation closes the tunnel with 1002. */
   readonly websocketStrict: boolean;
+  /** `ProxyWebsocketPingInterval` (default 0: off): a silent side of a WebSocket tunnel is pinged; no answer within it, it is dead. */
+  readonly websocketPingIntervalMs: Millis;
+  /** `ProxyWebsocketDrainRate` (top level only, default 0: all at once): WebSocket tunnels closed per second by a stop or reload. */
+  readonly websocketDrainRate: number;
   /** `ProxyWebsocketFallbackToProxyHttp` (default On). */
   readonly websocketFallbackToProxyHttp: boolean;
   /** `ProxyWebsocketAsync` / `ProxyWebsocketAsyncDelay`: accepted and validated; no effect (wsgate is always event-driven). */

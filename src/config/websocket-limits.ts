@@ -54,7 +54,10 @@ export function parseAllowedOrigins(node: DirectiveNode): string[] {
   return out;
 }
 
-function countSetting(name: string, field: 'websocketMaxTunnels' | 'websocketMaxTunnelsPerClient' | 'websocketRate'): LimitDirectiveSpec {
+function countSetting(
+  name: string,
+  field: 'websocketMaxTunnels' | 'websocketMaxTunnelsPerClient' | 'websocketRate' | 'websocketDrainRate',
+): LimitDirectiveSpec {
   return {
     name,
     contexts: SERVER,
@@ -71,6 +74,8 @@ export function websocketLimitSpecs(): LimitDirectiveSpec[] {
     countSetting('ProxyWebsocketMaxTunnels', 'websocketMaxTunnels'),
     countSetting('ProxyWebsocketMaxTunnelsPerClient', 'websocketMaxTunnelsPerClient'),
     countSetting('ProxyWebsocketRate', 'websocketRate'),
+    // Paces a stop's or reload's close frames (tunnel/drain.ts); 0: all at once.
+    countSetting('ProxyWebsocketDrainRate', 'websocketDrainRate'),
     {
       name: 'ProxyWebsocketAllowedOrigins',
       contexts: WITH_LOCATION,

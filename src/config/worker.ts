@@ -231,9 +231,12 @@ export function parseProxyPass(args: readonly string[], regex: boolean, ctx: Ctx
     if (rest.length > 0) throw ConfigError.at(where, `${directive} … ! takes no parameters`);
     return { match, exclude: true, regex: useRegex, fromLocation, source: where };
   }
-  const limit = takeMaxTunnels(rest, directive, where);
-  rest = limit.rest;
-  const maxTunnels = limit.maxTunnels === undefined || limit.maxTunnels === 0 ? {} : { maxTunnels: limit.maxTunnels };
+  const keys = takeLineKeys(rest, directive, where);
+  rest = keys.rest;
+  const maxTunnels = {
+    ...(keys.maxTunnels === undefined || keys.maxTunnels === 0 ? {} : { maxTunnels: keys.maxTunnels }),
+    ...(keys.pingIntervalMs === undefined ? {} : { pingIntervalMs: keys.pingIntervalMs }),
+  };
   const localPrefix = match.kind === 'prefix' ? match.prefix : undefined;
   if (isBalancerUrl(target)) {
     const url = parseBalancerUrl(target, where);
@@ -253,15 +256,25 @@ export function parseProxyPass(args: readonly string[], regex: boolean, ctx: Ctx
   return { match, exclude: false, target: draft, regex: useRegex, fromLocation, ...maxTunnels, source: where };
 }
 
-/** Takes wsgate's `maxtunnels=N` (0 = none) out of a ProxyPass line's keys; the other keys are the worker's or balancer's. */
-function takeMaxTunnels(words: readonly string[], directive: string, where: SourceRef): { rest: readonly string[]; maxTunnels?: number } {
-  let maxTunnels: number | undefined;
+/** wsgate's own keys of a ProxyPass line (not the worker's or the balancer's, so ProxySet does not take them). */
+interface LineKeys {
+  rest: readonly string[];
+  maxTunnels?: number;
+  pingIntervalMs?: number;
+}
+
+/** Takes wsgate's `maxtunnels=N` (0 = none) and `wspinginterval=` (0 = off) out of a ProxyPass line's keys. */
+function takeLineKeys(words: readonly string[], directive: string, where: SourceRef): LineKeys {
+  const out: LineKeys = { rest: [] };
   const rest: string[] = [];
   for (const word of words) {
-    if (word.slice(0, 11).toLowerCase() === 'maxtunnels=') maxTunnels = parseCount(word.slice(11), `${directive} maxtunnels=`, where);
+    const key = word.slice(0, word.indexOf('=') + 1).toLowerCase();
+    if (key === 'maxtunnels=') out.maxTunnels = parseCount(word.slice(11), `${directive} maxtunnels=`, where);
+    else if (key === 'wspinginterval=') out.pingIntervalMs = parseDuration(word.slice(15), `${directive} wspinginterval=`, where, true);
     else rest.push(word);
   }
-  return maxTunnels === undefined ? { rest } : { rest, maxTunnels };
+  out.rest = rest;
+  return out;
 }
 
 /**

@@ -7,7 +7,7 @@
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import { MAX_HEAD_BYTES } from '../http/head';
-import { WS_MASKED, WS_STRICT, WS_VIOLATIONS } from './wsframe';
+import { PING_PAYLOAD, WS_MASKED, WS_STRICT, WS_VIOLATIONS } from './wsframe';
 
 export interface NativeBinding {
   start(onClose: (events: number[]) => void, onFront: (events: unknown[]) => void): void;
@@ -36,12 +36,18 @@ export interface NativeBinding {
    * direction (now if it is at one), then ends the direction; false if gone, not WebSocket, or ended.
    */
   closeAtBoundary(id: number, toward: 0 | 1, frame: Buffer): boolean;
-  /** [frames, messages, violations] up, the same down, at a boundary up (0/1), down; false if gone or not WebSocket. */
+  /**
+   * [frames, messages, violations] up, the same down, at a boundary up (0/1), down, then the
+   * close codes the client and the backend sent (0 none), and who closed first (0 none, 1 client,
+   * 2 backend, 3 wsgate) + 4 × the code of a close the engine sent itself; false if gone or not WebSocket.
+   */
   wsStats(id: number, out: Float64Array): boolean;
+  /** A WebSocket tunnel pings a side silent `intervalMs`, and one that does not answer within it is dead; false if gone or not WebSocket. */
+  wsPing(id: number, intervalMs: number): boolean;
   /** Test hooks: a lone C++ frame tracker (native/wsframe.h). */
   wsTestTracker(flags: number): object;
   wsTestFeed(tracker: object, bytes: Buffer, stopAtBoundary: boolean): number;
-  /** Fills [frames, messages, violations, firstViolation, atBoundary, inMessage, stopped]. */
+  /** Fills [frames, messages, violations, firstViolation, atBoundary, inMessage, stopped, closeCode (given 8 slots)]. */
   wsTestState(tracker: object, out: Float64Array): void;
 
   // The native front (native/front.cc): handshakes by id.
@@ -94,6 +100,8 @@ export interface NativeContract {
   readonly limits: {
     readonly wsEvent: number;
     readonly wsCountsEvent: number;
+    readonly wsCloseEvent: number;
+    readonly pingPayload: number;
     readonly wsMasked: number;
     readonly wsStrict: number;
     readonly wsCloseGraceMs: number;
@@ -130,6 +138,7 @@ export const NATIVE_REASONS = [
   'backend-reset',
   'shutdown',
   'fin-timeout',
+  'ping-timeout',
 ] as const;
 
 /**
@@ -139,6 +148,12 @@ export const NATIVE_REASONS = [
  */
 export const WS_EVENT = 100;
 export const WS_COUNTS_EVENT = 101;
+/**
+ * A WebSocket tunnel's close frames, just before its close: errno who closed first (0 none,
+ * 1 client, 2 backend, 3 wsgate) + 4 × the code of a close the engine sent itself, up the
+ * client's close code, down the backend's (0: none; wsStats has the same).
+ */
+export const WS_CLOSE_EVENT = 102;
 /** After wsgate sent its close frames, the peers get this long to answer before TCP is closed (both engines). */
 export const WS_CLOSE_GRACE_MS = 2000;
 
@@ -177,10 +192,12 @@ export function contractDrift(c: NativeContract | undefined, maxHeadBytes: numbe
   if (ws.length !== WS_VIOLATIONS.length || ws.some((r, i) => r !== WS_VIOLATIONS[i])) {
     drift.push(`WebSocket violations are [${ws.join(', ')}] in C++, [${WS_VIOLATIONS.join(', ')}] in TypeScript`);
   }
-  if (c.limits.wsEvent !== WS_EVENT || c.limits.wsCountsEvent !== WS_COUNTS_EVENT)
+  if (c.limits.wsEvent !== WS_EVENT || c.limits.wsCountsEvent !== WS_COUNTS_EVENT || c.limits.wsCloseEvent !== WS_CLOSE_EVENT)
     drift.push(
-      `the WebSocket events are ${c.limits.wsEvent}/${c.limits.wsCountsEvent} in C++, ${WS_EVENT}/${WS_COUNTS_EVENT} in TypeScript`,
+      `the WebSocket events are ${c.limits.wsEvent}/${c.limits.wsCountsEvent}/${c.limits.wsCloseEvent} in C++, ${WS_EVENT}/${WS_COUNTS_EVENT}/${WS_CLOSE_EVENT} in TypeScript`,
     );
+  if (c.limits.pingPayload !== PING_PAYLOAD)
+    drift.push(`the ping payload is ${c.limits.pingPayload} bytes in C++, ${PING_PAYLOAD} in TypeScript`);
   if (c.limits.wsMasked !== WS_MASKED || c.limits.wsStrict !== WS_STRICT)
     drift.push(`the WebSocket tracker flags are ${c.limits.wsMasked}/${c.limits.wsStrict} in C++, ${WS_MASKED}/${WS_STRICT} in TypeScript`);
   if (c.limits.wsCloseGraceMs !== WS_CLOSE_GRACE_MS)

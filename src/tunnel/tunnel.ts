@@ -17,10 +17,24 @@ import {
   nativeEngine,
   onNativeClose,
   WS_CLOSE_GRACE_MS,
+  WS_CLOSE_EVENT,
   WS_COUNTS_EVENT,
   WS_EVENT,
 } from './native';
-import { closeFrame, WS_MASKED, WS_NO_STOP, WS_STRICT, WS_VIOLATIONS, WsTracker } from './wsframe';
+import { randomFillSync } from 'node:crypto';
+import {
+  closeFrame,
+  nextCloseSeq,
+  PONG_OURS,
+  PONG_PENDING,
+  PongCatcher,
+  pingFrame,
+  WS_MASKED,
+  WS_NO_STOP,
+  WS_STRICT,
+  WS_VIOLATIONS,
+  WsTracker,
+} from './wsframe';
 
 /** Why a tunnel ended; also what the access log and counters will report. */
 export type CloseReason =
@@ -31,7 +45,9 @@ export type CloseReason =
   | 'backend-reset'
   | 'idle-timeout'
   | 'shutdown' // wsgate is stopping
-  | 'fin-timeout'; // both FINs seen but a side never finished writing
+  | 'reload' // a reload took the tunnel's route away (closed with 1012)
+  | 'fin-timeout' // both FINs seen but a side never finished writing
+  | 'ping-timeout'; // a WebSocket side did not answer wsgate's ping within ProxyWebsocketPingInterval
 
 /**
  * Sees the bytes of one direction as they pass, without copying them. Optional and cheap: the
@@ -61,6 +77,8 @@ export interface TunnelOptions {
   readonly counters?: ByteCounters;
   /** A WebSocket tunnel's tracker flags (wsframe.ts websocketFlags); 0 or absent: not WebSocket. */
   readonly wsFlags?: number;
+  /** A WebSocket tunnel pings a side silent this long, and one that does not answer within it is dead (ProxyWebsocketPingInterval); 0 or absent: off. */
+  readonly pingIntervalMs?: number;
   /** Hears a WebSocket tunnel's first protocol violation (once per tunnel), from the side that sent it. */
   readonly onViolation?: (tunnel: Tunnel, what: string, from: TunnelSide) => void;
 }
@@ -76,6 +94,17 @@ export interface WsCounts {
   framesDown: number;
   messagesDown: number;
   violationsDown: number;
+}
+
+/** Who sent a WebSocket tunnel's first close frame: a peer, or wsgate itself. */
+export type CloseFirst = 'client' | 'backend' | 'wsgate';
+
+/** The close frames of a WebSocket tunnel: each peer's status code (0: it sent none; 1005: one with no code) and wsgate's own. */
+export interface WsCloseCodes {
+  client: number;
+  backend: number;
+  wsgate: number;
+  first: CloseFirst | undefined;
 }
 
 export { WS_CLOSE_GRACE_MS };
@@ -143,6 +172,16 @@ export class Tunnel {
   private wsReason: CloseReason | undefined;
   /** JS mode: the side that vanished while the other is given a close frame (0 none, 1 client, 2 backend). */
   private wsDead = 0;
+  /** When wsgate decided to close the WebSocket itself (nextCloseSeq), 0 if it did not. */
+  private wsCloseSeq = 0;
+  /** A native tunnel's close codes as last read from the engine: [client, backend, first (0 none, 1 client, 2 backend, 3 wsgate) + 4 × the engine's own code]. */
+  private wsNativeClose: [number, number, number] | undefined;
+  /** Keep-alive pings (JS mode): the timer, whether each side sent anything since its last tick, and the pong catchers per direction. */
+  private pingTimer: NodeJS.Timeout | undefined;
+  private heardClient = false;
+  private heardBackend = false;
+  private pongUp: PongCatcher | undefined;
+  private pongDown: PongCatcher | undefined;
   private finishWaiters: Array<() => void> | undefined;
 
   /**
@@ -179,6 +218,7 @@ export class Tunnel {
         n.framesDown = wsScratch[3];
         n.messagesDown = wsScratch[4];
         n.violationsDown = wsScratch[5];
+        this.wsNativeClose = [wsScratch[8], wsScratch[9], wsScratch[10]];
       }
     } else if (this.wsUp !== undefined && this.wsDown !== undefined) {
       const u = this.wsUp;
@@ -191,6 +231,39 @@ export class Tunnel {
       n.violationsDown = d.violations;
     }
     return { ...n };
+  }
+
+  /** The close codes each way of a WebSocket tunnel, and who closed first (undefined for other tunnels). */
+  wsCloseCodes(): WsCloseCodes | undefined {
+    if (!this.websocket) return undefined;
+    if (this.native) this.wsCounts();
+    let client = 0;
+    let backend = 0;
+    let wsgate = this.wsCloseCode;
+    let first: CloseFirst | undefined;
+    const nc = this.wsNativeClose;
+    if (nc !== undefined) {
+      client = nc[0];
+      backend = nc[1];
+      const f = nc[2] & 3;
+      first = f === 1 ? 'client' : f === 2 ? 'backend' : f === 3 ? 'wsgate' : undefined;
+      if (wsgate === 0) wsgate = Math.floor(nc[2] / 4);
+    } else if (this.wsUp !== undefined && this.wsDown !== undefined) {
+      client = this.wsUp.closeCode;
+      backend = this.wsDown.closeCode;
+      let seq = Number.POSITIVE_INFINITY;
+      for (const [who, at] of [
+        ['client', this.wsUp.closeSeq],
+        ['backend', this.wsDown.closeSeq],
+        ['wsgate', this.wsCloseSeq],
+      ] as const) {
+        if (at !== 0 && at < seq) {
+          seq = at;
+          first = who;
+        }
+      }
+    }
+    return { client, backend, wsgate, first };
   }
 
   /**
@@ -221,7 +294,10 @@ export class Tunnel {
       return true;
     }
     // Stopped inside a frame (or its source gone there): nowhere to put one; the direction only ends.
-    if (w.atBoundary) sock.write(frame);
+    if (w.atBoundary) {
+      sock.write(frame);
+      w.trailing = true; // the peer's answer is still read (and dropped) for its close code
+    }
     w.stopped = true;
     if (toward === 'client') this.downEnded = true;
     else this.upEnded = true;
@@ -237,7 +313,7 @@ export class Tunnel {
    * boundary, then its FIN, and WS_CLOSE_GRACE_MS to answer. True when the tunnel goes on that way
    * (also for the vanished side's own later events); false to destroy both sides as usual.
    */
-  private wsSurvive(deadIsClient: boolean): boolean {
+  private wsSurvive(deadIsClient: boolean, text?: string): boolean {
     if (this.wsDead !== 0) return this.wsDead === (deadIsClient ? 1 : 2);
     if (this.wsUp === undefined || this.wsCloseCode !== 0 || !this.pumping) return false;
     const toward: TunnelSide = deadIsClient ? 'backend' : 'client';
@@ -245,9 +321,10 @@ export class Tunnel {
     if (survivor.destroyed || (deadIsClient ? this.upEnded : this.downEnded)) return false;
     this.wsDead = deadIsClient ? 1 : 2;
     this.wsCloseCode = deadIsClient ? 1001 : 1011;
+    this.wsCloseSeq = nextCloseSeq();
     (deadIsClient ? this.client! : this.backend!).destroy();
     this.clearIdle();
-    const frame = deadIsClient ? closeFrame(1001, 'client went away', true) : closeFrame(1011, 'backend error', false);
+    const frame = deadIsClient ? closeFrame(1001, text ?? 'client went away', true) : closeFrame(1011, text ?? 'backend error', false);
     this.jsCloseToward(toward, frame, true);
     this.wsTimer = setTimeout(wsGraceOver, WS_CLOSE_GRACE_MS, this);
     this.wsTimer.unref();
@@ -273,6 +350,7 @@ export class Tunnel {
     const b = this.closeAtBoundary('backend', closeFrame(code, reason, true));
     if (!a && !b) return false;
     this.wsCloseCode = code;
+    this.wsCloseSeq = nextCloseSeq();
     this.wsReason = why;
     this.clearIdle();
     this.wsTimer = setTimeout(wsGraceOver, WS_CLOSE_GRACE_MS, this);
@@ -300,6 +378,10 @@ export class Tunnel {
     }
     const n = this.wsNative;
     if (n === undefined) return;
+    if (kind === WS_CLOSE_EVENT) {
+      this.wsNativeClose = [b, c, a];
+      return;
+    }
     if (kind === WS_COUNTS_EVENT) {
       n.violationsUp = a;
       n.framesUp = b;
@@ -328,6 +410,7 @@ export class Tunnel {
       this.nativeClosed(NATIVE_CLIENT_RESET, 0, 0, 0);
       return;
     }
+    this.nativePings();
     if (this.options.idleTimeoutMs > 0) this.armIdle();
   }
 
@@ -363,6 +446,13 @@ export class Tunnel {
     if (ws !== 0) {
       this.wsUp = new WsTracker(ws | WS_MASKED);
       this.wsDown = new WsTracker(ws & ~WS_MASKED);
+      const ping = this.options.pingIntervalMs ?? 0;
+      if (ping > 0) {
+        this.pongUp = new PongCatcher(true);
+        this.pongDown = new PongCatcher(false);
+        this.pingTimer = setTimeout(pingTick, ping, this);
+        this.pingTimer.unref();
+      }
     }
     this.pumping = true;
     client.on('data', clientOnData);
@@ -528,7 +618,62 @@ export class Tunnel {
     this.usedNative = true;
     this.credit();
     trackNative(this);
+    this.nativePings();
     return true;
+  }
+
+  /** Native mode: a WebSocket tunnel with ProxyWebsocketPingInterval has the engine ping its silent sides. */
+  private nativePings(): void {
+    const ping = this.options.pingIntervalMs ?? 0;
+    if (ping > 0 && this.websocket && this.native) nativeEngine()!.wsPing(this.id, ping);
+  }
+
+  /**
+   * @internal JS mode, every ping interval: a side that sent nothing since the last tick is
+   * pinged (if the bytes toward it are between frames; else at a later tick); a side pinged at
+   * the last tick that has sent nothing since is dead.
+   */
+  pingTick(): void {
+    if (this.finished || this.closeReason !== undefined || this.wsCloseCode !== 0) return;
+    // A side not read because the other is full (backpressure) may be sending: it counts as heard.
+    const heardClient = this.heardClient || this.client!.isPaused();
+    const heardBackend = this.heardBackend || this.backend!.isPaused();
+    this.heardClient = false;
+    this.heardBackend = false;
+    // (A side that sends but has not answered yet is alive: its pong may be behind a long frame.)
+    const dead = this.pongUp!.awaiting && !heardClient ? 1 : this.pongDown!.awaiting && !heardBackend ? 2 : 0;
+    if (dead !== 0) {
+      this.pingDead(dead === 1);
+      return;
+    }
+    if (!heardClient && !this.pongUp!.awaiting) this.ping('client');
+    if (!heardBackend && !this.pongDown!.awaiting) this.ping('backend');
+    this.pingTimer!.refresh();
+  }
+
+  private ping(toward: TunnelSide): void {
+    const w = toward === 'client' ? this.wsDown! : this.wsUp!;
+    if (!w.atBoundary || w.stopped || w.stopAtBoundary) return;
+    // Its pong comes the other way: from the pinged side.
+    const catcher = toward === 'client' ? this.pongUp! : this.pongDown!;
+    randomFillSync(catcher.expect);
+    if (!this.send(toward, pingFrame(catcher.expect, toward === 'backend'))) return;
+    catcher.awaiting = true;
+    (toward === 'client' ? this.wsUp! : this.wsDown!).pauseOnPong = true;
+  }
+
+  private pingDetail(side: TunnelSide): string {
+    return `the ${side} did not answer a ping within ${this.options.pingIntervalMs} ms`;
+  }
+
+  /** A side did not answer a ping in time: it is cut, and the other side gets a close frame as when a side vanishes. */
+  private pingDead(deadIsClient: boolean): void {
+    const side = deadIsClient ? 'client' : 'backend';
+    this.closeReason = 'ping-timeout';
+    this.closeDetail = this.pingDetail(side);
+    if (this.wsSurvive(deadIsClient, `${side} not answering`)) return;
+    this.client!.destroy();
+    this.backend!.destroy();
   }
 
   /** @internal The native engine ended this tunnel. */
@@ -540,15 +685,26 @@ export class Tunnel {
     const r = NATIVE_REASONS[reason] ?? 'backend-error';
     if (this.closeReason === undefined || (this.closeReason === 'closed' && r !== 'closed')) {
       this.closeReason = r;
-      if (errno !== 0) this.closeDetail = errnoName(errno);
+      // A ping timeout's errno names the dead side (1 the client, 2 the backend).
+      if (r === 'ping-timeout') this.closeDetail = this.pingDetail(errno === 1 ? 'client' : 'backend');
+      else if (errno !== 0) this.closeDetail = errnoName(errno);
     }
     this.finish();
   }
 
   forwardUp(chunk: Buffer): void {
-    if (this.upEnded) return; // endToward('backend'): nowhere to go
+    this.heardClient = true;
     const w = this.wsUp;
+    if (this.upEnded) {
+      // endToward('backend') or a close frame: nowhere to go. A tracker stopped at a boundary reads the close code.
+      if (w?.trailing) w.feed(chunk, 0, chunk.length);
+      return;
+    }
     if (w !== undefined) {
+      if (w.pauseOnPong) {
+        this.forwardCatching(chunk, true);
+        return;
+      }
       const stop = w.feed(chunk, 0, chunk.length);
       if (w.violations !== 0 && !this.wsReported && stop === WS_NO_STOP) this.wsViolation(w.firstViolation, 'client');
       if (stop !== WS_NO_STOP) {
@@ -564,9 +720,17 @@ export class Tunnel {
   }
 
   forwardDown(chunk: Buffer): void {
-    if (this.downEnded) return; // endToward('client'): nowhere to go
+    this.heardBackend = true;
     const w = this.wsDown;
+    if (this.downEnded) {
+      if (w?.trailing) w.feed(chunk, 0, chunk.length);
+      return;
+    }
     if (w !== undefined) {
+      if (w.pauseOnPong) {
+        this.forwardCatching(chunk, false);
+        return;
+      }
       const stop = w.feed(chunk, 0, chunk.length);
       if (w.violations !== 0 && !this.wsReported && stop === WS_NO_STOP) this.wsViolation(w.firstViolation, 'backend');
       if (stop !== WS_NO_STOP) {
@@ -579,6 +743,70 @@ export class Tunnel {
     this.active = true;
     if (this.options.downObserver !== undefined) this.options.downObserver.onChunk(chunk);
     if (!this.client!.write(chunk)) this.backend!.pause();
+  }
+
+  /**
+   * JS mode, while a pong to wsgate's ping is awaited from the side `chunk` comes from: the
+   * tracker pauses before each pong that starts at a boundary, and the PongCatcher holds it until
+   * it can tell: the answer to the ping is dropped (the tracker still follows it, so it stays in
+   * step), any other frame is forwarded as it was. The slow path of forwardUp/forwardDown.
+   */
+  private forwardCatching(chunk: Buffer, up: boolean): void {
+    const w = up ? this.wsUp! : this.wsDown!;
+    const c = up ? this.pongUp! : this.pongDown!;
+    const end = chunk.length;
+    let i = 0;
+    while (i < end) {
+      if (c.heldLen > 0 || w.paused) {
+        w.paused = false;
+        const verdict = c.take(chunk, i, end);
+        i = c.next;
+        if (verdict === PONG_PENDING) break;
+        const held = Buffer.from(c.held.subarray(0, c.heldLen));
+        c.heldLen = 0;
+        w.pauseOnPong = false;
+        const stop = w.feed(held, 0, held.length);
+        if (verdict === PONG_OURS) {
+          c.awaiting = false; // the side answered: not forwarded, not counted as tunnel bytes
+          continue;
+        }
+        w.pauseOnPong = true;
+        if (stop !== WS_NO_STOP) {
+          this.wsStopped(held, stop, up);
+          return;
+        }
+        this.forwardPart(held, up);
+        continue;
+      }
+      const stop = w.feed(chunk, i, end);
+      if (stop === WS_NO_STOP) {
+        this.forwardPart(i === 0 ? chunk : chunk.subarray(i), up);
+        break;
+      }
+      if (w.stopped) {
+        this.wsStopped(chunk.subarray(i), stop - i, up);
+        return;
+      }
+      if (stop > i) this.forwardPart(chunk.subarray(i, stop), up);
+      i = stop;
+    }
+    if (w.violations !== 0 && !this.wsReported) this.wsViolation(w.firstViolation, up ? 'client' : 'backend');
+  }
+
+  /** Forwards a part of a chunk (forwardCatching): counted, observed, with backpressure. */
+  private forwardPart(part: Buffer, up: boolean): void {
+    this.active = true;
+    if (up) {
+      this.up += part.length;
+      this.sink.bytesUp += part.length;
+      if (this.options.upObserver !== undefined) this.options.upObserver.onChunk(part);
+      if (!this.backend!.write(part)) this.client!.pause();
+    } else {
+      this.down += part.length;
+      this.sink.bytesDown += part.length;
+      if (this.options.downObserver !== undefined) this.options.downObserver.onChunk(part);
+      if (!this.client!.write(part)) this.backend!.pause();
+    }
   }
 
   /**
@@ -703,6 +931,7 @@ export class Tunnel {
     this.finished = true;
     this.clearIdle();
     if (this.wsTimer !== undefined) clearTimeout(this.wsTimer);
+    if (this.pingTimer !== undefined) clearTimeout(this.pingTimer);
     this.wsCounts(); // the JS pump's final counts (a native tunnel's came with its close)
     if (this.wsReason !== undefined && (this.closeReason === undefined || this.closeReason === 'closed')) this.closeReason = this.wsReason;
     this.endedAt = Date.now();
@@ -720,7 +949,7 @@ export class Tunnel {
 /** Tunnels run by the native engine, by id, until it reports them closed. */
 const live = new Map<number, Tunnel>();
 const scratch = new Float64Array(2);
-const wsScratch = new Float64Array(8);
+const wsScratch = new Float64Array(11);
 /** Reads every native tunnel's counts while there is one (unref'd: it never keeps the process up). */
 let pollTimer: NodeJS.Timeout | undefined;
 
@@ -776,6 +1005,10 @@ function ignoreError(): void {}
 
 function idleTimeout(t: Tunnel): void {
   t.idleTick();
+}
+
+function pingTick(t: Tunnel): void {
+  t.pingTick();
 }
 
 function wsGraceOver(t: Tunnel): void {

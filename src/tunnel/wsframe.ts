@@ -87,6 +87,77 @@ export function closeFrame(code: number, reason: string, masked: boolean): Buffe
 /** Where feed() found nothing to stop at. */
 export const WS_NO_STOP = -1;
 
+/** The payload length of wsgate's own pings: long enough to be told apart from a peer's. */
+export const PING_PAYLOAD = 8;
+
+/** A ping (RFC 6455 §5.5.2) carrying `payload` (PING_PAYLOAD bytes); masked with a random key toward a backend. */
+export function pingFrame(payload: Uint8Array, masked: boolean): Buffer {
+  const head = masked ? 6 : 2;
+  const f = Buffer.allocUnsafe(head + PING_PAYLOAD);
+  f[0] = 0x89;
+  f[1] = (masked ? 0x80 : 0) | PING_PAYLOAD;
+  if (masked) randomFillSync(f, 2, 4);
+  for (let i = 0; i < PING_PAYLOAD; i++) f[head + i] = payload[i] ^ (masked ? f[2 + (i & 3)] : 0);
+  return f;
+}
+
+/** Orders close frames and wsgate's own closes across a process, so a tunnel can tell which came first. */
+let closeSeq = 0;
+export function nextCloseSeq(): number {
+  return ++closeSeq;
+}
+
+/** What PongCatcher.take decided about the frame it holds. */
+export const PONG_PENDING = 0;
+export const PONG_OURS = 1;
+export const PONG_OTHER = 2;
+
+/**
+ * Holds back a pong frame, from a tracker's pause (WsTracker.pauseOnPong) until it can tell
+ * whether it answers wsgate's own ping: the same length and payload. At most a frame header and
+ * PING_PAYLOAD bytes are held; anything else is let go as soon as its second byte shows it.
+ */
+export class PongCatcher {
+  /** The payload of the ping wsgate sent the other way, while its pong is awaited. */
+  readonly expect = Buffer.alloc(PING_PAYLOAD);
+  awaiting = false;
+  readonly held = Buffer.alloc(6 + PING_PAYLOAD);
+  heldLen = 0;
+  /** Where the last take() stopped reading. */
+  next = 0;
+
+  /** `masked`: the frames it sees come from a client. */
+  constructor(private readonly masked: boolean) {}
+
+  /** Takes bytes of the held frame from `b[from, to)` until it can decide (PONG_PENDING: all taken, still undecided). */
+  take(b: Uint8Array, from: number, to: number): number {
+    let i = from;
+    while (i < to) {
+      this.held[this.heldLen++] = b[i++];
+      const v = this.verdict();
+      if (v !== PONG_PENDING) {
+        this.next = i;
+        return v;
+      }
+    }
+    this.next = i;
+    return PONG_PENDING;
+  }
+
+  private verdict(): number {
+    const n = this.heldLen;
+    if (n < 2) return PONG_PENDING;
+    const b1 = this.held[1];
+    if ((b1 & 0x7f) !== PING_PAYLOAD || ((b1 & 0x80) !== 0) !== this.masked) return PONG_OTHER;
+    const p = this.masked ? 6 : 2;
+    if (n < p + PING_PAYLOAD) return PONG_PENDING;
+    for (let k = 0; k < PING_PAYLOAD; k++) {
+      if ((this.held[p + k] ^ (this.masked ? this.held[2 + (k & 3)] : 0)) !== this.expect[k]) return PONG_OTHER;
+    }
+    return PONG_OURS;
+  }
+}
+
 export class WsTracker {
   /** Complete frames, control frames included. */
   frames = 0;
@@ -99,6 +170,23 @@ export class WsTracker {
   stopAtBoundary = false;
   /** feed() stopped (a boundary when asked for one, or a violation in strict mode): the rest is not forwarded. */
   stopped = false;
+  /**
+   * Stopped at a boundary: feed() still follows what comes (dropped by the owner) to read the
+   * peer's answering close frame; a violation in strict mode ends that too.
+   */
+  trailing = false;
+  /** Set by the owner while a pong to its own ping is awaited: feed() pauses before a pong that starts at a boundary. */
+  pauseOnPong = false;
+  /** feed() paused there (not stopped): the bytes from the offset it returned are for a PongCatcher. */
+  paused = false;
+  /** The status code of the first close frame this way (1005: it gave none), 0 before one; and when it came (nextCloseSeq). */
+  closeCode = 0;
+  closeSeq = 0;
+  /** Bytes of that close frame's status code still to read, and the code so far. */
+  private codeNeed = 0;
+  private codeAcc = 0;
+  /** Where the masking key is in `hdr` for the current frame (0: unmasked). */
+  private keyAt = 0;
 
   private readonly hdr = new Uint8Array(14);
   private hlen = 0;
@@ -128,20 +216,31 @@ export class WsTracker {
    * Once stopped, every later call returns `from`.
    */
   feed(b: Uint8Array, from: number, to: number): number {
-    if (this.stopped) return from;
+    if (this.stopped) {
+      if (this.trailing) this.trail(b, from, to);
+      return from;
+    }
     let i = from;
     // Where the current frame began in this chunk (-1: in an earlier one, already forwarded).
     let start = this.hlen === 0 ? from : -1;
     while (i < to) {
       if (this.remaining > 0) {
         const n = Math.min(to - i, this.remaining);
+        if (this.codeNeed !== 0) this.readCode(b, i, n);
         this.remaining -= n;
         i += n;
         if (this.remaining === 0) this.frameEnded();
         continue;
       }
       if (this.hlen === 0) {
-        if (this.stopAtBoundary) return this.stop(i);
+        if (this.stopAtBoundary) {
+          this.trailing = true;
+          return this.stop(i);
+        }
+        if (this.pauseOnPong && b[i] === 0x8a) {
+          this.paused = true;
+          return i;
+        }
         start = i;
       }
       this.hdr[this.hlen++] = b[i++];
@@ -155,7 +254,10 @@ export class WsTracker {
       }
       if (this.hlen >= 2 && this.hlen === this.need) this.headerDone();
     }
-    if (this.stopAtBoundary && this.atBoundary) return this.stop(to);
+    if (this.stopAtBoundary && this.atBoundary) {
+      this.trailing = true;
+      return this.stop(to);
+    }
     return WS_NO_STOP;
   }
 
@@ -168,6 +270,15 @@ export class WsTracker {
     this.hlen = 0;
     this.need = 2;
     return this.stop(start);
+  }
+
+  /** Follows bytes after a stop at a boundary, for their close code and counts only. */
+  private trail(b: Uint8Array, from: number, to: number): void {
+    this.stopped = false;
+    this.stopAtBoundary = false;
+    this.pauseOnPong = false;
+    if (this.feed(b, from, to) !== WS_NO_STOP) this.trailing = false;
+    this.stopped = true;
   }
 
   private stop(at: number): number {
@@ -226,7 +337,30 @@ export class WsTracker {
     // A data frame opens or continues a message; control frames leave it as it was.
     const op = h[0] & 0x0f;
     if (op < 8) this.inMessage = (h[0] & 0x80) === 0;
+    else if (op === 8 && this.closeSeq === 0) this.closeStarts(len);
     if (len === 0) this.frameEnded();
+  }
+
+  /** The first close frame this way: its status code is read from its first two payload bytes (RFC 6455 §5.5.1). */
+  private closeStarts(len: number): void {
+    this.closeSeq = nextCloseSeq();
+    if (len < 2) {
+      this.closeCode = 1005;
+      return;
+    }
+    const len7 = this.hdr[1] & 0x7f;
+    this.keyAt = this.hdr[1] & 0x80 ? (len7 === 126 ? 4 : len7 === 127 ? 10 : 2) : 0;
+    this.codeNeed = 2;
+    this.codeAcc = 0;
+  }
+
+  private readCode(b: Uint8Array, at: number, n: number): void {
+    for (let k = 0; k < n && this.codeNeed !== 0; k++) {
+      const pos = 2 - this.codeNeed;
+      const key = this.keyAt === 0 ? 0 : this.hdr[this.keyAt + pos];
+      this.codeAcc = (this.codeAcc << 8) | (b[at + k] ^ key);
+      if (--this.codeNeed === 0) this.closeCode = this.codeAcc === 0 ? 1005 : this.codeAcc;
+    }
   }
 
   private frameEnded(): void {

@@ -25,6 +25,8 @@ const EXPECTED: ReadonlyArray<readonly [string, Expected]> = [
   ['ProxyAddHeaders', 'honoured'],
   ['ProxyWebsocketIdleTimeout', 'honoured'],
   ['ProxyWebsocketStrict', 'honoured'],
+  ['ProxyWebsocketPingInterval', 'honoured'],
+  ['ProxyWebsocketDrainRate', 'honoured'],
   ['ProxyWebsocketFallbackToProxyHttp', 'honoured'],
   ['ProxyWebsocketAsync', 'honoured'],
   ['ProxyWebsocketAsyncDelay', 'honoured'],

@@ -128,4 +128,31 @@ for (const tls of [false, true]) {
       await backend.close();
     }
   });
+
+  test(`${engine}: the record and the log line have each side's close code and who closed first`, { timeout: 30_000 }, async () => {
+    const backend = await startWsBackend((ws) => ws.on('message', (d) => ws.send(d)));
+    const g = await startGateway(conf(backend.port, tls, 'ProxyWebsocketIdleTimeout 400ms\n'));
+    try {
+      // The client closes: the backend answers with the same code (as `ws` does).
+      const ws = await open(g, tls);
+      const rec = await onlyTunnel(g);
+      await roundTrip(ws, 'hello');
+      const closed = closeOf(ws);
+      ws.close(4001, 'bye');
+      assert.equal((await closed).code, 4001);
+      await eventually(() => g.gateway.tunnels.size === 0, 10_000, 'the tunnel to finish');
+      assert.deepEqual(rec.tunnel.wsCloseCodes(), { client: 4001, backend: 4001, wsgate: 0, first: 'client' });
+      const line = await g.waitForLog(new RegExp(`tunnel closed tunnel=${rec.tunnel.id} `));
+      assert.match(line, / close_client=4001 close_backend=4001 close_first=client/);
+      // The idle limit: wsgate closes first, and each peer answers its 1001.
+      const ws2 = await open(g, tls);
+      const rec2 = await onlyTunnel(g);
+      assert.equal((await closeOf(ws2)).code, 1001);
+      await eventually(() => g.gateway.tunnels.size === 0, 10_000, 'the second tunnel to finish');
+      assert.deepEqual(rec2.tunnel.wsCloseCodes(), { client: 1001, backend: 1001, wsgate: 1001, first: 'wsgate' });
+    } finally {
+      await g.stop();
+      await backend.close();
+    }
+  });
 }

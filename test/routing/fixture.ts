@@ -97,6 +97,8 @@ export const defaultSettings: ServerSettings = {
   addHeaders: true,
   websocketIdleTimeoutMs: 0,
   websocketStrict: false,
+  websocketPingIntervalMs: 0,
+  websocketDrainRate: 0,
   websocketFallbackToProxyHttp: true,
   websocketAsync: false,
   websocketAsyncDelayMs: 0,

@@ -24,14 +24,15 @@ test('a drift is named: event numbers, reasons and limits', { skip: engine === u
     events: { ...c.events, answer: 9, extra: 10 },
     reasons: [...c.reasons].reverse(),
     wsViolations: c.wsViolations.slice(1),
-    limits: { ...c.limits, maxHead: 1, wsEvent: 7 },
+    limits: { ...c.limits, maxHead: 1, wsEvent: 7, pingPayload: 4 },
   };
   const drift = contractDrift(moved, MAX_HEAD_BYTES).join('\n');
   assert.match(drift, /front event "answer" is 9 in C\+\+, 3 in TypeScript/);
   assert.match(drift, /front event "extra" \(10\) is unknown to TypeScript/);
-  assert.match(drift, /close reasons are \[fin-timeout, /);
+  assert.match(drift, /close reasons are \[ping-timeout, fin-timeout, /);
   assert.match(drift, /the head limit is 1 in C\+\+/);
   assert.match(drift, /WebSocket violations are \[unmasked client frame, /);
-  assert.match(drift, /the WebSocket events are 7\/101 in C\+\+, 100\/101 in TypeScript/);
+  assert.match(drift, /the WebSocket events are 7\/101\/102 in C\+\+, 100\/101\/102 in TypeScript/);
+  assert.match(drift, /the ping payload is 4 bytes in C\+\+, 8 in TypeScript/);
   assert.deepEqual(contractDrift(undefined, MAX_HEAD_BYTES), ['the addon exports no contract']);
 });

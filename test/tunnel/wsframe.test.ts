@@ -37,10 +37,12 @@ interface State {
 interface Subject {
   feed(b: Buffer, stopAtBoundary?: boolean): number;
   state(): State;
+  /** The status code of the first close frame seen (1005: none given), 0 before one. */
+  closeCode(): number;
 }
 
 const engine = nativeEngine();
-const out = new Float64Array(7);
+const out = new Float64Array(8);
 
 const ENGINES: Array<[string, ((flags: number) => Subject) | undefined]> = [
   [
@@ -60,6 +62,7 @@ const ENGINES: Array<[string, ((flags: number) => Subject) | undefined]> = [
           atBoundary: w.atBoundary,
           inMessage: w.open,
         }),
+        closeCode: () => w.closeCode,
       };
     },
   ],
@@ -81,6 +84,10 @@ const ENGINES: Array<[string, ((flags: number) => Subject) | undefined]> = [
                 atBoundary: out[4] === 1,
                 inMessage: out[5] === 1,
               };
+            },
+            closeCode: () => {
+              engine.wsTestState(w, out);
+              return out[7];
             },
           };
         },
@@ -278,3 +285,26 @@ test('close frames: unmasked toward the client, masked with a random key toward 
     assert.deepEqual([down.state().frames, down.state().violations], [1, 0]);
   }
 });
+
+for (const [name, make] of ENGINES) {
+  test(`${name} tracker: the first close frame's status code, masked or not, cut at every byte position`, {
+    skip: make === undefined && 'no native engine',
+  }, () => {
+    const text = Buffer.from([0x81, 0x03, 0x61, 0x62, 0x63]);
+    const masked = Buffer.from([0x81, 0x83, 1, 2, 3, 4, 0x60, 0x60, 0x60]);
+    const cases: Array<[number, Buffer, number]> = [
+      [0, Buffer.concat([text, closeFrame(4001, 'bye', false), closeFrame(1000, 'later', false)]), 4001],
+      [WS_MASKED, Buffer.concat([masked, closeFrame(1001, 'going', true)]), 1001],
+      [0, Buffer.concat([text, Buffer.from([0x88, 0x00])]), 1005],
+      [0, text, 0],
+    ];
+    for (const [flags, bytes, code] of cases) {
+      for (let cut = 0; cut <= bytes.length; cut++) {
+        const s = make!(flags);
+        s.feed(bytes.subarray(0, cut));
+        s.feed(bytes.subarray(cut));
+        assert.equal(s.closeCode(), code, `flags ${flags}, cut at ${cut}`);
+      }
+    }
+  });
+}
