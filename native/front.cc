@@ -545,6 +545,14 @@ void FrontUnlisten(Engine* e, uint32_t id) {
   if (e->listeners.empty()) uv_unref(reinterpret_cast<uv_handle_t*>(&e->poll));
 }
 
+// Each handshake copies its listener's limits when accepted, so the ones under way keep theirs.
+bool FrontLimits(Engine* e, uint32_t id, const HeadLimits& limits) {
+  auto it = e->listeners.find(id);
+  if (it == e->listeners.end()) return false;
+  it->second->limits = limits;
+  return true;
+}
+
 bool FrontHandoff(Engine* e, uint32_t id, int* client_fd, int* backend_fd) {
   Handshake* h = Find(e, id);
   if (h == nullptr || h->cfd() < 0) return false;

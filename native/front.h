@@ -68,6 +68,8 @@ void FreeHandshakes(Engine* e);
 // Accepts on a duplicate of a bound, listening socket; 0 or errno.
 int FrontListen(Engine* e, uint32_t id, int fd, int keepalive_s, const HeadLimits& limits);
 void FrontUnlisten(Engine* e, uint32_t id);
+// New limits for the connections a listener accepts from now on (a reload); false for an unknown id.
+bool FrontLimits(Engine* e, uint32_t id, const HeadLimits& limits);
 // Lets go of a handshake's sockets: the caller owns *client_fd and *backend_fd (-1: none). False
 // when the handshake had ended.
 bool FrontHandoff(Engine* e, uint32_t id, int* client_fd, int* backend_fd);

@@ -8,17 +8,23 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, loadConfigFile } from './config/load';
 import type { Config } from './config/model';
-import { Gateway } from './gateway';
+import { isControlAction, signalRunning, type ControlAction } from './lifecycle/control';
+import { serve } from './lifecycle/run';
 import { createLogger, isLevel, type Level } from './observe/log';
 
 const USAGE = `Usage: wsgate -f FILE [options]
        wsgate -t -f FILE
+       wsgate -k graceful|restart|graceful-stop|stop -f FILE
 
 Runs a WebSocket / HTTP Upgrade reverse proxy configured with Apache mod_proxy directives.
 
 Options:
   -f, --config FILE    the configuration file (Apache httpd syntax)
   -t, --check          check the configuration only: print "Syntax OK" or FILE:LINE: error
+  -k ACTION            signal the wsgate running FILE (found through its PidFile), as apachectl:
+                       graceful, restart: reload the configuration (SIGUSR1, SIGHUP);
+                       graceful-stop, stop: let work under way finish, then exit (SIGWINCH, SIGTERM);
+                       start: run, as without -k
   -l, --log-level L    debug | info | warn | error (default: info)
   -w, --workers N      run N worker processes sharing the Listen sockets (default 1)
   -v, --version        print the version
@@ -28,6 +34,7 @@ Options:
 interface CliArgs {
   configFile?: string;
   check: boolean;
+  control?: ControlAction;
   level: Level;
   workers: number;
 }
@@ -51,6 +58,13 @@ function parseArgs(argv: string[]): CliArgs | string {
       case '--check':
         args.check = true;
         break;
+      case '-k': {
+        const k = argv[++i];
+        if (k === 'start') break;
+        if (k === undefined || !isControlAction(k)) return `${a} takes start, graceful, restart, graceful-stop or stop`;
+        args.control = k;
+        break;
+      }
       case '-l':
       case '--log-level': {
         const l = argv[++i];
@@ -107,6 +121,7 @@ async function main(): Promise<number> {
     if (args.level === 'debug' && e instanceof Error) process.stderr.write(`${e.stack ?? ''}\n`);
     return 70;
   }
+  if (args.control !== undefined) return signalRunning(args.control, config, args.configFile, (line) => process.stderr.write(`${line}\n`));
   const log = createLogger({ level: args.level });
   logHeldSignalsTo(log);
   for (const n of config.notices) log.info(`config: ${n}`);
@@ -117,30 +132,7 @@ async function main(): Promise<number> {
 
   if (args.workers > 1 && cluster.isPrimary) return runWorkers(args.workers, log);
 
-  const gateway = new Gateway(config, { log });
-  try {
-    await gateway.start();
-  } catch (e) {
-    log.error(String((e as Error).message));
-    return 1;
-  }
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info('stopping', { signal, tunnels: gateway.tunnels.size });
-      gateway.stop().then(
-        () => resolve(0),
-        (err: Error) => {
-          log.error('error while stopping', { reason: err.message });
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-  });
+  return serve(config, args.configFile, log);
 }
 
 /**

@@ -1,5 +1,5 @@
-// SIGHUP and SIGUSR1: Apache's restart and graceful restart (logrotate scripts send them).
-// wsgate cannot reload yet, so it holds them: one log line, and the process carries on serving.
+// SIGHUP and SIGUSR1: Apache's restart and graceful restart (logrotate scripts send them). wsgate
+// reloads its configuration on both (lifecycle/run.ts gives them that meaning once it serves).
 //
 // They are held from the moment this module loads, and the CLI imports it first, because left
 // unhandled SIGHUP kills the process without a clean stop, and SIGUSR1 starts Node's inspector on
@@ -19,13 +19,14 @@ const MEANING: Record<string, string> = {
 };
 
 let log: Logger = createLogger();
+let reload: ((signal: NodeJS.Signals) => void) | undefined;
 
 function onHeldSignal(signal: NodeJS.Signals): void {
-  log.warn('signal ignored: reloading the configuration is not supported yet', {
-    signal,
-    apache: MEANING[signal],
-    pid: process.pid,
-  });
+  if (reload !== undefined) {
+    reload(signal);
+    return;
+  }
+  log.warn('signal ignored: no configuration is running yet', { signal, apache: MEANING[signal], pid: process.pid });
 }
 
 for (const signal of HELD_SIGNALS) process.on(signal, onHeldSignal);
@@ -33,6 +34,11 @@ for (const signal of HELD_SIGNALS) process.on(signal, onHeldSignal);
 /** Where the line about a held signal goes (the CLI's logger, once it has one). */
 export function logHeldSignalsTo(logger: Logger): void {
   log = logger;
+}
+
+/** What SIGHUP and SIGUSR1 do from now on (reload the config); undefined: logged and ignored again. */
+export function onReloadSignal(handler: ((signal: NodeJS.Signals) => void) | undefined): void {
+  reload = handler;
 }
 
 /** Node options for worker processes that keep SIGUSR1 away from the inspector from their first instant. */
