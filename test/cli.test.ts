@@ -3,7 +3,7 @@
 // SIGINT with exit code 0, its port closed and its open tunnels closed.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
@@ -14,85 +14,9 @@ import type { WebSocket } from 'ws';
 import { deadPort, ResponseReader, connectRaw } from './helpers/edges';
 import { closeWs, echo, eventually, openWs, randomBytes, sha256, startEchoBackend } from './helpers/harness';
 import { listeningPorts } from './helpers/procfs';
+import { CLI, countLines, reap, ROOT, runCli, startCli, started, writeConf } from './helpers/cli';
 
-// dist/test/cli.test.js → dist/src/cli.js; the package root is two levels up.
-const CLI = path.join(__dirname, '..', 'src', 'cli.js');
-const ROOT = path.join(__dirname, '..', '..');
 const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-
-function writeConf(text: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'wsgate-cli-'));
-  const file = path.join(dir, 'wsgate.conf');
-  writeFileSync(file, text);
-  return file;
-}
-
-interface Started {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** Resolves with the first stderr line matching `re`; rejects if the process exits first. */
-  waitForStderr(re: RegExp): Promise<string>;
-}
-
-const started = new Set<ChildProcess>();
-
-function startCli(args: string[]): Started {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  started.add(child);
-  let out = '';
-  let err = '';
-  const watchers: { re: RegExp; resolve: (l: string) => void }[] = [];
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
-    err += s;
-    for (let i = watchers.length - 1; i >= 0; i--) {
-      const line = err.split('\n').find((l) => watchers[i].re.test(l));
-      if (line !== undefined) {
-        watchers[i].resolve(line);
-        watchers.splice(i, 1);
-      }
-    }
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('close', (code, signal) => {
-      started.delete(child);
-      resolve({ code, signal });
-    });
-  });
-  return {
-    child,
-    stdout: () => out,
-    stderr: () => err,
-    exited,
-    waitForStderr(re) {
-      const line = err.split('\n').find((l) => re.test(l));
-      if (line !== undefined) return Promise.resolve(line);
-      return Promise.race([
-        new Promise<string>((resolve) => watchers.push({ re, resolve })),
-        exited.then(({ code, signal }) => {
-          throw new Error(`wsgate exited (code ${code}, signal ${signal}) before ${re}; stderr:\n${err}`);
-        }),
-      ]);
-    },
-  };
-}
-
-/** Kills, by pid, a child this file started that is still running. */
-function reap(s: Started): void {
-  if (s.child.exitCode === null && s.child.signalCode === null && s.child.pid !== undefined) process.kill(s.child.pid, 'SIGKILL');
-}
-
-async function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const s = startCli(args);
-  try {
-    const { code } = await s.exited;
-    return { code, stdout: s.stdout(), stderr: s.stderr() };
-  } finally {
-    reap(s);
-  }
-}
 
 /** True when nothing listens on 127.0.0.1:port (a connect is refused). */
 async function refused(port: number): Promise<boolean> {
@@ -344,11 +268,6 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       await backend.close();
     }
   });
-}
-
-/** Count of stderr lines matching `re`. */
-function countLines(text: string, re: RegExp): number {
-  return text.split('\n').filter((l) => re.test(l)).length;
 }
 
 // SIGUSR1 (Apache's graceful restart, sent by logrotate scripts) would start Node's inspector on

@@ -17,13 +17,7 @@ import { reloadFromFile } from './reload';
 
 /** Runs a gateway on `config` (read from `configFile`) until it stops; resolves with the exit code. */
 export async function serve(config: Config, configFile: string, log: Logger): Promise<number> {
-  const gateway = new Gateway(config, { log });
-  try {
-    await gateway.start();
-  } catch (e) {
-    log.error(String((e as Error).message));
-    return 1;
-  }
+  // Written before the ports are bound, so that it is there once the `listening` lines are.
   let pidFile = config.process.pidFile;
   if (pidFile !== undefined) {
     try {
@@ -31,9 +25,16 @@ export async function serve(config: Config, configFile: string, log: Logger): Pr
     } catch (e) {
       // As Apache: a process that `-k` could not find must not run unseen.
       log.error((e as Error).message);
-      await gateway.stop();
       return 1;
     }
+  }
+  const gateway = new Gateway(config, { log });
+  try {
+    await gateway.start();
+  } catch (e) {
+    log.error(String((e as Error).message));
+    if (pidFile !== undefined) removePidFile(pidFile);
+    return 1;
   }
   return new Promise<number>((resolve) => {
     let stopping = false;
