@@ -92,6 +92,7 @@ export class Gateway implements GatewayContext {
   /** The stop under way (one per gateway), and how to end its wait early (a second signal). */
   private stopped: Promise<void> | undefined;
   private hurry: (() => void) | undefined;
+  private hurried = false;
   /** Reloads run one after the other; a stop waits for the one under way. */
   private reloads: Promise<unknown> = Promise.resolve();
   private readonly hostName = os.hostname();
@@ -153,7 +154,12 @@ export class Gateway implements GatewayContext {
     this.origins.prune(config);
     const { kept, gone } = carryTunnels(this.tunnels.values(), old, config);
     for (const [record, place] of kept) this.tunnels.replace({ ...record, ...place });
-    void this.endTunnels(gone, 'reload', config.process.gracefulShutdownTimeoutMs);
+    // State still held by those tunnels was kept by the prunes above; once they end, it goes.
+    void this.endTunnels(gone, 'reload', config.process.gracefulShutdownTimeoutMs).then(() => {
+      if (this.config !== config) return;
+      this.balancers.prune(config);
+      this.origins.prune(config);
+    });
     return { listeners, tunnelsKept: kept.length, tunnelsEnding: gone.length };
   }
 
@@ -166,7 +172,10 @@ export class Gateway implements GatewayContext {
   stop(options: StopOptions = {}): Promise<void> {
     const graceMs = options.graceMs ?? 0;
     if (this.stopped !== undefined) {
-      if (graceMs <= 0) this.hurry?.();
+      if (graceMs <= 0) {
+        this.hurried = true;
+        this.hurry?.();
+      }
       return this.stopped;
     }
     this.stopped = this.drainAndStop(graceMs);
@@ -179,7 +188,7 @@ export class Gateway implements GatewayContext {
     // A reload binding ports now would add them after they were all closed.
     await this.reloads;
     const closing = this.listeners.closeAll();
-    if (graceMs > 0) {
+    if (graceMs > 0 && !this.hurried) {
       this.router.drain();
       void this.endTunnels([...this.tunnels.values()], 'shutdown', graceMs);
       await new Promise<void>((resolve) => {
