@@ -232,7 +232,9 @@ export class Gateway implements GatewayContext {
     const timer = setTimeout(endNow, deadlineMs, tunnels, why);
     void finished.then(() => clearTimeout(timer));
     return finished;
-  } /** Client connections still speaking HTTP or in an upgrade handshake (not yet tunnels), HTTP/2 sessions included. */
+  }
+
+  /** Client connections still speaking HTTP or in an upgrade handshake (not yet tunnels), HTTP/2 sessions included. */
   openConnections(): number {
     return this.router.open + (this.front?.pending ?? 0);
   }

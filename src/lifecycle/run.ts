@@ -7,6 +7,7 @@
 //   SIGINT            stop at once (an interactive Ctrl-C): WebSockets are sent 1001
 //   SIGTERM or SIGINT during a graceful stop: stop at once
 
+import cluster from 'node:cluster';
 import { isatty } from 'node:tty';
 import type { Config } from '../config/model';
 import { Gateway } from '../gateway';
@@ -18,7 +19,9 @@ import { reloadFromFile } from './reload';
 /** Runs a gateway on `config` (read from `configFile`) until it stops; resolves with the exit code. */
 export async function serve(config: Config, configFile: string, log: Logger): Promise<number> {
   // Written before the ports are bound, so that it is there once the `listening` lines are.
-  let pidFile = config.process.pidFile;
+  // Under `-w N` the pid file names the primary, which `-k` signals; a worker never writes it.
+  const ownsPidFile = !cluster.isWorker;
+  let pidFile = ownsPidFile ? config.process.pidFile : undefined;
   if (pidFile !== undefined) {
     try {
       writePidFile(pidFile);
@@ -73,7 +76,7 @@ export async function serve(config: Config, configFile: string, log: Logger): Pr
     onReloadSignal((signal) => {
       void reloadFromFile(gateway, configFile, log, signal).then((next) => {
         // A new PidFile line moves the file.
-        if (next === undefined || next.process.pidFile === pidFile || stopping) return;
+        if (next === undefined || !ownsPidFile || next.process.pidFile === pidFile || stopping) return;
         if (pidFile !== undefined) removePidFile(pidFile);
         pidFile = next.process.pidFile;
         if (pidFile === undefined) return;
