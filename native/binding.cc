@@ -284,6 +284,25 @@ napi_value FrontBindSharedJs(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// frontLimits(id, silenceMs, headerMs, headerMaxMs, headerMinRate): true if the listener exists.
+napi_value FrontLimitsJs(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], result;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id, timeout, header_ms, header_max_ms, min_rate;
+  if (g_engine == nullptr || argc < 5 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &timeout) ||
+      !GetUint32(env, argv[2], &header_ms) || !GetUint32(env, argv[3], &header_max_ms) || !GetUint32(env, argv[4], &min_rate)) {
+    return Throw(env, "frontLimits(id, silenceMs, headerMs, headerMaxMs, headerMinRate)");
+  }
+  HeadLimits limits;
+  limits.silence_ms = timeout;
+  limits.header_ms = header_ms;
+  limits.header_max_ms = header_max_ms;
+  limits.min_rate = min_rate;
+  napi_get_boolean(env, FrontLimits(g_engine, id, limits), &result);
+  return result;
+}
+
 // frontUnlisten(id)
 napi_value FrontUnlistenJs(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -561,6 +580,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"frontListen", nullptr, FrontListenJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontBindShared", nullptr, FrontBindSharedJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontUnlisten", nullptr, FrontUnlistenJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontLimits", nullptr, FrontLimitsJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontHandoff", nullptr, FrontHandoffJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontConnect", nullptr, FrontConnectJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontEstablish", nullptr, FrontEstablishJs, nullptr, nullptr, nullptr, napi_default, nullptr},

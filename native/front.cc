@@ -615,6 +615,14 @@ int FrontBindShared(const char* ip, uint32_t port, bool exclusive, uint32_t* bou
   return BindSharedAt("0.0.0.0", port, exclusive, bound_port);
 }
 
+// Each handshake copies its listener's limits when accepted, so the ones under way keep theirs.
+bool FrontLimits(Engine* e, uint32_t id, const HeadLimits& limits) {
+  auto it = e->listeners.find(id);
+  if (it == e->listeners.end()) return false;
+  it->second->limits = limits;
+  return true;
+}
+
 bool FrontHandoff(Engine* e, uint32_t id, int* client_fd, int* backend_fd) {
   Handshake* h = Find(e, id);
   if (h == nullptr || h->cfd() < 0) return false;

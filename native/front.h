@@ -77,6 +77,8 @@ void FrontUnlisten(Engine* e, uint32_t id);
 // Returns the fd (the caller owns it, and passes it to FrontListen), or -errno; *bound_port and
 // *family (4 or 6) say what it got.
 int FrontBindShared(const char* ip, uint32_t port, bool exclusive, uint32_t* bound_port, int* family);
+// New limits for the connections a listener accepts from now on (a reload); false for an unknown id.
+bool FrontLimits(Engine* e, uint32_t id, const HeadLimits& limits);
 // Lets go of a handshake's sockets: the caller owns *client_fd and *backend_fd (-1: none). False
 // when the handshake had ended.
 bool FrontHandoff(Engine* e, uint32_t id, int* client_fd, int* backend_fd);

@@ -8,18 +8,25 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, loadConfigFile } from './config/load';
 import type { Config } from './config/model';
-import { Gateway } from './gateway';
-import { autoWorkers, runPrimary, workerBinding, workerReady } from './lifecycle/workers';
+import { isControlAction, signalRunning, type ControlAction } from './lifecycle/control';
+import { removePidFile, writePidFile } from './lifecycle/pidfile';
+import { serve } from './lifecycle/run';
+import { autoWorkers, runPrimary } from './lifecycle/workers';
 import { createLogger, isLevel, type Level } from './observe/log';
 
 const USAGE = `Usage: wsgate -f FILE [options]
        wsgate -t -f FILE
+       wsgate -k graceful|restart|graceful-stop|stop -f FILE
 
 Runs a WebSocket / HTTP Upgrade reverse proxy configured with Apache mod_proxy directives.
 
 Options:
   -f, --config FILE    the configuration file (Apache httpd syntax)
   -t, --check          check the configuration only: print "Syntax OK" or FILE:LINE: error
+  -k ACTION            signal the wsgate running FILE (found through its PidFile), as apachectl:
+                       graceful, restart: reload the configuration (SIGUSR1, SIGHUP);
+                       graceful-stop, stop: let work under way finish, then exit (SIGWINCH, SIGTERM);
+                       start: run, as without -k
   -l, --log-level L    debug | info | warn | error (default: info)
   -w, --workers N      run N worker processes sharing the Listen ports (default 1);
                        auto: one per core
@@ -30,6 +37,7 @@ Options:
 interface CliArgs {
   configFile?: string;
   check: boolean;
+  control?: ControlAction;
   level: Level;
   workers: number;
 }
@@ -53,6 +61,13 @@ function parseArgs(argv: string[]): CliArgs | string {
       case '--check':
         args.check = true;
         break;
+      case '-k': {
+        const k = argv[++i];
+        if (k === 'start') break;
+        if (k === undefined || !isControlAction(k)) return `${a} takes start, graceful, restart, graceful-stop or stop`;
+        args.control = k;
+        break;
+      }
       case '-l':
       case '--log-level': {
         const l = argv[++i];
@@ -110,6 +125,7 @@ async function main(): Promise<number> {
     if (args.level === 'debug' && e instanceof Error) process.stderr.write(`${e.stack ?? ''}\n`);
     return 70;
   }
+  if (args.control !== undefined) return signalRunning(args.control, config, args.configFile, (line) => process.stderr.write(`${line}\n`));
   const log = createLogger({ level: args.level });
   logHeldSignalsTo(log);
   for (const n of config.notices) log.info(`config: ${n}`);
@@ -118,34 +134,23 @@ async function main(): Promise<number> {
     return 0;
   }
 
-  if (args.workers > 1 && cluster.isPrimary) return runPrimary({ workers: args.workers, configFile: args.configFile, log });
-
-  const shared = workerBinding();
-  const gateway = new Gateway(config, { log, shared });
-  try {
-    await gateway.start();
-  } catch (e) {
-    log.error(String((e as Error).message));
-    return 1;
+  if (args.workers > 1 && cluster.isPrimary) {
+    // The pid file names the primary, which `-k` signals and which passes signals on to its workers.
+    const pidFile = config.process.pidFile;
+    if (pidFile !== undefined) {
+      try {
+        writePidFile(pidFile);
+      } catch (e) {
+        log.error((e as Error).message);
+        return 1;
+      }
+    }
+    const code = await runPrimary({ workers: args.workers, configFile: args.configFile, log });
+    if (pidFile !== undefined) removePidFile(pidFile);
+    return code;
   }
-  workerReady(gateway, shared);
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info('stopping', { signal, tunnels: gateway.tunnels.size });
-      gateway.stop().then(
-        () => resolve(0),
-        (err: Error) => {
-          log.error('error while stopping', { reason: err.message });
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-  });
+
+  return serve(config, args.configFile, log);
 }
 
 /**

@@ -2,13 +2,15 @@
 // Listen addresses (listeners/bind.ts), routing accepted connections to a front
 // (listeners/accept.ts), the exchanges that answer or tunnel each request (proxy/exchange.ts,
 // answering errors through proxy/answers.ts) — and holds what outlives a request: the config in
-// force, the per-origin and balancer state, and the registry of live tunnels. It stops all of them.
+// force, the per-origin and balancer state, and the registry of live tunnels. It reloads a new
+// config under live tunnels (`reload`), and stops, at once or after letting work finish (`stop`).
 
 import cluster from 'node:cluster';
 import * as os from 'node:os';
 import type { Config, VirtualHost } from './config/model';
 import { ConnectionRouter } from './listeners/accept';
-import { type BoundListener, Listeners, type SharedBinding } from './listeners/bind';
+import { type BoundListener, type ListenerChanges, Listeners, type SharedBinding } from './listeners/bind';
+import { carryTunnels } from './lifecycle/carry';
 import { NativeFront } from './listeners/native-front';
 import { createLogger, type Logger } from './observe/log';
 import { Observers } from './observe/observers';
@@ -23,10 +25,7 @@ import { OriginRegistry } from './upstream/origins';
 import { HandshakeRate } from './access/handshake-rate';
 import type { LimitState } from './routing/ws-limits';
 
-export type { BoundListener, SharedBinding, TunnelRecord };
-
-/** A stop paced by ProxyWebsocketDrainRate closes whatever tunnels remain at once after this long. */
-export const STOP_DRAIN_DEADLINE_MS = 30_000;
+export type { BoundListener, GatewayState, ListenerChanges, SharedBinding, TunnelRecord };
 
 export interface GatewayOptions {
   log?: Logger;
@@ -37,9 +36,37 @@ export interface GatewayOptions {
   shared?: SharedBinding;
 }
 
+export interface StopOptions {
+  /**
+   * How long tunnels and requests under way may go on before the rest is closed, in ms (the CLI
+   * passes GracefulShutdownTimeout). 0, the default: closed at once (WebSockets are sent 1001).
+   */
+  readonly graceMs?: number;
+}
+
+/** What a reload changed. */
+export interface ReloadSummary {
+  readonly listeners: ListenerChanges;
+  /** Tunnels whose route and backend the new config still has: they go on. */
+  readonly tunnelsKept: number;
+  /** Tunnels of routes or backends that are gone: they end after GracefulShutdownTimeout. */
+  readonly tunnelsEnding: number;
+}
+
+/** How a stop or a reload ends a WebSocket tunnel (RFC 6455 §7.4.1). */
+const WS_CLOSE: Record<'shutdown' | 'reload', readonly [1001 | 1012, string]> = {
+  shutdown: [1001, 'server shutting down'],
+  reload: [1012, 'service restart'],
+};
+
+/** While a graceful stop waits, how often it looks whether everything has finished. */
+const DRAIN_POLL_MS = 50;
+
 export class Gateway implements GatewayContext {
-  /** The config in force. Swapping it (a later reload) affects new requests only. */
+  /** The config in force. `reload` swaps it; that affects new requests only. */
   config: Config;
+  /** Where the gateway is in its life; a readiness check answers 503 in every state but `serving`. */
+  state: GatewayState = 'serving';
   readonly log: Logger;
   readonly origins = new OriginRegistry();
   /** Balancer members' state; like `origins`, it outlives a config (keyed by balancer and member URL). */
@@ -57,7 +84,12 @@ export class Gateway implements GatewayContext {
   /** Accepts and runs upgrade handshakes natively on plain-TCP ports (undefined without the engine). */
   private readonly front: NativeFront | undefined;
   private readonly listeners: Listeners;
-  private stopping = false;
+  /** The stop under way (one per gateway), and how to end its wait early (a second signal). */
+  private stopped: Promise<void> | undefined;
+  private hurry: (() => void) | undefined;
+  private hurried = false;
+  /** Reloads run one after the other; a stop waits for the one under way. */
+  private reloads: Promise<unknown> = Promise.resolve();
   private readonly hostName = os.hostname();
 
   constructor(config: Config, options: GatewayOptions = {}) {
@@ -95,31 +127,117 @@ export class Gateway implements GatewayContext {
   }
 
   /**
-   * Stops listening, closes every connection and tunnel, and empties the pools. Tunnels are
-   * closed at ProxyWebsocketDrainRate per second; `drainDeadlineMs` (default
-   * STOP_DRAIN_DEADLINE_MS) after the start of the stop, all that remain at once.
+   * Puts `config` in force: ports are added and removed as it says (a port in both is never
+   * closed), new connections and requests use it at once, TLS certificates are the ones it read,
+   * balancer members that still exist keep their state, health checks follow it, the pools of
+   * origins it no longer names are closed. Live tunnels whose route and backend it still has go on
+   * (see lifecycle/carry.ts); the others end after its GracefulShutdownTimeout (close reason
+   * `reload`, 1012 for WebSockets). Rejects, with the old config still in force and unchanged,
+   * when a new port cannot be bound or the gateway is stopping.
    */
-  async stop(options: { drainDeadlineMs?: number } = {}): Promise<void> {
-    this.stopping = true;
-    this.health.stop();
-    const closing = this.listeners.closeAll();
-    this.front?.abortAll();
-    this.router.closeAll();
-    this.origins.closeIdle();
-    // A WebSocket is told (1001) and given a moment to answer; other tunnels are cut.
-    const draining = drainTunnels(this.tunnels.keys(), {
-      code: 1001,
-      reason: 'server shutting down',
-      why: 'shutdown',
-      ratePerSec: this.config.mainServer.settings.websocketDrainRate,
-      deadlineMs: options.drainDeadlineMs ?? STOP_DRAIN_DEADLINE_MS,
-    });
-    await Promise.all([closing, draining]);
+  reload(config: Config): Promise<ReloadSummary> {
+    const run = this.reloads.then(() => this.swapConfig(config));
+    this.reloads = run.catch(() => undefined);
+    return run;
   }
 
-  /** Serving, or stopping (readiness, `SetHandler health`, turns to 503). */
-  get state(): GatewayState {
-    return this.stopping ? 'stopping' : 'serving';
+  private async swapConfig(config: Config): Promise<ReloadSummary> {
+    if (this.state !== 'serving') throw new Error(`cannot reload: the gateway is ${this.state}`);
+    const old = this.config;
+    const listeners = await this.listeners.reconcile(config.listen, () => {
+      this.config = config;
+    });
+    this.health.sync(config);
+    this.balancers.prune(config);
+    this.origins.prune(config);
+    const { kept, gone } = carryTunnels(this.tunnels.values(), old, config);
+    for (const [record, place] of kept) this.tunnels.replace({ ...record, ...place });
+    // State still held by those tunnels was kept by the prunes above; once they end, it goes.
+    void this.endTunnels(gone, 'reload', config.process.gracefulShutdownTimeoutMs).then(() => {
+      if (this.config !== config) return;
+      this.balancers.prune(config);
+      this.origins.prune(config);
+    });
+    return { listeners, tunnelsKept: kept.length, tunnelsEnding: gone.length };
+  }
+
+  /**
+   * Stops: no new connections; with `graceMs`, requests and tunnels under way may finish for that
+   * long (state `draining`), then what is left is closed (`stopping`): WebSockets are sent 1001
+   * and given WS_CLOSE_GRACE_MS to answer, other tunnels and connections are cut, pools emptied.
+   * Called again while a stop waits, with no grace, it ends the wait at once.
+   */
+  stop(options: StopOptions = {}): Promise<void> {
+    const graceMs = options.graceMs ?? 0;
+    if (this.stopped !== undefined) {
+      if (graceMs <= 0) {
+        this.hurried = true;
+        this.hurry?.();
+      }
+      return this.stopped;
+    }
+    this.stopped = this.drainAndStop(graceMs);
+    return this.stopped;
+  }
+
+  private async drainAndStop(graceMs: number): Promise<void> {
+    this.state = 'draining';
+    this.health.stop();
+    // A reload binding ports now would add them after they were all closed.
+    await this.reloads;
+    const closing = this.listeners.closeAll();
+    if (graceMs > 0 && !this.hurried) {
+      this.router.drain();
+      void this.endTunnels([...this.tunnels.values()], 'shutdown', graceMs);
+      await new Promise<void>((resolve) => {
+        const finish = (): void => {
+          clearTimeout(deadline);
+          clearInterval(poll);
+          this.hurry = undefined;
+          resolve();
+        };
+        // Both ref'd: once the ports are closed, native tunnels alone would not keep the process alive.
+        const deadline = setTimeout(finish, graceMs);
+        const poll = setInterval(() => {
+          if (this.tunnels.size === 0 && this.router.busy === 0 && (this.front?.pending ?? 0) === 0) finish();
+        }, DRAIN_POLL_MS);
+        this.hurry = finish;
+      });
+    }
+    this.state = 'stopping';
+    this.front?.abortAll();
+    this.router.closeAll();
+    const finishing = this.endTunnels([...this.tunnels.values()], 'shutdown', 0);
+    this.origins.closeIdle();
+    await Promise.all([closing, finishing]);
+    this.state = 'stopped';
+  }
+
+  /**
+   * Ends the tunnels of `list` within `deadlineMs` (0: now) because of `why`: a WebSocket is sent a
+   * close frame (1001 for a stop, 1012 for a reload) and given WS_CLOSE_GRACE_MS to answer, other
+   * tunnels are closed. Those that end by themselves before the deadline are left alone, unless
+   * ProxyWebsocketDrainRate paces the closes over the time until it. Resolves once every one has
+   * finished. The one place that decides how a batch of tunnels is ended.
+   */
+  private endTunnels(list: readonly TunnelRecord[], why: 'shutdown' | 'reload', deadlineMs: number): Promise<void> {
+    if (list.length === 0) return Promise.resolve();
+    const tunnels = list.map((r) => r.tunnel);
+    const rate = this.config.mainServer.settings.websocketDrainRate;
+    if (rate > 0 && deadlineMs > 0) {
+      // ProxyWebsocketDrainRate: close frames from now on, spread at that rate so that clients do
+      // not all reconnect in the same second; at the deadline, all that remain at once.
+      const [code, text] = WS_CLOSE[why];
+      return drainTunnels(tunnels, { code, reason: text, why, ratePerSec: rate, deadlineMs });
+    }
+    const finished = Promise.all(tunnels.map((t) => t.whenFinished())).then(() => undefined);
+    if (deadlineMs <= 0) {
+      endNow(tunnels, why);
+      return finished;
+    }
+    const timer = setTimeout(endNow, deadlineMs, tunnels, why);
+    void finished.then(() => clearTimeout(timer));
+    return finished;
   }
 
   /** Client connections still speaking HTTP or in an upgrade handshake (not yet tunnels), HTTP/2 sessions included. */
@@ -152,7 +270,8 @@ export class Gateway implements GatewayContext {
     this.observers.tunnelOpened(rec);
     if (ends.kind === 'sockets') tunnel.start(ends.clientEarly, ends.backendEarly);
     else tunnel.startInEngine(ends.establish, ends.earlyUp, ends.earlyDown);
-    if (this.stopping) tunnel.close('shutdown');
+    // While draining a tunnel may still be made (its request was under way); it ends with the rest.
+    if (this.state === 'stopping' || this.state === 'stopped') tunnel.close('shutdown');
   }
 
   private tunnelOptions(t: TunnelStart): TunnelOptions {
@@ -198,5 +317,14 @@ export class Gateway implements GatewayContext {
         this.log.debug('tunnel closed', fields);
       else this.log.info('tunnel closed', fields);
     }
+  }
+}
+
+function endNow(tunnels: readonly Tunnel[], why: 'shutdown' | 'reload'): void {
+  const [code, text] = WS_CLOSE[why];
+  for (const t of tunnels) {
+    // One already sending its close frames (idle limit, an earlier deadline) is left to finish.
+    if (t.ended || t.closingWebSocket || t.closeWebSocket(code, text, why)) continue;
+    t.close(why);
   }
 }

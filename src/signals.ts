@@ -1,5 +1,5 @@
-// SIGHUP and SIGUSR1: Apache's restart and graceful restart (logrotate scripts send them).
-// wsgate cannot reload yet, so it holds them: one log line, and the process carries on serving.
+// SIGHUP and SIGUSR1: Apache's restart and graceful restart (logrotate scripts send them). wsgate
+// reloads its configuration on both (lifecycle/run.ts gives them that meaning once it serves).
 //
 // They are held from the moment this module loads, and the CLI imports it first, because left
 // unhandled SIGHUP kills the process without a clean stop, and SIGUSR1 starts Node's inspector on
@@ -26,11 +26,7 @@ function onHeldSignal(signal: NodeJS.Signals): void {
     handler(signal);
     return;
   }
-  log.warn('signal ignored: reloading the configuration is not supported yet', {
-    signal,
-    apache: MEANING[signal],
-    pid: process.pid,
-  });
+  log.warn('signal ignored: no configuration is running yet', { signal, apache: MEANING[signal], pid: process.pid });
 }
 
 for (const signal of HELD_SIGNALS) process.on(signal, onHeldSignal);
@@ -40,8 +36,11 @@ export function logHeldSignalsTo(logger: Logger): void {
   log = logger;
 }
 
-/** What the held signals do from now on instead of the log line (the `-w N` primary forwards them). */
-export function onHeldSignals(h: (signal: NodeJS.Signals) => void): void {
+/**
+ * What SIGHUP and SIGUSR1 do from now on: reload the config (a single process or a worker), or
+ * check it and pass the signal on (the `-w N` primary); undefined: logged and ignored again.
+ */
+export function onHeldSignals(h: ((signal: NodeJS.Signals) => void) | undefined): void {
   handler = h;
 }
 

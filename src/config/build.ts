@@ -49,6 +49,7 @@ import { assembleRedirects } from './redirect';
 import { assembleReverse, frontName } from './reverse';
 import { assembleRewrite, assembleSectionRewrites, effectiveRules, noteDanglingConditions } from './rewrite';
 import { decideListenProtocols, DEFAULT_BACKEND_TLS_PROFILE, FileCache, resolveBackendTls, resolveFrontTls } from './tls';
+import { processSettings } from './process';
 
 function checkPlace(
   name: string,
@@ -295,7 +296,14 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
   const notices = new Notices();
   for (const w of parsed.warnings) notices.add(w.where, w.text);
   const main = newServerDraft(true, [], { file: mainFile, line: 1 });
-  const state: BuildState = { notices, listens: [], main, vhosts: [], resolved: resolveNames(vhostNames(parsed.nodes)) };
+  const state: BuildState = {
+    notices,
+    listens: [],
+    main,
+    vhosts: [],
+    resolved: resolveNames(vhostNames(parsed.nodes)),
+    process: {},
+  };
   walk(parsed.nodes, { kind: 'server', server: main, state });
 
   if (state.listens.length === 0) {
@@ -409,5 +417,6 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     virtualHosts,
     origins: asm.originList(),
     notices: notices.list,
+    process: processSettings(state.process),
   });
 }

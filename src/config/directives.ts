@@ -18,6 +18,7 @@ import { CONDITIONAL_SECTIONS, READ_DIRECTIVES, SKIPPED_SECTIONS, type ConfigNod
 import { http2Specs } from './http2';
 import { websocketLimitSpecs } from './websocket-limits';
 import { tlsSpecs } from './tls';
+import { processSpecs } from './process';
 import { isHostName } from './resolve';
 import type { VirtualHostAddress } from './model';
 import { parseDuration, parseListenAddress, parseCount, parseOnOff, parseRegex, parseServerName, parseVhostAddress } from './values';
@@ -215,7 +216,6 @@ function groupedSpecs(): DirectiveSpec[] {
     notice('ServerAdmin', "it only appears in Apache's own error pages; wsgate's carry no signature"),
     notice('User', PROCESS),
     notice('Group', PROCESS),
-    notice('PidFile', PROCESS),
     notice('DefaultRuntimeDir', PROCESS),
     notice('Mutex', PROCESS),
     notice('ScoreBoardFile', PROCESS),
@@ -235,7 +235,6 @@ function groupedSpecs(): DirectiveSpec[] {
     notice('ThreadStackSize', PROCESS),
     notice('AsyncRequestWorkerFactor', PROCESS),
     notice('ListenBacklog', PROCESS),
-    notice('GracefulShutdownTimeout', PROCESS),
     notice('AcceptFilter', PROCESS),
     notice('EnableSendfile', PROCESS),
     notice('EnableMMAP', PROCESS),
@@ -509,6 +508,7 @@ function serverSpecs(): DirectiveSpec[] {
     ...tlsSpecs(),
     ...http2Specs(),
     ...websocketLimitSpecs(),
+    ...processSpecs(),
     ...accessSpecs(),
     notice('H2Direct', 'HTTP/2 with prior knowledge on a plain port follows `Protocols h2c`'),
     notice('H2Upgrade', 'wsgate does not take `Upgrade: h2c` (h2c is by prior knowledge only)'),

@@ -27,6 +27,7 @@ import { newRewriteDraft, type RewriteDraft, type SectionRewriteDraft } from './
 import type { RedirectDraft } from './redirect';
 import type { ReverseDraft } from './reverse';
 import type { ListenDraft, TlsDraft } from './tls';
+import type { ProcessDraft } from './process';
 import type { BackendUrl } from './values';
 
 /** Worker parameters as written on one line; unset fields fall back (see build.ts). */
@@ -212,6 +213,8 @@ export interface BuildState {
   readonly vhosts: ServerDraft[];
   /** Set by ServerRoot: relative certificate paths resolve against it. */
   serverRoot?: string;
+  /** PidFile and GracefulShutdownTimeout (process.ts). */
+  readonly process: ProcessDraft;
   /** Host names written as <VirtualHost> addresses, looked up before the walk (resolve.ts). */
   readonly resolved: ReadonlyMap<string, Resolution>;
 }

@@ -389,6 +389,20 @@ export interface Config {
   readonly origins: readonly Origin[];
   /** Notices produced while loading (ignored directives, testing-only options), each `file:line: text`. */
   readonly notices: readonly string[];
+  /** PidFile and GracefulShutdownTimeout. */
+  readonly process: ProcessSettings;
+}
+
+/** Process-wide settings (server config only): config/process.ts. */
+export interface ProcessSettings {
+  /**
+   * `GracefulShutdownTimeout` (wsgate's default 30 s; Apache's 0 = for ever is not kept): how long a
+   * stop lets tunnels and requests finish, and how long a reload lets the tunnels of removed routes
+   * run. 0 = no grace: they are closed at once.
+   */
+  readonly gracefulShutdownTimeoutMs: Millis;
+  /** `PidFile`, absolute. Undefined (wsgate's default): no pid file is written, and `wsgate -k` cannot find the process. */
+  readonly pidFile?: string;
 }
 
 export type LbMethod = 'byrequests' | 'bytraffic' | 'bybusyness';

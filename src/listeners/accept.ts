@@ -23,6 +23,7 @@ export class ConnectionRouter implements ConnectionHost, FrontHost {
   /** HTTP/2 sessions on the front (`Protocols h2`, `h2c`). */
   private readonly h2: H2Front;
   private stopping = false;
+  private draining = false;
 
   constructor(private readonly host: AcceptHost) {
     this.h2 = new H2Front(this);
@@ -95,6 +96,7 @@ export class ConnectionRouter implements ConnectionHost, FrontHost {
   adoptConnection(socket: net.Socket, listen: ListenAddress): ClientConnection {
     const conn = new ClientConnection(this, listen, socket);
     this.connections.add(conn);
+    if (this.draining) conn.drain();
     return conn;
   }
 
@@ -105,6 +107,23 @@ export class ConnectionRouter implements ConnectionHost, FrontHost {
   /** Connections still speaking HTTP (not yet tunnels), HTTP/2 sessions included. */
   get open(): number {
     return this.connections.size + this.h2.sessions.size;
+  }
+
+  /**
+   * A graceful stop: each connection closes after the request under way (or its next one), and
+   * HTTP/2 sessions take no new stream. Connections handed over later (native front) are drained too.
+   */
+  drain(): void {
+    this.draining = true;
+    for (const conn of this.connections) conn.drain();
+    this.h2.drain();
+  }
+
+  /** Connections with a request under way, and HTTP/2 sessions: what a graceful stop waits for. */
+  get busy(): number {
+    let n = this.h2.sessions.size;
+    for (const conn of this.connections) if (conn.busy) n++;
+    return n;
   }
 
   /** Closes every connection and session (shutdown); later ones are closed as they come. */

@@ -1,15 +1,17 @@
 // Binding the Listen addresses: a net.Server for each (a TLS server for `https`), and on plain
 // ports, where the native front runs, the engine accepting on the bound socket instead of Node.
-// Accepted sockets go to the ConnectionRouter (accept.ts).
+// Accepted sockets go to the ConnectionRouter (accept.ts). A reload reconciles the bound ports
+// with the new config's Listen lines: a port in both keeps its socket, never closed for a moment.
 
 import * as net from 'node:net';
+import type * as tls from 'node:tls';
 import type { Config, ListenAddress } from '../config/model';
 import type { Logger } from '../observe/log';
 import { describeListen } from '../proxy/record';
 import type { ConnectionRouter } from './accept';
 import { selectAlpn } from './h2';
 import type { NativeFront } from './native-front';
-import { createTlsServer } from './tls';
+import { createTlsServer, refreshDefaultCertificate } from './tls';
 
 export interface BoundListener {
   readonly listen: ListenAddress;
@@ -42,10 +44,30 @@ export function sharedPortKey(listen: ListenAddress, all: readonly ListenAddress
 
 /** A bound Listen address: a Node server, or (native front) the engine accepting on its socket. */
 interface Bound {
-  readonly listen: ListenAddress;
+  /** The config's Listen line for this port; a reload that keeps the port swaps in the new one. */
+  listen: ListenAddress;
   readonly address: net.AddressInfo;
   readonly server: net.Server | undefined;
   readonly frontId: number | undefined;
+}
+
+/** What a reload did to the ports. */
+export interface ListenerChanges {
+  readonly kept: number;
+  readonly added: readonly BoundListener[];
+  readonly removed: readonly BoundListener[];
+}
+
+/**
+ * A new Listen line is the same port as a bound one when it names the same address as written and
+ * the same port, as written or as bound (a `Listen 0` port reloaded with the number it got).
+ */
+function samePort(b: Bound, l: ListenAddress): boolean {
+  return (b.listen.host ?? '') === (l.host ?? '') && (b.listen.port === l.port || b.address.port === l.port);
+}
+
+function boundListener(b: Bound): BoundListener {
+  return { listen: b.listen, address: b.address.address, port: b.address.port };
 }
 
 export class Listeners {
@@ -64,27 +86,33 @@ export class Listeners {
 
   /** Binds one Listen address; rejects when it cannot be bound. */
   async bind(listen: ListenAddress): Promise<void> {
+    this.bound.push(await this.open(listen));
+  }
+
+  private async open(listen: ListenAddress): Promise<Bound> {
     if (this.shared !== undefined && this.front !== undefined && listen.protocol !== 'https') {
       const config = this.config();
       const port = listen.port === 0 ? (this.shared.ports.get(sharedPortKey(listen, config.listen)) ?? 0) : listen.port;
       const l = await this.front.listenShared(listen, port, config.mainServer.settings, this.shared.exclusive);
-      this.bound.push({ listen, address: l.address, server: undefined, frontId: l.id });
-      return;
+      return { listen, address: l.address, server: undefined, frontId: l.id };
     }
     let server: net.Server;
+    // The handlers read the port's Listen line from its record, so that a reload can swap it.
+    const holder: { b?: Bound; listen: ListenAddress } = { listen };
+    const listenOf = (): ListenAddress => holder.b?.listen ?? holder.listen;
     if (listen.protocol === 'https') {
       server = createTlsServer(
-        listen,
+        listenOf,
         this.config,
         this.log,
-        (socket) => this.router.acceptSecure(socket, listen),
-        (servername, offered, localAddress) => selectAlpn(this.config(), listen, localAddress, servername, offered),
+        (socket) => this.router.acceptSecure(socket, listenOf()),
+        (servername, offered, localAddress) => selectAlpn(this.config(), listenOf(), localAddress, servername, offered),
       );
     } else {
       server = net.createServer({ allowHalfOpen: true, noDelay: true });
-      server.on('connection', (socket) => this.router.accept(socket, listen));
+      server.on('connection', (socket) => this.router.accept(socket, listenOf()));
     }
-    server.on('error', (err) => this.log.error('listener error', { listen: describeListen(listen), reason: err.message }));
+    server.on('error', (err) => this.log.error('listener error', { listen: describeListen(listenOf()), reason: err.message }));
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(new Error(`cannot listen on ${describeListen(listen)}: ${err.message}`));
       server.once('error', onError);
@@ -98,20 +126,80 @@ export class Listeners {
     // closed in this same tick, before it could accept anything.
     const frontId = listen.protocol === 'https' ? undefined : this.front?.listen(server, listen, this.config().mainServer.settings);
     if (frontId !== undefined) server.close();
-    this.bound.push({ listen, address, server: frontId === undefined ? server : undefined, frontId });
+    const b: Bound = { listen, address, server: frontId === undefined ? server : undefined, frontId };
+    holder.b = b;
+    return b;
   }
 
   addresses(): BoundListener[] {
-    return this.bound.map(({ address, listen }) => ({ listen, address: address.address, port: address.port }));
+    return this.bound.map(boundListener);
+  }
+
+  /**
+   * Makes the bound ports those of `next`. First the new ports are bound (if one fails, those are
+   * closed again and this rejects: nothing changed); then `swap()` puts the new config in force;
+   * then ports in both configs take the new Listen line, head limits and default certificate
+   * (their sockets are never closed), and ports the new config lacks are closed. A port whose
+   * protocol changed (http ⇄ https) cannot keep its socket: it is closed, then bound again.
+   */
+  async reconcile(next: readonly ListenAddress[], swap: () => void): Promise<ListenerChanges> {
+    const unmatched = new Set(this.bound);
+    const kept: [Bound, ListenAddress][] = [];
+    const changed: [Bound, ListenAddress][] = [];
+    const fresh: ListenAddress[] = [];
+    for (const l of next) {
+      const b = [...unmatched].find((x) => samePort(x, l));
+      if (b === undefined) fresh.push(l);
+      else {
+        unmatched.delete(b);
+        (b.listen.protocol === l.protocol ? kept : changed).push([b, l]);
+      }
+    }
+    const opened: Bound[] = [];
+    try {
+      for (const l of fresh) opened.push(await this.open(l));
+    } catch (e) {
+      for (const b of opened) void this.close(b);
+      throw e;
+    }
+    swap();
+    const config = this.config();
+    for (const [b, l] of kept) {
+      b.listen = l;
+      if (b.frontId !== undefined) this.front!.relisten(b.frontId, l, config.mainServer.settings);
+      if (l.protocol === 'https' && b.server !== undefined) refreshDefaultCertificate(b.server as tls.Server, l, config);
+    }
+    const removed = [...unmatched, ...changed.map(([b]) => b)];
+    for (const b of removed) {
+      this.bound.splice(this.bound.indexOf(b), 1);
+      // Not awaited: the port stops accepting now; connections it accepted carry on.
+      void this.close(b);
+    }
+    this.bound.push(...opened);
+    for (const [b, l] of changed) {
+      try {
+        // Bound again at the port it had (a `Listen 0` line keeps its number).
+        const again = await this.open({ ...l, port: b.address.port });
+        again.listen = l;
+        this.bound.push(again);
+        opened.push(again);
+      } catch (e) {
+        this.log.error('listener lost in reload', { listen: describeListen(l), reason: (e as Error).message });
+      }
+    }
+    return { kept: kept.length, added: opened.map(boundListener), removed: removed.map(boundListener) };
+  }
+
+  /** Stops accepting on `b` at once; resolves when Node's server has no connection left. */
+  private close(b: Bound): Promise<void> {
+    if (b.frontId !== undefined) this.front!.unlisten(b.frontId);
+    const server = b.server;
+    if (server === undefined) return Promise.resolve();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
   /** Stops listening everywhere; resolves once Node's servers are closed. */
   async closeAll(): Promise<void> {
-    const closing: Promise<void>[] = [];
-    for (const { server, frontId } of this.bound.splice(0)) {
-      if (frontId !== undefined) this.front!.unlisten(frontId);
-      if (server !== undefined) closing.push(new Promise<void>((resolve) => server.close(() => resolve())));
-    }
-    await Promise.all(closing);
+    await Promise.all(this.bound.splice(0).map((b) => this.close(b)));
   }
 }

@@ -365,6 +365,14 @@ export class H2Front {
     );
   }
 
+  /**
+   * A graceful stop: every session is told GOAWAY and takes no new stream; those under way (and
+   * RFC 8441 tunnels) go on until they end or `closeAll`.
+   */
+  drain(): void {
+    for (const s of this.sessions) if (!s.closed && !s.destroyed) s.close();
+  }
+
   /** Closes every session now (shutdown): their streams, and the tunnels on them, close too. */
   closeAll(): void {
     this.stopping = true;

@@ -75,6 +75,8 @@ export class ClientConnection implements ExchangeOwner {
   private exchange: ConnectionTenant | undefined;
   private detached = false;
   private closed = false;
+  /** Set by drain(): close once the current (or next) request is answered. */
+  private lastRequest = false;
   /** A request was read: the connection can no longer turn into HTTP/2 (the preface must come first). */
   private servedAny = false;
   /** The limits the head being read is held to (chosen when it starts), and the check of its lines so far. */
@@ -331,7 +333,7 @@ export class ClientConnection implements ExchangeOwner {
   exchangeDone(keepAlive: boolean, leftover: Buffer | undefined): void {
     this.exchange = undefined;
     if (this.closed || this.detached) return;
-    if (!keepAlive) {
+    if (!keepAlive || this.lastRequest) {
       // Let the response flush, then close; destroySoon does not wait for a FIN from the client.
       this.socket.destroySoon();
       return;
@@ -403,6 +405,19 @@ export class ClientConnection implements ExchangeOwner {
   onTimeout(): void {
     if (this.exchange !== undefined) return;
     this.headTimedOut();
+  }
+
+  /**
+   * A graceful stop: the request under way, or the next one on an idle keep-alive connection (a
+   * readiness probe then sees the stop), is the connection's last; it closes once it is answered.
+   */
+  drain(): void {
+    this.lastRequest = true;
+  }
+
+  /** A request is under way: being read (part of a head came) or answered. */
+  get busy(): boolean {
+    return this.exchange !== undefined || (this.buf !== undefined && this.buf.length > 0);
   }
 
   /** Closes the connection now (shutdown). */

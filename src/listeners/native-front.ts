@@ -107,6 +107,16 @@ export class NativeFront implements NativeUpgradeHost {
     return id;
   }
 
+  /**
+   * A reload kept the port: the socket stays as it is; its Listen line (the config's object) and
+   * the head limits of the connections it accepts from now on are the new config's.
+   */
+  relisten(id: number, listen: ListenAddress, settings: ServerSettings): void {
+    const header = settings.requestReadTimeouts.header;
+    this.engine.frontLimits(id, settings.timeoutMs, header.timeoutMs, header.maxTimeoutMs, header.minRate);
+    if (listeners.has(id)) listeners.set(id, { front: this, listen });
+  }
+
   unlisten(id: number): void {
     this.engine.frontUnlisten(id);
     listeners.delete(id);

@@ -114,13 +114,15 @@ export function frontTlsFor(
  * applies to new connections. A client whose handshake fails costs one log line.
  */
 export function createTlsServer(
-  listen: ListenAddress,
+  /** The port's Listen line: a reload that keeps the port swaps in the new config's. */
+  listenOf: () => ListenAddress,
   config: () => Config,
   log: Logger,
   onSecure: (socket: tls.TLSSocket) => void,
   /** ALPN: the protocol to select for an SNI name among those offered (`Protocols`), or undefined for none in common. */
   alpn?: (servername: string | undefined, offered: string[], localAddress: string) => string | undefined,
 ): tls.Server {
+  const listen = listenOf();
   const initial = frontTlsFor(config(), listen, listen.host ?? '', undefined);
   if (initial === undefined) throw new Error(`Listen ${listen.host ?? '*'}:${listen.port} https: no certificate`);
   const server = tls.createServer({
@@ -137,7 +139,7 @@ export function createTlsServer(
           // chooses, as a request without Host would.
           ALPNCallback(this: unknown, { servername, protocols }: { servername: string | false; protocols: string[] }): string | undefined {
             const name = typeof servername === 'string' && servername !== '' ? servername : undefined;
-            return alpn(name, protocols, this instanceof net.Socket ? (this.localAddress ?? '') : (listen.host ?? ''));
+            return alpn(name, protocols, this instanceof net.Socket ? (this.localAddress ?? '') : (listenOf().host ?? ''));
           },
         }
       : {}),
@@ -145,8 +147,9 @@ export function createTlsServer(
     handshakeTimeout: config().mainServer.settings.timeoutMs,
     // Node calls this with the TLSSocket as `this`: its local address picks the vhost list, as for Host.
     SNICallback(this: unknown, servername, cb) {
-      const local = this instanceof net.Socket ? (this.localAddress ?? '') : (listen.host ?? '');
-      const t = frontTlsFor(config(), listen, local, servername);
+      const l = listenOf();
+      const local = this instanceof net.Socket ? (this.localAddress ?? '') : (l.host ?? '');
+      const t = frontTlsFor(config(), l, local, servername);
       cb(null, t === undefined ? undefined : contextFor(t));
     },
   });
@@ -177,4 +180,14 @@ export function createTlsServer(
     socket.destroy();
   });
   return server;
+}
+
+/**
+ * A reload kept this https port: the certificate for clients without SNI (the server's default
+ * context) becomes the new config's, read from its files at load. SNI clients already get theirs
+ * from `config()` at each handshake.
+ */
+export function refreshDefaultCertificate(server: tls.Server, listen: ListenAddress, config: Config): void {
+  const t = frontTlsFor(config, listen, listen.host ?? '', undefined);
+  if (t !== undefined) server.setSecureContext(contextOptions(t));
 }

@@ -12,11 +12,16 @@ import type { OriginRegistry } from '../upstream/origins';
 import type { LimitState } from '../routing/ws-limits';
 import type { RequestRecord } from './record';
 
-/** Whether the gateway takes new work: a stop or a drain turns readiness (`SetHandler health`) to 503. */
-export type GatewayState = 'serving' | 'draining' | 'stopping';
+/**
+ * Where the gateway is in its life: `serving`; `draining` (a graceful stop: no new connections,
+ * requests and tunnels under way may finish); `stopping` (closing what is left); `stopped`.
+ * A readiness check answers 503 in every state but `serving`.
+ */
+export type GatewayState = 'serving' | 'draining' | 'stopping' | 'stopped';
 
 export interface GatewayContext {
   readonly log: Logger;
+  readonly state: GatewayState;
   readonly origins: OriginRegistry;
   /** Balancer members' run-time state (elections, busyness, error state). */
   readonly balancers: BalancerRegistry;

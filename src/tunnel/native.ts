@@ -72,6 +72,8 @@ export interface NativeBinding {
    * family 4 or 6], or an errno. `exclusive`: EADDRINUSE when any socket holds the port already.
    */
   frontBindShared(ip: string, port: number, exclusive: boolean): [number, number, 4 | 6] | number;
+  /** New limits (as frontListen's) for the connections `listenerId` accepts from now on; false for an unknown id. */
+  frontLimits(listenerId: number, silenceMs: number, headerMs: number, headerMaxMs: number, headerMinRate: number): boolean;
   /** [clientFd, backendFd or -1]; the caller owns them. Undefined when the handshake had ended. */
   frontHandoff(id: number): [number, number] | undefined;
   /** 0, or the errno of a connect that failed at once. */

@@ -64,6 +64,22 @@ export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
     return record;
   }
 
+  /**
+   * Puts `record` in place of the one registered for its tunnel (a reload moves a kept tunnel to
+   * the new config's route and backend, so that they count it); false if the tunnel is not here.
+   */
+  replace(record: R): boolean {
+    const old = this.byTunnel.get(record.tunnel);
+    if (old === undefined) return false;
+    removeFrom(this.byRoute, old.route, old);
+    removeFrom(this.byBackend, old.backend.url, old);
+    // Map.set on a present key keeps the tunnel's place in the creation order.
+    this.byTunnel.set(record.tunnel, record);
+    addTo(this.byRoute, record.route, record);
+    addTo(this.byBackend, record.backend.url, record);
+    return true;
+  }
+
   get(tunnel: Tunnel): R | undefined {
     return this.byTunnel.get(tunnel);
   }

@@ -45,7 +45,7 @@ export type CloseReason =
   | 'backend-reset'
   | 'idle-timeout'
   | 'shutdown' // wsgate is stopping
-  | 'reload' // a reload took the tunnel's route away (closed with 1012)
+  | 'reload' // a reloaded config no longer has the tunnel's route or backend (a WebSocket gets 1012)
   | 'fin-timeout' // both FINs seen but a side never finished writing
   | 'ping-timeout'; // a WebSocket side did not answer wsgate's ping within ProxyWebsocketPingInterval
 
@@ -356,6 +356,16 @@ export class Tunnel {
     this.wsTimer = setTimeout(wsGraceOver, WS_CLOSE_GRACE_MS, this);
     this.wsTimer.unref();
     return true;
+  }
+
+  /** Both sides have closed: the tunnel is over (its onClose has run or is running). */
+  get ended(): boolean {
+    return this.finished;
+  }
+
+  /** Close frames were sent (closeWebSocket) and the tunnel waits for its peers to answer. */
+  get closingWebSocket(): boolean {
+    return this.wsCloseCode !== 0 && !this.finished;
   }
 
   /** @internal A violation was found (the first of the tunnel); strict mode closes with 1002. */

@@ -114,6 +114,7 @@ function bench(conf: string): Bench {
     origins: new OriginRegistry(),
     balancers: new BalancerRegistry(log),
     serverName: () => 'proxy-test',
+    state: 'serving',
     startTunnel: (t) => tunnels.push(t),
     wsLimits: { tunnels: new TunnelRegistry(), handshakeRate: new HandshakeRate() },
     observers: new Observers(log),

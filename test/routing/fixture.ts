@@ -141,7 +141,15 @@ function address(spec: string): VirtualHostAddress {
 }
 
 export function config(mainServer: VirtualHost, virtualHosts: VirtualHost[]): Config {
-  return { files: ['test.conf'], listen: [], mainServer, virtualHosts, origins: [], notices: [] };
+  return {
+    files: ['test.conf'],
+    listen: [],
+    mainServer,
+    virtualHosts,
+    origins: [],
+    notices: [],
+    process: { gracefulShutdownTimeoutMs: 30_000 },
+  };
 }
 
 export function listen(port: number): ListenAddress {
