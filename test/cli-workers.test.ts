@@ -92,7 +92,7 @@ test('wsgate -w 2: two workers serve one port; SIGTERM to the primary stops them
 // SIGUSR1 would start Node's inspector in whichever process gets it, and SIGHUP would kill it:
 // every process holds both. The primary passes them on to the workers once the config file checks
 // out (a bad file is logged and the workers are not told); a worker sent one directly logs its line.
-test('wsgate -w 2: SIGUSR1 and SIGHUP: passed on by the primary when the config is valid, held by each worker, no inspector', {
+test('wsgate -w 2: SIGUSR1 and SIGHUP: passed on by the primary when the config is valid, each worker reloads, no inspector', {
   timeout: 60_000,
 }, async () => {
   const backend = await startEchoBackend('ws');
@@ -105,7 +105,7 @@ test('wsgate -w 2: SIGUSR1 and SIGHUP: passed on by the primary when the config 
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   const heldLines = (signal: string, pid: number): number =>
-    err.split('\n').filter((l) => / warn signal ignored: /.test(l) && l.includes(` signal=${signal} `) && l.endsWith(` pid=${pid}`)).length;
+    err.split('\n').filter((l) => / info configuration reloaded /.test(l) && l.includes(` cause=${signal} `) && l.endsWith(` pid=${pid}`)).length;
   const passedOn = (signal: string): number =>
     err.split('\n').filter((l) => / info passing the signal on to the workers /.test(l) && l.includes(` signal=${signal} `)).length;
   try {

@@ -32,6 +32,8 @@ export async function reloadFromFile(gateway: Gateway, file: string, log: Logger
       tunnels_kept: r.tunnelsKept,
       tunnels_ending: r.tunnelsEnding,
       grace_ms: r.tunnelsEnding > 0 ? config.process.gracefulShutdownTimeoutMs : undefined,
+      // Under `-w N` every worker reloads and says so: which one wrote the line.
+      pid: process.pid,
     });
     return config;
   } catch (e) {
