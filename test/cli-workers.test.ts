@@ -105,7 +105,8 @@ test('wsgate -w 2: SIGUSR1 and SIGHUP: passed on by the primary when the config 
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   const heldLines = (signal: string, pid: number): number =>
-    err.split('\n').filter((l) => / info configuration reloaded /.test(l) && l.includes(` cause=${signal} `) && l.endsWith(` pid=${pid}`)).length;
+    err.split('\n').filter((l) => / info configuration reloaded /.test(l) && l.includes(` cause=${signal} `) && l.endsWith(` pid=${pid}`))
+      .length;
   const passedOn = (signal: string): number =>
     err.split('\n').filter((l) => / info passing the signal on to the workers /.test(l) && l.includes(` signal=${signal} `)).length;
   try {
