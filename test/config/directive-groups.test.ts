@@ -342,8 +342,8 @@ test('DocumentRoot and SetHandler are errors where a path would be served locall
       'wsgate.conf': lines(
         'Listen 0',
         '<VirtualHost *:0>',
-        '<Location /server-status>',
-        'SetHandler server-status',
+        '<Location /server-info>',
+        'SetHandler server-info',
         '</Location>',
         'ProxyPass /ws/ ws://h/',
         '</VirtualHost>',
