@@ -155,7 +155,10 @@ export class StatusBoard implements Observer {
       });
     }
     const backends: StatusBackend[] = [];
-    for (const st of src.origins.all()) backends.push({ origin: st.origin.key, ...countersOf(st.counters) });
+    // The origin registry also holds the pools of member origins (with idle counters): only
+    // origins that plain routes have used are listed.
+    for (const st of src.origins.all())
+      if (st.counters.requests > 0 || st.counters.busy > 0) backends.push({ origin: st.origin.key, ...countersOf(st.counters) });
 
     const all = [...src.tunnels.values()];
     const tunnels: StatusTunnel[] = [];

@@ -349,7 +349,7 @@ test('DocumentRoot and SetHandler are errors where a path would be served locall
         '</VirtualHost>',
       ),
     },
-    { line: 4, message: /SetHandler: wsgate runs no such handler \(it runs: health\)/ },
+    { line: 4, message: /SetHandler: wsgate runs no such handler \(it runs: health, metrics, status, server-status, balancer-manager\)/ },
   );
   expectError(
     { 'wsgate.conf': lines('Listen 0', 'SetHandler "proxy:fcgi://127.0.0.1:9000"', 'ProxyPass / ws://h/') },

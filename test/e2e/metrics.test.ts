@@ -6,52 +6,16 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { test } from 'node:test';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocket } from 'ws';
 import { startGateway } from '../helpers/harness';
+import { echoServer, get } from '../helpers/observe';
 
 const BOUND = { timeout: 60_000 };
-
-export async function echoServer(): Promise<{ port: number; connections: () => number; close(): Promise<void> }> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-  await once(wss, 'listening');
-  let n = 0;
-  wss.on('connection', (ws) => {
-    n++;
-    ws.on('message', (data, binary) => ws.send(data, { binary }));
-  });
-  return {
-    port: (wss.address() as AddressInfo).port,
-    connections: () => n,
-    close: async () => {
-      for (const c of wss.clients) c.terminate();
-      await new Promise<void>((r) => wss.close(() => r()));
-    },
-  };
-}
-
-export function get(
-  port: number,
-  path: string,
-  headers: http.OutgoingHttpHeaders = {},
-): Promise<{ status: number; type: string; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          type: String(res.headers['content-type'] ?? ''),
-          body: Buffer.concat(parts).toString('utf8'),
-        }),
-      );
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-  });
-}
+/** The repository, from dist/test/e2e. */
+const ROOT = path.join(__dirname, '..', '..', '..');
 
 interface Sample {
   readonly name: string;
@@ -309,6 +273,28 @@ test('Require decides before metrics, status and balancer-manager: 403 for an ad
       req.end(body);
     });
     assert.equal(post, 403);
+  } finally {
+    await g.stop();
+  }
+});
+
+test('the sample Grafana dashboard names only metrics a scrape has; the example config serves both pages on 127.0.0.1', BOUND, async () => {
+  process.env.WSGATE_DEMO_PORT = '0';
+  process.env.DEMO_BACKEND_PORT = '9';
+  const g = await startGateway(readFileSync(path.join(ROOT, 'examples', 'wsgate.conf'), 'utf8'));
+  try {
+    const res = await get(g.port, '/metrics');
+    assert.equal(res.status, 200);
+    const { types } = parseExposition(res.body);
+    const dashboard = readFileSync(path.join(ROOT, 'docs', 'grafana-dashboard.json'), 'utf8');
+    JSON.parse(dashboard);
+    const names = new Set([...dashboard.matchAll(/\b((?:wsgate|process|nodejs)_[a-z0-9_]+)/g)].map((m) => m[1]!));
+    assert.ok(names.size >= 10);
+    for (const n of names) assert.ok(types.has(n) || types.has(n.replace(/_(bucket|sum|count)$/, '')), `${n} is in the scrape`);
+    const page = await get(g.port, '/wsgate-status');
+    assert.equal(page.status, 200);
+    assert.match(page.type, /^text\/html/);
+    assert.ok(!/(src|href)="(https?:)?\/\//.test(page.body), 'no external asset');
   } finally {
     await g.stop();
   }
