@@ -13,7 +13,9 @@ import { type BoundListener, type ListenerChanges, Listeners, type SharedBinding
 import { carryTunnels } from './lifecycle/carry';
 import { NativeFront } from './listeners/native-front';
 import { createLogger, type Logger } from './observe/log';
+import { GatewayMetrics } from './observe/metrics';
 import { Observers } from './observe/observers';
+import { StatusBoard } from './observe/status';
 import type { GatewayContext, GatewayState, TunnelStart } from './proxy/context';
 import { drainTunnels } from './tunnel/drain';
 import { nativeEngine } from './tunnel/native';
@@ -79,6 +81,10 @@ export class Gateway implements GatewayContext {
   readonly wsLimits: LimitState = { tunnels: this.tunnels, handshakeRate: new HandshakeRate() };
   /** Logs, metrics and the status page hear of each request's and tunnel's end here. */
   readonly observers: Observers;
+  /** Prometheus metrics (`SetHandler metrics`): an observer with a registry of this gateway's own. */
+  readonly metrics = new GatewayMetrics();
+  /** What the status page adds to the gateway's own state: handshake rate, recent errors, the nonce. */
+  readonly status = new StatusBoard();
   /** Accepted connections, to the front that speaks their protocol. */
   private readonly router: ConnectionRouter;
   /** Accepts and runs upgrade handshakes natively on plain-TCP ports (undefined without the engine). */
@@ -96,6 +102,8 @@ export class Gateway implements GatewayContext {
     this.config = config;
     this.log = options.log ?? createLogger();
     this.observers = new Observers(this.log);
+    this.observers.add(this.metrics);
+    this.observers.add(this.status);
     this.balancers = new BalancerRegistry(this.log);
     this.health = new HealthChecker(this.balancers, this.log);
     this.router = new ConnectionRouter(this);

@@ -31,7 +31,7 @@ import { requestReadTimeout } from './reqtimeout';
 import { rewriteCond, rewriteEngine, rewriteOptions, rewriteRule } from './rewrite';
 import { applyWorkerParam, isBalancerUrl, parseProxyPass, parseTarget, proxyUrlMatcher } from './worker';
 import { notice, refused } from './groups';
-import { setHandlerSpec } from './handlers';
+import { HANDLER_NAMES, setHandlerSpec } from './handlers';
 
 export interface DirectiveSpec {
   /** Canonical spelling, for messages. */
@@ -302,7 +302,7 @@ function groupedSpecs(): DirectiveSpec[] {
     notice('HeaderName', FILES),
     notice('RemoveHandler', FILES),
     notice('RemoveType', FILES),
-    setHandlerSpec(onlyWhereProxied('SetHandler', 'wsgate runs no such handler (it runs: health)')),
+    setHandlerSpec(onlyWhereProxied('SetHandler', `wsgate runs no such handler (it runs: ${HANDLER_NAMES.join(', ')})`)),
     refused('ErrorDocument', 'custom error documents are not supported: wsgate answers its own errors with a short text body'),
     refused('Alias', 'wsgate serves no local files: proxy the path with ProxyPass to a server that serves them'),
     refused('AliasMatch', 'wsgate serves no local files: proxy the path with ProxyPassMatch to a server that serves them'),

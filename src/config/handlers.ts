@@ -8,7 +8,7 @@ import type { DirectiveSpec } from './directives';
 import type { HandlerName } from './model';
 
 /** The handlers wsgate runs, by their SetHandler name (lower case, as Apache compares them). */
-export const HANDLER_NAMES: readonly HandlerName[] = ['health'];
+export const HANDLER_NAMES: readonly HandlerName[] = ['health', 'metrics', 'status', 'server-status', 'balancer-manager'];
 
 function isHandlerName(name: string): name is HandlerName {
   return (HANDLER_NAMES as readonly string[]).includes(name);

@@ -310,7 +310,7 @@ export interface ReverseMap {
 }
 
 /** A handler wsgate runs itself (config/handlers.ts, src/handlers/). */
-export type HandlerName = 'health';
+export type HandlerName = 'health' | 'metrics' | 'status' | 'server-status' | 'balancer-manager';
 
 /** A `SetHandler` line for one of wsgate's handlers (or `none`): at server level, or in a section. */
 export interface HandlerSection {

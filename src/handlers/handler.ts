@@ -9,13 +9,26 @@ import type { GatewayContext, GatewayState } from '../proxy/context';
 import type { RequestRecord } from '../proxy/record';
 import { parseTarget } from '../routing/target';
 import type { TunnelRecord, TunnelRegistry } from '../tunnel/registry';
+import type { BoundListener } from '../listeners/bind';
+import type { GatewayMetrics } from '../observe/metrics';
+import type { StatusBoard } from '../observe/status';
 import { serveHealth } from './health';
+import { serveMetrics } from './metrics';
+import { serveStatus } from './status';
 
 /** What a handler may read of the running gateway. */
 export interface HandlerHost extends GatewayContext {
   readonly config: Config;
   readonly state: GatewayState;
   readonly tunnels: TunnelRegistry<TunnelRecord>;
+  /** The Prometheus registry and its observer (`SetHandler metrics`). */
+  readonly metrics: GatewayMetrics;
+  /** Handshake rate, recent errors and the member-change nonce (`SetHandler status`). */
+  readonly status: StatusBoard;
+  /** Client connections not yet tunnels. */
+  openConnections(): number;
+  /** The bound Listen addresses. */
+  addresses(): BoundListener[];
 }
 
 export interface LocalRequest {
@@ -73,6 +86,11 @@ export type Handler = (host: HandlerHost, req: LocalRequest, res: LocalResponse)
 
 const HANDLERS: Record<HandlerName, Handler> = {
   health: serveHealth,
+  metrics: serveMetrics,
+  status: serveStatus,
+  // Apache's names for the same pages: mod_status's and mod_proxy_balancer's.
+  'server-status': serveStatus,
+  'balancer-manager': serveStatus,
 };
 
 const TEXT = ['Content-Type', 'text/plain; charset=utf-8'];

@@ -53,6 +53,18 @@ export class ConnectionRouter implements ConnectionHost, FrontHost {
   get tunnels(): HandlerHost['tunnels'] {
     return this.host.tunnels;
   }
+  get metrics(): HandlerHost['metrics'] {
+    return this.host.metrics;
+  }
+  get status(): HandlerHost['status'] {
+    return this.host.status;
+  }
+  openConnections(): number {
+    return this.host.openConnections();
+  }
+  addresses(): ReturnType<HandlerHost['addresses']> {
+    return this.host.addresses();
+  }
   serverName(vhost: VirtualHost): string {
     return this.host.serverName(vhost);
   }

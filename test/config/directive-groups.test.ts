@@ -344,14 +344,14 @@ test('DocumentRoot and SetHandler are errors where a path would be served locall
       'wsgate.conf': lines(
         'Listen 0',
         '<VirtualHost *:0>',
-        '<Location /server-status>',
-        'SetHandler server-status',
+        '<Location /server-info>',
+        'SetHandler server-info',
         '</Location>',
         'ProxyPass /ws/ ws://h/',
         '</VirtualHost>',
       ),
     },
-    { line: 4, message: /SetHandler: wsgate runs no such handler \(it runs: health\)/ },
+    { line: 4, message: /SetHandler: wsgate runs no such handler \(it runs: health, metrics, status, server-status, balancer-manager\)/ },
   );
   expectError(
     { 'wsgate.conf': lines('Listen 0', 'SetHandler "proxy:fcgi://127.0.0.1:9000"', 'ProxyPass / ws://h/') },

@@ -162,3 +162,38 @@ test('GracefulShutdownTimeout and PidFile: defaults, values, 0, and errors at th
   );
   assert.throws(() => load({ 'wsgate.conf': 'Listen 80\n<VirtualHost *:80>\nPidFile x\n</VirtualHost>\n' }), /wsgate\.conf:3: PidFile/);
 });
+
+test('a member disabled from the status page stays disabled across a reload, until the file gives it another status=', {
+  timeout: 30_000,
+}, async () => {
+  const urlA = `ws://127.0.0.1:${a.port}`;
+  const urlB = `ws://127.0.0.1:${b.port}`;
+  const conf = (statusB: string) =>
+    `Listen 127.0.0.1:0\nGracefulShutdownTimeout 0\n<Proxy "balancer://pool">\nBalancerMember "${urlA}"\nBalancerMember "${urlB}"${statusB}\nProxySet lbmethod=byrequests\n</Proxy>\nProxyPass "/ws/" "balancer://pool/"\n<Location "/bm">\nSetHandler balancer-manager\n</Location>\n`;
+  const g = await startGateway(conf(''));
+  try {
+    const page = await fetch(`http://127.0.0.1:${g.port}/bm?json`);
+    const nonce = /"nonce":"([^"]+)"/.exec(await page.text())?.[1];
+    assert.ok(nonce !== undefined, 'the page gives its nonce');
+    const post = await fetch(`http://127.0.0.1:${g.port}/bm`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', referer: `http://127.0.0.1:${g.port}/bm` },
+      body: new URLSearchParams({ b: 'pool', w: urlB, w_status_D: '1', nonce }).toString(),
+    });
+    assert.ok(post.status < 400, `the change was taken (${post.status})`);
+    const landsOn = async (): Promise<string[]> => {
+      const before = [a.upgrades.length, b.upgrades.length];
+      for (let i = 0; i < 4; i++) await closeWs(await openWs(`ws://127.0.0.1:${g.port}/ws/${i}`));
+      return [a.upgrades.length > before[0]! ? 'a' : '', b.upgrades.length > before[1]! ? 'b' : ''].filter((x) => x !== '');
+    };
+    assert.deepEqual(await landsOn(), ['a'], 'disabled: new connections avoid b');
+    const same = load({ 'wsgate.conf': conf('').replace('Listen 127.0.0.1:0', `Listen 127.0.0.1:${g.port}`) }).config;
+    await g.gateway.reload(same);
+    assert.deepEqual(await landsOn(), ['a'], 'still disabled after a reload of the same file');
+    const edited = load({ 'wsgate.conf': conf(' status=+I').replace('Listen 127.0.0.1:0', `Listen 127.0.0.1:${g.port}`) }).config;
+    await g.gateway.reload(edited);
+    assert.deepEqual(await landsOn(), ['a', 'b'], 'a new status= in the file wins');
+  } finally {
+    await g.stop();
+  }
+});

@@ -9,7 +9,7 @@
 
 import type { Balancer, BalancerMember } from '../../config/model';
 import { lbMethod } from './method';
-import type { BalancerRegistry, Candidate } from './state';
+import { type BalancerRegistry, type Candidate, type MemberState, statusOf } from './state';
 
 export type Election =
   | { readonly kind: 'member'; readonly candidate: Candidate }
@@ -20,8 +20,19 @@ export type Election =
       readonly retryAfterMs?: number;
     };
 
-function enabled(m: BalancerMember): boolean {
-  return !m.status.disabled && !m.status.stopped && !m.status.drain;
+// Flags are read through statusOf: the status page and balancer-manager change them at run time,
+// and the next election follows.
+function enabled(m: BalancerMember, st: MemberState): boolean {
+  const s = statusOf(m, st);
+  return !s.disabled && !s.stopped && !s.drain;
+}
+
+function isSpare(c: Candidate): boolean {
+  return statusOf(c.member, c.state).spare;
+}
+
+function isHotStandby(c: Candidate): boolean {
+  return statusOf(c.member, c.state).hotStandby;
 }
 
 function atMax(c: Candidate): boolean {
@@ -42,8 +53,9 @@ export function elect(
 ): Election {
   const cands: Candidate[] = [];
   for (const member of balancer.members) {
-    if (!enabled(member) || !eligible(member)) continue;
-    const c: Candidate = { member, state: registry.state(member, now) };
+    const state = registry.state(member, now);
+    if (!enabled(member, state) || !eligible(member)) continue;
+    const c: Candidate = { member, state };
     if (c.state.hcFailed) continue;
     if (c.state.errorUntil !== 0 && now >= c.state.errorUntil) registry.clearError(balancer, c, 'retry elapsed');
     cands.push(c);
@@ -63,10 +75,10 @@ export function elect(
   // (+H) only when that leaves nobody.
   for (const set of [...new Set(usable.map((c) => c.member.lbset))].sort((a, b) => a - b)) {
     const inSet = usable.filter((c) => c.member.lbset === set);
-    const normal = inSet.filter((c) => !c.member.status.spare && !c.member.status.hotStandby);
-    const spares = inSet.filter((c) => c.member.status.spare).slice(0, unusableNormal(registry, balancer, set, now));
+    const normal = inSet.filter((c) => !isSpare(c) && !isHotStandby(c));
+    const spares = inSet.filter(isSpare).slice(0, unusableNormal(registry, balancer, set, now));
     let pool = normal.concat(spares);
-    if (pool.length === 0) pool = inSet.filter((c) => c.member.status.hotStandby && !c.member.status.spare);
+    if (pool.length === 0) pool = inSet.filter((c) => isHotStandby(c) && !isSpare(c));
     if (pool.length === 0) continue;
     const pick = lbMethod(balancer.method).pick(pool);
     pick.state.counters.claim();
@@ -89,9 +101,11 @@ export function elect(
 function unusableNormal(registry: BalancerRegistry, balancer: Balancer, lbset: number, now: number): number {
   let n = 0;
   for (const m of balancer.members) {
-    if (m.lbset !== lbset || m.status.spare || m.status.hotStandby) continue;
+    if (m.lbset !== lbset) continue;
     const st = registry.state(m, now);
-    if (!enabled(m) || st.hcFailed || st.errorUntil !== 0) n++;
+    const s = statusOf(m, st);
+    if (s.spare || s.hotStandby) continue;
+    if (!enabled(m, st) || st.hcFailed || st.errorUntil !== 0) n++;
   }
   return n;
 }
@@ -100,8 +114,9 @@ function unusableNormal(registry: BalancerRegistry, balancer: Balancer, lbset: n
 export function retryAfter(registry: BalancerRegistry, balancer: Balancer, now: number): number | undefined {
   let soonest = Infinity;
   for (const member of balancer.members) {
-    if (!enabled(member) || registry.state(member, now).hcFailed) continue;
-    const until = registry.state(member, now).errorUntil;
+    const st = registry.state(member, now);
+    if (!enabled(member, st) || st.hcFailed) continue;
+    const until = st.errorUntil;
     if (until === 0 || until <= now) return undefined;
     soonest = Math.min(soonest, until);
   }
@@ -125,17 +140,14 @@ export function electRoute(
   const lookup = (r: string, redirects: number): Candidate | undefined => {
     for (const standby of [false, true]) {
       for (const member of balancer.members) {
-        if (member.route !== r || member.status.hotStandby !== standby) continue;
+        if (member.route !== r) continue;
+        const state = registry.state(member, now);
+        const flags = statusOf(member, state);
+        if (flags.hotStandby !== standby) continue;
         found = true;
-        const c: Candidate = { member, state: registry.state(member, now) };
+        const c: Candidate = { member, state };
         if (c.state.errorUntil !== 0 && now >= c.state.errorUntil) registry.clearError(balancer, c, 'retry elapsed');
-        const usable =
-          !member.status.disabled &&
-          !member.status.stopped &&
-          !c.state.hcFailed &&
-          c.state.errorUntil === 0 &&
-          !atMax(c) &&
-          eligible(member);
+        const usable = !flags.disabled && !flags.stopped && !c.state.hcFailed && c.state.errorUntil === 0 && !atMax(c) && eligible(member);
         if (usable) return c;
         if (member.redirect !== undefined && redirects < 1) {
           const to = lookup(member.redirect, redirects + 1);

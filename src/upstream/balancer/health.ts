@@ -99,6 +99,8 @@ export class HealthChecker {
   private result(check: Check, why: string | undefined): void {
     const state = this.registry.state(check.member, Date.now());
     const fields = { balancer: check.balancer.url, member: check.member.backend.url, method: check.health.method };
+    state.hcLastAt = Date.now();
+    state.hcLastError = why;
     if (why === undefined) {
       check.fails = 0;
       check.passes++;

@@ -4,7 +4,7 @@
 // State is keyed by `balancer://name|member url` (BalancerMember.key), not by a config object, so
 // a reloaded config finds the counters and error states of the previous one (as OriginRegistry).
 
-import type { Balancer, BalancerMember, Config, Route } from '../../config/model';
+import type { Balancer, BalancerMember, Config, MemberStatus, Route } from '../../config/model';
 import type { Logger } from '../../observe/log';
 import { BackendCounters } from '../counters';
 
@@ -17,8 +17,35 @@ export class MemberState {
   errorUntil = 0;
   /** Health checks failed `hcfails=` times in a row (Apache's C flag): no new requests until `hcpasses=` passes. */
   hcFailed = false;
+  /** The last health check: when it ended (epoch ms, 0 before the first) and why it failed (undefined: it passed). */
+  hcLastAt = 0;
+  hcLastError: string | undefined;
+  /**
+   * Flags set from the status page or balancer-manager, with the `status=` the config gave the
+   * member then. A reload keeps them while the member's `status=` in the file stays the same;
+   * a new `status=` in the file wins (the operator edited what the page had overridden).
+   */
+  admin: { readonly configured: MemberStatus; readonly status: MemberStatus } | undefined;
 
   constructor(readonly key: string) {}
+}
+
+/** The flags elections read for `member`: the administrator's, while its `status=` is the one they overrode, else `status=`. */
+export function statusOf(member: BalancerMember, state: MemberState): MemberStatus {
+  const admin = state.admin;
+  return admin !== undefined && sameStatus(admin.configured, member.status) ? admin.status : member.status;
+}
+
+function sameStatus(a: MemberStatus, b: MemberStatus): boolean {
+  return (
+    a.disabled === b.disabled &&
+    a.stopped === b.stopped &&
+    a.hotStandby === b.hotStandby &&
+    a.drain === b.drain &&
+    a.ignoreErrors === b.ignoreErrors &&
+    a.inError === b.inError &&
+    a.spare === b.spare
+  );
 }
 
 /** A member with its run-time state, as the lb methods see it. */
@@ -50,7 +77,7 @@ export class BalancerRegistry {
 
   /** Puts `c` in error state for its `retry=` (unless `status=+I`). */
   markError(balancer: Balancer, c: Candidate, now: number, reason: string): void {
-    if (c.member.status.ignoreErrors) return;
+    if (statusOf(c.member, c.state).ignoreErrors) return;
     const wasInError = c.state.errorUntil !== 0;
     // retry=0 still counts as "in error" until the next election looks at it.
     c.state.errorUntil = Math.max(now + c.member.backend.retryMs, 1);
