@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { ConfigError, loadConfigFile } from './config/load';
 import type { Config } from './config/model';
 import { Gateway } from './gateway';
-import { createLogger, isLevel, type Level } from './observe/log';
+import { createLogger, errorLogSink, isLevel, type Level } from './observe/log';
 
 const USAGE = `Usage: wsgate -f FILE [options]
        wsgate -t -f FILE
@@ -19,7 +19,7 @@ Runs a WebSocket / HTTP Upgrade reverse proxy configured with Apache mod_proxy d
 Options:
   -f, --config FILE    the configuration file (Apache httpd syntax)
   -t, --check          check the configuration only: print "Syntax OK" or FILE:LINE: error
-  -l, --log-level L    debug | info | warn | error (default: info)
+  -l, --log-level L    debug | info | warn | error (default: the config's LogLevel, else info)
   -w, --workers N      run N worker processes sharing the Listen sockets (default 1)
   -v, --version        print the version
   -h, --help           print this help
@@ -28,7 +28,8 @@ Options:
 interface CliArgs {
   configFile?: string;
   check: boolean;
-  level: Level;
+  /** Given with -l: overrides the config's LogLevel. */
+  level?: Level;
   workers: number;
 }
 
@@ -38,7 +39,7 @@ function version(): string {
 }
 
 function parseArgs(argv: string[]): CliArgs | string {
-  const args: CliArgs = { check: false, level: 'info', workers: 1 };
+  const args: CliArgs = { check: false, workers: 1 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     switch (a) {
@@ -107,7 +108,19 @@ async function main(): Promise<number> {
     if (args.level === 'debug' && e instanceof Error) process.stderr.write(`${e.stack ?? ''}\n`);
     return 70;
   }
-  const log = createLogger({ level: args.level });
+  // -l on the command line wins over LogLevel (it is how one looks closer without editing the config).
+  const level = args.level ?? config.logLevel ?? 'info';
+  let sink: ((line: string) => void) | undefined;
+  if (!args.check) {
+    try {
+      sink = errorLogSink(config.errorLog);
+    } catch (e) {
+      const where = config.errorLog?.kind === 'file' ? `${config.errorLog.source.file}:${config.errorLog.source.line}: ` : '';
+      process.stderr.write(`${where}ErrorLog: cannot open the file: ${(e as Error).message}\n`);
+      return 1;
+    }
+  }
+  const log = createLogger(sink === undefined ? { level } : { level, sink });
   logHeldSignalsTo(log);
   for (const n of config.notices) log.info(`config: ${n}`);
   if (args.check) {

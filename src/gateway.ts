@@ -12,6 +12,7 @@ import { type BoundListener, Listeners } from './listeners/bind';
 import { NativeFront } from './listeners/native-front';
 import { createLogger, type Logger } from './observe/log';
 import { Observers } from './observe/observers';
+import { AccessLog } from './observe/access-log';
 import type { GatewayContext, GatewayState, TunnelStart } from './proxy/context';
 import { nativeEngine } from './tunnel/native';
 import { Tunnel, type TunnelOptions } from './tunnel/tunnel';
@@ -43,6 +44,8 @@ export class Gateway implements GatewayContext {
   readonly wsLimits: LimitState = { tunnels: this.tunnels, handshakeRate: new HandshakeRate() };
   /** Logs, metrics and the status page hear of each request's and tunnel's end here. */
   readonly observers: Observers;
+  /** CustomLog/TransferLog lines and tunnel records (an observer; its files open at start). */
+  private readonly accessLog: AccessLog;
   /** Accepted connections, to the front that speaks their protocol. */
   private readonly router: ConnectionRouter;
   /** Accepts and runs upgrade handshakes natively on plain-TCP ports (undefined without the engine). */
@@ -55,6 +58,8 @@ export class Gateway implements GatewayContext {
     this.config = config;
     this.log = options.log ?? createLogger();
     this.observers = new Observers(this.log);
+    this.accessLog = new AccessLog(this);
+    this.observers.add(this.accessLog);
     this.balancers = new BalancerRegistry(this.log);
     this.health = new HealthChecker(this.balancers, this.log);
     this.router = new ConnectionRouter(this);
@@ -68,6 +73,8 @@ export class Gateway implements GatewayContext {
   /** Binds every Listen address; rejects (after closing what was bound) if one fails. */
   async start(): Promise<BoundListener[]> {
     try {
+      // Opened before anything listens: a log file that cannot be written is a start error, as in Apache.
+      await this.accessLog.use(this.config);
       for (const listen of this.config.listen) await this.listeners.bind(listen);
     } catch (e) {
       await this.stop();
@@ -93,11 +100,15 @@ export class Gateway implements GatewayContext {
     // A WebSocket is told (1001) and given a moment to answer; other tunnels are cut.
     const finishing: Promise<void>[] = [];
     for (const t of [...this.tunnels.keys()]) {
-      if (t.closeWebSocket(1001, 'server shutting down', 'shutdown')) finishing.push(t.whenFinished());
-      else t.close('shutdown');
+      if (!t.closeWebSocket(1001, 'server shutting down', 'shutdown')) t.close('shutdown');
+      // Awaited for every tunnel: its record is written when it has closed, before the logs are let go.
+      finishing.push(t.whenFinished());
     }
     this.origins.closeIdle();
     await Promise.all([closing, ...finishing]);
+    // Requests cut above report their end on a later turn; their lines still go out.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await this.accessLog.close();
   }
 
   /** Serving, or stopping (readiness, `SetHandler health`, turns to 503). */

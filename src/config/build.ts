@@ -46,6 +46,7 @@ import type { ConfigNode, ParseResult } from './parser';
 import { buildAccess } from './access';
 import { balancerRoute } from './balancer';
 import { assembleRedirects } from './redirect';
+import { assembleLogs } from './logs';
 import { assembleReverse, frontName } from './reverse';
 import { assembleRewrite, assembleSectionRewrites, effectiveRules, noteDanglingConditions } from './rewrite';
 import { decideListenProtocols, DEFAULT_BACKEND_TLS_PROFILE, FileCache, resolveBackendTls, resolveFrontTls } from './tls';
@@ -292,7 +293,14 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
   const notices = new Notices();
   for (const w of parsed.warnings) notices.add(w.where, w.text);
   const main = newServerDraft(true, [], { file: mainFile, line: 1 });
-  const state: BuildState = { notices, listens: [], main, vhosts: [], resolved: resolveNames(vhostNames(parsed.nodes)) };
+  const state: BuildState = {
+    notices,
+    listens: [],
+    main,
+    vhosts: [],
+    resolved: resolveNames(vhostNames(parsed.nodes)),
+    errorLog: {},
+  };
   walk(parsed.nodes, { kind: 'server', server: main, state });
 
   if (state.listens.length === 0) {
@@ -312,8 +320,10 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
   const mainRewrite = assembleRewrite(effectiveRules(main.rewrite, undefined), (r) =>
     asm.route(r, mainSettings, main.proxySets, mainBackendTls, (name) => main.balancers.get(name)),
   );
+  const mainLogs = assembleLogs(main, undefined, []);
   const mainServer: VirtualHost = {
     addresses: [],
+    ...optional('logs', nonEmpty(mainLogs)),
     ...(main.serverName !== undefined ? { serverName: main.serverName } : {}),
     serverAliases: [],
     routes: mainRoutes,
@@ -377,6 +387,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
       ...optional('reverse', assembleReverse(vh, main, balancers)),
       ...optional('redirects', assembleRedirects(vh, main)),
       frontName: frontName(vh, main),
+      ...optional('logs', nonEmpty(assembleLogs(vh, main, mainLogs))),
       ...optional('sectionPreserveHost', nonEmpty([...main.sectionPreserveHost, ...vh.sectionPreserveHost])),
       ...optional('sectionOrigins', nonEmpty([...main.sectionOrigins, ...vh.sectionOrigins])),
       ...optional('handlers', nonEmpty(mergeHandlers([main.handlers, vh.handlers]))),
@@ -406,5 +417,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     virtualHosts,
     origins: asm.originList(),
     notices: notices.list,
+    ...optional('errorLog', state.errorLog.target),
+    ...optional('logLevel', state.errorLog.level),
   });
 }
