@@ -12,7 +12,7 @@ import { isControlAction, signalRunning, type ControlAction } from './lifecycle/
 import { removePidFile, writePidFile } from './lifecycle/pidfile';
 import { serve } from './lifecycle/run';
 import { autoWorkers, runPrimary } from './lifecycle/workers';
-import { createLogger, isLevel, type Level } from './observe/log';
+import { createLogger, errorLogSink, isLevel, type Level } from './observe/log';
 
 const USAGE = `Usage: wsgate -f FILE [options]
        wsgate -t -f FILE
@@ -27,7 +27,7 @@ Options:
                        graceful, restart: reload the configuration (SIGUSR1, SIGHUP);
                        graceful-stop, stop: let work under way finish, then exit (SIGWINCH, SIGTERM);
                        start: run, as without -k
-  -l, --log-level L    debug | info | warn | error (default: info)
+  -l, --log-level L    debug | info | warn | error (default: the config's LogLevel, else info)
   -w, --workers N      run N worker processes sharing the Listen ports (default 1);
                        auto: one per core
   -v, --version        print the version
@@ -38,7 +38,8 @@ interface CliArgs {
   configFile?: string;
   check: boolean;
   control?: ControlAction;
-  level: Level;
+  /** Given with -l: overrides the config's LogLevel. */
+  level?: Level;
   workers: number;
 }
 
@@ -48,7 +49,7 @@ function version(): string {
 }
 
 function parseArgs(argv: string[]): CliArgs | string {
-  const args: CliArgs = { check: false, level: 'info', workers: 1 };
+  const args: CliArgs = { check: false, workers: 1 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     switch (a) {
@@ -126,7 +127,19 @@ async function main(): Promise<number> {
     return 70;
   }
   if (args.control !== undefined) return signalRunning(args.control, config, args.configFile, (line) => process.stderr.write(`${line}\n`));
-  const log = createLogger({ level: args.level });
+  // -l on the command line wins over LogLevel (it is how one looks closer without editing the config).
+  const level = args.level ?? config.logLevel ?? 'info';
+  let sink: ((line: string) => void) | undefined;
+  if (!args.check) {
+    try {
+      sink = errorLogSink(config.errorLog);
+    } catch (e) {
+      const where = config.errorLog?.kind === 'file' ? `${config.errorLog.source.file}:${config.errorLog.source.line}: ` : '';
+      process.stderr.write(`${where}ErrorLog: cannot open the file: ${(e as Error).message}\n`);
+      return 1;
+    }
+  }
+  const log = createLogger(sink === undefined ? { level } : { level, sink });
   logHeldSignalsTo(log);
   for (const n of config.notices) log.info(`config: ${n}`);
   if (args.check) {

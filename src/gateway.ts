@@ -16,6 +16,7 @@ import { createLogger, type Logger } from './observe/log';
 import { GatewayMetrics } from './observe/metrics';
 import { Observers } from './observe/observers';
 import { StatusBoard } from './observe/status';
+import { AccessLog } from './observe/access-log';
 import type { GatewayContext, GatewayState, TunnelStart } from './proxy/context';
 import { drainTunnels } from './tunnel/drain';
 import { nativeEngine } from './tunnel/native';
@@ -85,6 +86,8 @@ export class Gateway implements GatewayContext {
   readonly metrics = new GatewayMetrics();
   /** What the status page adds to the gateway's own state: handshake rate, recent errors, the nonce. */
   readonly status = new StatusBoard();
+  /** CustomLog/TransferLog lines and tunnel records (an observer; its files open at start and at each reload). */
+  private readonly accessLog: AccessLog;
   /** Accepted connections, to the front that speaks their protocol. */
   private readonly router: ConnectionRouter;
   /** Accepts and runs upgrade handshakes natively on plain-TCP ports (undefined without the engine). */
@@ -104,6 +107,8 @@ export class Gateway implements GatewayContext {
     this.observers = new Observers(this.log);
     this.observers.add(this.metrics);
     this.observers.add(this.status);
+    this.accessLog = new AccessLog(this);
+    this.observers.add(this.accessLog);
     this.balancers = new BalancerRegistry(this.log);
     this.health = new HealthChecker(this.balancers, this.log);
     this.router = new ConnectionRouter(this);
@@ -119,6 +124,8 @@ export class Gateway implements GatewayContext {
   /** Binds every Listen address; rejects (after closing what was bound) if one fails. */
   async start(): Promise<BoundListener[]> {
     try {
+      // Opened before anything listens: a log file that cannot be written is a start error, as in Apache.
+      await this.accessLog.use(this.config);
       for (const listen of this.config.listen) await this.listeners.bind(listen);
     } catch (e) {
       await this.stop();
@@ -152,9 +159,17 @@ export class Gateway implements GatewayContext {
   private async swapConfig(config: Config): Promise<ReloadSummary> {
     if (this.state !== 'serving') throw new Error(`cannot reload: the gateway is ${this.state}`);
     const old = this.config;
-    const listeners = await this.listeners.reconcile(config.listen, () => {
-      this.config = config;
-    });
+    // The new config's log files first: one that cannot be opened refuses the reload, as at start.
+    await this.accessLog.use(config);
+    let listeners: ListenerChanges;
+    try {
+      listeners = await this.listeners.reconcile(config.listen, () => {
+        this.config = config;
+      });
+    } catch (e) {
+      await this.accessLog.use(old);
+      throw e;
+    }
     this.health.sync(config);
     this.balancers.prune(config);
     this.origins.prune(config);
@@ -218,6 +233,9 @@ export class Gateway implements GatewayContext {
     const finishing = this.endTunnels([...this.tunnels.values()], 'shutdown', 0);
     this.origins.closeIdle();
     await Promise.all([closing, finishing]);
+    // Requests cut above report their end on a later turn; their lines still go out.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await this.accessLog.close();
     this.state = 'stopped';
   }
 

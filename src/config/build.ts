@@ -46,6 +46,7 @@ import type { ConfigNode, ParseResult } from './parser';
 import { buildAccess } from './access';
 import { balancerRoute } from './balancer';
 import { assembleRedirects } from './redirect';
+import { assembleLogs } from './logs';
 import { assembleReverse, frontName } from './reverse';
 import { assembleRewrite, assembleSectionRewrites, effectiveRules, noteDanglingConditions } from './rewrite';
 import { decideListenProtocols, DEFAULT_BACKEND_TLS_PROFILE, FileCache, resolveBackendTls, resolveFrontTls } from './tls';
@@ -303,6 +304,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     vhosts: [],
     resolved: resolveNames(vhostNames(parsed.nodes)),
     process: {},
+    errorLog: {},
   };
   walk(parsed.nodes, { kind: 'server', server: main, state });
 
@@ -323,8 +325,10 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
   const mainRewrite = assembleRewrite(effectiveRules(main.rewrite, undefined), (r) =>
     asm.route(r, mainSettings, main.proxySets, mainBackendTls, (name) => main.balancers.get(name)),
   );
+  const mainLogs = assembleLogs(main, undefined, []);
   const mainServer: VirtualHost = {
     addresses: [],
+    ...optional('logs', nonEmpty(mainLogs)),
     ...(main.serverName !== undefined ? { serverName: main.serverName } : {}),
     serverAliases: [],
     routes: mainRoutes,
@@ -388,6 +392,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
       ...optional('reverse', assembleReverse(vh, main, balancers)),
       ...optional('redirects', assembleRedirects(vh, main)),
       frontName: frontName(vh, main),
+      ...optional('logs', nonEmpty(assembleLogs(vh, main, mainLogs))),
       ...optional('sectionPreserveHost', nonEmpty([...main.sectionPreserveHost, ...vh.sectionPreserveHost])),
       ...optional('sectionOrigins', nonEmpty([...main.sectionOrigins, ...vh.sectionOrigins])),
       ...optional('handlers', nonEmpty(mergeHandlers([main.handlers, vh.handlers]))),
@@ -418,5 +423,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     origins: asm.originList(),
     notices: notices.list,
     process: processSettings(state.process),
+    ...optional('errorLog', state.errorLog.target),
+    ...optional('logLevel', state.errorLog.level),
   });
 }

@@ -32,6 +32,7 @@ import { rewriteCond, rewriteEngine, rewriteOptions, rewriteRule } from './rewri
 import { applyWorkerParam, isBalancerUrl, parseProxyPass, parseTarget, proxyUrlMatcher } from './worker';
 import { notice, refused } from './groups';
 import { HANDLER_NAMES, setHandlerSpec } from './handlers';
+import { logSpecs } from './logs';
 
 export interface DirectiveSpec {
   /** Canonical spelling, for messages. */
@@ -187,7 +188,7 @@ const H2_TUNING = [
 ];
 
 const PROCESS = "Apache's process and MPM tuning; wsgate runs one event loop per worker (-w N)";
-const LOGS = 'wsgate writes its own log lines to stderr (docs/behaviour.md)';
+const LOGS = 'wsgate writes its error log lines in its own format (docs/behaviour.md, Logs)';
 const FILES = 'it applies to files Apache serves itself; wsgate serves none, and proxied requests never use it';
 const STAPLING = 'it tunes OCSP stapling, which is off (SSLUseStapling on is refused)';
 const STATUS_PAGE = "it only details Apache's server-status page, which wsgate does not serve";
@@ -251,12 +252,7 @@ function groupedSpecs(): DirectiveSpec[] {
     // modules and logs
     notice('LoadModule', 'wsgate has its modules built in'),
     notice('LoadFile', 'wsgate has its modules built in'),
-    notice('ErrorLog', LOGS),
     notice('ErrorLogFormat', LOGS),
-    notice('CustomLog', LOGS),
-    notice('LogLevel', LOGS),
-    notice('LogFormat', LOGS),
-    notice('TransferLog', LOGS),
     // files, types, indexes
     onlyWhereProxied('DocumentRoot', 'wsgate serves no static files'),
     notice('DirectoryIndex', FILES),
@@ -510,6 +506,7 @@ function serverSpecs(): DirectiveSpec[] {
     ...websocketLimitSpecs(),
     ...processSpecs(),
     ...accessSpecs(),
+    ...logSpecs(),
     notice('H2Direct', 'HTTP/2 with prior knowledge on a plain port follows `Protocols h2c`'),
     notice('H2Upgrade', 'wsgate does not take `Upgrade: h2c` (h2c is by prior knowledge only)'),
     ...H2_TUNING.map((name) => notice(name, "mod_http2's tuning has no counterpart in wsgate (Node's http2 module)")),

@@ -29,6 +29,7 @@ import type { ReverseDraft } from './reverse';
 import type { ListenDraft, TlsDraft } from './tls';
 import type { ProcessDraft } from './process';
 import type { BackendUrl } from './values';
+import { newLogsDraft, type ErrorLogDraft, type LogsDraft } from './logs';
 
 /** Worker parameters as written on one line; unset fields fall back (see build.ts). */
 export interface WorkerParams {
@@ -182,6 +183,8 @@ export interface ServerDraft {
   /** `ProxyWebsocketAllowedOrigins` lines in sections, in config order. */
   readonly sectionOrigins: SectionOrigins[];
   readonly handlers: HandlerSection[];
+  /** LogFormat, CustomLog and TransferLog lines (logs.ts). */
+  readonly logs: LogsDraft;
   /** The port of `ServerName host:port`. */
   serverPort?: number;
   /** `UseCanonicalName`. */
@@ -217,6 +220,8 @@ export interface BuildState {
   readonly process: ProcessDraft;
   /** Host names written as <VirtualHost> addresses, looked up before the walk (resolve.ts). */
   readonly resolved: ReadonlyMap<string, Resolution>;
+  /** ErrorLog and LogLevel of the main server (logs.ts). */
+  readonly errorLog: ErrorLogDraft;
 }
 
 /** Where a directive sits: Apache's "server config", "virtual host", "directory" (split by kind). */
@@ -262,5 +267,6 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     sectionPreserveHost: [],
     sectionOrigins: [],
     handlers: [],
+    logs: newLogsDraft(),
   };
 }

@@ -6,6 +6,8 @@
 // were started with.
 
 import type { HeaderRule } from './headers';
+import type { Level } from '../observe/log';
+import type { CompiledFormat } from '../observe/log-format';
 import type { RewriteConfig, SectionRewrite } from './rewrite';
 
 /** Where a directive came from, for `file:line: message` errors and log lines. */
@@ -280,6 +282,8 @@ export interface VirtualHost {
   readonly handlers?: readonly HandlerSection[];
   /** mod_alias redirects; absent when the server has none. */
   readonly redirects?: Redirects;
+  /** Where its requests are logged (CustomLog/TransferLog: its own, else the main server's); absent when nowhere. */
+  readonly logs?: readonly AccessLogSpec[];
   /** How the server names itself in URLs it writes (absent: from Host, else the machine's name). */
   readonly frontName?: FrontName;
   readonly source: SourceRef;
@@ -391,6 +395,10 @@ export interface Config {
   readonly notices: readonly string[];
   /** PidFile and GracefulShutdownTimeout. */
   readonly process: ProcessSettings;
+  /** `ErrorLog` of the main server; absent: stderr. */
+  readonly errorLog?: ErrorLogTarget;
+  /** `LogLevel`, mapped onto wsgate's levels (config/logs.ts); absent when not set. */
+  readonly logLevel?: Level;
 }
 
 /** Process-wide settings (server config only): config/process.ts. */
@@ -404,6 +412,27 @@ export interface ProcessSettings {
   /** `PidFile`, absolute. Undefined (wsgate's default): no pid file is written, and `wsgate -k` cannot find the process. */
   readonly pidFile?: string;
 }
+
+/** Where the error log goes. */
+export type ErrorLogTarget = { readonly kind: 'stderr' } | { readonly kind: 'file'; readonly file: string; readonly source: SourceRef };
+
+/** `CustomLog … env=[!]VAR`: the line is written only when the variable is set (or, with `!`, not set). */
+export interface EnvCondition {
+  readonly name: string;
+  readonly negate: boolean;
+}
+
+/** One CustomLog or TransferLog: Apache lines with a compiled format, or the JSON tunnel records (`CustomLog FILE tunnel`). */
+export type AccessLogSpec =
+  | {
+      readonly kind: 'access';
+      /** Absolute path. */
+      readonly file: string;
+      readonly format: CompiledFormat;
+      readonly condition?: EnvCondition;
+      readonly source: SourceRef;
+    }
+  | { readonly kind: 'tunnel'; readonly file: string; readonly condition?: EnvCondition; readonly source: SourceRef };
 
 export type LbMethod = 'byrequests' | 'bytraffic' | 'bybusyness';
 

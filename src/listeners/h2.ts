@@ -292,7 +292,7 @@ export class H2Front {
       { clientIp: info.clientIp, localAddress: () => info.localAddress, protocol: 'HTTP/2.0', limits: this.host.wsLimits },
     );
     if (decision.kind === 'handler') {
-      const record = this.record(info, method, path, undefined);
+      const record = this.record(info, method, path, undefined, fields, authority);
       record.routed(vhost, undefined);
       const local = new H2Local(stream, record, method === 'HEAD');
       runHandler(
@@ -323,7 +323,7 @@ export class H2Front {
       versionMinor: 1,
     };
     // The client's own method (an RFC 8441 WebSocket's is CONNECT), not the backend's.
-    const record = this.record(info, method, path, upgrade);
+    const record = this.record(info, method, path, upgrade, fields, authority);
     record.routed(vhost, decision.route);
     const up = new Upstream(this.host, decision, record, fields, headerScope(vhost, backendMethod, path, info.tls));
     const side = new H2Client(stream, info.clientIp, body, websocket?.key, vhost.settings.limitRequestBody);
@@ -348,7 +348,14 @@ export class H2Front {
   }
 
   /** The record of a request read on a stream of `info`'s session. */
-  private record(info: SessionInfo, method: string, path: string, upgrade: string | undefined): RequestRecord {
+  private record(
+    info: SessionInfo,
+    method: string,
+    path: string,
+    upgrade: string | undefined,
+    headers?: readonly string[],
+    host?: string,
+  ): RequestRecord {
     const tls = info.listen.protocol === 'https';
     return new RequestRecord(
       {
@@ -360,7 +367,7 @@ export class H2Front {
         protocol: 'h2',
         sink: this.host.observers,
       },
-      { method, target: path, upgrade },
+      { method, target: path, upgrade, headers: headers as string[] | undefined, host, versionMinor: 1 },
       info.acceptedAt,
     );
   }

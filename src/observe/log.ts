@@ -1,8 +1,11 @@
 // The error log: one line per event, `time level message key=value…`.
 //
 // Kept dependency-free and synchronous-cheap: a line is built only when its level is enabled,
-// and nothing on the tunnel's data path logs. The JSON access records of a later issue get
-// their own sink.
+// and nothing on the tunnel's data path logs. Lines go to stderr, or to the file `ErrorLog`
+// names (`errorLogSink`); the access log and the tunnel records have their own files.
+
+import type { ErrorLogTarget } from '../config/model';
+import { acquireLogFile } from './log-files';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 const LEVELS: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -53,4 +56,14 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 
 export function isLevel(s: string): s is Level {
   return s in LEVELS;
+}
+
+/**
+ * Where the error log's lines go for `ErrorLog`: stderr, or the file (opened now, kept open and
+ * reopened with the other log files by `reopenAll`). Throws when the file cannot be opened.
+ */
+export function errorLogSink(target: ErrorLogTarget | undefined): ((line: string) => void) | undefined {
+  if (target === undefined || target.kind === 'stderr') return undefined;
+  const file = acquireLogFile(target.file);
+  return (line) => file.write(`${line}\n`);
 }

@@ -336,7 +336,9 @@ export class Exchange {
     this.keepBackend =
       !this.isUpgrade && res.versionMinor === 1 && framer.framing !== Framing.UntilClose && !res.connectionTokens.includes('close');
     this.record.status = res.status;
-    if (!this.client.answerHead(this, this.up.relayed(this.vhost, res, this.req, this.client.protocol === 'h2'), framer)) return;
+    const relayed = this.up.relayed(this.vhost, res, this.req, this.client.protocol === 'h2');
+    this.record.answerHeaders = relayed.headers;
+    if (!this.client.answerHead(this, relayed, framer)) return;
     if (this.client.dechunk && framer.framing === Framing.Chunked) {
       (framer as DechunkFramer)[kExchange] = this;
       framer.onChunkData = onChunkData;

@@ -19,6 +19,12 @@ export type Outcome =
   | { readonly kind: 'tunnel' };
 
 let nextRequestId = 1;
+const NO_FIELDS: readonly string[] = [];
+
+/** The request's variables, as `%{VAR}e` and `CustomLog … env=VAR` read them. */
+export interface RequestVars {
+  readonly env: ReadonlyMap<string, string>;
+}
 
 /** Told once when a request ends without becoming a tunnel (observe/observers.ts). */
 export interface RecordSink {
@@ -39,6 +45,20 @@ export class RequestRecord {
   readonly path: string;
   /** The Upgrade token the client asked for (an RFC 8441 CONNECT's `:protocol`), if any. */
   readonly upgrade: string | undefined;
+  /** The request's header fields as read, `[name0, value0, …]` (the same array the head holds: no copy); empty when the front had none to give. */
+  readonly headers: readonly string[];
+  /** The Host the client named (`:authority` on HTTP/2), if any. */
+  readonly host: string | undefined;
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1 (HTTP/2 requests: see `protocol`). */
+  readonly versionMinor: number;
+  /** The user Basic authentication let in, if any. */
+  user: string | undefined;
+  /** The server block that took the request, as configured (for its logs and its name). */
+  server: VirtualHost | undefined;
+  /** Where the request's environment is read (SetEnv/SetEnvIf, and BALANCER_* after an election): its Upstream. */
+  vars: RequestVars | undefined;
+  /** The answer head's fields as relayed to the client, when a backend answered (the same array: no copy). */
+  answerHeaders: readonly string[] | undefined;
   /** The server block that took the request. */
   vhost: string | undefined;
   /** The ProxyPass or RewriteRule that sent it on, as `file:line`. */
@@ -62,7 +82,12 @@ export class RequestRecord {
   outcome: Outcome | undefined;
   private readonly sink: RecordSink | undefined;
 
-  constructor(from: RecordSource, req: Pick<RequestHead, 'method' | 'target' | 'upgrade'>, acceptedAt: number, headAt = Date.now()) {
+  constructor(
+    from: RecordSource,
+    req: Pick<RequestHead, 'method' | 'target' | 'upgrade'> & Partial<Pick<RequestHead, 'headers' | 'host' | 'versionMinor'>>,
+    acceptedAt: number,
+    headAt = Date.now(),
+  ) {
     this.clientIp = from.clientIp;
     this.clientPort = from.clientPort ?? 0;
     this.listener = describeListen(from.listen);
@@ -72,6 +97,13 @@ export class RequestRecord {
     this.method = req.method;
     this.path = req.target;
     this.upgrade = req.upgrade;
+    this.headers = req.headers ?? NO_FIELDS;
+    this.host = req.host;
+    this.versionMinor = req.versionMinor ?? 1;
+    this.user = undefined;
+    this.server = undefined;
+    this.vars = undefined;
+    this.answerHeaders = undefined;
     this.acceptedAt = acceptedAt;
     this.headAt = headAt;
     this.sink = from.sink;
@@ -79,6 +111,7 @@ export class RequestRecord {
 
   /** The server and route that took the request (set once routing has decided; no route for wsgate's own answers). */
   routed(vhost: VirtualHost, route: Route | undefined): void {
+    this.server = vhost;
     this.vhost = vhost.serverName ?? (vhost.addresses.length > 0 ? vhost.addresses.map((a) => `${a.host}:${a.port}`).join(' ') : 'main');
     if (route !== undefined) this.route = `${route.source.file}:${route.source.line}`;
   }

@@ -130,6 +130,8 @@ export class Upstream {
     this.extras = { tls: scope.tls, receivedUs: nowUs() };
     this.route = decision.route;
     this.requestEnv = requestEnvOf(decision.env, scope.tls !== undefined);
+    record.vars = this;
+    if (decision.user !== undefined) record.user = decision.user;
     this.upgradeValue = decision.mode === 'upgrade' ? decision.upgradeValue : undefined;
     if (decision.kind === 'balance') {
       this.lb = new BalancerSession(ctx.balancers, decision.balancer, decision.path, this.upgradeValue, headers);

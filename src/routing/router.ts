@@ -58,6 +58,8 @@ export type RouteResult =
       upgradeValue?: string;
       /** Variables SetEnvIf/SetEnv set for the request (for `Header … env=`); absent when none. */
       env?: ReadonlyMap<string, string>;
+      /** The user Basic authentication let in (for `%u` in the access log); absent when none. */
+      user?: string;
     }
   | {
       /** A `balancer://` rule: the exchange elects a member and puts the member's path in front of `path`. */
@@ -69,6 +71,7 @@ export type RouteResult =
       mode: 'upgrade' | 'http';
       upgradeValue?: string;
       env?: ReadonlyMap<string, string>;
+      user?: string;
     }
   | {
       kind: 'local';
@@ -408,10 +411,15 @@ function allowedRequest(vhost: VirtualHost, req: RequestFacts, client: ClientFac
     protocol: client.protocol,
     headers: req.headers,
   });
-  if (verdict.allowed)
-    return verdict.env.size > 0 && (decision.kind === 'proxy' || decision.kind === 'balance')
-      ? { ...decision, env: verdict.env }
-      : decision;
+  if (verdict.allowed) {
+    if (decision.kind !== 'proxy' && decision.kind !== 'balance') return decision;
+    if (verdict.env.size === 0 && verdict.user === undefined) return decision;
+    return {
+      ...decision,
+      ...(verdict.env.size > 0 ? { env: verdict.env } : {}),
+      ...(verdict.user !== undefined ? { user: verdict.user } : {}),
+    };
+  }
   return {
     kind: 'local',
     status: verdict.status,

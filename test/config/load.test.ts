@@ -213,11 +213,17 @@ test('a realistic Apache config loads into the expected model', () => {
     [
       'wsgate.conf:5: LoadModule is ignored: wsgate has its modules built in',
       "wsgate.conf:8: ServerAdmin is ignored: it only appears in Apache's own error pages; wsgate's carry no signature",
-      'wsgate.conf:9: ErrorLog is ignored: wsgate writes its own log lines to stderr (docs/behaviour.md)',
-      'wsgate.conf:10: LogLevel is ignored: wsgate writes its own log lines to stderr (docs/behaviour.md)',
-      'etc/conf.d/10-chat.conf:12: CustomLog is ignored: wsgate writes its own log lines to stderr (docs/behaviour.md)',
+      "etc/conf.d/10-chat.conf:11: ErrorLog in <VirtualHost> is ignored: wsgate writes one error log, the main server's (its lines name the virtual host)",
     ],
   );
+  // The logs are real: the main server's ErrorLog and LogLevel, the chat server's CustomLog (relative to ServerRoot).
+  assert.equal(config.logLevel, 'warn');
+  assert.equal(config.errorLog?.kind, 'file');
+  assert.deepEqual(
+    chat.logs?.map((l) => `${l.kind} ${l.file}`),
+    ['access /var/log/chat.log'],
+  );
+  assert.equal(ms.logs, undefined);
   assert.ok(
     config.notices.some(
       (n) =>

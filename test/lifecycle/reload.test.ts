@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -303,6 +303,34 @@ test('TLS certificates re-read by wsgate -k graceful; PidFile; -k restart refuse
     assert.match(noPid.stderr, /has no PidFile line, so the running wsgate cannot be found/);
   } finally {
     ws?.terminate();
+    reap(s);
+  }
+});
+
+test('logrotate: SIGUSR1 reopens the access log, so new lines go to a new file at the old path', { timeout: 30_000 }, async () => {
+  const file = writeConf(
+    ['Listen 127.0.0.1:0', `ProxyPass "/p/" "http://127.0.0.1:${one.port}/"`, 'CustomLog "access.log" "%>s %U"', ''].join('\n'),
+  );
+  const log = path.join(path.dirname(file), 'access.log');
+  const s = startCli(['-f', file]);
+  try {
+    const port = portOf(await s.waitForStderr(/ info listening address=127\.0\.0\.1:\d+$/));
+    const get = async (p: string): Promise<void> => {
+      const res = await fetch(`http://127.0.0.1:${port}${p}`);
+      await res.arrayBuffer();
+    };
+    await get('/p/before');
+    await eventually(() => existsSync(log) && readFileSync(log, 'utf8').includes('/p/before'), 10_000, 'the first line');
+    renameSync(log, `${log}.1`);
+    s.child.kill('SIGUSR1');
+    await s.waitForStderr(/ info configuration reloaded cause=SIGUSR1 /);
+    await get('/p/after');
+    await eventually(() => existsSync(log) && readFileSync(log, 'utf8').includes('/p/after'), 10_000, 'the line in the new file');
+    assert.equal(readFileSync(log, 'utf8'), '200 /p/after\n');
+    assert.equal(readFileSync(`${log}.1`, 'utf8'), '200 /p/before\n');
+  } finally {
+    s.child.kill('SIGTERM');
+    await s.exited;
     reap(s);
   }
 });
