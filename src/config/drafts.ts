@@ -28,6 +28,7 @@ import type { RedirectDraft } from './redirect';
 import type { ReverseDraft } from './reverse';
 import type { ListenDraft, TlsDraft } from './tls';
 import type { BackendUrl } from './values';
+import { type DirectoryCtx, type FilesDraft, newFilesDraft } from './static-files';
 
 /** Worker parameters as written on one line; unset fields fall back (see build.ts). */
 export interface WorkerParams {
@@ -168,6 +169,8 @@ export interface ServerDraft {
   readonly headerSections: HeaderSection[];
   /** DocumentRoot and SetHandler lines: accepted only where every path is proxied (build.ts). */
   readonly localContent: LocalContentDraft[];
+  /** DocumentRoot, Alias*, DirectoryIndex, DirectorySlash, Options, <Directory> (static-files.ts). */
+  readonly files: FilesDraft;
   /** ProxyPassReverse* lines (reverse.ts), in config order. */
   readonly reverse: ReverseDraft[];
   /** Redirect* lines (redirect.ts), in config order. */
@@ -213,7 +216,7 @@ export interface BuildState {
 }
 
 /** Where a directive sits: Apache's "server config", "virtual host", "directory" (split by kind). */
-export type ContextKind = 'server' | 'vhost' | 'location' | 'locationmatch' | 'proxy';
+export type ContextKind = 'server' | 'vhost' | 'location' | 'locationmatch' | 'proxy' | 'directory';
 
 export interface Ctx {
   readonly kind: ContextKind;
@@ -227,6 +230,8 @@ export interface Ctx {
     /** Set inside `<Proxy balancer://name>`. */
     readonly balancer?: BalancerDraft;
   };
+  /** Inside `<Directory>`/`<DirectoryMatch>` (static-files.ts readDirectories). */
+  readonly directory?: DirectoryCtx;
   /** Inside `<RequireAll>`/`<RequireAny>`/`<RequireNone>`: the container Require lines go to. */
   readonly authz?: AuthzContainerDraft;
 }
@@ -250,6 +255,7 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     requestHeaderRules: [],
     headerSections: [],
     localContent: [],
+    files: newFilesDraft(),
     reverse: [],
     redirects: [],
     sectionPreserveHost: [],

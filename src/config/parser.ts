@@ -15,7 +15,7 @@
 //   is bounded in files, bytes, directory entries and line length (limits.ts).
 // - `ServerRoot` (top level) takes effect at once for later Include lines.
 // - `<IfVersion …>`: kept or skipped by comparing with APACHE_VERSION.
-// - Sections for files Apache serves itself (<Directory>, <Files>, …) are kept as an empty node
+// - <Files>/<FilesMatch> sections are kept as an empty node
 //   with `skipped: true`; their contents are not expanded or checked.
 // Sections must be closed in the file that opened them, as in Apache.
 
@@ -73,7 +73,7 @@ export interface ParseResult {
  * Sections whose contents are skipped: they apply to files Apache serves itself, and a proxied
  * request never enters them (mod_proxy maps it to storage before the directory and file walks).
  */
-export const SKIPPED_SECTIONS: ReadonlySet<string> = new Set(['directory', 'directorymatch', 'files', 'filesmatch']);
+export const SKIPPED_SECTIONS: ReadonlySet<string> = new Set(['files', 'filesmatch']);
 
 /** Conditional sections evaluated while reading (kept or skipped whole). */
 export const CONDITIONAL_SECTIONS: readonly string[] = ['IfModule', 'IfDefine', 'IfVersion'];
