@@ -303,7 +303,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
   const inheritsRoutes = (vh: ServerDraft): boolean => vh.settings.passInherit ?? main.settings.passInherit ?? true;
   const mainServes = servesFiles(main, main, true);
   const vhostServes = state.vhosts.map((vh) => servesFiles(vh, main, inheritsRoutes(vh)));
-  readDirectories(state, mainServes || vhostServes.some((s) => s), walk);
+  readDirectories(state, mainServes || vhostServes.some((s) => s), walk, SECTIONS);
   for (const [server, serves] of [[main, mainServes] as const, ...state.vhosts.map((vh, i) => [vh, vhostServes[i]!] as const)]) {
     const f = server.files;
     const line = f.documentRoot?.source ?? f.aliases[0]?.source;

@@ -9,7 +9,7 @@
 // <Directory> sections hold.
 
 import * as path from 'node:path';
-import { SECTIONS, type DirectiveSpec, type SectionSpec, type Walk } from './directives';
+import type { DirectiveSpec, SectionSpec, Walk } from './directives';
 import type { BuildState, Ctx, RouteDraft, ServerDraft } from './drafts';
 import { ConfigError } from './errors';
 import { hasWildcard } from './glob';
@@ -233,7 +233,7 @@ export function servesFiles(server: ServerDraft, main: ServerDraft, inheritRoute
  * Reads the <Directory> sections of every server when some server serves files (their lines
  * then matter); otherwise notes once that they are skipped, as wsgate always did.
  */
-export function readDirectories(state: BuildState, serving: boolean, walk: Walk): void {
+export function readDirectories(state: BuildState, serving: boolean, walk: Walk, sections: ReadonlyMap<string, SectionSpec>): void {
   const servers = [state.main, ...state.vhosts];
   for (const server of servers) {
     for (const node of server.files.sections) {
@@ -249,18 +249,18 @@ export function readDirectories(state: BuildState, serving: boolean, walk: Walk)
       const dir: DirectoryCtx = { match, settings: {}, source: node.source };
       server.files.directories.push(dir);
       const ctx: Ctx = { kind: 'directory', server, state, directory: dir };
-      walkDirectory(node.children, ctx, walk);
+      walkDirectory(node.children, ctx, walk, sections);
     }
   }
 }
 
-function walkDirectory(nodes: readonly ConfigNode[], ctx: Ctx, walk: Walk): void {
+function walkDirectory(nodes: readonly ConfigNode[], ctx: Ctx, walk: Walk, sections: ReadonlyMap<string, SectionSpec>): void {
   for (const node of nodes) {
     if (node.kind === 'section') {
       if (AUTHZ_SECTIONS.has(node.key)) {
-        const spec = SECTIONS.get(node.key)!;
+        const spec = sections.get(node.key)!;
         // The Require containers walk their own lines: those are Require lines or nested containers.
-        spec.open(node, ctx, (children, inner) => walkDirectory(children, inner, walk));
+        spec.open(node, ctx, (children, inner) => walkDirectory(children, inner, walk, sections));
         continue;
       }
       throw ConfigError.at(node.source, `<${node.name}> inside <Directory> is not supported by wsgate's file serving`);
