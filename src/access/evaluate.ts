@@ -10,7 +10,17 @@
 //     → Basic credentials are checked (none or wrong → 401), and the tree is evaluated again
 //     with the user (denied → 401, or 403 with AuthzSendForbiddenOnFailure On).
 
-import type { AccessCompat, AccessConfig, AccessLayer, AuthzNode, EnvRule, GroupFile, HostMatch, UserFile } from '../config/model';
+import type {
+  AccessCompat,
+  AccessConfig,
+  AccessLayer,
+  AuthzNode,
+  DirectoryMatch,
+  EnvRule,
+  GroupFile,
+  HostMatch,
+  UserFile,
+} from '../config/model';
 import { locationApplies } from '../config/access';
 import { inNet, ipBytes } from './ip';
 import { VerifyCache } from './passwords';
@@ -19,6 +29,8 @@ export interface AccessRequest {
   readonly method: string;
   /** Decoded, normalised path (what <Location> matches). */
   readonly path: string;
+  /** The file a request for a static file maps to (absolute), for <Directory> sections; absent for others. */
+  readonly filePath?: string;
   /** `scheme://authority/path?query` of the backend the request goes to, for <Proxy> sections. */
   readonly backendUrl?: string;
   /** The client's address, IPv4 plain (not IPv4-mapped). */
@@ -66,6 +78,8 @@ function applies(l: AccessLayer, req: AccessRequest): boolean {
       return locationApplies(l.scope.match, req.path);
     case 'proxy':
       return req.backendUrl !== undefined && l.scope.matches(req.backendUrl);
+    case 'directory':
+      return req.filePath !== undefined && directoryApplies(l.scope.match, req.filePath);
   }
 }
 
@@ -333,4 +347,21 @@ function envSet(env: Map<string, string>, name: string, value: string): void {
 function envDelete(env: Map<string, string>, name: string): void {
   const k = envKey(env, name);
   if (k !== undefined) env.delete(k);
+}
+
+/**
+ * Whether a <Directory> path covers `file` (the directory itself or anything below it), or a
+ * <DirectoryMatch> regex matches one of the directories on the way to it, as Apache's directory walk.
+ */
+export function directoryApplies(match: DirectoryMatch, file: string): boolean {
+  if (match.kind === 'prefix') {
+    const d = match.dir;
+    if (d === '/') return true;
+    return file === d || (file.startsWith(d) && file.charCodeAt(d.length) === 0x2f);
+  }
+  for (let i = file.indexOf('/', 1); ; i = file.indexOf('/', i + 1)) {
+    const dir = i === -1 ? file : file.slice(0, i);
+    if (match.regex.test(dir)) return true;
+    if (i === -1) return false;
+  }
 }

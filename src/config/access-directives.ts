@@ -6,8 +6,8 @@ import { ConfigError } from './errors';
 import { refused } from './groups';
 import * as a from './access';
 
-const DIR: readonly ContextKind[] = ['location', 'locationmatch', 'proxy'];
-const ALL: readonly ContextKind[] = ['server', 'vhost', 'location', 'locationmatch', 'proxy'];
+const DIR: readonly ContextKind[] = ['location', 'locationmatch', 'proxy', 'directory'];
+const ALL: readonly ContextKind[] = ['server', 'vhost', 'location', 'locationmatch', 'proxy', 'directory'];
 
 function spec(
   name: string,

@@ -23,6 +23,7 @@ import type {
   AccessLayer,
   AuthzNode,
   AuthzTest,
+  DirectoryMatch,
   EnvRule,
   GroupFile,
   HostMatch,
@@ -33,6 +34,7 @@ import type {
 import type { DirectiveNode, SectionNode } from './parser';
 import { parseOnOff, parseRegex } from './values';
 import { proxyUrlMatcher } from './worker';
+import { sortDirectories } from './static-files';
 
 /** A Require container being filled while its section is walked. */
 export interface AuthzContainerDraft {
@@ -66,17 +68,19 @@ export interface ServerAccessDraft {
   own?: AccessDraft;
   readonly proxies: AccessDraft[];
   readonly locations: AccessDraft[];
+  /** <Directory>/<DirectoryMatch> sections (read only where files are served: static-files.ts). */
+  readonly directories: AccessDraft[];
 }
 
 export function newServerAccessDraft(): ServerAccessDraft {
-  return { proxies: [], locations: [] };
+  return { proxies: [], locations: [], directories: [] };
 }
 
 // The sections a draft belongs to, found again by the object the section's Ctx carries.
 const drafts = new WeakMap<object, AccessDraft>();
 
 function draftOf(ctx: Ctx, where: SourceRef): AccessDraft {
-  const key: object = ctx.location ?? ctx.proxy ?? ctx.server;
+  const key: object = ctx.location ?? ctx.directory ?? ctx.proxy ?? ctx.server;
   let d = drafts.get(key);
   if (d !== undefined) return d;
   let scope: AccessLayer['scope'];
@@ -87,20 +91,24 @@ function draftOf(ctx: Ctx, where: SourceRef): AccessDraft {
       kind: 'location',
       match: m.kind === 'prefix' && hasWildcard(m.prefix) ? { kind: 'regex', regex: fnmatchRegExp(m.prefix), pattern: m.prefix } : m,
     };
+  } else if (ctx.directory !== undefined) {
+    scope = { kind: 'directory', match: ctx.directory.match };
   } else if (ctx.proxy !== undefined) {
     const p = ctx.proxy;
     scope = { kind: 'proxy', describe: p.describe, matches: p.balancer !== undefined ? proxyUrlMatcher(p.describe) : p.matches };
   } else scope = { kind: 'server' };
-  d = { scope, envRules: [], setEnv: [], source: ctx.location?.source ?? where };
+  d = { scope, envRules: [], setEnv: [], source: ctx.location?.source ?? ctx.directory?.source ?? where };
   drafts.set(key, d);
   const sa = ctx.server.access;
   if (ctx.location !== undefined) sa.locations.push(d);
+  else if (ctx.directory !== undefined) sa.directories.push(d);
   else if (ctx.proxy !== undefined) sa.proxies.push(d);
   else sa.own = d;
   return d;
 }
 
-const DIR_ONLY = 'is allowed only in <Location>, <LocationMatch>, <Proxy> and <ProxyMatch> (as Apache: a per-directory directive)';
+const DIR_ONLY =
+  'is allowed only in <Location>, <LocationMatch>, <Proxy>, <ProxyMatch> and <Directory> (as Apache: a per-directory directive)';
 
 function dirDraft(node: DirectiveNode, ctx: Ctx): AccessDraft {
   if (ctx.kind === 'server' || ctx.kind === 'vhost') {
@@ -115,8 +123,8 @@ const REFUSED_PROVIDERS: Record<string, string> = {
   host: 'needs DNS lookups, which wsgate does not do: use Require ip with the addresses',
   'forward-dns': 'needs DNS lookups, which wsgate does not do: use Require ip with the addresses',
   expr: 'expressions are not supported: use Require ip, method, env, user, valid-user or group, combined with <RequireAll>/<RequireAny>/<RequireNone>',
-  'file-owner': 'is about files, which wsgate does not serve',
-  'file-group': 'is about files, which wsgate does not serve',
+  'file-owner': 'is not supported (file ownership is not checked)',
+  'file-group': 'is not supported (file ownership is not checked)',
   'dbm-group': 'DBM group files are not supported: use AuthGroupFile and Require group',
 };
 
@@ -535,7 +543,11 @@ export function buildAccess(main: ServerAccessDraft, vhost: ServerAccessDraft | 
   const ds: AccessDraft[] = [];
   if (main.own !== undefined) ds.push(main.own);
   if (vhost?.own !== undefined) ds.push(vhost.own);
-  ds.push(...main.proxies, ...(vhost?.proxies ?? []), ...main.locations, ...(vhost?.locations ?? []));
+  // Apache walks directories before locations: <Directory> sections merge first, by depth.
+  const dirs = sortDirectories(
+    [...main.directories, ...(vhost?.directories ?? [])].map((d) => ({ d, match: (d.scope as { match: DirectoryMatch }).match })),
+  ).map((x) => x.d);
+  ds.push(...dirs, ...main.proxies, ...(vhost?.proxies ?? []), ...main.locations, ...(vhost?.locations ?? []));
   if (ds.length === 0) return undefined;
   return { layers: ds.map(layer) };
 }

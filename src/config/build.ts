@@ -49,6 +49,7 @@ import { assembleRedirects } from './redirect';
 import { assembleLogs } from './logs';
 import { assembleReverse, frontName } from './reverse';
 import { assembleRewrite, assembleSectionRewrites, effectiveRules, noteDanglingConditions } from './rewrite';
+import { assembleFiles, readDirectories, servesFiles } from './static-files';
 import { decideListenProtocols, DEFAULT_BACKEND_TLS_PROFILE, FileCache, resolveBackendTls, resolveFrontTls } from './tls';
 import { processSettings } from './process';
 
@@ -77,6 +78,7 @@ const walk: Walk = (nodes: readonly ConfigNode[], ctx: Ctx): void => {
   for (const node of nodes) {
     if (node.kind === 'section') {
       if (node.skipped) {
+        ctx.state.skippedFiles.push(node);
         ctx.state.notices.once(
           `skipped:${node.key}`,
           node.source,
@@ -233,9 +235,10 @@ function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]
 }
 
 /**
- * DocumentRoot and SetHandler make Apache serve a file or a handler's page for the paths no
- * ProxyPass takes; wsgate answers those 404. They are accepted only where that cannot happen: the
- * server proxies every path (a ProxyPass for "/") and excludes none (`ProxyPass … !`).
+ * A SetHandler for a handler wsgate does not run makes Apache serve that handler's page for the
+ * paths no ProxyPass takes; wsgate would answer those 404. It is accepted only where that cannot
+ * happen: the server proxies every path (a ProxyPass for "/") and excludes none (`ProxyPass … !`).
+ * (DocumentRoot and Alias are served: static-files.ts.)
  */
 function checkLocalContent(state: BuildState, mainServer: VirtualHost, virtualHosts: readonly VirtualHost[]): void {
   const check = (items: readonly LocalContentDraft[], server: VirtualHost): void => {
@@ -255,9 +258,7 @@ function checkLocalContent(state: BuildState, mainServer: VirtualHost, virtualHo
   );
   if (mainReachable) check(state.main.localContent, mainServer);
   state.vhosts.forEach((vh, i) => {
-    const ownRoot = vh.localContent.some((c) => c.name === 'DocumentRoot');
-    const inherited = state.main.localContent.filter((c) => !(ownRoot && c.name === 'DocumentRoot'));
-    check([...vh.localContent, ...inherited], virtualHosts[i]!);
+    check([...vh.localContent, ...state.main.localContent], virtualHosts[i]!);
   });
 }
 
@@ -303,6 +304,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     main,
     vhosts: [],
     resolved: resolveNames(vhostNames(parsed.nodes)),
+    skippedFiles: [],
     process: {},
     errorLog: {},
   };
@@ -310,6 +312,24 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
 
   if (state.listens.length === 0) {
     throw new ConfigError(mainFile, 1, 'no Listen directive: wsgate needs at least one "Listen [address:]port"');
+  }
+
+  // Static files: which servers serve some path from files decides whether <Directory> lines matter.
+  const inheritsRoutes = (vh: ServerDraft): boolean => vh.settings.passInherit ?? main.settings.passInherit ?? true;
+  const mainServes = servesFiles(main, main, true);
+  const vhostServes = state.vhosts.map((vh) => servesFiles(vh, main, inheritsRoutes(vh)));
+  readDirectories(state, mainServes || vhostServes.some((s) => s), walk, SECTIONS);
+  for (const [server, serves] of [[main, mainServes] as const, ...state.vhosts.map((vh, i) => [vh, vhostServes[i]!] as const)]) {
+    const f = server.files;
+    const line = f.documentRoot?.source ?? f.aliases[0]?.source;
+    if (!serves && line !== undefined) {
+      const name = f.documentRoot !== undefined ? 'DocumentRoot' : 'Alias';
+      notices.once(
+        `ignored:${name.toLowerCase()}`,
+        line,
+        `${name} is ignored: every path it could apply to is proxied (wsgate serves no files there)`,
+      );
+    }
   }
 
   const asm = new Assembler();
@@ -348,6 +368,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     ...optional('sectionPreserveHost', nonEmpty(main.sectionPreserveHost)),
     ...optional('sectionOrigins', nonEmpty(main.sectionOrigins)),
     ...optional('handlers', nonEmpty(mergeHandlers([main.handlers]))),
+    ...optional('files', assembleFiles(main, main, mainServes)),
     ...optional(
       'sectionRewrites',
       assembleSectionRewrites(main.sectionRewrites, main.rewrite.engine ?? false, (r) =>
@@ -357,7 +378,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     source: main.source,
   };
 
-  const virtualHosts = state.vhosts.map((vh: ServerDraft): VirtualHost => {
+  const virtualHosts = state.vhosts.map((vh: ServerDraft, vhIndex: number): VirtualHost => {
     const settings = resolveSettings(vh.settings, main.settings);
     const backendTls = resolveBackendTls(vh.tls, main.tls, files);
     const frontTls = resolveFrontTls(vh.tls, main.tls, files, vh.source);
@@ -396,6 +417,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
       ...optional('sectionPreserveHost', nonEmpty([...main.sectionPreserveHost, ...vh.sectionPreserveHost])),
       ...optional('sectionOrigins', nonEmpty([...main.sectionOrigins, ...vh.sectionOrigins])),
       ...optional('handlers', nonEmpty(mergeHandlers([main.handlers, vh.handlers]))),
+      ...optional('files', assembleFiles(vh, main, vhostServes[vhIndex]!)),
       ...optional(
         'sectionRewrites',
         assembleSectionRewrites([...main.sectionRewrites, ...vh.sectionRewrites], vh.rewrite.engine ?? main.rewrite.engine ?? false, (r) =>

@@ -25,6 +25,7 @@ import { parseDuration, parseListenAddress, parseCount, parseOnOff, parseRegex, 
 import { applyBalancerParam, applyMemberParam, ensureBalancer, openBalancerSection, parseBalancerUrl } from './balancer';
 import { headerDirective, requestHeaderDirective } from './headers';
 import { accessSections, accessSpecs } from './access-directives';
+import { directorySections, staticFileSpecs } from './static-files';
 import { redirectDirective } from './redirect';
 import { proxyPassReverse, reverseCookie, serverNamePort, useCanonicalName } from './reverse';
 import { requestReadTimeout } from './reqtimeout';
@@ -70,6 +71,7 @@ export const CONTEXT_NAMES: Record<ContextKind, string> = {
   location: '<Location>',
   locationmatch: '<LocationMatch>',
   proxy: '<Proxy>',
+  directory: '<Directory>',
 };
 
 const arg0 = (node: DirectiveNode): string => node.args[0] as string;
@@ -254,10 +256,7 @@ function groupedSpecs(): DirectiveSpec[] {
     notice('LoadFile', 'wsgate has its modules built in'),
     notice('ErrorLogFormat', LOGS),
     // files, types, indexes
-    onlyWhereProxied('DocumentRoot', 'wsgate serves no static files'),
-    notice('DirectoryIndex', FILES),
-    notice('DirectorySlash', FILES),
-    notice('Options', FILES),
+    ...staticFileSpecs(),
     notice('AllowOverride', FILES),
     notice('AllowOverrideList', FILES),
     notice('AccessFileName', FILES),
@@ -300,8 +299,6 @@ function groupedSpecs(): DirectiveSpec[] {
     notice('RemoveType', FILES),
     setHandlerSpec(onlyWhereProxied('SetHandler', `wsgate runs no such handler (it runs: ${HANDLER_NAMES.join(', ')})`)),
     refused('ErrorDocument', 'custom error documents are not supported: wsgate answers its own errors with a short text body'),
-    refused('Alias', 'wsgate serves no local files: proxy the path with ProxyPass to a server that serves them'),
-    refused('AliasMatch', 'wsgate serves no local files: proxy the path with ProxyPassMatch to a server that serves them'),
     refused('ScriptAlias', 'wsgate runs no CGI scripts: proxy the path with ProxyPass to a server that runs them'),
     refused('ScriptAliasMatch', 'wsgate runs no CGI scripts: proxy the path with ProxyPassMatch to a server that runs them'),
     // env, misc modules
@@ -681,6 +678,7 @@ function sectionSpecs(): SectionSpec[] {
     proxy('Proxy', false),
     proxy('ProxyMatch', true),
     ...accessSections(),
+    ...directorySections(),
   ];
 }
 

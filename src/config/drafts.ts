@@ -2,6 +2,7 @@
 // turned into the immutable model by build.ts once the whole file has been seen — because, as in
 // Apache, a main-server setting written after a <VirtualHost> still applies to it.
 
+import type { SectionNode } from './parser';
 import type { Resolution } from './resolve';
 import type { Notices } from './errors';
 import type {
@@ -30,6 +31,7 @@ import type { ListenDraft, TlsDraft } from './tls';
 import type { ProcessDraft } from './process';
 import type { BackendUrl } from './values';
 import { newLogsDraft, type ErrorLogDraft, type LogsDraft } from './logs';
+import { type DirectoryCtx, type FilesDraft, newFilesDraft } from './static-files';
 
 /** Worker parameters as written on one line; unset fields fall back (see build.ts). */
 export interface WorkerParams {
@@ -174,6 +176,8 @@ export interface ServerDraft {
   readonly headerSections: HeaderSection[];
   /** DocumentRoot and SetHandler lines: accepted only where every path is proxied (build.ts). */
   readonly localContent: LocalContentDraft[];
+  /** DocumentRoot, Alias*, DirectoryIndex, DirectorySlash, Options, <Directory> (static-files.ts). */
+  readonly files: FilesDraft;
   /** ProxyPassReverse* lines (reverse.ts), in config order. */
   readonly reverse: ReverseDraft[];
   /** Redirect* lines (redirect.ts), in config order. */
@@ -220,12 +224,14 @@ export interface BuildState {
   readonly process: ProcessDraft;
   /** Host names written as <VirtualHost> addresses, looked up before the walk (resolve.ts). */
   readonly resolved: ReadonlyMap<string, Resolution>;
+  /** <Files>/<FilesMatch> sections met by the walk (skipped; checked once it is known whether files are served). */
+  readonly skippedFiles: SectionNode[];
   /** ErrorLog and LogLevel of the main server (logs.ts). */
   readonly errorLog: ErrorLogDraft;
 }
 
 /** Where a directive sits: Apache's "server config", "virtual host", "directory" (split by kind). */
-export type ContextKind = 'server' | 'vhost' | 'location' | 'locationmatch' | 'proxy';
+export type ContextKind = 'server' | 'vhost' | 'location' | 'locationmatch' | 'proxy' | 'directory';
 
 export interface Ctx {
   readonly kind: ContextKind;
@@ -239,6 +245,8 @@ export interface Ctx {
     /** Set inside `<Proxy balancer://name>`. */
     readonly balancer?: BalancerDraft;
   };
+  /** Inside `<Directory>`/`<DirectoryMatch>` (static-files.ts readDirectories). */
+  readonly directory?: DirectoryCtx;
   /** Inside `<RequireAll>`/`<RequireAny>`/`<RequireNone>`: the container Require lines go to. */
   readonly authz?: AuthzContainerDraft;
 }
@@ -262,6 +270,7 @@ export function newServerDraft(isMain: boolean, addresses: readonly VirtualHostA
     requestHeaderRules: [],
     headerSections: [],
     localContent: [],
+    files: newFilesDraft(),
     reverse: [],
     redirects: [],
     sectionPreserveHost: [],

@@ -280,6 +280,8 @@ export interface VirtualHost {
    * main server's first, then the sections in config order); absent when there are none.
    */
   readonly handlers?: readonly HandlerSection[];
+  /** DocumentRoot/Alias/AliasMatch serving files for paths no ProxyPass takes; absent when the server serves none. */
+  readonly files?: FileServing;
   /** mod_alias redirects; absent when the server has none. */
   readonly redirects?: Redirects;
   /** Where its requests are logged (CustomLog/TransferLog: its own, else the main server's); absent when nowhere. */
@@ -614,6 +616,8 @@ export interface AccessLayer {
   readonly scope:
     | { readonly kind: 'server' }
     | { readonly kind: 'location'; readonly match: RouteMatch }
+    /** `<Directory>`/`<DirectoryMatch>`: applies by the file a request maps to (static files only). */
+    | { readonly kind: 'directory'; readonly match: DirectoryMatch }
     | { readonly kind: 'proxy'; readonly describe: string; readonly matches: (backendUrl: string) => boolean };
   /** The section's Require lines (an implicit `or` container). */
   readonly require?: AuthzNode;
@@ -636,4 +640,42 @@ export interface AccessLayer {
 /** A server's access layers in the order Apache merges them: the main server, this server, its <Proxy>s, its <Location>s. */
 export interface AccessConfig {
   readonly layers: readonly AccessLayer[];
+}
+
+/** A `<Directory>` path (absolute, no trailing slash but for `/`) or a `<DirectoryMatch>` regex. */
+export type DirectoryMatch =
+  | { readonly kind: 'prefix'; readonly dir: string }
+  | { readonly kind: 'regex'; readonly regex: RegExp; readonly pattern: string };
+
+/** What mod_dir and Options say for a directory; unset fields inherit. */
+export interface DirSettings {
+  /** `DirectoryIndex` names (empty: `DirectoryIndex disabled`). */
+  readonly index?: readonly string[];
+  /** `DirectorySlash`. */
+  readonly slash?: boolean;
+  /** `Options FollowSymLinks` (symbolic links are followed only while they stay inside the root). */
+  readonly followSymlinks?: boolean;
+}
+
+export interface DirectorySection {
+  readonly match: DirectoryMatch;
+  readonly settings: DirSettings;
+  readonly source: SourceRef;
+}
+
+/** `Alias URL-path file-path` (prefix) or `AliasMatch regex file-path` (`$N` substituted). */
+export type FileAlias =
+  | { readonly kind: 'prefix'; readonly prefix: string; readonly dest: string; readonly source: SourceRef }
+  | { readonly kind: 'regex'; readonly regex: RegExp; readonly dest: string; readonly source: SourceRef };
+
+/** Static files of one server (config/static-files.ts; served by handlers/static.ts). */
+export interface FileServing {
+  /** Absolute, without a trailing slash (`/` stays `/`). */
+  readonly documentRoot?: string;
+  /** The server's own aliases first, then the main server's (Apache's merge), each tried in order. */
+  readonly aliases: readonly FileAlias[];
+  /** Server-level settings with the defaults filled in. */
+  readonly base: Required<DirSettings>;
+  /** In Apache's merge order: paths by depth (shorter first), then regex sections in config order. */
+  readonly directories: readonly DirectorySection[];
 }

@@ -15,7 +15,7 @@
 //   is bounded in files, bytes, directory entries and line length (limits.ts).
 // - `ServerRoot` (top level) takes effect at once for later Include lines.
 // - `<IfVersion …>`: kept or skipped by comparing with APACHE_VERSION.
-// - Sections for files Apache serves itself (<Directory>, <Files>, …) are kept as an empty node
+// - <Files>/<FilesMatch> sections are kept as an empty node
 //   with `skipped: true`; their contents are not expanded or checked.
 // Sections must be closed in the file that opened them, as in Apache.
 
@@ -73,7 +73,7 @@ export interface ParseResult {
  * Sections whose contents are skipped: they apply to files Apache serves itself, and a proxied
  * request never enters them (mod_proxy maps it to storage before the directory and file walks).
  */
-export const SKIPPED_SECTIONS: ReadonlySet<string> = new Set(['directory', 'directorymatch', 'files', 'filesmatch']);
+export const SKIPPED_SECTIONS: ReadonlySet<string> = new Set(['files', 'filesmatch']);
 
 /** Conditional sections evaluated while reading (kept or skipped whole). */
 export const CONDITIONAL_SECTIONS: readonly string[] = ['IfModule', 'IfDefine', 'IfVersion'];
@@ -84,7 +84,21 @@ export const READ_DIRECTIVES: readonly string[] = ['Define', 'UnDefine', 'Includ
 /** The Apache version `<IfVersion>` compares against: the 2.4 line whose proxy behaviour wsgate follows. */
 export const APACHE_VERSION: readonly [number, number, number] = [2, 4, 62];
 
+/**
+ * What a skipped section (<Files>, <FilesMatch>) holds is not read, but the names of its lines
+ * are kept as its children (without arguments): once wsgate serves files, a `Require` there
+ * would decide who gets a file, and the build refuses what it cannot honour (static-files.ts).
+ */
+function noteSkippedLine(raw: string, where: SourceRef, stack: Frame[]): void {
+  const files = stack[stack.length - 1]?.files;
+  if (files === undefined || raw.startsWith('</')) return;
+  const name = raw.startsWith('<') ? (SECTION_NAME.exec(raw)?.[1] ?? '') : (/^\S+/.exec(raw)?.[0] ?? '');
+  files.push({ kind: 'directive', name, key: name.toLowerCase(), args: [], source: where });
+}
+
 interface Frame {
+  /** Inside a skipped <Files>/<FilesMatch> (at any depth): where the names of its lines go. */
+  readonly files?: ConfigNode[];
   /** `section`: a node in the tree; `cond`: a taken <IfModule>/<IfDefine>; `skip`: contents ignored. */
   readonly kind: 'section' | 'cond' | 'skip';
   readonly name: string;
@@ -176,12 +190,14 @@ class Parser {
 
   /** Inside a skipped section: only follow nesting so the right closing line ends it. */
   private soak(raw: string, where: SourceRef, stack: Frame[]): void {
+    noteSkippedLine(raw, where, stack);
     if (!raw.startsWith('<')) return;
     const name = SECTION_NAME.exec(raw)?.[1] ?? '';
     if (raw.startsWith('</')) {
       this.popFrame(name, where, stack);
     } else {
-      stack.push({ kind: 'skip', name, key: name.toLowerCase(), source: where, target: [], inSection: true });
+      const files = stack[stack.length - 1]?.files;
+      stack.push({ kind: 'skip', name, key: name.toLowerCase(), source: where, target: [], inSection: true, ...(files ? { files } : {}) });
     }
   }
 
@@ -228,7 +244,15 @@ class Parser {
     const skipped = SKIPPED_SECTIONS.has(key);
     const node: SectionNode = { kind: 'section', name, key, args, source: where, children: [], skipped };
     target.push(node);
-    stack.push({ kind: skipped ? 'skip' : 'section', name, key, source: where, target: node.children, inSection: true });
+    stack.push({
+      kind: skipped ? 'skip' : 'section',
+      name,
+      key,
+      source: where,
+      target: node.children,
+      inSection: true,
+      ...(skipped ? { files: node.children } : {}),
+    });
   }
 
   private directive(name: string, args: string[], where: SourceRef, inSection: boolean, target: ConfigNode[]): void {

@@ -12,8 +12,10 @@ import type { TunnelRecord, TunnelRegistry } from '../tunnel/registry';
 import type { BoundListener } from '../listeners/bind';
 import type { GatewayMetrics } from '../observe/metrics';
 import type { StatusBoard } from '../observe/status';
+import type { FileTarget } from '../routing/static';
 import { serveHealth } from './health';
 import { serveMetrics } from './metrics';
+import { serveStatic } from './static';
 import { serveStatus } from './status';
 
 /** What a handler may read of the running gateway. */
@@ -44,6 +46,8 @@ export interface LocalRequest {
   readonly secure: boolean;
   readonly vhost: VirtualHost;
   readonly record: RequestRecord;
+  /** For `static`: the file routing mapped the path to (routing/static.ts). */
+  readonly file?: FileTarget;
 }
 
 /** The request as a handler sees it (`fields`: the head's fields, HTTP/2 pseudo-fields left out). */
@@ -53,20 +57,36 @@ export function localRequest(
   secure: boolean,
   vhost: VirtualHost,
   record: RequestRecord,
+  file?: FileTarget,
 ): LocalRequest {
   // Routing read the target already: a handler is chosen only for one it could parse.
   const t = parseTarget(head.method, head.target);
   const path = typeof t === 'number' ? head.target : t.path;
   const query = typeof t === 'number' ? undefined : t.query;
-  return { method: head.method, target: head.target, path, query, headers: fields, host: head.host, secure, vhost, record };
+  return {
+    method: head.method,
+    target: head.target,
+    path,
+    query,
+    headers: fields,
+    host: head.host,
+    secure,
+    vhost,
+    record,
+    ...(file !== undefined ? { file } : {}),
+  };
 }
 
 /** How a handler answers, the same on every front. Fields are [name0, value0, …]; the front adds framing ones. */
 export interface LocalResponse {
   /** A whole answer (no body sent for HEAD). */
   send(status: number, fields: readonly string[], body: string | Buffer): void;
-  /** An answer whose body is written as it comes (server-sent events) until `end()` or the client leaves. */
-  open(status: number, fields: readonly string[]): LocalStream;
+  /**
+   * An answer whose body is written as it comes until `end()` or the client leaves: of unknown
+   * length (server-sent events), or of `length` bytes (a file; HTTP/1.1 then keeps the connection).
+   * For HEAD the head alone is sent and the stream ends at once.
+   */
+  open(status: number, fields: readonly string[], length?: number): LocalStream;
   /**
    * The request body, whole, when it is at most `max` bytes; undefined when it is larger (answer
    * 413) or not length-delimited over HTTP/1.1 (answer 411).
@@ -75,8 +95,11 @@ export interface LocalResponse {
 }
 
 export interface LocalStream {
-  /** False once the client is gone or the stream ended; the write is dropped then. */
-  write(chunk: string | Buffer): boolean;
+  /**
+   * False once the client is gone or the stream ended; the write is dropped then. `next` is called
+   * once the front can take more (back-pressure); never when the write was dropped.
+   */
+  write(chunk: string | Buffer, next?: () => void): boolean;
   end(): void;
   /** Called once when the client leaves or the stream ends. */
   onClose(fn: () => void): void;
@@ -84,19 +107,20 @@ export interface LocalStream {
 
 export type Handler = (host: HandlerHost, req: LocalRequest, res: LocalResponse) => void | Promise<void>;
 
-const HANDLERS: Record<HandlerName, Handler> = {
+const HANDLERS: Record<HandlerName | 'static', Handler> = {
   health: serveHealth,
   metrics: serveMetrics,
   status: serveStatus,
   // Apache's names for the same pages: mod_status's and mod_proxy_balancer's.
   'server-status': serveStatus,
   'balancer-manager': serveStatus,
+  static: serveStatic,
 };
 
 const TEXT = ['Content-Type', 'text/plain; charset=utf-8'];
 
 /** Runs `name`; a handler that throws is a wsgate bug: logged, and the client gets a 500 if nothing was sent. */
-export function runHandler(host: HandlerHost, name: HandlerName, req: LocalRequest, res: LocalResponse): void {
+export function runHandler(host: HandlerHost, name: HandlerName | 'static', req: LocalRequest, res: LocalResponse): void {
   let sent = false;
   const guarded: LocalResponse = {
     send: (status, fields, body) => {
@@ -104,9 +128,9 @@ export function runHandler(host: HandlerHost, name: HandlerName, req: LocalReque
       sent = true;
       res.send(status, fields, body);
     },
-    open: (status, fields) => {
+    open: (status, fields, length) => {
       sent = true;
-      return res.open(status, fields);
+      return res.open(status, fields, length);
     },
     body: (max) => res.body(max),
   };

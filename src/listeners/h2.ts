@@ -298,7 +298,7 @@ export class H2Front {
       runHandler(
         this.host,
         decision.handler,
-        localRequest({ method, target: path, host: authority }, fields, info.listen.protocol === 'https', vhost, record),
+        localRequest({ method, target: path, host: authority }, fields, info.listen.protocol === 'https', vhost, record, decision.file),
         local,
       );
       return;

@@ -251,7 +251,7 @@ export class ClientConnection implements ExchangeOwner {
       // The body and any pipelined bytes first: a handler that answers at once decides keep-alive on them.
       local.start(rest);
       const secure = (this.socket as Socket & { encrypted?: boolean }).encrypted === true;
-      runHandler(this.host, decision.handler, localRequest(req, req.headers, secure, vhost, record), local);
+      runHandler(this.host, decision.handler, localRequest(req, req.headers, secure, vhost, record, decision.file), local);
       return;
     }
     if (decision.kind === 'local' || decision.kind === 'redirect') {

@@ -23,7 +23,7 @@ export class H2Local implements LocalResponse {
     this.answered = true;
     const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     const stream = this.stream;
-    if (!this.respond(status, fields, bytes.length)) return;
+    if (!this.respond(status, fields, status === 304 ? undefined : bytes.length)) return;
     this.record.bytesOut = this.headOnly ? 0 : bytes.length;
     this.record.end({ kind: 'answered', status });
     stream.end(this.headOnly ? undefined : bytes, () => {
@@ -32,9 +32,9 @@ export class H2Local implements LocalResponse {
     });
   }
 
-  open(status: number, fields: readonly string[]): LocalStream {
+  open(status: number, fields: readonly string[], length?: number): LocalStream {
     this.answered = true;
-    const ok = this.respond(status, fields, undefined);
+    const ok = this.respond(status, fields, length);
     this.record.status = status;
     const out = new H2LocalStream(this.stream, this.record, !ok);
     if (ok && this.headOnly) out.end();
@@ -92,11 +92,12 @@ class H2LocalStream implements LocalStream {
     else stream.once('close', () => this.close());
   }
 
-  write(chunk: string | Buffer): boolean {
+  write(chunk: string | Buffer, next?: () => void): boolean {
     const stream = this.stream;
     if (this.closed || stream.destroyed || stream.closed) return false;
     this.record.bytesOut += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
-    stream.write(chunk);
+    if (stream.write(chunk) || next === undefined) next?.();
+    else stream.once('drain', () => this.closed || next());
     return true;
   }
 

@@ -1,7 +1,8 @@
 // wsgate's own handlers (src/handlers/) answering on an HTTP/1.1 connection: the connection gives
 // this object the bytes after the head, as it gives them to an exchange, until the answer is
 // written. A whole answer has a Content-Length and keeps the connection when the request allows
-// it; a streamed one (server-sent events) is delimited by closing the connection.
+// it; a streamed one is delimited by closing the connection (server-sent events) or by its
+// Content-Length (a file), which keeps the connection when the whole body was written.
 
 import type { RequestHead } from '../http/head';
 import { reasonPhrase } from '../http/forward';
@@ -90,9 +91,11 @@ export class Http1Local implements LocalResponse {
     this.answered = true;
     const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     // The connection serves the next request only when this one's body was read to its end.
-    const keepAlive = this.bodyLeft === 0 && this.req.versionMinor === 1 && !this.req.connectionTokens.includes('close');
-    const withBody = this.req.method !== 'HEAD';
-    const head = headOf(status, fields, `Content-Length: ${bytes.length}\r\nConnection: ${keepAlive ? 'keep-alive' : 'close'}\r\n`);
+    const keepAlive = this.keepAlive();
+    const withBody = this.req.method !== 'HEAD' && status !== 304;
+    // A 304 carries no body and no length of its own (its Content-Length would be the file's).
+    const length = status === 304 ? '' : `Content-Length: ${bytes.length}\r\n`;
+    const head = headOf(status, fields, `${length}Connection: ${keepAlive ? 'keep-alive' : 'close'}\r\n`);
     const socket = this.owner.socket;
     if (socket.writable) socket.write(withBody ? Buffer.concat([head, bytes]) : head);
     this.record.bytesOut = withBody ? bytes.length : 0;
@@ -100,13 +103,22 @@ export class Http1Local implements LocalResponse {
     this.owner.exchangeDone(keepAlive, this.leftover);
   }
 
-  open(status: number, fields: readonly string[]): LocalStream {
+  open(status: number, fields: readonly string[], length?: number): LocalStream {
     this.answered = true;
     const socket = this.owner.socket;
-    if (socket.writable) socket.write(headOf(status, fields, 'Connection: close\r\n'));
+    const keepAlive = length !== undefined && this.keepAlive();
+    const framing =
+      length === undefined ? 'Connection: close\r\n' : `Content-Length: ${length}\r\nConnection: ${keepAlive ? 'keep-alive' : 'close'}\r\n`;
+    if (socket.writable) socket.write(headOf(status, fields, framing));
     this.record.status = status;
-    this.stream = new Http1Stream(this.owner, this.record, this.req.method === 'HEAD');
+    const headOnly = this.req.method === 'HEAD';
+    this.stream = new Http1Stream(this.owner, this.record, headOnly, keepAlive ? (headOnly ? 0 : length!) : -1, () => this.leftover);
     return this.stream;
+  }
+
+  /** The connection serves the next request only when this one's body was read to its end. */
+  private keepAlive(): boolean {
+    return this.bodyLeft === 0 && this.req.versionMinor === 1 && !this.req.connectionTokens.includes('close');
   }
 }
 
@@ -115,27 +127,36 @@ class Http1Stream implements LocalStream {
   private closed = false;
   private readonly closers: (() => void)[] = [];
 
+  /**
+   * `keepFor`: the body length after which the connection may serve the next request (-1: it
+   * closes after this answer); `leftover`: the pipelined bytes to hand back then.
+   */
   constructor(
     private readonly owner: ExchangeOwner,
     private readonly record: RequestRecord,
     private readonly headOnly: boolean,
+    private readonly keepFor: number = -1,
+    private readonly leftover: () => Buffer | undefined = () => undefined,
   ) {
     if (headOnly) queueMicrotask(() => this.end());
   }
 
-  write(chunk: string | Buffer): boolean {
+  write(chunk: string | Buffer, next?: () => void): boolean {
     if (this.closed || this.headOnly) return false;
     const socket = this.owner.socket;
     if (!socket.writable) return false;
     this.record.bytesOut += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
-    socket.write(chunk);
+    if (socket.write(chunk) || next === undefined) next?.();
+    else socket.once('drain', () => this.closed || next());
     return true;
   }
 
   end(): void {
     if (this.closed) return;
+    const whole = this.keepFor >= 0 && this.record.bytesOut === this.keepFor;
     this.close();
-    this.owner.exchangeDone(false, undefined);
+    if (whole) this.owner.exchangeDone(true, this.leftover());
+    else this.owner.exchangeDone(false, undefined);
   }
 
   onClose(fn: () => void): void {

@@ -5,6 +5,7 @@ import type {
   Backend,
   Balancer,
   Config,
+  FileServing,
   HandlerName,
   HandlerSection,
   ListenAddress,
@@ -19,6 +20,7 @@ import { fixupRedirect, translateRedirect, type RedirectAnswer } from './redirec
 import { type RewriteRequest, rewriteRequest, sectionRewrite } from './rewrite';
 import { parseTarget, type Target } from './target';
 import { sectionApplies } from './section';
+import { type FileTarget, mapFile } from './static';
 import { selectVirtualHost } from './vhost';
 import { checkWebSocketLimits, type LimitState } from './ws-limits';
 
@@ -83,10 +85,14 @@ export type RouteResult =
       retryAfter?: number;
     }
   | {
-      /** A path no rule proxies, in reach of a `SetHandler` for one of wsgate's handlers (src/handlers/). */
+      /**
+       * A path no rule proxies, in reach of a `SetHandler` for one of wsgate's handlers
+       * (src/handlers/), or mapped to a file by DocumentRoot/Alias (`static`, with `file`).
+       */
       kind: 'handler';
-      handler: HandlerName;
+      handler: HandlerName | 'static';
       reason: string;
+      file?: FileTarget;
     }
   | {
       /** mod_alias (`Redirect*`): answered by wsgate, nothing is proxied. */
@@ -126,7 +132,20 @@ export function routeRequest(vhost: VirtualHost, req: RequestFacts): RouteResult
   if (req.method === 'TRACE' && vhost.settings.traceEnable === 'off') return local(501, 'TRACE denied by TraceEnable Off');
   const routed = routeTarget(vhost, req, target);
   const result = vhost.redirects === undefined && vhost.sectionRewrites === undefined ? routed : afterTranslate(vhost, req, target, routed);
-  return vhost.handlers === undefined ? result : withHandler(vhost.handlers, target, result);
+  const handled = vhost.handlers === undefined ? result : withHandler(vhost.handlers, target, result);
+  return vhost.files === undefined ? handled : withFiles(vhost.files, target, handled);
+}
+
+/**
+ * A request no rule proxies and no SetHandler claims goes to the file system when an Alias
+ * matches or the server has a DocumentRoot (Apache's translate-name, then the default handler).
+ */
+function withFiles(files: FileServing, target: Target, result: RouteResult): RouteResult {
+  if (result.kind !== 'local' || (result.reason !== NO_RULE && result.reason !== EXCLUDED)) return result;
+  const file = mapFile(files, target.path);
+  if (file === undefined) return result;
+  if (file === 404) return local(404, 'the path names no file that may be served (not UTF-8, a backslash, or outside the root)');
+  return { kind: 'handler', handler: 'static', reason: `file from ${file.via}`, file };
 }
 
 /**
@@ -394,6 +413,7 @@ function allowedRequest(vhost: VirtualHost, req: RequestFacts, client: ClientFac
   const target = parseTarget(req.method, req.target);
   if (typeof target === 'number') return decision;
   let backendUrl: string | undefined;
+  const filePath = decision.kind === 'handler' ? decision.file?.file : undefined;
   if (decision.kind === 'proxy') {
     const url = decision.backend.url;
     const start = url.indexOf('://') + 3;
@@ -406,6 +426,7 @@ function allowedRequest(vhost: VirtualHost, req: RequestFacts, client: ClientFac
     method: req.method,
     path: target.path,
     backendUrl,
+    ...(filePath !== undefined ? { filePath: stripSlash(filePath) } : {}),
     clientIp: client.clientIp,
     localAddress: client.localAddress,
     protocol: client.protocol,
@@ -426,6 +447,10 @@ function allowedRequest(vhost: VirtualHost, req: RequestFacts, client: ClientFac
     reason: verdict.reason,
     ...(verdict.realm !== undefined ? { realm: verdict.realm } : {}),
   };
+}
+
+function stripSlash(file: string): string {
+  return file.length > 1 && file.endsWith('/') ? file.slice(0, -1) : file;
 }
 
 /** The `WWW-Authenticate` value for a 401's realm (quotes and backslashes escaped). */

@@ -172,10 +172,10 @@ const EXPECTED: ReadonlyArray<readonly [string, Expected]> = [
   ['LogLevel', 'honoured'],
   ['LogFormat', 'honoured'],
   ['TransferLog', 'honoured'],
-  ['DocumentRoot', 'notice'],
-  ['DirectoryIndex', 'notice'],
-  ['DirectorySlash', 'notice'],
-  ['Options', 'notice'],
+  ['DocumentRoot', 'honoured'], // static files where a path is not proxied (static-files.ts)
+  ['DirectoryIndex', 'honoured'],
+  ['DirectorySlash', 'honoured'],
+  ['Options', 'honoured'], // FollowSymLinks, -Indexes, None; +Indexes/+ExecCGI/… refused
   ['AllowOverride', 'notice'],
   ['AllowOverrideList', 'notice'],
   ['AccessFileName', 'notice'],
@@ -212,8 +212,8 @@ const EXPECTED: ReadonlyArray<readonly [string, Expected]> = [
   ['RemoveType', 'notice'],
   ['SetHandler', 'notice'],
   ['ErrorDocument', 'refused'],
-  ['Alias', 'refused'],
-  ['AliasMatch', 'refused'],
+  ['Alias', 'honoured'],
+  ['AliasMatch', 'honoured'],
   ['ScriptAlias', 'refused'],
   ['ScriptAliasMatch', 'refused'],
   ['Require', 'honoured'],
@@ -268,8 +268,8 @@ const EXPECTED: ReadonlyArray<readonly [string, Expected]> = [
   ['<IfModule>', 'honoured'],
   ['<IfDefine>', 'honoured'],
   ['<IfVersion>', 'honoured'],
-  ['<Directory>', 'notice'],
-  ['<DirectoryMatch>', 'notice'],
+  ['<Directory>', 'honoured'], // read where files are served, else skipped with a notice
+  ['<DirectoryMatch>', 'honoured'],
   ['<Files>', 'notice'],
   ['<FilesMatch>', 'notice'],
   ['<VirtualHost>', 'honoured'],
@@ -298,8 +298,8 @@ test('every known name has the group decided for it, and no name is left undecid
 test('a noticed name loads with one notice; a refused one is a FILE:LINE error', () => {
   for (const [name, group] of EXPECTED) {
     if (name.startsWith('<') || (group !== 'notice' && group !== 'refused')) continue;
-    // DocumentRoot and SetHandler are noticed only where every path is proxied.
-    const proxied = name === 'DocumentRoot' || name === 'SetHandler' ? 'ProxyPass / ws://h/' : '';
+    // SetHandler is noticed only where every path is proxied.
+    const proxied = name === 'SetHandler' ? 'ProxyPass / ws://h/' : '';
     // A value the directive takes where `x` is not one (Apache refuses those too).
     const value = name === 'SSLOptions' ? '+StrictRequire' : 'x';
     const text = lines('Listen 0', `${name} ${value}`, proxied);
@@ -330,15 +330,11 @@ test('refused sections are FILE:LINE errors; noticed ones are skipped with a not
   }
 });
 
-test('DocumentRoot and SetHandler are errors where a path would be served locally', () => {
-  expectError(
-    { 'wsgate.conf': lines('Listen 0', 'DocumentRoot /var/www/html', 'ProxyPass /ws/ ws://h/') },
-    { line: 2, message: /DocumentRoot: wsgate serves no static files.*ProxyPass \/ …/ },
-  );
-  expectError(
-    { 'wsgate.conf': lines('Listen 0', 'DocumentRoot /var/www/html', 'ProxyPass /static !', 'ProxyPass / ws://h/') },
-    { line: 2, message: /ProxyPass ! at .*wsgate\.conf:3 leaves paths to be served locally/ },
-  );
+test('SetHandler for a handler wsgate does not run is an error where a path would be served locally; DocumentRoot serves files there', () => {
+  for (const proxies of [['ProxyPass /ws/ ws://h/'], ['ProxyPass /static !', 'ProxyPass / ws://h/']]) {
+    const { config } = load({ 'wsgate.conf': lines('Listen 0', 'DocumentRoot /var/www/html', ...proxies) });
+    assert.equal(config.mainServer.files?.documentRoot, '/var/www/html');
+  }
   expectError(
     {
       'wsgate.conf': lines(
@@ -362,6 +358,7 @@ test('DocumentRoot and SetHandler are errors where a path would be served locall
     'wsgate.conf': lines('Listen 0', '<VirtualHost *:0>', 'DocumentRoot /var/www/html', 'ProxyPass / ws://h/', '</VirtualHost>'),
   });
   assert.ok(config.notices.some((n) => /DocumentRoot is ignored: every path it could apply to is proxied/.test(n)));
+  assert.equal(config.virtualHosts[0]!.files, undefined);
 });
 
 test('value-dependent names: the value that is wsgate behaviour is honoured, others refused', () => {
