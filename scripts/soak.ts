@@ -34,9 +34,9 @@ function arg(name: string, fallback: number): number {
 }
 
 const SEED = arg('seed', 0x50a4);
-const ROUNDS = arg('rounds', 8);
-const JOBS = arg('jobs', 1500);
-const CONCURRENCY = arg('concurrency', 100);
+const ROUNDS = arg('rounds', 12);
+const JOBS = arg('jobs', 2500);
+const CONCURRENCY = arg('concurrency', 200);
 const MAX_SECONDS = arg('max-seconds', 600);
 /** How far the measures may drift from the baseline: descriptors (count), heap (fraction and bytes). */
 const FD_SLACK = 8;

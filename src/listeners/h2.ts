@@ -130,9 +130,8 @@ export class H2Front {
     }
     const server = http2.createServer({
       maxHeaderListPairs: pairs,
-      // H2MaxSessionStreams is SETTINGS_MAX_CONCURRENT_STREAMS, as in mod_http2: nghttp2 refuses a
-      // stream beyond it (RST_STREAM REFUSED_STREAM while the SETTINGS are unacknowledged, a
-      // connection error after), before wsgate sees it.
+      // H2MaxSessionStreams is SETTINGS_MAX_CONCURRENT_STREAMS, as in mod_http2: once the client
+      // has acknowledged it, nghttp2 treats a stream beyond it as a connection error, before wsgate sees it.
       settings: { enableConnectProtocol: websockets, maxConcurrentStreams: maxStreams, maxHeaderListSize: bytes },
     });
     server.on('session', (session) => this.onSession(session as Session));
