@@ -23,6 +23,7 @@ import { ConfigError, Notices } from './errors';
 import { isHostName, resolveNames } from './resolve';
 import { parseVhostAddress } from './values';
 import { DEFAULT_REQUEST_READ_TIMEOUTS } from './reqtimeout';
+import { DEFAULT_H2_MAX_SESSION_STREAMS } from './http2';
 import {
   DEFAULT_PROTOCOLS,
   DEFAULT_RETRY_MS,
@@ -122,6 +123,7 @@ function resolveSettings(own: SettingsDraft, base: SettingsDraft | undefined): S
     protocols: pick('protocols') ?? DEFAULT_PROTOCOLS,
     protocolsHonorOrder: pick('protocolsHonorOrder') ?? true,
     h2WebSockets: pick('h2WebSockets') ?? false,
+    h2MaxSessionStreams: pick('h2MaxSessionStreams') ?? DEFAULT_H2_MAX_SESSION_STREAMS,
     traceEnable: pick('traceEnable') ?? 'on',
     ...(via !== undefined && via !== 'off' ? { via } : {}),
     limitRequestLine: pick('limitRequestLine') ?? DEFAULT_LIMIT_REQUEST_LINE,

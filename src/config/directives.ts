@@ -170,7 +170,6 @@ const H2_TUNING = [
   'H2CopyFiles',
   'H2EarlyHints',
   'H2MaxDataFrameLen',
-  'H2MaxSessionStreams',
   'H2MaxWorkerIdleSeconds',
   'H2MaxWorkers',
   'H2MinWorkers',

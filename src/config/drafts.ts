@@ -135,6 +135,7 @@ export interface SettingsDraft {
   protocols?: FrontProtocol[];
   protocolsHonorOrder?: boolean;
   h2WebSockets?: boolean;
+  h2MaxSessionStreams?: number;
   traceEnable?: 'on' | 'off' | 'extended';
   via?: 'off' | 'on' | 'full' | 'block';
   limitRequestLine?: number;

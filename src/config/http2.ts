@@ -6,7 +6,10 @@ import type { ContextKind, Ctx } from './drafts';
 import { ConfigError } from './errors';
 import type { FrontProtocol } from './model';
 import type { DirectiveNode } from './parser';
-import { parseOnOff } from './values';
+import { parseCount, parseOnOff } from './values';
+
+/** `H2MaxSessionStreams`'s default, as in mod_http2. */
+export const DEFAULT_H2_MAX_SESSION_STREAMS = 100;
 
 /** The directive table's view of one directive (the shape of directives.ts's DirectiveSpec). */
 export interface Http2DirectiveSpec {
@@ -60,6 +63,18 @@ export function http2Specs(): Http2DirectiveSpec[] {
       maxArgs: 1,
       handle: (node, ctx) => {
         ctx.server.settings.h2WebSockets = parseOnOff(node.args[0] as string, 'H2WebSockets', node.source);
+      },
+    },
+    {
+      name: 'H2MaxSessionStreams',
+      contexts: SERVER_VHOST,
+      minArgs: 1,
+      maxArgs: 1,
+      handle: (node, ctx) => {
+        const n = parseCount(node.args[0] as string, 'H2MaxSessionStreams', node.source);
+        // mod_http2 refuses 0 too; above 2^31-1 the SETTINGS value would not fit.
+        if (n < 1 || n > 0x7fffffff) throw ConfigError.at(node.source, `H2MaxSessionStreams: ${n} is out of range (1-2147483647)`);
+        ctx.server.settings.h2MaxSessionStreams = n;
       },
     },
   ];

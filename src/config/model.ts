@@ -173,6 +173,12 @@ export interface ServerSettings {
   readonly protocolsHonorOrder: boolean;
   /** `H2WebSockets` (default Off, as Apache): HTTP/2 connections offer RFC 8441 extended CONNECT for WebSockets. */
   readonly h2WebSockets: boolean;
+  /**
+   * `H2MaxSessionStreams` (default 100, as Apache): streams a client may have open at once on one
+   * HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS), from the server the connection was opened
+   * for (SNI, else its address).
+   */
+  readonly h2MaxSessionStreams: number;
   /** `TraceEnable` (default On): with Off, a TRACE request is answered 501 and never proxied, as mod_proxy does. */
   readonly traceEnable: 'on' | 'off' | 'extended';
   /** `ProxyVia` On, Full or Block; absent for Off (the default: Via headers pass unchanged). */

@@ -27,10 +27,18 @@ import { plainAddress } from './address';
 import { headLimits, limitsOf } from './limits';
 import { stageDeadline } from '../config/reqtimeout';
 
-const { NGHTTP2_CANCEL, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
 
-/** Streams a client may open at once on one connection (mod_http2's H2MaxSessionStreams default). */
-export const MAX_CONCURRENT_STREAMS = 100;
+/**
+ * Rapid reset (CVE-2023-44487): a client that opens streams and resets them before their answer
+ * makes the proxy start work (routing, a backend connection) that costs it nothing. Each such
+ * stream takes a token from a bucket of H2_RESET_BURST, refilled at H2_RESET_RATE a second; an
+ * empty bucket ends the session with GOAWAY ENHANCE_YOUR_CALM. A browser cancels a few streams
+ * when the user navigates, never hundreds a second. The burst is below nghttp2's own limit
+ * (1000), which would end the session with INTERNAL_ERROR, a code that blames the server.
+ */
+export const H2_RESET_BURST = 200;
+export const H2_RESET_RATE = 50;
 
 /**
  * A session silent this long (no frame read or written, streams open or not) is sent a PING.
@@ -72,6 +80,10 @@ interface SessionInfo {
   readonly acceptedAt: number;
   readonly startBytes: number;
   firstHead: NodeJS.Timeout | undefined;
+  readonly front: H2Front;
+  /** Rapid-reset bucket: tokens left and when they were last counted. */
+  resetTokens: number;
+  resetAt: number;
 }
 
 const kInfo = Symbol('wsgate.h2info');
@@ -97,13 +109,17 @@ export function selectAlpn(
 
 export class H2Front {
   readonly sessions = new Set<http2.ServerHttp2Session>();
-  /** Made at the first connection, from the config then in force (Node fixes a session's header bounds when it starts). */
-  private factories: Record<'plain' | 'websockets', http2.Http2Server> | undefined;
+  /**
+   * Session factories by the SETTINGS they advertise (extended CONNECT on or off, the stream cap),
+   * made at the first connection that needs one, with the header bounds of the config then in force
+   * (Node fixes a session's settings when it starts).
+   */
+  private readonly factories = new Map<string, http2.Http2Server>();
   private stopping = false;
 
   constructor(private readonly host: H2Host) {}
 
-  private factory(websockets: boolean): http2.Http2Server {
+  private factory(websockets: boolean, maxStreams: number): http2.Http2Server {
     // Node resets a stream whose header list passes these (ENHANCE_YOUR_CALM), before wsgate sees it;
     // below them, the LimitRequest* checks of route() answer 414/431 as mod_http2 does. They are set
     // from the largest limits any server has, with room for mod_http2's 100 extra fields.
@@ -116,14 +132,14 @@ export class H2Front {
     }
     const server = http2.createServer({
       maxHeaderListPairs: pairs,
-      settings: { enableConnectProtocol: websockets, maxConcurrentStreams: MAX_CONCURRENT_STREAMS, maxHeaderListSize: bytes },
+      // H2MaxSessionStreams is SETTINGS_MAX_CONCURRENT_STREAMS, as in mod_http2: once the client
+      // has acknowledged it, nghttp2 treats a stream beyond it as a connection error, before wsgate sees it.
+      settings: { enableConnectProtocol: websockets, maxConcurrentStreams: maxStreams, maxHeaderListSize: bytes },
     });
     server.on('session', (session) => this.onSession(session as Session));
-    server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) =>
-      this.onStream(stream, headers, rawHeaders),
-    );
     // A client's protocol error ends its session; it is logged, never thrown.
     server.on('sessionError', (err: NodeJS.ErrnoException, session: http2.ServerHttp2Session) => {
+      if ((err as { [kOwn]?: boolean })[kOwn] === true) return;
       this.host.log.info('HTTP/2 session error', { client: (session as Session)[kInfo]?.clientIp, reason: err.code ?? err.message });
     });
     return server;
@@ -156,12 +172,22 @@ export class H2Front {
       acceptedAt: Date.now(),
       startBytes: socket.bytesRead,
       firstHead: undefined,
+      front: this,
+      resetTokens: H2_RESET_BURST,
+      resetAt: Date.now(),
     };
     // An h2 connection ends with GOAWAY, not half-closes: a FIN from the client closes it.
     socket.allowHalfOpen = false;
     // The factory's connection listener creates the session and emits 'session' synchronously.
-    const f = (this.factories ??= { plain: this.factory(false), websockets: this.factory(true) });
-    (vhost.settings.h2WebSockets ? f.websockets : f.plain).emit('connection', socket);
+    const ws = vhost.settings.h2WebSockets;
+    const maxStreams = vhost.settings.h2MaxSessionStreams;
+    const key = `${ws ? 'ws' : 'plain'}:${maxStreams}`;
+    let f = this.factories.get(key);
+    if (f === undefined) {
+      f = this.factory(ws, maxStreams);
+      this.factories.set(key, f);
+    }
+    f.emit('connection', socket);
     this.pending = undefined;
   }
 
@@ -180,6 +206,9 @@ export class H2Front {
       clearTimers(info);
     });
     session.on('error', () => {}); // reported through the factory's 'sessionError'
+    // The session's own 'stream' (not the server's): a stream the client reset in the same read
+    // as its HEADERS is already destroyed when it is emitted, and no longer knows its session.
+    session.on('stream', sessionOnStream);
     session.on('timeout', sessionOnSilence);
     session.setTimeout(H2_PROBE_AFTER_MS);
     this.armIdle(session, info);
@@ -194,12 +223,16 @@ export class H2Front {
     info.idle.unref();
   }
 
-  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, rawHeaders: string[]): void {
-    const session = stream.session as Session;
+  onStream(session: Session, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, rawHeaders: string[]): void {
     const info = session[kInfo];
     stream.on('error', streamOnError);
     if (info === undefined) {
       stream.close(NGHTTP2_PROTOCOL_ERROR);
+      return;
+    }
+    if (stream.destroyed) {
+      // Reset before its HEADERS were even handed over.
+      resetBeforeAnswer(session, info);
       return;
     }
     info.streams++;
@@ -212,6 +245,7 @@ export class H2Front {
       info.idle = undefined;
     }
     stream.once('close', () => {
+      if (stream.rstCode !== NGHTTP2_NO_ERROR && !stream.headersSent) resetBeforeAnswer(session, info);
       if (--info.streams === 0 && !session.closed && !session.destroyed) this.armIdle(session, info);
     });
     try {
@@ -471,6 +505,44 @@ function firstHeadTimer(session: Session): void {
   session.destroy();
 }
 
+function sessionOnStream(
+  this: Session,
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  _flags: number,
+  rawHeaders: string[],
+): void {
+  const info = this[kInfo];
+  if (info === undefined) {
+    stream.close(NGHTTP2_PROTOCOL_ERROR);
+    return;
+  }
+  info.front.onStream(this, stream, headers, rawHeaders);
+}
+
+/** A stream ended by a reset before it had an answer: one token of the rapid-reset bucket; none left, the session ends. */
+function resetBeforeAnswer(session: Session, info: SessionInfo): void {
+  const now = Date.now();
+  info.resetTokens = Math.min(H2_RESET_BURST, info.resetTokens + ((now - info.resetAt) * H2_RESET_RATE) / 1000);
+  info.resetAt = now;
+  if (--info.resetTokens >= 0 || session.destroyed) return;
+  info.log.warn('HTTP/2 session closed', {
+    client: info.clientIp,
+    reason: `more than ${H2_RESET_BURST} streams reset before their answer (rapid reset)`,
+    status: 'GOAWAY ENHANCE_YOUR_CALM',
+  });
+  // With an error: Node's destroy() without one sends GOAWAY NO_ERROR whatever code is given.
+  session.destroy(ownError('RAPID_RESET', 'rapid reset'), NGHTTP2_ENHANCE_YOUR_CALM);
+  armCut(info);
+}
+
+/** Errors wsgate ends a session with itself (already logged, so 'sessionError' skips them). */
+const kOwn = Symbol('wsgate.h2own');
+
+function ownError(code: string, message: string): Error {
+  return Object.assign(new Error(message), { code, [kOwn]: true });
+}
+
 function headerString(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
@@ -525,9 +597,7 @@ function probeExpired(session: Session): void {
   info.log.info('HTTP/2 session closed', { client: info.clientIp, reason, streams: info.streams });
   // With an error, so that each stream closes with an error code: a tunnel whose client had
   // half-closed then sees a reset, not the end of a clean close.
-  const err = new Error(reason) as NodeJS.ErrnoException;
-  err.code = 'PING_TIMEOUT';
-  session.destroy(err, NGHTTP2_CANCEL);
+  session.destroy(ownError('PING_TIMEOUT', reason), NGHTTP2_CANCEL);
   armCut(info);
 }
 

@@ -307,7 +307,7 @@ export class ClientConnection implements ExchangeOwner {
 
   /** An exchange for `req` on this connection, its client side returned (the exchange is its `x`). */
   private run(vhost: VirtualHost, req: RequestHead, up: Upstream): Http1Client {
-    const side = new Http1Client(this, req, vhost.settings);
+    const side = new Http1Client(this, req, vhost.settings, this.host.config.mainServer.settings.requestReadTimeouts.body);
     side.x = new Exchange(this.host, side, vhost, req, up);
     this.exchange = side;
     return side;

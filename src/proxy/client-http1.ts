@@ -3,6 +3,8 @@
 // answers written as HTTP/1.1 bytes, and the socket itself handed to a tunnel after a 101.
 
 import type { Socket } from 'node:net';
+import type { ReadStage } from '../config/model';
+import { stageDeadline } from '../config/reqtimeout';
 import { BodyError, type BodyFramer, Framing, requestFraming } from '../http/body';
 import { buildClientResponse, buildInterimResponse, buildSwitchingResponse } from '../http/forward';
 import type { RequestHead, ResponseHead } from '../http/head';
@@ -44,16 +46,68 @@ export class Http1Client implements ClientSide {
   private held: Buffer | undefined;
   /** Whether the connection may serve another request after this answer. */
   private keepClient = false;
+  /**
+   * RequestReadTimeout's body stage while the body arrives: when it started, the socket's byte
+   * count then, its timer (undefined once the body is complete or the exchange is over).
+   */
+  private bodyStartedAt = 0;
+  private bodyStartBytes = 0;
+  private bodyTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly owner: ExchangeOwner,
     req: RequestHead,
     limits: Parameters<typeof bodyLimitsOf>[0],
+    /** RequestReadTimeout's body stage (a server-wide setting). */
+    private readonly bodyStage: ReadStage,
   ) {
     this.clientIp = owner.clientIp;
     this.secure = (owner.socket as Socket & { encrypted?: boolean }).encrypted === true;
     this.reqFramer = requestFraming(req.chunked, req.contentLength, bodyLimitsOf(limits));
     this.hasBody = this.reqFramer.framing !== Framing.None;
+  }
+
+  /** Starts the body stage from now (the head is read; or wsgate held the body back meanwhile). */
+  private startBodyStage(): void {
+    this.bodyStartedAt = Date.now();
+    this.bodyStartBytes = this.owner.socket.bytesRead;
+    this.armBodyTimer(this.bodyStage.timeoutMs);
+  }
+
+  private armBodyTimer(ms: number): void {
+    if (this.bodyTimer !== undefined) clearTimeout(this.bodyTimer);
+    this.bodyTimer = setTimeout(clientOnBodyTimer, ms, this);
+    this.bodyTimer.unref();
+  }
+
+  private stopBodyStage(): void {
+    if (this.bodyTimer !== undefined) clearTimeout(this.bodyTimer);
+    this.bodyTimer = undefined;
+  }
+
+  /**
+   * @internal The body stage's timer. The bytes received meanwhile may have moved the deadline
+   * (MinRate). A socket wsgate itself paused (the backend not connected yet, or not reading) is
+   * not the client's delay: the stage starts again. Past the deadline, as mod_reqtimeout: 408 if
+   * no answer has begun, else the connection is cut; the failure line says why.
+   */
+  onBodyTimer(): void {
+    this.bodyTimer = undefined;
+    if (this.reqFramer.done || this.owner.socket.destroyed) return;
+    if (this.owner.socket.isPaused()) {
+      this.startBodyStage();
+      return;
+    }
+    const now = Date.now();
+    const deadline = stageDeadline(this.bodyStage, this.bodyStartedAt, this.owner.socket.bytesRead - this.bodyStartBytes);
+    if (deadline > now) {
+      this.armBodyTimer(Math.ceil(deadline - now));
+      return;
+    }
+    const stage = this.bodyStage;
+    const rate = stage.minRate > 0 ? `,MinRate=${stage.minRate}` : '';
+    const max = stage.maxTimeoutMs > 0 ? `-${stage.maxTimeoutMs / 1000}` : '';
+    this.x.clientBodyError(`request body timed out (RequestReadTimeout body=${stage.timeoutMs / 1000}${max}${rate})`, 408);
   }
 
   /** Bytes from the client while the exchange owns the connection. */
@@ -75,7 +129,10 @@ export class Http1Client implements ClientSide {
         return;
       }
       if (used > 0 && !x.bodyBytes(used === chunk.length ? chunk : chunk.subarray(0, used))) this.owner.socket.pause();
-      if (this.reqFramer.done) x.bodyEnd();
+      if (this.reqFramer.done) {
+        this.stopBodyStage();
+        x.bodyEnd();
+      }
     }
     if (used < chunk.length) {
       const rest = chunk.subarray(used);
@@ -98,6 +155,7 @@ export class Http1Client implements ClientSide {
   /** The client's FIN. */
   onEnd(): void {
     this.clientEnded = true;
+    this.stopBodyStage();
     if (!this.reqFramer.done) this.x.clientBodyError('client closed before sending the whole request body', undefined);
   }
 
@@ -107,6 +165,7 @@ export class Http1Client implements ClientSide {
    */
   start(rest: Buffer | undefined, backend?: Socket, answer?: Buffer): void {
     if (this.reqFramer.done) this.x.bodyEnd();
+    else if (this.bodyStage.timeoutMs > 0) this.startBodyStage();
     if (rest !== undefined && rest.length > 0) this.onData(rest);
     if (backend !== undefined && answer !== undefined) this.x.resumeAtAnswer(backend, answer);
     else this.x.start();
@@ -150,20 +209,25 @@ export class Http1Client implements ClientSide {
   }
 
   answerDone(): void {
+    this.stopBodyStage();
     this.owner.exchangeDone(this.keepClient, this.extra);
   }
 
   error(status: number, fields: readonly string[]): void {
+    this.stopBodyStage();
     // The request body may not have been read: the connection cannot carry another request.
     respondHttp1Error(this.owner.socket, status, false, headerLines(fields));
     this.owner.exchangeDone(false, undefined);
   }
 
   abort(): void {
+    this.stopBodyStage();
     this.owner.socket.destroy();
   }
 
   switchHead(_x: Exchange, res: ResponseHead): boolean {
+    // A tunnel is never subject to RequestReadTimeout (mod_proxy_wstunnel removes mod_reqtimeout).
+    this.stopBodyStage();
     this.owner.detach();
     this.owner.socket.write(buildSwitchingResponse(res));
     return true;
@@ -172,4 +236,8 @@ export class Http1Client implements ClientSide {
   tunnelEnd(): { client: TunnelClient; early: Buffer | undefined } {
     return { client: this.owner.socket, early: this.extra };
   }
+}
+
+function clientOnBodyTimer(side: Http1Client): void {
+  side.onBodyTimer();
 }

@@ -28,6 +28,11 @@ const HASH = 0x23;
  * A fragment (`#…`) is dropped as Apache's URI parser does.
  */
 export function parseTarget(method: string, target: string): Target | TargetError {
+  // A CONNECT's target is an authority (host:port), which Apache refuses to proxy without
+  // mod_proxy_connect, and its origin-form is malformed (Apache: 400 either way). Passed on, a
+  // backend that takes CONNECT would answer 200 and turn the connection into a tunnel that the
+  // proxy would read as an answer without a length.
+  if (method === 'CONNECT') return 400;
   let start = 0;
   if (target.charCodeAt(0) !== SLASH) {
     // `*` is valid only for OPTIONS, and never proxied.

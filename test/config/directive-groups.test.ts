@@ -104,7 +104,7 @@ const EXPECTED: ReadonlyArray<readonly [string, Expected]> = [
   ['H2CopyFiles', 'notice'],
   ['H2EarlyHints', 'notice'],
   ['H2MaxDataFrameLen', 'notice'],
-  ['H2MaxSessionStreams', 'notice'],
+  ['H2MaxSessionStreams', 'honoured'],
   ['H2MaxWorkerIdleSeconds', 'notice'],
   ['H2MaxWorkers', 'notice'],
   ['H2MinWorkers', 'notice'],

@@ -820,15 +820,19 @@ describe('H2WebSockets off, and Protocols', () => {
     assert.deepEqual(config.virtualHosts[0].settings.protocols, ['http/1.1']);
     assert.equal(config.virtualHosts[0].settings.h2WebSockets, true, 'inherited');
     assert.equal(config.virtualHosts[0].settings.protocolsHonorOrder, false);
-    const tuned = load({ 'wsgate.conf': 'Listen 80\nH2Direct on\nH2MaxSessionStreams 50\nH2Push off\n' }).config;
+    const tuned = load({ 'wsgate.conf': 'Listen 80\nH2Direct on\nH2MaxWorkers 50\nH2MaxSessionStreams 50\n' }).config;
     assert.ok(
       tuned.notices.some((n) => /wsgate\.conf:2: H2Direct is ignored/.test(n)),
       tuned.notices.join('\n'),
     );
     assert.ok(
-      tuned.notices.some((n) => /wsgate\.conf:3: H2MaxSessionStreams is ignored/.test(n)),
+      tuned.notices.some((n) => /wsgate\.conf:3: H2MaxWorkers is ignored/.test(n)),
       tuned.notices.join('\n'),
     );
+    assert.equal(tuned.mainServer.settings.h2MaxSessionStreams, 50);
+    assert.equal(config.mainServer.settings.h2MaxSessionStreams, 100);
+    expectError({ 'wsgate.conf': 'Listen 80\nH2MaxSessionStreams 0\n' }, { line: 2, message: /H2MaxSessionStreams: 0 is out of range/ });
+    expectError({ 'wsgate.conf': 'Listen 80\nH2MaxSessionStreams many\n' }, { line: 2, message: /H2MaxSessionStreams/ });
     expectError({ 'wsgate.conf': 'Listen 80\n\nProtocols h3 http/1.1\n' }, { line: 3, message: /Protocols: unknown protocol "h3"/ });
     expectError({ 'wsgate.conf': 'Listen 80\nH2WebSockets maybe\n' }, { line: 2, message: /H2WebSockets/ });
     expectError({ 'wsgate.conf': 'Listen 80\n<Location /x>\nH2WebSockets on\n</Location>\n' }, { line: 3, message: /H2WebSockets/ });

@@ -1,5 +1,6 @@
 // RequestReadTimeout (mod_reqtimeout): a head that trickles in is cut at the header stage's
-// deadline, a head arriving at MinRate gets its extension, a TLS handshake is bounded by the
+// deadline, a head arriving at MinRate gets its extension, a request body that stalls or trickles
+// below MinRate is cut at the body stage's (408), one that keeps MinRate passes whole, a TLS handshake is bounded by the
 // handshake stage, the first HEADERS of an HTTP/2 connection by the header stage, and a tunnel is
 // never subject to any of it. The suite runs on the native front (default) and on Node's path
 // (WSGATE_NATIVE=0), so each HTTP/1 test covers both.
@@ -12,7 +13,7 @@ import { before, test } from 'node:test';
 import { Collector, upgradeHead } from '../helpers/datapath';
 import { makeCerts, type CertFiles, type Certs } from '../helpers/certs';
 import { closed, connectRaw, readToClose } from '../helpers/edges';
-import { randomBytes, readRequestHead, sha256, startGateway, startRawBackend } from '../helpers/harness';
+import { eventually, randomBytes, readRequestHead, sha256, startGateway, startRawBackend } from '../helpers/harness';
 
 const SWITCH = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n';
 
@@ -196,6 +197,129 @@ test('HTTP/2: a connection that sends no request within header= is closed, one l
     assert.equal(g.logs.filter((l) => l.includes('request head timed out')).length, 1);
   } finally {
     await g.stop();
+  }
+});
+
+/** A backend that reads a request head and its Content-Length body, then answers 200 with the body's sha256; `seen` records what each connection got. */
+async function startBodyHasher(): Promise<Awaited<ReturnType<typeof startRawBackend>> & { seen: { head: string; bytes: number }[] }> {
+  const seen: { head: string; bytes: number }[] = [];
+  const b = await startRawBackend((s) => {
+    void readRequestHead(s).then(
+      ({ head, rest }) => {
+        const entry = { head, bytes: rest.length };
+        seen.push(entry);
+        const want = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? '0');
+        const parts = [rest];
+        const done = (): void => {
+          const body = Buffer.concat(parts);
+          const text = sha256(body.subarray(0, want));
+          s.end(`HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`);
+        };
+        if (rest.length >= want) return done();
+        s.on('data', (c: Buffer) => {
+          parts.push(c);
+          entry.bytes += c.length;
+          if (entry.bytes >= want) done();
+        });
+        s.on('end', () => s.destroy());
+        s.resume();
+      },
+      () => {},
+    );
+  });
+  return Object.assign(b, { seen });
+}
+
+const BODY_STAGE = 'RequestReadTimeout header=20-40,MinRate=500 body=1,MinRate=200';
+
+test('body=: a request body that stops after its first bytes is cut at the body deadline: 408, one failure line, the backend connection closed', {
+  timeout: 30_000,
+}, async () => {
+  const backend = await startBodyHasher();
+  const g = await startGateway(`Listen 127.0.0.1:0\nTimeout 20\n${BODY_STAGE}\nProxyPass "/" "http://127.0.0.1:${backend.port}/"\n`);
+  try {
+    const s = await connectRaw(g.port);
+    const started = Date.now();
+    const answer = readToClose(s);
+    s.write('POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n' + 'x'.repeat(10));
+    const got = (await answer).toString('latin1');
+    const ms = Date.now() - started;
+    assert.match(got, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+    assert.match(got, /\r\nConnection: close\r\n/);
+    assert.ok(ms >= 900 && ms < 8000, `cut after ${ms} ms`);
+    await g.waitForLog(/request body timed out \(RequestReadTimeout body=1,MinRate=200\)/);
+    assert.equal(g.logs.filter((l) => l.includes('request body timed out')).length, 1);
+    // The backend had the head and the 10 bytes, never an answer it could mistake for a whole body.
+    assert.equal(backend.seen.length, 1);
+    assert.equal(backend.seen[0].bytes, 10);
+    await eventually(() => backend.sockets.size === 0, 5000, 'the backend connection to close');
+  } finally {
+    await g.stop();
+    await backend.close();
+  }
+});
+
+test('body=: a body trickled below MinRate is cut (408); the same body at a steady rate above MinRate passes whole past the initial time', {
+  timeout: 40_000,
+}, async () => {
+  const backend = await startBodyHasher();
+  const g = await startGateway(`Listen 127.0.0.1:0\nTimeout 20\n${BODY_STAGE}\nProxyPass "/" "http://127.0.0.1:${backend.port}/"\n`);
+  try {
+    // 5 bytes a second against MinRate 200: the deadline moves 25 ms a second.
+    const slow = await connectRaw(g.port);
+    const slowAnswer = readToClose(slow);
+    slow.write('POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 400\r\n\r\n');
+    void trickle(slow, Buffer.alloc(400, 0x61), 200);
+    assert.match((await slowAnswer).toString('latin1'), /^HTTP\/1\.1 408 /);
+
+    // About 1,000 B/s for 2.4 s (well over MinRate): past the initial 1 s, within what the bytes earn.
+    const body = randomBytes(2400);
+    const s = await connectRaw(g.port);
+    const answer = readToClose(s);
+    const started = Date.now();
+    s.write(`POST /steady HTTP/1.1\r\nHost: a\r\nContent-Length: ${body.length}\r\n\r\n`);
+    for (let off = 0; off < body.length; off += 200) {
+      s.write(body.subarray(off, off + 200));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const got = (await answer).toString('latin1');
+    assert.ok(Date.now() - started > 1500, 'the body took longer than the initial timeout');
+    assert.match(got, /^HTTP\/1\.1 200 /);
+    assert.ok(got.endsWith(sha256(body)), got);
+    assert.equal(g.logs.filter((l) => l.includes('request body timed out')).length, 1);
+  } finally {
+    await g.stop();
+    await backend.close();
+  }
+});
+
+test('body=: an upgrade without a body and its tunnel are not subject to the body stage', { timeout: 30_000 }, async () => {
+  const backend = await startRawEcho();
+  const g = await startGateway(
+    `Listen 127.0.0.1:0\nTimeout 20\n${BODY_STAGE}\nProxyPass "/e/" "http://127.0.0.1:${backend.port}/" upgrade=echo\n`,
+  );
+  try {
+    const s = await connectRaw(g.port);
+    s.write(upgradeHead('/e/quiet', 'echo'));
+    const inbox = new Collector(s, true);
+    await inbox.until(() => inbox.data().includes('\r\n\r\n'), 5000, 'the 101');
+    assert.match(inbox.data().toString('latin1'), /^HTTP\/1\.1 101 /);
+    // Silent three times the body stage, then a trickle far below MinRate: a tunnel has no body.
+    await new Promise((r) => setTimeout(r, 3000));
+    const before = inbox.data().length;
+    const data = Buffer.from('abcdef');
+    await trickle(s, data, 300);
+    await inbox.untilBytes(before + data.length);
+    assert.equal(sha256(inbox.data().subarray(before)), sha256(data));
+    assert.equal(
+      g.logs.some((l) => l.includes('timed out')),
+      false,
+    );
+    s.end();
+    await closed(s);
+  } finally {
+    await g.stop();
+    await backend.close();
   }
 });
 

@@ -95,7 +95,7 @@ class Mutator {
 }
 
 /** Runs `body` with fresh mutations until the time is up; returns how many ran. */
-function fuzz(name: string, corpus: readonly Buffer[], body: (input: Buffer, m: Mutator) => void): number {
+function fuzz(name: string, corpus: readonly Buffer[], body: (input: Buffer, m: Mutator) => void, callMs = CALL_MS): number {
   const m = new Mutator(rng(SEED ^ hash(name)));
   const stop = Date.now() + MS;
   let n = 0;
@@ -108,8 +108,19 @@ function fuzz(name: string, corpus: readonly Buffer[], body: (input: Buffer, m: 
       (e as Error).message += `\ninput (seed ${SEED}, run ${n}): ${JSON.stringify(input.toString('latin1'))}`;
       throw e;
     }
-    const took = performance.now() - t0;
-    assert.ok(took < CALL_MS, `${name}: one call took ${took.toFixed(0)} ms on ${JSON.stringify(input.toString('latin1').slice(0, 200))}`);
+    let took = performance.now() - t0;
+    if (took >= callMs) {
+      // A GC pause or a busy machine also makes one call slow: a slow input is slow again. (Its
+      // own mutator, so that the run's sequence stays the seed's.)
+      const t1 = performance.now();
+      try {
+        body(input, new Mutator(rng(n)));
+      } catch {
+        // Already judged by the first call.
+      }
+      took = performance.now() - t1;
+    }
+    assert.ok(took < callMs, `${name}: one call took ${took.toFixed(0)} ms on ${JSON.stringify(input.toString('latin1').slice(0, 200))}`);
     n++;
   }
   return n;
@@ -311,15 +322,22 @@ const CONFIGS = bufs([
 test('config files: only ConfigError with FILE:LINE, in bounded time', { timeout: 60_000 }, () => {
   let loaded = 0;
   const file = path.join(CONFIG_DIR, 'wsgate.conf');
-  const runs = fuzz('config', CONFIGS, (input) => {
-    try {
-      loadConfigText(input.toString('latin1'), file, { env: {} });
-      loaded++;
-    } catch (e) {
-      if (!(e instanceof ConfigError)) throw e;
-      assert.ok(e.message.startsWith(`${e.file}:${e.line}: `), e.message);
-      assert.ok(e.line >= 0, e.message);
-    }
-  });
+  const runs = fuzz(
+    'config',
+    CONFIGS,
+    (input) => {
+      try {
+        loadConfigText(input.toString('latin1'), file, { env: {} });
+        loaded++;
+      } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+        assert.ok(e.message.startsWith(`${e.file}:${e.line}: `), e.message);
+        assert.ok(e.line >= 0, e.message);
+      }
+      // A mutation can turn a <VirtualHost> address into a host name, which a load resolves in a
+      // child process (config/resolve.ts): a few hundred ms, bounded by the resolver's own timeout.
+    },
+    5000,
+  );
   assert.ok(runs > 50 && loaded > 0, `${runs} runs, ${loaded} loaded`);
 });

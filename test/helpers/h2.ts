@@ -115,7 +115,12 @@ export const enum FrameType {
   Ping = 0x6,
   Goaway = 0x7,
   WindowUpdate = 0x8,
+  Continuation = 0x9,
 }
+
+/** Frame flags used by the tests. */
+export const FLAG_END_STREAM = 0x1;
+export const FLAG_END_HEADERS = 0x4;
 
 /** One frame as written on the wire: 9-byte header, then `payload`. */
 export function h2Frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
@@ -136,6 +141,32 @@ function hpackLiteral(name: string, value: string): Buffer {
     Buffer.from([value.length]),
     Buffer.from(value, 'latin1'),
   ]);
+}
+
+/** An HPACK integer with an `n`-bit prefix whose high bits are `first` (RFC 7541 §5.1). */
+function hpackInt(first: number, n: number, value: number): Buffer {
+  const max = (1 << n) - 1;
+  if (value < max) return Buffer.from([first | value]);
+  const out = [first | max];
+  let v = value - max;
+  while (v >= 128) {
+    out.push((v & 0x7f) | 0x80);
+    v = Math.floor(v / 128);
+  }
+  out.push(v);
+  return Buffer.from(out);
+}
+
+/** One "literal without indexing, new name" field of any length, no Huffman. */
+export function hpackField(name: string, value: string): Buffer {
+  const n = Buffer.from(name, 'latin1');
+  const v = Buffer.from(value, 'latin1');
+  return Buffer.concat([Buffer.from([0x00]), hpackInt(0, 7, n.length), n, hpackInt(0, 7, v.length), v]);
+}
+
+/** A header block of `fields`, each an unindexed literal. */
+export function headerBlock(fields: [string, string][]): Buffer {
+  return Buffer.concat(fields.map(([n, v]) => hpackField(n, v)));
 }
 
 export interface ReceivedFrame {
@@ -188,6 +219,34 @@ export class RawH2 {
   headers(streamId: number, fields: [string, string][], endStream: boolean): void {
     const block = Buffer.concat(fields.map(([n, v]) => hpackLiteral(n, v)));
     this.socket.write(h2Frame(FrameType.Headers, 0x4 | (endStream ? 0x1 : 0), streamId, block));
+  }
+
+  /** Writes `bytes` as they are (frames built with h2Frame). */
+  write(bytes: Buffer): void {
+    if (!this.socket.destroyed) this.socket.write(bytes);
+  }
+
+  /** An RST_STREAM on `streamId` with `code`. */
+  rst(streamId: number, code: number): void {
+    const payload = Buffer.alloc(4);
+    payload.writeUInt32BE(code);
+    this.write(h2Frame(FrameType.RstStream, 0, streamId, payload));
+  }
+
+  /** The first GOAWAY the server sent: its error code, or undefined if none came. */
+  goawayCode(): number | undefined {
+    const f = this.frames.find((x) => x.type === FrameType.Goaway);
+    return f === undefined ? undefined : f.payload.readUInt32BE(4);
+  }
+
+  /** The server's SETTINGS (not the ACK) as id → value. */
+  serverSettings(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const f of this.frames) {
+      if (f.type !== FrameType.Settings || (f.flags & 0x1) !== 0) continue;
+      for (let i = 0; i + 6 <= f.payload.length; i += 6) out.set(f.payload.readUInt16BE(i), f.payload.readUInt32BE(i + 2));
+    }
+    return out;
   }
 
   /** A DATA frame on any stream, 0 included. */

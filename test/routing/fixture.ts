@@ -106,6 +106,7 @@ export const defaultSettings: ServerSettings = {
   protocols: ['http/1.1'],
   protocolsHonorOrder: true,
   h2WebSockets: false,
+  h2MaxSessionStreams: 100,
   traceEnable: 'on',
   limitRequestLine: 8190,
   limitRequestFieldSize: 8190,
