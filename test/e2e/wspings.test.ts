@@ -163,7 +163,9 @@ for (const tls of [false, true]) {
       },
       { perMessageDeflate: true },
     );
-    const g = await startGateway(conf(backend.port, tls, 'ProxyWebsocketPingInterval 40ms\n'));
+    // An interval long enough that a busy machine (a GC pause, other tests) does not look like a
+    // dead peer; the pauses below are longer, so each side is pinged.
+    const g = await startGateway(conf(backend.port, tls, 'ProxyWebsocketPingInterval 300ms\n'));
     try {
       const ws = await open(g, tls, true);
       const rec = await onlyTunnel(g);
@@ -179,7 +181,7 @@ for (const tls of [false, true]) {
         const data = randomBytes(sizes[i % sizes.length]);
         sent.push(sha256(data));
         ws.send(data, { binary: true });
-        if (i % 3 === 0) await sleep(70);
+        if (i % 3 === 0) await sleep(450);
       }
       await eventually(() => atBackend.length === sent.length, 20_000, 'every message at the backend');
       assert.deepEqual(atBackend, sent);
@@ -187,7 +189,7 @@ for (const tls of [false, true]) {
         const data = randomBytes(sizes[(i + 3) % sizes.length]);
         toClient.push(data);
         backendWs!.send(data, { binary: true });
-        if (i % 3 === 0) await sleep(70);
+        if (i % 3 === 0) await sleep(450);
       }
       await eventually(() => atClient.length === toClient.length, 20_000, 'every message at the client');
       assert.deepEqual(atClient, toClient.map(sha256));

@@ -337,6 +337,56 @@ test('logrotate: SIGUSR1 reopens the access log, so new lines go to a new file a
   }
 });
 
+test('SIGTERM: readiness (SetHandler health) turns 503 first, tunnels go on until the grace time, then 1001 and exit 0', {
+  timeout: 60_000,
+}, async () => {
+  const file = writeConf(
+    [
+      'Listen 127.0.0.1:0',
+      'GracefulShutdownTimeout 3',
+      `ProxyPass "/ws/" "ws://127.0.0.1:${one.port}/"`,
+      '<Location "/healthz">',
+      '  SetHandler health',
+      '</Location>',
+      '',
+    ].join('\n'),
+  );
+  const s = startCli(['-f', file]);
+  let probe: net.Socket | undefined;
+  const open: WebSocket[] = [];
+  try {
+    const port = portOf(await s.waitForStderr(/ info listening address=127\.0\.0\.1:\d+$/));
+    open.push(...(await openMany(3, (i) => `ws://127.0.0.1:${port}/ws/${i}`)));
+    const closes = open.map((ws) => once(ws, 'close') as Promise<[number, Buffer]>);
+    // The probe's keep-alive connection, as an orchestrator's checker keeps one.
+    probe = net.connect(port, '127.0.0.1');
+    await once(probe, 'connect');
+    let got = '';
+    probe.setEncoding('latin1').on('data', (d: string) => (got += d));
+    const ask = async (): Promise<string> => {
+      const from = got.length;
+      probe!.write('GET /healthz HTTP/1.1\r\nHost: probe\r\n\r\n');
+      await eventually(() => /\r\n\r\n[a-z]+\n$/.test(got.slice(from)), 10_000, 'the health answer');
+      return got.slice(from);
+    };
+    assert.match(await ask(), /^HTTP\/1\.1 200 /);
+    const stopAt = Date.now();
+    process.kill(s.child.pid!, 'SIGTERM');
+    await s.waitForStderr(/ info stopping signal=SIGTERM /);
+    assert.match(await ask(), /^HTTP\/1\.1 503 [\s\S]*\r\n\r\ndraining\n$/, 'not ready while draining');
+    // The tunnels still carry data while the probe says 503.
+    await allEcho(open, 'tunnel during the drain');
+    const { code } = await s.exited;
+    assert.equal(code, 0, s.stderr());
+    for (const [c] of await Promise.all(closes)) assert.equal(c, 1001);
+    assert.ok(Date.now() - stopAt >= 2500, 'the tunnels were closed at the grace time, not at once');
+  } finally {
+    probe?.destroy();
+    for (const ws of open) ws.terminate();
+    reap(s);
+  }
+});
+
 test('every child process this file started has exited', () => {
   assert.equal(started.size, 0);
 });
