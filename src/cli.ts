@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { ConfigError, loadConfigFile } from './config/load';
 import type { Config } from './config/model';
 import { isControlAction, signalRunning, type ControlAction } from './lifecycle/control';
-import { removePidFile, writePidFile } from './lifecycle/pidfile';
+import { claimPidFile, removePidFile } from './lifecycle/pidfile';
 import { serve } from './lifecycle/run';
 import { autoWorkers, runPrimary } from './lifecycle/workers';
 import { createLogger, errorLogSink, isLevel, type Level } from './observe/log';
@@ -150,14 +150,7 @@ async function main(): Promise<number> {
   if (args.workers > 1 && cluster.isPrimary) {
     // The pid file names the primary, which `-k` signals and which passes signals on to its workers.
     const pidFile = config.process.pidFile;
-    if (pidFile !== undefined) {
-      try {
-        writePidFile(pidFile);
-      } catch (e) {
-        log.error((e as Error).message);
-        return 1;
-      }
-    }
+    if (!claimPidFile(pidFile, log)) return 1;
     const code = await runPrimary({ workers: args.workers, configFile: args.configFile, log });
     if (pidFile !== undefined) removePidFile(pidFile);
     return code;

@@ -14,6 +14,21 @@ export function writePidFile(file: string): void {
   }
 }
 
+/**
+ * Writes the pid file at start, if the config names one; false (logged) when it cannot be
+ * written: as in Apache, a process that `-k` could not find must not run unseen.
+ */
+export function claimPidFile(file: string | undefined, log: { error(msg: string): void }): boolean {
+  if (file === undefined) return true;
+  try {
+    writePidFile(file);
+    return true;
+  } catch (e) {
+    log.error((e as Error).message);
+    return false;
+  }
+}
+
 /** Removes `file` if it still holds this process's pid (another wsgate may have taken it over). */
 export function removePidFile(file: string): void {
   if (readPid(file) !== process.pid) return;

@@ -13,7 +13,7 @@ import type { Config } from '../config/model';
 import { Gateway } from '../gateway';
 import type { Logger } from '../observe/log';
 import { onHeldSignals } from '../signals';
-import { removePidFile, writePidFile } from './pidfile';
+import { claimPidFile, removePidFile, writePidFile } from './pidfile';
 import { reloadFromFile } from './reload';
 import { workerBinding, workerReady } from './workers';
 
@@ -23,15 +23,7 @@ export async function serve(config: Config, configFile: string, log: Logger): Pr
   // Under `-w N` the pid file names the primary, which `-k` signals; a worker never writes it.
   const ownsPidFile = !cluster.isWorker;
   let pidFile = ownsPidFile ? config.process.pidFile : undefined;
-  if (pidFile !== undefined) {
-    try {
-      writePidFile(pidFile);
-    } catch (e) {
-      // As Apache: a process that `-k` could not find must not run unseen.
-      log.error((e as Error).message);
-      return 1;
-    }
-  }
+  if (!claimPidFile(pidFile, log)) return 1;
   // A `-w N` worker binds its plain ports itself (SO_REUSEPORT), and tells the primary once it listens.
   const shared = workerBinding();
   const gateway = new Gateway(config, { log, shared });

@@ -178,22 +178,7 @@ export class NativeFront implements NativeUpgradeHost {
       return;
     }
     const rest = end < bytes.length ? bytes.subarray(end) : undefined;
-    // The engine reports a connection once its head is in: accepted and head read are one moment here.
-    const now = Date.now();
-    const record = new RequestRecord(
-      {
-        clientIp: plainAddress(clientIp),
-        clientPort: undefined,
-        listen,
-        tls: false,
-        alpn: undefined,
-        protocol: 'http/1.1',
-        sink: this.host.observers,
-      },
-      req,
-      now,
-      now,
-    );
+    const record = this.record(listen, clientIp, req);
     record.routed(vhost, decision.route);
     const u = new NativeUpgrade(
       this,
@@ -241,23 +226,24 @@ export class NativeFront implements NativeUpgradeHost {
     });
     const extra = refusal.retryAfter === undefined ? '' : `Retry-After: ${refusal.retryAfter}\r\n`;
     this.engine.frontRespond(id, nativeErrorAnswer(refusal.status, extra, req.method !== 'HEAD'));
-    const now = Date.now();
-    const record = new RequestRecord(
-      {
-        clientIp: plainAddress(clientIp),
-        clientPort: undefined,
-        listen,
-        tls: false,
-        alpn: undefined,
-        protocol: 'http/1.1',
-        sink: this.host.observers,
-      },
-      req,
-      now,
-      now,
-    );
+    const record = this.record(listen, clientIp, req);
     if (req.method !== 'HEAD') record.bytesOut = errorBody(refusal.status).length;
     record.end({ kind: 'answered', status: refusal.status, reason: refusal.reason });
+  }
+
+  /** The record of a request the front read. */
+  private record(listen: ListenAddress, clientIp: string, req: RequestHead): RequestRecord {
+    // The engine reports a connection once its head is in: accepted and head read are one moment here.
+    const now = Date.now();
+    const from = {
+      clientIp: plainAddress(clientIp),
+      clientPort: undefined,
+      listen,
+      tls: false,
+      alpn: undefined,
+      protocol: 'http/1.1' as const,
+    };
+    return new RequestRecord({ ...from, sink: this.host.observers }, req, now, now);
   }
 
   /** The connection goes to the HTTP/1 path, with what was read from it. */
