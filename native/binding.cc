@@ -9,6 +9,7 @@
 
 #include "engine.h"
 #include "front.h"
+#include "tls.h"
 #include "tunnel.h"
 
 namespace wsgate {
@@ -230,11 +231,11 @@ napi_value EndTowardJs(napi_env env, napi_callback_info info) {
   return Bool(env, EndToward(g_engine, id, index));
 }
 
-// frontListen(id, fd, silenceMs, keepaliveSeconds, headerMs, headerMaxMs, headerMinRate)
+// frontListen(id, fd, silenceMs, keepaliveSeconds, headerMs, headerMaxMs, headerMinRate, tls?)
 napi_value FrontListenJs(napi_env env, napi_callback_info info) {
   Engine* e = g_engine;
-  size_t argc = 7;
-  napi_value argv[7];
+  size_t argc = 8;
+  napi_value argv[8];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   uint32_t id, fd, timeout, keepalive_s, header_ms, header_max_ms, min_rate;
   if (e == nullptr || argc < 7 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &fd) || !GetUint32(env, argv[2], &timeout) ||
@@ -247,7 +248,9 @@ napi_value FrontListenJs(napi_env env, napi_callback_info info) {
   limits.header_ms = header_ms;
   limits.header_max_ms = header_max_ms;
   limits.min_rate = min_rate;
-  int err = FrontListen(e, id, int(fd), int(keepalive_s), limits);
+  bool tls = false;
+  if (argc > 7) napi_get_value_bool(env, argv[7], &tls);
+  int err = FrontListen(e, id, int(fd), int(keepalive_s), limits, tls);
   if (err != 0) return Throw(env, strerror(err));
   return nullptr;
 }
@@ -518,6 +521,113 @@ napi_value FrontLocalAddressJs(napi_env env, napi_callback_info info) {
   return result;
 }
 
+bool GetString(napi_env env, napi_value obj, const char* name, std::string* out) {
+  napi_value v;
+  napi_valuetype t;
+  if (napi_get_named_property(env, obj, name, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) return false;
+  if (t == napi_undefined) return true;
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) return false;
+  out->resize(len + 1);
+  napi_get_value_string_utf8(env, v, &(*out)[0], len + 1, &len);
+  out->resize(len);
+  return true;
+}
+
+bool GetInt(napi_env env, napi_value obj, const char* name, int64_t* out) {
+  napi_value v;
+  return napi_get_named_property(env, obj, name, &v) == napi_ok && napi_get_value_int64(env, v, out) == napi_ok;
+}
+
+bool GetFlag(napi_env env, napi_value obj, const char* name, bool* out) {
+  napi_value v;
+  return napi_get_named_property(env, obj, name, &v) == napi_ok && napi_get_value_bool(env, v, out) == napi_ok;
+}
+
+// tlsContext({cert, key, minVersion, maxVersion, cipherList, cipherSuites, honorCipherOrder,
+// noTickets, sessionTimeout, groups, sigalgs}): the context's id, or what OpenSSL refused (a string).
+napi_value TlsContextJs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  TlsContextOptions o;
+  int64_t min_v = 0, max_v = 0, timeout = 0;
+  if (argc < 1 || !GetString(env, argv[0], "cert", &o.cert) || !GetString(env, argv[0], "key", &o.key) ||
+      !GetInt(env, argv[0], "minVersion", &min_v) || !GetInt(env, argv[0], "maxVersion", &max_v) ||
+      !GetString(env, argv[0], "cipherList", &o.cipher_list) || !GetString(env, argv[0], "cipherSuites", &o.cipher_suites) ||
+      !GetFlag(env, argv[0], "honorCipherOrder", &o.honor_cipher_order) || !GetFlag(env, argv[0], "noTickets", &o.no_tickets) ||
+      !GetInt(env, argv[0], "sessionTimeout", &timeout) || !GetString(env, argv[0], "groups", &o.groups) ||
+      !GetString(env, argv[0], "sigalgs", &o.sigalgs)) {
+    return Throw(env, "tlsContext(options)");
+  }
+  o.min_version = int(min_v);
+  o.max_version = int(max_v);
+  o.session_timeout_s = long(timeout);
+  std::string error;
+  uint32_t id = TlsContextNew(o, &error);
+  if (id == 0)
+    napi_create_string_utf8(env, error.c_str(), error.size(), &result);
+  else
+    napi_create_uint32(env, id, &result);
+  return result;
+}
+
+// tlsContextFree(id): false for an unknown id (sessions keep their context alive).
+napi_value TlsContextFreeJs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id;
+  return Bool(env, argc >= 1 && GetUint32(env, argv[0], &id) && TlsContextFree(id));
+}
+
+// tlsCounts(): [sessions, handshakes] since the process started.
+napi_value TlsCountsJs(napi_env env, napi_callback_info info) {
+  double counts[2];
+  TlsCounts(&counts[0], &counts[1]);
+  napi_value result, v;
+  napi_create_array_with_length(env, 2, &result);
+  for (uint32_t i = 0; i < 2; i++) {
+    napi_create_double(env, counts[i], &v);
+    napi_set_element(env, result, i, v);
+  }
+  return result;
+}
+
+// frontTlsStart(id, contextId, alpn): boolean — the engine runs the TLS handshake.
+napi_value FrontTlsStartJs(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id, ctx;
+  char alpn[256] = {0};
+  size_t alen = 0;
+  if (!IdArg(env, argc, 3, argv, &id) || !GetUint32(env, argv[1], &ctx) ||
+      napi_get_value_string_utf8(env, argv[2], alpn, sizeof alpn, &alen) != napi_ok) {
+    return Throw(env, "frontTlsStart(id, contextId, alpn)");
+  }
+  return Bool(env, FrontTlsStart(g_engine, id, ctx, std::string(alpn, alen)));
+}
+
+// frontTlsInfo(id): [protocol, cipher, servername, alpn, resumed ("1" or "")] | undefined.
+napi_value FrontTlsInfoJs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result, v;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint32_t id;
+  std::string parts[5];
+  if (!IdArg(env, argc, 1, argv, &id) || !FrontTlsInfo(g_engine, id, &parts[0], &parts[1], &parts[2], &parts[3], &parts[4])) {
+    napi_get_undefined(env, &result);
+    return result;
+  }
+  napi_create_array_with_length(env, 5, &result);
+  for (uint32_t i = 0; i < 5; i++) {
+    napi_create_string_utf8(env, parts[i].data(), parts[i].size(), &v);
+    napi_set_element(env, result, i, v);
+  }
+  return result;
+}
+
 // The contract: {events, reasons, limits}.
 napi_value Contract(napi_env env) {
   napi_value contract, events, reasons, limits, violations, v;
@@ -532,6 +642,8 @@ napi_value Contract(napi_env env) {
   SetNumber(env, events, "clientGone", kClientGone);
   SetNumber(env, events, "headTimeout", kHeadTimeout);
   SetNumber(env, events, "headEvicted", kHeadEvicted);
+  SetNumber(env, events, "hello", kHello);
+  SetNumber(env, events, "tlsFailed", kTlsFailed);
   // Close reasons by number: reasons[kClientReset] === 'client-reset'.
   napi_create_array_with_length(env, kReasonCount, &reasons);
   for (uint32_t i = 0; i < uint32_t(kReasonCount); i++) {
@@ -587,6 +699,11 @@ napi_value Init(napi_env env, napi_value exports) {
       {"frontRespond", nullptr, FrontRespondJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontAbort", nullptr, FrontAbortJs, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"frontLocalAddress", nullptr, FrontLocalAddressJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontTlsStart", nullptr, FrontTlsStartJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"frontTlsInfo", nullptr, FrontTlsInfoJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"tlsContext", nullptr, TlsContextJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"tlsContextFree", nullptr, TlsContextFreeJs, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"tlsCounts", nullptr, TlsCountsJs, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   napi_set_named_property(env, exports, "contract", Contract(env));

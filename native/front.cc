@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -28,6 +29,8 @@
 namespace wsgate {
 
 enum class Stage : uint8_t {
+  kHello,  // a TLS port: waiting for the whole ClientHello (peeked, left in the socket)
+  kTls,    // the engine runs the TLS handshake
   kReadingHead,
   kDeciding,  // JavaScript has the head or the answer (or a failure) and will call back
   kConnecting,
@@ -63,6 +66,7 @@ struct Handshake {
   int64_t accepted_at = 0;
   uint64_t head_bytes = 0;
   HeadLimits limits;
+  bool linked = false;  // in the list of connections reading their head (or TLS handshake)
   // The list of connections reading their head, oldest first (see Accept: the oldest goes first
   // when there are too many).
   Handshake* older = nullptr;
@@ -86,6 +90,7 @@ void QueueBytes(Engine* e, int32_t type, Handshake* h, int32_t a) {
 }
 
 void LinkReading(Engine* e, Handshake* h) {
+  h->linked = true;
   h->older = e->newest_reading;
   h->newer = nullptr;
   if (e->newest_reading != nullptr)
@@ -96,9 +101,10 @@ void LinkReading(Engine* e, Handshake* h) {
   e->reading++;
 }
 
-// Called whenever a handshake leaves Stage::kReadingHead.
+// Called whenever a handshake stops reading its head (or its TLS handshake).
 void UnlinkReading(Engine* e, Handshake* h) {
-  if (h->stage != Stage::kReadingHead) return;
+  if (!h->linked) return;
+  h->linked = false;
   if (h->older != nullptr)
     h->older->newer = h->newer;
   else
@@ -115,6 +121,9 @@ void UnlinkReading(Engine* e, Handshake* h) {
 // bytes received so far have extended it.
 int64_t HeadDeadline(const Handshake* h) {
   int64_t at = h->head_deadline;
+  // A TLS handshake has Timeout from accept, as Node's handshakeTimeout; the header stage
+  // starts once it is done.
+  if (h->stage != Stage::kReadingHead) return at;
   const HeadLimits& l = h->limits;
   if (l.header_ms > 0) {
     int64_t stage = h->accepted_at + l.header_ms + (l.min_rate > 0 ? int64_t(h->head_bytes * 1000 / uint64_t(l.min_rate)) : 0);
@@ -172,8 +181,11 @@ void Drop(Engine* e, Handshake* h) {
 // discarded first, so that close() sends a FIN rather than a reset that could destroy the
 // response on its way.
 void CloseAfterResponse(Engine* e, Handshake* h) {
+  Side& c = h->t->side[0];
+  if (c.ssl != nullptr) TlsCloseNotify(c.ssl);
   shutdown(h->cfd(), SHUT_WR);
-  for (int i = 0; i < 4 && read(h->cfd(), e->buf, kReadSize) > 0; i++) {
+  bool drained;
+  for (int i = 0; i < 4 && ReadSide(&c, e->buf, kReadSize, &drained) > 0; i++) {
   }
   Drop(e, h);
 }
@@ -187,13 +199,10 @@ const char* FindHeadEnd(const std::vector<char>& in, size_t from) {
   return p;
 }
 
-// Reads what arrived on `fd` into h->in. Returns the count, 0 at EOF, -1 with errno on failure
-// (EAGAIN included).
-ssize_t ReadInto(Engine* e, int fd, Handshake* h) {
-  ssize_t n;
-  do {
-    n = read(fd, e->buf, kReadSize);
-  } while (n < 0 && errno == EINTR);
+// Reads what arrived on a side (decrypted on a TLS port) into h->in. Returns the count, 0 at
+// EOF, -1 with errno on failure (EAGAIN included); *drained as ReadSide's.
+ssize_t ReadInto(Engine* e, Side& side, Handshake* h, bool* drained) {
+  ssize_t n = ReadSide(&side, e->buf, kReadSize, drained);
   if (n > 0) h->in.insert(h->in.end(), e->buf, e->buf + n);
   return n;
 }
@@ -214,7 +223,8 @@ bool CannotBeAnswer(const std::vector<char>& in) {
 HeadRead ReadHeadBytes(Engine* e, Handshake* h, Side& side, bool answer, int* err) {
   for (;;) {
     size_t before = h->in.size();
-    ssize_t n = ReadInto(e, side.fd, h);
+    bool drained = false;
+    ssize_t n = ReadInto(e, side, h, &drained);
     if (n < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
         *err = errno;
@@ -225,11 +235,11 @@ HeadRead ReadHeadBytes(Engine* e, Handshake* h, Side& side, bool answer, int* er
     }
     if (n == 0) return HeadRead::kEof;
     if (FindHeadEnd(h->in, before) != nullptr || h->in.size() > kMaxHead || (answer && CannotBeAnswer(h->in))) {
-      side.readable = size_t(n) == kReadSize || side.fin_seen || side.hup_seen;
+      side.readable = !drained || side.fin_seen || side.hup_seen;
       return HeadRead::kComplete;
     }
     // After EPOLLERR/EPOLLHUP no new edge comes: read on to the error or the EOF.
-    if (size_t(n) < kReadSize && !side.fin_seen && !side.hup_seen) {
+    if (drained && !side.fin_seen && !side.hup_seen) {
       side.readable = false;  // the rest raises a new edge
       return HeadRead::kWait;
     }
@@ -312,12 +322,90 @@ void ReadAnswer(Engine* e, Handshake* h) {
 }
 
 void FlushResponse(Engine* e, Handshake* h) {
-  if (WriteSome(h->cfd(), h->out.data(), h->out.size(), &h->out_off) != 0) {
+  if (WriteSide(&h->t->side[0], h->out.data(), h->out.size(), &h->out_off) != 0) {
     Drop(e, h);  // the client is gone; nobody to answer
     return;
   }
   if (h->out_off < h->out.size()) return;  // the next EPOLLOUT edge goes on
   CloseAfterResponse(e, h);
+}
+
+// A TLS handshake failed or timed out: one event (JavaScript logs it as Node's tlsClientError
+// would: `reason` is ERR_SSL_…, a tab and OpenSSL's message, or ECONNRESET), then the connection
+// is closed.
+void TlsFailed(Engine* e, Handshake* h, const std::string& reason) {
+  char local[INET6_ADDRSTRLEN + 8] = {0};
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(h->cfd(), reinterpret_cast<struct sockaddr*>(&ss), &len) == 0) {
+    char ip[INET6_ADDRSTRLEN] = {0};
+    int port = 0;
+    if (ss.ss_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, ip, sizeof ip);
+      port = ntohs(reinterpret_cast<struct sockaddr_in*>(&ss)->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, ip, sizeof ip);
+      port = ntohs(reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_port);
+    }
+    snprintf(local, sizeof local, "%s:%d", ip, port);
+  }
+  std::string text = reason + "\n" + local;
+  e->front_events.push_back(
+      FrontEvent{kTlsFailed, h->id, int32_t(h->listener), std::string(h->peer), std::vector<char>(text.begin(), text.end())});
+  Drop(e, h);
+}
+
+// A TLS record header (type, version, length) and the most a ClientHello may need to be looked at.
+constexpr size_t kRecordHeader = 5;
+constexpr size_t kMaxHelloPeek = kRecordHeader + 16384 + 2048;
+
+// Looks at the ClientHello without taking it from the socket: JavaScript decides from its SNI
+// name and ALPN offer whether the engine runs the handshake or Node does (HTTP/2, anything the
+// engine does not do), and Node's TLS server then reads it from the socket as if it had accepted.
+void PeekHello(Engine* e, Handshake* h) {
+  Side& c = h->t->side[0];
+  ssize_t n;
+  do {
+    n = recv(c.fd, e->buf, kMaxHelloPeek, MSG_PEEK);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    c.readable = false;
+    return;
+  }
+  if (n <= 0) {
+    TlsFailed(e, h, "ECONNRESET");  // gone before a ClientHello, as Node reports it
+    return;
+  }
+  const uint8_t* b = reinterpret_cast<const uint8_t*>(e->buf);
+  size_t got = size_t(n);
+  bool complete = got >= kRecordHeader && (b[0] != 22 || got >= kRecordHeader + ((size_t(b[3]) << 8) | b[4]));
+  if (!complete && got < kMaxHelloPeek && !c.fin_seen && !c.hup_seen) {
+    c.readable = false;  // the rest raises a new edge (peeked bytes stay in the socket)
+    return;
+  }
+  h->stage = Stage::kDeciding;
+  e->front_events.push_back(FrontEvent{kHello, h->id, int32_t(h->listener), std::string(h->peer), std::vector<char>(e->buf, e->buf + got)});
+}
+
+void ReadHead(Engine* e, Handshake* h);
+
+// Runs the TLS handshake as far as the socket allows; once done, the request head is read through it.
+void StepTls(Engine* e, Handshake* h) {
+  std::string reason;
+  switch (TlsHandshake(h->t->side[0].ssl, &reason)) {
+    case TlsStep::kWantIo:
+      return;  // the next edge goes on (the socket said EAGAIN)
+    case TlsStep::kFailed:
+      TlsFailed(e, h, reason);
+      return;
+    case TlsStep::kDone:
+      break;
+  }
+  h->stage = Stage::kReadingHead;
+  h->accepted_at = NowMs();
+  h->head_deadline = h->accepted_at + h->limits.silence_ms;
+  h->t->side[0].readable = true;  // a head sent with the client's Finished came with its edge
+  ReadHead(e, h);
 }
 
 void OnHandshakeTimer(uv_timer_t* timer) {
@@ -375,6 +463,7 @@ void Accept(Engine* e, Listener* l) {
     h->limits = l->limits;
     h->accepted_at = NowMs();
     h->head_deadline = h->accepted_at + l->limits.silence_ms;
+    h->stage = l->tls ? Stage::kHello : Stage::kReadingHead;
     LinkReading(e, h);
     if (ss.ss_family == AF_INET) {
       inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, h->peer, sizeof h->peer);
@@ -387,12 +476,21 @@ void Accept(Engine* e, Listener* l) {
     e->handshakes[h->id] = h;
     // The head has usually arrived with the connection: read it now rather than after a poll.
     h->t->side[0].readable = true;
-    ReadHead(e, h);
+    if (l->tls)
+      PeekHello(e, h);
+    else
+      ReadHead(e, h);
   }
 }
 
 void OnClientEvent(Engine* e, Handshake* h, uint32_t ev) {
   switch (h->stage) {
+    case Stage::kHello:
+      if (h->t->side[0].readable) PeekHello(e, h);
+      return;
+    case Stage::kTls:
+      StepTls(e, h);
+      return;
     case Stage::kReadingHead:
       if (h->t->side[0].readable) ReadHead(e, h);
       return;
@@ -484,10 +582,14 @@ void FrontTick(Engine* e, int64_t now) {
   }
   std::vector<Handshake*> late;
   for (Handshake* h = e->oldest_reading; h != nullptr; h = h->newer) {
-    if (HeadDeadline(h) <= now) late.push_back(h);
+    if (h->stage != Stage::kDeciding && HeadDeadline(h) <= now) late.push_back(h);
   }
   // JavaScript answers what arrived (408 once a request line is in) or closes the connection.
   for (Handshake* h : late) {
+    if (h->stage != Stage::kReadingHead) {
+      TlsFailed(e, h, "ERR_TLS_HANDSHAKE_TIMEOUT");
+      continue;
+    }
     UnlinkReading(e, h);
     h->stage = Stage::kDeciding;
     e->front_events.push_back(FrontEvent{kHeadTimeout, h->id, int32_t(h->listener), std::string(h->peer), std::move(h->in)});
@@ -503,7 +605,7 @@ void FreeHandshakes(Engine* e) {
 
 // Accepts on a duplicate of a bound, listening socket (HeadLimits says what the limits mean).
 // No-delay and TCP keepalive are set on it once: accepted sockets inherit them.
-int FrontListen(Engine* e, uint32_t id, int fd, int keepalive_s, const HeadLimits& limits) {
+int FrontListen(Engine* e, uint32_t id, int fd, int keepalive_s, const HeadLimits& limits, bool tls) {
   UniqueFd d(fcntl(fd, F_DUPFD_CLOEXEC, 0));
   if (!d.valid()) return errno;
   fcntl(d.get(), F_SETFL, fcntl(d.get(), F_GETFL) | O_NONBLOCK);
@@ -514,6 +616,7 @@ int FrontListen(Engine* e, uint32_t id, int fd, int keepalive_s, const HeadLimit
   l->id = id;
   l->fd = std::move(d);
   l->limits = limits;
+  l->tls = tls;
   struct epoll_event ev;
   ev.events = EPOLLIN;
   ev.data.ptr = static_cast<Watched*>(l.get());
@@ -537,7 +640,7 @@ void FrontUnlisten(Engine* e, uint32_t id) {
   // of are its to end.
   std::vector<Handshake*> unread;
   for (auto& h : e->handshakes) {
-    if (h.second->listener == id && h.second->stage == Stage::kReadingHead) unread.push_back(h.second);
+    if (h.second->listener == id && h.second->linked) unread.push_back(h.second);
   }
   for (Handshake* h : unread)
     Drop(e, h);
@@ -623,9 +726,46 @@ bool FrontLimits(Engine* e, uint32_t id, const HeadLimits& limits) {
   return true;
 }
 
+namespace {
+
+uint32_t g_next_bridge = 0;
+
+// A TLS connection for Node's HTTP/1 path: Node gets one end of a socket pair, and a tunnel
+// relays between the other end and the client's TLS session (decrypting and encrypting), so the
+// session never has to leave the engine. On failure the connection is closed.
+bool Bridge(Engine* e, Handshake* h, int* client_fd, int* backend_fd) {
+  int sp[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) != 0) {
+    Drop(e, h);
+    return false;
+  }
+  StopTimer(h);
+  *backend_fd = h->bfd();
+  if (h->bfd() >= 0) epoll_ctl(e->epfd.get(), EPOLL_CTL_DEL, h->bfd(), nullptr);
+  std::unique_ptr<Tunnel> t = std::move(h->t);
+  Side& b = t->side[1];
+  b.fd = sp[0];
+  b.readable = b.fin_seen = b.hup_seen = b.read_eof = b.shut_wr = false;
+  std::vector<char>().swap(b.pending);
+  b.pending_off = 0;
+  RegisterSide(e, &b);
+  // Ids JavaScript never gives its tunnels (the registry counts up from 1).
+  t->id = 0x80000000u | (g_next_bridge++ & 0x7fffffffu);
+  t->bridge = true;
+  t->sole_fds = true;
+  t->handshake = nullptr;
+  *client_fd = sp[1];
+  Forget(e, h);
+  RunTunnel(e, std::move(t));
+  return true;
+}
+
+}  // namespace
+
 bool FrontHandoff(Engine* e, uint32_t id, int* client_fd, int* backend_fd) {
   Handshake* h = Find(e, id);
   if (h == nullptr || h->cfd() < 0) return false;
+  if (h->t->side[0].ssl != nullptr) return Bridge(e, h, client_fd, backend_fd);
   epoll_ctl(e->epfd.get(), EPOLL_CTL_DEL, h->cfd(), nullptr);
   if (h->bfd() >= 0) epoll_ctl(e->epfd.get(), EPOLL_CTL_DEL, h->bfd(), nullptr);
   *client_fd = h->cfd();
@@ -742,6 +882,31 @@ void FrontLocalAddress(Engine* e, uint32_t id, char* out, size_t size) {
     inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, out, socklen_t(size));
   else if (ss.ss_family == AF_INET6)
     inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, out, socklen_t(size));
+}
+
+}  // namespace wsgate
+
+namespace wsgate {
+
+bool FrontTlsStart(Engine* e, uint32_t id, uint32_t ctx_id, const std::string& alpn) {
+  Handshake* h = Find(e, id);
+  if (h == nullptr || h->stage != Stage::kDeciding || h->t == nullptr || h->t->side[0].ssl != nullptr || h->cfd() < 0) return false;
+  ssl_st* ssl = TlsSessionNew(ctx_id, h->cfd(), alpn);
+  if (ssl == nullptr) return false;
+  h->t->side[0].ssl = ssl;
+  h->stage = Stage::kTls;
+  StepTls(e, h);
+  return true;
+}
+
+bool FrontTlsInfo(Engine* e, uint32_t id, std::string* protocol, std::string* cipher, std::string* servername, std::string* alpn,
+                  std::string* reused) {
+  Handshake* h = Find(e, id);
+  if (h == nullptr || h->t == nullptr || h->t->side[0].ssl == nullptr) return false;
+  bool resumed = false;
+  TlsInfo(h->t->side[0].ssl, protocol, cipher, servername, alpn, &resumed);
+  *reused = resumed ? "1" : "";
+  return true;
 }
 
 }  // namespace wsgate

@@ -13,6 +13,10 @@
 //                   arrived (none: nothing came); JavaScript answers (408) or aborts
 //   8 head-evicted  a = listener id: the oldest connection still reading its head was closed to
 //                   make room for a new one (the connection is already closed)
+//   9 hello         a = listener id, text = client address, bytes = the ClientHello (a TLS port;
+//                   peeked: still in the socket). JavaScript calls FrontTlsStart or FrontHandoff
+//  10 tls-failed    a = listener id, text = client address, bytes = "reason\nlocal address:port"
+//                   (the TLS handshake failed or timed out; the connection is already closed)
 
 #ifndef WSGATE_FRONT_H_
 #define WSGATE_FRONT_H_
@@ -30,6 +34,8 @@ enum FrontEventType : int32_t {
   kClientGone = 6,
   kHeadTimeout = 7,
   kHeadEvicted = 8,
+  kHello = 9,
+  kTlsFailed = 10,
 };
 
 // A head may be this long (src/http/head.ts MAX_HEAD_BYTES); past it JS answers 431 or 502.
@@ -58,6 +64,7 @@ struct Listener : Watched {
   UniqueFd fd;
   HeadLimits limits;
   bool paused = false;  // out of file descriptors: accepting again at the next tick
+  bool tls = false;     // an https port: each connection starts with a ClientHello (kHello)
 };
 
 // An epoll event on a listener or a handshake's socket.
@@ -68,7 +75,8 @@ void FreeHandshakes(Engine* e);
 
 // What JavaScript asks of the front (binding.cc), by listener or handshake id.
 // Accepts on a duplicate of a bound, listening socket; 0 or errno.
-int FrontListen(Engine* e, uint32_t id, int fd, int keepalive_s, const HeadLimits& limits);
+// `tls`: an https port (connections start with the kHello event).
+int FrontListen(Engine* e, uint32_t id, int fd, int keepalive_s, const HeadLimits& limits, bool tls);
 void FrontUnlisten(Engine* e, uint32_t id);
 // A listening socket of this process's own on `ip`:`port` ("": every address, IPv6 and IPv4 where
 // the host has IPv6) with SO_REUSEPORT: each `-w N` worker binds one and the kernel spreads new
@@ -80,7 +88,8 @@ int FrontBindShared(const char* ip, uint32_t port, bool exclusive, uint32_t* bou
 // New limits for the connections a listener accepts from now on (a reload); false for an unknown id.
 bool FrontLimits(Engine* e, uint32_t id, const HeadLimits& limits);
 // Lets go of a handshake's sockets: the caller owns *client_fd and *backend_fd (-1: none). False
-// when the handshake had ended.
+// when the handshake had ended. After the engine's TLS handshake, *client_fd is one end of a
+// socket pair carrying the decrypted bytes (the engine keeps the TLS session: a bridge tunnel).
 bool FrontHandoff(Engine* e, uint32_t id, int* client_fd, int* backend_fd);
 // Connects to ip:port and sends `head`: 0 when the connection is on its way (its outcome comes as
 // an event), else an errno; EINVAL when `ip` is not an IP address.
@@ -91,6 +100,14 @@ bool FrontEstablish(Engine* e, uint32_t id, uint32_t tunnel_id, std::vector<char
                     uint32_t ws_flags, size_t head_len);
 bool FrontRespond(Engine* e, uint32_t id, std::vector<char> response);
 bool FrontAbort(Engine* e, uint32_t id);
+// Starts the TLS handshake of a connection JavaScript had the ClientHello of, with context
+// `ctx_id` (tls.h) and `alpn` the protocol to select ("" none); false when the handshake had
+// ended or the context is unknown.
+bool FrontTlsStart(Engine* e, uint32_t id, uint32_t ctx_id, const std::string& alpn);
+// The TLS session's protocol, cipher, SNI name, ALPN protocol and "1" when it was resumed ("" not);
+// false without one.
+bool FrontTlsInfo(Engine* e, uint32_t id, std::string* protocol, std::string* cipher, std::string* servername, std::string* alpn,
+                  std::string* reused);
 // The address the client connected to, or "" (`out` holds INET6_ADDRSTRLEN bytes).
 void FrontLocalAddress(Engine* e, uint32_t id, char* out, size_t size);
 

@@ -106,7 +106,7 @@ void Finish(Engine* e, Tunnel* t, int32_t reason, int32_t err) {
     e->events.push_back(CloseEvent{t->id, kWsCloseEvent, FirstClose(ws) + 4 * int32_t(ws.sent_code), double(ws.dir[0].close_code),
                                    double(ws.dir[1].close_code)});
   }
-  e->events.push_back(CloseEvent{t->id, reason, err, double(t->bytes[0]), double(t->bytes[1])});
+  if (!t->bridge) e->events.push_back(CloseEvent{t->id, reason, err, double(t->bytes[0]), double(t->bytes[1])});
   auto it = e->tunnels.find(t->id);
   if (it != e->tunnels.end()) {
     e->graveyard.push_back(std::move(it->second));
@@ -240,6 +240,7 @@ bool MaybeDone(Engine* e, Tunnel* t) {
 void ForwardFin(Side* dst) {
   if (dst->shut_wr) return;
   dst->shut_wr = true;
+  if (dst->ssl != nullptr) TlsCloseNotify(dst->ssl);  // TLS ends with close_notify, then the FIN
   Tunnel* t = dst->tunnel;
   if (t->side[0].read_eof && t->side[1].read_eof && t->side[1 - dst->index].shut_wr) return;
   shutdown(dst->fd, SHUT_WR);
@@ -278,7 +279,7 @@ void FailIfBroken(Engine* e, Side* s) {
 // Writes `dst`'s pending bytes. Returns false if the tunnel was finished.
 bool FlushPending(Engine* e, Side* dst, Side* src) {
   Tunnel* t = dst->tunnel;
-  int err = WriteSome(dst->fd, dst->pending.data(), dst->pending.size(), &dst->pending_off);
+  int err = WriteSide(dst, dst->pending.data(), dst->pending.size(), &dst->pending_off);
   if (err != 0) {
     FailIo(e, t, dst->index, err);
     return false;
@@ -325,7 +326,7 @@ bool ForwardRead(Engine* e, Tunnel* t, Side* src, Side* dst, size_t n) {
   }
   t->bytes[src->index] += uint64_t(fwd);
   size_t off = 0;
-  int err = WriteSome(dst->fd, e->buf, fwd, &off);
+  int err = WriteSide(dst, e->buf, fwd, &off);
   if (err != 0) {
     FailIo(e, t, dst->index, err);
     return false;
@@ -398,10 +399,8 @@ void Pump(Engine* e, Side* src) {
   Side* dst = &t->side[1 - src->index];
   for (int i = 0; i < kMaxReadsPerPump; i++) {
     if (src->read_eof || !dst->pending.empty()) return;
-    ssize_t n;
-    do {
-      n = read(src->fd, e->buf, kReadSize);
-    } while (n < 0 && errno == EINTR);
+    bool socket_drained = false;
+    ssize_t n = ReadSide(src, e->buf, kReadSize, &socket_drained);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         src->readable = false;
@@ -416,7 +415,7 @@ void Pump(Engine* e, Side* src) {
     // A short read emptied the socket: anything arriving later raises a new edge. If the FIN
     // had been seen (EPOLLRDHUP), this was the last of the data: no read is needed to learn it.
     // After EPOLLERR/EPOLLHUP no edge will come: the next read returns the error (or EOF).
-    bool drained = size_t(n) < kReadSize && !src->hup_seen;
+    bool drained = socket_drained && !src->hup_seen;
     if (drained) src->readable = false;
     if (t->ws != nullptr) t->ws->heard[src->index] = true;
     if (dst->shut_wr) {
@@ -467,7 +466,7 @@ bool SendTo(Engine* e, Tunnel* t, int index, const char* data, size_t len) {
     return true;
   }
   size_t off = 0;
-  int err = WriteSome(dst->fd, data, len, &off);
+  int err = WriteSide(dst, data, len, &off);
   if (err != 0) {
     FailIo(e, t, index, err);
     Queued(e);
@@ -580,6 +579,21 @@ Tunnel* Find(Engine* e, uint32_t id) {
 
 }  // namespace
 
+ssize_t ReadSide(Side* s, char* buf, size_t cap, bool* drained) {
+  if (s->ssl != nullptr) return TlsRead(s->ssl, buf, cap, drained);
+  ssize_t n;
+  do {
+    n = read(s->fd, buf, cap);
+  } while (n < 0 && errno == EINTR);
+  *drained = n >= 0 && size_t(n) < cap;
+  return n;
+}
+
+int WriteSide(Side* s, const char* data, size_t len, size_t* off) {
+  if (s->ssl != nullptr) return TlsWrite(s->ssl, data, len, off);
+  return WriteSome(s->fd, data, len, off);
+}
+
 void HandleTunnelEvent(Engine* e, Side* s, uint32_t ev) {
   Tunnel* t = s->tunnel;
   if (t->closed || s->fd < 0) return;  // (a WebSocket side that vanished is closed before its tunnel)
@@ -627,7 +641,7 @@ void RunTunnel(Engine* e, std::unique_ptr<Tunnel> owned) {
   // takes them, as it nearly always does; the rest waits for the socket's EPOLLOUT edge.
   for (int i = 0; i < 2; i++) {
     Side& s = t->side[i];
-    int err = WriteSome(s.fd, s.pending.data(), s.pending.size(), &s.pending_off);
+    int err = WriteSide(&s, s.pending.data(), s.pending.size(), &s.pending_off);
     if (err != 0) {
       FailIo(e, t, i, err);
       // Reported (and freed) at the next loop turn.

@@ -4,6 +4,7 @@
 #define WSGATE_TUNNEL_H_
 
 #include "engine.h"
+#include "tls.h"
 #include "wsframe.h"
 
 namespace wsgate {
@@ -40,7 +41,14 @@ constexpr int64_t kFinTimeoutMs = 30000;
 // still name it is over: two lifetimes, so the fd is a plain int closed explicitly.
 struct Side : Watched {
   Side() : Watched(Kind::kTunnelSide) {}
+  ~Side() {
+    if (ssl != nullptr) TlsSessionFree(ssl);
+  }
+  Side(const Side&) = delete;
+  Side& operator=(const Side&) = delete;
   int fd = -1;
+  // A client side on a TLS port: its bytes are read and written through this session (tls.h).
+  ssl_st* ssl = nullptr;
   bool read_eof = false;  // this socket sent its FIN (read returned 0, or inferred: see Pump)
   bool shut_wr = false;   // we sent this socket our FIN (the other side's, or endToward's)
   // endToward asked for a FIN to this socket: it is sent once `pending` is written.
@@ -98,7 +106,17 @@ struct Tunnel {
   std::unique_ptr<WsState> ws;  // a WebSocket tunnel's trackers, else null
   // While the native front's handshake owns this tunnel-to-be (front.cc).
   Handshake* handshake = nullptr;
+  // A TLS connection handed to Node's HTTP/1 path: this tunnel relays its decrypted bytes to a
+  // socket pair whose other end Node reads (FrontHandoff). JavaScript never hears of it.
+  bool bridge = false;
 };
+
+// Reads from a side's socket (through its TLS session if it has one) into buf: > 0 the count,
+// 0 EOF, -1 with errno (EAGAIN: empty). *drained: the socket was read to its end, so the next
+// bytes raise a new edge.
+ssize_t ReadSide(Side* s, char* buf, size_t cap, bool* drained);
+// WriteSome through a side's TLS session if it has one.
+int WriteSide(Side* s, const char* data, size_t len, size_t* off);
 
 // Makes `t` a WebSocket tunnel (before RunTunnel): `flags` are the backend-bound tracker's
 // (wsframe.h; the client-bound one gets the same without kWsFlagMasked). The early bytes already in

@@ -11,6 +11,7 @@ import { describeListen } from '../proxy/record';
 import type { ConnectionRouter } from './accept';
 import { selectAlpn } from './h2';
 import type { NativeFront } from './native-front';
+import { nativeTlsWanted } from './native-tls';
 import { createTlsServer, refreshDefaultCertificate } from './tls';
 
 export interface BoundListener {
@@ -122,11 +123,18 @@ export class Listeners {
       });
     });
     const address = server.address() as net.AddressInfo;
-    // Plain-TCP ports: the native engine accepts on the socket from now on, and Node's handle is
-    // closed in this same tick, before it could accept anything.
-    const frontId = listen.protocol === 'https' ? undefined : this.front?.listen(server, listen, this.config().mainServer.settings);
+    // Plain-TCP ports (and https ones with WSGATE_NATIVE_TLS=1): the native engine accepts on the
+    // socket from now on, and Node's handle is closed in this same tick, before it could accept
+    // anything. An https port keeps its TLS server for the connections the engine hands it.
+    const settings = this.config().mainServer.settings;
+    const frontId =
+      listen.protocol !== 'https'
+        ? this.front?.listen(server, listen, settings)
+        : nativeTlsWanted()
+          ? this.front?.listenTls(server as tls.Server, listen, settings)
+          : undefined;
     if (frontId !== undefined) server.close();
-    const b: Bound = { listen, address, server: frontId === undefined ? server : undefined, frontId };
+    const b: Bound = { listen, address, server: frontId === undefined || listen.protocol === 'https' ? server : undefined, frontId };
     holder.b = b;
     return b;
   }

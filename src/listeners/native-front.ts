@@ -10,6 +10,7 @@
 import { lookup } from 'node:dns/promises';
 import { closeSync } from 'node:fs';
 import * as net from 'node:net';
+import type * as tls from 'node:tls';
 import type { ListenAddress, ServerSettings } from '../config/model';
 import { findHeadEnd, HeadError, parseRequestHead, requestHeadCap, type RequestHead } from '../http/head';
 import { errorBody } from '../http/forward';
@@ -26,6 +27,10 @@ import { plainAddress } from './address';
 import { headLimits } from './limits';
 import { EvictionLog } from './unread';
 import { checkWebSocketLimits, type LimitRefusal } from '../routing/ws-limits';
+import { parseClientHello } from './client-hello';
+import { selectAlpn } from './h2';
+import { asTlsSocket, nativeContext, type NativeTlsInfo, tlsInfoOf, tlsView } from './native-tls';
+import { frontTlsFor } from './tls';
 
 /** A port the engine accepts on with a socket of its own (NativeFront.listenShared). */
 export interface SharedListener {
@@ -41,7 +46,14 @@ export interface FrontHost extends ConnectionHost {
 
 // The engine is one per process and so are its ids; a process may run several gateways (the
 // tests do), so events find their front through these.
-const listeners = new Map<number, { front: NativeFront; listen: ListenAddress }>();
+interface FrontPort {
+  front: NativeFront;
+  listen: ListenAddress;
+  /** An https port: Node's TLS server (not listening) takes the connections the engine does not terminate. */
+  readonly tlsServer?: tls.Server;
+  readonly port: number;
+}
+const listeners = new Map<number, FrontPort>();
 const upgrades = new Map<number, NativeUpgrade>();
 let nextListenerId = 1;
 const evictions = new EvictionLog();
@@ -50,6 +62,8 @@ onFrontEvent(dispatch);
 export class NativeFront implements NativeUpgradeHost {
   /** Handshakes of this front in progress. */
   private readonly mine = new Set<NativeUpgrade>();
+  /** The TLS sessions of the engine's upgrade handshakes, for one handed to Node after all (resumeOnNode). */
+  private readonly tlsOf = new Map<number, { info: NativeTlsInfo; local: string; port: number }>();
 
   constructor(
     private readonly host: FrontHost,
@@ -68,7 +82,18 @@ export class NativeFront implements NativeUpgradeHost {
   listen(server: net.Server, listen: ListenAddress, settings: ServerSettings): number | undefined {
     const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
     if (typeof fd !== 'number' || fd < 0) return undefined;
-    return this.listenFd(fd, listen, settings);
+    return this.listenFd(fd, listen, settings, (server.address() as net.AddressInfo).port);
+  }
+
+  /**
+   * The same for an https port (WSGATE_NATIVE_TLS=1): the engine peeks at each ClientHello and
+   * either runs the TLS handshake itself or gives the connection to `server` (Node's TLS server
+   * for the port, closed as a listener but still taking connections handed to it).
+   */
+  listenTls(server: tls.Server, listen: ListenAddress, settings: ServerSettings): number | undefined {
+    const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) return undefined;
+    return this.listenFd(fd, listen, settings, (server.address() as net.AddressInfo).port, server);
   }
 
   /**
@@ -84,14 +109,14 @@ export class NativeFront implements NativeUpgradeHost {
     if (typeof r === 'number') throw new Error(`cannot listen on ${describeListen(listen)}: ${errnoName(r)}`);
     const [fd, bound, family] = r;
     try {
-      const id = this.listenFd(fd, listen, settings);
+      const id = this.listenFd(fd, listen, settings, bound);
       return { id, address: { address: ip !== '' ? ip : family === 6 ? '::' : '0.0.0.0', family: `IPv${family}`, port: bound } };
     } finally {
       closeSync(fd); // the engine accepts on its duplicate
     }
   }
 
-  private listenFd(fd: number, listen: ListenAddress, settings: ServerSettings): number {
+  private listenFd(fd: number, listen: ListenAddress, settings: ServerSettings, port: number, tlsServer?: tls.Server): number {
     const id = nextListenerId++;
     const header = settings.requestReadTimeouts.header;
     this.engine.frontListen(
@@ -102,8 +127,9 @@ export class NativeFront implements NativeUpgradeHost {
       header.timeoutMs,
       header.maxTimeoutMs,
       header.minRate,
+      tlsServer !== undefined,
     );
-    listeners.set(id, { front: this, listen });
+    listeners.set(id, { front: this, listen, port, ...(tlsServer !== undefined ? { tlsServer } : {}) });
     return id;
   }
 
@@ -114,7 +140,8 @@ export class NativeFront implements NativeUpgradeHost {
   relisten(id: number, listen: ListenAddress, settings: ServerSettings): void {
     const header = settings.requestReadTimeouts.header;
     this.engine.frontLimits(id, settings.timeoutMs, header.timeoutMs, header.maxTimeoutMs, header.minRate);
-    if (listeners.has(id)) listeners.set(id, { front: this, listen });
+    const entry = listeners.get(id);
+    if (entry !== undefined) entry.listen = listen;
   }
 
   unlisten(id: number): void {
@@ -135,17 +162,23 @@ export class NativeFront implements NativeUpgradeHost {
   upgradeDone(u: NativeUpgrade): void {
     this.mine.delete(u);
     upgrades.delete(u.id);
+    this.tlsOf.delete(u.id);
   }
 
   resumeOnNode(u: NativeUpgrade, clientFd: number, backendFd: number, answer: Buffer): void {
-    const client = socketFor(clientFd);
+    const t = this.tlsOf.get(u.id);
+    this.tlsOf.delete(u.id);
+    const client = t === undefined ? socketFor(clientFd) : asTlsSocket(socketFor(clientFd), t.info, u.clientIp, t.local, t.port);
     const backend = socketFor(backendFd);
     const conn = this.host.adoptConnection(client, u.listen);
     conn.resumeUpgrade(u.vhost, u.req, u.up, u.rest, backend, answer);
   }
 
   /** @internal A head arrived on one of this front's ports. */
-  onHead(id: number, listen: ListenAddress, clientIp: string, bytes: Buffer): void {
+  onHead(id: number, port: FrontPort, clientIp: string, bytes: Buffer): void {
+    const listen = port.listen;
+    // On an https port the engine terminated TLS: what the HTTP/1 path needs of the session is read now.
+    const tlsInfo = port.tlsServer !== undefined ? tlsInfoOf(this.engine, id) : undefined;
     // A head after empty lines is the HTTP/1 path's, which skips them.
     const end = bytes[0] === 0x0d ? -1 : findHeadEnd(bytes);
     let req: RequestHead | undefined;
@@ -161,25 +194,26 @@ export class NativeFront implements NativeUpgradeHost {
     // Only a bodiless upgrade is the front's; the HTTP/1 path answers everything else,
     // malformed heads included (it parses them again and says what is wrong).
     if (req === undefined || req.upgrade === undefined || req.chunked || req.contentLength > 0) {
-      this.handOff(id, listen, bytes);
+      this.handOff(id, port, clientIp, tlsInfo, bytes);
       return;
     }
     const { vhost, decision } = routeHead(this.host.config, listen, () => this.engine.frontLocalAddress(id), req, clientIp);
     // Local answers (refusals by access control, redirects) are the HTTP/1 path's: it routes again and answers.
     if ((decision.kind !== 'proxy' && decision.kind !== 'balance') || decision.mode !== 'upgrade' || !plainTcp(decision)) {
-      this.handOff(id, listen, bytes);
+      this.handOff(id, port, clientIp, tlsInfo, bytes);
       return;
     }
     // The rate and the tunnel caps are counted here, not in routeHead: a handshake handed off
     // above is counted once, on the HTTP/1 path.
     const refusal = checkWebSocketLimits(vhost, decision.route, req.method, req.target, req.headers, clientIp, this.host.wsLimits);
     if (refusal !== undefined) {
-      this.refuse(id, listen, clientIp, req, refusal);
+      this.refuse(id, listen, clientIp, req, refusal, tlsInfo);
       return;
     }
     const rest = end < bytes.length ? bytes.subarray(end) : undefined;
-    const record = this.record(listen, clientIp, req);
+    const record = this.record(listen, clientIp, req, tlsInfo);
     record.routed(vhost, decision.route);
+    if (tlsInfo !== undefined) this.tlsOf.set(id, { info: tlsInfo, local: this.engine.frontLocalAddress(id), port: port.port });
     const u = new NativeUpgrade(
       this,
       id,
@@ -187,7 +221,13 @@ export class NativeFront implements NativeUpgradeHost {
       clientIp,
       vhost,
       req,
-      new Upstream(this.host, decision, record, req.headers, headerScope(vhost, req.method, req.target, undefined)),
+      new Upstream(
+        this.host,
+        decision,
+        record,
+        req.headers,
+        headerScope(vhost, req.method, req.target, tlsInfo === undefined ? undefined : tlsView(tlsInfo)),
+      ),
       rest,
     );
     this.mine.add(u);
@@ -216,7 +256,14 @@ export class NativeFront implements NativeUpgradeHost {
   }
 
   /** A WebSocket limit refused the upgrade: answered by the engine, which then closes the connection. */
-  private refuse(id: number, listen: ListenAddress, clientIp: string, req: RequestHead, refusal: LimitRefusal): void {
+  private refuse(
+    id: number,
+    listen: ListenAddress,
+    clientIp: string,
+    req: RequestHead,
+    refusal: LimitRefusal,
+    tlsInfo?: NativeTlsInfo,
+  ): void {
     this.host.log.info('request not proxied', {
       status: refusal.status,
       reason: refusal.reason,
@@ -226,31 +273,70 @@ export class NativeFront implements NativeUpgradeHost {
     });
     const extra = refusal.retryAfter === undefined ? '' : `Retry-After: ${refusal.retryAfter}\r\n`;
     this.engine.frontRespond(id, nativeErrorAnswer(refusal.status, extra, req.method !== 'HEAD'));
-    const record = this.record(listen, clientIp, req);
+    const record = this.record(listen, clientIp, req, tlsInfo);
     if (req.method !== 'HEAD') record.bytesOut = errorBody(refusal.status).length;
     record.end({ kind: 'answered', status: refusal.status, reason: refusal.reason });
   }
 
-  /** The record of a request the front read. */
-  private record(listen: ListenAddress, clientIp: string, req: RequestHead): RequestRecord {
+  /** The record of a request the front read (after the engine's TLS handshake when `tlsInfo` is set). */
+  private record(listen: ListenAddress, clientIp: string, req: RequestHead, tlsInfo: NativeTlsInfo | undefined): RequestRecord {
     // The engine reports a connection once its head is in: accepted and head read are one moment here.
     const now = Date.now();
     const from = {
       clientIp: plainAddress(clientIp),
       clientPort: undefined,
       listen,
-      tls: false,
-      alpn: undefined,
+      tls: tlsInfo !== undefined,
+      alpn: tlsInfo?.alpn,
       protocol: 'http/1.1' as const,
     };
     return new RequestRecord({ ...from, sink: this.host.observers }, req, now, now);
   }
 
-  /** The connection goes to the HTTP/1 path, with what was read from it. */
-  private handOff(id: number, listen: ListenAddress, bytes: Buffer): void {
+  /**
+   * The connection goes to the HTTP/1 path, with what was read from it. After the engine's TLS
+   * handshake that is a socket pair carrying the decrypted bytes, which reads as a TLS socket.
+   */
+  private handOff(id: number, port: FrontPort, clientIp: string, tlsInfo: NativeTlsInfo | undefined, bytes: Buffer): void {
+    const local = tlsInfo !== undefined ? this.engine.frontLocalAddress(id) : '';
     const fds = this.engine.frontHandoff(id);
     if (fds === undefined) return;
-    this.host.adoptConnection(socketFor(fds[0]), listen).feed(bytes);
+    const socket = tlsInfo === undefined ? socketFor(fds[0]) : asTlsSocket(socketFor(fds[0]), tlsInfo, clientIp, local, port.port);
+    this.host.adoptConnection(socket, port.listen).feed(bytes);
+  }
+
+  /**
+   * @internal A ClientHello came on an https port. The engine runs the handshake when it can do
+   * what Node's TLS server would: a hello it can read, an ALPN choice other than h2 (HTTP/2 is
+   * Node's), a certificate it has a context for, no RequestReadTimeout handshake stage (Node's
+   * path keeps that); anything else goes to Node's TLS server, which reads the hello from the socket.
+   */
+  onHello(id: number, port: FrontPort, bytes: Buffer): void {
+    const hello = parseClientHello(bytes);
+    const config = this.host.config;
+    if (hello !== undefined && config.mainServer.settings.requestReadTimeouts.handshake.timeoutMs === 0) {
+      const local = this.engine.frontLocalAddress(id);
+      let alpn: string | undefined = '';
+      if (hello.alpn.length > 0) alpn = selectAlpn(config, port.listen, local, hello.servername, hello.alpn);
+      const t = alpn === undefined || alpn === 'h2' ? undefined : frontTlsFor(config, port.listen, local, hello.servername);
+      const ctx = t === undefined ? undefined : nativeContext(this.engine, t);
+      if (ctx !== undefined && this.engine.frontTlsStart(id, ctx, alpn!)) return;
+    }
+    const fds = this.engine.frontHandoff(id);
+    if (fds === undefined || port.tlsServer === undefined) return;
+    port.tlsServer.emit('connection', socketFor(fds[0]));
+  }
+
+  /** @internal The engine's TLS handshake failed or timed out: the line Node's TLS server would log. */
+  tlsFailed(clientIp: string, text: string): void {
+    const [reason = '', local = ''] = text.split('\n');
+    const [code, message] = reason.split('\t');
+    this.host.log.info('TLS handshake with client failed', {
+      client: plainAddress(clientIp),
+      local,
+      reason: code,
+      detail: message ?? TLS_FAILURE_TEXT[code ?? ''],
+    });
   }
 }
 
@@ -274,9 +360,18 @@ function dispatchOne(type: FrontEvent, id: number, a: number, text: string | und
       const l = listeners.get(a);
       if (l === undefined)
         nativeEngine()!.frontAbort(id); // its port was closed meanwhile
-      else l.front.onHead(id, l.listen, text ?? '', bytes!);
+      else l.front.onHead(id, l, text ?? '', bytes!);
       return;
     }
+    case FrontEvent.Hello: {
+      const l = listeners.get(a);
+      if (l === undefined) nativeEngine()!.frontAbort(id);
+      else l.front.onHello(id, l, bytes!);
+      return;
+    }
+    case FrontEvent.TlsFailed:
+      listeners.get(a)?.front.tlsFailed(text ?? '', bytes?.toString('latin1') ?? '');
+      return;
     case FrontEvent.HeadTimeout: {
       const l = listeners.get(a);
       if (l === undefined) nativeEngine()!.frontAbort(id);
@@ -307,6 +402,12 @@ function dispatchOne(type: FrontEvent, id: number, a: number, text: string | und
       return;
   }
 }
+
+/** Node's messages for the failures the engine names by Node's codes alone. */
+const TLS_FAILURE_TEXT: Readonly<Record<string, string>> = {
+  ECONNRESET: 'Client network socket disconnected before secure TLS connection was established',
+  ERR_TLS_HANDSHAKE_TIMEOUT: 'TLS handshake timeout',
+};
 
 /** Whether every backend the route may use is plain TCP (TLS backends need Node's TLS). */
 function plainTcp(decision: ProxyDecision): boolean {

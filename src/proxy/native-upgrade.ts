@@ -96,7 +96,8 @@ export class NativeUpgrade {
 
   private connectTo(ip: string): void {
     const b = this.up.backend;
-    const head = this.up.requestHead(this.vhost, this.req, this.clientIp);
+    // (An https port's: the engine terminated the client's TLS.)
+    const head = this.up.requestHead(this.vhost, this.req, this.clientIp, this.listen.protocol === 'https');
     this.headBytes = head.length;
     // With more addresses to try, each gets a short attempt (as Node's net.connect does), all
     // within the one connect timeout; the last gets what is left.

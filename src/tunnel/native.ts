@@ -64,6 +64,8 @@ export interface NativeBinding {
     headerMs: number,
     headerMaxMs: number,
     headerMinRate: number,
+    /** An https port: each connection starts with a `hello` event (native/front.h). */
+    tls?: boolean,
   ): void;
   frontUnlisten(listenerId: number): void;
   /**
@@ -91,8 +93,34 @@ export interface NativeBinding {
   frontRespond(id: number, response: Buffer): boolean;
   frontAbort(id: number): boolean;
   frontLocalAddress(id: number): string;
+  /** The engine runs the TLS handshake of a connection whose ClientHello came (`alpn`: the protocol to select, '' none); false if gone. */
+  frontTlsStart(id: number, contextId: number, alpn: string): boolean;
+  /** [protocol, cipher, servername, alpn, resumed ('1' or '')] of the engine's TLS session ('' for none), or undefined. */
+  frontTlsInfo(id: number): [string, string, string, string, string] | undefined;
+  /** A TLS context (native/tls.h) for frontTlsStart: its id, or what OpenSSL refused. */
+  tlsContext(options: NativeTlsOptions): number | string;
+  tlsContextFree(id: number): boolean;
+  /** [TLS sessions made, handshakes completed] by the engine since the process started. */
+  tlsCounts(): [number, number];
   /** The numbers the engine and this side share, defined once in C++ (see checkContract). */
   readonly contract: NativeContract;
+}
+
+/** What a native TLS context is made of (listeners/native-tls.ts builds it as Node's createSecureContext would). */
+export interface NativeTlsOptions {
+  readonly cert: string;
+  readonly key: string;
+  /** OpenSSL's version numbers (0x0303 = TLS 1.2). */
+  readonly minVersion: number;
+  readonly maxVersion: number;
+  /** TLS ≤ 1.2 ciphers and TLS 1.3 suites, as Node splits its `ciphers` ('' : OpenSSL's default). */
+  readonly cipherList: string;
+  readonly cipherSuites: string;
+  readonly honorCipherOrder: boolean;
+  readonly noTickets: boolean;
+  readonly sessionTimeout: number;
+  readonly groups?: string;
+  readonly sigalgs?: string;
 }
 
 export interface NativeContract {
@@ -126,6 +154,8 @@ export const enum FrontEvent {
   ClientGone = 6,
   HeadTimeout = 7,
   HeadEvicted = 8,
+  Hello = 9,
+  TlsFailed = 10,
 }
 
 /** Hears the front's events: (type, handshake id, a number, the client address, bytes). */
@@ -172,6 +202,8 @@ const EXPECTED_EVENTS: Readonly<Record<string, number>> = {
   clientGone: FrontEvent.ClientGone,
   headTimeout: FrontEvent.HeadTimeout,
   headEvicted: FrontEvent.HeadEvicted,
+  hello: FrontEvent.Hello,
+  tlsFailed: FrontEvent.TlsFailed,
 };
 
 /**

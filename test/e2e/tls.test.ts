@@ -12,6 +12,7 @@ import { before, describe, test } from 'node:test';
 import { WebSocketServer } from 'ws';
 import { assertClosedWith, upgradeRequest } from '../helpers/edges';
 import { makeCerts, type CertFiles, type Certs } from '../helpers/certs';
+import { nativeTlsFront } from '../helpers/native-tls';
 import { expectError, load } from '../config/helpers';
 import {
   assertNoOpenSockets,
@@ -314,8 +315,8 @@ describe('TLS on the front (Listen … https, SSLEngine)', () => {
       assert.equal(t.data.toString(), 'héllo over TLS');
       await closeWs(ws);
       assert.equal(backend.upgrades[0]?.url, '/big');
-      // The tunnel ran on the JS pump (the native engine takes plain TCP only).
-      await g.waitForLog(/tunnel closed .*engine=js/);
+      // The tunnel ran on the JS pump, or with WSGATE_NATIVE_TLS=1 on the engine, which terminated TLS.
+      await g.waitForLog(nativeTlsFront() ? /tunnel closed .*engine=native/ : /tunnel closed .*engine=js/);
       await assertNoOpenSockets(g);
     } finally {
       await g.stop();
