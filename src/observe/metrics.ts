@@ -104,7 +104,7 @@ export class GatewayMetrics implements Observer {
   });
   private readonly tunnelsClosed = new Counter({
     name: 'wsgate_tunnels_closed_total',
-    help: 'Tunnels closed, by why (closed, client-error, backend-error, client-reset, backend-reset, idle-timeout, shutdown, fin-timeout)',
+    help: 'Tunnels closed, by why (closed, client-error, backend-error, client-reset, backend-reset, idle-timeout, shutdown, reload, drain, fin-timeout, ping-timeout)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

@@ -10,7 +10,7 @@ import type { CloseReason } from '../tunnel/tunnel';
 import type { LogFile } from './log-files';
 
 /** Who ended a tunnel, in the operator's words. */
-export type EndedBy = 'clean' | 'client' | 'backend' | 'idle' | 'shutdown' | 'reload' | 'error';
+export type EndedBy = 'clean' | 'client' | 'backend' | 'idle' | 'shutdown' | 'reload' | 'drain' | 'error';
 
 /**
  * `clean`: both sides closed their half (a WebSocket close handshake, or both FINs); which side
@@ -26,6 +26,7 @@ export const ENDED_BY: Record<CloseReason, EndedBy> = {
   'idle-timeout': 'idle',
   shutdown: 'shutdown',
   reload: 'reload',
+  drain: 'drain',
   'fin-timeout': 'error',
   // A side that did not answer wsgate's ping is dead: the error names it (closeDetail).
   'ping-timeout': 'error',
