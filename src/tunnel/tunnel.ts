@@ -397,7 +397,7 @@ export class Tunnel {
       n.violationsUp = a;
       n.framesUp = b;
       n.messagesUp = c;
-    } else {
+    } else if (kind === WS_COUNTS_EVENT + 1) {
       n.violationsDown = a;
       n.framesDown = b;
       n.messagesDown = c;
