@@ -19,6 +19,7 @@ import { StatusBoard } from './observe/status';
 import { AccessLog } from './observe/access-log';
 import type { GatewayContext, GatewayState, TunnelStart } from './proxy/context';
 import { drainTunnels } from './tunnel/drain';
+import { WS_TRACKING } from './tunnel/wsframe';
 import { nativeEngine } from './tunnel/native';
 import { Tunnel, type TunnelOptions } from './tunnel/tunnel';
 import { type TunnelRecord, TunnelRegistry } from './tunnel/registry';
@@ -137,6 +138,8 @@ export class Gateway implements GatewayContext {
     this.health.sync(this.config);
     const bound = this.addresses();
     for (const b of bound) this.log.info('listening', { address: `${b.address}:${b.port}` });
+    if (!WS_TRACKING)
+      this.log.warn('WebSocket frame tracking is off (WSGATE_WS_TRACK=0): no close frames, pings, strict mode or close codes');
     return bound;
   }
 
