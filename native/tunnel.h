@@ -30,8 +30,9 @@ constexpr int32_t kWsEvent = 100;
 constexpr int32_t kWsCountsEvent = 101;
 // Not a close either: a WebSocket tunnel's close frames, just before its close event (err: who
 // closed first, 0 none, 1 client, 2 backend, 3 wsgate, + 4 × the code of a close the engine sent
-// itself; up: the client's close code, down: the backend's; 0 for none).
-constexpr int32_t kWsCloseEvent = 102;
+// itself; up: the client's close code, down: the backend's; 0 for none). Past both counts events
+// (101 and 102).
+constexpr int32_t kWsCloseEvent = 103;
 
 // Both FINs in, a tunnel gets this long to flush before it is destroyed.
 constexpr int64_t kFinTimeoutMs = 30000;

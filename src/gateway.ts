@@ -7,7 +7,7 @@
 
 import cluster from 'node:cluster';
 import * as os from 'node:os';
-import type { Config, VirtualHost } from './config/model';
+import type { Balancer, BalancerMember, Config, VirtualHost } from './config/model';
 import { ConnectionRouter } from './listeners/accept';
 import { type BoundListener, type ListenerChanges, Listeners, type SharedBinding } from './listeners/bind';
 import { carryTunnels } from './lifecycle/carry';
@@ -19,6 +19,7 @@ import { StatusBoard } from './observe/status';
 import { AccessLog } from './observe/access-log';
 import type { GatewayContext, GatewayState, TunnelStart } from './proxy/context';
 import { drainTunnels } from './tunnel/drain';
+import { WS_TRACKING } from './tunnel/wsframe';
 import { nativeEngine } from './tunnel/native';
 import { Tunnel, type TunnelOptions } from './tunnel/tunnel';
 import { type TunnelRecord, TunnelRegistry } from './tunnel/registry';
@@ -61,6 +62,9 @@ const WS_CLOSE: Record<'shutdown' | 'reload', readonly [1001 | 1012, string]> = 
   shutdown: [1001, 'server shutting down'],
   reload: [1012, 'service restart'],
 };
+
+/** The close frames' reason when a balancer member is drained. */
+const MEMBER_DRAIN_REASON = 'backend draining';
 
 /** While a graceful stop waits, how often it looks whether everything has finished. */
 const DRAIN_POLL_MS = 50;
@@ -134,6 +138,8 @@ export class Gateway implements GatewayContext {
     this.health.sync(this.config);
     const bound = this.addresses();
     for (const b of bound) this.log.info('listening', { address: `${b.address}:${b.port}` });
+    if (!WS_TRACKING)
+      this.log.warn('WebSocket frame tracking is off (WSGATE_WS_TRACK=0): no close frames, pings, strict mode or close codes');
     return bound;
   }
 
@@ -264,6 +270,32 @@ export class Gateway implements GatewayContext {
     const timer = setTimeout(endNow, deadlineMs, tunnels, why);
     void finished.then(() => clearTimeout(timer));
     return finished;
+  }
+
+  /**
+   * A balancer member set to drain (`w_status_N=1` from the status page or balancer-manager): its
+   * open tunnels through `balancer` are sent 1001 going away at ProxyWebsocketDrainRate (all at
+   * once without a rate), bounded by GracefulShutdownTimeout, as a stop would do to them; new
+   * connections already avoid the member (its flags are set before this is called). Returns how
+   * many tunnels it began to close. Tunnels to the same URL through another balancer or a plain
+   * route are not this member's and stay.
+   */
+  drainMember(balancer: Balancer, member: BalancerMember): number {
+    const list = this.tunnels
+      .byBackendOf(member.backend.url)
+      .filter((r) => r.route.balancer?.balancer.name === balancer.name && !r.tunnel.ended);
+    if (list.length === 0) return 0;
+    void drainTunnels(
+      list.map((r) => r.tunnel),
+      {
+        code: 1001,
+        reason: MEMBER_DRAIN_REASON,
+        why: 'drain',
+        ratePerSec: this.config.mainServer.settings.websocketDrainRate,
+        deadlineMs: this.config.process.gracefulShutdownTimeoutMs,
+      },
+    );
+    return list.length;
   }
 
   /** Client connections still speaking HTTP or in an upgrade handshake (not yet tunnels), HTTP/2 sessions included. */

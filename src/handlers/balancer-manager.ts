@@ -3,8 +3,13 @@
 // (disabled), `w_status_H` (hot standby), `w_status_N` (draining), `w_status_S` (stopped), each
 // `1` or `0`, and `nonce` (the gateway's, StatusBoard.nonce). The new flags are kept in the
 // member's run-time state for this config's member object (upstream/balancer/state.ts statusOf):
-// the next election follows them, and they hold until the next change or reload. Open tunnels are
-// left as they are: a drained member's tunnels end on their own.
+// the next election follows them, and they hold until the next change or reload.
+//
+// Open tunnels: `w_status_N=1` (drain) closes the member's tunnels with 1001, paced at
+// ProxyWebsocketDrainRate (Gateway.drainMember), so a member can be emptied before maintenance;
+// each such POST does it again for tunnels made since (a sticky route still reaches a draining
+// member, as in Apache). Disabling (`w_status_D=1`), stopping or hot standby alone keep the
+// open tunnels, as Apache's do: only new requests avoid the member.
 //
 // Apache's other fields (loadfactor, lbset, route, balancer settings, the I/E/R/C flags) would
 // change what wsgate does in ways it does not implement: they are refused, not ignored.
@@ -22,7 +27,14 @@ const FLAGS: Record<string, keyof MemberStatus> = {
 };
 
 export type MemberChange =
-  | { readonly ok: true; readonly balancer: string; readonly member: string; readonly state: string }
+  | {
+      readonly ok: true;
+      readonly balancer: string;
+      readonly member: string;
+      readonly state: string;
+      /** How many open tunnels a drain began to close (0 when the change was not a drain). */
+      readonly closing: number;
+    }
   | { readonly ok: false; readonly status: number; readonly error: string };
 
 /** Whether `params` asks for a member change at all (a balancer-manager URL that only shows the page does not). */
@@ -60,7 +72,11 @@ export function changeMember(host: HandlerHost, params: URLSearchParams, now: nu
       hot_standby: status.hotStandby,
       stopped: status.stopped,
     });
-    return { ok: true, balancer: balancer.url, member: member.backend.url, state: memberStateName(member, st, now) };
+    // The flags are in force first, so that the clients told to go away do not come back here.
+    const closing = flags.drain === true ? host.drainMember(balancer, member) : 0;
+    if (closing > 0)
+      host.log.info('closing a drained member’s tunnels', { balancer: balancer.url, member: member.backend.url, tunnels: closing });
+    return { ok: true, balancer: balancer.url, member: member.backend.url, state: memberStateName(member, st, now), closing };
   }
   return { ok: false, status: 404, error: `no member ${JSON.stringify(w)} in balancer ${JSON.stringify(b)}` };
 }

@@ -4,7 +4,7 @@
 // have decided before a handler runs, exactly as for a proxied request, so a handler never checks
 // who asks.
 
-import type { Config, HandlerName, VirtualHost } from '../config/model';
+import type { Balancer, BalancerMember, Config, HandlerName, VirtualHost } from '../config/model';
 import type { GatewayContext, GatewayState } from '../proxy/context';
 import type { RequestRecord } from '../proxy/record';
 import { parseTarget } from '../routing/target';
@@ -31,6 +31,8 @@ export interface HandlerHost extends GatewayContext {
   openConnections(): number;
   /** The bound Listen addresses. */
   addresses(): BoundListener[];
+  /** Closes the open tunnels of a member set to drain, paced (Gateway.drainMember); how many. */
+  drainMember(balancer: Balancer, member: BalancerMember): number;
 }
 
 export interface LocalRequest {

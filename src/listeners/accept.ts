@@ -65,6 +65,9 @@ export class ConnectionRouter implements ConnectionHost, FrontHost {
   addresses(): ReturnType<HandlerHost['addresses']> {
     return this.host.addresses();
   }
+  drainMember(...args: Parameters<HandlerHost['drainMember']>): number {
+    return this.host.drainMember(...args);
+  }
   serverName(vhost: VirtualHost): string {
     return this.host.serverName(vhost);
   }

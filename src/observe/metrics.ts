@@ -63,6 +63,19 @@ function balancerOf(t: TunnelRecord): string {
   return t.route.balancer?.balancer.name ?? '';
 }
 
+/**
+ * The close codes a `code` label may take: those of RFC 6455 §7.4.1 and the IANA registry that a
+ * peer may send (1005: a close frame without a code); anything else, application codes
+ * (3000–4999) included, is `other`, so the label stays bounded whatever the peers send.
+ */
+const CLOSE_CODE_LABELS: ReadonlySet<number> = new Set([
+  1000, 1001, 1002, 1003, 1005, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015,
+]);
+
+export function closeCodeLabel(code: number): string {
+  return CLOSE_CODE_LABELS.has(code) ? String(code) : 'other';
+}
+
 /** A status as a label: its code, or `none` when the client got no answer. */
 function statusLabel(status: number): string {
   return status === 0 ? 'none' : String(status);
@@ -104,8 +117,26 @@ export class GatewayMetrics implements Observer {
   });
   private readonly tunnelsClosed = new Counter({
     name: 'wsgate_tunnels_closed_total',
-    help: 'Tunnels closed, by why (closed, client-error, backend-error, client-reset, backend-reset, idle-timeout, shutdown, fin-timeout)',
+    help: 'Tunnels closed, by why (closed, client-error, backend-error, client-reset, backend-reset, idle-timeout, shutdown, reload, drain, fin-timeout, ping-timeout)',
     labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  private readonly wsCloses = new Counter({
+    name: 'wsgate_websocket_closes_total',
+    help: 'WebSocket close frames by who sent them (client, backend, or wsgate itself) and status code (1005: none in the frame; other: a code outside the RFC 6455 registry), counted when the tunnel closes',
+    labelNames: ['from', 'code'] as const,
+    registers: [this.registry],
+  });
+  private readonly wsTunnelsClosed = new Counter({
+    name: 'wsgate_websocket_tunnels_closed_total',
+    help: 'WebSocket tunnels closed, by who sent the first close frame (client, backend, wsgate; none: the connection ended without one)',
+    labelNames: ['first'] as const,
+    registers: [this.registry],
+  });
+  private readonly wsViolations = new Counter({
+    name: 'wsgate_websocket_violations_total',
+    help: 'WebSocket protocol violations (unmasked client frame, bad opcode, reserved bits, control frame over 125 bytes) by the side that sent them, counted when the tunnel closes',
+    labelNames: ['from'] as const,
     registers: [this.registry],
   });
   private readonly tunnelsOpen = new Gauge({
@@ -191,6 +222,16 @@ export class GatewayMetrics implements Observer {
     const tunnel = t.tunnel;
     this.tunnelsClosed.inc({ reason: tunnel.closeReason ?? 'closed' });
     this.tunnelSeconds.observe(Math.max(tunnel.endedAt - tunnel.startedAt, 0) / 1000);
+    const codes = tunnel.wsCloseCodes();
+    if (codes !== undefined) {
+      if (codes.client !== 0) this.wsCloses.inc({ from: 'client', code: closeCodeLabel(codes.client) });
+      if (codes.backend !== 0) this.wsCloses.inc({ from: 'backend', code: closeCodeLabel(codes.backend) });
+      if (codes.wsgate !== 0) this.wsCloses.inc({ from: 'wsgate', code: closeCodeLabel(codes.wsgate) });
+      this.wsTunnelsClosed.inc({ first: codes.first ?? 'none' });
+      const n = tunnel.wsCounts();
+      if (n !== undefined && n.violationsUp > 0) this.wsViolations.inc({ from: 'client' }, n.violationsUp);
+      if (n !== undefined && n.violationsDown > 0) this.wsViolations.inc({ from: 'backend' }, n.violationsDown);
+    }
     const key = `${balancerOf(t)}|${backendLabel(t.backend)}`;
     const sum = this.closedBytes.get(key) ?? { up: 0, down: 0 };
     sum.up += tunnel.bytesUp;

@@ -10,7 +10,7 @@ import type { CloseReason } from '../tunnel/tunnel';
 import type { LogFile } from './log-files';
 
 /** Who ended a tunnel, in the operator's words. */
-export type EndedBy = 'clean' | 'client' | 'backend' | 'idle' | 'shutdown' | 'reload' | 'error';
+export type EndedBy = 'clean' | 'client' | 'backend' | 'idle' | 'shutdown' | 'reload' | 'drain' | 'error';
 
 /**
  * `clean`: both sides closed their half (a WebSocket close handshake, or both FINs); which side
@@ -26,6 +26,7 @@ export const ENDED_BY: Record<CloseReason, EndedBy> = {
   'idle-timeout': 'idle',
   shutdown: 'shutdown',
   reload: 'reload',
+  drain: 'drain',
   'fin-timeout': 'error',
   // A side that did not answer wsgate's ping is dead: the error names it (closeDetail).
   'ping-timeout': 'error',
@@ -55,6 +56,8 @@ export function writeTunnelRecord(file: LogFile, t: TunnelRecord): void {
   const rec = t.request;
   const tunnel = t.tunnel;
   const reason = tunnel.closeReason ?? 'closed';
+  const codes = tunnel.wsCloseCodes();
+  const ws = tunnel.wsCounts();
   jsonOf(file).info(
     {
       request: rec.id,
@@ -75,9 +78,25 @@ export function writeTunnelRecord(file: LogFile, t: TunnelRecord): void {
       reason,
       error: tunnel.closeDetail,
       engine: tunnel.usedNative ? 'native' : 'js',
+      // A WebSocket's close frames: each peer's first code (absent: it sent none; 1005: one
+      // without a code), wsgate's own, and who sent the first close frame.
+      closeClient: nonZero(codes?.client),
+      closeBackend: nonZero(codes?.backend),
+      closeWsgate: nonZero(codes?.wsgate),
+      closeFirst: codes === undefined ? undefined : (codes.first ?? 'none'),
+      framesUp: ws?.framesUp,
+      framesDown: ws?.framesDown,
+      messagesUp: ws?.messagesUp,
+      messagesDown: ws?.messagesDown,
+      violationsUp: ws === undefined || ws.violationsUp === 0 ? undefined : ws.violationsUp,
+      violationsDown: ws === undefined || ws.violationsDown === 0 ? undefined : ws.violationsDown,
     },
     'tunnel closed',
   );
+}
+
+function nonZero(n: number | undefined): number | undefined {
+  return n === 0 ? undefined : n;
 }
 
 /** An upgrade request that did not become a tunnel: refused, answered without a 101, failed, or left by its client. */

@@ -1,4 +1,4 @@
-// Paced drain: a stop or a reload closes its WebSocket tunnels a few at a time
+// Paced drain: a stop, a reload or a balancer member's drain closes its WebSocket tunnels a few at a time
 // (ProxyWebsocketDrainRate), so the clients told to go away (1001) or to come back (1012) do not
 // all reconnect in the same second. Each tunnel gets a slot of 1/rate s in turn and is closed at
 // a random moment inside it (jitter), with a close frame toward each side; a tunnel that is not a
@@ -7,7 +7,7 @@
 import type { CloseReason, Tunnel } from './tunnel';
 
 export interface DrainOptions {
-  /** The close frames' status code: 1001 going away (stop, drain) or 1012 service restart (reload). */
+  /** The close frames' status code: 1001 going away (stop, member drain) or 1012 service restart (reload). */
   readonly code: 1001 | 1012;
   readonly reason: string;
   /** What the tunnels report as their close reason. */
@@ -29,7 +29,13 @@ export async function drainTunnels(tunnels: Iterable<Tunnel>, opts: DrainOptions
   const list = [...tunnels];
   const finishing: Promise<void>[] = [];
   const closeOne = (t: Tunnel): void => {
-    if (t.endedAt !== 0) return;
+    if (t.ended) return;
+    // Already sending close frames (an overlapping stop or drain, the idle limit): left to finish
+    // them, not cut by a second close.
+    if (t.closingWebSocket) {
+      finishing.push(t.whenFinished());
+      return;
+    }
     if (t.closeWebSocket(opts.code, opts.reason, opts.why)) finishing.push(t.whenFinished());
     else t.close(opts.why);
   };

@@ -183,9 +183,10 @@ export const WS_COUNTS_EVENT = 101;
 /**
  * A WebSocket tunnel's close frames, just before its close: errno who closed first (0 none,
  * 1 client, 2 backend, 3 wsgate) + 4 × the code of a close the engine sent itself, up the
- * client's close code, down the backend's (0: none; wsStats has the same).
+ * client's close code, down the backend's (0: none; wsStats has the same). Past both counts
+ * events (101 client, 102 backend), which it must not be mistaken for.
  */
-export const WS_CLOSE_EVENT = 102;
+export const WS_CLOSE_EVENT = 103;
 /** After wsgate sent its close frames, the peers get this long to answer before TCP is closed (both engines). */
 export const WS_CLOSE_GRACE_MS = 2000;
 

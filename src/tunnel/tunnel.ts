@@ -46,6 +46,7 @@ export type CloseReason =
   | 'idle-timeout'
   | 'shutdown' // wsgate is stopping
   | 'reload' // a reloaded config no longer has the tunnel's route or backend (a WebSocket gets 1012)
+  | 'drain' // its balancer member was set to drain from the status page (a WebSocket gets 1001)
   | 'fin-timeout' // both FINs seen but a side never finished writing
   | 'ping-timeout'; // a WebSocket side did not answer wsgate's ping within ProxyWebsocketPingInterval
 
@@ -396,7 +397,7 @@ export class Tunnel {
       n.violationsUp = a;
       n.framesUp = b;
       n.messagesUp = c;
-    } else {
+    } else if (kind === WS_COUNTS_EVENT + 1) {
       n.violationsDown = a;
       n.framesDown = b;
       n.messagesDown = c;

@@ -49,11 +49,20 @@ export function rsvAllowed(extensions: string | undefined): number {
 export const WS_ON = 0x80;
 
 /**
- * The tracker flags of a tunnel from its 101: 0 when it did not upgrade to `websocket`.
+ * `WSGATE_WS_TRACK=0`, read once when wsgate starts: no tunnel follows WebSocket frames, so none
+ * gets close frames, pings, strict mode, frame counts or close codes; they are plain byte tunnels
+ * as in Apache. A bench and diagnostic switch (what the tracker costs, whether it is to blame),
+ * not a setting: nothing in the config turns it off.
+ */
+export const WS_TRACKING = process.env.WSGATE_WS_TRACK !== '0';
+
+/**
+ * The tracker flags of a tunnel from its 101: 0 when it did not upgrade to `websocket`
+ * (or tracking is off, WS_TRACKING).
  * `extensions` is the 101's Sec-WebSocket-Extensions.
  */
 export function websocketFlags(upgrade: string | undefined, extensions: string | undefined, strict: boolean): number {
-  if (upgrade === undefined || upgrade.toLowerCase() !== 'websocket') return 0;
+  if (!WS_TRACKING || upgrade === undefined || upgrade.toLowerCase() !== 'websocket') return 0;
   return WS_ON | rsvAllowed(extensions) | (strict ? WS_STRICT : 0);
 }
 

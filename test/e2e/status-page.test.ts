@@ -1,7 +1,8 @@
 // The live status page (`SetHandler status`) in a real browser (Debian's chromium, headless,
 // driven by playwright-core): the page shows a tunnel opened after it loaded, without a reload;
-// a member disabled by a click on the page gets no new connection; the same change through
-// balancer-manager's URL parameters, the nonce, and `?json`/`?auto`. A screenshot is kept in the
+// a member disabled by a click on the page gets no new connection and keeps its tunnels; the same
+// change through balancer-manager's URL parameters, the nonce, and `?json`/`?auto`; a drain closes
+// the member's tunnels with 1001. A screenshot is kept in the
 // temp directory (its path is printed).
 //
 // Skipped only when /usr/bin/chromium is missing outside CI (.ci/run installs it).
@@ -15,7 +16,7 @@ import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { WebSocket } from 'ws';
 import type { StatusSnapshot } from '../../src/observe/status';
-import { randomBytes, sha256, startGateway } from '../helpers/harness';
+import { eventually, randomBytes, sha256, startGateway } from '../helpers/harness';
 import { echoServer, get } from '../helpers/observe';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -172,10 +173,19 @@ describe('the status page in a real browser (chromium)', { skip }, () => {
         (await post(g.port, '/balancer-manager', `b=pool&w=${encodeURIComponent(memberA)}&w_lf=5&nonce=${snap.nonce}`)).status,
         400,
       );
-      // Member B drained, then A enabled again (a plain form post is sent back to the page).
+      // Member B drained: its 6 tunnels are sent 1001 (no ProxyWebsocketDrainRate: all at once);
+      // then A enabled again (a plain form post is sent back to the page).
+      const onB = sockets.slice(1); // made while A was disabled
+      const bCount = g.gateway.tunnels.countBackend(memberB);
+      assert.ok(bCount === 6 || bCount === 7, `${bCount} tunnels on B`);
+      const bCloses = onB.map((ws) => once(ws, 'close') as Promise<[number, Buffer]>);
       const drained = await post(g.port, '/balancer-manager', `b=pool&w=${encodeURIComponent(memberB)}&w_status_N=1&nonce=${snap.nonce}`);
       assert.equal(drained.status, 200, drained.body);
-      assert.equal((JSON.parse(drained.body) as { state: string }).state, 'draining');
+      assert.deepEqual((({ state, closing }) => ({ state, closing }))(JSON.parse(drained.body) as { state: string; closing: number }), {
+        state: 'draining',
+        closing: bCount,
+      });
+      for (const [code] of await Promise.all(bCloses)) assert.equal(code, 1001);
       const enabled = await post(
         g.port,
         '/balancer-manager',
@@ -190,12 +200,14 @@ describe('the status page in a real browser (chromium)', { skip }, () => {
       assert.equal(a.connections(), aNow + 3, 'A takes new connections again');
       assert.equal(b.connections(), bNow, 'B, draining, takes none');
 
+      // B's tunnels were closed by the drain; A's and the 3 new ones stay.
+      await eventually(() => g.gateway.tunnels.size === 10 - bCount, 10_000, 'B’s tunnels closed');
       const auto = await get(g.port, '/wsgate-status?auto');
-      assert.match(auto.body, /^OpenTunnels: 10$/m);
+      assert.match(auto.body, new RegExp(`^OpenTunnels: ${10 - bCount}$`, 'm'));
       assert.match(auto.body, new RegExp(`^Member: pool ${memberB.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} draining `, 'm'));
       const final = await snapshot(g.port);
-      assert.equal(final.openTunnels, 10);
-      assert.equal(final.tunnels.length, 10);
+      assert.equal(final.openTunnels, 10 - bCount);
+      assert.equal(final.tunnels.length, 10 - bCount);
       assert.ok(final.tunnels.every((t) => t.bytesUp >= 4096 && t.bytesDown >= 4096 && t.client === '127.0.0.1'));
       assert.equal(final.totals.handshakes, 10);
       // The rate counts whole seconds: one second on, the last handshakes are in it.
