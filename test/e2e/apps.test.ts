@@ -28,6 +28,8 @@ const HTTPS_ADDR = '127.0.0.2:0';
 interface AppBackend {
   readonly port: number;
   readonly requests: string[];
+  /** The headers of the last plain request. */
+  readonly last: { headers: http.IncomingHttpHeaders };
   readonly upgrades: string[];
   close(): Promise<void>;
 }
@@ -35,9 +37,11 @@ interface AppBackend {
 async function startApp(name: string, host: string): Promise<AppBackend> {
   const requests: string[] = [];
   const upgrades: string[] = [];
+  const last: AppBackend['last'] = { headers: {} };
   const server = http.createServer((req, res) => {
     const url = req.url ?? '';
     requests.push(url);
+    last.headers = req.headers;
     if (url.endsWith('/go-login')) {
       // What an app behind a proxy does: its own absolute URL in Location, its own host in the cookie.
       res.writeHead(302, {
@@ -64,6 +68,7 @@ async function startApp(name: string, host: string): Promise<AppBackend> {
   return {
     port,
     requests,
+    last,
     upgrades,
     async close() {
       for (const c of wss.clients) c.terminate();
@@ -140,6 +145,8 @@ interface AppCase {
   readonly toHttps?: { status: number; location: string };
   /** Files under DocumentRoot the config serves, by URL path. */
   readonly files?: Record<string, string>;
+  /** Headers the backend must get with the plain request. */
+  readonly requestHeaders?: Record<string, string>;
   /** Headers every answer on the app's virtual host carries. */
   readonly headers?: Record<string, string>;
 }
@@ -154,6 +161,8 @@ const CASES: readonly AppCase[] = [
       { path: '/user/ann/api/kernels/k1/channels?session_id=s', backend: 'HUB', seen: '/user/ann/api/kernels/k1/channels?session_id=s' },
     ],
     http: { path: '/hub/api', backend: 'HUB', seen: '/hub/api' },
+    // RequestHeader set "X-Forwarded-Proto" expr=%{REQUEST_SCHEME}; ProxyPreserveHost on.
+    requestHeaders: { 'x-forwarded-proto': 'https', host: 'hub.example.org' },
     redirect: { path: '/hub/go-login', backend: 'HUB', location: 'https://hub.example.org/hub/login' },
     toHttps: { status: 302, location: 'https://hub.example.org/some/page?x=1' },
   },
@@ -401,6 +410,9 @@ describe('Apache configs published by WebSocket apps (test/apps)', () => {
         assert.equal(plain.status, 200, `${c.http.path}: ${plain.body.toString()}`);
         assert.equal(plain.body.toString(), `app:${c.http.backend} GET ${c.http.seen}`);
         for (const [name, value] of Object.entries(c.headers ?? {})) assert.equal(plain.headers[name], value, name);
+        for (const [name, value] of Object.entries(c.requestHeaders ?? {})) {
+          assert.equal(backends[c.http.backend]!.last.headers[name], value, `request header ${name}`);
+        }
 
         const r = await get(appPort, c.secure, c.host, c.redirect.path);
         assert.equal(r.status, 302);
