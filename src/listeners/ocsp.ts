@@ -76,6 +76,9 @@ export async function staple(st: OcspStapling, log: Logger): Promise<Buffer | un
 /** Asks the responder and caches what mod_ssl would: undefined when nothing is to be stapled or kept. */
 async function renew(st: OcspStapling, log: Logger): Promise<Entry | undefined> {
   const key = `${st.fingerprint} ${st.url}`;
+  // Answers for certificates a reload took away would otherwise stay: drop every expired one.
+  const now = Date.now();
+  for (const [k, e] of cache) if (e.expiresAt <= now) cache.delete(k);
   let der: Buffer;
   try {
     der = await query(st);
