@@ -52,7 +52,14 @@ export interface AccessDraft {
   require?: AuthzContainerDraft;
   merging?: 'off' | 'and' | 'or';
   forbiddenOnFailure?: boolean;
-  compat?: { order?: AccessCompat['order']; allow: HostMatch[]; deny: HostMatch[]; satisfyAny?: boolean };
+  compat?: {
+    order?: AccessCompat['order'];
+    allow: HostMatch[];
+    deny: HostMatch[];
+    satisfyAny?: boolean;
+    /** Host names in Allow/Deny lines: refused in layer() unless the section's decision cannot depend on them. */
+    hostNames?: { readonly line: 'Allow' | 'Deny'; readonly name: string; readonly source: SourceRef }[];
+  };
   basic?: boolean;
   realm?: string;
   userFile?: UserFile;
@@ -297,10 +304,8 @@ export function allowDeny(node: DirectiveNode, ctx: Ctx): void {
     }
     const n = parseIpNet(h);
     if (typeof n === 'string') {
-      throw ConfigError.at(
-        where,
-        `${node.name} from ${h}: host names and domains need DNS lookups, which wsgate does not do; use IP addresses or networks`,
-      );
+      (compatOf(node, ctx).hostNames ??= []).push({ line: list === compatOf(node, ctx).allow ? 'Allow' : 'Deny', name: h, source: where });
+      continue;
     }
     list.push({ kind: 'ip', net: n });
   }
@@ -509,6 +514,24 @@ export function unsetEnv(node: DirectiveNode, ctx: Ctx): void {
 
 // ---- building ----
 
+/**
+ * `Allow from localhost` (RStudio's published `<Proxy *>`) needs a DNS lookup of the client, which
+ * wsgate does not do. Under `Order Deny,Allow` with no Deny line every client is allowed whatever
+ * the lookup says, so the names are dropped there, as they change nothing; anywhere else the
+ * decision depends on them and the line is refused.
+ */
+function checkHostNames(c: NonNullable<AccessDraft['compat']>): void {
+  const names = c.hostNames ?? [];
+  if (names.length === 0) return;
+  const order = c.order ?? 'deny,allow';
+  const first = names.find((n) => n.line === 'Deny') ?? names[0]!;
+  if (order === 'deny,allow' && c.deny.length === 0 && first.line === 'Allow') return;
+  throw ConfigError.at(
+    first.source,
+    `${first.line} from ${first.name}: host names and domains need DNS lookups, which wsgate does not do; use IP addresses or networks`,
+  );
+}
+
 function layer(d: AccessDraft): AccessLayer {
   let require: AuthzNode | undefined;
   if (d.require !== undefined) {
@@ -516,6 +539,7 @@ function layer(d: AccessDraft): AccessLayer {
     checkPositive(require, true);
   }
   const c = d.compat;
+  if (c !== undefined) checkHostNames(c);
   return {
     scope: d.scope,
     ...(require !== undefined ? { require } : {}),

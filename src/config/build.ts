@@ -338,7 +338,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
   const files = new FileCache();
   const mainSettings = resolveSettings(main.settings, undefined);
   const mainBackendTls = resolveBackendTls(main.tls, undefined, files);
-  const mainFrontTls = resolveFrontTls(main.tls, undefined, files, main.source);
+  const mainFrontTls = resolveFrontTls(main.tls, undefined, files, main.source, notices);
   const mainRoutes = [...main.locationRoutes, ...main.serverRoutes].map((r) =>
     asm.route(r, mainSettings, main.proxySets, mainBackendTls, (name) => main.balancers.get(name)),
   );
@@ -383,7 +383,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
   const virtualHosts = state.vhosts.map((vh: ServerDraft, vhIndex: number): VirtualHost => {
     const settings = resolveSettings(vh.settings, main.settings);
     const backendTls = resolveBackendTls(vh.tls, main.tls, files);
-    const frontTls = resolveFrontTls(vh.tls, main.tls, files, vh.source);
+    const frontTls = resolveFrontTls(vh.tls, main.tls, files, vh.source, notices);
     const inherit = vh.settings.passInherit ?? main.settings.passInherit ?? true;
     const drafts = [...main.locationRoutes, ...vh.locationRoutes, ...(inherit ? main.serverRoutes : []), ...vh.serverRoutes];
     const sets = [...main.proxySets, ...vh.proxySets];

@@ -191,7 +191,6 @@ const H2_TUNING = [
 const PROCESS = "Apache's process and MPM tuning; wsgate runs one event loop per worker (-w N)";
 const LOGS = 'wsgate writes its error log lines in its own format (docs/behaviour.md, Logs)';
 const FILES = 'it applies to files Apache serves itself; wsgate serves none, and proxied requests never use it';
-const STAPLING = 'it tunes OCSP stapling, which is off (SSLUseStapling on is refused)';
 const STATUS_PAGE = "it only details Apache's server-status page, which wsgate does not serve";
 
 /** The directives that are noticed or refused, one line each; see DirectiveGroup. */
@@ -205,15 +204,6 @@ function groupedSpecs(): DirectiveSpec[] {
     ),
     notice('SSLRandomSeed', 'OpenSSL seeds its generator from the operating system'),
     notice('SSLPassPhraseDialog', 'it only matters for encrypted private keys, which wsgate refuses'),
-    notice('SSLStaplingCache', STAPLING),
-    notice('SSLStaplingResponderTimeout', STAPLING),
-    notice('SSLStaplingReturnResponderErrors', STAPLING),
-    notice('SSLStaplingStandardCacheTimeout', STAPLING),
-    notice('SSLStaplingErrorCacheTimeout', STAPLING),
-    notice('SSLStaplingFakeTryLater', STAPLING),
-    notice('SSLStaplingResponseTimeSkew', STAPLING),
-    notice('SSLStaplingResponseMaxAge', STAPLING),
-    notice('SSLStaplingForceURL', STAPLING),
     onlyValue('SSLCryptoDevice', 'builtin', 'hardware crypto engines are not supported'),
     notice('ServerAdmin', "it only appears in Apache's own error pages; wsgate's carry no signature"),
     notice('User', PROCESS),

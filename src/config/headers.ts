@@ -18,6 +18,8 @@ export type FormatPart =
   | { readonly kind: 'env'; readonly name: string }
   | { readonly kind: 'request-header'; readonly name: string }
   | { readonly kind: 'ssl'; readonly name: string }
+  /** A variable of an `expr=` string value (`expr=%{REQUEST_SCHEME}`): missing values are empty, as ap_expr gives them. */
+  | { readonly kind: 'expr'; readonly name: string }
   | { readonly kind: 'time' }
   | { readonly kind: 'duration' };
 
@@ -123,8 +125,7 @@ export function parseHeaderRule(node: DirectiveNode, directive: HeaderDirective 
     valueText = args.shift();
     if (valueText === undefined) throw ConfigError.at(where, `${d} ${actionWord} ${name} needs a value`);
   }
-  if (valueText !== undefined && /^expr=/i.test(valueText))
-    throw ConfigError.at(where, `${d}: expr= values are not supported (use %{VAR}e, %{Name}i and %{VAR}s)`);
+  const exprValue = valueText !== undefined && /^expr=/i.test(valueText) ? parseExprString(valueText.slice(5), where, d) : undefined;
   let condition: HeaderRule['condition'];
   const clause = args.shift();
   if (clause !== undefined) {
@@ -144,11 +145,49 @@ export function parseHeaderRule(node: DirectiveNode, directive: HeaderDirective 
     always,
     action: action as HeaderAction,
     name,
-    value: valueText === undefined ? [] : parseFormat(valueText, where, d),
+    value: exprValue ?? (valueText === undefined ? [] : parseFormat(valueText, where, d)),
     ...(regex !== undefined ? { regex } : {}),
     ...(condition !== undefined ? { condition } : {}),
     source: where,
   };
+}
+
+/**
+ * An `expr=` value that is an ap_expr string: literal text and `%{VAR}` for the variables a request
+ * to wsgate has (REQUEST_SCHEME, HTTPS, HTTP_<header>, the SSL_* of %{VAR}s). JupyterHub publishes
+ * `RequestHeader set "X-Forwarded-Proto" expr=%{REQUEST_SCHEME}`. Functions, operators and other
+ * variables are refused.
+ */
+function parseExprString(text: string, where: SourceRef, d: HeaderDirective): FormatPart[] {
+  const parts: FormatPart[] = [];
+  let literal = '';
+  const known = 'REQUEST_SCHEME, HTTPS, HTTP_<header> and the SSL_* variables are';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '\\' && i + 1 < text.length) {
+      literal += text[++i];
+      continue;
+    }
+    if (c !== '%' || text[i + 1] !== '{') {
+      literal += c;
+      continue;
+    }
+    const close = text.indexOf('}', i + 2);
+    const name = close < 0 ? '' : text.slice(i + 2, close).toUpperCase();
+    const ok = name === 'REQUEST_SCHEME' || /^HTTP_[A-Z0-9_]+$/.test(name) || SSL_VARIABLES.has(name) || name === 'HTTPS';
+    if (!ok) {
+      throw ConfigError.at(
+        where,
+        `${d}: expr= value "${text}": only a string with %{VAR} is supported (${known}); use %{VAR}e, %{Name}i or %{VAR}s otherwise`,
+      );
+    }
+    if (literal !== '') parts.push({ kind: 'text', text: literal });
+    literal = '';
+    parts.push({ kind: 'expr', name });
+    i = close;
+  }
+  if (literal !== '') parts.push({ kind: 'text', text: literal });
+  return parts;
 }
 
 /** mod_headers' value format: `%%`, `%{VAR}e`, `%{Name}i`, `%{VAR}s`, `%t`, `%D`; other specifiers are refused. */

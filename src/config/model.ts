@@ -92,7 +92,36 @@ export interface FrontTls {
   readonly sigalgs?: string;
   /** `SSLOpenSSLConfCmd DHParameters`: the PEM of the file. */
   readonly dhparam?: string;
+  /** `SSLUseStapling on` with a certificate that can be stapled (config/ocsp.ts). */
+  readonly stapling?: OcspStapling;
   /** The `SSLEngine on` line. */
+  readonly source: SourceRef;
+}
+
+/** OCSP stapling of one certificate: what to ask, where, and how long answers are kept (listeners/ocsp.ts). */
+export interface OcspStapling {
+  /** The responder: SSLStaplingForceURL, else the certificate's Authority Information Access. Always http://. */
+  readonly url: string;
+  /** The DER OCSPRequest sent (POST) for the certificate, hex (the config is frozen; a Buffer cannot be). */
+  readonly request: string;
+  /** The certificate's serialNumber element (DER, hex): how its answer is found in a response. */
+  readonly serial: string;
+  /** SHA-256 of the certificate (DER), hex: matches Node's OCSPRequest event to this certificate. */
+  readonly fingerprint: string;
+  /** SSLStaplingResponderTimeout (default 10 s). */
+  readonly timeoutMs: Millis;
+  /** SSLStaplingReturnResponderErrors (default on): staple answers that are not "good" too. */
+  readonly returnErrors: boolean;
+  /** SSLStaplingFakeTryLater (default on): a failed query staples a tryLater answer (with returnErrors). */
+  readonly fakeTryLater: boolean;
+  /** SSLStaplingStandardCacheTimeout (default 3600 s): how long a good answer is kept (never past its nextUpdate). */
+  readonly cacheMs: Millis;
+  /** SSLStaplingErrorCacheTimeout (default 600 s): how long a bad answer or a fake tryLater is kept. */
+  readonly errorCacheMs: Millis;
+  /** SSLStaplingResponseTimeSkew (default 300 s) and SSLStaplingResponseMaxAge (default -1: no limit). */
+  readonly skewMs: Millis;
+  readonly maxAgeMs: Millis;
+  /** The `SSLUseStapling on` line. */
   readonly source: SourceRef;
 }
 

@@ -123,7 +123,7 @@ export function staticFileSpecs(): DirectiveSpec[] {
     },
     {
       name: 'Options',
-      contexts: [...SERVER_VHOST, 'directory'],
+      contexts: [...SERVER_VHOST, 'directory', 'proxy'],
       minArgs: 1,
       maxArgs: Infinity,
       handle: options,
@@ -137,6 +137,16 @@ export function staticFileSpecs(): DirectiveSpec[] {
  * or negotiate content is refused. Without a +/- the list replaces what was set before.
  */
 function options(node: DirectiveNode, ctx: Ctx): void {
+  if (ctx.kind === 'proxy') {
+    // Etherpad's published <Proxy *> has `Options FollowSymLinks MultiViews`: Apache takes it (a
+    // <Proxy> is a per-directory section), and it changes nothing as no file is served there.
+    ctx.state.notices.once(
+      'ignored:options-proxy',
+      node.source,
+      'Options inside <Proxy> is ignored: its options apply to files served from disk, and a proxied request serves none',
+    );
+    return;
+  }
   const s = settingsOf(ctx);
   let follow: boolean | undefined;
   const relative = node.args.every((a) => a.startsWith('+') || a.startsWith('-'));

@@ -7,10 +7,11 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import type { ContextKind, Ctx } from './drafts';
-import { ConfigError } from './errors';
+import { ConfigError, type Notices } from './errors';
 import { FileReadError, readTextFile } from './files';
 import { DEFAULT_LIMITS } from './limits';
-import type { BackendTls, FrontTls, ListenAddress, SourceRef, TlsVersion, VirtualHost } from './model';
+import type { BackendTls, FrontTls, ListenAddress, OcspStapling, SourceRef, TlsVersion, VirtualHost } from './model';
+import { staplingFor } from './ocsp';
 import type { DirectiveNode } from './parser';
 import { parseOnOff } from './values';
 
@@ -33,6 +34,17 @@ export interface TlsDraft {
   sessionTimeoutS?: number;
   /** SSLOpenSSLConfCmd values, applied over the directives above as mod_ssl applies them last. */
   conf?: ConfCmds;
+  /** SSLUseStapling and its tuning (config/ocsp.ts); SSLStaplingCache is set on the main server only. */
+  stapling?: { readonly on: boolean; readonly source: SourceRef };
+  staplingCache?: SourceRef;
+  staplingForceUrl?: { readonly url: string; readonly source: SourceRef };
+  staplingTimeoutS?: number;
+  staplingReturnErrors?: boolean;
+  staplingFakeTryLater?: boolean;
+  staplingCacheS?: number;
+  staplingErrorCacheS?: number;
+  staplingSkewS?: number;
+  staplingMaxAgeS?: number;
   proxyEngine?: boolean;
   proxyVerify?: boolean;
   proxyCaFile?: FileRef;
@@ -199,21 +211,33 @@ export function tlsSpecs(): TlsDirectiveSpec[] {
         }
       },
     },
+    one('SSLUseStapling', 'stapling', (node) => ({
+      on: parseOnOff(node.args[0] as string, 'SSLUseStapling', node.source),
+      source: node.source,
+    })),
     {
-      name: 'SSLUseStapling',
-      contexts: SERVER_VHOST,
+      // Apache's shared-memory store for the answers; wsgate keeps them in memory (per worker), so only its presence matters.
+      name: 'SSLStaplingCache',
+      contexts: ['server'],
       minArgs: 1,
       maxArgs: 1,
-      handle: (node) => {
-        if (parseOnOff(node.args[0] as string, 'SSLUseStapling', node.source)) {
-          throw ConfigError.at(
-            node.source,
-            'SSLUseStapling on: OCSP stapling is not supported (wsgate does not fetch OCSP responses); use SSLUseStapling off, ' +
-              'clients then ask the CA themselves',
-          );
-        }
+      handle: (node, ctx) => {
+        ctx.server.tls.staplingCache = node.source;
+        ctx.state.notices.once(
+          'ssl-stapling-cache',
+          node.source,
+          'SSLStaplingCache: wsgate keeps stapled OCSP answers in memory, in each worker; the store type, path and size are not used',
+        );
       },
     },
+    one('SSLStaplingForceURL', 'staplingForceUrl', (node) => ({ url: node.args[0] as string, source: node.source })),
+    one('SSLStaplingResponderTimeout', 'staplingTimeoutS', seconds('SSLStaplingResponderTimeout', 1)),
+    one('SSLStaplingReturnResponderErrors', 'staplingReturnErrors', onOff('SSLStaplingReturnResponderErrors')),
+    one('SSLStaplingFakeTryLater', 'staplingFakeTryLater', onOff('SSLStaplingFakeTryLater')),
+    one('SSLStaplingStandardCacheTimeout', 'staplingCacheS', seconds('SSLStaplingStandardCacheTimeout', 1)),
+    one('SSLStaplingErrorCacheTimeout', 'staplingErrorCacheS', seconds('SSLStaplingErrorCacheTimeout', 1)),
+    one('SSLStaplingResponseTimeSkew', 'staplingSkewS', seconds('SSLStaplingResponseTimeSkew', 0)),
+    one('SSLStaplingResponseMaxAge', 'staplingMaxAgeS', seconds('SSLStaplingResponseMaxAge', -1)),
     { name: 'SSLOpenSSLConfCmd', contexts: SERVER_VHOST, minArgs: 2, maxArgs: 2, handle: openSslConfCmd },
     { name: 'SSLOptions', group: 'notice', contexts: 'any', minArgs: 1, maxArgs: Infinity, handle: sslOptions },
     one('SSLProxyEngine', 'proxyEngine', onOff('SSLProxyEngine')),
@@ -238,6 +262,16 @@ export function tlsSpecs(): TlsDirectiveSpec[] {
     one('SSLProxyMachineCertificateFile', 'proxyMachineCertFile', filePath),
   ];
 }
+
+/** A whole number of seconds, at least `min` (-1: SSLStaplingResponseMaxAge's "no limit"). */
+const seconds =
+  (name: string, min: number) =>
+  (node: DirectiveNode): number => {
+    const v = node.args[0] as string;
+    const n = /^-?\d{1,9}$/.test(v) ? Number(v) : Number.NaN;
+    if (!(n >= min)) throw ConfigError.at(node.source, `${name}: "${v}" is not a number of seconds (${min} or more)`);
+    return n;
+  };
 
 const PROTOCOL_NAMES: Record<string, TlsVersion> = {
   tlsv1: 'TLSv1',
@@ -452,6 +486,7 @@ export function resolveFrontTls(
   base: TlsDraft | undefined,
   files: FileCache,
   serverSource: SourceRef,
+  notices?: Notices,
 ): FrontTls | undefined {
   const pick = picker(own, base);
   const engine = pick('engine');
@@ -492,6 +527,7 @@ export function resolveFrontTls(
       .filter((c) => !c.startsWith('TLS_'))
       .join(':');
   const ciphers = conf.ciphersuites !== undefined ? `${conf.ciphersuites}:${older}` : tls12;
+  const stapling = resolveStapling(pick, [...certs, ...chain], notices);
   return {
     cert: [...certs, ...chain].join('\n') + '\n',
     key,
@@ -504,8 +540,43 @@ export function resolveFrontTls(
     ...(conf.ecdhCurve !== undefined ? { ecdhCurve: conf.ecdhCurve } : {}),
     ...(conf.sigalgs !== undefined ? { sigalgs: conf.sigalgs } : {}),
     ...(conf.dhparamFile !== undefined ? { dhparam: dhParameters(conf.dhparamFile, files.read(conf.dhparamFile)) } : {}),
+    ...(stapling !== undefined ? { stapling } : {}),
     source: engine.source,
   };
+}
+
+/**
+ * `SSLUseStapling on`: mod_ssl refuses to start without an SSLStaplingCache, and serves a
+ * certificate it cannot staple (no responder URL, issuer not in the files) without a staple,
+ * logging why: a notice here.
+ */
+function resolveStapling(pick: Pick, pems: readonly string[], notices: Notices | undefined): OcspStapling | undefined {
+  const on = pick('stapling');
+  if (on === undefined || !on.on) return undefined;
+  if (pick('staplingCache') === undefined) {
+    throw ConfigError.at(
+      on.source,
+      'SSLUseStapling on needs SSLStaplingCache at server level (Apache does not start without one either): add ' +
+        'SSLStaplingCache shmcb:/var/run/ocsp(128000) outside any <VirtualHost>',
+    );
+  }
+  const forceUrl = pick('staplingForceUrl');
+  const result = staplingFor(pems, {
+    on: on.source,
+    ...(forceUrl !== undefined ? { forceUrl } : {}),
+    timeoutS: pick('staplingTimeoutS') ?? 10,
+    returnErrors: pick('staplingReturnErrors') ?? true,
+    fakeTryLater: pick('staplingFakeTryLater') ?? true,
+    cacheS: pick('staplingCacheS') ?? 3600,
+    errorCacheS: pick('staplingErrorCacheS') ?? 600,
+    skewS: pick('staplingSkewS') ?? 300,
+    maxAgeS: pick('staplingMaxAgeS') ?? -1,
+  });
+  if (typeof result === 'string') {
+    notices?.add(on.source, `SSLUseStapling on: this server's certificate is served without an OCSP staple: ${result}`);
+    return undefined;
+  }
+  return result;
 }
 
 /**

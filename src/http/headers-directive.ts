@@ -204,6 +204,16 @@ export function sslVariable(socket: tls.TLSSocket | undefined, name: string): st
   }
 }
 
+/** A variable of an `expr=` string (config/headers.ts parseExprString); one without a value is empty. */
+function exprVariable(name: string, requestFields: readonly string[], extras: FormatExtras): string {
+  if (name === 'REQUEST_SCHEME') return extras.tls === undefined ? 'http' : 'https';
+  if (name.startsWith('HTTP_')) {
+    const i = indexOf(requestFields, name.slice(5).replaceAll('_', '-').toLowerCase());
+    return i < 0 ? '' : requestFields[i + 1]!;
+  }
+  return sslVariable(extras.tls, name) ?? '';
+}
+
 /** `%{VAR}e`, `%{Name}i` and `%{VAR}s` with no value give "(null)", as mod_headers. */
 function format(parts: readonly FormatPart[], env: RequestEnv, requestFields: readonly string[], extras: FormatExtras): string {
   let s = '';
@@ -222,6 +232,9 @@ function format(parts: readonly FormatPart[], env: RequestEnv, requestFields: re
       }
       case 'ssl':
         s += sslVariable(extras.tls, p.name) ?? '(null)';
+        break;
+      case 'expr':
+        s += exprVariable(p.name, requestFields, extras);
         break;
       case 'time':
         s += `t=${extras.receivedUs ?? nowUs()}`;

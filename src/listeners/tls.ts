@@ -12,6 +12,7 @@ import { tlsServersFor } from '../config/tls';
 import type { Logger } from '../observe/log';
 import { selectVirtualHost } from '../routing/vhost';
 import { plainAddress } from './address';
+import { enableStapling } from './ocsp';
 
 const contexts = new WeakMap<FrontTls, tls.SecureContext>();
 
@@ -153,6 +154,7 @@ export function createTlsServer(
       cb(null, t === undefined ? undefined : contextFor(t));
     },
   });
+  enableStapling(server, listenOf, config, log);
   server.on('secureConnection', (socket: tls.TLSSocket) => {
     const raw = (socket as unknown as { _parent?: net.Socket })._parent;
     if (raw !== undefined) stopHandshakeStage(raw as StagedSocket);

@@ -305,7 +305,10 @@ test('what Apache refuses or wsgate does not support is a FILE:LINE error', () =
   expectError(loc('AuthType Digest'), { line: 3, message: /AuthType Digest is not supported/ });
   expectError(loc('AuthBasicProvider ldap'), { line: 3, message: /AuthBasicProvider ldap is not supported/ });
   expectError(loc('AuthMerging Maybe'), { line: 3, message: /Off \| And \| Or/ });
-  expectError(loc('Allow from example.com'), { line: 3, message: /DNS/ });
+  // A host name is refused where the lookup would decide; under Deny,Allow with no Deny it decides nothing (below).
+  expectError(loc('Order Allow,Deny', 'Allow from example.com'), { line: 4, message: /Allow from example\.com: host names.*DNS/ });
+  expectError(loc('Allow from 10.0.0.1', 'Deny from bad.example'), { line: 4, message: /Deny from bad\.example: host names.*DNS/ });
+  expectError(loc('Allow from localhost', 'Deny from 10.0.0.1'), { line: 3, message: /Allow from localhost: host names.*DNS/ });
   expectError(loc('Order deny, allow'), { line: 3, message: /Order takes 1 argument/ });
   expectError(loc('<Limit POST>', 'Require valid-user', '</Limit>'), { line: 3, message: /<Limit> is not supported.*Require method/ });
   expectError(loc('SetEnvIfExpr "true" x'), { line: 3, message: /expressions are not supported/ });

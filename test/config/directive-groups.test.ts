@@ -79,21 +79,21 @@ const EXPECTED: ReadonlyArray<readonly [string, Expected]> = [
   ['SSLSessionTickets', 'honoured'], // off: SSL_OP_NO_TICKET
   ['SSLSessionCacheTimeout', 'honoured'], // Node's sessionTimeout
   ['SSLCompression', 'honoured'], // off is what Node does; on refused
-  ['SSLUseStapling', 'honoured'], // off honoured; on refused (no OCSP client)
+  ['SSLUseStapling', 'honoured'], // OCSP stapling from the responder in the certificate (listeners/ocsp.ts)
   ['SSLOpenSSLConfCmd', 'honoured'], // commands with a Node option; others refused by name
   ['SSLOptions', 'notice'], // nothing observable; +FakeBasicAuth and +StdEnvVars/+ExportCertData outside <Directory> refused
   ['SSLSessionCache', 'notice'], // sizes Apache's session-ID cache only
   ['SSLRandomSeed', 'notice'],
   ['SSLPassPhraseDialog', 'notice'], // encrypted keys are refused anyway
-  ['SSLStaplingCache', 'notice'], // stapling is off
-  ['SSLStaplingResponderTimeout', 'notice'],
-  ['SSLStaplingReturnResponderErrors', 'notice'],
-  ['SSLStaplingStandardCacheTimeout', 'notice'],
-  ['SSLStaplingErrorCacheTimeout', 'notice'],
-  ['SSLStaplingFakeTryLater', 'notice'],
-  ['SSLStaplingResponseTimeSkew', 'notice'],
-  ['SSLStaplingResponseMaxAge', 'notice'],
-  ['SSLStaplingForceURL', 'notice'],
+  ['SSLStaplingCache', 'honoured'], // required with SSLUseStapling on (answers kept in memory)
+  ['SSLStaplingResponderTimeout', 'honoured'],
+  ['SSLStaplingReturnResponderErrors', 'honoured'],
+  ['SSLStaplingStandardCacheTimeout', 'honoured'],
+  ['SSLStaplingErrorCacheTimeout', 'honoured'],
+  ['SSLStaplingFakeTryLater', 'honoured'],
+  ['SSLStaplingResponseTimeSkew', 'honoured'],
+  ['SSLStaplingResponseMaxAge', 'honoured'],
+  ['SSLStaplingForceURL', 'honoured'],
   ['SSLCryptoDevice', 'honoured'], // builtin only
   ['NameVirtualHost', 'notice'], // no effect since 2.4
   ['Protocols', 'honoured'],

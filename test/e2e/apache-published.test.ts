@@ -355,7 +355,6 @@ describe('mod_ssl tuning', () => {
         'SSLOpenSSLConfCmd Ciphersuites TLS_CHACHA20_POLY1305_SHA256',
         'SSLCompression off',
         'SSLUseStapling off',
-        'SSLStaplingCache "shmcb:logs/ssl_stapling(32768)"',
         'SSLStaplingResponderTimeout 5',
         'SSLStaplingReturnResponderErrors off',
       ),
@@ -373,7 +372,6 @@ describe('mod_ssl tuning', () => {
   test('what Node cannot do is a FILE:LINE error naming it', () => {
     const base = lines('Listen 0', 'ProxyPass / ws://h/');
     const cases: [string, RegExp][] = [
-      ['SSLUseStapling on', /SSLUseStapling on: OCSP stapling is not supported/],
       ['SSLCompression on', /SSLCompression on: TLS compression is not supported/],
       ['SSLOpenSSLConfCmd ClientCAFile /x', /SSLOpenSSLConfCmd ClientCAFile is not supported/],
       ['SSLOpenSSLConfCmd Curves NoSuchCurve', /SSLOpenSSLConfCmd Curves "NoSuchCurve": OpenSSL refuses it/],
