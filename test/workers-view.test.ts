@@ -26,7 +26,13 @@ function childrenOf(pid: number): number[] {
 }
 
 /** One request on a connection of its own (so that either worker may answer it). */
-function request(port: number, method: string, target: string, body?: string): Promise<{ status: number; body: string }> {
+function request(
+  port: number,
+  method: string,
+  target: string,
+  body?: string,
+  timeoutMs = 20_000,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const headers: http.OutgoingHttpHeaders = { Connection: 'close' };
     if (body !== undefined) {
@@ -40,6 +46,7 @@ function request(port: number, method: string, target: string, body?: string): P
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
     });
     req.on('error', reject);
+    req.setTimeout(timeoutMs, () => req.destroy(new Error('no answer')));
     req.end(body);
   });
 }
@@ -169,6 +176,23 @@ test('wsgate -w 2: one /metrics scrape and one status page for both workers; a m
     for (const pid of answered) assert.ok(workers.includes(pid));
     // With the native front the kernel spreads connections by a hash of their ports: both workers answered some.
     if (nativeSpreads) assert.equal(answered.size, 2, 'both workers answered scrapes');
+
+    // A worker that does not answer (stopped) is left out after the bound, and the scrape says so.
+    const [stuck, other] = workers as [number, number];
+    process.kill(stuck, 'SIGSTOP');
+    try {
+      let partial: { status: number; body: string } | undefined;
+      // A connection the kernel gives the stopped worker waits in its queue: another is tried.
+      for (let i = 0; i < 20 && partial === undefined; i++)
+        partial = await request(port, 'GET', '/metrics', undefined, 4000).catch(() => undefined);
+      assert.ok(partial !== undefined, 'the running worker answered');
+      assert.equal(partial.status, 200);
+      assert.equal(sample(partial.body, 'wsgate_workers_reporting'), 1);
+      assert.equal(sample(partial.body, 'wsgate_workers'), 2);
+      assert.equal(sample(partial.body, 'wsgate_tunnels_open'), held.filter((p) => p === other).length, "the running worker's tunnels");
+    } finally {
+      process.kill(stuck, 'SIGCONT');
+    }
 
     // Disabled by a POST that one worker answers: new connections through both avoid it.
     const s = JSON.parse((await request(port, 'GET', '/wsgate-status?json')).body) as StatusSnapshot;

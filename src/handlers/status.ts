@@ -110,6 +110,8 @@ function autoText(s: StatusSnapshot): string {
     `HandshakesNotUpgraded: ${s.totals.handshakesFailed}`,
     `Requests: ${s.totals.requests}`,
   ];
+  // -w N: how many workers the numbers cover.
+  if (s.workers !== undefined) lines.push(`Workers: ${s.workers.length}`, `WorkersRunning: ${s.workersRunning ?? 0}`);
   for (const b of s.balancers)
     for (const m of b.members)
       lines.push(`Member: ${b.name} ${m.url} ${m.state} tunnels=${m.openTunnels} busy=${m.busy} errors=${m.errors}`);
