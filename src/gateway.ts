@@ -16,6 +16,7 @@ import { createLogger, type Logger } from './observe/log';
 import { GatewayMetrics } from './observe/metrics';
 import { Observers } from './observe/observers';
 import { StatusBoard } from './observe/status';
+import type { WorkerView } from './handlers/handler';
 import { AccessLog } from './observe/access-log';
 import type { GatewayContext, GatewayState, TunnelStart } from './proxy/context';
 import { drainTunnels } from './tunnel/drain';
@@ -38,6 +39,8 @@ export interface GatewayOptions {
    * of its own (SO_REUSEPORT) rather than through the cluster primary.
    */
   shared?: SharedBinding;
+  /** The status page's nonce, the same in every worker of `-w N` (a page one draws may post to another). */
+  statusNonce?: string;
 }
 
 export interface StopOptions {
@@ -89,7 +92,9 @@ export class Gateway implements GatewayContext {
   /** Prometheus metrics (`SetHandler metrics`): an observer with a registry of this gateway's own. */
   readonly metrics = new GatewayMetrics();
   /** What the status page adds to the gateway's own state: handshake rate, recent errors, the nonce. */
-  readonly status = new StatusBoard();
+  readonly status: StatusBoard;
+  /** Under `wsgate -w N`, the view over every worker that /metrics and the status page answer from (lifecycle/worker-link.ts). */
+  workers: WorkerView | undefined = undefined;
   /** CustomLog/TransferLog lines and tunnel records (an observer; its files open at start and at each reload). */
   private readonly accessLog: AccessLog;
   /** Accepted connections, to the front that speaks their protocol. */
@@ -109,6 +114,7 @@ export class Gateway implements GatewayContext {
     this.config = config;
     this.log = options.log ?? createLogger();
     this.observers = new Observers(this.log);
+    this.status = new StatusBoard(options.statusNonce);
     this.observers.add(this.metrics);
     this.observers.add(this.status);
     this.accessLog = new AccessLog(this);

@@ -17,6 +17,7 @@
 import type { MemberStatus } from '../config/model';
 import { memberStateName } from '../observe/metrics';
 import { configMembers, statusOf } from '../upstream/balancer/state';
+import type { SharedMemberChange } from '../lifecycle/worker-messages';
 import type { HandlerHost } from './handler';
 
 const FLAGS: Record<string, keyof MemberStatus> = {
@@ -64,6 +65,14 @@ export function changeMember(host: HandlerHost, params: URLSearchParams, now: nu
     const st = host.balancers.state(member, now);
     const status: MemberStatus = { ...statusOf(member, st), ...flags };
     st.admin = { configured: member.status, status };
+    // -w N: the other workers make the same change (and those that start later, from the primary).
+    host.workers?.shareMemberChange({
+      balancer: balancer.name,
+      member: member.backend.url,
+      configured: member.status,
+      status,
+      drainNow: flags.drain === true,
+    });
     host.log.info('balancer member changed from the status page', {
       balancer: balancer.url,
       member: member.backend.url,
@@ -79,6 +88,26 @@ export function changeMember(host: HandlerHost, params: URLSearchParams, now: nu
     return { ok: true, balancer: balancer.url, member: member.backend.url, state: memberStateName(member, st, now), closing };
   }
   return { ok: false, status: 404, error: `no member ${JSON.stringify(w)} in balancer ${JSON.stringify(b)}` };
+}
+
+/**
+ * A change another worker made (lifecycle/worker-link.ts): the same admin flags on this worker's
+ * member of that balancer and URL. A member this worker's config does not have (a reload under
+ * way) is left alone.
+ */
+export function applySharedChange(
+  host: Pick<HandlerHost, 'config' | 'balancers' | 'drainMember'>,
+  change: SharedMemberChange,
+  now: number,
+): boolean {
+  for (const { balancer, member } of configMembers(host.config).values()) {
+    if (balancer.name !== change.balancer || member.backend.url !== change.member) continue;
+    host.balancers.state(member, now).admin = { configured: change.configured, status: change.status };
+    // A drain asked through another worker closes this worker's tunnels to the member as well.
+    if (change.drainNow) host.drainMember(balancer, member);
+    return true;
+  }
+  return false;
 }
 
 /** Member URLs compare without a trailing slash (Apache's form carries the worker name as it prints it). */

@@ -11,7 +11,8 @@ import { parseTarget } from '../routing/target';
 import type { TunnelRecord, TunnelRegistry } from '../tunnel/registry';
 import type { BoundListener } from '../listeners/bind';
 import type { GatewayMetrics } from '../observe/metrics';
-import type { StatusBoard } from '../observe/status';
+import type { StatusBoard, StatusSnapshot } from '../observe/status';
+import type { SharedMemberChange } from '../lifecycle/worker-messages';
 import type { FileTarget } from '../routing/static';
 import { serveHealth } from './health';
 import { serveMetrics } from './metrics';
@@ -33,6 +34,18 @@ export interface HandlerHost extends GatewayContext {
   addresses(): BoundListener[];
   /** Closes the open tunnels of a member set to drain, paced (Gateway.drainMember); how many. */
   drainMember(balancer: Balancer, member: BalancerMember): number;
+  /** Under `wsgate -w N`: every worker's metrics and status, and member changes passed to all (undefined in a single process). */
+  readonly workers?: WorkerView | undefined;
+}
+
+/** The view over all the workers of `wsgate -w N` (lifecycle/worker-link.ts). */
+export interface WorkerView {
+  /** Every worker's metrics in one exposition text. */
+  metrics(): Promise<{ contentType: string; text: string }>;
+  /** Every worker's status snapshot merged into one. */
+  status(): Promise<StatusSnapshot>;
+  /** A member change made here, for the other workers to make too. */
+  shareMemberChange(change: SharedMemberChange): void;
 }
 
 export interface LocalRequest {

@@ -1,5 +1,6 @@
 // `SetHandler metrics`: the gateway's Prometheus metrics (observe/metrics.ts) in the text
-// exposition format, read fresh at each scrape. GET and HEAD only.
+// exposition format, read fresh at each scrape; under `wsgate -w N`, all the workers' in one.
+// GET and HEAD only.
 
 import type { HandlerHost, LocalRequest, LocalResponse } from './handler';
 
@@ -8,6 +9,7 @@ export async function serveMetrics(host: HandlerHost, req: LocalRequest, res: Lo
     res.send(405, ['Allow', 'GET, HEAD', 'Content-Type', 'text/plain; charset=utf-8'], 'Method Not Allowed\n');
     return;
   }
-  const { contentType, text } = await host.metrics.render(host);
+  // Under -w N: every worker's, added up (lifecycle/worker-link.ts, observe/merge-metrics.ts).
+  const { contentType, text } = host.workers !== undefined ? await host.workers.metrics() : await host.metrics.render(host);
   res.send(200, ['Content-Type', contentType, 'Cache-Control', 'no-store'], text);
 }

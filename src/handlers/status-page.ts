@@ -1,7 +1,8 @@
 // The status page's HTML: one self-contained document (inline CSS and script, no external asset,
 // no build step). The script listens to `?events` (server-sent events, one snapshot a second —
 // the same object `?json` gives) and redraws; a member's buttons POST a balancer-manager form
-// (b, w, w_status_*, nonce) with fetch and the next snapshot shows the change.
+// (b, w, w_status_*, nonce) with fetch and the next snapshot shows the change. Under `wsgate -w N`
+// the snapshot has `workers`: the page then lists them, and which worker holds each tunnel.
 
 export const STATUS_PAGE = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>wsgate status</title>
@@ -19,6 +20,7 @@ th{background:#eee}td.n{text-align:right;font-variant-numeric:tabular-nums}
 </style></head><body>
 <h1><span id="live"></span>wsgate status</h1>
 <div class="summary" id="summary">connecting…</div>
+<div id="workerpart" hidden><h2>Workers <span class="muted" id="workercount"></span></h2><div id="workers"></div></div>
 <h2>Listeners</h2><div id="listeners"></div>
 <h2>Routes</h2><div id="routes"></div>
 <h2>Balancers</h2><div id="balancers"></div>
@@ -36,22 +38,31 @@ function time(t){return t?new Date(t).toLocaleTimeString():"";}
 function table(head,rows){if(rows.length===0)return '<p class="muted">none</p>';
   return "<table><tr>"+head.map(function(h){return "<th>"+esc(h)+"</th>";}).join("")+"</tr>"+rows.join("")+"</table>";}
 function stateClass(s){return s==="ok"?"ok":(s==="hot_standby"||s==="spare"||s==="draining")?"warn":"bad";}
+function perWorker(m){return m.byWorker?' title="'+esc(m.byWorker.map(function(w){return "pid "+w.pid+": "+w.openTunnels+" tunnels, "+w.state;}).join("; "))+'"':"";}
 function member(b,m){
   var h=m.health?(m.health.lastAt?time(m.health.lastAt)+" "+(m.health.error?'<span class="bad">'+esc(m.health.error)+"</span>":'<span class="ok">passed</span>'):"not yet")+" ("+esc(m.health.method)+")":'<span class="muted">no check</span>';
   var w=' data-balancer="'+esc(b.name)+'" data-member="'+esc(m.url)+'"';
   var ctl='<button data-action="enable"'+w+'>Enable</button><button data-action="disable"'+w+'>Disable</button>'+
     '<button data-action="drain"'+w+'>Drain</button><button data-action="standby"'+w+'>'+(m.flags.hotStandby?"Standby off":"Hot standby")+"</button>";
   return '<tr data-member-row="'+esc(m.url)+'"><td>'+esc(m.url)+"</td><td>"+esc(m.route)+'</td><td class="n">'+m.loadFactor+'</td><td class="n">'+m.lbset+
-    '</td><td class="'+stateClass(m.state)+'" data-state>'+esc(m.state)+(m.changed?" *":"")+'</td><td class="n">'+m.openTunnels+'</td><td class="n">'+m.busy+
+    '</td><td class="'+stateClass(m.state)+'" data-state>'+esc(m.state)+(m.changed?" *":"")+'</td><td class="n"'+perWorker(m)+">"+m.openTunnels+'</td><td class="n">'+m.busy+
     '</td><td class="n">'+m.requests+'</td><td class="n">'+bytes(m.bytesUp)+'</td><td class="n">'+bytes(m.bytesDown)+'</td><td class="n">'+m.errors+
     "</td><td>"+(m.errorUntil?'<span class="bad">until '+time(m.errorUntil)+"</span>":"")+"</td><td>"+h+"</td><td>"+ctl+"</td></tr>";
 }
 function render(s){
   last=s;
-  document.getElementById("summary").innerHTML="<span>pid "+s.pid+"</span><span>"+esc(s.state)+"</span><span>up "+age(s.now-s.startedAt)+
+  document.getElementById("summary").innerHTML="<span>pid "+s.pid+(s.workers?" (answering, of "+s.workersRunning+" workers)":"")+"</span><span>"+esc(s.state)+"</span><span>up "+age(s.now-s.startedAt)+
     "</span><span>connections <b>"+s.connections+"</b></span><span>open tunnels <b id=\\"opencount\\">"+s.openTunnels+
     "</b></span><span>handshakes/s <b>"+s.handshakesPerSecond.toFixed(1)+"</b></span><span>handshakes "+s.totals.handshakes+" ("+s.totals.handshakesFailed+
     " not upgraded)</span><span>requests "+s.totals.requests+"</span><span class=\\"muted\\">"+time(s.now)+"</span>";
+  var many=!!s.workers;
+  document.getElementById("workerpart").hidden=!many;
+  if(many){
+    document.getElementById("workercount").textContent=s.workers.length<s.workersRunning?"("+s.workers.length+" of "+s.workersRunning+" answered)":"";
+    document.getElementById("workers").innerHTML=table(["pid","state","up","connections","open tunnels","handshakes/s"],s.workers.map(function(w){
+      return '<tr data-worker="'+w.pid+'"><td>'+w.pid+"</td><td>"+esc(w.state)+'</td><td class="n">'+age(s.now-w.startedAt)+'</td><td class="n">'+w.connections+'</td><td class="n">'+w.openTunnels+'</td><td class="n">'+w.handshakesPerSecond.toFixed(1)+"</td></tr>";}));
+  }
+  function wk(x){return many?"<td>"+x.worker+"</td>":"";}
   document.getElementById("listeners").innerHTML=table(["address"],s.listeners.map(function(l){return "<tr><td>"+esc(l)+"</td></tr>";}));
   document.getElementById("routes").innerHTML=table(["defined at","server","path","target","open tunnels"],s.routes.map(function(r){
     return "<tr><td>"+esc(r.source)+"</td><td>"+esc(r.vhost)+"</td><td>"+esc(r.path)+"</td><td>"+esc(r.target)+'</td><td class="n">'+r.openTunnels+"</td></tr>";}));
@@ -60,10 +71,10 @@ function render(s){
   document.getElementById("backends").innerHTML=table(["origin","busy","requests","tunnels","up","down","errors"],s.backends.map(function(o){
     return "<tr><td>"+esc(o.origin)+'</td><td class="n">'+o.busy+'</td><td class="n">'+o.requests+'</td><td class="n">'+o.tunnels+'</td><td class="n">'+bytes(o.bytesUp)+'</td><td class="n">'+bytes(o.bytesDown)+'</td><td class="n">'+o.errors+"</td></tr>";}));
   document.getElementById("tunnelcount").textContent=s.openTunnels>s.tunnels.length?"(newest "+s.tunnels.length+" of "+s.openTunnels+")":"";
-  document.getElementById("tunnels").innerHTML=table(["id","age","client","via","route","backend","up","down"],s.tunnels.map(function(t){
-    return '<tr data-tunnel="'+t.id+'"><td>'+t.id+'</td><td class="n">'+age(t.ageMs)+"</td><td>"+esc(t.client)+"</td><td>"+esc(t.protocol+" "+t.upgrade)+"</td><td>"+esc(t.route)+"</td><td>"+esc(t.backend)+'</td><td class="n">'+bytes(t.bytesUp)+'</td><td class="n">'+bytes(t.bytesDown)+"</td></tr>";}));
-  document.getElementById("errors").innerHTML=table(["time","kind","status","client","route","backend","reason"],s.errors.map(function(e){
-    return "<tr><td>"+time(e.at)+'</td><td class="bad">'+esc(e.kind)+"</td><td>"+(e.status||"")+"</td><td>"+esc(e.client)+"</td><td>"+esc(e.route||"")+"</td><td>"+esc(e.backend||"")+"</td><td>"+esc(e.reason)+"</td></tr>";}));
+  document.getElementById("tunnels").innerHTML=table((many?["worker"]:[]).concat(["id","age","client","via","route","backend","up","down"]),s.tunnels.map(function(t){
+    return '<tr data-tunnel="'+t.id+'">'+wk(t)+"<td>"+t.id+'</td><td class="n">'+age(t.ageMs)+"</td><td>"+esc(t.client)+"</td><td>"+esc(t.protocol+" "+t.upgrade)+"</td><td>"+esc(t.route)+"</td><td>"+esc(t.backend)+'</td><td class="n">'+bytes(t.bytesUp)+'</td><td class="n">'+bytes(t.bytesDown)+"</td></tr>";}));
+  document.getElementById("errors").innerHTML=table((many?["worker"]:[]).concat(["time","kind","status","client","route","backend","reason"]),s.errors.map(function(e){
+    return "<tr>"+wk(e)+"<td>"+time(e.at)+'</td><td class="bad">'+esc(e.kind)+"</td><td>"+(e.status||"")+"</td><td>"+esc(e.client)+"</td><td>"+esc(e.route||"")+"</td><td>"+esc(e.backend||"")+"</td><td>"+esc(e.reason)+"</td></tr>";}));
 }
 function change(btn){
   if(!last)return;

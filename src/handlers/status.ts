@@ -3,11 +3,13 @@
 // (observe/status.ts); `?events` the same snapshot once a second as server-sent events, which the
 // page listens to; `?auto` a few `Key: value` lines for scripts, as mod_status's `?auto`. A POST
 // changes a balancer member (balancer-manager.ts); changes are refused on GET, so that a link or
-// an image on another site cannot make them.
+// an image on another site cannot make them. Under `wsgate -w N` every answer is the view of all
+// the workers (observe/merge-status.ts), and a change is made in every worker.
 
 import type { HandlerHost, LocalRequest, LocalResponse, LocalStream } from './handler';
 import { asksChange, changeMember } from './balancer-manager';
 import { STATUS_PAGE } from './status-page';
+import type { StatusSnapshot } from '../observe/status';
 
 const NO_STORE = ['Cache-Control', 'no-store'];
 const TEXT = ['Content-Type', 'text/plain; charset=utf-8', ...NO_STORE];
@@ -38,11 +40,11 @@ export async function serveStatus(host: HandlerHost, req: LocalRequest, res: Loc
     return;
   }
   if (params.has('json')) {
-    res.send(200, JSON_TYPE, JSON.stringify(host.status.snapshot(host, Date.now())));
+    res.send(200, JSON_TYPE, JSON.stringify(await snapshot(host)));
     return;
   }
   if (params.has('auto')) {
-    res.send(200, TEXT, autoText(host));
+    res.send(200, TEXT, autoText(await snapshot(host)));
     return;
   }
   res.send(200, ['Content-Type', 'text/html; charset=utf-8', ...NO_STORE], STATUS_PAGE);
@@ -71,18 +73,33 @@ async function post(host: HandlerHost, req: LocalRequest, res: LocalResponse, qu
   res.send(303, ['Location', req.path, ...TEXT], `${result.member}: ${result.state}\n`);
 }
 
+/** What the page shows: this process's snapshot, or under `-w N` every worker's merged (lifecycle/worker-link.ts). */
+function snapshot(host: HandlerHost): Promise<StatusSnapshot> {
+  return host.workers !== undefined ? host.workers.status() : Promise.resolve(host.status.snapshot(host, Date.now()));
+}
+
 /** One snapshot now, then one each STATUS_EVENT_MS until the client leaves. */
 function sendEvents(host: HandlerHost, stream: LocalStream): void {
+  let closed = false;
+  // Under -w N a snapshot is gathered from the workers: a tick while one is under way is skipped.
+  let busy = false;
   const push = (): void => {
-    stream.write(`data: ${JSON.stringify(host.status.snapshot(host, Date.now()))}\n\n`);
+    if (busy || closed) return;
+    busy = true;
+    void snapshot(host).then((s) => {
+      busy = false;
+      if (!closed) stream.write(`data: ${JSON.stringify(s)}\n\n`);
+    });
   };
   push();
   const timer = setInterval(push, STATUS_EVENT_MS);
-  stream.onClose(() => clearInterval(timer));
+  stream.onClose(() => {
+    closed = true;
+    clearInterval(timer);
+  });
 }
 
-function autoText(host: HandlerHost): string {
-  const s = host.status.snapshot(host, Date.now());
+function autoText(s: StatusSnapshot): string {
   const lines = [
     `ServerUptimeSeconds: ${Math.floor((s.now - s.startedAt) / 1000)}`,
     `State: ${s.state}`,
@@ -93,6 +110,8 @@ function autoText(host: HandlerHost): string {
     `HandshakesNotUpgraded: ${s.totals.handshakesFailed}`,
     `Requests: ${s.totals.requests}`,
   ];
+  // -w N: how many workers the numbers cover.
+  if (s.workers !== undefined) lines.push(`Workers: ${s.workers.length}`, `WorkersRunning: ${s.workersRunning ?? 0}`);
   for (const b of s.balancers)
     for (const m of b.members)
       lines.push(`Member: ${b.name} ${m.url} ${m.state} tunnels=${m.openTunnels} busy=${m.busy} errors=${m.errors}`);

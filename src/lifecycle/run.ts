@@ -15,7 +15,9 @@ import type { Logger } from '../observe/log';
 import { onHeldSignals } from '../signals';
 import { claimPidFile, removePidFile, writePidFile } from './pidfile';
 import { reloadFromFile } from './reload';
-import { workerBinding, workerReady } from './workers';
+import { applySharedChange } from '../handlers/balancer-manager';
+import { WorkerLink } from './worker-link';
+import { workerReady, workerStart } from './workers';
 
 /** Runs a gateway on `config` (read from `configFile`) until it stops; resolves with the exit code. */
 export async function serve(config: Config, configFile: string, log: Logger): Promise<number> {
@@ -25,8 +27,15 @@ export async function serve(config: Config, configFile: string, log: Logger): Pr
   let pidFile = ownsPidFile ? config.process.pidFile : undefined;
   if (!claimPidFile(pidFile, log)) return 1;
   // A `-w N` worker binds its plain ports itself (SO_REUSEPORT), and tells the primary once it listens.
-  const shared = workerBinding();
-  const gateway = new Gateway(config, { log, shared });
+  const worker = workerStart();
+  const shared = worker?.binding;
+  const gateway = new Gateway(config, { log, shared, statusNonce: worker?.nonce });
+  if (worker !== undefined) {
+    // The member changes made from the status page so far hold here too, from the first connection on.
+    const now = Date.now();
+    for (const change of worker.members) applySharedChange(gateway, change, now);
+    gateway.workers = new WorkerLink(gateway);
+  }
   try {
     await gateway.start();
   } catch (e) {

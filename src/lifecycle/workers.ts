@@ -10,14 +10,21 @@
 //
 // `Listen …:0` gets one port for all workers: the first worker starts alone, says which ports it
 // got, and the others (and every replacement) are given them.
+//
+// /metrics and the status page show all the workers: the primary relays between them
+// (primary-relay.ts, worker-link.ts), and gives every worker the status page's nonce and the
+// member changes made so far.
 
 import cluster, { type Worker } from 'node:cluster';
+import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import { ConfigError, loadConfigFile } from '../config/load';
 import type { Gateway } from '../gateway';
 import { type SharedBinding, sharedPortKey } from '../listeners/bind';
 import type { Logger } from '../observe/log';
 import { onHeldSignals, workerSignalFlags } from '../signals';
+import { PrimaryRelay } from './primary-relay';
+import { isWorkerMessage, type SharedMemberChange } from './worker-messages';
 
 /** A crashed worker's first restart waits this long; each crash in a row doubles it, up to RESTART_MAX_MS. */
 export const RESTART_MIN_MS = 100;
@@ -32,6 +39,10 @@ interface WorkerSetup {
   /** sharedPortKey → port, for `Listen …:0`. */
   readonly ports: [string, number][];
   readonly exclusive: boolean;
+  /** The status page's nonce, one for all workers. */
+  readonly nonce: string;
+  /** Member changes made from the status page so far, for the worker to make before it listens. */
+  readonly members: SharedMemberChange[];
 }
 
 interface ReadyMessage {
@@ -48,11 +59,23 @@ export function autoWorkers(): number {
   return os.availableParallelism();
 }
 
-/** In a worker: how its gateway binds plain-TCP ports (undefined in any other process). */
-export function workerBinding(): SharedBinding | undefined {
+/** What a worker is given by the primary. */
+export interface WorkerStart {
+  /** How its gateway binds plain-TCP ports. */
+  readonly binding: SharedBinding;
+  readonly nonce: string | undefined;
+  readonly members: readonly SharedMemberChange[];
+}
+
+/** In a worker: what the primary gave it (undefined in any other process). */
+export function workerStart(): WorkerStart | undefined {
   if (!cluster.isWorker) return undefined;
-  const setup = JSON.parse(process.env[WORKER_ENV] ?? '{"ports":[],"exclusive":false}') as WorkerSetup;
-  return { ports: new Map(setup.ports), exclusive: setup.exclusive };
+  const setup = JSON.parse(process.env[WORKER_ENV] ?? '{}') as Partial<WorkerSetup>;
+  return {
+    binding: { ports: new Map(setup.ports ?? []), exclusive: setup.exclusive ?? false },
+    nonce: setup.nonce,
+    members: setup.members ?? [],
+  };
 }
 
 /** In a worker whose gateway listens: tells the primary so, with the ports it got for `Listen …:0`. */
@@ -100,6 +123,11 @@ class Primary {
   private ports: [string, number][] = [];
   private stopping = false;
   private failed = false;
+  private readonly nonce = randomBytes(16).toString('hex');
+  private readonly relay = new PrimaryRelay(
+    () => this.listening(),
+    () => this.live().length,
+  );
 
   constructor(
     private readonly options: PrimaryOptions,
@@ -120,11 +148,12 @@ class Primary {
   private fork(slot: Slot, exclusive: boolean): void {
     slot.restart = undefined;
     slot.readyAt = 0;
-    const setup: WorkerSetup = { ports: this.ports, exclusive };
+    const setup: WorkerSetup = { ports: this.ports, exclusive, nonce: this.nonce, members: this.relay.memberChanges() };
     const w = cluster.fork({ [WORKER_ENV]: JSON.stringify(setup) });
     slot.worker = w;
     w.on('message', (m: unknown) => {
       if (isReady(m)) this.ready(slot, w, m);
+      else if (isWorkerMessage(m)) this.relay.message(w, m);
     });
     w.on('exit', (code: number | null, signal: NodeJS.Signals | null) => this.exited(slot, w, code, signal));
   }
@@ -132,6 +161,7 @@ class Primary {
   private ready(slot: Slot, w: Worker, m: ReadyMessage): void {
     if (slot.worker !== w) return;
     slot.readyAt = Date.now();
+    this.relay.listeningNow(w);
     const first = !slot.served && slot.index === 0;
     if (slot.served) this.options.log.info('worker restarted', { pid: w.process.pid, slot: slot.index });
     slot.served = true;
@@ -142,6 +172,7 @@ class Primary {
 
   private exited(slot: Slot, w: Worker, code: number | null, signal: NodeJS.Signals | null): void {
     if (slot.worker === w) slot.worker = undefined;
+    this.relay.gone(w);
     const how = { pid: w.process.pid, code: code ?? signal ?? '' };
     if (this.stopping) {
       if (code !== 0) this.failed = true;
@@ -198,6 +229,13 @@ class Primary {
     const live = this.live();
     log.info('passing the signal on to the workers', { signal, workers: live.length });
     for (const w of live) w.process.kill(signal);
+  }
+
+  /** The workers that said they listen. */
+  private listening(): Worker[] {
+    const out: Worker[] = [];
+    for (const s of this.slots) if (s.worker !== undefined && s.readyAt > 0) out.push(s.worker);
+    return out;
   }
 
   private live(): Worker[] {

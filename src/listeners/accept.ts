@@ -59,6 +59,9 @@ export class ConnectionRouter implements ConnectionHost, FrontHost {
   get status(): HandlerHost['status'] {
     return this.host.status;
   }
+  get workers(): HandlerHost['workers'] {
+    return this.host.workers;
+  }
   openConnections(): number {
     return this.host.openConnections();
   }

@@ -184,18 +184,24 @@ export class GatewayMetrics implements Observer {
     name: 'wsgate_balancer_member_state',
     help: 'Balancer member state: 1 for the state the member is in, 0 for the others',
     labelNames: ['balancer', 'member', 'state'] as const,
+    // -w N: 1 for each state some worker sees it in (error and health states are per worker).
+    aggregator: 'max',
     registers: [this.registry],
   });
   private readonly memberHealthy = new Gauge({
     name: 'wsgate_balancer_member_healthy',
     help: '1 when the member passes its health checks and is not in error state, else 0',
     labelNames: ['balancer', 'member'] as const,
+    // -w N: healthy only when every worker finds it so.
+    aggregator: 'min',
     registers: [this.registry],
   });
   private readonly memberCheckAge = new Gauge({
     name: 'wsgate_balancer_member_last_health_check_timestamp_seconds',
     help: 'When the member was last health-checked (hcmethod=), Unix time; absent before the first check',
     labelNames: ['balancer', 'member'] as const,
+    // -w N: each worker checks; the latest check counts.
+    aggregator: 'max',
     registers: [this.registry],
   });
 
@@ -241,12 +247,22 @@ export class GatewayMetrics implements Observer {
 
   /** The exposition text, with every state read now. Process metrics start with the first scrape. */
   async render(src: MetricsSource): Promise<{ contentType: string; text: string }> {
+    this.prepare(src);
+    return { contentType: this.registry.contentType, text: await this.registry.metrics() };
+  }
+
+  /** The same, as prom-client's JSON: one worker's part of a `-w N` scrape (merge-metrics.ts). */
+  json(src: MetricsSource): ReturnType<Registry['getMetricsAsJSON']> {
+    this.prepare(src);
+    return this.registry.getMetricsAsJSON();
+  }
+
+  private prepare(src: MetricsSource): void {
     if (!this.defaultsOn) {
       this.defaultsOn = true;
       collectDefaultMetrics({ register: this.registry });
     }
     this.refresh(src, Date.now());
-    return { contentType: this.registry.contentType, text: await this.registry.metrics() };
   }
 
   private refresh(src: MetricsSource, now: number): void {

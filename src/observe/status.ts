@@ -49,8 +49,12 @@ const RATE_SLOTS = 16;
 const TUNNEL_ERRORS = new Set(['client-error', 'backend-error', 'client-reset', 'backend-reset', 'fin-timeout']);
 
 export class StatusBoard implements Observer {
-  /** Member changes carry it (as Apache's balancer-manager): a page from another gateway, or a forged form, has none. */
-  readonly nonce = randomBytes(16).toString('hex');
+  /**
+   * Member changes carry it (as Apache's balancer-manager): a page from another gateway, or a
+   * forged form, has none. The workers of one `wsgate -w N` share the primary's, as a page drawn
+   * by one worker may post to another.
+   */
+  readonly nonce: string;
   readonly startedAt = Date.now();
   private readonly errors: RecentError[] = [];
   private errorNext = 0;
@@ -61,6 +65,10 @@ export class StatusBoard implements Observer {
   handshakesFailed = 0;
   tunnelsOpened = 0;
   requests = 0;
+
+  constructor(nonce?: string) {
+    this.nonce = nonce ?? randomBytes(16).toString('hex');
+  }
 
   requestEnded(rec: RequestRecord): void {
     const kind = rec.outcome?.kind ?? 'aborted';
@@ -177,6 +185,7 @@ export class StatusBoard implements Observer {
         backend: t.request.backend ?? backendLabel(t.backend),
         bytesUp: t.tunnel.bytesUp,
         bytesDown: t.tunnel.bytesDown,
+        worker: process.pid,
       });
     }
     return {
@@ -199,7 +208,7 @@ export class StatusBoard implements Observer {
       backends,
       openTunnels: all.length,
       tunnels,
-      errors: this.recentErrors(),
+      errors: this.recentErrors().map((e) => ({ ...e, worker: process.pid })),
     };
   }
 
@@ -265,6 +274,8 @@ export interface StatusMember extends StatusCounters {
   readonly health:
     | { readonly method: string; readonly lastAt: number; readonly error: string | undefined; readonly failed: boolean }
     | undefined;
+  /** `wsgate -w N` only: each worker's view of the member. */
+  readonly byWorker?: StatusMemberWorker[];
 }
 
 export interface StatusBalancer {
@@ -290,6 +301,31 @@ export interface StatusTunnel {
   readonly backend: string;
   readonly bytesUp: number;
   readonly bytesDown: number;
+  /** The pid of the worker process that holds it (ids are per process). */
+  readonly worker: number;
+}
+
+export interface StatusError extends RecentError {
+  /** The pid of the worker process it happened in. */
+  readonly worker: number;
+}
+
+/** One worker of `wsgate -w N`, in a merged snapshot (merge-status.ts). */
+export interface StatusWorker {
+  readonly pid: number;
+  readonly state: GatewayState;
+  readonly startedAt: number;
+  readonly connections: number;
+  readonly openTunnels: number;
+  readonly handshakesPerSecond: number;
+}
+
+/** What one worker has of a member, in a merged snapshot. */
+export interface StatusMemberWorker {
+  readonly pid: number;
+  readonly state: string;
+  readonly openTunnels: number;
+  readonly busy: number;
 }
 
 export interface StatusSnapshot {
@@ -307,5 +343,8 @@ export interface StatusSnapshot {
   readonly backends: StatusBackend[];
   readonly openTunnels: number;
   readonly tunnels: StatusTunnel[];
-  readonly errors: RecentError[];
+  readonly errors: StatusError[];
+  /** `wsgate -w N` only: the workers whose snapshots are merged here, and how many the primary runs. */
+  readonly workers?: StatusWorker[];
+  readonly workersRunning?: number;
 }
