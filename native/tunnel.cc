@@ -362,6 +362,7 @@ bool ForwardCatching(Engine* e, Tunnel* t, Side* src, Side* dst, size_t n) {
       long stop = w.Feed(held, hl);
       if (verdict == kPongOurs) {
         c.awaiting = false;  // the side answered: not forwarded, not counted as tunnel bytes
+        c.answered = true;
         continue;
       }
       w.pause_on_pong = true;
@@ -555,8 +556,13 @@ void PingCheck(Engine* e, Tunnel* t) {
   // (A side that sends but has not answered yet is alive: its pong may be behind a long frame.)
   if (ws.pong[0].awaiting && !heard_client) return PingDead(e, t, 0);
   if (ws.pong[1].awaiting && !heard_backend) return PingDead(e, t, 1);
-  if (!heard_client && !ws.pong[0].awaiting) Ping(e, t, 0);
-  if (!t->closed && !heard_backend && !ws.pong[1].awaiting) Ping(e, t, 1);
+  // A side whose answer to the last ping may be all it sent is pinged again: an idle side is
+  // pinged once per interval, so an intermediary never sees the wire silent much longer.
+  bool answered_client = ws.pong[0].answered;
+  bool answered_backend = ws.pong[1].answered;
+  ws.pong[0].answered = ws.pong[1].answered = false;
+  if ((!heard_client || answered_client) && !ws.pong[0].awaiting) Ping(e, t, 0);
+  if (!t->closed && (!heard_backend || answered_backend) && !ws.pong[1].awaiting) Ping(e, t, 1);
 }
 
 // A non-blocking duplicate of a connected TCP socket, with no-delay and TCP keepalive (first

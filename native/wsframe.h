@@ -93,6 +93,8 @@ enum PongVerdict : int { kPongPending = 0, kPongOurs = 1, kPongOther = 2 };
 struct WsPongCatcher {
   uint8_t expect[kPingPayload];
   bool awaiting = false;
+  // The awaited pong came since the last ping check: the side's only sign of life may be that answer.
+  bool answered = false;
   bool masked = false;  // the frames it sees come from a client
   uint8_t held[6 + kPingPayload];
   uint8_t held_len = 0;

@@ -657,8 +657,14 @@ export class Tunnel {
       this.pingDead(dead === 1);
       return;
     }
-    if (!heardClient && !this.pongUp!.awaiting) this.ping('client');
-    if (!heardBackend && !this.pongDown!.awaiting) this.ping('backend');
+    // A side whose answer to the last ping may be all it sent is pinged again: an idle side is
+    // pinged once per interval, so an intermediary never sees the wire silent much longer.
+    const answeredClient = this.pongUp!.answered;
+    const answeredBackend = this.pongDown!.answered;
+    this.pongUp!.answered = false;
+    this.pongDown!.answered = false;
+    if ((!heardClient || answeredClient) && !this.pongUp!.awaiting) this.ping('client');
+    if ((!heardBackend || answeredBackend) && !this.pongDown!.awaiting) this.ping('backend');
     this.pingTimer!.refresh();
   }
 
@@ -779,6 +785,7 @@ export class Tunnel {
         const stop = w.feed(held, 0, held.length);
         if (verdict === PONG_OURS) {
           c.awaiting = false; // the side answered: not forwarded, not counted as tunnel bytes
+          c.answered = true;
           continue;
         }
         w.pauseOnPong = true;

@@ -130,6 +130,8 @@ export class PongCatcher {
   /** The payload of the ping wsgate sent the other way, while its pong is awaited. */
   readonly expect = Buffer.alloc(PING_PAYLOAD);
   awaiting = false;
+  /** The awaited pong came since the last ping check: the side's only sign of life may be that answer. */
+  answered = false;
   readonly held = Buffer.alloc(6 + PING_PAYLOAD);
   heldLen = 0;
   /** Where the last take() stopped reading. */
