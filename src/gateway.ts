@@ -17,7 +17,7 @@ import { Observers } from './observe/observers';
 import type { GatewayContext, GatewayState, TunnelStart } from './proxy/context';
 import { drainTunnels } from './tunnel/drain';
 import { nativeEngine } from './tunnel/native';
-import { Tunnel, type TunnelOptions } from './tunnel/tunnel';
+import { Tunnel, type TunnelOptions, type TunnelSide } from './tunnel/tunnel';
 import { type TunnelRecord, TunnelRegistry } from './tunnel/registry';
 import { HealthChecker } from './upstream/balancer/health';
 import { BalancerRegistry } from './upstream/balancer/state';
@@ -249,13 +249,22 @@ export class Gateway implements GatewayContext {
     return vhost.serverName ?? this.config.mainServer.serverName ?? this.hostName;
   }
 
-  /** Takes a request that became a tunnel: registers it, starts it on its ends, and unregisters it when it closes. */
+  /**
+   * Takes a request that became a tunnel: registers it, starts it on its ends, and unregisters it
+   * when it closes. Nothing here keeps `t` itself: a tunnel may live for days, so it keeps only
+   * its record (not the handshake's head, buffers or exchange objects) and no closure of its own.
+   */
   startTunnel(t: TunnelStart): void {
     const ends = t.ends;
-    const tunnel =
-      ends.kind === 'sockets'
-        ? new Tunnel(ends.client, ends.backend, this.tunnelOptions(t))
-        : new Tunnel(undefined, undefined, this.tunnelOptions(t));
+    const options: TunnelOptions = {
+      idleTimeoutMs: t.vhost.settings.websocketIdleTimeoutMs,
+      pingIntervalMs: t.route.pingIntervalMs ?? t.vhost.settings.websocketPingIntervalMs,
+      counters: t.counters,
+      wsFlags: t.wsFlags,
+      onViolation: this.onTunnelViolation,
+      onClose: this.onTunnelClose,
+    };
+    const tunnel = ends.kind === 'sockets' ? new Tunnel(ends.client, ends.backend, options) : new Tunnel(undefined, undefined, options);
     const r = t.record;
     const rec: TunnelRecord = {
       tunnel,
@@ -265,6 +274,8 @@ export class Gateway implements GatewayContext {
       backend: t.backend,
       protocol: r.protocol,
       request: r,
+      counters: t.counters,
+      counted: t.counted,
     };
     this.tunnels.add(rec);
     this.observers.tunnelOpened(rec);
@@ -274,24 +285,16 @@ export class Gateway implements GatewayContext {
     if (this.state === 'stopping' || this.state === 'stopped') tunnel.close('shutdown');
   }
 
-  private tunnelOptions(t: TunnelStart): TunnelOptions {
-    return {
-      idleTimeoutMs: t.vhost.settings.websocketIdleTimeoutMs,
-      pingIntervalMs: t.route.pingIntervalMs ?? t.vhost.settings.websocketPingIntervalMs,
-      counters: t.counters,
-      wsFlags: t.wsFlags,
-      onViolation: (tunnel, what, from) =>
-        this.log.warn('WebSocket protocol violation', { tunnel: tunnel.id, from, violation: what, client: t.record.clientIp }),
-      onClose: (tunnel) => {
-        this.tunnelClosed(tunnel);
-        t.onClosed();
-      },
-    };
-  }
+  /** Every tunnel's TunnelOptions handlers: one pair per gateway, finding the tunnel's record in the registry. */
+  private readonly onTunnelClose = (tunnel: Tunnel): void => this.tunnelClosed(tunnel);
+  private readonly onTunnelViolation = (tunnel: Tunnel, what: string, from: TunnelSide): void => {
+    this.log.warn('WebSocket protocol violation', { tunnel: tunnel.id, from, violation: what, client: this.tunnels.get(tunnel)?.clientIp });
+  };
 
   private tunnelClosed(t: Tunnel): void {
     const rec = this.tunnels.remove(t);
     if (rec !== undefined) this.observers.tunnelClosed(rec);
+    if (rec?.counted === true) rec.counters.tunnelClosed();
     if (this.log.enabled('debug') || (t.closeReason !== 'closed' && t.closeReason !== 'shutdown')) {
       // A WebSocket's close frames: each peer's code (0: it sent none), wsgate's own, and who closed first.
       const codes = t.wsCloseCodes();

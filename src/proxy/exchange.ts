@@ -527,14 +527,14 @@ export function switchRefusal(
  * open tunnel, its record is stamped, and the gateway takes both ends.
  */
 export function becomeTunnel(ctx: GatewayContext, up: Upstream, vhost: VirtualHost, res: ResponseHead, ends: TunnelEnds): void {
-  const onClosed = up.tunnel();
+  const counted = up.tunnel();
   up.finish();
   const record = up.record;
   record.tunnelAt = Date.now();
   record.status = res.status;
   record.end({ kind: 'tunnel' });
   const wsFlags = websocketFlagsOf(res, vhost.settings.websocketStrict);
-  ctx.startTunnel({ record, vhost, route: up.route, backend: up.backend, counters: up.counters, onClosed, ends, wsFlags });
+  ctx.startTunnel({ record, vhost, route: up.route, backend: up.backend, counters: up.counters, counted, ends, wsFlags });
 }
 
 function onResponseTimeout(x: Exchange): void {

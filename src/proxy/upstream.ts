@@ -323,15 +323,15 @@ export class Upstream {
   }
 
   /**
-   * The request became a tunnel: its slot becomes an open tunnel in the backend's counters, and
-   * the returned function (called once, when the tunnel closes) ends it.
+   * The request became a tunnel: its slot becomes an open tunnel in the backend's counters. True
+   * when it held one: whoever ends the tunnel then calls `counters.tunnelClosed()` once. (A
+   * boolean, not a closure: a tunnel lives long, and 10,000 of them should not each hold one.)
    */
-  tunnel(): () => void {
-    if (!this.counted) return noop;
+  tunnel(): boolean {
+    if (!this.counted) return false;
     this.counted = false;
-    const counters = this.counters;
-    counters.tunnelOpened();
-    return () => counters.tunnelClosed();
+    this.counters.tunnelOpened();
+    return true;
   }
 
   /** The request is over (an answer relayed, a failure, or a tunnel started); idempotent. */
@@ -377,5 +377,3 @@ export class Upstream {
     };
   }
 }
-
-function noop(): void {}

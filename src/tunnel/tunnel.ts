@@ -22,6 +22,7 @@ import {
   WS_EVENT,
 } from './native';
 import { randomFillSync } from 'node:crypto';
+import { small, ticksNow, toEpochMs } from '../observe/clock';
 import {
   closeFrame,
   nextCloseSeq,
@@ -123,14 +124,15 @@ let nextTunnelId = 1;
 
 export class Tunnel {
   readonly id = nextTunnelId++;
-  readonly startedAt = Date.now();
+  /** Kept as ticks (observe/clock.ts): a tunnel may live for days, and 10,000 boxed timestamps add up. */
+  private readonly startTicks = ticksNow();
+  private endTicks = 0;
   /** Bytes forwarded so far (see the `bytesUp`/`bytesDown` getters). */
   private up = 0;
   private down = 0;
   closeReason: CloseReason | undefined;
   /** An error message for the log when closeReason is an error, else undefined. */
   closeDetail: string | undefined;
-  endedAt = 0;
 
   /** The tunnel was handed to the native engine (stays true after it ended). */
   usedNative = false;
@@ -195,21 +197,29 @@ export class Tunnel {
   ) {
     this.sink = options.counters ?? { bytesUp: 0, bytesDown: 0 };
     // The trackers themselves are made only if the JavaScript pump runs the tunnel (start): the
-    // engine tracks the frames of the tunnels it runs, and most tunnels are its.
-    if ((options.wsFlags ?? 0) !== 0) {
-      this.wsNative = { framesUp: 0, messagesUp: 0, violationsUp: 0, framesDown: 0, messagesDown: 0, violationsDown: 0 };
-    }
+    // engine tracks the frames of the tunnels it runs, and most tunnels are its. The counts too
+    // are made when first read (an idle tunnel may never be asked).
+  }
+
+  /** When the tunnel was made, epoch ms. */
+  get startedAt(): number {
+    return toEpochMs(this.startTicks);
+  }
+
+  /** When it finished, epoch ms; 0 while it runs. */
+  get endedAt(): number {
+    return toEpochMs(this.endTicks);
   }
 
   /** A tunnel that upgraded to `websocket`: its frames are followed both ways. */
   get websocket(): boolean {
-    return this.wsNative !== undefined;
+    return (this.options.wsFlags ?? 0) !== 0;
   }
 
   /** Frames, messages and violations each way of a WebSocket tunnel (undefined for other tunnels). */
   wsCounts(): WsCounts | undefined {
-    const n = this.wsNative;
-    if (n === undefined) return undefined;
+    if (!this.websocket) return undefined;
+    const n = (this.wsNative ??= zeroCounts());
     if (this.native) {
       if (nativeEngine()!.wsStats(this.id, wsScratch)) {
         n.framesUp = wsScratch[0];
@@ -386,8 +396,8 @@ export class Tunnel {
       this.wsViolation(a, b === 0 ? 'client' : 'backend');
       return;
     }
-    const n = this.wsNative;
-    if (n === undefined) return;
+    if (!this.websocket) return;
+    const n = (this.wsNative ??= zeroCounts());
     if (kind === WS_CLOSE_EVENT) {
       this.wsNativeClose = [b, c, a];
       return;
@@ -566,8 +576,9 @@ export class Tunnel {
   private refreshBytes(): void {
     if (!this.native) return;
     if (nativeEngine()!.bytes(this.id, scratch)) {
-      this.up = this.earlyUp + scratch[0];
-      this.down = this.earlyDown + scratch[1];
+      // Read from a Float64Array they are doubles: `small` keeps the fields unboxed (clock.ts).
+      this.up = small(this.earlyUp + scratch[0]);
+      this.down = small(this.earlyDown + scratch[1]);
       this.credit();
     }
   }
@@ -689,8 +700,8 @@ export class Tunnel {
   /** @internal The native engine ended this tunnel. */
   nativeClosed(reason: number, errno: number, up: number, down: number): void {
     untrackNative(this);
-    this.up = this.earlyUp + up;
-    this.down = this.earlyDown + down;
+    this.up = small(this.earlyUp + up);
+    this.down = small(this.earlyDown + down);
     this.credit();
     const r = NATIVE_REASONS[reason] ?? 'backend-error';
     if (this.closeReason === undefined || (this.closeReason === 'closed' && r !== 'closed')) {
@@ -944,7 +955,7 @@ export class Tunnel {
     if (this.pingTimer !== undefined) clearTimeout(this.pingTimer);
     this.wsCounts(); // the JS pump's final counts (a native tunnel's came with its close)
     if (this.wsReason !== undefined && (this.closeReason === undefined || this.closeReason === 'closed')) this.closeReason = this.wsReason;
-    this.endedAt = Date.now();
+    this.endTicks = ticksNow();
     const client = this.client as TunnelSocket | undefined;
     const backend = this.backend as TunnelSocket | undefined;
     if (client !== undefined) client[kTunnel] = undefined;
@@ -1012,6 +1023,10 @@ function drainReadable(s: TunnelClient, first: Buffer | undefined): Buffer | und
 }
 
 function ignoreError(): void {}
+
+function zeroCounts(): WsCounts {
+  return { framesUp: 0, messagesUp: 0, violationsUp: 0, framesDown: 0, messagesDown: 0, violationsDown: 0 };
+}
 
 function idleTimeout(t: Tunnel): void {
   t.idleTick();
