@@ -21,6 +21,7 @@ import { Tunnel, type TunnelOptions, type TunnelSide } from './tunnel/tunnel';
 import { type TunnelRecord, TunnelRegistry } from './tunnel/registry';
 import { HealthChecker } from './upstream/balancer/health';
 import { BalancerRegistry } from './upstream/balancer/state';
+import type { BackendCounters } from './upstream/counters';
 import { OriginRegistry } from './upstream/origins';
 import { HandshakeRate } from './access/handshake-rate';
 import type { LimitState } from './routing/ws-limits';
@@ -58,6 +59,9 @@ const WS_CLOSE: Record<'shutdown' | 'reload', readonly [1001 | 1012, string]> = 
   shutdown: [1001, 'server shutting down'],
   reload: [1012, 'service restart'],
 };
+
+/** How many variants of TunnelOptions the gateway keeps per backend for its tunnels to share. */
+const MAX_SHARED_OPTIONS = 8;
 
 /** While a graceful stop waits, how often it looks whether everything has finished. */
 const DRAIN_POLL_MS = 50;
@@ -256,14 +260,12 @@ export class Gateway implements GatewayContext {
    */
   startTunnel(t: TunnelStart): void {
     const ends = t.ends;
-    const options: TunnelOptions = {
-      idleTimeoutMs: t.vhost.settings.websocketIdleTimeoutMs,
-      pingIntervalMs: t.route.pingIntervalMs ?? t.vhost.settings.websocketPingIntervalMs,
-      counters: t.counters,
-      wsFlags: t.wsFlags,
-      onViolation: this.onTunnelViolation,
-      onClose: this.onTunnelClose,
-    };
+    const options = this.tunnelOptions(
+      t.vhost.settings.websocketIdleTimeoutMs,
+      t.route.pingIntervalMs ?? t.vhost.settings.websocketPingIntervalMs,
+      t.counters,
+      t.wsFlags,
+    );
     const tunnel = ends.kind === 'sockets' ? new Tunnel(ends.client, ends.backend, options) : new Tunnel(undefined, undefined, options);
     const r = t.record;
     const rec: TunnelRecord = {
@@ -284,6 +286,28 @@ export class Gateway implements GatewayContext {
     // While draining a tunnel may still be made (its request was under way); it ends with the rest.
     if (this.state === 'stopping' || this.state === 'stopped') tunnel.close('shutdown');
   }
+
+  /**
+   * The options of a tunnel, shared with the other tunnels to the same backend counters that get
+   * the same settings (a tunnel keeps its options for its whole life; they are never changed).
+   */
+  private tunnelOptions(idleTimeoutMs: number, pingIntervalMs: number, counters: BackendCounters, wsFlags: number): TunnelOptions {
+    let list = this.sharedOptions.get(counters);
+    if (list === undefined) this.sharedOptions.set(counters, (list = []));
+    for (const o of list) if (o.idleTimeoutMs === idleTimeoutMs && o.pingIntervalMs === pingIntervalMs && o.wsFlags === wsFlags) return o;
+    const o: TunnelOptions = {
+      idleTimeoutMs,
+      pingIntervalMs,
+      counters,
+      wsFlags,
+      onViolation: this.onTunnelViolation,
+      onClose: this.onTunnelClose,
+    };
+    // A handful of variants per backend at most (settings per server and route, extensions); a bound all the same.
+    if (list.length < MAX_SHARED_OPTIONS) list.push(o);
+    return o;
+  }
+  private readonly sharedOptions = new WeakMap<BackendCounters, TunnelOptions[]>();
 
   /** Every tunnel's TunnelOptions handlers: one pair per gateway, finding the tunnel's record in the registry. */
   private readonly onTunnelClose = (tunnel: Tunnel): void => this.tunnelClosed(tunnel);

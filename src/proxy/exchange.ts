@@ -526,14 +526,20 @@ export function switchRefusal(
  * Where a request becomes a tunnel, on every front: its slot in the backend's counters becomes an
  * open tunnel, its record is stamped, and the gateway takes both ends.
  */
-export function becomeTunnel(ctx: GatewayContext, up: Upstream, vhost: VirtualHost, res: ResponseHead, ends: TunnelEnds): void {
+export function becomeTunnel(
+  ctx: GatewayContext,
+  up: Upstream,
+  vhost: VirtualHost,
+  res: ResponseHead,
+  ends: TunnelEnds,
+  wsFlags = websocketFlagsOf(res, vhost.settings.websocketStrict),
+): void {
   const counted = up.tunnel();
   up.finish();
   const record = up.record;
   record.tunnelAt = Date.now();
   record.status = res.status;
   record.end({ kind: 'tunnel' });
-  const wsFlags = websocketFlagsOf(res, vhost.settings.websocketStrict);
   ctx.startTunnel({ record, vhost, route: up.route, backend: up.backend, counters: up.counters, counted, ends, wsFlags });
 }
 

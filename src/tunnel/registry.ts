@@ -2,10 +2,10 @@
 // member drain lists the tunnels of a route or a backend, shutdown walks them all, and a status
 // page counts them. Each tunnel is added once when it is made and removed once when it closes.
 //
-// Counts by route, backend and client address are one hash probe each, kept as numbers. The lists
-// by route and by backend are sets made the first time one is asked for (a reload or a drain of a
-// member), and kept up to date from then on: a gateway that never asks does not pay two set entries
-// per tunnel. A route is keyed by the Route object itself (a reloaded config makes new ones, so
+// The indexes by route, backend and client address (counts, and the lists by route and backend)
+// are made the first time one is asked for (a WebSocket cap that counts, a reload or a drain of a
+// member) and kept up to date from then on, one hash probe per tunnel each: a gateway that never
+// asks pays neither the memory of a set entry per tunnel nor the map updates of every handshake. A route is keyed by the Route object itself (a reloaded config makes new ones, so
 // "this route" stays the configuration it came from); a backend by its URL as configured, so every
 // route and every config naming the same backend (a balancer member included) finds its tunnels
 // under one key.
@@ -40,11 +40,11 @@ export interface TunnelRecord extends RegisteredTunnel {
 
 export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
   private readonly byTunnel = new Map<Tunnel, R>();
-  private readonly perRoute = new Map<Route, number>();
-  private readonly perBackend = new Map<string, number>();
+  // The indexes, once asked for (undefined before).
+  private perRoute: Map<Route, number> | undefined;
+  private perBackend: Map<string, number> | undefined;
   /** Open tunnels per client address: only a count is needed (abuse limits), so no set. */
-  private readonly perClient = new Map<string, number>();
-  /** The sets behind byRouteOf and byBackendOf, once one was asked for. */
+  private perClient: Map<string, number> | undefined;
   private byRoute: Map<Route, Set<R>> | undefined;
   private byBackend: Map<string, Set<R>> | undefined;
 
@@ -53,8 +53,7 @@ export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
     if (this.byTunnel.has(record.tunnel)) throw new Error(`tunnel ${record.tunnel.id} is already registered`);
     this.byTunnel.set(record.tunnel, record);
     this.index(record);
-    const ip = record.clientIp;
-    if (ip !== undefined) countUp(this.perClient, ip);
+    if (this.perClient !== undefined && record.clientIp !== undefined) countUp(this.perClient, record.clientIp);
   }
 
   /** Unregisters a tunnel; returns its record the first time, undefined after. */
@@ -63,8 +62,7 @@ export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
     if (record === undefined) return undefined;
     this.byTunnel.delete(tunnel);
     this.unindex(record);
-    const ip = record.clientIp;
-    if (ip !== undefined) countDown(this.perClient, ip);
+    if (this.perClient !== undefined && record.clientIp !== undefined) countDown(this.perClient, record.clientIp);
     return record;
   }
 
@@ -92,28 +90,33 @@ export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
 
   /** The live tunnels of `route` (a snapshot: safe to close them while walking it). */
   byRouteOf(route: Route): R[] {
-    const set = this.routeSets().get(route);
+    if (this.byRoute === undefined) this.byRoute = this.build((r) => r.route, addTo);
+    const set = this.byRoute.get(route);
     return set === undefined ? [] : [...set];
   }
 
   /** The live tunnels to `backend` (a Backend, or its URL as configured); a snapshot. */
   byBackendOf(backend: Backend | string): R[] {
-    const set = this.backendSets().get(typeof backend === 'string' ? backend : backend.url);
+    if (this.byBackend === undefined) this.byBackend = this.build((r) => r.backend.url, addTo);
+    const set = this.byBackend.get(typeof backend === 'string' ? backend : backend.url);
     return set === undefined ? [] : [...set];
   }
 
   /** How many tunnels `route` has open, without making a list. */
   countRoute(route: Route): number {
+    if (this.perRoute === undefined) this.perRoute = this.build((r) => r.route, countUp);
     return this.perRoute.get(route) ?? 0;
   }
 
   /** How many tunnels go to `backend`, without making a list. */
   countBackend(backend: Backend | string): number {
+    if (this.perBackend === undefined) this.perBackend = this.build((r) => r.backend.url, countUp);
     return this.perBackend.get(typeof backend === 'string' ? backend : backend.url) ?? 0;
   }
 
   /** How many tunnels the client address `ip` has open (one hash probe). */
   countClient(ip: string): number {
+    if (this.perClient === undefined) this.perClient = this.build((r) => r.clientIp, countUp);
     return this.perClient.get(ip) ?? 0;
   }
 
@@ -131,33 +134,27 @@ export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
   }
 
   private index(record: R): void {
-    countUp(this.perRoute, record.route);
-    countUp(this.perBackend, record.backend.url);
+    if (this.perRoute !== undefined) countUp(this.perRoute, record.route);
+    if (this.perBackend !== undefined) countUp(this.perBackend, record.backend.url);
     if (this.byRoute !== undefined) addTo(this.byRoute, record.route, record);
     if (this.byBackend !== undefined) addTo(this.byBackend, record.backend.url, record);
   }
 
   private unindex(record: R): void {
-    countDown(this.perRoute, record.route);
-    countDown(this.perBackend, record.backend.url);
+    if (this.perRoute !== undefined) countDown(this.perRoute, record.route);
+    if (this.perBackend !== undefined) countDown(this.perBackend, record.backend.url);
     if (this.byRoute !== undefined) removeFrom(this.byRoute, record.route, record);
     if (this.byBackend !== undefined) removeFrom(this.byBackend, record.backend.url, record);
   }
 
-  private routeSets(): Map<Route, Set<R>> {
-    if (this.byRoute === undefined) {
-      this.byRoute = new Map();
-      for (const r of this.byTunnel.values()) addTo(this.byRoute, r.route, r);
+  /** An index of the tunnels registered so far, by `keyOf` (records without a key are left out). */
+  private build<K, V>(keyOf: (r: R) => K | undefined, put: (index: Map<K, V>, key: K, record: R) => void): Map<K, V> {
+    const index = new Map<K, V>();
+    for (const r of this.byTunnel.values()) {
+      const key = keyOf(r);
+      if (key !== undefined) put(index, key, r);
     }
-    return this.byRoute;
-  }
-
-  private backendSets(): Map<string, Set<R>> {
-    if (this.byBackend === undefined) {
-      this.byBackend = new Map();
-      for (const r of this.byTunnel.values()) addTo(this.byBackend, r.backend.url, r);
-    }
-    return this.byBackend;
+    return index;
   }
 }
 
@@ -172,13 +169,13 @@ function countDown<K>(counts: Map<K, number>, key: K): void {
   else counts.set(key, n);
 }
 
-function addTo<K>(index: Map<K, Set<unknown>>, key: K, record: unknown): void {
+function addTo<K, V>(index: Map<K, Set<V>>, key: K, record: V): void {
   let set = index.get(key);
   if (set === undefined) index.set(key, (set = new Set()));
   set.add(record);
 }
 
-function removeFrom<K>(index: Map<K, Set<unknown>>, key: K, record: unknown): void {
+function removeFrom<K, V>(index: Map<K, Set<V>>, key: K, record: V): void {
   const set = index.get(key);
   if (set === undefined) return;
   set.delete(record);
