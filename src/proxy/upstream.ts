@@ -127,7 +127,9 @@ export class Upstream {
     headers: readonly string[],
     private readonly scope: HeaderScope = { rules: { request: [], response: [] }, tls: undefined },
   ) {
-    this.extras = { tls: scope.tls, receivedUs: nowUs() };
+    // The receive time is read only for Header rules, the one thing that prints it (%t, %D).
+    const rules = scope.rules.request.length + scope.rules.response.length > 0;
+    this.extras = { tls: scope.tls, receivedUs: rules ? nowUs() : undefined };
     this.route = decision.route;
     this.requestEnv = requestEnvOf(decision.env, scope.tls !== undefined);
     this.upgradeValue = decision.mode === 'upgrade' ? decision.upgradeValue : undefined;
