@@ -22,10 +22,11 @@ import type { GatewayContext, GatewayState, TunnelStart } from './proxy/context'
 import { drainTunnels } from './tunnel/drain';
 import { WS_TRACKING } from './tunnel/wsframe';
 import { nativeEngine } from './tunnel/native';
-import { Tunnel, type TunnelOptions } from './tunnel/tunnel';
+import { Tunnel, type TunnelOptions, type TunnelSide } from './tunnel/tunnel';
 import { type TunnelRecord, TunnelRegistry } from './tunnel/registry';
 import { HealthChecker } from './upstream/balancer/health';
 import { BalancerRegistry } from './upstream/balancer/state';
+import type { BackendCounters } from './upstream/counters';
 import { OriginRegistry } from './upstream/origins';
 import { HandshakeRate } from './access/handshake-rate';
 import type { LimitState } from './routing/ws-limits';
@@ -68,6 +69,8 @@ const WS_CLOSE: Record<'shutdown' | 'reload', readonly [1001 | 1012, string]> = 
 
 /** The close frames' reason when a balancer member is drained. */
 const MEMBER_DRAIN_REASON = 'backend draining';
+/** How many variants of TunnelOptions the gateway keeps per backend for its tunnels to share. */
+const MAX_SHARED_OPTIONS = 8;
 
 /** While a graceful stop waits, how often it looks whether everything has finished. */
 const DRAIN_POLL_MS = 50;
@@ -313,13 +316,20 @@ export class Gateway implements GatewayContext {
     return vhost.serverName ?? this.config.mainServer.serverName ?? this.hostName;
   }
 
-  /** Takes a request that became a tunnel: registers it, starts it on its ends, and unregisters it when it closes. */
+  /**
+   * Takes a request that became a tunnel: registers it, starts it on its ends, and unregisters it
+   * when it closes. Nothing here keeps `t` itself: a tunnel may live for days, so it keeps only
+   * its record (not the handshake's head, buffers or exchange objects) and no closure of its own.
+   */
   startTunnel(t: TunnelStart): void {
     const ends = t.ends;
-    const tunnel =
-      ends.kind === 'sockets'
-        ? new Tunnel(ends.client, ends.backend, this.tunnelOptions(t))
-        : new Tunnel(undefined, undefined, this.tunnelOptions(t));
+    const options = this.tunnelOptions(
+      t.vhost.settings.websocketIdleTimeoutMs,
+      t.route.pingIntervalMs ?? t.vhost.settings.websocketPingIntervalMs,
+      t.counters,
+      t.wsFlags,
+    );
+    const tunnel = ends.kind === 'sockets' ? new Tunnel(ends.client, ends.backend, options) : new Tunnel(undefined, undefined, options);
     const r = t.record;
     const rec: TunnelRecord = {
       tunnel,
@@ -329,6 +339,8 @@ export class Gateway implements GatewayContext {
       backend: t.backend,
       protocol: r.protocol,
       request: r,
+      counters: t.counters,
+      counted: t.counted,
     };
     this.tunnels.add(rec);
     this.observers.tunnelOpened(rec);
@@ -338,24 +350,38 @@ export class Gateway implements GatewayContext {
     if (this.state === 'stopping' || this.state === 'stopped') tunnel.close('shutdown');
   }
 
-  private tunnelOptions(t: TunnelStart): TunnelOptions {
-    return {
-      idleTimeoutMs: t.vhost.settings.websocketIdleTimeoutMs,
-      pingIntervalMs: t.route.pingIntervalMs ?? t.vhost.settings.websocketPingIntervalMs,
-      counters: t.counters,
-      wsFlags: t.wsFlags,
-      onViolation: (tunnel, what, from) =>
-        this.log.warn('WebSocket protocol violation', { tunnel: tunnel.id, from, violation: what, client: t.record.clientIp }),
-      onClose: (tunnel) => {
-        this.tunnelClosed(tunnel);
-        t.onClosed();
-      },
+  /**
+   * The options of a tunnel, shared with the other tunnels to the same backend counters that get
+   * the same settings (a tunnel keeps its options for its whole life; they are never changed).
+   */
+  private tunnelOptions(idleTimeoutMs: number, pingIntervalMs: number, counters: BackendCounters, wsFlags: number): TunnelOptions {
+    let list = this.sharedOptions.get(counters);
+    if (list === undefined) this.sharedOptions.set(counters, (list = []));
+    for (const o of list) if (o.idleTimeoutMs === idleTimeoutMs && o.pingIntervalMs === pingIntervalMs && o.wsFlags === wsFlags) return o;
+    const o: TunnelOptions = {
+      idleTimeoutMs,
+      pingIntervalMs,
+      counters,
+      wsFlags,
+      onViolation: this.onTunnelViolation,
+      onClose: this.onTunnelClose,
     };
+    // A handful of variants per backend at most (settings per server and route, extensions); a bound all the same.
+    if (list.length < MAX_SHARED_OPTIONS) list.push(o);
+    return o;
   }
+  private readonly sharedOptions = new WeakMap<BackendCounters, TunnelOptions[]>();
+
+  /** Every tunnel's TunnelOptions handlers: one pair per gateway, finding the tunnel's record in the registry. */
+  private readonly onTunnelClose = (tunnel: Tunnel): void => this.tunnelClosed(tunnel);
+  private readonly onTunnelViolation = (tunnel: Tunnel, what: string, from: TunnelSide): void => {
+    this.log.warn('WebSocket protocol violation', { tunnel: tunnel.id, from, violation: what, client: this.tunnels.get(tunnel)?.clientIp });
+  };
 
   private tunnelClosed(t: Tunnel): void {
     const rec = this.tunnels.remove(t);
     if (rec !== undefined) this.observers.tunnelClosed(rec);
+    if (rec?.counted === true) rec.counters.tunnelClosed();
     if (this.log.enabled('debug') || (t.closeReason !== 'closed' && t.closeReason !== 'shutdown')) {
       // A WebSocket's close frames: each peer's code (0: it sent none), wsgate's own, and who closed first.
       const codes = t.wsCloseCodes();

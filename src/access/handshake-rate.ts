@@ -14,9 +14,10 @@ export class HandshakeRate {
    * Counts one handshake from `ip` against `perSecond` (0 = no limit); false when it is over the
    * limit (a refused handshake is counted too: retrying at once does not help).
    */
-  take(ip: string, perSecond: number, nowMs: number = performance.now()): boolean {
+  take(ip: string, perSecond: number, nowMs?: number): boolean {
     if (perSecond <= 0) return true;
-    const second = Math.floor(nowMs / 1000);
+    // The clock is read only when there is a limit (a default parameter would read it every time).
+    const second = Math.floor((nowMs ?? performance.now()) / 1000);
     if (second !== this.second) {
       this.second = second;
       this.counts = new Map();

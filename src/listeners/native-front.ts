@@ -183,7 +183,8 @@ export class NativeFront implements NativeUpgradeHost {
     const end = bytes[0] === 0x0d ? -1 : findHeadEnd(bytes);
     let req: RequestHead | undefined;
     // The same limits as the HTTP/1 path, which answers (and finishes reading) what fails here.
-    const limits = end === -1 ? undefined : headLimits(this.host.config, listen, () => this.engine.frontLocalAddress(id));
+    const localAddress = (): string => this.engine.frontLocalAddress(id);
+    const limits = end === -1 ? undefined : headLimits(this.host.config, listen, localAddress);
     if (limits !== undefined && end <= requestHeadCap(limits)) {
       try {
         req = parseRequestHead(bytes, end, limits);
@@ -197,7 +198,7 @@ export class NativeFront implements NativeUpgradeHost {
       this.handOff(id, port, clientIp, tlsInfo, bytes);
       return;
     }
-    const { vhost, decision } = routeHead(this.host.config, listen, () => this.engine.frontLocalAddress(id), req, clientIp);
+    const { vhost, decision } = routeHead(this.host.config, listen, localAddress, req, clientIp);
     // Local answers (refusals by access control, redirects) are the HTTP/1 path's: it routes again and answers.
     if ((decision.kind !== 'proxy' && decision.kind !== 'balance') || decision.mode !== 'upgrade' || !plainTcp(decision)) {
       this.handOff(id, port, clientIp, tlsInfo, bytes);

@@ -43,8 +43,8 @@ export interface TunnelStart {
   readonly backend: Backend;
   /** The backend's counters: the tunnel adds its bytes there as they flow. */
   readonly counters: BackendCounters;
-  /** Called once when the tunnel closes (Upstream.tunnel: the backend's open-tunnel count). */
-  readonly onClosed: () => void;
+  /** The tunnel holds an open-tunnel slot in `counters` (Upstream.tunnel): `counters.tunnelClosed()` once when it closes. */
+  readonly counted: boolean;
   readonly ends: TunnelEnds;
   /** The 101's WebSocket tracker flags (tunnel/wsframe.ts websocketFlagsOf); 0: not a WebSocket. */
   readonly wsFlags: number;

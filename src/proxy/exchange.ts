@@ -528,15 +528,21 @@ export function switchRefusal(
  * Where a request becomes a tunnel, on every front: its slot in the backend's counters becomes an
  * open tunnel, its record is stamped, and the gateway takes both ends.
  */
-export function becomeTunnel(ctx: GatewayContext, up: Upstream, vhost: VirtualHost, res: ResponseHead, ends: TunnelEnds): void {
-  const onClosed = up.tunnel();
+export function becomeTunnel(
+  ctx: GatewayContext,
+  up: Upstream,
+  vhost: VirtualHost,
+  res: ResponseHead,
+  ends: TunnelEnds,
+  wsFlags = websocketFlagsOf(res, vhost.settings.websocketStrict),
+): void {
+  const counted = up.tunnel();
   up.finish();
   const record = up.record;
   record.tunnelAt = Date.now();
   record.status = res.status;
   record.end({ kind: 'tunnel' });
-  const wsFlags = websocketFlagsOf(res, vhost.settings.websocketStrict);
-  ctx.startTunnel({ record, vhost, route: up.route, backend: up.backend, counters: up.counters, onClosed, ends, wsFlags });
+  ctx.startTunnel({ record, vhost, route: up.route, backend: up.backend, counters: up.counters, counted, ends, wsFlags });
 }
 
 function onResponseTimeout(x: Exchange): void {

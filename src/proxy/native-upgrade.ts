@@ -165,12 +165,19 @@ export class NativeUpgrade {
     this.finishHere();
     this.wsFlags = websocketFlagsOf(res, this.vhost.settings.websocketStrict);
     this.headLength = switching.length;
-    becomeTunnel(this.host.ctx, this.up, this.vhost, res, {
-      kind: 'engine',
-      establish: (tunnelId) => this.establish(tunnelId, toClient),
-      earlyUp: this.rest?.length ?? 0,
-      earlyDown: answer.length - end,
-    });
+    becomeTunnel(
+      this.host.ctx,
+      this.up,
+      this.vhost,
+      res,
+      {
+        kind: 'engine',
+        establish: (tunnelId) => this.establish(tunnelId, toClient),
+        earlyUp: this.rest?.length ?? 0,
+        earlyDown: answer.length - end,
+      },
+      this.wsFlags,
+    );
   }
 
   /** Establishes the tunnel in the engine under `tunnelId`; false when the client had gone. */

@@ -6,6 +6,7 @@
 
 import type { ListenAddress, Route, VirtualHost } from '../config/model';
 import type { RequestHead } from '../http/head';
+import { ticksNow, toEpochMs, toTicks } from '../observe/clock';
 
 /** How the client spoke to wsgate. */
 export type FrontProtocol = 'http/1.1' | 'h2';
@@ -25,6 +26,9 @@ const NO_FIELDS: readonly string[] = [];
 export interface RequestVars {
   readonly env: ReadonlyMap<string, string>;
 }
+
+/** The outcome of every request that became a tunnel: one object, as a tunnel keeps its record for its whole life. */
+const TUNNEL: Outcome = Object.freeze({ kind: 'tunnel' });
 
 /** Told once when a request ends without becoming a tunnel (observe/observers.ts). */
 export interface RecordSink {
@@ -67,14 +71,14 @@ export class RequestRecord {
   backend: string | undefined;
   /** Connection attempts to a backend (1 without failover; 0 when none was tried). */
   tries = 0;
-  // Timestamps, epoch ms; 0 until the step happens.
-  readonly acceptedAt: number;
-  readonly headAt: number;
-  connectedAt = 0;
-  answeredAt = 0;
-  tunnelAt = 0;
-  /** When the request ended (its answer handed to the client, or it failed); 0 for a tunnel, whose end its record keeps. */
-  finishedAt = 0;
+  // Timestamps, epoch ms; 0 until the step happens. Kept as ticks (observe/clock.ts): a tunnel
+  // keeps its record for its whole life.
+  private readonly accepted: number;
+  private readonly head: number;
+  private connected = 0;
+  private answered = 0;
+  private tunneled = 0;
+  private finished = 0;
   /** The status the client got, relayed or wsgate's own (the 101 of a tunnel); 0 until known. */
   status = 0;
   /** Answer body bytes handed to the client (as relayed: an HTTP/1.1 chunked body with its framing). */
@@ -94,9 +98,9 @@ export class RequestRecord {
     this.tls = from.tls;
     this.alpn = from.alpn;
     this.protocol = from.protocol;
-    this.method = req.method;
+    this.method = commonToken(req.method);
     this.path = req.target;
-    this.upgrade = req.upgrade;
+    this.upgrade = req.upgrade === undefined ? undefined : commonToken(req.upgrade);
     this.headers = req.headers ?? NO_FIELDS;
     this.host = req.host;
     this.versionMinor = req.versionMinor ?? 1;
@@ -104,24 +108,56 @@ export class RequestRecord {
     this.server = undefined;
     this.vars = undefined;
     this.answerHeaders = undefined;
-    this.acceptedAt = acceptedAt;
-    this.headAt = headAt;
+    this.accepted = toTicks(acceptedAt);
+    this.head = toTicks(headAt);
     this.sink = from.sink;
+  }
+
+  get acceptedAt(): number {
+    return toEpochMs(this.accepted);
+  }
+  get headAt(): number {
+    return toEpochMs(this.head);
+  }
+  get connectedAt(): number {
+    return toEpochMs(this.connected);
+  }
+  set connectedAt(ms: number) {
+    this.connected = toTicks(ms);
+  }
+  get answeredAt(): number {
+    return toEpochMs(this.answered);
+  }
+  set answeredAt(ms: number) {
+    this.answered = toTicks(ms);
+  }
+  get tunnelAt(): number {
+    return toEpochMs(this.tunneled);
+  }
+  set tunnelAt(ms: number) {
+    this.tunneled = toTicks(ms);
+  }
+  /** When the request ended (its answer handed to the client, or it failed); 0 for a tunnel, whose end its record keeps. */
+  get finishedAt(): number {
+    return toEpochMs(this.finished);
+  }
+  set finishedAt(ms: number) {
+    this.finished = toTicks(ms);
   }
 
   /** The server and route that took the request (set once routing has decided; no route for wsgate's own answers). */
   routed(vhost: VirtualHost, route: Route | undefined): void {
     this.server = vhost;
-    this.vhost = vhost.serverName ?? (vhost.addresses.length > 0 ? vhost.addresses.map((a) => `${a.host}:${a.port}`).join(' ') : 'main');
-    if (route !== undefined) this.route = `${route.source.file}:${route.source.line}`;
+    this.vhost = vhostName(vhost);
+    if (route !== undefined) this.route = routeSource(route);
   }
 
   /** The first outcome sticks: a request ends once, and (unless it became a tunnel) its sink hears of it then. */
   end(outcome: Outcome): void {
     if (this.outcome !== undefined) return;
-    this.outcome = outcome;
+    this.outcome = outcome.kind === 'tunnel' ? TUNNEL : outcome;
     if (outcome.kind === 'tunnel') return;
-    this.finishedAt = Date.now();
+    this.finished = ticksNow();
     if (outcome.kind === 'answered' || outcome.kind === 'failed') this.status = outcome.status;
     this.sink?.requestEnded(this);
   }
@@ -139,6 +175,45 @@ export interface RecordSource {
   readonly sink?: RecordSink;
 }
 
+// The strings a record names its listener, server and route by are made once per config object
+// and shared: every live tunnel keeps its record, and 10,000 copies of "ws.conf:12" add up.
+const listenNames = new WeakMap<ListenAddress, string>();
+const vhostNames = new WeakMap<VirtualHost, string>();
+const routeSources = new WeakMap<Route, string>();
+
 export function describeListen(l: ListenAddress): string {
-  return `${l.host ?? '*'}:${l.port}`;
+  let s = listenNames.get(l);
+  if (s === undefined) listenNames.set(l, (s = `${l.host ?? '*'}:${l.port}`));
+  return s;
+}
+
+function vhostName(vhost: VirtualHost): string {
+  let s = vhostNames.get(vhost);
+  if (s === undefined) {
+    s = vhost.serverName ?? (vhost.addresses.length > 0 ? vhost.addresses.map((a) => `${a.host}:${a.port}`).join(' ') : 'main');
+    vhostNames.set(vhost, s);
+  }
+  return s;
+}
+
+function routeSource(route: Route): string {
+  let s = routeSources.get(route);
+  if (s === undefined) routeSources.set(route, (s = `${route.source.file}:${route.source.line}`));
+  return s;
+}
+
+/** The usual methods and upgrade tokens as one shared string each (the parser makes a new one per head). */
+function commonToken(t: string): string {
+  switch (t) {
+    case 'GET':
+      return 'GET';
+    case 'websocket':
+      return 'websocket';
+    case 'CONNECT':
+      return 'CONNECT';
+    case 'POST':
+      return 'POST';
+    default:
+      return t;
+  }
 }

@@ -127,7 +127,9 @@ export class Upstream {
     headers: readonly string[],
     private readonly scope: HeaderScope = { rules: { request: [], response: [] }, tls: undefined },
   ) {
-    this.extras = { tls: scope.tls, receivedUs: nowUs() };
+    // The receive time is read only for Header rules, the one thing that prints it (%t, %D).
+    const rules = scope.rules.request.length + scope.rules.response.length > 0;
+    this.extras = { tls: scope.tls, receivedUs: rules ? nowUs() : undefined };
     this.route = decision.route;
     this.requestEnv = requestEnvOf(decision.env, scope.tls !== undefined);
     record.vars = this;
@@ -325,15 +327,15 @@ export class Upstream {
   }
 
   /**
-   * The request became a tunnel: its slot becomes an open tunnel in the backend's counters, and
-   * the returned function (called once, when the tunnel closes) ends it.
+   * The request became a tunnel: its slot becomes an open tunnel in the backend's counters. True
+   * when it held one: whoever ends the tunnel then calls `counters.tunnelClosed()` once. (A
+   * boolean, not a closure: a tunnel lives long, and 10,000 of them should not each hold one.)
    */
-  tunnel(): () => void {
-    if (!this.counted) return noop;
+  tunnel(): boolean {
+    if (!this.counted) return false;
     this.counted = false;
-    const counters = this.counters;
-    counters.tunnelOpened();
-    return () => counters.tunnelClosed();
+    this.counters.tunnelOpened();
+    return true;
   }
 
   /** The request is over (an answer relayed, a failure, or a tunnel started); idempotent. */
@@ -379,5 +381,3 @@ export class Upstream {
     };
   }
 }
-
-function noop(): void {}

@@ -2,13 +2,17 @@
 // member drain lists the tunnels of a route or a backend, shutdown walks them all, and a status
 // page counts them. Each tunnel is added once when it is made and removed once when it closes.
 //
-// Lookups by route and by backend are one hash probe each. A route is keyed by the Route object
-// itself (a reloaded config makes new ones, so "this route" stays the configuration it came
-// from); a backend by its URL as configured, so every route and every config naming the same
-// backend (a balancer member included) finds its tunnels under one key.
+// The indexes by route, backend and client address (counts, and the lists by route and backend)
+// are made the first time one is asked for (a WebSocket cap that counts, a reload or a drain of a
+// member) and kept up to date from then on, one hash probe per tunnel each: a gateway that never
+// asks pays neither the memory of a set entry per tunnel nor the map updates of every handshake. A route is keyed by the Route object itself (a reloaded config makes new ones, so
+// "this route" stays the configuration it came from); a backend by its URL as configured, so every
+// route and every config naming the same backend (a balancer member included) finds its tunnels
+// under one key.
 
 import type { Backend, Route, VirtualHost } from '../config/model';
 import type { FrontProtocol, RequestRecord } from '../proxy/record';
+import type { BackendCounters } from '../upstream/counters';
 import type { Tunnel } from './tunnel';
 
 /** What the registry needs to know of a tunnel's record; the gateway's record carries more. */
@@ -28,23 +32,28 @@ export interface TunnelRecord extends RegisteredTunnel {
   readonly protocol: FrontProtocol;
   /** The request that became this tunnel, from its head on. */
   readonly request: RequestRecord;
+  /** The backend's counters, as the tunnel started (they get its bytes as they flow). */
+  readonly counters: BackendCounters;
+  /** The tunnel holds an open-tunnel slot in `counters`, given back when it closes. */
+  readonly counted: boolean;
 }
 
 export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
   private readonly byTunnel = new Map<Tunnel, R>();
-  private readonly byRoute = new Map<Route, Set<R>>();
-  private readonly byBackend = new Map<string, Set<R>>();
+  // The indexes, once asked for (undefined before).
+  private perRoute: Map<Route, number> | undefined;
+  private perBackend: Map<string, number> | undefined;
   /** Open tunnels per client address: only a count is needed (abuse limits), so no set. */
-  private readonly perClient = new Map<string, number>();
+  private perClient: Map<string, number> | undefined;
+  private byRoute: Map<Route, Set<R>> | undefined;
+  private byBackend: Map<string, Set<R>> | undefined;
 
   /** Registers a live tunnel; a tunnel already registered is an error in the caller. */
   add(record: R): void {
     if (this.byTunnel.has(record.tunnel)) throw new Error(`tunnel ${record.tunnel.id} is already registered`);
     this.byTunnel.set(record.tunnel, record);
-    addTo(this.byRoute, record.route, record);
-    addTo(this.byBackend, record.backend.url, record);
-    const ip = record.clientIp;
-    if (ip !== undefined) this.perClient.set(ip, (this.perClient.get(ip) ?? 0) + 1);
+    this.index(record);
+    if (this.perClient !== undefined && record.clientIp !== undefined) countUp(this.perClient, record.clientIp);
   }
 
   /** Unregisters a tunnel; returns its record the first time, undefined after. */
@@ -52,15 +61,8 @@ export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
     const record = this.byTunnel.get(tunnel);
     if (record === undefined) return undefined;
     this.byTunnel.delete(tunnel);
-    removeFrom(this.byRoute, record.route, record);
-    removeFrom(this.byBackend, record.backend.url, record);
-    const ip = record.clientIp;
-    if (ip !== undefined) {
-      const n = (this.perClient.get(ip) ?? 1) - 1;
-      // Dropped at zero, as the sets are: addresses seen once must not pile up.
-      if (n === 0) this.perClient.delete(ip);
-      else this.perClient.set(ip, n);
-    }
+    this.unindex(record);
+    if (this.perClient !== undefined && record.clientIp !== undefined) countDown(this.perClient, record.clientIp);
     return record;
   }
 
@@ -71,12 +73,10 @@ export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
   replace(record: R): boolean {
     const old = this.byTunnel.get(record.tunnel);
     if (old === undefined) return false;
-    removeFrom(this.byRoute, old.route, old);
-    removeFrom(this.byBackend, old.backend.url, old);
+    this.unindex(old);
     // Map.set on a present key keeps the tunnel's place in the creation order.
     this.byTunnel.set(record.tunnel, record);
-    addTo(this.byRoute, record.route, record);
-    addTo(this.byBackend, record.backend.url, record);
+    this.index(record);
     return true;
   }
 
@@ -90,28 +90,33 @@ export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
 
   /** The live tunnels of `route` (a snapshot: safe to close them while walking it). */
   byRouteOf(route: Route): R[] {
+    if (this.byRoute === undefined) this.byRoute = this.build((r) => r.route, addTo);
     const set = this.byRoute.get(route);
     return set === undefined ? [] : [...set];
   }
 
   /** The live tunnels to `backend` (a Backend, or its URL as configured); a snapshot. */
   byBackendOf(backend: Backend | string): R[] {
+    if (this.byBackend === undefined) this.byBackend = this.build((r) => r.backend.url, addTo);
     const set = this.byBackend.get(typeof backend === 'string' ? backend : backend.url);
     return set === undefined ? [] : [...set];
   }
 
   /** How many tunnels `route` has open, without making a list. */
   countRoute(route: Route): number {
-    return this.byRoute.get(route)?.size ?? 0;
+    if (this.perRoute === undefined) this.perRoute = this.build((r) => r.route, countUp);
+    return this.perRoute.get(route) ?? 0;
   }
 
   /** How many tunnels go to `backend`, without making a list. */
   countBackend(backend: Backend | string): number {
-    return this.byBackend.get(typeof backend === 'string' ? backend : backend.url)?.size ?? 0;
+    if (this.perBackend === undefined) this.perBackend = this.build((r) => r.backend.url, countUp);
+    return this.perBackend.get(typeof backend === 'string' ? backend : backend.url) ?? 0;
   }
 
   /** How many tunnels the client address `ip` has open (one hash probe). */
   countClient(ip: string): number {
+    if (this.perClient === undefined) this.perClient = this.build((r) => r.clientIp, countUp);
     return this.perClient.get(ip) ?? 0;
   }
 
@@ -127,15 +132,50 @@ export class TunnelRegistry<R extends RegisteredTunnel = RegisteredTunnel> {
   [Symbol.iterator](): IterableIterator<R> {
     return this.byTunnel.values();
   }
+
+  private index(record: R): void {
+    if (this.perRoute !== undefined) countUp(this.perRoute, record.route);
+    if (this.perBackend !== undefined) countUp(this.perBackend, record.backend.url);
+    if (this.byRoute !== undefined) addTo(this.byRoute, record.route, record);
+    if (this.byBackend !== undefined) addTo(this.byBackend, record.backend.url, record);
+  }
+
+  private unindex(record: R): void {
+    if (this.perRoute !== undefined) countDown(this.perRoute, record.route);
+    if (this.perBackend !== undefined) countDown(this.perBackend, record.backend.url);
+    if (this.byRoute !== undefined) removeFrom(this.byRoute, record.route, record);
+    if (this.byBackend !== undefined) removeFrom(this.byBackend, record.backend.url, record);
+  }
+
+  /** An index of the tunnels registered so far, by `keyOf` (records without a key are left out). */
+  private build<K, V>(keyOf: (r: R) => K | undefined, put: (index: Map<K, V>, key: K, record: R) => void): Map<K, V> {
+    const index = new Map<K, V>();
+    for (const r of this.byTunnel.values()) {
+      const key = keyOf(r);
+      if (key !== undefined) put(index, key, r);
+    }
+    return index;
+  }
 }
 
-function addTo<K>(index: Map<K, Set<unknown>>, key: K, record: unknown): void {
+function countUp<K>(counts: Map<K, number>, key: K): void {
+  counts.set(key, (counts.get(key) ?? 0) + 1);
+}
+
+function countDown<K>(counts: Map<K, number>, key: K): void {
+  const n = (counts.get(key) ?? 1) - 1;
+  // Dropped at zero, as the sets are: routes, backends and addresses seen once must not pile up.
+  if (n === 0) counts.delete(key);
+  else counts.set(key, n);
+}
+
+function addTo<K, V>(index: Map<K, Set<V>>, key: K, record: V): void {
   let set = index.get(key);
   if (set === undefined) index.set(key, (set = new Set()));
   set.add(record);
 }
 
-function removeFrom<K>(index: Map<K, Set<unknown>>, key: K, record: unknown): void {
+function removeFrom<K, V>(index: Map<K, Set<V>>, key: K, record: V): void {
   const set = index.get(key);
   if (set === undefined) return;
   set.delete(record);

@@ -22,6 +22,7 @@ import {
   WS_EVENT,
 } from './native';
 import { randomFillSync } from 'node:crypto';
+import { small, ticksNow, toEpochMs } from '../observe/clock';
 import {
   closeFrame,
   nextCloseSeq,
@@ -120,23 +121,35 @@ const IDLE_TICKS = 4;
 /** TCP keepalive probes start after this much silence, to find peers that vanished. */
 export const TCP_KEEPALIVE_DELAY_MS = 60_000;
 
+// The bits of Tunnel.bits.
+const USED_NATIVE = 1;
+const ACTIVE = 2;
+const CLIENT_ENDED = 4;
+const BACKEND_ENDED = 8;
+const CLIENT_CLOSED = 16;
+const BACKEND_CLOSED = 32;
+const FINISHED = 64;
+const PUMPING = 128;
+const DOWN_ENDED = 256;
+const UP_ENDED = 512;
+const WS_REPORTED = 1024;
+const HEARD_CLIENT = 2048;
+const HEARD_BACKEND = 4096;
+
 let nextTunnelId = 1;
 
 export class Tunnel {
   readonly id = nextTunnelId++;
-  readonly startedAt = Date.now();
+  /** Kept as ticks (observe/clock.ts): a tunnel may live for days, and 10,000 boxed timestamps add up. */
+  private readonly startTicks = ticksNow();
+  private endTicks = 0;
   /** Bytes forwarded so far (see the `bytesUp`/`bytesDown` getters). */
   private up = 0;
   private down = 0;
   closeReason: CloseReason | undefined;
   /** An error message for the log when closeReason is an error, else undefined. */
   closeDetail: string | undefined;
-  endedAt = 0;
 
-  /** The tunnel was handed to the native engine (stays true after it ended). */
-  usedNative = false;
-  /** Set by every chunk, cleared by every idle tick: cheaper than re-arming a timer per chunk. */
-  private active = false;
   /** Native mode: bytes counted in JS before the hand-over, and the total seen at the last idle tick. */
   private earlyUp = 0;
   private earlyDown = 0;
@@ -148,16 +161,11 @@ export class Tunnel {
   private readonly sink: ByteCounters;
   private quietTicks = 0;
   private timer: NodeJS.Timeout | undefined;
-  private clientEnded = false;
-  private backendEnded = false;
-  private clientClosed = false;
-  private backendClosed = false;
-  private finished = false;
-  /** JS mode: the pump's listeners are attached (start ran and kept the sockets). */
-  private pumping = false;
-  /** JS mode: a FIN was sent toward the client / the backend (forwarded, or by endToward). */
-  private downEnded = false;
-  private upEnded = false;
+  /**
+   * The tunnel's yes/no state, one bit each (the F_ constants), behind accessors of the same
+   * names: one field rather than thirteen, in every one of 10,000 idle tunnels.
+   */
+  private bits = 0;
   /** JS mode, a WebSocket tunnel: the trackers of each direction, and a close frame held for its next boundary. */
   private wsUp: WsTracker | undefined;
   private wsDown: WsTracker | undefined;
@@ -165,8 +173,7 @@ export class Tunnel {
   private heldDown: Buffer | undefined;
   /** The counts of a native WebSocket tunnel, as last read from the engine. */
   private wsNative: WsCounts | undefined;
-  /** The first violation was reported; the close code wsgate sent, if it closed the WebSocket itself. */
-  private wsReported = false;
+  /** The close code wsgate sent, if it closed the WebSocket itself. */
   wsCloseCode = 0;
   private wsTimer: NodeJS.Timeout | undefined;
   /** Why wsgate closed the WebSocket itself (idle, shutdown): the reason reported once the close handshake is over. */
@@ -177,10 +184,8 @@ export class Tunnel {
   private wsCloseSeq = 0;
   /** A native tunnel's close codes as last read from the engine: [client, backend, first (0 none, 1 client, 2 backend, 3 wsgate) + 4 × the engine's own code]. */
   private wsNativeClose: [number, number, number] | undefined;
-  /** Keep-alive pings (JS mode): the timer, whether each side sent anything since its last tick, and the pong catchers per direction. */
+  /** Keep-alive pings (JS mode): the timer, and the pong catchers per direction. */
   private pingTimer: NodeJS.Timeout | undefined;
-  private heardClient = false;
-  private heardBackend = false;
   private pongUp: PongCatcher | undefined;
   private pongDown: PongCatcher | undefined;
   private finishWaiters: Array<() => void> | undefined;
@@ -196,21 +201,114 @@ export class Tunnel {
   ) {
     this.sink = options.counters ?? { bytesUp: 0, bytesDown: 0 };
     // The trackers themselves are made only if the JavaScript pump runs the tunnel (start): the
-    // engine tracks the frames of the tunnels it runs, and most tunnels are its.
-    if ((options.wsFlags ?? 0) !== 0) {
-      this.wsNative = { framesUp: 0, messagesUp: 0, violationsUp: 0, framesDown: 0, messagesDown: 0, violationsDown: 0 };
-    }
+    // engine tracks the frames of the tunnels it runs, and most tunnels are its. The counts too
+    // are made when first read (an idle tunnel may never be asked).
+  }
+
+  /** The tunnel was handed to the native engine (stays true after it ended). */
+  get usedNative(): boolean {
+    return (this.bits & USED_NATIVE) !== 0;
+  }
+  set usedNative(on: boolean) {
+    this.bits = on ? this.bits | USED_NATIVE : this.bits & ~USED_NATIVE;
+  }
+  /** Set by every chunk, cleared by every idle tick: cheaper than re-arming a timer per chunk. */
+  private get active(): boolean {
+    return (this.bits & ACTIVE) !== 0;
+  }
+  private set active(on: boolean) {
+    this.bits = on ? this.bits | ACTIVE : this.bits & ~ACTIVE;
+  }
+  private get clientEnded(): boolean {
+    return (this.bits & CLIENT_ENDED) !== 0;
+  }
+  private set clientEnded(on: boolean) {
+    this.bits = on ? this.bits | CLIENT_ENDED : this.bits & ~CLIENT_ENDED;
+  }
+  private get backendEnded(): boolean {
+    return (this.bits & BACKEND_ENDED) !== 0;
+  }
+  private set backendEnded(on: boolean) {
+    this.bits = on ? this.bits | BACKEND_ENDED : this.bits & ~BACKEND_ENDED;
+  }
+  private get clientClosed(): boolean {
+    return (this.bits & CLIENT_CLOSED) !== 0;
+  }
+  private set clientClosed(on: boolean) {
+    this.bits = on ? this.bits | CLIENT_CLOSED : this.bits & ~CLIENT_CLOSED;
+  }
+  private get backendClosed(): boolean {
+    return (this.bits & BACKEND_CLOSED) !== 0;
+  }
+  private set backendClosed(on: boolean) {
+    this.bits = on ? this.bits | BACKEND_CLOSED : this.bits & ~BACKEND_CLOSED;
+  }
+  private get finished(): boolean {
+    return (this.bits & FINISHED) !== 0;
+  }
+  private set finished(on: boolean) {
+    this.bits = on ? this.bits | FINISHED : this.bits & ~FINISHED;
+  }
+  /** JS mode: the pump's listeners are attached (start ran and kept the sockets). */
+  private get pumping(): boolean {
+    return (this.bits & PUMPING) !== 0;
+  }
+  private set pumping(on: boolean) {
+    this.bits = on ? this.bits | PUMPING : this.bits & ~PUMPING;
+  }
+  /** JS mode: a FIN was sent toward the client / the backend (forwarded, or by endToward). */
+  private get downEnded(): boolean {
+    return (this.bits & DOWN_ENDED) !== 0;
+  }
+  private set downEnded(on: boolean) {
+    this.bits = on ? this.bits | DOWN_ENDED : this.bits & ~DOWN_ENDED;
+  }
+  private get upEnded(): boolean {
+    return (this.bits & UP_ENDED) !== 0;
+  }
+  private set upEnded(on: boolean) {
+    this.bits = on ? this.bits | UP_ENDED : this.bits & ~UP_ENDED;
+  }
+  /** The first WebSocket violation was reported. */
+  private get wsReported(): boolean {
+    return (this.bits & WS_REPORTED) !== 0;
+  }
+  private set wsReported(on: boolean) {
+    this.bits = on ? this.bits | WS_REPORTED : this.bits & ~WS_REPORTED;
+  }
+  /** Keep-alive pings (JS mode): each side sent something since the last tick. */
+  private get heardClient(): boolean {
+    return (this.bits & HEARD_CLIENT) !== 0;
+  }
+  private set heardClient(on: boolean) {
+    this.bits = on ? this.bits | HEARD_CLIENT : this.bits & ~HEARD_CLIENT;
+  }
+  private get heardBackend(): boolean {
+    return (this.bits & HEARD_BACKEND) !== 0;
+  }
+  private set heardBackend(on: boolean) {
+    this.bits = on ? this.bits | HEARD_BACKEND : this.bits & ~HEARD_BACKEND;
+  }
+
+  /** When the tunnel was made, epoch ms. */
+  get startedAt(): number {
+    return toEpochMs(this.startTicks);
+  }
+
+  /** When it finished, epoch ms; 0 while it runs. */
+  get endedAt(): number {
+    return toEpochMs(this.endTicks);
   }
 
   /** A tunnel that upgraded to `websocket`: its frames are followed both ways. */
   get websocket(): boolean {
-    return this.wsNative !== undefined;
+    return (this.options.wsFlags ?? 0) !== 0;
   }
 
   /** Frames, messages and violations each way of a WebSocket tunnel (undefined for other tunnels). */
   wsCounts(): WsCounts | undefined {
-    const n = this.wsNative;
-    if (n === undefined) return undefined;
+    if (!this.websocket) return undefined;
+    const n = (this.wsNative ??= zeroCounts());
     if (this.native) {
       if (nativeEngine()!.wsStats(this.id, wsScratch)) {
         n.framesUp = wsScratch[0];
@@ -387,8 +485,8 @@ export class Tunnel {
       this.wsViolation(a, b === 0 ? 'client' : 'backend');
       return;
     }
-    const n = this.wsNative;
-    if (n === undefined) return;
+    if (!this.websocket) return;
+    const n = (this.wsNative ??= zeroCounts());
     if (kind === WS_CLOSE_EVENT) {
       this.wsNativeClose = [b, c, a];
       return;
@@ -567,8 +665,9 @@ export class Tunnel {
   private refreshBytes(): void {
     if (!this.native) return;
     if (nativeEngine()!.bytes(this.id, scratch)) {
-      this.up = this.earlyUp + scratch[0];
-      this.down = this.earlyDown + scratch[1];
+      // Read from a Float64Array they are doubles: `small` keeps the fields unboxed (clock.ts).
+      this.up = small(this.earlyUp + scratch[0]);
+      this.down = small(this.earlyDown + scratch[1]);
       this.credit();
     }
   }
@@ -696,8 +795,8 @@ export class Tunnel {
   /** @internal The native engine ended this tunnel. */
   nativeClosed(reason: number, errno: number, up: number, down: number): void {
     untrackNative(this);
-    this.up = this.earlyUp + up;
-    this.down = this.earlyDown + down;
+    this.up = small(this.earlyUp + up);
+    this.down = small(this.earlyDown + down);
     this.credit();
     const r = NATIVE_REASONS[reason] ?? 'backend-error';
     if (this.closeReason === undefined || (this.closeReason === 'closed' && r !== 'closed')) {
@@ -950,9 +1049,9 @@ export class Tunnel {
     this.clearIdle();
     if (this.wsTimer !== undefined) clearTimeout(this.wsTimer);
     if (this.pingTimer !== undefined) clearTimeout(this.pingTimer);
-    this.wsCounts(); // the JS pump's final counts (a native tunnel's came with its close)
+    if (this.wsUp !== undefined) this.wsCounts(); // the JS pump's final counts (a native tunnel's came with its close)
     if (this.wsReason !== undefined && (this.closeReason === undefined || this.closeReason === 'closed')) this.closeReason = this.wsReason;
-    this.endedAt = Date.now();
+    this.endTicks = ticksNow();
     const client = this.client as TunnelSocket | undefined;
     const backend = this.backend as TunnelSocket | undefined;
     if (client !== undefined) client[kTunnel] = undefined;
@@ -1020,6 +1119,10 @@ function drainReadable(s: TunnelClient, first: Buffer | undefined): Buffer | und
 }
 
 function ignoreError(): void {}
+
+function zeroCounts(): WsCounts {
+  return { framesUp: 0, messagesUp: 0, violationsUp: 0, framesDown: 0, messagesDown: 0, violationsDown: 0 };
+}
 
 function idleTimeout(t: Tunnel): void {
   t.idleTick();

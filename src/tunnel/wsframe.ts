@@ -68,11 +68,14 @@ export function websocketFlags(upgrade: string | undefined, extensions: string |
 
 /** websocketFlags of a relayed 101 (every Sec-WebSocket-Extensions line read). */
 export function websocketFlagsOf(res: ResponseHead, strict: boolean): number {
-  const exts: string[] = [];
-  for (let i = 0; i < res.headers.length; i += 2) {
-    if (res.headers[i].toLowerCase() === 'sec-websocket-extensions') exts.push(res.headers[i + 1]);
+  let exts: string | undefined;
+  const h = res.headers;
+  for (let i = 0; i < h.length; i += 2) {
+    // 24 = "sec-websocket-extensions".length: most names are skipped without lower-casing them.
+    if (h[i].length === 24 && h[i].toLowerCase() === 'sec-websocket-extensions')
+      exts = exts === undefined ? h[i + 1] : `${exts},${h[i + 1]}`;
   }
-  return websocketFlags(res.upgrade, exts.join(','), strict);
+  return websocketFlags(res.upgrade, exts, strict);
 }
 
 /** A close frame (RFC 6455 §5.5.1): `code`, a short UTF-8 reason; masked with a random key toward a backend. */

@@ -272,7 +272,8 @@ describe('Exchange: one backend side for every front', () => {
         t.ends.backend.destroy();
       }
       assert.equal(t.counters.openTunnels, 1, 'the request slot became an open tunnel');
-      t.onClosed();
+      assert.equal(t.counted, true);
+      t.counters.tunnelClosed();
       assert.equal(t.counters.openTunnels, 0);
     } finally {
       await be.close();

@@ -317,3 +317,43 @@ test('a tunnel is registered once and unregistered once', () => {
   assert.equal(t.send('client', Buffer.from('x')), false, 'a tunnel that never started takes nothing');
   assert.equal(t.endToward('backend'), false);
 });
+
+test('the indexes by route, backend and client are made when first asked and stay right as tunnels come, move and go', () => {
+  const reg = new TunnelRegistry();
+  const routes = [1, 2].map((line) => ({ source: { file: 'f', line } }) as unknown as Route);
+  const backends = ['ws://127.0.0.1:1/', 'ws://127.0.0.1:2/'].map((url) => ({ url }) as TunnelRecord['backend']);
+  const make = (i: number) => ({
+    tunnel: new Tunnel(undefined, undefined, { idleTimeoutMs: 0, onClose: () => {} }),
+    route: routes[i % 2]!,
+    backend: backends[i % 2]!,
+    clientIp: i % 3 === 0 ? '10.0.0.1' : '10.0.0.2',
+  });
+  const recs = Array.from({ length: 6 }, (_, i) => make(i));
+  for (const r of recs.slice(0, 3)) reg.add(r);
+  // Asked after three tunnels: built from them. Then kept up to date by every add and remove.
+  assert.equal(reg.countRoute(routes[0]!), 2);
+  assert.deepEqual(reg.byRouteOf(routes[1]!), [recs[1]]);
+  assert.equal(reg.countClient('10.0.0.1'), 1);
+  for (const r of recs.slice(3)) reg.add(r);
+  reg.remove(recs[0]!.tunnel);
+  // Never asked before now: built from the five left.
+  assert.equal(reg.countBackend(backends[0]!), 2);
+  assert.deepEqual(reg.byBackendOf(backends[1]!.url), [recs[1], recs[3], recs[5]]);
+  assert.equal(reg.countRoute(routes[0]!), 2);
+  assert.equal(reg.countRoute(routes[1]!), 3);
+  assert.deepEqual(reg.byRouteOf(routes[0]!), [recs[2], recs[4]]);
+  assert.equal(reg.countClient('10.0.0.1'), 1, 'recs[3] (recs[0] is gone)');
+  assert.equal(reg.countClient('10.0.0.2'), 4);
+  // A reload moves a tunnel to another route and backend: every index follows.
+  assert.equal(reg.replace({ ...recs[2]!, route: routes[1]!, backend: backends[1]! }), true);
+  assert.equal(reg.countRoute(routes[0]!), 1);
+  assert.equal(reg.countRoute(routes[1]!), 4);
+  assert.equal(reg.countBackend(backends[1]!), 4);
+  assert.equal(reg.byRouteOf(routes[1]!).length, 4);
+  assert.equal(reg.byBackendOf(backends[0]!).length, 1);
+  for (const r of recs.slice(1)) reg.remove(r.tunnel);
+  assert.equal(reg.size, 0);
+  for (const r of routes) assert.equal(reg.countRoute(r), 0);
+  for (const b of backends) assert.deepEqual(reg.byBackendOf(b), []);
+  assert.equal(reg.countClient('10.0.0.2'), 0);
+});
