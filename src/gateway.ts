@@ -344,6 +344,8 @@ export class Gateway implements GatewayContext {
     };
     this.tunnels.add(rec);
     this.observers.tunnelOpened(rec);
+    // An idle tunnel keeps the request's fields only when an access-log line will print one (%{Name}i).
+    if (!t.vhost.logs?.some((l) => l.kind === 'access' && l.format.readsRequestHeaders)) r.releaseHeaders();
     if (ends.kind === 'sockets') tunnel.start(ends.clientEarly, ends.backendEarly);
     else tunnel.startInEngine(ends.establish, ends.earlyUp, ends.earlyDown);
     // While draining a tunnel may still be made (its request was under way); it ends with the rest.

@@ -23,8 +23,12 @@ export interface LogEntry {
 
 export type LogItem = (e: LogEntry) => string;
 
-/** A compiled format: the line for one entry, without its newline. */
-export type CompiledFormat = (e: LogEntry) => string;
+/**
+ * A compiled format: the line for one entry, without its newline. `readsRequestHeaders`: it has a
+ * `%{Name}i`, so a tunnel's record must keep the request's fields until the tunnel's line is
+ * written (otherwise they are let go when the tunnel starts: an idle tunnel keeps less).
+ */
+export type CompiledFormat = ((e: LogEntry) => string) & { readonly readsRequestHeaders: boolean };
 
 /** Why a format does not compile; the config reader adds FILE:LINE. */
 export class LogFormatError extends Error {}
@@ -310,6 +314,7 @@ const CODES = 'h a l u t r s b B O I D T v V p P L U q m H i o e %';
 /** Compiles an Apache format string; throws LogFormatError naming the offending code. */
 export function compileLogFormat(format: string): CompiledFormat {
   const items: LogItem[] = [];
+  let readsRequestHeaders = false;
   let literal = '';
   const flush = (): void => {
     if (literal === '') return;
@@ -365,14 +370,16 @@ export function compileLogFormat(format: string): CompiledFormat {
       );
     }
     if (statuses.length > 0) it = onlyFor(statuses, negate, it);
+    if (code === 'i') readsRequestHeaders = true;
     flush();
     items.push(it);
   }
   flush();
   const list = items;
-  return (e) => {
+  const compiled = (e: LogEntry): string => {
     let line = '';
     for (const f of list) line += f(e);
     return line;
   };
+  return Object.assign(compiled, { readsRequestHeaders });
 }

@@ -49,8 +49,11 @@ export class RequestRecord {
   readonly path: string;
   /** The Upgrade token the client asked for (an RFC 8441 CONNECT's `:protocol`), if any. */
   readonly upgrade: string | undefined;
-  /** The request's header fields as read, `[name0, value0, …]` (the same array the head holds: no copy); empty when the front had none to give. */
-  readonly headers: readonly string[];
+  /**
+   * The request's header fields as read, `[name0, value0, …]` (the same array the head holds: no
+   * copy); empty when the front had none to give, or once a tunnel let them go (`releaseHeaders`).
+   */
+  headers: readonly string[];
   /** The Host the client named (`:authority` on HTTP/2), if any. */
   readonly host: string | undefined;
   /** 0 for HTTP/1.0, 1 for HTTP/1.1 (HTTP/2 requests: see `protocol`). */
@@ -150,6 +153,11 @@ export class RequestRecord {
     this.server = vhost;
     this.vhost = vhostName(vhost);
     if (route !== undefined) this.route = routeSource(route);
+  }
+
+  /** Lets the request's fields go: a tunnel whose access-log line prints none does not keep them while it lasts. */
+  releaseHeaders(): void {
+    this.headers = NO_FIELDS;
   }
 
   /** The first outcome sticks: a request ends once, and (unless it became a tunnel) its sink hears of it then. */

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { WebSocket } from 'ws';
+import { compileLogFormat } from '../../src/observe/log-format';
 import {
   closeWs,
   echo,
@@ -277,4 +278,32 @@ describe('tunnel records: idle limit and shutdown', () => {
       await backend.close();
     }
   });
+});
+
+test('an idle tunnel keeps the request fields only when an access log prints one (%{Name}i)', { timeout: 30_000 }, async () => {
+  const backend = await startEchoBackend('fields');
+  const dir = mkdtempSync(path.join(tmpdir(), 'wsgate-fields-'));
+  const conf = (format: string) =>
+    `Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\nCustomLog "${path.join(dir, 'a.log')}" "${format}"\n`;
+  try {
+    for (const [format, kept] of [
+      ['%h %>s %{User-Agent}i', true],
+      ['%h %>s %b', false],
+    ] as const) {
+      const g = await startGateway(conf(format));
+      try {
+        const ws = await openWs(`ws://127.0.0.1:${g.port}/ws/x`);
+        await eventually(() => g.gateway.tunnels.size === 1, 5000, 'the tunnel');
+        const [rec] = [...g.gateway.tunnels.values()];
+        assert.equal(rec!.request.headers.length > 0, kept, format);
+        await closeWs(ws);
+      } finally {
+        await g.stop();
+      }
+    }
+    assert.equal(compileLogFormat('%h %{Referer}i').readsRequestHeaders, true);
+    assert.equal(compileLogFormat('%h %l %u %t "%r" %>s %b').readsRequestHeaders, false);
+  } finally {
+    await backend.close();
+  }
 });
