@@ -4,36 +4,15 @@
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import * as http from 'node:http';
 import * as http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { serveHealth } from '../../src/handlers/health';
 import type { HandlerHost, LocalRequest, LocalResponse } from '../../src/handlers/handler';
 import type { RequestRecord } from '../../src/proxy/record';
 import { expectError } from '../config/helpers';
-import { rawExchange, startGateway } from '../helpers/harness';
+import { rawExchange, startGateway, startPlainBackend } from '../helpers/harness';
 
 const BOUND = { timeout: 30_000 };
-
-async function backend(): Promise<{ port: number; seen: string[]; stop(): Promise<void> }> {
-  const seen: string[] = [];
-  const server = http.createServer((req, res) => {
-    seen.push(req.url ?? '');
-    res.writeHead(200, { 'Content-Length': 7 });
-    res.end('backend');
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    port: (server.address() as AddressInfo).port,
-    seen,
-    stop: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
 
 /** Sends raw requests on one connection and returns everything until the server closes it. */
 async function exchange(port: number, requests: string): Promise<string> {
@@ -61,7 +40,7 @@ test('SetHandler health answers 200 where nothing is proxied; keep-alive and HEA
 });
 
 test('a ProxyPass that matches wins over SetHandler (as in Apache); "ProxyPass /healthz !" gives the path back', BOUND, async () => {
-  const b = await backend();
+  const b = await startPlainBackend();
   const conf = (exclude: boolean) =>
     [
       'Listen 127.0.0.1:0',

@@ -6,36 +6,15 @@
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as tls from 'node:tls';
 import { before, test } from 'node:test';
 import { makeCerts, type CertFiles, type Certs } from '../helpers/certs';
 import { expectError } from '../config/helpers';
 import { upgradeRequest } from '../helpers/edges';
 import { h2Connect, h2Request } from '../helpers/h2';
-import { headComplete, headerIn, rawExchange, startGateway } from '../helpers/harness';
+import { headComplete, headerIn, rawExchange, startGateway, startPlainBackend } from '../helpers/harness';
 
 const BOUND = { timeout: 30_000 };
-
-async function backend(): Promise<{ port: number; seen: string[]; stop(): Promise<void> }> {
-  const seen: string[] = [];
-  const server = http.createServer((req, res) => {
-    seen.push(req.url ?? '');
-    res.writeHead(200, { 'Content-Length': 7 });
-    res.end('backend');
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    port: (server.address() as AddressInfo).port,
-    seen,
-    stop: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
 
 const get = (path: string, host = 'example.com'): string => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`;
 
@@ -89,7 +68,7 @@ test('the port-80 virtual host: "Redirect permanent / https://example.com/" (pat
 });
 
 test('the usual pair: a port-80 virtual host redirecting to https, the TLS one proxying', BOUND, async () => {
-  const b = await backend();
+  const b = await startPlainBackend();
   const g = await startGateway(
     [
       'Listen 127.0.0.1:0',
@@ -134,7 +113,7 @@ test(
   'ProxyPass translates first: "ProxyPass /" wins over "Redirect /old /new"; "ProxyPass /old !" lets it apply; a <Location> Redirect applies anyway',
   BOUND,
   async () => {
-    const b = await backend();
+    const b = await startPlainBackend();
     const g = await startGateway(
       [
         'Listen 127.0.0.1:0',

@@ -8,12 +8,11 @@ import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { expectError, load } from '../config/helpers';
-import { randomBytes, rawExchange, sha256, startGateway } from '../helpers/harness';
+import { randomBytes, rawExchange, sha256, startGateway, startPlainBackend } from '../helpers/harness';
 
 const BOUND = { timeout: 60_000 };
 const SECRET = 'SECRET-OUTSIDE-THE-ROOT';
@@ -42,25 +41,6 @@ function makeTree(): Tree {
   fs.symlinkSync(dir, path.join(root, 'static', 'updir'));
   fs.symlinkSync(path.join(root, 'static', 'inside.txt'), path.join(root, 'static', 'in-link.txt'));
   return { dir, root, app };
-}
-
-async function backend(): Promise<{ port: number; seen: string[]; stop(): Promise<void> }> {
-  const seen: string[] = [];
-  const server = http.createServer((req, res) => {
-    seen.push(req.url ?? '');
-    res.writeHead(200, { 'Content-Length': 7 });
-    res.end('backend');
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    port: (server.address() as AddressInfo).port,
-    seen,
-    stop: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
 }
 
 interface Answer {
@@ -110,7 +90,7 @@ function publishedConfig(t: Tree, backendPort: number, extra: string[] = []): st
 
 test('published shape: /static from DocumentRoot (hash, HEAD, Range, 304, keep-alive), the rest proxied', BOUND, async () => {
   const t = makeTree();
-  const b = await backend();
+  const b = await startPlainBackend();
   const g = await startGateway(publishedConfig(t, b.port));
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   try {
@@ -157,7 +137,7 @@ test('published shape: /static from DocumentRoot (hash, HEAD, Range, 304, keep-a
 
 test('HTTP/2 (h2c): GET with hash, HEAD, Range, 304', BOUND, async () => {
   const t = makeTree();
-  const b = await backend();
+  const b = await startPlainBackend();
   const g = await startGateway(publishedConfig(t, b.port));
   const session = http2.connect(`http://127.0.0.1:${g.port}`);
   session.on('error', () => {});
@@ -279,7 +259,7 @@ test('traversal: .., %2e%2e, %2f, backslashes, NUL, symlinks out of the root and
 
 test('access control: Require in <Directory> (by file path) and in <Location>, on both fronts', BOUND, async () => {
   const t = makeTree();
-  const b = await backend();
+  const b = await startPlainBackend();
   const g = await startGateway(
     publishedConfig(t, b.port, [
       `<Directory ${t.root}>`,

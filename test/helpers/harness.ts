@@ -129,6 +129,26 @@ export async function startEchoBackend(
   };
 }
 
+/** A plain HTTP backend answering every request `200 backend`, with the URLs it saw in order. */
+export async function startPlainBackend(): Promise<{ port: number; seen: string[]; stop(): Promise<void> }> {
+  const seen: string[] = [];
+  const server = http.createServer((req, res) => {
+    seen.push(req.url ?? '');
+    res.writeHead(200, { 'Content-Length': 7 });
+    res.end('backend');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    seen,
+    stop: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
 /** Opens a `ws` client and waits for it to be open. */
 export async function openWs(
   url: string,
