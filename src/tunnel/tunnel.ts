@@ -799,7 +799,11 @@ export class Tunnel {
     this.down = small(this.earlyDown + down);
     this.credit();
     const r = NATIVE_REASONS[reason] ?? 'backend-error';
-    if (this.closeReason === undefined || (this.closeReason === 'closed' && r !== 'closed')) {
+    // Once wsgate closes the WebSocket itself (stop, reload, idle, drain), a peer that resets or
+    // errs during the close handshake does not change why the tunnel ended (finish: wsReason).
+    if (this.wsReason !== undefined && r !== 'fin-timeout') {
+      if (errno !== 0 && this.closeDetail === undefined) this.closeDetail = errnoName(errno);
+    } else if (this.closeReason === undefined || (this.closeReason === 'closed' && r !== 'closed')) {
       this.closeReason = r;
       // A ping timeout's errno names the dead side (1 the client, 2 the backend).
       if (r === 'ping-timeout') this.closeDetail = this.pingDetail(errno === 1 ? 'client' : 'backend');
@@ -988,7 +992,7 @@ export class Tunnel {
     // would never read its own peer's FIN. The other side cannot continue. (A stream that closes
     // with NO_ERROR once the client is done is how a WebSocket over h2 ends: a clean close.)
     const rstCode = (self as Socket & { rstCode?: number }).rstCode;
-    if (this.closeReason === undefined && (!ended || (rstCode !== undefined && rstCode !== 0))) {
+    if (this.closeReason === undefined && this.wsReason === undefined && (!ended || (rstCode !== undefined && rstCode !== 0))) {
       this.closeReason = fromClient ? 'client-reset' : 'backend-reset';
     }
     if (this.closeReason !== undefined && this.closeReason !== 'closed' && !this.wsSurvive(fromClient)) {
@@ -1000,7 +1004,7 @@ export class Tunnel {
 
   /** @internal */
   sideError(fromClient: boolean, err: Error): void {
-    if (this.closeReason === undefined || this.closeReason === 'closed') {
+    if ((this.closeReason === undefined || this.closeReason === 'closed') && this.wsReason === undefined) {
       this.closeReason = fromClient ? 'client-error' : 'backend-error';
       this.closeDetail = (err as NodeJS.ErrnoException).code ?? err.message;
     }

@@ -173,7 +173,15 @@ test('SIGHUP under 200 tunnels: kept routes keep every tunnel, a removed route e
 
     // The removed route's tunnels end with 1012 and a close line that says why.
     for (const [code] of await Promise.all(goneCloses)) assert.equal(code, 1012);
-    await eventually(() => countLines(s.stderr(), / info tunnel closed .* reason=reload /) === 5, 10_000, 'five reload close lines');
+    await eventually(
+      () => countLines(s.stderr(), / info tunnel closed .* reason=reload /) === 5,
+      10_000,
+      `five reload close lines; the close lines were:\n${s
+        .stderr()
+        .split('\n')
+        .filter((l) => / tunnel closed /.test(l))
+        .join('\n')}`,
+    );
     await allEcho(keep, 'kept tunnel after the grace time');
 
     // A broken file: refused with its FILE:LINE; the running config goes on unchanged.
