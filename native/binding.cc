@@ -206,6 +206,11 @@ bool IdAndToward(napi_env env, napi_value* argv, size_t argc, uint32_t* id, int*
   return true;
 }
 
+// Reads the (id, toward, bytes: Buffer) arguments of send() and closeAtBoundary().
+bool IdTowardBytes(napi_env env, napi_value* argv, size_t argc, uint32_t* id, int* index, void** data, size_t* len) {
+  return argc >= 3 && napi_get_buffer_info(env, argv[2], data, len) == napi_ok && IdAndToward(env, argv, argc, id, index);
+}
+
 // send(id, toward, bytes: Buffer): boolean — false if the tunnel is gone or that direction ended.
 napi_value SendJs(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -215,8 +220,7 @@ napi_value SendJs(napi_env env, napi_callback_info info) {
   size_t len = 0;
   uint32_t id;
   int index;
-  if (argc < 3 || napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok || !IdAndToward(env, argv, argc, &id, &index))
-    return Throw(env, "send(id, toward, Buffer)");
+  if (!IdTowardBytes(env, argv, argc, &id, &index, &data, &len)) return Throw(env, "send(id, toward, Buffer)");
   return Bool(env, SendToward(g_engine, id, index, static_cast<const char*>(data), len));
 }
 
@@ -367,8 +371,7 @@ napi_value CloseAtBoundaryJs(napi_env env, napi_callback_info info) {
   size_t len = 0;
   uint32_t id;
   int index;
-  if (argc < 3 || napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok || !IdAndToward(env, argv, argc, &id, &index))
-    return Throw(env, "closeAtBoundary(id, toward, Buffer)");
+  if (!IdTowardBytes(env, argv, argc, &id, &index, &data, &len)) return Throw(env, "closeAtBoundary(id, toward, Buffer)");
   return Bool(env, CloseAtBoundary(g_engine, id, index, static_cast<const char*>(data), len));
 }
 

@@ -307,6 +307,7 @@ export function buildConfig(parsed: ParseResult, mainFile: string): Config {
     vhosts: [],
     resolved: resolveNames(vhostNames(parsed.nodes)),
     skippedFiles: [],
+    fileDetails: [],
     process: {},
     errorLog: {},
   };

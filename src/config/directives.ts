@@ -25,7 +25,7 @@ import { parseDuration, parseListenAddress, parseCount, parseOnOff, parseRegex, 
 import { applyBalancerParam, applyMemberParam, ensureBalancer, openBalancerSection, parseBalancerUrl } from './balancer';
 import { headerDirective, requestHeaderDirective } from './headers';
 import { accessSections, accessSpecs } from './access-directives';
-import { directorySections, staticFileSpecs } from './static-files';
+import { directorySections, staticFileSpecs, fileDetail } from './static-files';
 import { redirectDirective } from './redirect';
 import { proxyPassReverse, reverseCookie, serverNamePort, useCanonicalName } from './reverse';
 import { requestReadTimeout } from './reqtimeout';
@@ -237,9 +237,9 @@ function groupedSpecs(): DirectiveSpec[] {
     notice('KeepAliveTimeout', "wsgate closes an idle client connection after 5 s, Apache's default"),
     notice('MaxKeepAliveRequests', 'wsgate does not count the requests of a connection'),
     onlyValue('AllowEncodedSlashes', 'Off', 'wsgate answers 404 to a path with an encoded slash (%2F), as Apache by default'),
-    notice('FileETag', FILES),
-    notice('ContentDigest', FILES),
-    notice('AcceptPathInfo', FILES),
+    fileDetail('FileETag'),
+    fileDetail('ContentDigest'),
+    fileDetail('AcceptPathInfo'),
     // modules and logs
     notice('LoadModule', 'wsgate has its modules built in'),
     notice('LoadFile', 'wsgate has its modules built in'),
@@ -249,13 +249,13 @@ function groupedSpecs(): DirectiveSpec[] {
     notice('AllowOverride', FILES),
     notice('AllowOverrideList', FILES),
     notice('AccessFileName', FILES),
-    notice('AddType', FILES),
+    fileDetail('AddType'),
     onlyValue('AddDefaultCharset', 'Off', 'adding a charset to relayed answers is not supported; let the backend set Content-Type'),
-    notice('AddCharset', FILES),
-    notice('AddEncoding', FILES),
-    notice('AddLanguage', FILES),
-    notice('AddHandler', FILES),
-    notice('AddOutputFilter', FILES),
+    fileDetail('AddCharset'),
+    fileDetail('AddEncoding'),
+    fileDetail('AddLanguage'),
+    fileDetail('AddHandler'),
+    fileDetail('AddOutputFilter'),
     notice('AddInputFilter', FILES),
     refused(
       'AddOutputFilterByType',
@@ -267,8 +267,8 @@ function groupedSpecs(): DirectiveSpec[] {
     ),
     refused('SetInputFilter', 'input filters are not supported: request bodies are relayed as the client sends them'),
     notice('DefaultType', FILES),
-    notice('TypesConfig', FILES),
-    notice('MIMEMagicFile', FILES),
+    fileDetail('TypesConfig'),
+    fileDetail('MIMEMagicFile'),
     notice('LanguagePriority', FILES),
     notice('ForceLanguagePriority', FILES),
     notice('IndexOptions', FILES),

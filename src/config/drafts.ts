@@ -2,7 +2,7 @@
 // turned into the immutable model by build.ts once the whole file has been seen — because, as in
 // Apache, a main-server setting written after a <VirtualHost> still applies to it.
 
-import type { SectionNode } from './parser';
+import type { DirectiveNode, SectionNode } from './parser';
 import type { Resolution } from './resolve';
 import type { Notices } from './errors';
 import type {
@@ -227,6 +227,8 @@ export interface BuildState {
   readonly resolved: ReadonlyMap<string, Resolution>;
   /** <Files>/<FilesMatch> sections met by the walk (skipped; checked once it is known whether files are served). */
   readonly skippedFiles: SectionNode[];
+  /** Lines that shape the files Apache serves (AddType, FileETag…): errors once this config serves files (static-files.ts). */
+  readonly fileDetails: DirectiveNode[];
   /** ErrorLog and LogLevel of the main server (logs.ts). */
   readonly errorLog: ErrorLogDraft;
 }

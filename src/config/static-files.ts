@@ -244,7 +244,16 @@ export function servesFiles(server: ServerDraft, main: ServerDraft, inheritRoute
  * then matter); otherwise notes once that they are skipped, as wsgate always did.
  */
 export function readDirectories(state: BuildState, serving: boolean, walk: Walk, sections: ReadonlyMap<string, SectionSpec>): void {
-  if (serving) for (const node of state.skippedFiles) refuseFilesAccess(node);
+  if (serving) {
+    for (const node of state.skippedFiles) refuseFilesAccess(node);
+    const detail = state.fileDetails[0];
+    if (detail !== undefined) {
+      throw ConfigError.at(
+        detail.source,
+        `${detail.name}: wsgate serves files here but not with this line (it picks types, encodings and validators from the file as \`send\` does); remove it, or serve these files from a backend`,
+      );
+    }
+  }
   const servers = [state.main, ...state.vhosts];
   for (const server of servers) {
     for (const node of server.files.sections) {
@@ -263,6 +272,29 @@ export function readDirectories(state: BuildState, serving: boolean, walk: Walk,
       walkDirectory(node.children, ctx, walk, sections);
     }
   }
+}
+
+/**
+ * A line that shapes the files Apache serves (their type, charset, encoding, language, handler,
+ * filters, ETag, Content-MD5, path info): a notice while no server serves files — it changes
+ * nothing then — and an error once one does, as wsgate's file serving does not read it.
+ */
+export function fileDetail(name: string): DirectiveSpec {
+  return {
+    name,
+    group: 'notice',
+    contexts: 'any',
+    minArgs: 0,
+    maxArgs: Infinity,
+    handle: (node, ctx) => {
+      ctx.state.fileDetails.push(node);
+      ctx.state.notices.once(
+        `ignored:${name.toLowerCase()}`,
+        node.source,
+        `${name} is ignored: it applies to files Apache serves itself, and here every path is proxied`,
+      );
+    },
+  };
 }
 
 /** Lines of a <Files> section that would decide who gets a file. */

@@ -349,3 +349,18 @@ test('config: <Files>/<FilesMatch> with access lines are refused where files are
   // Where nothing is served, a <Files> section keeps being skipped as before.
   load({ 'wsgate.conf': ['Listen 0', 'ProxyPass / ws://h/', '<Files "secret.txt">', '  Require all denied', '</Files>', ''].join('\n') });
 });
+
+test('config: lines that shape served files (AddType, FileETag, …) are refused where files are served, noticed where everything is proxied', () => {
+  const t = makeTree();
+  for (const line of ['AddType text/x-special .txt', 'AddHandler cgi-script .cgi', 'FileETag None', 'TypesConfig /etc/mime.types']) {
+    expectError(
+      { 'wsgate.conf': ['Listen 0', `DocumentRoot ${t.root}`, line, ''].join('\n') },
+      { line: 3, message: /wsgate serves files here but not with this line.*remove it, or serve these files from a backend/ },
+    );
+    const { config } = load({ 'wsgate.conf': ['Listen 0', 'ProxyPass / ws://h/', line, ''].join('\n') });
+    assert.ok(
+      config.notices.some((n) => n.includes('is ignored')),
+      line,
+    );
+  }
+});
