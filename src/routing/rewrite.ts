@@ -9,7 +9,7 @@ import type { FrontName, VirtualHost } from '../config/model';
 import { frontHostPort, frontUrl, isUrl } from '../http/front-url';
 import type { RewriteCondition, RewriteConfig, RewriteRule, SectionRewrite } from '../config/rewrite';
 import { canonPath, hasControlOrSpace } from './mapping';
-import { acceptedUpgrade, type RouteResult } from './router';
+import { acceptedUpgrade, type ProxyDecision, type RouteResult } from './router';
 import { sectionApplies } from './section';
 import type { Target } from './target';
 
@@ -31,8 +31,8 @@ const NONE: Groups = [];
 
 /**
  * The decision of the first rule that decides, or undefined when none does (then ProxyPass
- * decides). `subject`: what the patterns see (the decoded path; below the section's path for a
- * section's rules).
+ * decides). `subject`: what the patterns see (the decoded path; for a section's rules, see
+ * sectionRewrite).
  */
 export function rewriteRequest(
   rewrite: RewriteConfig,
@@ -254,17 +254,44 @@ function proxyTo(rule: RewriteRule, vhost: VirtualHost, req: RewriteRequest, rul
 
 /**
  * A request's `<Location>` rules (mod_rewrite's fixup, after ProxyPass): those of the last
- * matching section that has rules, when its engine is on; patterns see the path below the
- * section's path (`<Location /app/>`: `/app/x` → `x`), as in a per-directory context.
+ * matching section that has rules, when its engine is on. For a request a ProxyPass or a server
+ * RewriteRule [P] already maps, the patterns see what Apache's see there, `proxied`
+ * (proxyFilename); for any other request the path below the section's path (`<Location /app/>`:
+ * `/app/x` → `x`), as in a `<Directory>` section.
  */
-export function sectionRewrite(sections: readonly SectionRewrite[], vhost: VirtualHost, req: RewriteRequest): RouteResult | undefined {
+export function sectionRewrite(
+  sections: readonly SectionRewrite[],
+  vhost: VirtualHost,
+  req: RewriteRequest,
+  proxied: string | undefined,
+): RouteResult | undefined {
   const path = req.target.path;
   for (let i = sections.length - 1; i >= 0; i--) {
     const s = sections[i]!;
     if (!sectionApplies(s.section, path)) continue;
     if (!s.engine) return undefined;
+    if (proxied !== undefined) return rewriteRequest(s, vhost, req, proxied);
     const subject = s.directory !== undefined && path.startsWith(s.directory) ? path.slice(s.directory.length) : path;
     return rewriteRequest(s, vhost, req, subject);
   }
   return undefined;
+}
+
+/**
+ * Apache's file name of a request mod_proxy has mapped, as mod_rewrite's fixup reads it:
+ * `proxy:` + the backend (or `balancer://`) URL with the decoded path and no query, since
+ * mod_proxy canonicalises it and adds the query only in its own fixup, which runs later.
+ */
+export function proxyFilename(decision: ProxyDecision): string {
+  const url = decision.kind === 'proxy' ? decision.backend.url : decision.route.balancer!.url;
+  const slash = url.indexOf('/', url.indexOf('://') + 3);
+  const origin = slash < 0 ? url : url.slice(0, slash);
+  const q = decision.path.indexOf('?');
+  return `proxy:${origin}${unescapeBytes(q < 0 ? decision.path : decision.path.slice(0, q))}`;
+}
+
+/** `%XX` → the byte, one char per byte (the inverse of canonPath for the paths routing builds). */
+function unescapeBytes(path: string): string {
+  if (path.indexOf('%') < 0) return path;
+  return path.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 }

@@ -17,7 +17,7 @@ import type { RequestHead } from '../http/head';
 import { aliasMatch, canonPath, hasControlOrSpace, substitute } from './mapping';
 import { checkAccess } from '../access/evaluate';
 import { fixupRedirect, translateRedirect, type RedirectAnswer } from './redirect';
-import { type RewriteRequest, rewriteRequest, sectionRewrite } from './rewrite';
+import { proxyFilename, type RewriteRequest, rewriteRequest, sectionRewrite } from './rewrite';
 import { parseTarget, type Target } from './target';
 import { sectionApplies } from './section';
 import { type FileTarget, mapFile } from './static';
@@ -169,18 +169,18 @@ function withHandler(handlers: readonly HandlerSection[], target: Target, result
  * RewriteRule [P] keeps its decision until the fixups.
  */
 function afterTranslate(vhost: VirtualHost, req: RequestFacts, target: Target, result: RouteResult): RouteResult {
-  let proxied: boolean;
-  if (result.kind === 'proxy' || result.kind === 'balance') proxied = true;
-  else if (result.kind === 'local' && (result.reason === NO_RULE || result.reason === EXCLUDED)) proxied = false;
-  else return result;
+  let proxied: ProxyDecision | undefined;
+  if (result.kind === 'proxy' || result.kind === 'balance') proxied = result;
+  else if (result.kind !== 'local' || (result.reason !== NO_RULE && result.reason !== EXCLUDED)) return result;
   const front = { host: req.host, secure: req.secure === true, name: vhost.frontName };
   const redirects = vhost.redirects;
-  if (!proxied && redirects !== undefined) {
+  if (proxied === undefined && redirects !== undefined) {
     const found = translateRedirect(redirects, target, front);
     if (found !== undefined) return redirectResult(found);
   }
   if (vhost.sectionRewrites !== undefined) {
-    const rewritten = sectionRewrite(vhost.sectionRewrites, vhost, rewriteFacts(vhost, req, target));
+    const facts = rewriteFacts(vhost, req, target);
+    const rewritten = sectionRewrite(vhost.sectionRewrites, vhost, facts, proxied && proxyFilename(proxied));
     if (rewritten !== undefined) return rewritten;
   }
   if (redirects !== undefined) {

@@ -2,7 +2,7 @@
 // after host:port with [P,QSA,L] and its [NC,OR] conditions, Nextcloud's `.well-known` [R=301,L]
 // redirects, the http→https pair (`RewriteCond %{HTTPS} off`), `-` with [L], [QSA] on a proxy
 // target, [NE], [F] and [G]; rules and conditions inside <Location> (per-directory: after
-// ProxyPass, patterns see the path below the section).
+// ProxyPass; patterns see proxy:URL for a proxied request, else the path below the section).
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -203,7 +203,7 @@ test(
 );
 
 test(
-  'rules and conditions inside <Location>: after ProxyPass, on the path below the section; RewriteEngine per section or server',
+  'rules inside <Location> (per-directory, after ProxyPass): a proxied request is matched as proxy:URL, as Apache; another on the path below the section',
   BOUND,
   async () => {
     const b = await app('b');
@@ -211,13 +211,25 @@ test(
     const g = await startGateway(
       [
         'Listen 127.0.0.1:0',
+        `ProxyPass /files/ !`,
         `ProxyPass / http://127.0.0.1:${b.port}/`,
         '<Location /app/>',
         '  RewriteEngine On',
         '  RewriteCond %{HTTP:Upgrade} =websocket [NC]',
-        `  RewriteRule ^socket(.*) ws://127.0.0.1:${w.port}/ws$1 [P,L]`,
-        '  RewriteRule ^old$ new [R=301,L]',
+        `  RewriteRule ^proxy:http://127\\.0\\.0\\.1:\\d+/app/socket(.*) ws://127.0.0.1:${w.port}/ws$1 [P,L]`,
+        '  RewriteRule ^socket - [F]',
         '  RewriteRule \\.php$ - [F]',
+        '</Location>',
+        // Etherpad's published form: the pattern finds the first "/" of "proxy:http://…".
+        '<Location /pad>',
+        `  ProxyPass http://127.0.0.1:${b.port}/pad`,
+        '  RewriteEngine On',
+        '  RewriteCond %{QUERY_STRING} transport=websocket [NC]',
+        `  RewriteRule /(.*) ws://127.0.0.1:${w.port}/pad/$1 [P,L]`,
+        '</Location>',
+        '<Location /files/>',
+        '  RewriteEngine On',
+        '  RewriteRule ^old$ new [R=301,L]',
         '</Location>',
         '<Location /off/>',
         '  RewriteRule ^ https://elsewhere.test/ [R]',
@@ -226,18 +238,23 @@ test(
       ].join('\n'),
     );
     try {
-      const old = await rawExchange(g.port, get('/app/old?k=v', 'front.test:8080'));
+      const old = await rawExchange(g.port, get('/files/old?k=v', 'front.test:8080'));
       assert.equal(old.status, 301);
-      assert.equal(headerIn(old.head, 'location'), 'http://front.test:8080/app/new?k=v', 'a relative target is below the section');
+      assert.equal(headerIn(old.head, 'location'), 'http://front.test:8080/files/new?k=v', 'a relative target is below the section');
       assert.equal((await rawExchange(g.port, get('/app/x/index.php'))).status, 403);
-      const page = await rawExchange(g.port, get('/app/page'));
-      assert.equal(bodyOf(page.data), 'b /app/page', 'no rule decides: ProxyPass does');
+      const page = await rawExchange(g.port, get('/app/socket/page'));
+      assert.equal(bodyOf(page.data), 'b /app/socket/page', 'no rule decides ("^socket" never matches a proxy: name): ProxyPass does');
 
       const ws = await openWs(`ws://127.0.0.1:${g.port}/app/socket/room?id=7`);
       const payload = randomBytes(20_000);
       assert.equal(sha256((await echo(ws, payload)).data), sha256(payload));
       await closeWs(ws);
       assert.deepEqual(w.seen, ['WS /ws/room?id=7'], 'the section rule proxied the upgrade, not ProxyPass');
+
+      const pad = await openWs(`ws://127.0.0.1:${g.port}/pad/?EIO=4&transport=websocket`);
+      assert.equal(sha256((await echo(pad, payload)).data), sha256(payload));
+      await closeWs(pad);
+      assert.equal(w.seen[1], `WS /pad//127.0.0.1:${b.port}/pad/?EIO=4&transport=websocket`, '$1 holds the rest of proxy:http://…/pad/');
 
       const off = await rawExchange(g.port, get('/off/x'));
       assert.equal(bodyOf(off.data), 'b /off/x', 'no RewriteEngine On in the section or the server: its rules do nothing');

@@ -384,8 +384,8 @@ test('SIGTERM: readiness (SetHandler health) turns 503 first, tunnels go on unti
     assert.match(await ask(), /^HTTP\/1\.1 503 [\s\S]*\r\n\r\ndraining\n$/, 'not ready while draining');
     // The tunnels still carry data while the probe says 503.
     await allEcho(open, 'tunnel during the drain');
-    const { code } = await s.exited;
-    assert.equal(code, 0, s.stderr());
+    const { code, signal } = await s.exited;
+    assert.equal(code, 0, `signal ${signal}\n${s.stderr()}`);
     for (const [c] of await Promise.all(closes)) assert.equal(c, 1001);
     assert.ok(Date.now() - stopAt >= 2500, 'the tunnels were closed at the grace time, not at once');
   } finally {

@@ -138,3 +138,27 @@ test('a ws:// rule target for a plain request: HTTP with ProxyWebsocketFallbackT
   assert.equal(where(go(server(...rules), '/p')), 'ws://127.0.0.1:1 /p http line3');
   assert.equal(where(go(server('ProxyWebsocketFallbackToProxyHttp Off', ...rules), '/p')), '404');
 });
+
+test('<Location> rules see a proxied request as proxy:URL, decoded, without the query (ProxyPass, balancer, server [P])', () => {
+  const vh = server(
+    '<Proxy "balancer://pool">',
+    '  BalancerMember "http://127.0.0.1:1"',
+    '</Proxy>',
+    'ProxyPass /b/ balancer://pool/in/',
+    'ProxyPass /d/ http://127.0.0.1:2/deep/',
+    'RewriteEngine On',
+    'RewriteRule ^/srv/(.*) http://127.0.0.1:3/s/$1 [P]',
+    '<Location />',
+    '  RewriteEngine On',
+    '  RewriteRule ^proxy:balancer://pool/in/(.*)$ http://127.0.0.1:4/from-balancer/$1 [P]',
+    '  RewriteRule "^proxy:http://127\\.0\\.0\\.1:2/deep/a b$" http://127.0.0.1:4/decoded [P]',
+    '  RewriteRule ^proxy:http://127\\.0\\.0\\.1:3/s/x$ http://127.0.0.1:4/after-server-rule [P]',
+    '  RewriteRule ^/?nothing - [F]',
+    '</Location>',
+  );
+  assert.equal(where(go(vh, '/b/x?q=1')), 'http://127.0.0.1:4 /from-balancer/x?q=1 http line11');
+  assert.equal(where(go(vh, '/d/a%20b?q=1')), 'http://127.0.0.1:4 /decoded?q=1 http line12');
+  assert.equal(where(go(vh, '/srv/x')), 'http://127.0.0.1:4 /after-server-rule http line13');
+  // Not proxied by any rule: the path below the section, "nothing".
+  assert.equal(where(go(vh, '/nothing')), '403');
+});
