@@ -57,10 +57,14 @@ bool IdArg(napi_env env, size_t argc, size_t need, napi_value* argv, uint32_t* i
 
 // Reports closed tunnels (one call with [id, reason, errno, up, down, …]) and the front's
 // events (one call with [type, id, a, text, bytes, …]) to JavaScript.
-// Reports closed tunnels (one call with [id, reason, errno, up, down, …]) and the front's
-// events (one call with [type, id, a, text, bytes, …]) to JavaScript.
 void Report(Engine* e) {
   FreeFinished(e);
+  if (e->env == nullptr) {
+    // Stopped while Node frees its environment (StopEngine): nobody is left to tell.
+    e->events.clear();
+    e->front_events.clear();
+    return;
+  }
   if (e->events.empty() && e->front_events.empty()) return;
   napi_env env = e->env;
   napi_handle_scope scope;
@@ -122,6 +126,10 @@ void Report(Engine* e) {
 
 namespace {
 
+void OnEnvCleanup(void* arg) {
+  StopEngine(static_cast<Engine*>(arg));
+}
+
 // start(onClose: (events: number[]) => void, onFront: (events: unknown[]) => void): void
 napi_value Start(napi_env env, napi_callback_info info) {
   if (g_engine != nullptr) return Throw(env, "native tunnel engine already started");
@@ -138,6 +146,8 @@ napi_value Start(napi_env env, napi_callback_info info) {
   napi_value resource_name;
   napi_create_string_utf8(env, "wsgate.tunnel", NAPI_AUTO_LENGTH, &resource_name);
   napi_async_init(env, nullptr, resource_name, &e->async_context);
+  // Hooks run last-registered first, so this one runs before N-API's own, which frees the env.
+  napi_add_env_cleanup_hook(env, OnEnvCleanup, e);
   g_engine = e;
   return nullptr;
 }

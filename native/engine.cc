@@ -147,4 +147,14 @@ Engine* CreateEngine(uv_loop_t* loop) {
   return e.release();
 }
 
+void StopEngine(Engine* e) {
+  // Node turns the loop again while it frees the environment, to close its own handles, and a
+  // socket of ours may become readable then; the N-API env may already be gone by that turn (a
+  // stop crashed in Report's napi_open_handle_scope so). Sockets still open close with the process.
+  e->env = nullptr;
+  uv_poll_stop(&e->poll);
+  uv_timer_stop(&e->tick);
+  uv_timer_stop(&e->ping_tick);
+}
+
 }  // namespace wsgate

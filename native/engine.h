@@ -128,6 +128,9 @@ extern Engine* g_engine;
 // Makes the engine on `loop` (an epoll set watched by a uv_poll, and the once-a-second tick);
 // null if epoll is unavailable. The binding sets its JavaScript callbacks.
 Engine* CreateEngine(uv_loop_t* loop);
+// Node is freeing its environment: stops the engine's poll and timers and forgets the N-API env,
+// so that nothing more reaches JavaScript (binding.cc registers it as an env cleanup hook).
+void StopEngine(Engine* e);
 
 int64_t NowMs();
 void SetInterest(Engine* e, int fd, Watched* w, uint32_t events);
