@@ -18,6 +18,7 @@ import { reloadFromFile } from './reload';
 import { applySharedChange } from '../handlers/balancer-manager';
 import { WorkerLink } from './worker-link';
 import { workerReady, workerStart } from './workers';
+import { boundYoungGeneration } from './young-generation';
 
 /** Runs a gateway on `config` (read from `configFile`) until it stops; resolves with the exit code. */
 export async function serve(config: Config, configFile: string, log: Logger): Promise<number> {
@@ -26,6 +27,7 @@ export async function serve(config: Config, configFile: string, log: Logger): Pr
   const ownsPidFile = !cluster.isWorker;
   let pidFile = ownsPidFile ? config.process.pidFile : undefined;
   if (!claimPidFile(pidFile, log)) return 1;
+  boundYoungGeneration();
   // A `-w N` worker binds its plain ports itself (SO_REUSEPORT), and tells the primary once it listens.
   const worker = workerStart();
   const shared = worker?.binding;
