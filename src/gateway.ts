@@ -13,7 +13,7 @@ import { type BoundListener, type ListenerChanges, Listeners, type SharedBinding
 import { carryTunnels } from './lifecycle/carry';
 import { NativeFront } from './listeners/native-front';
 import { createLogger, type Logger } from './observe/log';
-import { GatewayMetrics } from './observe/metrics';
+import { GatewayMetrics, servesMetrics } from './observe/metrics';
 import { Observers } from './observe/observers';
 import { StatusBoard } from './observe/status';
 import type { WorkerView } from './handlers/handler';
@@ -92,7 +92,7 @@ export class Gateway implements GatewayContext {
   readonly wsLimits: LimitState = { tunnels: this.tunnels, handshakeRate: new HandshakeRate() };
   /** Logs, metrics and the status page hear of each request's and tunnel's end here. */
   readonly observers: Observers;
-  /** Prometheus metrics (`SetHandler metrics`): an observer with a registry of this gateway's own. */
+  /** Prometheus metrics (`SetHandler metrics`): an observer with a registry of this gateway's own, counting from the first config that serves them. */
   readonly metrics = new GatewayMetrics();
   /** What the status page adds to the gateway's own state: handshake rate, recent errors, the nonce. */
   readonly status: StatusBoard;
@@ -112,13 +112,14 @@ export class Gateway implements GatewayContext {
   /** Reloads run one after the other; a stop waits for the one under way. */
   private reloads: Promise<unknown> = Promise.resolve();
   private readonly hostName = os.hostname();
+  private metricsCounting = false;
 
   constructor(config: Config, options: GatewayOptions = {}) {
     this.config = config;
     this.log = options.log ?? createLogger();
     this.observers = new Observers(this.log);
     this.status = new StatusBoard(options.statusNonce);
-    this.observers.add(this.metrics);
+    this.countMetricsFor(config);
     this.observers.add(this.status);
     this.accessLog = new AccessLog(this);
     this.observers.add(this.accessLog);
@@ -171,6 +172,13 @@ export class Gateway implements GatewayContext {
     return run;
   }
 
+  /** Metrics count from the first config with a `SetHandler metrics` on (and then on, whatever reloads bring). */
+  private countMetricsFor(config: Config): void {
+    if (this.metricsCounting || !servesMetrics(config)) return;
+    this.metricsCounting = true;
+    this.observers.add(this.metrics);
+  }
+
   private async swapConfig(config: Config): Promise<ReloadSummary> {
     if (this.state !== 'serving') throw new Error(`cannot reload: the gateway is ${this.state}`);
     const old = this.config;
@@ -180,6 +188,7 @@ export class Gateway implements GatewayContext {
     try {
       listeners = await this.listeners.reconcile(config.listen, () => {
         this.config = config;
+        this.countMetricsFor(config);
       });
     } catch (e) {
       await this.accessLog.use(old);

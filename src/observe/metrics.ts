@@ -76,6 +76,15 @@ export function closeCodeLabel(code: number): string {
   return CLOSE_CODE_LABELS.has(code) ? String(code) : 'other';
 }
 
+/**
+ * Whether some server of `config` answers `SetHandler metrics`. The gateway counts only from the
+ * first config that does: the counting costs each handshake a few microseconds, for nobody to read.
+ */
+export function servesMetrics(config: Config): boolean {
+  for (const vh of [config.mainServer, ...config.virtualHosts]) if (vh.handlers?.some((h) => h.handler === 'metrics')) return true;
+  return false;
+}
+
 /** A status as a label: its code, or `none` when the client got no answer. */
 function statusLabel(status: number): string {
   return status === 0 ? 'none' : String(status);

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { WebSocket } from 'ws';
+import { load } from '../config/helpers';
 import { startGateway } from '../helpers/harness';
 import { echoServer, get } from '../helpers/observe';
 
@@ -297,5 +298,34 @@ test('the sample Grafana dashboard names only metrics a scrape has; the example 
     assert.ok(!/(src|href)="(https?:)?\/\//.test(page.body), 'no external asset');
   } finally {
     await g.stop();
+  }
+});
+
+test('metrics count from the first config that serves them: none before, then a reload that adds SetHandler metrics', BOUND, async () => {
+  const backend = await echoServer();
+  const route = `ProxyPass /ws/ ws://127.0.0.1:${backend.port}/`;
+  const g = await startGateway(['Listen 127.0.0.1:0', route, ''].join('\n'));
+  const tunnel = async (name: string): Promise<void> => {
+    const ws = new WebSocket(`ws://127.0.0.1:${g.port}/ws/${name}`);
+    await once(ws, 'open');
+    const p = randomBytes(5_000);
+    ws.send(p);
+    const [data] = (await once(ws, 'message')) as [Buffer];
+    assert.equal(createHash('sha256').update(data).digest('hex'), createHash('sha256').update(p).digest('hex'));
+    ws.close();
+    await once(ws, 'close');
+  };
+  try {
+    await tunnel('before');
+    const { config } = load({
+      'wsgate.conf': ['Listen 127.0.0.1:' + g.port, route, '<Location "/metrics">', '  SetHandler metrics', '</Location>', ''].join('\n'),
+    });
+    await g.gateway.reload(config);
+    await tunnel('after');
+    const samples = await scrape(g.port);
+    assert.equal(sum(samples, 'wsgate_handshakes_total'), 1, 'the tunnel made before the reload is not counted, the one after is');
+  } finally {
+    await g.stop();
+    await backend.close();
   }
 });

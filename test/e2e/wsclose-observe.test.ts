@@ -110,7 +110,17 @@ for (const secure of [false, true]) {
       : 'Listen 127.0.0.1:0';
     let g: RunningGateway | undefined;
     try {
-      g = await startGateway([listen, `CustomLog ${file} tunnel`, `ProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"`, ''].join('\n'));
+      g = await startGateway(
+        [
+          listen,
+          `CustomLog ${file} tunnel`,
+          `ProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"`,
+          '<Location "/metrics">',
+          'SetHandler metrics',
+          '</Location>',
+          '',
+        ].join('\n'),
+      );
       const url = `${secure ? 'wss' : 'ws'}://127.0.0.1:${g.port}/ws/`;
       const open = async (p: string): Promise<WebSocket> => {
         const ws = new WebSocket(url + p, { ca: certs.ca.pem });

@@ -76,7 +76,7 @@ test('HTTP/2, ProxyWebsocketStrict Off: unmasked client frames are forwarded byt
       () => {},
     );
   });
-  const g = await startGateway(conf(backend.port));
+  const g = await startGateway(conf(backend.port, '<Location "/metrics">\nSetHandler metrics\n</Location>'));
   const session = await h2Connect(g.port, certs.ca.pem);
   try {
     const stream = await rawH2WebSocket(session, '/ws/raw');
