@@ -48,7 +48,10 @@ function parseArgs(argv: string[]): Options {
 function buildC(): void {
   fs.mkdirSync(BUILD, { recursive: true });
   for (const prog of ['loadgen', 'echo-backend']) {
-    const r = spawnSync('gcc', ['-O2', '-Wall', '-o', path.join(BUILD, prog), path.join(BENCH, `${prog}.c`)], { encoding: 'utf8' });
+    const libs = prog === 'loadgen' ? ['-lssl', '-lcrypto'] : []; // its TLS mode (unused here) links OpenSSL
+    const r = spawnSync('gcc', ['-O2', '-Wall', '-o', path.join(BUILD, prog), path.join(BENCH, `${prog}.c`), ...libs], {
+      encoding: 'utf8',
+    });
     if (r.status !== 0) throw new Error(`gcc ${prog}.c failed:\n${r.stderr}`);
   }
 }

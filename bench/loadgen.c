@@ -16,6 +16,11 @@
  *              sampling RSS of the watched processes (SIGTERM ends the wait), then closes them.
  * --src IP binds every connection to that local address (another 127.0.0.x: its own ephemeral
  * ports, for more connections to one proxy port than one address has).
+ * --tls speaks TLS to the proxy (every mode): OpenSSL, TLS 1.3 only, TLS_AES_256_GCM_SHA384 with
+ * an X25519 key exchange, a full handshake on every connection (no session is kept or offered),
+ * the certificate not verified (the bench's is self-signed) but the handshake and what it agreed
+ * checked; --sni NAME sends that server name. A handshake loop is then TCP connect -> TLS
+ * handshake -> upgrade -> close frames -> the server's close -> close.
  * Timing: --warmup SEC, then --reps R windows of --duration SEC each. For every window it
  * samples, at the window's edges, the CPU (utime+stime+cutime+cstime and schedstat), page
  * faults and RSS of the process tree under --watch PID (the proxy) and --aux PID (the
@@ -28,6 +33,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -35,10 +42,14 @@
 #include <sys/timerfd.h>
 
 enum { M_ECHO, M_RATE, M_HANDSHAKE, M_IDLE };
-enum { C_FREE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSING };
+enum { C_FREE, C_CONNECTING, C_TLS, C_HANDSHAKE, C_OPEN, C_CLOSING };
 
 typedef struct conn {
   int fd, id, state, out_armed, got_close, live;
+  SSL *ssl;
+  /* non-blocking TLS: a read (or the handshake) that needs the socket writable, a write that
+     needs it readable, and a close_notify seen (then only the TCP FIN is awaited) */
+  int rd_wants_out, wr_wants_in, tls_eof;
   uint8_t *pend; size_t plen, pcap;
   uint8_t *wbuf; size_t wlen, woff, wcap;
   uint64_t seq_send, seq_recv;
@@ -57,6 +68,8 @@ static struct {
   int reps;
   int watch_root, aux_root;
   double slow_us;
+  int tls;
+  const char *sni;
 } cfg = {.host = "127.0.0.1", .path = "/", .conns = 100, .inflight = 16, .size = 64, .rate = 100,
          .concurrency = 64, .warmup = 2, .duration = 5, .settle = 3, .hs_timeout = 5, .reps = 3};
 
@@ -68,6 +81,7 @@ static uint8_t bigbuf[1 << 18];
 static uint8_t *pattern;
 static uint64_t tnow;
 static volatile sig_atomic_t interrupted;
+static SSL_CTX *tls_ctx;
 
 /* counters */
 static uint64_t n_echoes, n_bytes, n_hs_ok, n_errors, n_connect_err, n_started, n_open, n_live;
@@ -104,7 +118,7 @@ static void ensure(uint8_t **buf, size_t *cap, size_t need) {
 }
 
 static void update_events(conn *c) {
-  int want = c->wlen > c->woff;
+  int want = (c->wlen > c->woff && !c->wr_wants_in) || c->rd_wants_out;
   if (want == c->out_armed) return;
   struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0), .data.ptr = c};
   epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
@@ -117,6 +131,9 @@ static void start_conn(int slot);
 static void conn_drop(conn *c) {
   if (c->fd >= 0) { epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL); close(c->fd); }
   c->fd = -1;
+  /* no close_notify of our own: the server has closed already, it would only draw a reset */
+  if (c->ssl) { SSL_free(c->ssl); c->ssl = NULL; }
+  c->rd_wants_out = c->wr_wants_in = c->tls_eof = 0;
   if (c->state == C_OPEN || c->state == C_CLOSING) n_open--;
   total_inflight -= c->tcount;
   c->tcount = c->thead = 0;
@@ -127,12 +144,46 @@ static void conn_drop(conn *c) {
 
 static void conn_fail(conn *c, const char *why) {
   note_error(why, c->id);
-  int was_connecting = c->state == C_CONNECTING || c->state == C_HANDSHAKE;
+  int was_connecting = c->state == C_CONNECTING || c->state == C_TLS || c->state == C_HANDSHAKE;
   if (was_connecting) n_connect_err++;
   conn_drop(c); /* handshake mode: run_until restarts free slots */
 }
 
+/* Fails c with what OpenSSL says about an SSL_* call that returned r. */
+static void tls_fail(conn *c, const char *op, int r) {
+  int e = SSL_get_error(c->ssl, r);
+  unsigned long code = ERR_peek_error();
+  char m[160], why[120];
+  if (code) ERR_error_string_n(code, why, sizeof why);
+  else if (e == SSL_ERROR_SYSCALL && errno) snprintf(why, sizeof why, "%s", strerror(errno));
+  else snprintf(why, sizeof why, "SSL error %d", e);
+  snprintf(m, sizeof m, "%s: %s", op, why);
+  ERR_clear_error(); /* SSL_get_error reads the queue: it must be empty before the next call */
+  conn_fail(c, m);
+}
+
+/* Writes c's pending output with SSL_write (partial writes and a moving buffer allowed, so a
+   retry after WANT_WRITE may pass the same bytes with more appended). Returns -1 if c failed. */
+static int tls_flush(conn *c) {
+  while (c->wlen > c->woff) {
+    int n = SSL_write(c->ssl, c->wbuf + c->woff, (int)(c->wlen - c->woff));
+    if (n <= 0) {
+      int e = SSL_get_error(c->ssl, n);
+      if (e == SSL_ERROR_WANT_WRITE) break;
+      if (e == SSL_ERROR_WANT_READ) { c->wr_wants_in = 1; break; }
+      tls_fail(c, "SSL_write", n);
+      return -1;
+    }
+    c->wr_wants_in = 0;
+    c->woff += (size_t)n;
+  }
+  if (c->wlen == c->woff) c->wlen = c->woff = 0;
+  update_events(c);
+  return 0;
+}
+
 static int flush(conn *c) {
+  if (c->ssl && !c->tls_eof) return tls_flush(c);
   while (c->wlen > c->woff) {
     ssize_t n = write(c->fd, c->wbuf + c->woff, c->wlen - c->woff);
     if (n < 0) {
@@ -307,45 +358,70 @@ static void on_eof(conn *c) {
   conn_fail(c, c->state == C_HANDSHAKE ? "closed during upgrade" : "unexpected EOF");
 }
 
+#define IO_AGAIN (-1)
+#define IO_FAILED (-2)
+
+/* One read from c: bytes, 0 at EOF, IO_AGAIN when nothing more is there now, IO_FAILED when c
+   has failed (and was dropped). Over TLS, a close_notify switches c to plain reads until the
+   server's FIN, so that, as on plain connections, the server closes first. */
+static ssize_t io_read(conn *c, uint8_t *buf, size_t cap) {
+  if (c->ssl && !c->tls_eof) {
+    if (cap > INT32_MAX) cap = INT32_MAX;
+    int n = SSL_read(c->ssl, buf, (int)cap);
+    if (n > 0) { c->rd_wants_out = 0; return n; }
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_READ) { c->rd_wants_out = 0; return IO_AGAIN; }
+    if (e == SSL_ERROR_WANT_WRITE) { c->rd_wants_out = 1; return IO_AGAIN; }
+    if (e != SSL_ERROR_ZERO_RETURN) { tls_fail(c, "SSL_read", n); return IO_FAILED; }
+    c->tls_eof = 1;
+    c->rd_wants_out = c->wr_wants_in = 0;
+  }
+  ssize_t n = read(c->fd, buf, cap);
+  if (n >= 0) {
+    if (n > 0 && c->tls_eof) { conn_fail(c, "data after close_notify"); return IO_FAILED; }
+    return n;
+  }
+  if (errno == EAGAIN || errno == EINTR) return IO_AGAIN;
+  char m[96]; snprintf(m, sizeof m, "read: %s", strerror(errno));
+  conn_fail(c, m);
+  return IO_FAILED;
+}
+
+/* Plain: one read per wake-up. TLS: reads until OpenSSL has nothing left, since records it
+   has buffered would not wake a level-triggered epoll again. */
 static void on_readable(conn *c) {
-  uint8_t *data;
-  size_t len = 0;
-  ssize_t n;
   tnow = now_ns();
-  if (c->plen > 0) {
-    ensure(&c->pend, &c->pcap, c->plen + 65536);
-    n = read(c->fd, c->pend + c->plen, c->pcap - c->plen);
-    data = c->pend;
-    if (n > 0) { c->plen += (size_t)n; len = c->plen; }
-  } else {
-    n = read(c->fd, bigbuf, sizeof bigbuf);
-    data = bigbuf;
-    if (n > 0) len = (size_t)n;
-  }
-  if (n == 0) { on_eof(c); return; }
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EINTR) return;
-    char m[96]; snprintf(m, sizeof m, "read: %s", strerror(errno));
-    conn_fail(c, m);
-    return;
-  }
-  ssize_t used = process(c, data, len);
-  if (used < 0) return;
-  size_t left = len - (size_t)used;
-  if (data == bigbuf) {
-    if (left) { ensure(&c->pend, &c->pcap, left + 65536); memcpy(c->pend, bigbuf + used, left); }
-    c->plen = left;
-  } else {
-    if (left && used) memmove(c->pend, c->pend + used, left);
-    c->plen = left;
+  for (;;) {
+    uint8_t *data, *dst;
+    size_t len, cap;
+    if (c->plen > 0) {
+      ensure(&c->pend, &c->pcap, c->plen + 65536);
+      data = c->pend; dst = c->pend + c->plen; cap = c->pcap - c->plen;
+    } else {
+      data = dst = bigbuf; cap = sizeof bigbuf;
+    }
+    ssize_t n = io_read(c, dst, cap);
+    if (n == 0) { on_eof(c); return; }
+    if (n == IO_FAILED) return;
+    if (n == IO_AGAIN) break;
+    if (data == bigbuf) len = (size_t)n;
+    else len = c->plen += (size_t)n;
+    ssize_t used = process(c, data, len);
+    if (used < 0) return;
+    size_t left = len - (size_t)used;
+    if (data == bigbuf) {
+      if (left) { ensure(&c->pend, &c->pcap, left + 65536); memcpy(c->pend, bigbuf + used, left); }
+      c->plen = left;
+    } else {
+      if (left && used) memmove(c->pend, c->pend + used, left);
+      c->plen = left;
+    }
+    if (!c->ssl || c->tls_eof) break;
   }
   flush(c);
 }
 
-static void on_connected(conn *c) {
-  int err = 0; socklen_t el = sizeof err;
-  getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-  if (err) { char m[96]; snprintf(m, sizeof m, "connect: %s", strerror(err)); conn_fail(c, m); return; }
+static void send_upgrade(conn *c) {
   uint8_t kb[16];
   for (int i = 0; i < 16; i += 4) { uint32_t r = xrand(&c->rnd); memcpy(kb + i, &r, 4); }
   b64_encode(kb, 16, c->key);
@@ -357,6 +433,45 @@ static void on_connected(conn *c) {
   memcpy(out_reserve(c, (size_t)n), req, (size_t)n);
   c->state = C_HANDSHAKE;
   flush(c);
+}
+
+/* Drives the TLS handshake; once done, checks what was agreed and sends the upgrade. */
+static void tls_step(conn *c) {
+  int r = SSL_do_handshake(c->ssl);
+  if (r != 1) {
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      c->rd_wants_out = e == SSL_ERROR_WANT_WRITE;
+      update_events(c);
+    } else {
+      tls_fail(c, "TLS handshake", r);
+    }
+    return;
+  }
+  c->rd_wants_out = 0;
+  const char *suite = SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl));
+  if (SSL_version(c->ssl) != TLS1_3_VERSION || strcmp(suite, "TLS_AES_256_GCM_SHA384") != 0 ||
+      SSL_get_negotiated_group(c->ssl) != NID_X25519) {
+    char m[120];
+    snprintf(m, sizeof m, "TLS handshake agreed %s %s group %d", SSL_get_version(c->ssl), suite,
+             (int)SSL_get_negotiated_group(c->ssl));
+    conn_fail(c, m);
+    return;
+  }
+  send_upgrade(c);
+}
+
+static void on_connected(conn *c) {
+  int err = 0; socklen_t el = sizeof err;
+  getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+  if (err) { char m[96]; snprintf(m, sizeof m, "connect: %s", strerror(err)); conn_fail(c, m); return; }
+  if (!cfg.tls) { send_upgrade(c); return; }
+  c->ssl = SSL_new(tls_ctx);
+  if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) { ERR_clear_error(); conn_fail(c, "SSL_new failed"); return; }
+  if (cfg.sni) SSL_set_tlsext_host_name(c->ssl, cfg.sni);
+  SSL_set_connect_state(c->ssl);
+  c->state = C_TLS;
+  tls_step(c);
 }
 
 static void start_conn(int slot) {
@@ -394,8 +509,19 @@ static void handle(struct epoll_event *e) {
     if (e->events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) on_connected(c);
     return;
   }
-  if (e->events & EPOLLOUT) { if (flush(c) < 0) return; }
-  if (e->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) on_readable(c);
+  if (c->state == C_TLS) { tls_step(c); return; }
+  if (e->events & EPOLLOUT) {
+    if (c->rd_wants_out) { /* an SSL_read waits for this */
+      on_readable(c);
+      if (c->state == C_FREE) return;
+    } else if (flush(c) < 0) {
+      return;
+    }
+  }
+  if (e->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    if (c->wr_wants_in && flush(c) < 0) return; /* an SSL_write waits for this */
+    on_readable(c);
+  }
 }
 
 static void on_tick(void) {
@@ -617,6 +743,25 @@ static void open_all(int (*done)(void), double timeout_s) {
 
 static void on_sig(int s) { (void)s; interrupted = 1; }
 
+/* One client context for every connection: TLS 1.3 only, one suite, X25519 only, no session
+   cache and no tickets (every handshake is a full one), no certificate verification. */
+static void tls_setup(void) {
+  tls_ctx = SSL_CTX_new(TLS_client_method());
+  if (!tls_ctx || !SSL_CTX_set_min_proto_version(tls_ctx, TLS1_3_VERSION) ||
+      !SSL_CTX_set_max_proto_version(tls_ctx, TLS1_3_VERSION) ||
+      !SSL_CTX_set_ciphersuites(tls_ctx, "TLS_AES_256_GCM_SHA384") || !SSL_CTX_set1_groups_list(tls_ctx, "X25519"))
+    die("OpenSSL client context: %s", ERR_error_string(ERR_get_error(), NULL));
+  SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+  SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+  /* a peer's plain FIN without close_notify reads as an EOF, as on a plain connection */
+  SSL_CTX_set_options(tls_ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
+  SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  /* read-ahead: one read() takes whatever records are there, not one record header at a time */
+  SSL_CTX_set_read_ahead(tls_ctx, 1);
+  /* thousands of idle tunnels: give each session's buffers back while it waits */
+  if (cfg.mode == M_IDLE) SSL_CTX_set_mode(tls_ctx, SSL_MODE_RELEASE_BUFFERS);
+}
+
 static int parse_mode(const char *m) {
   if (!strcmp(m, "echo")) return M_ECHO;
   if (!strcmp(m, "rate")) return M_RATE;
@@ -627,10 +772,11 @@ static int parse_mode(const char *m) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) die("usage: loadgen echo|rate|handshake|idle --port P [...]%s", "");
+  if (argc < 2) die("usage: loadgen echo|rate|handshake|idle --port P [--tls [--sni NAME]] [...]%s", "");
   cfg.mode = parse_mode(argv[1]);
   for (int i = 2; i < argc; i++) {
     const char *k = argv[i];
+    if (!strcmp(k, "--tls")) { cfg.tls = 1; continue; }
     if (i + 1 >= argc) die("missing value for %s", k);
     const char *v = argv[++i];
     if (!strcmp(k, "--host")) cfg.host = v;
@@ -649,11 +795,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--watch")) cfg.watch_root = atoi(v);
     else if (!strcmp(k, "--aux")) cfg.aux_root = atoi(v);
     else if (!strcmp(k, "--slow-us")) cfg.slow_us = atof(v);
+    else if (!strcmp(k, "--sni")) cfg.sni = v;
     else die("unknown option %s", k);
   }
   if (cfg.port <= 0) die("--port is required%s", "");
   if (cfg.size < 12) cfg.size = 12;
   if (strncmp(cfg.host, "127.", 4) != 0) die("refusing non-loopback host %s (127.0.0.0/8 only)", cfg.host);
+  if (cfg.tls) tls_setup();
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, on_sig);
   signal(SIGTERM, on_sig);
@@ -741,10 +889,10 @@ int main(int argc, char **argv) {
   fclose(wjson);
 
   static const char *names[] = {"echo", "rate", "handshake", "idle"};
-  printf("{\"mode\":\"%s\",\"host\":\"%s\",\"port\":%d,\"conns\":%d,\"inflight\":%d,\"size\":%d,\"rate\":%d,"
+  printf("{\"mode\":\"%s\",\"tls\":%d,\"host\":\"%s\",\"port\":%d,\"conns\":%d,\"inflight\":%d,\"size\":%d,\"rate\":%d,"
          "\"concurrency\":%d,\"opened\":%llu,\"open_at_end\":%d,\"live\":%llu,\"connect_errors\":%llu,\"errors\":%llu,"
          "\"interrupted\":%d,\"open_seconds\":%.3f,\"watch_pids\":%d,\"aux_pids\":%d,",
-         names[cfg.mode], cfg.host, cfg.port, cfg.conns, cfg.inflight, cfg.size, cfg.rate, cfg.concurrency,
+         names[cfg.mode], cfg.tls, cfg.host, cfg.port, cfg.conns, cfg.inflight, cfg.size, cfg.rate, cfg.concurrency,
          (unsigned long long)(n_started - n_connect_err), still_open, (unsigned long long)n_live,
          (unsigned long long)n_connect_err, (unsigned long long)n_errors, (int)interrupted, open_s, watch.n, aux.n);
   printf("\"error_messages\":[");

@@ -1,18 +1,21 @@
 // wsgate benchmark driver (`npm run bench [-- --quick] [-- --only wsgate,nginx]`).
 //
 // Builds the C load generator and echo backend into bench/build/, then for each target
-// (direct, wsgate, wsgate with its WebSocket frame tracker off, a bare Node pipe() tunnel, npm http-proxy, nginx and HAProxy when
+// (direct, wsgate, wsgate with its WebSocket frame tracker off, wsgate with TLS in its engine, a bare Node pipe() tunnel, npm http-proxy, nginx and HAProxy when
 // installed) and each scenario starts a fresh echo backend and a fresh proxy, pins the proxy
 // to CPU 0 and the load generator + backend (and this driver) to CPU 1, and runs the load
 // generator. The load generator samples /proc/PID/stat of the proxy's process tree at the
 // edges of each measured window, so the CPU counted and the work counted cover the same
-// interval. Prints one table and writes bench/out/results-<timestamp>.json.
+// interval. The tls-* scenarios are the same loads with TLS 1.3 between the load generator and
+// the proxy (the proxy terminates it and speaks plain ws:// to the backend). Prints a table for
+// plain and one for TLS and writes bench/out/results-<timestamp>.json.
 // See docs/performance.md for the method.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BENCH = path.join(ROOT, 'bench');
@@ -21,6 +24,8 @@ const OUT = path.join(BENCH, 'out');
 const HOST = '127.0.0.1';
 const PROXY_CPU = '0';
 const LOAD_CPU = '1';
+/** The server name the load generator sends (SNI) and the bench certificate is made for. */
+const SNI = 'bench.test';
 
 // ------------------------------------------------------------------ options
 interface Options {
@@ -70,8 +75,10 @@ function parseArgs(argv: string[]): Options {
     else if (a.startsWith('--render')) o.render = val();
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
-        'usage: npm run bench -- [--quick] [--only direct,wsgate,wsgate-notrack,pipe,http-proxy,nginx,haproxy]\n' +
-          '                       [--scenarios echo64,echo16k,handshake,idle,rate] [--tunnels N] [--keep-tmp]\n' +
+        'usage: npm run bench -- [--quick]\n' +
+          '                       [--only direct,wsgate,wsgate-notrack,wsgate-native-tls,pipe,http-proxy,nginx,haproxy]\n' +
+          '                       [--scenarios echo64,echo16k,handshake,idle,rate,tls-echo64,tls-echo16k,tls-handshake,tls-idle,tls-rate]\n' +
+          '                       [--tunnels N] [--keep-tmp]\n' +
           '                       [--nice N] [--no-retry]\n' +
           '  --nice N     run proxy, backend and load generator at niceness N (e.g. -10, root only) so\n' +
           '               that other work on a shared machine disturbs the figures less\n' +
@@ -226,8 +233,8 @@ function freePort(): Promise<number> {
   });
 }
 
-/** One WebSocket upgrade through host:port; resolves null on 101, else a reason. */
-function probeUpgrade(port: number, timeoutMs = 1000): Promise<string | null> {
+/** One WebSocket upgrade through host:port (over TLS if asked); resolves null on 101, else a reason. */
+function probeUpgrade(port: number, overTls: boolean, timeoutMs = 1000): Promise<string | null> {
   return new Promise((resolve) => {
     let buf = '';
     let done = false;
@@ -237,12 +244,16 @@ function probeUpgrade(port: number, timeoutMs = 1000): Promise<string | null> {
       sock.destroy();
       resolve(r);
     };
-    const sock = net.connect({ host: HOST, port }, () => {
+    const hello = (): void => {
       sock.write(
         `GET / HTTP/1.1\r\nHost: ${HOST}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
           'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
       );
-    });
+    };
+    // the bench certificate is self-signed: not verified here, as the load generator does not
+    const sock = overTls
+      ? tls.connect({ host: HOST, port, servername: SNI, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, hello)
+      : net.connect({ host: HOST, port }, hello);
     sock.setTimeout(timeoutMs, () => finish('no answer'));
     sock.on('error', (e) => finish(e.message));
     sock.on('data', (d) => {
@@ -282,21 +293,51 @@ function buildC(): void {
   for (const prog of ['loadgen', 'echo-backend']) {
     const src = path.join(BENCH, `${prog}.c`);
     const out = path.join(BUILD, prog);
-    const r = spawnSync('gcc', ['-O2', '-Wall', '-o', out, src], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`gcc ${prog}.c failed:\n${r.stderr}`);
+    // the load generator's TLS mode uses the system OpenSSL (libssl-dev)
+    const libs = prog === 'loadgen' ? ['-lssl', '-lcrypto'] : [];
+    const r = spawnSync('gcc', ['-O2', '-Wall', '-o', out, src, ...libs], { encoding: 'utf8' });
+    if (r.status !== 0)
+      throw new Error(
+        `gcc ${prog}.c failed${/openssl/.test(r.stderr) ? ' (OpenSSL headers missing? bash bench/setup.sh)' : ''}:\n${r.stderr}`,
+      );
   }
 }
 
+/** The TLS scenarios' certificate: EC P-256, self-signed, made with the openssl command. */
+function makeCert(tmp: string): CertFiles {
+  const cert = path.join(tmp, 'bench-cert.pem');
+  const key = path.join(tmp, 'bench-key.pem');
+  const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2'];
+  args.push('-keyout', key, '-out', cert, '-subj', `/CN=${SNI}`, '-addext', `subjectAltName=DNS:${SNI}`);
+  const r = spawnSync('openssl', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl req failed: ${r.stderr || r.error?.message}`);
+  // HAProxy's crt takes the certificate and its key in one file
+  const both = path.join(tmp, 'bench-cert-key.pem');
+  fs.writeFileSync(both, fs.readFileSync(cert, 'utf8') + fs.readFileSync(key, 'utf8'));
+  return { cert, key, both };
+}
+
 // ------------------------------------------------------------------ targets
+interface CertFiles {
+  cert: string;
+  key: string;
+  /** certificate then key, one file */
+  both: string;
+}
+
 interface Ctx {
   tmp: string;
   backendPort: number;
   port: number;
   tag: string;
+  /** set for the tls-* scenarios: the proxy terminates TLS with these files */
+  tls: CertFiles | null;
 }
 
 interface Target {
   name: string;
+  /** which scenarios it runs: plain ws:// ones, the tls-* ones, or both */
+  fronts: readonly ('plain' | 'tls')[];
   /** why it cannot run at all, or null */
   unavailable(): string | null;
   /** starts the proxy (null for direct) */
@@ -309,20 +350,46 @@ const nginxBin = which('nginx', ['/usr/sbin', '/usr/local/sbin', '/usr/local/ngi
 const haproxyBin = which('haproxy', ['/usr/sbin', '/usr/local/sbin']);
 const wsgateCli = path.join(ROOT, 'dist', 'src', 'cli.js');
 
+/** wsgate's generated config: one Listen and one ProxyPass; on TLS runs an https port with the
+ *  bench certificate, TLS 1.3 only, no tickets, X25519 (as nginx and HAProxy are set up). */
+function wsgateConf(ctx: Ctx): string {
+  const lines = ['# generated by bench/run.ts'];
+  if (ctx.tls)
+    lines.push(
+      `Listen ${HOST}:${ctx.port} https`,
+      'SSLEngine on',
+      `SSLCertificateFile ${ctx.tls.cert}`,
+      `SSLCertificateKeyFile ${ctx.tls.key}`,
+      'SSLProtocol -all +TLSv1.3',
+      'SSLSessionTickets off',
+      'SSLOpenSSLConfCmd Curves X25519',
+    );
+  else lines.push(`Listen ${HOST}:${ctx.port}`);
+  lines.push(`ProxyPass / ws://${HOST}:${ctx.backendPort}/`);
+  return `${lines.join('\n')}\n`;
+}
+
+const BOTH = ['plain', 'tls'] as const;
+const PLAIN = ['plain'] as const;
+
 const TARGETS: Target[] = [
   {
     name: 'direct',
+    fronts: PLAIN,
     unavailable: () => null,
     start: () => null,
     version: () => 'no proxy',
   },
   {
+    // on TLS runs: Node's TLS (WSGATE_NATIVE_TLS=0)
     name: 'wsgate',
+    fronts: BOTH,
     unavailable: () => (fs.existsSync(wsgateCli) ? null : 'dist/src/cli.js not built'),
     start: (ctx) => {
       const conf = path.join(ctx.tmp, `wsgate-${ctx.tag}.conf`);
-      fs.writeFileSync(conf, `# generated by bench/run.ts\nListen ${HOST}:${ctx.port}\nProxyPass / ws://${HOST}:${ctx.backendPort}/\n`);
-      return startProc('wsgate', PROXY_CPU, nodeBin, [wsgateCli, '-f', conf], path.join(ctx.tmp, `wsgate-${ctx.tag}.log`));
+      fs.writeFileSync(conf, wsgateConf(ctx));
+      const env = ctx.tls ? { ...process.env, WSGATE_NATIVE_TLS: '0' } : undefined;
+      return startProc('wsgate', PROXY_CPU, nodeBin, [wsgateCli, '-f', conf], path.join(ctx.tmp, `wsgate-${ctx.tag}.log`), env);
     },
     version: () => {
       try {
@@ -335,6 +402,7 @@ const TARGETS: Target[] = [
   {
     // wsgate with its WebSocket frame tracker off (WSGATE_WS_TRACK=0): what the tracker costs.
     name: 'wsgate-notrack',
+    fronts: PLAIN,
     unavailable: () => (fs.existsSync(wsgateCli) ? null : 'dist/src/cli.js not built'),
     start: (ctx) => {
       const conf = path.join(ctx.tmp, `wsgate-notrack-${ctx.tag}.conf`);
@@ -347,7 +415,27 @@ const TARGETS: Target[] = [
     version: () => `the wsgate above with WSGATE_WS_TRACK=0`,
   },
   {
+    // wsgate whose engine terminates TLS (WSGATE_NATIVE_TLS=1; docs/architecture.md "TLS in the engine")
+    name: 'wsgate-native-tls',
+    fronts: ['tls'],
+    unavailable: () => (fs.existsSync(wsgateCli) ? null : 'dist/src/cli.js not built'),
+    start: (ctx) => {
+      const conf = path.join(ctx.tmp, `wsgate-native-tls-${ctx.tag}.conf`);
+      fs.writeFileSync(conf, wsgateConf(ctx));
+      return startProc(
+        'wsgate-native-tls',
+        PROXY_CPU,
+        nodeBin,
+        [wsgateCli, '-f', conf],
+        path.join(ctx.tmp, `wsgate-native-tls-${ctx.tag}.log`),
+        { ...process.env, WSGATE_NATIVE_TLS: '1' },
+      );
+    },
+    version: () => `the wsgate above with WSGATE_NATIVE_TLS=1`,
+  },
+  {
     name: 'pipe',
+    fronts: PLAIN,
     unavailable: () => null,
     start: (ctx) =>
       startProc(
@@ -361,6 +449,7 @@ const TARGETS: Target[] = [
   },
   {
     name: 'http-proxy',
+    fronts: PLAIN,
     unavailable: () => {
       try {
         require.resolve('http-proxy');
@@ -387,11 +476,22 @@ const TARGETS: Target[] = [
   },
   {
     name: 'nginx',
+    fronts: BOTH,
     unavailable: () => (nginxBin ? null : 'nginx not installed (bash bench/setup.sh)'),
     start: (ctx) => {
       const dir = path.join(ctx.tmp, `nginx-${ctx.tag}`);
       fs.mkdirSync(dir, { recursive: true });
       const user = process.getuid && process.getuid() === 0 ? 'user root;\n' : '';
+      // TLS 1.3 only, X25519, no tickets and no session cache: every handshake is a full one
+      const ssl = ctx.tls
+        ? `
+    ssl_certificate ${ctx.tls.cert};
+    ssl_certificate_key ${ctx.tls.key};
+    ssl_protocols TLSv1.3;
+    ssl_ecdh_curve X25519;
+    ssl_session_tickets off;
+    ssl_session_cache off;`
+        : '';
       const conf = `# generated by bench/run.ts
 ${user}worker_processes 1;
 daemon off;
@@ -408,7 +508,7 @@ http {
   scgi_temp_path ${dir}/scgi;
   map $http_upgrade $connection_upgrade { default upgrade; '' close; }
   server {
-    listen ${HOST}:${ctx.port} backlog=4096;
+    listen ${HOST}:${ctx.port}${ctx.tls ? ' ssl' : ''} backlog=4096;${ssl}
     location / {
       proxy_pass http://${HOST}:${ctx.backendPort};
       proxy_http_version 1.1;
@@ -438,15 +538,18 @@ http {
   },
   {
     name: 'haproxy',
+    fronts: BOTH,
     unavailable: () => (haproxyBin ? null : 'haproxy not installed (bash bench/setup.sh)'),
     start: (ctx) => {
       const dir = path.join(ctx.tmp, `haproxy-${ctx.tag}`);
       fs.mkdirSync(dir, { recursive: true });
+      // TLS 1.3 only, X25519, no tickets and no session cache: every handshake is a full one
+      const ssl = ctx.tls ? ` ssl crt ${ctx.tls.both} ssl-min-ver TLSv1.3 no-tls-tickets curves X25519` : '';
       const conf = `# generated by bench/run.ts
 global
   nbthread 1
   maxconn 9980
-  pidfile ${dir}/haproxy.pid
+  pidfile ${dir}/haproxy.pid${ctx.tls ? '\n  tune.ssl.cachesize 0' : ''}
 defaults
   mode http
   timeout connect 5s
@@ -455,7 +558,7 @@ defaults
   timeout http-request 10s
   timeout tunnel 1h
 frontend fe
-  bind ${HOST}:${ctx.port}
+  bind ${HOST}:${ctx.port}${ssl}
   default_backend be
 backend be
   server s1 ${HOST}:${ctx.backendPort}
@@ -477,6 +580,8 @@ backend be
 interface Scenario {
   id: string;
   mode: 'echo' | 'rate' | 'handshake' | 'idle';
+  /** TLS between the load generator and the proxy (the tls-* copies of the plain scenarios) */
+  tls: boolean;
   args: string[];
   /** bound for the load generator, seconds */
   limit: number;
@@ -489,7 +594,7 @@ function scenarios(o: Options): Scenario[] {
   const reps = q ? 2 : 5;
   const timing = (w: number, d: number, r: number): string[] => ['--warmup', String(w), '--duration', String(d), '--reps', String(r)];
   const tunnels = o.idleTunnels ?? (q ? 1000 : 9950);
-  const list: Scenario[] = [
+  const plain: Omit<Scenario, 'tls'>[] = [
     {
       id: 'echo64',
       mode: 'echo',
@@ -511,6 +616,12 @@ function scenarios(o: Options): Scenario[] {
       limit: warm + (q ? 1 : 3) * reps + 40,
     },
   ];
+  // the same loads over TLS; opening idle tunnels takes a full TLS handshake each
+  const list: Scenario[] = [
+    ...plain.map((s) => ({ ...s, tls: false })),
+    ...plain.map((s) => ({ ...s, id: `tls-${s.id}`, tls: true, limit: s.limit + (s.mode === 'idle' ? 60 : 0) })),
+  ];
+  if (o.scenarios) for (const id of o.scenarios) if (!list.some((s) => s.id === id)) throw new Error(`unknown scenario ${id}`);
   return o.scenarios ? list.filter((s) => o.scenarios?.includes(s.id)) : list;
 }
 
@@ -575,6 +686,7 @@ interface LoadgenResult {
 function runLoadgen(sc: Scenario, port: number, watch: number, aux: number): Promise<LoadgenResult> {
   return new Promise((resolve, reject) => {
     const args = [sc.mode, '--host', HOST, '--port', String(port), '--watch', String(watch), '--aux', String(aux), ...sc.args];
+    if (sc.tls) args.push('--tls', '--sni', SNI);
     const p = startProc('loadgen', LOAD_CPU, path.join(BUILD, 'loadgen'), args, null);
     let out = '';
     let err = '';
@@ -729,6 +841,22 @@ const FIGS: { id: string; label: string; unit: string; target: string }[] = [
   { id: 'rate', label: 'round-trip p99 100×100/s', unit: 'ms', target: '≤1' },
 ];
 
+/** Issue 17's goals for wsgate's ratio to the better of nginx and HAProxy in the same run. */
+const RATIO_GOALS: Record<string, string> = {
+  echo64: '≤0.85',
+  handshake: '≤0.9',
+  idle: '≤1.0',
+  rate: '≤1.0',
+  'tls-echo64': '≤1.0',
+  'tls-echo16k': '≤0.8',
+  'tls-handshake': '≤1.0',
+  'tls-idle': '≤1.0',
+  'tls-rate': '≤1.0',
+};
+
+/** The C peers whose better figure the ratio columns divide by. */
+const PEERS = ['nginx', 'haproxy'];
+
 type Results = Record<
   string,
   { version: string; status: string; figures: Record<string, Figure>; raw: Record<string, LoadgenResult | { error: string }> }
@@ -747,8 +875,19 @@ function fmtRate(v: number | string | undefined): string {
   return `${v.toFixed(0)}/s`;
 }
 
-function buildTable(res: Results, names: string[]): string[][] {
-  const rows: string[][] = [['figure', 'target', ...names]];
+const isContended = (x: Figure | undefined): boolean => typeof x?.extra.contention === 'number' && x.extra.contention > 0.1;
+
+/**
+ * One table: a row per figure, a column per target, then a ratio column per wsgate target in
+ * `ratioOf`: its figure ÷ the better (lower) of nginx's and HAProxy's in the same run, with
+ * issue 17's goal. `tls` picks the tls-* scenarios (and leaves out the issue-3 target column,
+ * which is for plain ws:// only).
+ */
+function buildTable(res: Results, names: string[], tls: boolean, ratioOf: string[]): string[][] {
+  const peers = PEERS.filter((p) => names.includes(p));
+  const ratios = peers.length ? ratioOf.filter((n) => names.includes(n)) : [];
+  const head = ['figure', ...(tls ? [] : ['target']), ...names, ...ratios.map((n) => `${n} ÷ best of ${peers.join('/')}`)];
+  const rows: string[][] = [head];
   const fig = (t: string, id: string): Figure | undefined => res[t]?.figures[id];
   const cell = (t: string, id: string, f: (x: Figure) => string, headline = false): string => {
     const r = res[t];
@@ -757,27 +896,38 @@ function buildTable(res: Results, names: string[]): string[][] {
     const x = r.figures[id];
     if (!x) return '–';
     if (!x.ok) return 'failed';
-    const contended = typeof x.extra.contention === 'number' && x.extra.contention > 0.1;
     // a proxy below 90 % of its core was not saturated: its CPU per unit includes idle wake-ups
     const unsaturated = x.value !== undefined && typeof x.extra.proxy_busy === 'number' && x.extra.proxy_busy < 0.9;
+    const base = id.replace(/^tls-/, '');
     if (!headline) return f(x);
     return (
       f(x) +
       (x.extra.errors ? ' ERR' : '') +
-      (contended ? ' *' : '') +
-      (unsaturated && (id === 'echo64' || id === 'echo16k' || id === 'handshake') ? ' †' : '')
+      (isContended(x) ? ' *' : '') +
+      (unsaturated && (base === 'echo64' || base === 'echo16k' || base === 'handshake') ? ' †' : '')
     );
   };
+  /** value ÷ the better of the peers, with the goal; '–' when a figure is missing */
+  const ratio = (n: string, id: string): string => {
+    const x = fig(n, id);
+    const ps = peers.map((p) => fig(p, id)).filter((p): p is Figure => !!p?.ok && p.value !== undefined);
+    if (!x?.ok || x.value === undefined || ps.length === 0) return '–';
+    const best = ps.reduce((a, b) => ((b.value as number) < (a.value as number) ? b : a));
+    const goal = RATIO_GOALS[id];
+    const marks = (x.extra.errors || best.extra.errors ? ' ERR' : '') + (isContended(x) || isContended(best) ? ' *' : '');
+    return `${(x.value / (best.value as number)).toFixed(2)}×${goal ? ` (${goal})` : ''}${marks}`;
+  };
   for (const F of FIGS) {
-    if (!names.some((n) => res[n]?.figures[F.id])) continue;
-    const ngx = fig('nginx', F.id)?.value;
+    const id = tls ? `tls-${F.id}` : F.id;
+    if (!names.some((n) => res[n]?.figures[id])) continue;
+    const ngx = fig('nginx', id)?.value;
     rows.push([
       `${F.label} (${F.unit})`,
-      F.target,
+      ...(tls ? [] : [F.target]),
       ...names.map((n) =>
         cell(
           n,
-          F.id,
+          id,
           (x) => {
             if (x.value === undefined) {
               if (F.id === 'echo64' || F.id === 'echo16k' || F.id === 'handshake')
@@ -787,47 +937,54 @@ function buildTable(res: Results, names: string[]): string[][] {
             let s = fmt(x.value);
             if (x.min !== undefined && x.max !== undefined && x.max - x.min > 0.0005 * x.value && F.id !== 'rate')
               s += ` [${fmt(x.min)}–${fmt(x.max)}]`;
-            if (ngx && n !== 'nginx' && n !== 'direct') s += ` ${(x.value / ngx).toFixed(2)}×ngx`;
+            if (!tls && ngx && n !== 'nginx' && n !== 'direct') s += ` ${(x.value / ngx).toFixed(2)}×ngx`;
             return s;
           },
           true,
         ),
       ),
+      ...ratios.map((n) => ratio(n, id)),
     ]);
+    const pad = ratios.map(() => '');
+    const sub = (label: string, f: (n: string) => string): void => {
+      rows.push([label, ...(tls ? [] : ['']), ...names.map(f), ...pad]);
+    };
     if (F.id === 'echo64' || F.id === 'echo16k' || F.id === 'handshake') {
-      const direct = fig('direct', F.id)?.extra.rate_per_s as number | undefined;
-      rows.push([
-        '  rate (× direct)',
-        '',
-        ...names.map((n) =>
-          cell(n, F.id, (x) => {
-            const r = x.extra.rate_per_s as number;
-            return n === 'direct' || !direct ? fmtRate(r) : `${fmtRate(r)} ${(r / direct).toFixed(2)}×`;
-          }),
-        ),
-      ]);
+      const direct = fig('direct', id)?.extra.rate_per_s as number | undefined;
+      sub(direct ? '  rate (× direct)' : '  rate', (n) =>
+        cell(n, id, (x) => {
+          const r = x.extra.rate_per_s as number;
+          return n === 'direct' || !direct ? fmtRate(r) : `${fmtRate(r)} ${(r / direct).toFixed(2)}×`;
+        }),
+      );
       const pct = (v: number | string | undefined): string => (typeof v === 'number' ? `${Math.round(v * 100)}%` : '–');
-      rows.push([
-        '  busy: proxy / core0 / core1',
-        '',
-        ...names.map((n) => cell(n, F.id, (x) => `${pct(x.extra.proxy_busy)} / ${pct(x.extra.core0_busy)} / ${pct(x.extra.core1_busy)}`)),
-      ]);
+      sub('  busy: proxy / core0 / core1', (n) =>
+        cell(n, id, (x) => `${pct(x.extra.proxy_busy)} / ${pct(x.extra.core0_busy)} / ${pct(x.extra.core1_busy)}`),
+      );
+      // no direct column over TLS: the load side's own CPU per unit (load generator + backend) here
+      if (tls)
+        sub('  load side: lg + be (µs)', (n) =>
+          cell(n, id, (x) => `${fmt(x.extra.loadgen_us as number)} + ${fmt(x.extra.backend_us as number)}`),
+        );
       if (F.id !== 'handshake')
-        rows.push([
-          '  proxy page faults / echo',
-          '',
-          ...names.map((n) => cell(n, F.id, (x) => (x.extra.minflt !== undefined ? fmt(x.extra.minflt as number, 2) : '–'))),
-        ]);
+        sub('  proxy page faults / echo', (n) =>
+          cell(n, id, (x) => (x.extra.minflt !== undefined ? fmt(x.extra.minflt as number, 2) : '–')),
+        );
     }
-    if (F.id === 'idle') rows.push(['  tunnels held', '', ...names.map((n) => cell(n, F.id, (x) => String(x.extra.tunnels)))]);
+    if (F.id === 'idle') sub('  tunnels held', (n) => cell(n, id, (x) => String(x.extra.tunnels)));
     if (F.id === 'rate')
-      rows.push([
-        '  p50 / p99.9 (ms)',
-        '',
-        ...names.map((n) => cell(n, F.id, (x) => `${fmt(x.extra.p50_ms as number)} / ${fmt(x.extra.p999_ms as number)}`)),
-      ]);
+      sub('  p50 / p99.9 (ms)', (n) => cell(n, id, (x) => `${fmt(x.extra.p50_ms as number)} / ${fmt(x.extra.p999_ms as number)}`));
   }
   return rows;
+}
+
+/** The plain table's and the TLS table's rows (a table is left out when none of its scenarios ran). */
+function buildTables(res: Results, names: string[], fronts: (n: string) => readonly string[]): { plain: string[][]; tls: string[][] } {
+  const plainNames = names.filter((n) => fronts(n).includes('plain'));
+  const tlsNames = names.filter((n) => fronts(n).includes('tls'));
+  const plain = buildTable(res, plainNames, false, ['wsgate']);
+  const tlsRows = buildTable(res, tlsNames, true, ['wsgate', 'wsgate-native-tls']);
+  return { plain: plain.length > 1 ? plain : [], tls: tlsRows.length > 1 ? tlsRows : [] };
 }
 
 function renderTable(rows: string[][]): string {
@@ -855,6 +1012,7 @@ async function runOnce(
   sc: Scenario,
   tmp: string,
   tag: string,
+  cert: CertFiles | null,
 ): Promise<{ figure: Figure; raw: LoadgenResult | { error: string }; startFailed: boolean }> {
   let backend: Proc | null = null;
   let proxy: Proc | null = null;
@@ -878,12 +1036,12 @@ async function runOnce(
     let port = backendPort;
     if (t.name !== 'direct') {
       port = await freePort();
-      proxy = t.start({ tmp, backendPort, port, tag });
+      proxy = t.start({ tmp, backendPort, port, tag, tls: sc.tls ? cert : null });
       if (!proxy) throw new Error('no process');
       let last: string | null = 'not probed';
       const deadline = Date.now() + 15000;
       while (Date.now() < deadline && !proxy.exited) {
-        last = await probeUpgrade(port);
+        last = await probeUpgrade(port, sc.tls);
         if (last === null) break;
         await sleep(100);
       }
@@ -925,6 +1083,9 @@ function machine(): Record<string, string | number> {
   };
 }
 
+/** The fronts a target runs (a results file's unknown names: both). */
+const frontsOf = (n: string): readonly string[] => TARGETS.find((t) => t.name === n)?.fronts ?? BOTH;
+
 /** --render: recompute the figures of a results file from its raw windows and print the tables. */
 function render(file: string): void {
   const j = JSON.parse(fs.readFileSync(file, 'utf8')) as {
@@ -940,8 +1101,8 @@ function render(file: string): void {
       res[name].figures[sc.id] = 'error' in raw ? { ok: false, note: raw.error, extra: {} } : derive(sc, raw, name === 'direct');
     }
   }
-  const rows = buildTable(res, Object.keys(j.targets));
-  process.stdout.write(`${renderTable(rows)}\n\n${markdownTable(rows)}\n`);
+  const { plain, tls: tlsRows } = buildTables(res, Object.keys(j.targets), frontsOf);
+  for (const rows of [plain, tlsRows]) if (rows.length) process.stdout.write(`${renderTable(rows)}\n\n${markdownTable(rows)}\n\n`);
 }
 
 async function main(): Promise<void> {
@@ -959,9 +1120,12 @@ async function main(): Promise<void> {
   buildC();
   fs.mkdirSync(OUT, { recursive: true });
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wsgate-bench-'));
-  const targets = TARGETS.filter((t) => !opts.only || opts.only.includes(t.name));
   if (opts.only) for (const n of opts.only) if (!TARGETS.some((t) => t.name === n)) throw new Error(`unknown target ${n}`);
   const scs = scenarios(opts);
+  const runs = (t: Target, sc: Scenario): boolean => t.fronts.includes(sc.tls ? 'tls' : 'plain');
+  // a target none of the chosen scenarios applies to (wsgate-native-tls on a plain-only run) is left out
+  const targets = TARGETS.filter((t) => (!opts.only || opts.only.includes(t.name)) && scs.some((sc) => runs(t, sc)));
+  const cert = scs.some((sc) => sc.tls) ? makeCert(tmp) : null;
   const results: Results = {};
   process.stdout.write(
     `wsgate bench${opts.quick ? ' --quick' : ''}: ${targets.map((t) => t.name).join(', ')}; scenarios ${scs.map((s) => s.id).join(', ')}\n`,
@@ -976,14 +1140,16 @@ async function main(): Promise<void> {
     }
     let startFailures = 0;
     for (const sc of scs) {
+      if (!runs(t, sc)) continue;
       if (startFailures >= 2) {
         results[t.name].raw[sc.id] = { error: 'not run: target failed to start twice' };
         continue;
       }
-      const budgetS = opts.quick ? 0 : 600; // no reruns once the run is this old (whole run < 15 min)
+      // no reruns once the run is this old (whole run < 15 min; < 20 with the TLS scenarios)
+      const budgetS = opts.quick ? 0 : cert ? 900 : 600;
       for (let attempt = 0; attempt < 2; attempt++) {
         const t1 = Date.now();
-        const got = await runOnce(t, sc, tmp, `${sc.id}-${attempt}`);
+        const got = await runOnce(t, sc, tmp, `${sc.id}-${attempt}`, cert);
         if (got.startFailed) startFailures++;
         const f = got.figure;
         const prev = results[t.name].figures[sc.id];
@@ -996,7 +1162,7 @@ async function main(): Promise<void> {
         if (attempt === 1) results[t.name].raw[`${sc.id}-rerun`] = got.raw;
         const v = f.value !== undefined ? fmt(f.value) : '';
         process.stdout.write(
-          `  ${t.name.padEnd(10)} ${sc.id.padEnd(9)} ${f.ok ? 'ok    ' : 'FAILED'} ${v.padStart(7)} ` +
+          `  ${t.name.padEnd(17)} ${sc.id.padEnd(13)} ${f.ok ? 'ok    ' : 'FAILED'} ${v.padStart(7)} ` +
             `${f.extra.rate_per_s !== undefined ? fmtRate(f.extra.rate_per_s) : ''}` +
             `${c(f) > 0.05 ? ` contended ${Math.round(c(f) * 100)}%` : ''}${f.note ? '  ' + f.note.slice(0, 300) : ''} ` +
             `(${((Date.now() - t1) / 1000).toFixed(1)} s)\n`,
@@ -1004,7 +1170,7 @@ async function main(): Promise<void> {
         const again = attempt === 0 && opts.retry && f.ok && c(f) > 0.1 && (Date.now() - t0) / 1000 < budgetS;
         if (!again) break;
         process.stdout.write(
-          `  ${t.name.padEnd(10)} ${sc.id.padEnd(9)} rerun: other processes took ${Math.round(c(f) * 100)}% of a core\n`,
+          `  ${t.name.padEnd(17)} ${sc.id.padEnd(13)} rerun: other processes took ${Math.round(c(f) * 100)}% of a core\n`,
         );
       }
     }
@@ -1012,8 +1178,8 @@ async function main(): Promise<void> {
   }
 
   const names = targets.map((t) => t.name);
-  const rows = buildTable(results, names);
-  const table = renderTable(rows);
+  const tables = buildTables(results, names, frontsOf);
+  const rows = tables.plain;
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const file = path.join(OUT, `results-${stamp}.json`);
   const elapsed = (Date.now() - t0) / 1000;
@@ -1029,15 +1195,21 @@ async function main(): Promise<void> {
       cpu: 'utime+stime+cutime+cstime of the proxy process tree from /proc/PID/stat, delta over each measured window, divided by the work done in it; median over windows',
       memory: '(sum of VmRSS of the proxy tree with N idle tunnels − before opening them) / N, in KiB',
       latency: 'round-trip of 64 B messages, 100 connections × 100 msg/s, open loop, p99 over all windows',
+      tls: 'tls-* scenarios: the same loads with TLS 1.3 (TLS_AES_256_GCM_SHA384, X25519, EC P-256 self-signed certificate, a full handshake per connection: no tickets, no session cache) terminated by the proxy, plain ws:// to the backend',
+      ratio: "wsgate's figure / the lower of nginx's and HAProxy's in the same run",
     },
     scenarios: scs,
     targets: Object.fromEntries(targets.map((t) => [t.name, results[t.name]])),
     table: rows,
-    table_markdown: markdownTable(rows),
+    table_markdown: rows.length ? markdownTable(rows) : '',
+    table_tls: tables.tls,
+    table_tls_markdown: tables.tls.length ? markdownTable(tables.tls) : '',
   };
   fs.writeFileSync(file, JSON.stringify(json, null, 2));
-  process.stdout.write(`\n${table}\n\n`);
-  process.stdout.write('cells: median over windows [min–max], ×ngx = ratio to nginx in this run; rate × = ratio to direct;\n');
+  if (rows.length) process.stdout.write(`\nplain ws://\n${renderTable(rows)}\n`);
+  if (tables.tls.length) process.stdout.write(`\nTLS front (TLS 1.3 to the proxy, plain ws:// behind it)\n${renderTable(tables.tls)}\n`);
+  process.stdout.write('\ncells: median over windows [min–max], ×ngx = ratio to nginx in this run; rate × = ratio to direct;\n');
+  process.stdout.write("÷ best = ratio to the lower of nginx and HAProxy in this run, with issue 17's goal in brackets;\n");
   process.stdout.write(
     "direct shows the load side's own CPU per echo (lg = loadgen, be = backend); ERR = verification errors (see JSON);\n",
   );

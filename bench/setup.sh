@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the peer proxies that `npm run bench` compares wsgate with (nginx, HAProxy)
-# from Debian's packages. Idempotent; not run by CI. Needs root (or sudo).
+# from Debian's packages, and what the bench builds and runs with (gcc, taskset, OpenSSL's
+# headers for the load generator's TLS mode, the openssl command for the TLS certificate).
+# Idempotent; not run by CI. Needs root (or sudo).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -9,8 +11,10 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+[ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then
-  echo "bench/setup.sh: nginx, haproxy, gcc and taskset are already installed"
+  echo "bench/setup.sh: nginx, haproxy, gcc, taskset, libssl-dev and openssl are already installed"
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
