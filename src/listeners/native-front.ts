@@ -290,8 +290,9 @@ export class NativeFront implements NativeUpgradeHost {
       tls: tlsInfo !== undefined,
       alpn: tlsInfo?.alpn,
       protocol: 'http/1.1' as const,
+      sink: this.host.observers,
     };
-    return new RequestRecord({ ...from, sink: this.host.observers }, req, now, now);
+    return new RequestRecord(from, req, now, now);
   }
 
   /**
