@@ -246,10 +246,20 @@ napi_value EndTowardJs(napi_env env, napi_callback_info info) {
 }
 
 // frontListen(id, fd, silenceMs, keepaliveSeconds, headerMs, headerMaxMs, headerMinRate, tls?)
+// The optional handshake stage (headerMs… then handshakeMs, handshakeMaxMs, handshakeMinRate) at argv[at…].
+void HandshakeStageArgs(napi_env env, size_t argc, napi_value* argv, size_t at, HeadLimits* limits) {
+  uint32_t ms = 0, max_ms = 0, rate = 0;
+  if (argc < at + 3 || !GetUint32(env, argv[at], &ms) || !GetUint32(env, argv[at + 1], &max_ms) || !GetUint32(env, argv[at + 2], &rate))
+    return;
+  limits->handshake_ms = ms;
+  limits->handshake_max_ms = max_ms;
+  limits->handshake_min_rate = rate;
+}
+
 napi_value FrontListenJs(napi_env env, napi_callback_info info) {
   Engine* e = g_engine;
-  size_t argc = 8;
-  napi_value argv[8];
+  size_t argc = 11;
+  napi_value argv[11];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   uint32_t id, fd, timeout, keepalive_s, header_ms, header_max_ms, min_rate;
   if (e == nullptr || argc < 7 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &fd) || !GetUint32(env, argv[2], &timeout) ||
@@ -264,6 +274,7 @@ napi_value FrontListenJs(napi_env env, napi_callback_info info) {
   limits.min_rate = min_rate;
   bool tls = false;
   if (argc > 7) napi_get_value_bool(env, argv[7], &tls);
+  HandshakeStageArgs(env, argc, argv, 8, &limits);
   int err = FrontListen(e, id, int(fd), int(keepalive_s), limits, tls);
   if (err != 0) return Throw(env, strerror(err));
   return nullptr;
@@ -303,8 +314,8 @@ napi_value FrontBindSharedJs(napi_env env, napi_callback_info info) {
 
 // frontLimits(id, silenceMs, headerMs, headerMaxMs, headerMinRate): true if the listener exists.
 napi_value FrontLimitsJs(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5], result;
+  size_t argc = 8;
+  napi_value argv[8], result;
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   uint32_t id, timeout, header_ms, header_max_ms, min_rate;
   if (g_engine == nullptr || argc < 5 || !GetUint32(env, argv[0], &id) || !GetUint32(env, argv[1], &timeout) ||
@@ -316,6 +327,7 @@ napi_value FrontLimitsJs(napi_env env, napi_callback_info info) {
   limits.header_ms = header_ms;
   limits.header_max_ms = header_max_ms;
   limits.min_rate = min_rate;
+  HandshakeStageArgs(env, argc, argv, 5, &limits);
   napi_get_boolean(env, FrontLimits(g_engine, id, limits), &result);
   return result;
 }

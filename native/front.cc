@@ -20,11 +20,14 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 namespace wsgate {
 
@@ -117,20 +120,32 @@ void UnlinkReading(Engine* e, Handshake* h) {
   e->reading--;
 }
 
+// A RequestReadTimeout stage's deadline: `ms` from `from`, extended at `rate` bytes/s by
+// `bytes`, up to `max_ms` (0: no cap); INT64_MAX without the stage.
+int64_t StageDeadline(int64_t from, int64_t ms, int64_t max_ms, int64_t rate, uint64_t bytes) {
+  if (ms <= 0) return INT64_MAX;
+  int64_t at = from + ms + (rate > 0 ? int64_t(bytes * 1000 / uint64_t(rate)) : 0);
+  if (max_ms > 0 && at > from + max_ms) at = from + max_ms;
+  return at;
+}
+
+// The handshake stage's deadline of a connection still in its ClientHello or TLS handshake.
+int64_t HandshakeStageDeadline(const Handshake* h) {
+  const HeadLimits& l = h->limits;
+  if (l.handshake_ms <= 0) return INT64_MAX;
+  uint64_t bytes = h->stage == Stage::kTls ? TlsBytesRead(h->t->side[0].ssl) : h->head_bytes;
+  return StageDeadline(h->accepted_at, l.handshake_ms, l.handshake_max_ms, l.handshake_min_rate, bytes);
+}
+
 // When the head must be complete: the silence limit, and the header stage's deadline as the
 // bytes received so far have extended it.
 int64_t HeadDeadline(const Handshake* h) {
   int64_t at = h->head_deadline;
-  // A TLS handshake has Timeout from accept, as Node's handshakeTimeout; the header stage
-  // starts once it is done.
-  if (h->stage != Stage::kReadingHead) return at;
+  // A TLS handshake has Timeout from accept, as Node's handshakeTimeout, and the handshake
+  // stage; the header stage starts once it is done.
+  if (h->stage != Stage::kReadingHead) return std::min(at, HandshakeStageDeadline(h));
   const HeadLimits& l = h->limits;
-  if (l.header_ms > 0) {
-    int64_t stage = h->accepted_at + l.header_ms + (l.min_rate > 0 ? int64_t(h->head_bytes * 1000 / uint64_t(l.min_rate)) : 0);
-    if (l.header_max_ms > 0 && stage > h->accepted_at + l.header_max_ms) stage = h->accepted_at + l.header_max_ms;
-    if (stage < at) at = stage;
-  }
-  return at;
+  return std::min(at, StageDeadline(h->accepted_at, l.header_ms, l.header_max_ms, l.min_rate, h->head_bytes));
 }
 
 void StopTimer(Handshake* h) {
@@ -380,9 +395,11 @@ void PeekHello(Engine* e, Handshake* h) {
   size_t got = size_t(n);
   bool complete = got >= kRecordHeader && (b[0] != 22 || got >= kRecordHeader + ((size_t(b[3]) << 8) | b[4]));
   if (!complete && got < kMaxHelloPeek && !c.fin_seen && !c.hup_seen) {
+    h->head_bytes = got;
     c.readable = false;  // the rest raises a new edge (peeked bytes stay in the socket)
     return;
   }
+  h->head_bytes = got;  // the handshake stage counts them until the handshake reads them
   h->stage = Stage::kDeciding;
   e->front_events.push_back(FrontEvent{kHello, h->id, int32_t(h->listener), std::string(h->peer), std::vector<char>(e->buf, e->buf + got)});
 }
@@ -404,6 +421,7 @@ void StepTls(Engine* e, Handshake* h) {
   h->stage = Stage::kReadingHead;
   h->accepted_at = NowMs();
   h->head_deadline = h->accepted_at + h->limits.silence_ms;
+  h->head_bytes = 0;
   h->t->side[0].readable = true;  // a head sent with the client's Finished came with its edge
   ReadHead(e, h);
 }
@@ -587,7 +605,8 @@ void FrontTick(Engine* e, int64_t now) {
   // JavaScript answers what arrived (408 once a request line is in) or closes the connection.
   for (Handshake* h : late) {
     if (h->stage != Stage::kReadingHead) {
-      TlsFailed(e, h, "ERR_TLS_HANDSHAKE_TIMEOUT");
+      // The handshake stage's cut has a log line of its own (as on Node's path); Timeout's is Node's handshakeTimeout.
+      TlsFailed(e, h, HandshakeStageDeadline(h) <= now ? "handshake-stage" : "ERR_TLS_HANDSHAKE_TIMEOUT");
       continue;
     }
     UnlinkReading(e, h);

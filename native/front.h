@@ -55,6 +55,12 @@ struct HeadLimits {
   int64_t header_ms = 0;
   int64_t header_max_ms = 0;
   int64_t min_rate = 0;
+  // RequestReadTimeout's handshake stage (an https port): the ClientHello and the TLS handshake
+  // must be done by handshake_ms from accept, extended at handshake_min_rate by the bytes
+  // received, up to handshake_max_ms (0: no stage; Timeout alone bounds the handshake).
+  int64_t handshake_ms = 0;
+  int64_t handshake_max_ms = 0;
+  int64_t handshake_min_rate = 0;
 };
 
 // A Listen port the engine accepts on (owned by Engine::listeners).

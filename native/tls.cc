@@ -112,6 +112,9 @@ uint32_t TlsContextNew(const TlsContextOptions& o, std::string* error) {
   static const unsigned char kSid[] = "wsgate";
   SSL_CTX_set_session_id_context(c, kSid, sizeof kSid - 1);
   SSL_CTX_set_timeout(c, o.session_timeout_s);
+  // As Node's secure contexts: no server-side session store, so only a ticket (when tickets are
+  // on) resumes a session; a TLS 1.2 session id offered back starts a full handshake.
+  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL | SSL_SESS_CACHE_NO_AUTO_CLEAR);
   bool ok = SSL_CTX_set_min_proto_version(c, o.min_version) == 1 && SSL_CTX_set_max_proto_version(c, o.max_version) == 1 &&
             (o.cipher_list.empty() || SSL_CTX_set_cipher_list(c, o.cipher_list.c_str()) == 1) &&
             (o.cipher_suites.empty() || SSL_CTX_set_ciphersuites(c, o.cipher_suites.c_str()) == 1) &&
@@ -243,6 +246,11 @@ void TlsInfo(ssl_st* ssl, std::string* protocol, std::string* cipher, std::strin
   unsigned int alen = 0;
   SSL_get0_alpn_selected(ssl, &a, &alen);
   alpn->assign(reinterpret_cast<const char*>(a != nullptr ? a : reinterpret_cast<const unsigned char*>("")), alen);
+}
+
+uint64_t TlsBytesRead(ssl_st* ssl) {
+  BIO* rbio = SSL_get_rbio(ssl);
+  return rbio != nullptr ? BIO_number_read(rbio) : 0;
 }
 
 void TlsCounts(double* sessions, double* handshakes) {

@@ -59,6 +59,9 @@ void TlsCloseNotify(ssl_st* ssl);
 // The negotiated protocol ("TLSv1.3"), cipher (OpenSSL's name), SNI name, ALPN protocol, and
 // whether the session was resumed.
 void TlsInfo(ssl_st* ssl, std::string* protocol, std::string* cipher, std::string* servername, std::string* alpn, bool* resumed);
+// The bytes read from the socket so far (RequestReadTimeout's handshake stage counts them, as
+// Node's path counts the raw socket's bytesRead).
+uint64_t TlsBytesRead(ssl_st* ssl);
 // Sessions made and handshakes completed since the process started (a test can tell that a
 // connection went the native way).
 void TlsCounts(double* sessions, double* handshakes);

@@ -36,8 +36,9 @@ export type { BoundListener, GatewayState, ListenerChanges, SharedBinding, Tunne
 export interface GatewayOptions {
   log?: Logger;
   /**
-   * A `-w N` worker (lifecycle/workers.ts): its native front binds plain-TCP ports with sockets
-   * of its own (SO_REUSEPORT) rather than through the cluster primary.
+   * A `-w N` worker (lifecycle/workers.ts): its native front binds its ports (https ones too,
+   * unless WSGATE_NATIVE_TLS=0) with sockets of its own (SO_REUSEPORT) rather than through the
+   * cluster primary.
    */
   shared?: SharedBinding;
   /** The status page's nonce, the same in every worker of `-w N` (a page one draws may post to another). */
@@ -74,6 +75,8 @@ const MAX_SHARED_OPTIONS = 8;
 
 /** While a graceful stop waits, how often it looks whether everything has finished. */
 const DRAIN_POLL_MS = 50;
+
+function noop(): void {}
 
 export class Gateway implements GatewayContext {
   /** The config in force. `reload` swaps it; that affects new requests only. */
@@ -256,7 +259,15 @@ export class Gateway implements GatewayContext {
     this.router.closeAll();
     const finishing = this.endTunnels([...this.tunnels.values()], 'shutdown', 0);
     this.origins.closeIdle();
-    await Promise.all([closing, finishing]);
+    // Ref'd until they are done: once the ports are closed, native tunnels sending their close
+    // frames alone would not keep the process alive (the engine's poll is unref'd), and it would
+    // exit before the stop finished (a PidFile left behind).
+    const keepAlive = setInterval(noop, 1000);
+    try {
+      await Promise.all([closing, finishing]);
+    } finally {
+      clearInterval(keepAlive);
+    }
     // Requests cut above report their end on a later turn; their lines still go out.
     await new Promise<void>((resolve) => setImmediate(resolve));
     await this.accessLog.close();

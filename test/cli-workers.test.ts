@@ -4,12 +4,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { closeWs, echo, eventually, openWs, randomBytes, sha256, startEchoBackend } from './helpers/harness';
+import { makeCerts } from './helpers/certs';
 import { listeningPorts, peerPorts } from './helpers/procfs';
 import { nativeUnavailableReason } from '../src/tunnel/native';
 import type WebSocket from 'ws';
@@ -245,6 +247,105 @@ test('wsgate -w 2, native front: each worker accepts on a socket of its own, con
     await echoAll(second);
     assert.ok(holders(second, now, port).includes(replacement), 'new connections land on the new worker too');
     await echoAll(kept);
+
+    process.kill(primary, 'SIGTERM');
+    const [code, signal] = await exited;
+    assert.equal(signal, null);
+    assert.equal(code, 0, err);
+  } finally {
+    for (const ws of all) ws.terminate();
+    if (child.exitCode === null && child.signalCode === null) {
+      for (const pid of childrenOf(child.pid!)) process.kill(pid, 'SIGKILL');
+      child.kill('SIGKILL');
+    }
+    await backend.close();
+  }
+});
+
+// TLS on the engine in workers (issue 17): each worker's https port is a socket of its own that
+// the engine accepts on and terminates TLS for; h2 goes to the worker's Node TLS server. The
+// tunnel records prove it: a wss tunnel the engine did not terminate would run on the JavaScript
+// pump (`engine: js`), and each record names the worker that wrote it.
+test('wsgate -w 2, https port: each worker terminates TLS in the engine (wss echo on both, native tunnels), h2 still served', {
+  timeout: 90_000,
+  skip:
+    nativeUnavailableReason() ??
+    (process.env.WSGATE_NATIVE_FRONT === '0'
+      ? 'WSGATE_NATIVE_FRONT=0'
+      : process.env.WSGATE_NATIVE_TLS === '0'
+        ? 'WSGATE_NATIVE_TLS=0'
+        : undefined),
+}, async () => {
+  const backend = await startEchoBackend('t');
+  const certs = makeCerts();
+  const front = certs.issue('front', ['127.0.0.1', 'gw.test']);
+  const dir = mkdtempSync(path.join(tmpdir(), 'wsgate-workers-'));
+  const file = path.join(dir, 'wsgate.conf');
+  const tunnels = path.join(dir, 'tunnels.log');
+  writeFileSync(
+    file,
+    `Listen 127.0.0.1:0 https\nSSLEngine on\nSSLCertificateFile "${front.cert}"\nSSLCertificateKeyFile "${front.key}"\n` +
+      `Protocols h2 http/1.1\nCustomLog "${tunnels}" tunnel\n` +
+      `ProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\nProxyPass "/web/" "http://127.0.0.1:${backend.port}/"\n`,
+  );
+  const child = spawn(process.execPath, [CLI, '-f', file, '-w', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const all: WebSocket[] = [];
+  try {
+    await eventually(() => [...err.matchAll(/ info listening address=127\.0\.0\.1:(\d+)/g)].length === 2, 30_000, 'two workers listening');
+    const port = Number(/ info listening address=127\.0\.0\.1:(\d+)/.exec(err)![1]);
+    const primary = child.pid!;
+    const workers = childrenOf(primary);
+    assert.equal(workers.length, 2, 'two worker processes');
+    assert.deepEqual(listeningPorts(primary), [], 'the primary holds no listening socket');
+    for (const pid of workers) assert.deepEqual(listeningPorts(pid), [port], `${pid} listens on the https port itself`);
+
+    const clients = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => openWs(`wss://127.0.0.1:${port}/ws/t${i}`, undefined, { ca: certs.ca.pem })),
+    );
+    all.push(...clients);
+    await echoAll(clients);
+    const held = holders(clients, workers, port);
+    for (const pid of workers) assert.ok(held.includes(pid), `some connections land on ${pid}: ${held.join(' ')}`);
+    await Promise.all(clients.map(closeWs));
+
+    // HTTP/2 on the same port: the engine hands it to the worker's Node TLS server.
+    for (let i = 0; i < 4; i++) {
+      const session = http2.connect(`https://127.0.0.1:${port}`, { ca: certs.ca.pem, servername: 'gw.test' });
+      const req = session.request({ ':path': `/web/h2-${i}`, ':authority': 'gw.test' });
+      const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      await once(req, 'end');
+      assert.equal(headers[':status'], 200);
+      assert.equal(Buffer.concat(chunks).toString(), `backend:t GET /h2-${i}`);
+      assert.equal(session.alpnProtocol, 'h2');
+      session.close();
+    }
+
+    let records: { pid: number; tls: boolean; engine: string; bytesUp: number }[] = [];
+    const read = (): typeof records =>
+      existsSync(tunnels)
+        ? readFileSync(tunnels, 'utf8')
+            .split('\n')
+            .filter((l) => l !== '')
+            .map((l) => JSON.parse(l) as (typeof records)[number])
+        : [];
+    await eventually(() => (records = read()).length === 40, 20_000, 'a tunnel record for each connection');
+    for (const r of records) {
+      assert.equal(r.tls, true);
+      assert.equal(r.engine, 'native', 'a wss tunnel on the engine: its TLS was the engine’s');
+      assert.ok(r.bytesUp >= 3000);
+    }
+    for (const pid of workers) {
+      assert.equal(
+        records.filter((r) => r.pid === pid).length,
+        held.filter((h) => h === pid).length,
+        `${pid} wrote a record per tunnel it held`,
+      );
+    }
 
     process.kill(primary, 'SIGTERM');
     const [code, signal] = await exited;

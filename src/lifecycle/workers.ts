@@ -4,9 +4,10 @@
 //
 // How the workers share a port: where the native front runs, each worker binds a listening socket
 // of its own with SO_REUSEPORT (listeners/bind.ts) and the kernel spreads new connections over
-// them; no connection goes through the cluster module. Ports the front does not serve (https, or
-// no engine) are the cluster module's: one socket bound by the primary that every worker accepts
-// on (SCHED_NONE: the kernel wakes one of them; the primary never touches a connection).
+// them (https ports too: the engine terminates TLS); no connection goes through the cluster
+// module. Ports the front does not serve (no engine, or https with WSGATE_NATIVE_TLS=0) are the
+// cluster module's: one socket bound by the primary that every worker accepts on (SCHED_NONE:
+// the kernel wakes one of them; the primary never touches a connection).
 //
 // `Listen …:0` gets one port for all workers: the first worker starts alone, says which ports it
 // got, and the others (and every replacement) are given them.

@@ -1,5 +1,6 @@
-// Binding the Listen addresses: a net.Server for each (a TLS server for `https`), and on plain
-// ports, where the native front runs, the engine accepting on the bound socket instead of Node.
+// Binding the Listen addresses: a net.Server for each (a TLS server for `https`), and where the
+// native front runs, the engine accepting on the bound socket instead of Node (on https ports
+// too unless WSGATE_NATIVE_TLS=0: the TLS server then takes what the engine hands it).
 // Accepted sockets go to the ConnectionRouter (accept.ts). A reload reconciles the bound ports
 // with the new config's Listen lines: a port in both keeps its socket, never closed for a moment.
 
@@ -21,7 +22,8 @@ export interface BoundListener {
 }
 
 /**
- * How a `-w N` worker binds its plain-TCP ports when the native front runs (lifecycle/workers.ts):
+ * How a `-w N` worker binds its ports when the native front runs (lifecycle/workers.ts; https
+ * ones too unless WSGATE_NATIVE_TLS=0):
  * a listening socket of its own with SO_REUSEPORT, instead of a socket shared through the
  * cluster primary.
  */
@@ -91,29 +93,56 @@ export class Listeners {
   }
 
   private async open(listen: ListenAddress): Promise<Bound> {
-    if (this.shared !== undefined && this.front !== undefined && listen.protocol !== 'https') {
-      const config = this.config();
-      const port = listen.port === 0 ? (this.shared.ports.get(sharedPortKey(listen, config.listen)) ?? 0) : listen.port;
-      const l = await this.front.listenShared(listen, port, config.mainServer.settings, this.shared.exclusive);
-      return { listen, address: l.address, server: undefined, frontId: l.id };
-    }
-    let server: net.Server;
     // The handlers read the port's Listen line from its record, so that a reload can swap it.
     const holder: { b?: Bound; listen: ListenAddress } = { listen };
     const listenOf = (): ListenAddress => holder.b?.listen ?? holder.listen;
-    if (listen.protocol === 'https') {
-      server = createTlsServer(
-        listenOf,
-        this.config,
-        this.log,
-        (socket) => this.router.acceptSecure(socket, listenOf()),
-        (servername, offered, localAddress) => selectAlpn(this.config(), listenOf(), localAddress, servername, offered),
-      );
-    } else {
+    const https = listen.protocol === 'https';
+    const b =
+      this.shared !== undefined && this.front !== undefined && (!https || nativeTlsWanted())
+        ? await this.openShared(listen, https ? this.tlsServer(listenOf) : undefined, this.front, this.shared)
+        : await this.openServer(listen, listenOf);
+    holder.b = b;
+    return b;
+  }
+
+  /**
+   * A `-w N` worker's port on the native front: a socket of its own (SO_REUSEPORT). An https port
+   * has a TLS server that never listens: it takes the connections the engine hands it (h2, and
+   * what the engine's TLS does not do), as on a port bound by Node.
+   */
+  private async openShared(
+    listen: ListenAddress,
+    tlsServer: tls.Server | undefined,
+    front: NativeFront,
+    shared: SharedBinding,
+  ): Promise<Bound> {
+    const config = this.config();
+    const port = listen.port === 0 ? (shared.ports.get(sharedPortKey(listen, config.listen)) ?? 0) : listen.port;
+    const l = await front.listenShared(listen, port, config.mainServer.settings, shared.exclusive, tlsServer);
+    return { listen, address: l.address, server: tlsServer, frontId: l.id };
+  }
+
+  /** The TLS server of an https port; its secure sockets go to the router. */
+  private tlsServer(listenOf: () => ListenAddress): tls.Server {
+    const server = createTlsServer(
+      listenOf,
+      this.config,
+      this.log,
+      (socket) => this.router.acceptSecure(socket, listenOf()),
+      (servername, offered, localAddress) => selectAlpn(this.config(), listenOf(), localAddress, servername, offered),
+    );
+    server.on('error', (err) => this.log.error('listener error', { listen: describeListen(listenOf()), reason: err.message }));
+    return server;
+  }
+
+  private async openServer(listen: ListenAddress, listenOf: () => ListenAddress): Promise<Bound> {
+    let server: net.Server;
+    if (listen.protocol === 'https') server = this.tlsServer(listenOf);
+    else {
       server = net.createServer({ allowHalfOpen: true, noDelay: true });
       server.on('connection', (socket) => this.router.accept(socket, listenOf()));
+      server.on('error', (err) => this.log.error('listener error', { listen: describeListen(listenOf()), reason: err.message }));
     }
-    server.on('error', (err) => this.log.error('listener error', { listen: describeListen(listenOf()), reason: err.message }));
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(new Error(`cannot listen on ${describeListen(listen)}: ${err.message}`));
       server.once('error', onError);
@@ -123,9 +152,9 @@ export class Listeners {
       });
     });
     const address = server.address() as net.AddressInfo;
-    // Plain-TCP ports (and https ones with WSGATE_NATIVE_TLS=1): the native engine accepts on the
-    // socket from now on, and Node's handle is closed in this same tick, before it could accept
-    // anything. An https port keeps its TLS server for the connections the engine hands it.
+    // Plain-TCP ports (and https ones unless WSGATE_NATIVE_TLS=0): the native engine accepts on
+    // the socket from now on, and Node's handle is closed in this same tick, before it could
+    // accept anything. An https port keeps its TLS server for the connections the engine hands it.
     const settings = this.config().mainServer.settings;
     const frontId =
       listen.protocol !== 'https'
@@ -134,9 +163,7 @@ export class Listeners {
           ? this.front?.listenTls(server as tls.Server, listen, settings)
           : undefined;
     if (frontId !== undefined) server.close();
-    const b: Bound = { listen, address, server: frontId === undefined || listen.protocol === 'https' ? server : undefined, frontId };
-    holder.b = b;
-    return b;
+    return { listen, address, server: frontId === undefined || listen.protocol === 'https' ? server : undefined, frontId };
   }
 
   addresses(): BoundListener[] {

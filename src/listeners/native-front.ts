@@ -86,7 +86,7 @@ export class NativeFront implements NativeUpgradeHost {
   }
 
   /**
-   * The same for an https port (WSGATE_NATIVE_TLS=1): the engine peeks at each ClientHello and
+   * The same for an https port (unless WSGATE_NATIVE_TLS=0): the engine peeks at each ClientHello and
    * either runs the TLS handshake itself or gives the connection to `server` (Node's TLS server
    * for the port, closed as a listener but still taking connections handed to it).
    */
@@ -102,14 +102,21 @@ export class NativeFront implements NativeUpgradeHost {
    * `exclusive`: fail if anything holds the port already. Throws `cannot listen on …` as a Node
    * server would.
    */
-  async listenShared(listen: ListenAddress, port: number, settings: ServerSettings, exclusive: boolean): Promise<SharedListener> {
+  async listenShared(
+    listen: ListenAddress,
+    port: number,
+    settings: ServerSettings,
+    exclusive: boolean,
+    /** An https port: its TLS server (never listening), as for listenTls. */
+    tlsServer?: tls.Server,
+  ): Promise<SharedListener> {
     let ip = listen.host ?? '';
     if (ip !== '' && net.isIP(ip) === 0) ip = (await lookup(ip)).address;
     const r = this.engine.frontBindShared(ip, port, exclusive);
     if (typeof r === 'number') throw new Error(`cannot listen on ${describeListen(listen)}: ${errnoName(r)}`);
     const [fd, bound, family] = r;
     try {
-      const id = this.listenFd(fd, listen, settings, bound);
+      const id = this.listenFd(fd, listen, settings, bound, tlsServer);
       return { id, address: { address: ip !== '' ? ip : family === 6 ? '::' : '0.0.0.0', family: `IPv${family}`, port: bound } };
     } finally {
       closeSync(fd); // the engine accepts on its duplicate
@@ -118,7 +125,7 @@ export class NativeFront implements NativeUpgradeHost {
 
   private listenFd(fd: number, listen: ListenAddress, settings: ServerSettings, port: number, tlsServer?: tls.Server): number {
     const id = nextListenerId++;
-    const header = settings.requestReadTimeouts.header;
+    const { header, handshake } = settings.requestReadTimeouts;
     this.engine.frontListen(
       id,
       fd,
@@ -128,6 +135,9 @@ export class NativeFront implements NativeUpgradeHost {
       header.maxTimeoutMs,
       header.minRate,
       tlsServer !== undefined,
+      handshake.timeoutMs,
+      handshake.maxTimeoutMs,
+      handshake.minRate,
     );
     listeners.set(id, { front: this, listen, port, ...(tlsServer !== undefined ? { tlsServer } : {}) });
     return id;
@@ -138,8 +148,17 @@ export class NativeFront implements NativeUpgradeHost {
    * the head limits of the connections it accepts from now on are the new config's.
    */
   relisten(id: number, listen: ListenAddress, settings: ServerSettings): void {
-    const header = settings.requestReadTimeouts.header;
-    this.engine.frontLimits(id, settings.timeoutMs, header.timeoutMs, header.maxTimeoutMs, header.minRate);
+    const { header, handshake } = settings.requestReadTimeouts;
+    this.engine.frontLimits(
+      id,
+      settings.timeoutMs,
+      header.timeoutMs,
+      header.maxTimeoutMs,
+      header.minRate,
+      handshake.timeoutMs,
+      handshake.maxTimeoutMs,
+      handshake.minRate,
+    );
     const entry = listeners.get(id);
     if (entry !== undefined) entry.listen = listen;
   }
@@ -310,13 +329,14 @@ export class NativeFront implements NativeUpgradeHost {
   /**
    * @internal A ClientHello came on an https port. The engine runs the handshake when it can do
    * what Node's TLS server would: a hello it can read, an ALPN choice other than h2 (HTTP/2 is
-   * Node's), a certificate it has a context for, no RequestReadTimeout handshake stage (Node's
-   * path keeps that); anything else goes to Node's TLS server, which reads the hello from the socket.
+   * Node's), a certificate it has a context for (not one with DH parameters or OCSP stapling);
+   * anything else goes to Node's TLS server, which reads the hello from the socket (and starts
+   * RequestReadTimeout's handshake stage again from there).
    */
   onHello(id: number, port: FrontPort, bytes: Buffer): void {
     const hello = parseClientHello(bytes);
     const config = this.host.config;
-    if (hello !== undefined && config.mainServer.settings.requestReadTimeouts.handshake.timeoutMs === 0) {
+    if (hello !== undefined) {
       const local = this.engine.frontLocalAddress(id);
       let alpn: string | undefined = '';
       if (hello.alpn.length > 0) alpn = selectAlpn(config, port.listen, local, hello.servername, hello.alpn);
@@ -332,6 +352,11 @@ export class NativeFront implements NativeUpgradeHost {
   /** @internal The engine's TLS handshake failed or timed out: the line Node's TLS server would log. */
   tlsFailed(clientIp: string, text: string): void {
     const [reason = '', local = ''] = text.split('\n');
+    if (reason === 'handshake-stage') {
+      // RequestReadTimeout's handshake stage: the line of Node's path (listeners/tls.ts).
+      this.host.log.info('TLS handshake with client timed out', { client: plainAddress(clientIp), local });
+      return;
+    }
     const [code, message] = reason.split('\t');
     this.host.log.info('TLS handshake with client failed', {
       client: plainAddress(clientIp),

@@ -2,16 +2,16 @@
 // engine's TLS contexts, made from the same FrontTls settings and with the same cipher rules as
 // Node's tls.createSecureContext in listeners/tls.ts, and the socket Node's HTTP/1 path gets for a
 // connection whose TLS the engine terminated (a socket pair end that reads as a TLS socket).
-// Off unless WSGATE_NATIVE_TLS=1 while it is being measured.
+// On wherever the native front runs, unless WSGATE_NATIVE_TLS=0 (Node's TLS for every https port).
 
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { FrontTls, TlsVersion } from '../config/model';
 import type { NativeBinding, NativeTlsOptions } from '../tunnel/native';
 
-/** Whether https ports run on the native front (WSGATE_NATIVE_TLS=1; the engine must be there too). */
+/** Whether https ports run on the native front (unless WSGATE_NATIVE_TLS=0; the engine must be there too). */
 export function nativeTlsWanted(): boolean {
-  return process.env.WSGATE_NATIVE_TLS === '1';
+  return process.env.WSGATE_NATIVE_TLS !== '0';
 }
 
 const VERSIONS: Readonly<Record<TlsVersion, number>> = { TLSv1: 0x0301, 'TLSv1.1': 0x0302, 'TLSv1.2': 0x0303, 'TLSv1.3': 0x0304 };
@@ -20,19 +20,19 @@ const TLS1_3 = 0x0304;
 
 /**
  * The engine's options for `t`, or undefined when it asks for something only Node's TLS does here
- * (DH parameters). Ciphers are split and the versions narrowed exactly as Node's secure context
- * does with its `ciphers` option: `TLS_…` names are TLS 1.3 suites, the rest the TLS ≤ 1.2 list;
- * no suites caps the version at 1.2, no list raises it to 1.3.
+ * (DH parameters, OCSP stapling). Ciphers are split and the versions narrowed exactly as Node's secure context
+ * does with its `ciphers` option (Node 20): `TLS_…` names are TLS 1.3 suites, the rest the TLS ≤ 1.2
+ * list; no suites keeps OpenSSL's default TLS 1.3 suites, no list raises the minimum to 1.3.
  */
 export function nativeTlsOptions(t: FrontTls): NativeTlsOptions | undefined {
-  if (t.dhparam !== undefined) return undefined;
+  // Only Node's TLS server does DH parameters and OCSP stapling here: such a certificate's handshakes are Node's.
+  if (t.dhparam !== undefined || t.stapling !== undefined) return undefined;
   const names = (t.ciphers ?? tls.DEFAULT_CIPHERS).split(':').filter((c) => c.length > 0);
   const cipherList = names.filter((c) => !c.startsWith('TLS_')).join(':');
   const cipherSuites = names.filter((c) => c.startsWith('TLS_')).join(':');
   if (cipherList === '' && cipherSuites === '') return undefined; // Node refuses it too (a config error there)
   let minVersion = VERSIONS[t.minVersion];
-  let maxVersion = VERSIONS[t.maxVersion];
-  if (cipherSuites === '' && maxVersion > TLS1_2 && minVersion < TLS1_3) maxVersion = TLS1_2;
+  const maxVersion = VERSIONS[t.maxVersion];
   if (cipherList === '' && minVersion < TLS1_3 && maxVersion > TLS1_2) minVersion = TLS1_3;
   return {
     cert: t.cert,

@@ -66,6 +66,10 @@ export interface NativeBinding {
     headerMinRate: number,
     /** An https port: each connection starts with a `hello` event (native/front.h). */
     tls?: boolean,
+    /** RequestReadTimeout's handshake stage on an https port, as the header stage (0: off). */
+    handshakeMs?: number,
+    handshakeMaxMs?: number,
+    handshakeMinRate?: number,
   ): void;
   frontUnlisten(listenerId: number): void;
   /**
@@ -75,7 +79,16 @@ export interface NativeBinding {
    */
   frontBindShared(ip: string, port: number, exclusive: boolean): [number, number, 4 | 6] | number;
   /** New limits (as frontListen's) for the connections `listenerId` accepts from now on; false for an unknown id. */
-  frontLimits(listenerId: number, silenceMs: number, headerMs: number, headerMaxMs: number, headerMinRate: number): boolean;
+  frontLimits(
+    listenerId: number,
+    silenceMs: number,
+    headerMs: number,
+    headerMaxMs: number,
+    headerMinRate: number,
+    handshakeMs?: number,
+    handshakeMaxMs?: number,
+    handshakeMinRate?: number,
+  ): boolean;
   /** [clientFd, backendFd or -1]; the caller owns them. Undefined when the handshake had ended. */
   frontHandoff(id: number): [number, number] | undefined;
   /** 0, or the errno of a connect that failed at once. */

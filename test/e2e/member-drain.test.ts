@@ -10,10 +10,10 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { before, test } from 'node:test';
 import { WebSocket } from 'ws';
-import { nativeEngine } from '../../src/tunnel/native';
 import { type CertFiles, type Certs, makeCerts } from '../helpers/certs';
 import { eventually, randomBytes, type RunningGateway, sha256, startGateway } from '../helpers/harness';
 import { echoServer } from '../helpers/observe';
+import { tunnelOnEngine } from '../helpers/native-tls';
 
 let certs: Certs;
 let front: CertFiles;
@@ -74,7 +74,7 @@ async function echoChecked(ws: WebSocket, n = 8192): Promise<void> {
 }
 
 for (const tls of [false, true]) {
-  const engine = tls || nativeEngine() === undefined ? 'the JavaScript pump' : 'the native engine';
+  const engine = !tunnelOnEngine(tls) ? 'the JavaScript pump' : 'the native engine';
 
   test(`${engine}: draining member B closes its 10 tunnels with 1001, paced; A's keep echoing; new ones go to A`, {
     timeout: 90_000,

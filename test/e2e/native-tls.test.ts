@@ -1,6 +1,7 @@
-// TLS terminated by the native engine on https ports (WSGATE_NATIVE_TLS=1; issue 17, direction 1):
-// the engine's counters prove which path each connection took. The other TLS tests (tls.test.ts,
-// sslengine.test.ts, h2.test.ts) run on this path too when the variable is set for the run.
+// TLS terminated by the native engine on https ports (the default; issue 17, direction 1): the
+// engine's counters prove which path each connection took. The other TLS tests (tls.test.ts,
+// sslengine.test.ts, h2.test.ts…) run on this path in the main stage, and on Node's TLS in
+// `npm run test:node-tls` (WSGATE_NATIVE_TLS=0).
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -24,7 +25,7 @@ import {
   startGateway,
 } from '../helpers/harness';
 
-// Read when the gateway binds its ports: this file's gateways all take the native TLS path.
+// Read when the gateway binds its ports: this file's gateways all take the native TLS path, whatever the run says.
 process.env.WSGATE_NATIVE_TLS = '1';
 const engine = process.env.WSGATE_NATIVE_FRONT === '0' ? undefined : nativeEngine();
 const skip = engine === undefined ? 'the native engine or its front is off in this run' : false;

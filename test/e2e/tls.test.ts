@@ -315,7 +315,7 @@ describe('TLS on the front (Listen … https, SSLEngine)', () => {
       assert.equal(t.data.toString(), 'héllo over TLS');
       await closeWs(ws);
       assert.equal(backend.upgrades[0]?.url, '/big');
-      // The tunnel ran on the JS pump, or with WSGATE_NATIVE_TLS=1 on the engine, which terminated TLS.
+      // The tunnel ran on the engine, which terminated TLS, or (WSGATE_NATIVE_TLS=0) on the JS pump.
       await g.waitForLog(nativeTlsFront() ? /tunnel closed .*engine=native/ : /tunnel closed .*engine=js/);
       await assertNoOpenSockets(g);
     } finally {

@@ -1,5 +1,5 @@
 // The end-to-end checks of the WebSocket lifecycle at full size, on the native engine (a plain
-// front, when the addon is loaded) and on the JavaScript pump (a TLS front):
+// front, when the addon is loaded) and on the JavaScript pump (a TLS front with WSGATE_NATIVE_TLS=0, or no engine):
 // - a graceful stop at ProxyWebsocketDrainRate 100 drains 500 tunnels in about 5 s, every client
 //   getting 1001 with a reason;
 // - with pings every second, a tunnel idle for 10 s through idle-cutting relays (3 s) on both
@@ -22,10 +22,10 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { WebSocket } from 'ws';
-import { nativeEngine } from '../../src/tunnel/native';
 import { type CertFiles, type Certs, makeCerts } from '../helpers/certs';
 import { mapLimit, pattern, sleep, startWsBackend } from '../helpers/datapath';
 import { eventually, randomBytes, type RunningGateway, sha256, startEchoBackend, startGateway } from '../helpers/harness';
+import { tunnelOnEngine } from '../helpers/native-tls';
 
 let certs: Certs;
 let front: CertFiles;
@@ -42,7 +42,7 @@ function listen(tls: boolean): string {
 }
 
 function engineName(tls: boolean): string {
-  return tls || nativeEngine() === undefined ? 'the JavaScript pump' : 'the native engine';
+  return !tunnelOnEngine(tls) ? 'the JavaScript pump' : 'the native engine';
 }
 
 interface Closed {
@@ -97,7 +97,7 @@ for (const tls of [false, true]) {
         },
       );
       await eventually(() => g.gateway.tunnels.size === N, 30_000, `${N} tunnels`);
-      const wantNative = !tls && nativeEngine() !== undefined;
+      const wantNative = tunnelOnEngine(tls);
       for (const rec of g.gateway.tunnels.values()) assert.equal(rec.tunnel.usedNative, wantNative);
       // Every tunnel carries data both ways before the stop.
       await Promise.all(clients.map((ws, i) => echoIntact(ws, pattern(i, 64 + (i % 7) * 100))));
@@ -218,7 +218,7 @@ for (const tls of [false, true]) {
       const clientCutClosed = closeOf(clientCut);
       await Promise.all([once(pinged, 'open'), once(backendCut, 'open'), once(clientCut, 'open')]);
       await eventually(() => g.gateway.tunnels.size === 3, 10_000, 'three tunnels');
-      const wantNative = !tls && nativeEngine() !== undefined;
+      const wantNative = tunnelOnEngine(tls);
       for (const rec of g.gateway.tunnels.values()) assert.equal(rec.tunnel.usedNative, wantNative);
       const pingedRec = [...g.gateway.tunnels.values()].find((r) => r.request.path === '/relayed/pinged');
       assert.ok(pingedRec, 'the pinged tunnel is registered');
@@ -411,7 +411,7 @@ describe('a real browser (chromium) with pings, ProxyWebsocketStrict On and perm
 
         assert.equal(g.gateway.tunnels.size, 1, 'one live tunnel');
         const rec = [...g.gateway.tunnels.values()][0];
-        assert.equal(rec.tunnel.usedNative, !tls && nativeEngine() !== undefined);
+        assert.equal(rec.tunnel.usedNative, tunnelOnEngine(tls));
         assert.equal(rec.tunnel.closeReason, undefined, 'the tunnel is still running');
         const counts = rec.tunnel.wsCounts()!;
         assert.equal(counts.violationsUp + counts.violationsDown, 0, 'the strict trackers found nothing wrong');

@@ -3,7 +3,7 @@
 // frames and messages each way; the metrics count close frames by sender and code (application
 // codes as `other`), WebSocket tunnels by who closed first, and protocol violations by sender.
 // Four tunnels, on the native engine (a plain front, when the addon is loaded) and on the
-// JavaScript pump (a TLS front): the client closes with 4001, the backend closes with 1000, the
+// JavaScript pump (a TLS front with WSGATE_NATIVE_TLS=0): the client closes with 4001, the backend closes with 1000, the
 // backend is reset (wsgate sends 1011), and a client sends two unmasked frames (the backend, a
 // real `ws` server, answers 1002).
 
@@ -16,11 +16,11 @@ import * as path from 'node:path';
 import { before, test } from 'node:test';
 import * as tls from 'node:tls';
 import { WebSocket } from 'ws';
-import { nativeEngine } from '../../src/tunnel/native';
 import { type CertFiles, type Certs, makeCerts } from '../helpers/certs';
 import { startWsBackend } from '../helpers/datapath';
 import { readUntil, upgradeRequest } from '../helpers/edges';
 import { eventually, randomBytes, type RunningGateway, sha256, startGateway } from '../helpers/harness';
+import { tunnelOnEngine } from '../helpers/native-tls';
 
 let certs: Certs;
 let front: CertFiles;
@@ -93,7 +93,7 @@ async function rawClient(port: number, secure: boolean): Promise<net.Socket> {
 const UNMASKED = Buffer.concat([Buffer.from([0x81, 5]), Buffer.from('hello')]);
 
 for (const secure of [false, true]) {
-  const engine = secure || nativeEngine() === undefined ? 'the JavaScript pump' : 'the native engine';
+  const engine = !tunnelOnEngine(secure) ? 'the JavaScript pump' : 'the native engine';
 
   test(`${engine}: tunnel records and metrics carry the close codes, who closed first, and violations`, { timeout: 60_000 }, async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'wsgate-wsclose-'));

@@ -2,16 +2,16 @@
 // reaches its idle limit, or wsgate stops, the surviving peers get a real close frame (1011 for a
 // backend failure, 1001 going away for idle and shutdown, with a reason) instead of a dropped TCP
 // connection that `ws` reports as 1006. On the native engine (a plain front, when the addon is
-// loaded) and on the JavaScript pump (a TLS front).
+// loaded) and on the JavaScript pump (a TLS front with WSGATE_NATIVE_TLS=0, or no engine).
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { before, test } from 'node:test';
 import { WebSocket } from 'ws';
-import { nativeEngine } from '../../src/tunnel/native';
 import { type CertFiles, type Certs, makeCerts } from '../helpers/certs';
 import { onlyTunnel, startWsBackend } from '../helpers/datapath';
 import { eventually, type RunningGateway, startGateway } from '../helpers/harness';
+import { tunnelOnEngine } from '../helpers/native-tls';
 
 let certs: Certs;
 let front: CertFiles;
@@ -52,7 +52,7 @@ async function roundTrip(ws: WebSocket, text: string): Promise<void> {
 }
 
 for (const tls of [false, true]) {
-  const engine = tls || nativeEngine() === undefined ? 'the JavaScript pump' : 'the native engine';
+  const engine = !tunnelOnEngine(tls) ? 'the JavaScript pump' : 'the native engine';
 
   test(`${engine}: a backend killed with a reset gives the client 1011, not 1006`, { timeout: 30_000 }, async () => {
     const backend = await startWsBackend(

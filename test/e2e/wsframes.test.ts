@@ -53,7 +53,7 @@ async function open(g: RunningGateway, tls: boolean): Promise<WebSocket> {
 }
 
 for (const tls of [false, true]) {
-  // TLS tunnels run on the JavaScript pump unless the engine terminates TLS (WSGATE_NATIVE_TLS=1).
+  // TLS tunnels run on the JavaScript pump where Node terminates TLS (WSGATE_NATIVE_TLS=0, no engine).
   const onNative = nativeEngine() !== undefined && (!tls || nativeTlsFront());
   const engineName = onNative ? 'the native engine' : 'the JavaScript pump';
   test(`permessage-deflate through ${engineName}: frames and messages counted each way, every message intact`, {

@@ -3,7 +3,7 @@
 // wire; a peer's own pings and pongs still pass. A backend that completes the handshake and then
 // never writes again is found dead, and the client gets 1011. Messages pass intact (hashes) while
 // pings are put between their frames. On the native engine (a plain front, when the addon is
-// loaded) and on the JavaScript pump (a TLS front).
+// loaded) and on the JavaScript pump (a TLS front with WSGATE_NATIVE_TLS=0, or no engine).
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -11,7 +11,6 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { before, test } from 'node:test';
 import { WebSocket } from 'ws';
-import { nativeEngine } from '../../src/tunnel/native';
 import { type CertFiles, type Certs, makeCerts } from '../helpers/certs';
 import { onlyTunnel, sleep, startWsBackend } from '../helpers/datapath';
 import { upgradeRequest, wsAccept } from '../helpers/edges';
@@ -25,6 +24,7 @@ import {
   startGateway,
   startRawBackend,
 } from '../helpers/harness';
+import { tunnelOnEngine } from '../helpers/native-tls';
 
 let certs: Certs;
 let front: CertFiles;
@@ -53,7 +53,7 @@ async function open(g: RunningGateway, tls: boolean, perMessageDeflate = false):
 }
 
 for (const tls of [false, true]) {
-  const engine = tls || nativeEngine() === undefined ? 'the JavaScript pump' : 'the native engine';
+  const engine = !tunnelOnEngine(tls) ? 'the JavaScript pump' : 'the native engine';
 
   test(`${engine}: silent sides are pinged, wsgate's pongs are consumed, a peer's own ping and pong pass`, {
     timeout: 30_000,
@@ -69,7 +69,7 @@ for (const tls of [false, true]) {
     try {
       const ws = await open(g, tls);
       const rec = await onlyTunnel(g);
-      assert.equal(rec.tunnel.usedNative, !tls && nativeEngine() !== undefined);
+      assert.equal(rec.tunnel.usedNative, tunnelOnEngine(tls));
       const clientPings: Buffer[] = [];
       const clientPongs: Buffer[] = [];
       ws.on('ping', (d) => clientPings.push(d));
