@@ -12,16 +12,11 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { closeWs, echo, eventually, openWs, randomBytes, sha256, startEchoBackend } from './helpers/harness';
 import { makeCerts } from './helpers/certs';
-import { listeningPorts, peerPorts } from './helpers/procfs';
+import { childrenOf, holders, listeningPorts } from './helpers/procfs';
 import { nativeUnavailableReason } from '../src/tunnel/native';
 import type WebSocket from 'ws';
 
 const CLI = path.join(__dirname, '..', 'src', 'cli.js');
-
-function childrenOf(pid: number): number[] {
-  const text = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
-  return text === '' ? [] : text.split(/\s+/).map(Number);
-}
 
 function alive(pid: number): boolean {
   try {
@@ -176,17 +171,6 @@ test('wsgate -w 2: SIGUSR1 and SIGHUP: passed on by the primary when the config 
     await backend.close();
   }
 });
-
-/** Which worker holds each client's connection: the one with an accepted connection from its port. */
-function holders(clients: WebSocket[], workers: number[], port: number): number[] {
-  const byPeer = new Map<number, number>();
-  for (const pid of workers) for (const peer of peerPorts(pid, port)) byPeer.set(peer, pid);
-  return clients.map((ws) => {
-    const pid = byPeer.get((ws as unknown as { _socket: net.Socket })._socket.localPort!);
-    assert.ok(pid !== undefined, 'every connection is held by a worker');
-    return pid;
-  });
-}
 
 async function echoAll(clients: WebSocket[]): Promise<void> {
   await Promise.all(

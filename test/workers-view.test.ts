@@ -5,25 +5,19 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
-import type * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import type WebSocket from 'ws';
 import type { StatusSnapshot } from '../src/observe/status';
 import { echo, eventually, openWs, randomBytes, sha256, startEchoBackend } from './helpers/harness';
-import { peerPorts } from './helpers/procfs';
+import { childrenOf, holders } from './helpers/procfs';
 import { nativeUnavailableReason } from '../src/tunnel/native';
 
 const CLI = path.join(__dirname, '..', 'src', 'cli.js');
 const nativeSpreads = nativeUnavailableReason() === undefined && process.env.WSGATE_NATIVE_FRONT !== '0';
-
-function childrenOf(pid: number): number[] {
-  const text = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
-  return text === '' ? [] : text.split(/\s+/).map(Number);
-}
 
 /** One request on a connection of its own (so that either worker may answer it). */
 function request(
@@ -63,17 +57,6 @@ function sample(text: string, name: string, match = ''): number {
   }
   assert.ok(found, `${name} ${match} in the scrape`);
   return sum;
-}
-
-/** Which worker holds each client's connection (the one with an accepted connection from its port). */
-function holders(clients: WebSocket[], workers: number[], port: number): number[] {
-  const byPeer = new Map<number, number>();
-  for (const pid of workers) for (const peer of peerPorts(pid, port)) byPeer.set(peer, pid);
-  return clients.map((ws) => {
-    const pid = byPeer.get((ws as unknown as { _socket: net.Socket })._socket.localPort!);
-    assert.ok(pid !== undefined, 'every connection is held by a worker');
-    return pid;
-  });
 }
 
 /** Opens tunnels in batches until each of `workers` holds some (at most 200). */

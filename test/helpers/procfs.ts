@@ -1,8 +1,12 @@
-// What a process on this machine holds, read from Linux's /proc: the TCP ports it listens on.
+// What a process on this machine holds, read from Linux's /proc: the TCP ports it listens on, its
+// connections, its children.
 // Looking at the process's own descriptors (not "is anything on port X") keeps a check right
 // while other programs on the machine open and close ports.
 
+import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import type * as net from 'node:net';
+import type WebSocket from 'ws';
 
 /** Inodes of the sockets among `pid`'s open descriptors. */
 function socketInodes(pid: number): Set<string> {
@@ -64,4 +68,21 @@ export function peerPorts(pid: number, port: number): number[] {
     }
   }
   return peers;
+}
+
+/** The pids of `pid`'s child processes (a `-w N` primary's workers). */
+export function childrenOf(pid: number): number[] {
+  const text = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+  return text === '' ? [] : text.split(/\s+/).map(Number);
+}
+
+/** Which of `workers` holds each client's connection to `port`: the one with an accepted connection from its local port. */
+export function holders(clients: readonly WebSocket[], workers: readonly number[], port: number): number[] {
+  const byPeer = new Map<number, number>();
+  for (const pid of workers) for (const peer of peerPorts(pid, port)) byPeer.set(peer, pid);
+  return clients.map((ws) => {
+    const pid = byPeer.get((ws as unknown as { _socket: net.Socket })._socket.localPort!);
+    assert.ok(pid !== undefined, 'every connection is held by a worker');
+    return pid;
+  });
 }
