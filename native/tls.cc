@@ -109,9 +109,20 @@ uint32_t TlsContextNew(const TlsContextOptions& o, std::string* error) {
   // Partial writes with a buffer that moves: a tunnel keeps what the socket did not take in its
   // pending vector and retries from there. Idle sessions give their buffers back.
   SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+  // Resumption is by tickets only (docs/behaviour.md): no session-ID cache. OpenSSL's default one
+  // keeps every session (and, in TLS 1.3, a copy per stateful ticket) for the session timeout:
+  // memory and lookups per handshake for resumptions wsgate does not offer.
+  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
   static const unsigned char kSid[] = "wsgate";
   SSL_CTX_set_session_id_context(c, kSid, sizeof kSid - 1);
+  // With tickets off TLS 1.3 would still send two stateful tickets, which nothing can resume
+  // without that cache: none is sent (two records, two writes and their key derivations fewer).
+  if (o.no_tickets) SSL_CTX_set_num_tickets(c, 0);
   SSL_CTX_set_timeout(c, o.session_timeout_s);
+  // Whole records (several when they came together) in one read instead of a header read and a
+  // body read each; the buffer goes back when empty (SSL_MODE_RELEASE_BUFFERS), and every reader
+  // here reads until OpenSSL asks for the socket (WANT_READ), so nothing waits in it unseen.
+  SSL_CTX_set_read_ahead(c, 1);
   bool ok = SSL_CTX_set_min_proto_version(c, o.min_version) == 1 && SSL_CTX_set_max_proto_version(c, o.max_version) == 1 &&
             (o.cipher_list.empty() || SSL_CTX_set_cipher_list(c, o.cipher_list.c_str()) == 1) &&
             (o.cipher_suites.empty() || SSL_CTX_set_ciphersuites(c, o.cipher_suites.c_str()) == 1) &&
@@ -159,7 +170,8 @@ TlsStep TlsHandshake(ssl_st* ssl, std::string* reason) {
     return TlsStep::kDone;
   }
   int err = SSL_get_error(ssl, r);
-  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return TlsStep::kWantIo;
+  if (err == SSL_ERROR_WANT_READ) return TlsStep::kWantRead;
+  if (err == SSL_ERROR_WANT_WRITE) return TlsStep::kWantWrite;
   if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN) {
     // The client closed or reset its connection mid-handshake (Node's code for it).
     *reason = "ECONNRESET";
