@@ -3,7 +3,7 @@
 # core 0 (wsgate with TLS in its engine, wsgate on Node's TLS, or HAProxy set up as bench/run.ts
 # does: TLS 1.3, X25519, no tickets, no session cache), and `loadgen handshake --tls` on core 1.
 # Prints user and kernel µs per handshake for the front's process (all threads); STRACE=1 adds a
-# syscall count per handshake, IDLE=N measures memory per idle tunnel instead, PERF=FILE records `perf record -g` of the measured window into FILE.
+# syscall count, ECHO=SIZE measures CPU per echoed message instead, IDLE=N measures memory per idle tunnel instead, PERF=FILE records `perf record -g` of the measured window into FILE.
 # Build bench/build/ first (npm run bench -- --quick, or gcc as bench/run.ts buildC does).
 #   bash bench/tls-handshake-cpu.sh [native|node|haproxy] [seconds]
 set -euo pipefail
@@ -63,15 +63,21 @@ if [ -n "${IDLE:-}" ]; then
   exit 0
 fi
 cpu() { awk '{print $14, $15}' /proc/$W/stat; }
-taskset -c 1 "$B/loadgen" handshake --tls --sni bench.test --port "$P" --concurrency 64 --warmup 1 --duration 2 --reps 1 >/dev/null
+# ECHO=SIZE: CPU per echoed message of SIZE bytes instead (the bench's echo64/echo16k loads)
+if [ -n "${ECHO:-}" ]; then
+  if [ "$ECHO" -ge 4096 ]; then LOAD=(echo --conns 50 --inflight 4 --size "$ECHO"); else LOAD=(echo --conns 100 --inflight 16 --size "$ECHO"); fi
+else
+  LOAD=(handshake --concurrency 64)
+fi
+taskset -c 1 "$B/loadgen" "${LOAD[@]}" --tls --sni bench.test --port "$P" --warmup 1 --duration 2 --reps 1 >/dev/null
 read -r u0 s0 < <(cpu)
 if [ "${STRACE:-}" = 1 ]; then strace -f -c -o "$T/strace" -p "$W" & ST=$!; sleep 0.5; fi
 if [ -n "${PERF:-}" ]; then perf record -g -o "$PERF" -p "$W" 2>/dev/null & PF=$!; sleep 0.3; fi
-taskset -c 1 "$B/loadgen" handshake --tls --sni bench.test --port "$P" --concurrency 64 --warmup 0 --duration "$DUR" --reps 1 >"$T/lg.json"
+taskset -c 1 "$B/loadgen" "${LOAD[@]}" --tls --sni bench.test --port "$P" --warmup 0 --duration "$DUR" --reps 1 >"$T/lg.json"
 read -r u1 s1 < <(cpu)
 if [ -n "${PERF:-}" ]; then kill -INT "$PF"; wait "$PF" 2>/dev/null || true; fi
-N=$(grep -o '"handshakes":[0-9]*' "$T/lg.json" | head -1 | cut -d: -f2)
+N=$(grep -o "\"$([ -n "${ECHO:-}" ] && echo echoes || echo handshakes)\":[0-9]*" "$T/lg.json" | head -1 | cut -d: -f2)
 HZ=$(getconf CLK_TCK)
-echo "$WHO handshakes: $N errors: $(grep -o '"errors":[0-9]*' "$T/lg.json" | head -1 | cut -d: -f2)"
-awk -v n="$N" -v hz="$HZ" -v u="$((u1 - u0))" -v s="$((s1 - s0))" 'BEGIN{printf "user %6.1f µs  kernel %6.1f µs  total %6.1f µs per handshake\n", u*1e6/hz/n, s*1e6/hz/n, (u+s)*1e6/hz/n}'
+echo "$WHO ${ECHO:+echo $ECHO B }units: $N errors: $(grep -o '"errors":[0-9]*' "$T/lg.json" | head -1 | cut -d: -f2)"
+awk -v n="$N" -v hz="$HZ" -v u="$((u1 - u0))" -v s="$((s1 - s0))" 'BEGIN{printf "user %7.2f µs  kernel %7.2f µs  total %7.2f µs per unit\n", u*1e6/hz/n, s*1e6/hz/n, (u+s)*1e6/hz/n}'
 if [ "${STRACE:-}" = 1 ]; then kill -INT "$ST"; sleep 0.5; echo "syscalls (strace -c, for ~$N handshakes):"; head -30 "$T/strace"; fi

@@ -23,10 +23,22 @@ uint32_t g_next_context = 1;
 double g_sessions = 0;
 double g_handshakes = 0;
 
-// What a session carries besides OpenSSL's state: the ALPN protocol JavaScript chose.
+// What a session carries besides OpenSSL's state: the ALPN protocol JavaScript chose, and whether
+// the socket's last read returned less than was asked (the socket was emptied then: like a plain
+// side's short read, no read is needed to learn that it is drained).
 struct SessionData {
   std::string alpn;
+  bool short_read = false;
 };
+
+// Watches the reads of a session's socket BIO (its callback argument is the SessionData).
+long WatchRead(BIO* b, int oper, const char*, size_t len, int, long, int ret, size_t* processed) {
+  if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+    auto* d = reinterpret_cast<SessionData*>(BIO_get_callback_arg(b));
+    d->short_read = ret <= 0 || processed == nullptr || *processed < len;
+  }
+  return oper & BIO_CB_RETURN ? ret : 1;
+}
 
 // Selects the protocol JavaScript chose (selectAlpn, as Node's ALPNCallback does) among those the
 // client offered; none chosen: no ALPN in the answer.
@@ -152,7 +164,11 @@ ssl_st* TlsSessionNew(uint32_t ctx_id, int fd, const std::string& alpn) {
     return nullptr;
   }
   SSL_set_accept_state(ssl);
-  SSL_set_app_data(ssl, new SessionData{alpn});
+  auto* d = new SessionData{alpn};
+  SSL_set_app_data(ssl, d);
+  BIO* rbio = SSL_get_rbio(ssl);
+  BIO_set_callback_arg(rbio, reinterpret_cast<char*>(d));
+  BIO_set_callback_ex(rbio, WatchRead);
   g_sessions++;
   return ssl;
 }
@@ -185,12 +201,19 @@ TlsStep TlsHandshake(ssl_st* ssl, std::string* reason) {
 ssize_t TlsRead(ssl_st* ssl, char* buf, size_t cap, bool* drained) {
   size_t got = 0;
   *drained = false;
+  const auto* d = static_cast<const SessionData*>(SSL_get_app_data(ssl));
   while (got < cap) {
     ERR_clear_error();
     size_t n = 0;
     int r = SSL_read_ex(ssl, buf + got, cap - got, &n);
     if (r == 1) {
       got += n;
+      // Nothing left in OpenSSL's buffers and the socket emptied by its last read: done, without
+      // the read that would only say EAGAIN (new bytes raise a new edge).
+      if (d->short_read && SSL_has_pending(ssl) == 0) {
+        *drained = true;
+        break;
+      }
       continue;
     }
     int err = SSL_get_error(ssl, r);
