@@ -106,6 +106,10 @@ bool UseKey(SSL_CTX* ctx, const std::string& pem) {
 
 }  // namespace
 
+// What one read of a TLS socket may take: four records of the most plaintext (16 KiB) with their
+// header and AEAD tag.
+constexpr size_t kReadAhead = 4 * (16384 + 256);
+
 uint32_t TlsContextNew(const TlsContextOptions& o, std::string* error) {
   ERR_clear_error();
   std::unique_ptr<SSL_CTX, CtxFree> ctx(SSL_CTX_new(TLS_server_method()));
@@ -135,6 +139,8 @@ uint32_t TlsContextNew(const TlsContextOptions& o, std::string* error) {
   // body read each; the buffer goes back when empty (SSL_MODE_RELEASE_BUFFERS), and every reader
   // here reads until OpenSSL asks for the socket (WANT_READ), so nothing waits in it unseen.
   SSL_CTX_set_read_ahead(c, 1);
+  // Room for four full records per read (a 16 KiB message is two: 16 KiB and its last bytes).
+  SSL_CTX_set_default_read_buffer_len(c, kReadAhead);
   bool ok = SSL_CTX_set_min_proto_version(c, o.min_version) == 1 && SSL_CTX_set_max_proto_version(c, o.max_version) == 1 &&
             (o.cipher_list.empty() || SSL_CTX_set_cipher_list(c, o.cipher_list.c_str()) == 1) &&
             (o.cipher_suites.empty() || SSL_CTX_set_ciphersuites(c, o.cipher_suites.c_str()) == 1) &&
