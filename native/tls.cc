@@ -127,8 +127,9 @@ uint32_t TlsContextNew(const TlsContextOptions& o, std::string* error) {
   SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
   // Resumption is by tickets only (docs/behaviour.md): no session-ID cache. OpenSSL's default one
   // keeps every session (and, in TLS 1.3, a copy per stateful ticket) for the session timeout:
-  // memory and lookups per handshake for resumptions wsgate does not offer.
-  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+  // memory and lookups per handshake for resumptions wsgate does not offer. Session IDs are still
+  // given out, as Node's server does (its mode), and never found again.
+  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL | SSL_SESS_CACHE_NO_AUTO_CLEAR);
   static const unsigned char kSid[] = "wsgate";
   SSL_CTX_set_session_id_context(c, kSid, sizeof kSid - 1);
   // With tickets off TLS 1.3 would still send two stateful tickets, which nothing can resume

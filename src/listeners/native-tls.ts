@@ -22,7 +22,8 @@ const TLS1_3 = 0x0304;
  * The engine's options for `t`, or undefined when it asks for something only Node's TLS does here
  * (DH parameters). Ciphers are split and the versions narrowed exactly as Node's secure context
  * does with its `ciphers` option: `TLS_…` names are TLS 1.3 suites, the rest the TLS ≤ 1.2 list;
- * no suites caps the version at 1.2, no list raises it to 1.3.
+ * no list raises the minimum to 1.3; no suites leaves TLS 1.3 its default suites (Node too: a
+ * TLS 1.2 list such as certbot's still lets a client agree TLS 1.3).
  */
 export function nativeTlsOptions(t: FrontTls): NativeTlsOptions | undefined {
   if (t.dhparam !== undefined) return undefined;
@@ -31,8 +32,7 @@ export function nativeTlsOptions(t: FrontTls): NativeTlsOptions | undefined {
   const cipherSuites = names.filter((c) => c.startsWith('TLS_')).join(':');
   if (cipherList === '' && cipherSuites === '') return undefined; // Node refuses it too (a config error there)
   let minVersion = VERSIONS[t.minVersion];
-  let maxVersion = VERSIONS[t.maxVersion];
-  if (cipherSuites === '' && maxVersion > TLS1_2 && minVersion < TLS1_3) maxVersion = TLS1_2;
+  const maxVersion = VERSIONS[t.maxVersion];
   if (cipherList === '' && minVersion < TLS1_3 && maxVersion > TLS1_2) minVersion = TLS1_3;
   return {
     cert: t.cert,
