@@ -69,7 +69,8 @@ struct Handshake {
   int64_t accepted_at = 0;
   uint64_t head_bytes = 0;
   HeadLimits limits;
-  bool linked = false;  // in the list of connections reading their head (or TLS handshake)
+  bool tls_wants_write = false;  // the TLS handshake waits for room in the client's socket
+  bool linked = false;           // in the list of connections reading their head (or TLS handshake)
   // The list of connections reading their head, oldest first (see Accept: the oldest goes first
   // when there are too many).
   Handshake* older = nullptr;
@@ -77,6 +78,7 @@ struct Handshake {
   uint32_t answer_timeout_ms = 0;
   uv_timer_t* timer = nullptr;
   char peer[INET6_ADDRSTRLEN] = {0};
+  char local[INET6_ADDRSTRLEN] = {0};  // FrontLocalAddress's answer, once asked ("" : not yet)
 };
 
 namespace {
@@ -409,9 +411,15 @@ void ReadHead(Engine* e, Handshake* h);
 // Runs the TLS handshake as far as the socket allows; once done, the request head is read through it.
 void StepTls(Engine* e, Handshake* h) {
   std::string reason;
-  switch (TlsHandshake(h->t->side[0].ssl, &reason)) {
-    case TlsStep::kWantIo:
-      return;  // the next edge goes on (the socket said EAGAIN)
+  Side& c = h->t->side[0];
+  switch (TlsHandshake(c.ssl, &reason)) {
+    case TlsStep::kWantRead:
+      c.readable = false;  // the next EPOLLIN edge goes on (the socket said EAGAIN)
+      h->tls_wants_write = false;
+      return;
+    case TlsStep::kWantWrite:
+      h->tls_wants_write = true;  // the next EPOLLOUT edge goes on
+      return;
     case TlsStep::kFailed:
       TlsFailed(e, h, reason);
       return;
@@ -507,7 +515,9 @@ void OnClientEvent(Engine* e, Handshake* h, uint32_t ev) {
       if (h->t->side[0].readable) PeekHello(e, h);
       return;
     case Stage::kTls:
-      StepTls(e, h);
+      // Edge-triggered EPOLLOUT comes whenever the client's ACKs free send space: such an edge
+      // only matters to a handshake blocked on a full socket, not to one waiting for the client.
+      if (h->t->side[0].readable || (h->tls_wants_write && (ev & EPOLLOUT))) StepTls(e, h);
       return;
     case Stage::kReadingHead:
       if (h->t->side[0].readable) ReadHead(e, h);
@@ -889,18 +899,22 @@ bool FrontAbort(Engine* e, uint32_t id) {
   return h != nullptr;
 }
 
-// The address the client connected to (for name-based virtual hosts).
+// The address the client connected to (for name-based virtual hosts). A TLS connection asks at
+// its ClientHello and again at its head: one getsockname serves both.
 void FrontLocalAddress(Engine* e, uint32_t id, char* out, size_t size) {
   out[0] = 0;
   Handshake* h = Find(e, id);
   if (h == nullptr || h->cfd() < 0) return;
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  if (getsockname(h->cfd(), reinterpret_cast<struct sockaddr*>(&ss), &len) != 0) return;
-  if (ss.ss_family == AF_INET)
-    inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, out, socklen_t(size));
-  else if (ss.ss_family == AF_INET6)
-    inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, out, socklen_t(size));
+  if (h->local[0] == 0) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(h->cfd(), reinterpret_cast<struct sockaddr*>(&ss), &len) != 0) return;
+    if (ss.ss_family == AF_INET)
+      inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, h->local, sizeof h->local);
+    else if (ss.ss_family == AF_INET6)
+      inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, h->local, sizeof h->local);
+  }
+  snprintf(out, size, "%s", h->local);
 }
 
 }  // namespace wsgate

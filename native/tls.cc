@@ -23,10 +23,22 @@ uint32_t g_next_context = 1;
 double g_sessions = 0;
 double g_handshakes = 0;
 
-// What a session carries besides OpenSSL's state: the ALPN protocol JavaScript chose.
+// What a session carries besides OpenSSL's state: the ALPN protocol JavaScript chose, and whether
+// the socket's last read returned less than was asked (the socket was emptied then: like a plain
+// side's short read, no read is needed to learn that it is drained).
 struct SessionData {
   std::string alpn;
+  bool short_read = false;
 };
+
+// Watches the reads of a session's socket BIO (its callback argument is the SessionData).
+long WatchRead(BIO* b, int oper, const char*, size_t len, int, long, int ret, size_t* processed) {
+  if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+    auto* d = reinterpret_cast<SessionData*>(BIO_get_callback_arg(b));
+    d->short_read = ret <= 0 || processed == nullptr || *processed < len;
+  }
+  return oper & BIO_CB_RETURN ? ret : 1;
+}
 
 // Selects the protocol JavaScript chose (selectAlpn, as Node's ALPNCallback does) among those the
 // client offered; none chosen: no ALPN in the answer.
@@ -94,6 +106,10 @@ bool UseKey(SSL_CTX* ctx, const std::string& pem) {
 
 }  // namespace
 
+// What one read of a TLS socket may take: four records of the most plaintext (16 KiB) with their
+// header and AEAD tag.
+constexpr size_t kReadAhead = 4 * (16384 + 256);
+
 uint32_t TlsContextNew(const TlsContextOptions& o, std::string* error) {
   ERR_clear_error();
   std::unique_ptr<SSL_CTX, CtxFree> ctx(SSL_CTX_new(TLS_server_method()));
@@ -109,12 +125,23 @@ uint32_t TlsContextNew(const TlsContextOptions& o, std::string* error) {
   // Partial writes with a buffer that moves: a tunnel keeps what the socket did not take in its
   // pending vector and retries from there. Idle sessions give their buffers back.
   SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+  // Resumption is by tickets only (docs/behaviour.md): no session-ID cache. OpenSSL's default one
+  // keeps every session (and, in TLS 1.3, a copy per stateful ticket) for the session timeout:
+  // memory and lookups per handshake for resumptions wsgate does not offer. Session IDs are still
+  // given out, as Node's server does (its mode), and never found again.
+  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL | SSL_SESS_CACHE_NO_AUTO_CLEAR);
   static const unsigned char kSid[] = "wsgate";
   SSL_CTX_set_session_id_context(c, kSid, sizeof kSid - 1);
+  // With tickets off TLS 1.3 would still send two stateful tickets, which nothing can resume
+  // without that cache: none is sent (two records, two writes and their key derivations fewer).
+  if (o.no_tickets) SSL_CTX_set_num_tickets(c, 0);
   SSL_CTX_set_timeout(c, o.session_timeout_s);
-  // As Node's secure contexts: no server-side session store, so only a ticket (when tickets are
-  // on) resumes a session; a TLS 1.2 session id offered back starts a full handshake.
-  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL | SSL_SESS_CACHE_NO_AUTO_CLEAR);
+  // Whole records (several when they came together) in one read instead of a header read and a
+  // body read each; the buffer goes back when empty (SSL_MODE_RELEASE_BUFFERS), and every reader
+  // here reads until OpenSSL asks for the socket (WANT_READ), so nothing waits in it unseen.
+  SSL_CTX_set_read_ahead(c, 1);
+  // Room for four full records per read (a 16 KiB message is two: 16 KiB and its last bytes).
+  SSL_CTX_set_default_read_buffer_len(c, kReadAhead);
   bool ok = SSL_CTX_set_min_proto_version(c, o.min_version) == 1 && SSL_CTX_set_max_proto_version(c, o.max_version) == 1 &&
             (o.cipher_list.empty() || SSL_CTX_set_cipher_list(c, o.cipher_list.c_str()) == 1) &&
             (o.cipher_suites.empty() || SSL_CTX_set_ciphersuites(c, o.cipher_suites.c_str()) == 1) &&
@@ -144,7 +171,11 @@ ssl_st* TlsSessionNew(uint32_t ctx_id, int fd, const std::string& alpn) {
     return nullptr;
   }
   SSL_set_accept_state(ssl);
-  SSL_set_app_data(ssl, new SessionData{alpn});
+  auto* d = new SessionData{alpn};
+  SSL_set_app_data(ssl, d);
+  BIO* rbio = SSL_get_rbio(ssl);
+  BIO_set_callback_arg(rbio, reinterpret_cast<char*>(d));
+  BIO_set_callback_ex(rbio, WatchRead);
   g_sessions++;
   return ssl;
 }
@@ -162,7 +193,8 @@ TlsStep TlsHandshake(ssl_st* ssl, std::string* reason) {
     return TlsStep::kDone;
   }
   int err = SSL_get_error(ssl, r);
-  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return TlsStep::kWantIo;
+  if (err == SSL_ERROR_WANT_READ) return TlsStep::kWantRead;
+  if (err == SSL_ERROR_WANT_WRITE) return TlsStep::kWantWrite;
   if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN) {
     // The client closed or reset its connection mid-handshake (Node's code for it).
     *reason = "ECONNRESET";
@@ -176,12 +208,19 @@ TlsStep TlsHandshake(ssl_st* ssl, std::string* reason) {
 ssize_t TlsRead(ssl_st* ssl, char* buf, size_t cap, bool* drained) {
   size_t got = 0;
   *drained = false;
+  const auto* d = static_cast<const SessionData*>(SSL_get_app_data(ssl));
   while (got < cap) {
     ERR_clear_error();
     size_t n = 0;
     int r = SSL_read_ex(ssl, buf + got, cap - got, &n);
     if (r == 1) {
       got += n;
+      // Nothing left in OpenSSL's buffers and the socket emptied by its last read: done, without
+      // the read that would only say EAGAIN (new bytes raise a new edge).
+      if (d->short_read && SSL_has_pending(ssl) == 0) {
+        *drained = true;
+        break;
+      }
       continue;
     }
     int err = SSL_get_error(ssl, r);

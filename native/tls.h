@@ -42,9 +42,10 @@ bool TlsContextFree(uint32_t id);
 ssl_st* TlsSessionNew(uint32_t ctx_id, int fd, const std::string& alpn);
 void TlsSessionFree(ssl_st* ssl);
 
-enum class TlsStep { kDone, kWantIo, kFailed };
-// Runs the handshake as far as the socket allows; on kFailed, *reason names why as Node's TLS
-// errors do (ERR_SSL_…, or ECONNRESET for a client that left).
+enum class TlsStep { kDone, kWantRead, kWantWrite, kFailed };
+// Runs the handshake as far as the socket allows (kWantRead: it read the socket to EAGAIN;
+// kWantWrite: the socket is full); on kFailed, *reason names why as Node's TLS errors do
+// (ERR_SSL_…, or ECONNRESET for a client that left).
 TlsStep TlsHandshake(ssl_st* ssl, std::string* reason);
 
 // Decrypted bytes into buf (up to cap, several records at a time): > 0 the count, 0 the client's

@@ -248,6 +248,10 @@ void ForwardFin(Side* dst) {
 
 void Pump(Engine* e, Side* src);
 
+void SetCork(int fd, int on) {
+  setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+}
+
 // The first violation of a WebSocket tunnel goes to JavaScript (to log it, and in strict mode to
 // close the tunnel); later ones are only counted.
 void WsReport(Engine* e, Tunnel* t, int from, int32_t violation) {
@@ -431,6 +435,10 @@ void Pump(Engine* e, Side* src) {
       }
       continue;
     }
+    // The last bytes before a FIN, toward a TLS client: they, close_notify and the FIN leave in
+    // one segment (corked until shutdown pushes it) instead of three.
+    bool cork = dst->ssl != nullptr && drained && src->fin_seen;
+    if (cork) SetCork(dst->fd, 1);
     if (t->ws != nullptr && t->ws->dir[src->index].pause_on_pong) {
       // A pong to wsgate's ping is awaited from this side: the slow path.
       if (!ForwardCatching(e, t, src, dst, size_t(n))) return;
@@ -438,6 +446,7 @@ void Pump(Engine* e, Side* src) {
       return;
     }
     if (!dst->pending.empty()) {
+      if (cork) SetCork(dst->fd, 0);  // what follows waits for room: send what is corked now
       // The destination is full: keep the rest; its EPOLLOUT edge resumes (FlushPending).
       if (drained && src->fin_seen) src->readable = true;  // the EOF is still to be read
       if (src->hup_seen) FailIfBroken(e, src);

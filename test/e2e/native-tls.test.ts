@@ -69,6 +69,25 @@ function httpsGet(port: number, servername: string, path: string): Promise<{ sta
   });
 }
 
+/** One HTTPS request on a connection of its own (offering `session` to resume), and what the session was. */
+function httpsOnce(port: number, path: string, session?: Buffer): Promise<{ body: string; reused: boolean; tickets: Buffer[] }> {
+  return new Promise((resolve, reject) => {
+    const tickets: Buffer[] = [];
+    const s = tls.connect({ host: '127.0.0.1', port, servername: 'gw.test', ca: certs.ca.pem, ...(session ? { session } : {}) });
+    const chunks: Buffer[] = [];
+    s.on('session', (t: Buffer) => tickets.push(t));
+    let reused = false;
+    s.on('secureConnect', () => {
+      reused = s.isSessionReused();
+      s.write(`GET ${path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n`);
+    });
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('error', reject);
+    // Tickets come right after the handshake, before any answer: all are in by the close.
+    s.on('close', () => resolve({ body: Buffer.concat(chunks).toString(), reused, tickets }));
+  });
+}
+
 describe('TLS in the native engine', { skip }, () => {
   test('wss:// echo through the engine’s TLS: 1 MiB and many small messages intact, a native tunnel', async () => {
     const backend = await startEchoBackend('plain');
@@ -138,6 +157,32 @@ describe('TLS in the native engine', { skip }, () => {
       assert.equal(counts()[1] - before[1], 1, 'the HTTP/1.1 client was the engine’s');
     } finally {
       await g.stop();
+      await backend.close();
+    }
+  });
+
+  test('sessions resume by tickets only: SSLSessionTickets off sends none and keeps no session to resume; on resumes', async () => {
+    const backend = await startEchoBackend('plain');
+    const off = await startGateway(frontConf(backend.port, 'SSLSessionTickets off'));
+    const on = await startGateway(frontConf(backend.port));
+    try {
+      const before = counts();
+      const first = await httpsOnce(off.port, '/web/a');
+      assert.match(first.body, /backend:plain GET \/a$/);
+      assert.deepEqual(first.tickets, [], 'no ticket (nothing could resume it)');
+      // A client that kept its session anyway (from a ticketed port) offers it: a full handshake.
+      const ticketed = await httpsOnce(on.port, '/web/b');
+      assert.ok(ticketed.tickets.length > 0, 'tickets on: the client gets one');
+      const again = await httpsOnce(off.port, '/web/c', ticketed.tickets.at(-1));
+      assert.equal(again.reused, false);
+      assert.match(again.body, /GET \/c$/);
+      const resumed = await httpsOnce(on.port, '/web/d', ticketed.tickets.at(-1));
+      assert.equal(resumed.reused, true, 'tickets on: the ticket resumes the session');
+      assert.match(resumed.body, /GET \/d$/);
+      assert.equal(counts()[1] - before[1], 4, 'every handshake was the engine’s');
+    } finally {
+      await off.stop();
+      await on.stop();
       await backend.close();
     }
   });
