@@ -2,7 +2,6 @@
 // and exits 0, passes SIGHUP and SIGUSR1 on once the config checks out, and replaces a worker that
 // dies. With the native front every worker accepts on a socket of its own (SO_REUSEPORT).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
@@ -12,11 +11,10 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { closeWs, echo, eventually, openWs, randomBytes, sha256, startEchoBackend } from './helpers/harness';
 import { makeCerts } from './helpers/certs';
+import { startWorkers } from './helpers/cli';
 import { childrenOf, holders, listeningPorts } from './helpers/procfs';
 import { nativeUnavailableReason } from '../src/tunnel/native';
 import type WebSocket from 'ws';
-
-const CLI = path.join(__dirname, '..', 'src', 'cli.js');
 
 function alive(pid: number): boolean {
   try {
@@ -32,24 +30,9 @@ test('wsgate -w 2: two workers serve one port; SIGTERM to the primary stops them
   const dir = mkdtempSync(path.join(tmpdir(), 'wsgate-workers-'));
   const file = path.join(dir, 'wsgate.conf');
   writeFileSync(file, `Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\n`);
-  const child = spawn(process.execPath, [CLI, '-f', file, '-w', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  const twoListening = new Promise<number>((resolve, reject) => {
-    child.stderr!.setEncoding('utf8').on('data', (s: string) => {
-      err += s;
-      const ports = [...err.matchAll(/ info listening address=127\.0\.0\.1:(\d+)/g)].map((m) => Number(m[1]));
-      if (ports.length === 2) {
-        assert.equal(ports[0], ports[1], 'both workers listen on the same port');
-        resolve(ports[0]);
-      }
-    });
-    child.once('exit', () => reject(new Error(`exited early: ${err}`)));
-  });
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const run = startWorkers(file);
   try {
-    const port = await twoListening;
-    const workers = childrenOf(child.pid!);
-    assert.equal(workers.length, 2, 'two worker processes');
+    const { port, primary, workers } = await run.ready();
     // Many connections, each with its own content, all through the shared port.
     const clients = await Promise.all(Array.from({ length: 40 }, (_, i) => openWs(`ws://127.0.0.1:${port}/ws/c${i}`)));
     await Promise.all(
@@ -62,10 +45,10 @@ test('wsgate -w 2: two workers serve one port; SIGTERM to the primary stops them
     const open = clients.slice(0, 5);
     await Promise.all(clients.slice(5).map(closeWs));
     const closes = open.map((ws) => once(ws, 'close'));
-    process.kill(child.pid!, 'SIGTERM');
-    const [code, signal] = await exited;
+    process.kill(primary, 'SIGTERM');
+    const [code, signal] = await run.exited;
     assert.equal(signal, null);
-    assert.equal(code, 0, err);
+    assert.equal(code, 0, run.stderr());
     await Promise.all(closes);
     for (const pid of workers) assert.equal(alive(pid), false, `worker ${pid} stopped`);
     const refused = await new Promise<boolean>((resolve) => {
@@ -78,10 +61,7 @@ test('wsgate -w 2: two workers serve one port; SIGTERM to the primary stops them
     });
     assert.equal(refused, true, 'the port is closed');
   } finally {
-    if (child.exitCode === null && child.signalCode === null) {
-      for (const pid of childrenOf(child.pid!)) process.kill(pid, 'SIGKILL');
-      child.kill('SIGKILL');
-    }
+    run.kill();
     await backend.close();
   }
 });
@@ -97,25 +77,23 @@ test('wsgate -w 2: SIGUSR1 and SIGHUP: passed on by the primary when the config 
   const file = path.join(dir, 'wsgate.conf');
   const good = `Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\n`;
   writeFileSync(file, good);
-  const child = spawn(process.execPath, [CLI, '-f', file, '-w', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const run = startWorkers(file);
   const heldLines = (signal: string, pid: number): number =>
-    err.split('\n').filter((l) => / info configuration reloaded /.test(l) && l.includes(` cause=${signal} `) && l.endsWith(` pid=${pid}`))
-      .length;
+    run
+      .stderr()
+      .split('\n')
+      .filter((l) => / info configuration reloaded /.test(l) && l.includes(` cause=${signal} `) && l.endsWith(` pid=${pid}`)).length;
   const passedOn = (signal: string): number =>
-    err.split('\n').filter((l) => / info passing the signal on to the workers /.test(l) && l.includes(` signal=${signal} `)).length;
+    run
+      .stderr()
+      .split('\n')
+      .filter((l) => / info passing the signal on to the workers /.test(l) && l.includes(` signal=${signal} `)).length;
   try {
-    await eventually(() => [...err.matchAll(/ info listening address=127\.0\.0\.1:(\d+)/g)].length === 2, 30_000, 'two workers listening');
-    const port = Number(/ info listening address=127\.0\.0\.1:(\d+)/.exec(err)![1]);
-    const primary = child.pid!;
-    const workers = childrenOf(primary);
-    assert.equal(workers.length, 2, 'two worker processes');
+    const { port, primary, workers } = await run.ready();
     for (const signal of ['SIGUSR1', 'SIGHUP'] as const) {
       assert.equal(process.kill(primary, signal), true);
       await eventually(
-        () => workers.every((w) => heldLines(signal, w) === 1) || /Debugger listening/.test(err),
+        () => workers.every((w) => heldLines(signal, w) === 1) || /Debugger listening/.test(run.stderr()),
         20_000,
         `${signal} passed on`,
       );
@@ -124,19 +102,23 @@ test('wsgate -w 2: SIGUSR1 and SIGHUP: passed on by the primary when the config 
     for (const pid of workers) {
       for (const signal of ['SIGUSR1', 'SIGHUP'] as const) {
         assert.equal(process.kill(pid, signal), true);
-        await eventually(() => heldLines(signal, pid) === 2 || /Debugger listening/.test(err), 20_000, `the ${signal} line of ${pid}`);
+        await eventually(
+          () => heldLines(signal, pid) === 2 || /Debugger listening/.test(run.stderr()),
+          20_000,
+          `the ${signal} line of ${pid}`,
+        );
       }
     }
-    assert.doesNotMatch(err, /Debugger listening|inspector/i);
+    assert.doesNotMatch(run.stderr(), /Debugger listening|inspector/i);
     // A file that does not load: the primary says where, and the workers are not told.
     writeFileSync(file, `${good}NoSuchDirective on\n`);
     process.kill(primary, 'SIGHUP');
     await eventually(
-      () => / warn configuration not reloaded: the workers keep the one they run signal=SIGHUP/.test(err),
+      () => / warn configuration not reloaded: the workers keep the one they run signal=SIGHUP/.test(run.stderr()),
       20_000,
       'the refusal',
     );
-    assert.match(err, new RegExp(` error ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3: `), 'FILE:LINE of the mistake');
+    assert.match(run.stderr(), new RegExp(` error ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3: `), 'FILE:LINE of the mistake');
     writeFileSync(file, good);
     process.kill(primary, 'SIGHUP');
     await eventually(() => workers.every((w) => heldLines('SIGHUP', w) >= 3), 20_000, 'the second SIGHUP passed on');
@@ -154,20 +136,17 @@ test('wsgate -w 2: SIGUSR1 and SIGHUP: passed on by the primary when the config 
       }),
     );
     process.kill(primary, 'SIGTERM');
-    const [code, signal] = await exited;
+    const [code, signal] = await run.exited;
     assert.equal(signal, null);
-    assert.equal(code, 0, err);
+    assert.equal(code, 0, run.stderr());
     assert.equal(heldLines('SIGUSR1', primary) + heldLines('SIGHUP', primary), 0, 'the primary passes them on, it does not hold them');
     assert.equal(passedOn('SIGHUP'), 2, 'the bad file was not passed on');
     for (const pid of workers) {
-      assert.equal(heldLines('SIGUSR1', pid), 2, `two SIGUSR1 lines from ${pid}:\n${err}`);
-      assert.equal(heldLines('SIGHUP', pid), 3, `three SIGHUP lines from ${pid} (none for the bad file):\n${err}`);
+      assert.equal(heldLines('SIGUSR1', pid), 2, `two SIGUSR1 lines from ${pid}:\n${run.stderr()}`);
+      assert.equal(heldLines('SIGHUP', pid), 3, `three SIGHUP lines from ${pid} (none for the bad file):\n${run.stderr()}`);
     }
   } finally {
-    if (child.exitCode === null && child.signalCode === null) {
-      for (const pid of childrenOf(child.pid!)) process.kill(pid, 'SIGKILL');
-      child.kill('SIGKILL');
-    }
+    run.kill();
     await backend.close();
   }
 });
@@ -189,17 +168,10 @@ test('wsgate -w 2, native front: each worker accepts on a socket of its own, con
   const dir = mkdtempSync(path.join(tmpdir(), 'wsgate-workers-'));
   const file = path.join(dir, 'wsgate.conf');
   writeFileSync(file, `Listen 127.0.0.1:0\nProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\n`);
-  const child = spawn(process.execPath, [CLI, '-f', file, '-w', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const run = startWorkers(file);
   const all: WebSocket[] = [];
   try {
-    await eventually(() => [...err.matchAll(/ info listening address=127\.0\.0\.1:(\d+)/g)].length === 2, 30_000, 'two workers listening');
-    const port = Number(/ info listening address=127\.0\.0\.1:(\d+)/.exec(err)![1]);
-    const primary = child.pid!;
-    const workers = childrenOf(primary);
-    assert.equal(workers.length, 2, 'two worker processes');
+    const { port, primary, workers } = await run.ready();
     assert.deepEqual(listeningPorts(primary), [], 'the primary holds no listening socket');
     for (const pid of workers) assert.deepEqual(listeningPorts(pid), [port], `${pid} listens on the port itself`);
 
@@ -217,8 +189,8 @@ test('wsgate -w 2, native front: each worker accepts on a socket of its own, con
     await Promise.all(closes);
     await echoAll(kept);
 
-    await eventually(() => / info worker restarted /.test(err), 30_000, 'a worker in the place of the killed one');
-    assert.match(err, new RegExp(` error worker exited; starting another pid=${victim} code=SIGKILL `));
+    await eventually(() => / info worker restarted /.test(run.stderr()), 30_000, 'a worker in the place of the killed one');
+    assert.match(run.stderr(), new RegExp(` error worker exited; starting another pid=${victim} code=SIGKILL `));
     const now = childrenOf(primary);
     assert.equal(now.length, 2);
     assert.ok(now.includes(survivor), 'the other worker runs on');
@@ -233,15 +205,12 @@ test('wsgate -w 2, native front: each worker accepts on a socket of its own, con
     await echoAll(kept);
 
     process.kill(primary, 'SIGTERM');
-    const [code, signal] = await exited;
+    const [code, signal] = await run.exited;
     assert.equal(signal, null);
-    assert.equal(code, 0, err);
+    assert.equal(code, 0, run.stderr());
   } finally {
     for (const ws of all) ws.terminate();
-    if (child.exitCode === null && child.signalCode === null) {
-      for (const pid of childrenOf(child.pid!)) process.kill(pid, 'SIGKILL');
-      child.kill('SIGKILL');
-    }
+    run.kill();
     await backend.close();
   }
 });
@@ -272,17 +241,10 @@ test('wsgate -w 2, https port: each worker terminates TLS in the engine (wss ech
       `Protocols h2 http/1.1\nCustomLog "${tunnels}" tunnel\n` +
       `ProxyPass "/ws/" "ws://127.0.0.1:${backend.port}/"\nProxyPass "/web/" "http://127.0.0.1:${backend.port}/"\n`,
   );
-  const child = spawn(process.execPath, [CLI, '-f', file, '-w', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const run = startWorkers(file);
   const all: WebSocket[] = [];
   try {
-    await eventually(() => [...err.matchAll(/ info listening address=127\.0\.0\.1:(\d+)/g)].length === 2, 30_000, 'two workers listening');
-    const port = Number(/ info listening address=127\.0\.0\.1:(\d+)/.exec(err)![1]);
-    const primary = child.pid!;
-    const workers = childrenOf(primary);
-    assert.equal(workers.length, 2, 'two worker processes');
+    const { port, primary, workers } = await run.ready();
     assert.deepEqual(listeningPorts(primary), [], 'the primary holds no listening socket');
     for (const pid of workers) assert.deepEqual(listeningPorts(pid), [port], `${pid} listens on the https port itself`);
 
@@ -332,15 +294,12 @@ test('wsgate -w 2, https port: each worker terminates TLS in the engine (wss ech
     }
 
     process.kill(primary, 'SIGTERM');
-    const [code, signal] = await exited;
+    const [code, signal] = await run.exited;
     assert.equal(signal, null);
-    assert.equal(code, 0, err);
+    assert.equal(code, 0, run.stderr());
   } finally {
     for (const ws of all) ws.terminate();
-    if (child.exitCode === null && child.signalCode === null) {
-      for (const pid of childrenOf(child.pid!)) process.kill(pid, 'SIGKILL');
-      child.kill('SIGKILL');
-    }
+    run.kill();
     await backend.close();
   }
 });

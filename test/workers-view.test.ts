@@ -3,7 +3,6 @@
 // holds them), and a member disabled by a POST to one worker is avoided by new connections through
 // both, and through a worker started after the change (a replacement of a killed one).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
@@ -13,10 +12,10 @@ import { test } from 'node:test';
 import type WebSocket from 'ws';
 import type { StatusSnapshot } from '../src/observe/status';
 import { echo, eventually, openWs, randomBytes, sha256, startEchoBackend } from './helpers/harness';
+import { startWorkers } from './helpers/cli';
 import { childrenOf, holders } from './helpers/procfs';
 import { nativeUnavailableReason } from '../src/tunnel/native';
 
-const CLI = path.join(__dirname, '..', 'src', 'cli.js');
 const nativeSpreads = nativeUnavailableReason() === undefined && process.env.WSGATE_NATIVE_FRONT !== '0';
 
 /** One request on a connection of its own (so that either worker may answer it). */
@@ -108,17 +107,10 @@ test('wsgate -w 2: one /metrics scrape and one status page for both workers; a m
       '',
     ].join('\n'),
   );
-  const child = spawn(process.execPath, [CLI, '-f', file, '-w', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const run = startWorkers(file);
   const all: WebSocket[] = [];
   try {
-    await eventually(() => [...err.matchAll(/ info listening address=127\.0\.0\.1:(\d+)/g)].length === 2, 30_000, 'two workers listening');
-    const port = Number(/ info listening address=127\.0\.0\.1:(\d+)/.exec(err)![1]);
-    const primary = child.pid!;
-    const workers = childrenOf(primary);
-    assert.equal(workers.length, 2, 'two worker processes');
+    const { port, primary, workers } = await run.ready();
 
     // Tunnels on both workers; every scrape counts them all, whichever worker answers it.
     const { clients, held } = await tunnelsOnAll(port, workers, 'm', all);
@@ -204,7 +196,7 @@ test('wsgate -w 2: one /metrics scrape and one status page for both workers; a m
     const lost = next.clients.filter((_, i) => next.held[i] === victim).map((ws) => once(ws, 'close'));
     process.kill(victim, 'SIGKILL');
     await Promise.all(lost);
-    await eventually(() => / info worker restarted /.test(err), 30_000, 'a worker in the place of the killed one');
+    await eventually(() => / info worker restarted /.test(run.stderr()), 30_000, 'a worker in the place of the killed one');
     const now = childrenOf(primary);
     assert.ok(now.includes(survivor));
     assert.equal(now.length, 2);
@@ -215,15 +207,12 @@ test('wsgate -w 2: one /metrics scrape and one status page for both workers; a m
     // Clients gone first: a graceful stop would otherwise wait for their tunnels.
     for (const ws of all) ws.terminate();
     process.kill(primary, 'SIGTERM');
-    const [code, signal] = await exited;
+    const [code, signal] = await run.exited;
     assert.equal(signal, null);
-    assert.equal(code, 0, err);
+    assert.equal(code, 0, run.stderr());
   } finally {
     for (const ws of all) ws.terminate();
-    if (child.exitCode === null && child.signalCode === null) {
-      for (const pid of childrenOf(child.pid!)) process.kill(pid, 'SIGKILL');
-      child.kill('SIGKILL');
-    }
+    run.kill();
     await a.close();
     await b.close();
   }

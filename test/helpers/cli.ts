@@ -1,10 +1,14 @@
 // The `wsgate` command as a child process, for tests that run the real CLI: start it, read its
 // stderr as it comes, and kill (by pid) what a test started and left running.
 
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { eventually } from './harness';
+import { childrenOf } from './procfs';
 
 // dist/test/helpers/cli.js → dist/src/cli.js; the package root is three levels up.
 export const CLI = path.join(__dirname, '..', '..', 'src', 'cli.js');
@@ -92,4 +96,47 @@ export async function runCli(args: string[]): Promise<{ code: number | null; std
 /** Count of stderr lines matching `re`. */
 export function countLines(text: string, re: RegExp): number {
   return text.split('\n').filter((l) => re.test(l)).length;
+}
+
+/** `wsgate -f FILE -w N` as a child process, with its stderr as it comes. */
+export interface WorkersRun {
+  child: ChildProcess;
+  stderr: () => string;
+  exited: Promise<[number | null, NodeJS.Signals | null]>;
+  /** Once every worker says it listens, all on one port: that port, the primary's pid and the workers'. */
+  ready(): Promise<{ port: number; primary: number; workers: number[] }>;
+  /** Kills (by pid) the workers and the primary, if still running. */
+  kill(): void;
+}
+
+const LISTENING = / info listening address=127\.0\.0\.1:(\d+)/g;
+
+export function startWorkers(file: string, n = 2): WorkersRun {
+  const child = spawn(process.execPath, [CLI, '-f', file, '-w', String(n)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  return {
+    child,
+    stderr: () => err,
+    exited,
+    async ready() {
+      await eventually(() => child.exitCode !== null || [...err.matchAll(LISTENING)].length >= n, 30_000, `${n} workers listening`);
+      const ports = [...err.matchAll(LISTENING)].map((m) => Number(m[1]));
+      assert.equal(ports.length, n, `${n} workers listening:\n${err}`);
+      assert.ok(
+        ports.every((p) => p === ports[0]),
+        'every worker listens on the same port',
+      );
+      const primary = child.pid!;
+      const workers = childrenOf(primary);
+      assert.equal(workers.length, n, `${n} worker processes`);
+      return { port: ports[0]!, primary, workers };
+    },
+    kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      for (const pid of childrenOf(child.pid!)) process.kill(pid, 'SIGKILL');
+      child.kill('SIGKILL');
+    },
+  };
 }
