@@ -190,7 +190,8 @@ const H2_TUNING = [
 
 const PROCESS = "Apache's process and MPM tuning; wsgate runs one event loop per worker (-w N)";
 const LOGS = 'wsgate writes its error log lines in its own format (docs/behaviour.md, Logs)';
-const FILES = 'it applies to files Apache serves itself; wsgate serves none, and proxied requests never use it';
+const FILES =
+  'it applies only to what wsgate does not do with files (directory listings, content negotiation, .htaccess files, input filters), and proxied requests never use it';
 const STATUS_PAGE = "it only details Apache's server-status page, which wsgate does not serve";
 
 /** The directives that are noticed or refused, one line each; see DirectiveGroup. */
@@ -285,7 +286,7 @@ function groupedSpecs(): DirectiveSpec[] {
     notice('ReadmeName', FILES),
     notice('HeaderName', FILES),
     notice('RemoveHandler', FILES),
-    notice('RemoveType', FILES),
+    fileDetail('RemoveType'),
     setHandlerSpec(onlyWhereProxied('SetHandler', `wsgate runs no such handler (it runs: ${HANDLER_NAMES.join(', ')})`)),
     refused('ErrorDocument', 'custom error documents are not supported: wsgate answers its own errors with a short text body'),
     refused('ScriptAlias', 'wsgate runs no CGI scripts: proxy the path with ProxyPass to a server that runs them'),

@@ -225,6 +225,8 @@ const IN_DIRECTORY = new Set([
 ]);
 /** Accepted inside a <Directory> without effect: nothing wsgate does reads them. */
 const NOTHING_IN_DIRECTORY = new Set(['allowoverride', 'allowoverridelist', 'ssloptions']);
+/** Accepted in a served <Directory> only as `None`: other values make Apache read .htaccess files. */
+const OVERRIDES = new Set(['allowoverride', 'allowoverridelist']);
 const AUTHZ_SECTIONS = new Set(['requireall', 'requireany', 'requirenone']);
 
 /** Whether a server serves files: something maps paths to files and some path is not proxied. */
@@ -341,6 +343,14 @@ function walkDirectory(nodes: readonly ConfigNode[], ctx: Ctx, walk: Walk, secti
         continue;
       }
       throw ConfigError.at(node.source, `<${node.name}> inside <Directory> is not supported by wsgate's file serving`);
+    }
+    if (OVERRIDES.has(node.key) && !(node.args.length === 1 && (node.args[0] as string).toLowerCase() === 'none')) {
+      // Apache would read .htaccess files in these served directories, and their lines can deny,
+      // redirect or rewrite; wsgate reads none, so it cannot honour this.
+      throw ConfigError.at(
+        node.source,
+        `${node.name} ${node.args.join(' ')}: wsgate does not read .htaccess files; put their lines in the config and write "${node.name} None"`,
+      );
     }
     if (NOTHING_IN_DIRECTORY.has(node.key)) {
       ctx.state.notices.once(

@@ -230,8 +230,9 @@ const CASES: readonly AppCase[] = [
   },
   {
     file: 'nextcloud.conf',
-    // Content negotiation (MultiViews) changes which file answers a request; wsgate serves files as they are.
-    refused: { line: 29, message: /Options MultiViews: not supported by wsgate's file serving/ },
+    // Nextcloud relies on its .htaccess files (AllowOverride All), which wsgate does not read; its next line,
+    // Options MultiViews (content negotiation), is refused too.
+    refused: { line: 28, message: /AllowOverride All: wsgate does not read \.htaccess files/ },
     host: 'cloud.example.com',
     backends: { PUSH: '127.0.0.1' },
     secure: true,

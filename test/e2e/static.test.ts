@@ -295,7 +295,7 @@ test('access control: Require in <Directory> (by file path) and in <Location>, o
   }
 });
 
-test('config: Options +Indexes and unsupported lines in <Directory> are FILE:LINE errors where files are served', () => {
+test('config: Options +Indexes, AllowOverride other than None and unsupported lines in <Directory> are FILE:LINE errors where files are served', () => {
   const t = makeTree();
   expectError(
     {
@@ -314,6 +314,17 @@ test('config: Options +Indexes and unsupported lines in <Directory> are FILE:LIN
     { 'wsgate.conf': ['Listen 0', `DocumentRoot ${t.root}`, `<Directory ${t.root}>`, '  Header set X y', '</Directory>', ''].join('\n') },
     { line: 4, message: /Header inside <Directory> is not supported/ },
   );
+  // Apache would read .htaccess files there, and their lines can deny: refused unless None.
+  for (const line of ['AllowOverride All', 'AllowOverride AuthConfig Limit', 'AllowOverrideList Redirect']) {
+    expectError(
+      { 'wsgate.conf': ['Listen 0', `DocumentRoot ${t.root}`, `<Directory ${t.root}>`, `  ${line}`, '</Directory>', ''].join('\n') },
+      { line: 4, message: /wsgate does not read \.htaccess files; put their lines in the config and write "AllowOverride(List)? None"/ },
+    );
+  }
+  const { config } = load({
+    'wsgate.conf': ['Listen 0', `DocumentRoot ${t.root}`, `<Directory ${t.root}>`, '  AllowOverride None', '</Directory>', ''].join('\n'),
+  });
+  assert.ok(config.mainServer.files !== undefined, 'AllowOverride None is accepted where files are served');
 });
 
 test('config: <Files>/<FilesMatch> with access lines are refused where files are served; the stock .ht* denial and other lines are not', () => {
@@ -352,7 +363,13 @@ test('config: <Files>/<FilesMatch> with access lines are refused where files are
 
 test('config: lines that shape served files (AddType, FileETag, …) are refused where files are served, noticed where everything is proxied', () => {
   const t = makeTree();
-  for (const line of ['AddType text/x-special .txt', 'AddHandler cgi-script .cgi', 'FileETag None', 'TypesConfig /etc/mime.types']) {
+  for (const line of [
+    'AddType text/x-special .txt',
+    'AddHandler cgi-script .cgi',
+    'FileETag None',
+    'TypesConfig /etc/mime.types',
+    'RemoveType .txt',
+  ]) {
     expectError(
       { 'wsgate.conf': ['Listen 0', `DocumentRoot ${t.root}`, line, ''].join('\n') },
       { line: 3, message: /wsgate serves files here but not with this line.*remove it, or serve these files from a backend/ },
