@@ -279,7 +279,8 @@ const CASES: readonly AppCase[] = [
         seen: /^\/socket\.io\/\/localhost:\d+\/socket\.io\/\?EIO=4&transport=websocket&padId=p$/,
       },
     ],
-    http: { path: '/p/mypad', backend: 'PAD', seen: '/p/mypad' },
+    // The rule's condition fails for the polling transport: the section's http:// ProxyPass serves it.
+    http: { path: '/socket.io/?EIO=4&transport=polling', backend: 'PAD', seen: '/socket.io/?EIO=4&transport=polling' },
     redirect: { path: '/p/go-login', backend: 'PAD', location: 'http://etherpad.example.org/p/login' },
   },
   {

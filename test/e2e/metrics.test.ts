@@ -324,6 +324,14 @@ test('metrics count from the first config that serves them: none before, then a 
     await tunnel('after');
     const samples = await scrape(g.port);
     assert.equal(sum(samples, 'wsgate_handshakes_total'), 1, 'the tunnel made before the reload is not counted, the one after is');
+    // Another reload that still serves them: the counts go on from there.
+    await g.gateway.reload(
+      load({
+        'wsgate.conf': ['Listen 127.0.0.1:' + g.port, route, '<Location "/metrics">', '  SetHandler metrics', '</Location>', ''].join('\n'),
+      }).config,
+    );
+    await tunnel('later');
+    assert.equal(sum(await scrape(g.port), 'wsgate_handshakes_total'), 2, 'counting goes on across reloads');
   } finally {
     await g.stop();
     await backend.close();

@@ -255,6 +255,9 @@ test(
       assert.equal(sha256((await echo(pad, payload)).data), sha256(payload));
       await closeWs(pad);
       assert.equal(w.seen[1], `WS /pad//127.0.0.1:${b.port}/pad/?EIO=4&transport=websocket`, '$1 holds the rest of proxy:http://…/pad/');
+      const polling = await rawExchange(g.port, get('/pad/?EIO=4&transport=polling'));
+      assert.equal(bodyOf(polling.data), 'b /pad/?EIO=4&transport=polling', 'its condition fails: the section ProxyPass serves it');
+      assert.equal(w.seen.length, 2);
 
       const off = await rawExchange(g.port, get('/off/x'));
       assert.equal(bodyOf(off.data), 'b /off/x', 'no RewriteEngine On in the section or the server: its rules do nothing');
