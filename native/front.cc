@@ -78,7 +78,8 @@ struct Handshake {
   uint32_t answer_timeout_ms = 0;
   uv_timer_t* timer = nullptr;
   char peer[INET6_ADDRSTRLEN] = {0};
-  char local[INET6_ADDRSTRLEN] = {0};  // FrontLocalAddress's answer, once asked ("" : not yet)
+  char local[INET6_ADDRSTRLEN] = {0};  // LocalAddress's answer, once asked ("" : not yet)
+  uint16_t local_port = 0;
 };
 
 namespace {
@@ -347,25 +348,29 @@ void FlushResponse(Engine* e, Handshake* h) {
   CloseAfterResponse(e, h);
 }
 
+// The connection's local address and port, read once (h->local, h->local_port); false if the
+// socket cannot tell.
+bool LocalAddress(Handshake* h) {
+  if (h->local[0] != 0) return true;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(h->cfd(), reinterpret_cast<struct sockaddr*>(&ss), &len) != 0) return false;
+  if (ss.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, h->local, sizeof h->local);
+    h->local_port = ntohs(reinterpret_cast<struct sockaddr_in*>(&ss)->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, h->local, sizeof h->local);
+    h->local_port = ntohs(reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_port);
+  }
+  return h->local[0] != 0;
+}
+
 // A TLS handshake failed or timed out: one event (JavaScript logs it as Node's tlsClientError
 // would: `reason` is ERR_SSL_…, a tab and OpenSSL's message, or ECONNRESET), then the connection
 // is closed.
 void TlsFailed(Engine* e, Handshake* h, const std::string& reason) {
   char local[INET6_ADDRSTRLEN + 8] = {0};
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  if (getsockname(h->cfd(), reinterpret_cast<struct sockaddr*>(&ss), &len) == 0) {
-    char ip[INET6_ADDRSTRLEN] = {0};
-    int port = 0;
-    if (ss.ss_family == AF_INET) {
-      inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, ip, sizeof ip);
-      port = ntohs(reinterpret_cast<struct sockaddr_in*>(&ss)->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-      inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, ip, sizeof ip);
-      port = ntohs(reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_port);
-    }
-    snprintf(local, sizeof local, "%s:%d", ip, port);
-  }
+  if (LocalAddress(h)) snprintf(local, sizeof local, "%s:%d", h->local, int(h->local_port));
   std::string text = reason + "\n" + local;
   e->front_events.push_back(
       FrontEvent{kTlsFailed, h->id, int32_t(h->listener), std::string(h->peer), std::vector<char>(text.begin(), text.end())});
@@ -904,16 +909,7 @@ bool FrontAbort(Engine* e, uint32_t id) {
 void FrontLocalAddress(Engine* e, uint32_t id, char* out, size_t size) {
   out[0] = 0;
   Handshake* h = Find(e, id);
-  if (h == nullptr || h->cfd() < 0) return;
-  if (h->local[0] == 0) {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getsockname(h->cfd(), reinterpret_cast<struct sockaddr*>(&ss), &len) != 0) return;
-    if (ss.ss_family == AF_INET)
-      inet_ntop(AF_INET, &reinterpret_cast<struct sockaddr_in*>(&ss)->sin_addr, h->local, sizeof h->local);
-    else if (ss.ss_family == AF_INET6)
-      inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr, h->local, sizeof h->local);
-  }
+  if (h == nullptr || h->cfd() < 0 || !LocalAddress(h)) return;
   snprintf(out, size, "%s", h->local);
 }
 

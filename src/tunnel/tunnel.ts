@@ -162,8 +162,8 @@ export class Tunnel {
   private quietTicks = 0;
   private timer: NodeJS.Timeout | undefined;
   /**
-   * The tunnel's yes/no state, one bit each (the F_ constants), behind accessors of the same
-   * names: one field rather than thirteen, in every one of 10,000 idle tunnels.
+   * The tunnel's yes/no state, one bit each (USED_NATIVE, ACTIVE, … above), behind accessors
+   * of the same names: one field rather than thirteen, in every one of 10,000 idle tunnels.
    */
   private bits = 0;
   /** JS mode, a WebSocket tunnel: the trackers of each direction, and a close frame held for its next boundary. */
