@@ -669,6 +669,7 @@ napi_value Contract(napi_env env) {
   SetNumber(env, events, "headEvicted", kHeadEvicted);
   SetNumber(env, events, "hello", kHello);
   SetNumber(env, events, "tlsFailed", kTlsFailed);
+  SetNumber(env, events, "tlsStageTimeout", kTlsStageTimeout);
   // Close reasons by number: reasons[kClientReset] === 'client-reset'.
   napi_create_array_with_length(env, kReasonCount, &reasons);
   for (uint32_t i = 0; i < uint32_t(kReasonCount); i++) {

@@ -365,15 +365,16 @@ bool LocalAddress(Handshake* h) {
   return h->local[0] != 0;
 }
 
-// A TLS handshake failed or timed out: one event (JavaScript logs it as Node's tlsClientError
-// would: `reason` is ERR_SSL_…, a tab and OpenSSL's message, or ECONNRESET), then the connection
-// is closed.
-void TlsFailed(Engine* e, Handshake* h, const std::string& reason) {
+// A TLS handshake failed or timed out: one event (kTlsFailed: JavaScript logs it as Node's
+// tlsClientError would: `reason` is ERR_SSL_…, a tab and OpenSSL's message, or ECONNRESET;
+// kTlsStageTimeout: RequestReadTimeout's handshake stage, its own line), then the connection is
+// closed. The event's bytes are `reason`, a newline and the local address.
+void TlsFailed(Engine* e, Handshake* h, const std::string& reason, int32_t type = kTlsFailed) {
   char local[INET6_ADDRSTRLEN + 8] = {0};
   if (LocalAddress(h)) snprintf(local, sizeof local, "%s:%d", h->local, int(h->local_port));
   std::string text = reason + "\n" + local;
   e->front_events.push_back(
-      FrontEvent{kTlsFailed, h->id, int32_t(h->listener), std::string(h->peer), std::vector<char>(text.begin(), text.end())});
+      FrontEvent{type, h->id, int32_t(h->listener), std::string(h->peer), std::vector<char>(text.begin(), text.end())});
   Drop(e, h);
 }
 
@@ -621,7 +622,10 @@ void FrontTick(Engine* e, int64_t now) {
   for (Handshake* h : late) {
     if (h->stage != Stage::kReadingHead) {
       // The handshake stage's cut has a log line of its own (as on Node's path); Timeout's is Node's handshakeTimeout.
-      TlsFailed(e, h, HandshakeStageDeadline(h) <= now ? "handshake-stage" : "ERR_TLS_HANDSHAKE_TIMEOUT");
+      if (HandshakeStageDeadline(h) <= now)
+        TlsFailed(e, h, std::string(), kTlsStageTimeout);
+      else
+        TlsFailed(e, h, "ERR_TLS_HANDSHAKE_TIMEOUT");
       continue;
     }
     UnlinkReading(e, h);

@@ -36,6 +36,7 @@ enum FrontEventType : int32_t {
   kHeadEvicted = 8,
   kHello = 9,
   kTlsFailed = 10,
+  kTlsStageTimeout = 11,  // RequestReadTimeout's handshake stage cut the TLS handshake
 };
 
 // A head may be this long (src/http/head.ts MAX_HEAD_BYTES); past it JS answers 431 or 502.

@@ -349,14 +349,15 @@ export class NativeFront implements NativeUpgradeHost {
     port.tlsServer.emit('connection', socketFor(fds[0]));
   }
 
-  /** @internal The engine's TLS handshake failed or timed out: the line Node's TLS server would log. */
+  /** @internal RequestReadTimeout's handshake stage cut the engine's TLS handshake: the line of Node's path (listeners/tls.ts). */
+  tlsStageTimedOut(clientIp: string, text: string): void {
+    const local = text.slice(text.indexOf('\n') + 1);
+    this.host.log.info('TLS handshake with client timed out', { client: plainAddress(clientIp), local });
+  }
+
+  /** @internal The engine's TLS handshake failed or timed out (Timeout): the line Node's TLS server would log. */
   tlsFailed(clientIp: string, text: string): void {
     const [reason = '', local = ''] = text.split('\n');
-    if (reason === 'handshake-stage') {
-      // RequestReadTimeout's handshake stage: the line of Node's path (listeners/tls.ts).
-      this.host.log.info('TLS handshake with client timed out', { client: plainAddress(clientIp), local });
-      return;
-    }
     const [code, message] = reason.split('\t');
     this.host.log.info('TLS handshake with client failed', {
       client: plainAddress(clientIp),
@@ -398,6 +399,9 @@ function dispatchOne(type: FrontEvent, id: number, a: number, text: string | und
     }
     case FrontEvent.TlsFailed:
       listeners.get(a)?.front.tlsFailed(text ?? '', bytes?.toString('latin1') ?? '');
+      return;
+    case FrontEvent.TlsStageTimeout:
+      listeners.get(a)?.front.tlsStageTimedOut(text ?? '', bytes?.toString('latin1') ?? '');
       return;
     case FrontEvent.HeadTimeout: {
       const l = listeners.get(a);

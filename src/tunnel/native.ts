@@ -169,6 +169,7 @@ export const enum FrontEvent {
   HeadEvicted = 8,
   Hello = 9,
   TlsFailed = 10,
+  TlsStageTimeout = 11,
 }
 
 /** Hears the front's events: (type, handshake id, a number, the client address, bytes). */
@@ -218,6 +219,7 @@ const EXPECTED_EVENTS: Readonly<Record<string, number>> = {
   headEvicted: FrontEvent.HeadEvicted,
   hello: FrontEvent.Hello,
   tlsFailed: FrontEvent.TlsFailed,
+  tlsStageTimeout: FrontEvent.TlsStageTimeout,
 };
 
 /**
